@@ -1,0 +1,93 @@
+import { readFileSync } from 'node:fs';
+import { CommonErrors } from '../errors.js';
+import type { Area, AreaValues, KeyDef, Problem } from './define.js';
+
+export interface ConfigSources {
+  /** Usually process.env; only entry points pass it. */
+  env: Record<string, string | undefined>;
+  /** Path of a KEY=VALUE file (systemd EnvironmentFile syntax). */
+  file?: string;
+  /** Highest precedence, used by tests and the dev cluster. */
+  overrides?: Record<string, string | number | boolean | undefined>;
+}
+
+export type LoadedConfig<A extends readonly Area<any, any>[]> = {
+  readonly [I in A[number] as I['name']]: AreaValues<I['keys']>;
+};
+
+/** Parses systemd EnvironmentFile syntax: KEY=VALUE lines, # comments, optional quotes. */
+export function parseEnvFile(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const rawLine of text.split(/\r?\n/)) {
+    const line = rawLine.trim();
+    if (!line || line.startsWith('#') || line.startsWith(';')) continue;
+    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
+    if (!m) continue;
+    let value = m[2];
+    if ((value.startsWith('"') && value.endsWith('"')) || (value.startsWith("'") && value.endsWith("'"))) {
+      value = value.slice(1, -1);
+      if (m[2].startsWith('"')) value = value.replace(/\\(["\\$`])/g, '$1');
+    }
+    out[m[1]] = value;
+  }
+  return out;
+}
+
+/**
+ * Loads and validates the given areas: defaults < file < environment < overrides.
+ * `KEY_FILE` reads a secret from a file. Throws COMMON_ERR_CONFIG_INVALID listing every
+ * problem; returns a deeply frozen object.
+ */
+export function loadConfig<const A extends readonly Area<any, any>[]>(areas: A, sources: ConfigSources): LoadedConfig<A> {
+  const problems: Problem[] = [];
+  let fileValues: Record<string, string> = {};
+  if (sources.file) {
+    try {
+      fileValues = parseEnvFile(readFileSync(sources.file, 'utf8'));
+    } catch (err) {
+      problems.push({ key: '--config', message: `cannot read ${sources.file}: ${(err as Error).message}` });
+    }
+  }
+  const merged: Record<string, string | undefined> = { ...fileValues };
+  for (const [k, v] of Object.entries(sources.env)) if (v !== undefined) merged[k] = v;
+  for (const [k, v] of Object.entries(sources.overrides ?? {})) if (v !== undefined) merged[k] = String(v);
+
+  const lookup = (def: KeyDef<unknown>): { name: string; raw: string } | undefined => {
+    for (const name of [def.env, ...(def.aliases ?? [])]) {
+      const fileRef = merged[`${name}_FILE`];
+      if (merged[name] !== undefined) return { name, raw: merged[name]! };
+      if (fileRef) {
+        try {
+          return { name, raw: readFileSync(fileRef, 'utf8').replace(/\r?\n$/, '') };
+        } catch (err) {
+          problems.push({ key: `${name}_FILE`, message: `cannot read ${fileRef}: ${(err as Error).message}` });
+          return undefined;
+        }
+      }
+    }
+    return undefined;
+  };
+
+  const result: Record<string, Record<string, unknown>> = {};
+  for (const area of areas) {
+    const values: Record<string, unknown> = {};
+    for (const [field, def] of Object.entries(area.keys as Record<string, KeyDef<unknown>>)) {
+      const found = lookup(def);
+      if (found === undefined || (found.raw === '' && def.required)) {
+        if (def.required) problems.push({ key: def.env, message: 'is required' });
+        values[field] = def.default;
+        continue;
+      }
+      const parsed = def.parse(found.raw);
+      if (parsed.ok) values[field] = parsed.value;
+      else problems.push({ key: found.name, message: parsed.message });
+    }
+    area.check?.(values as AreaValues<any>, (key, message) => problems.push({ key, message }));
+    result[area.name] = Object.freeze(values);
+  }
+  if (problems.length > 0) {
+    const lines = problems.map((p) => `  - ${p.key}: ${p.message}`).join('\n');
+    throw CommonErrors.COMMON_ERR_CONFIG_INVALID(`Configuration is invalid:\n${lines}`, { problems });
+  }
+  return Object.freeze(result) as LoadedConfig<A>;
+}

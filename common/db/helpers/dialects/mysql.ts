@@ -1,0 +1,36 @@
+import type { Knex } from 'knex';
+import { DialectHelpers } from '../types.js';
+
+export class MysqlHelpers extends DialectHelpers {
+  override readonly name = 'mysql' as const;
+  override readonly maxIdentifierLength = 64;
+
+  // MySQL TIMESTAMP ends in 2038 and MariaDB < 10.10 adds ON UPDATE CURRENT_TIMESTAMP to the
+  // first TIMESTAMP column; DATETIME(3) holds UTC because every connection uses time zone 'Z'.
+  override timestamp(t: Knex.CreateTableBuilder, column: string): Knex.ColumnBuilder {
+    return t.datetime(column, { precision: 3 });
+  }
+
+  // BLOB holds 64 KiB; patch chunks are larger.
+  override blob(t: Knex.CreateTableBuilder, column: string): Knex.ColumnBuilder {
+    return t.specificType(column, 'longblob');
+  }
+
+  // No RETURNING in MySQL/MariaDB; the driver hands back the auto-increment id.
+  override async insertReturningId(db: Knex | Knex.Transaction, table: string, row: Record<string, unknown>): Promise<number> {
+    const [id] = await db(table).insert(row);
+    return Number(id);
+  }
+
+  override now(): Knex.Raw {
+    return this.knex.raw('UTC_TIMESTAMP(3)');
+  }
+
+  override nowPlusMs(ms: number): Knex.Raw {
+    return this.knex.raw('TIMESTAMPADD(MICROSECOND, ?, UTC_TIMESTAMP(3))', [Math.round(ms) * 1000]);
+  }
+
+  override selectNowSql(): string {
+    return 'SELECT UTC_TIMESTAMP(3) AS now';
+  }
+}

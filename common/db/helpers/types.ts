@@ -1,0 +1,89 @@
+import type { Knex } from 'knex';
+import type { DbClientName } from '../../config/areas/database.js';
+
+/**
+ * Everything that differs between the four vendors, in one place. The base class is the
+ * portable behaviour; each dialect overrides only what its vendor forces, with the reason.
+ */
+export class DialectHelpers {
+  readonly name: DbClientName = 'postgres';
+  /** Longest table, column, index or constraint name the vendor accepts. */
+  readonly maxIdentifierLength: number = 63;
+
+  constructor(protected readonly knex: Knex) {}
+
+  // ---- schema ----
+
+  /** Timestamps are stored in UTC with millisecond precision. */
+  timestamp(t: Knex.CreateTableBuilder, column: string): Knex.ColumnBuilder {
+    return t.timestamp(column, { useTz: true, precision: 3 });
+  }
+
+  /** JSON documents are stored as text and parsed by the application: portable and indexable nowhere. */
+  json(t: Knex.CreateTableBuilder, column: string): Knex.ColumnBuilder {
+    return t.text(column, 'longtext');
+  }
+
+  longText(t: Knex.CreateTableBuilder, column: string): Knex.ColumnBuilder {
+    return t.text(column, 'longtext');
+  }
+
+  /** Binary large object (patch chunks). */
+  blob(t: Knex.CreateTableBuilder, column: string): Knex.ColumnBuilder {
+    return t.binary(column);
+  }
+
+  // ---- expressions ----
+
+  /** The database's current time: the cluster's single clock. */
+  now(): Knex.Raw {
+    return this.knex.raw('CURRENT_TIMESTAMP');
+  }
+
+  /** Database time plus `ms` milliseconds (ms may be negative). */
+  nowPlusMs(ms: number): Knex.Raw {
+    return this.knex.raw(`CURRENT_TIMESTAMP + (? * INTERVAL '1 millisecond')`, [Math.round(ms)]);
+  }
+
+  /** A SELECT returning the database time as column `now`. */
+  selectNowSql(): string {
+    return 'SELECT CURRENT_TIMESTAMP AS now';
+  }
+
+  // ---- values ----
+
+  toBool(value: unknown): boolean {
+    return value === true || value === 1 || value === '1' || value === 't' || value === 'true';
+  }
+
+  toDate(value: unknown): Date | null {
+    if (value === null || value === undefined) return null;
+    return value instanceof Date ? value : new Date(value as string);
+  }
+
+  /** JSON columns: parse what we stored as text. */
+  fromJson<T = unknown>(value: unknown): T | null {
+    if (value === null || value === undefined) return null;
+    if (typeof value === 'string') return JSON.parse(value) as T;
+    if (Buffer.isBuffer(value)) return JSON.parse(value.toString('utf8')) as T;
+    return value as T;
+  }
+
+  toBuffer(value: unknown): Buffer {
+    if (Buffer.isBuffer(value)) return value;
+    if (value instanceof Uint8Array) return Buffer.from(value);
+    throw new TypeError('expected binary column value');
+  }
+
+  /** Inserts one row and returns its generated `id`. */
+  async insertReturningId(db: Knex | Knex.Transaction, table: string, row: Record<string, unknown>): Promise<number> {
+    return this.insertedId(await db(table).insert(row, ['id']));
+  }
+
+  /** Id of the row just inserted by `insert(...).returning('id')`. */
+  insertedId(rows: unknown[]): number {
+    const first = rows[0] as unknown;
+    if (typeof first === 'number' || typeof first === 'string') return Number(first);
+    return Number((first as { id: unknown }).id);
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * The wire contract between boosters, agents and app servers: header names and paths.
+ * Every part imports these; none spells them itself.
+ */
+export const HEADER = {
+  /** Fencing epoch of the booster that proxied or dispatched (decimal). */
+  epoch: 'x-booster-epoch',
+  /** Address of the active booster, on a standby's 503. */
+  active: 'x-booster-active',
+  /** The server a request was proxied to (response header, for debugging and tests). */
+  upstream: 'x-booster-upstream',
+  requestId: 'x-request-id',
+  idempotencyKey: 'idempotency-key',
+  /** HMAC of a cluster-internal request; see cluster-auth.ts. */
+  clusterSignature: 'x-omflow-signature',
+  clusterTimestamp: 'x-omflow-timestamp',
+  /** The node id of the sender of a cluster-internal request. */
+  clusterNode: 'x-omflow-node',
+} as const;
+
+/** Paths on the booster (port 5169). Everything under /_booster/ is control plane. */
+export const BOOSTER_PATH = {
+  prefix: '/_booster/',
+  active: '/_booster/active',
+  status: '/_booster/status',
+  metrics: '/_booster/metrics',
+  events: '/_booster/events',
+  /** POST Heartbeat (server → boosters, every second, active first). */
+  heartbeat: '/_booster/heartbeat',
+  /** POST AgentReport (agent → boosters, on every transition and every few seconds). */
+  agentReport: '/_booster/agent-report',
+  /** POST {reason?} — put a server into draining / take it out. */
+  drain: (serverId: string) => `/_booster/servers/${encodeURIComponent(serverId)}/drain`,
+  undrain: (serverId: string) => `/_booster/servers/${encodeURIComponent(serverId)}/undrain`,
+  /** POST PatchNotice — the booster fans it out to every agent it knows. */
+  patchNotice: '/_booster/patch-notice',
+  /** POST LicenseChanged — re-read the license from the database now. */
+  licenseChanged: '/_booster/license-changed',
+} as const;
+
+/** Paths on the app server that only cluster members may call (signed). */
+export const SERVER_PATH = {
+  healthz: '/healthz',
+  readyz: '/readyz',
+  /** POST StepDispatch (booster → server). */
+  dispatchStep: '/_internal/steps/dispatch',
+  /** Every path under this prefix is refused by the booster's data plane. */
+  internalPrefix: '/_internal/',
+} as const;
+
+/** Paths on the agent control API. */
+export const AGENT_PATH = {
+  status: '/_agent/status',
+  drain: '/_agent/drain',
+  undrain: '/_agent/undrain',
+  restart: '/_agent/restart',
+  /** POST PatchNotice. */
+  patchNotice: '/_agent/patch-notice',
+} as const;
+
+export const DEFAULT_PORT = {
+  booster: 5169,
+  agent: 5169,
+  server: 8000,
+} as const;

