@@ -6,14 +6,14 @@ export async function up(knex: Knex): Promise<void> {
   // One row per prefix, incremented inside the ticket's transaction: numbers are unique
   // across servers, and a number is never given to two committed tickets.
   await knex.schema.createTable('ticket_sequences', (t) => {
-    t.string('prefix', 16).primary({ constraintName: 'ticket_sequences_pk' });
+    t.string('prefix', 16).primary('ticket_sequences_pk');
     t.bigInteger('next_value').notNullable().defaultTo(1);
   });
   await knex.schema.createTable('tickets', (t) => {
-    t.bigIncrements('id').primary({ constraintName: 'tickets_pk' });
+    t.bigIncrements('id').primary('tickets_pk');
     t.string('ticket_no', 32).notNullable().unique({ indexName: 'tickets_no_uq' });
-    t.bigInteger('form_id').notNullable().references('id').inTable('forms').withKeyName('tickets_form_fk');
-    t.bigInteger('flow_version_id').nullable().references('id').inTable('flow_versions').withKeyName('tickets_flow_version_fk');
+    h.foreignId(t, 'form_id').notNullable().references('id').inTable('forms').withKeyName('tickets_form_fk');
+    h.foreignId(t, 'flow_version_id').nullable().references('id').inTable('flow_versions').withKeyName('tickets_flow_version_fk');
     t.string('title', 255).notNullable();
     t.string('state', 16).notNullable();
     t.string('current_step', 64).nullable();
@@ -32,8 +32,8 @@ export async function up(knex: Knex): Promise<void> {
     t.index(['created_by'], 'tickets_created_by_ix');
   });
   await knex.schema.createTable('ticket_history', (t) => {
-    t.bigIncrements('id').primary({ constraintName: 'ticket_history_pk' });
-    t.bigInteger('ticket_id').notNullable().references('id').inTable('tickets').onDelete('CASCADE').withKeyName('ticket_history_ticket_fk');
+    t.bigIncrements('id').primary('ticket_history_pk');
+    h.foreignId(t, 'ticket_id').notNullable().references('id').inTable('tickets').onDelete('CASCADE').withKeyName('ticket_history_ticket_fk');
     t.string('step', 64).nullable();
     t.string('action', 32).notNullable();
     t.bigInteger('actor_user_id').nullable();
@@ -44,8 +44,8 @@ export async function up(knex: Knex): Promise<void> {
     t.index(['ticket_id', 'id'], 'ticket_history_ticket_ix');
   });
   await knex.schema.createTable('ticket_comments', (t) => {
-    t.bigIncrements('id').primary({ constraintName: 'ticket_comments_pk' });
-    t.bigInteger('ticket_id').notNullable().references('id').inTable('tickets').onDelete('CASCADE').withKeyName('ticket_comments_ticket_fk');
+    t.bigIncrements('id').primary('ticket_comments_pk');
+    h.foreignId(t, 'ticket_id').notNullable().references('id').inTable('tickets').onDelete('CASCADE').withKeyName('ticket_comments_ticket_fk');
     t.bigInteger('user_id').nullable();
     h.longText(t, 'body').notNullable();
     h.timestamp(t, 'created_at').notNullable();
@@ -53,7 +53,7 @@ export async function up(knex: Knex): Promise<void> {
   });
   // Written in the same transaction as the keyed write; a replay returns the stored response.
   await knex.schema.createTable('idempotency_keys', (t) => {
-    t.bigIncrements('id').primary({ constraintName: 'idempotency_keys_pk' });
+    t.bigIncrements('id').primary('idempotency_keys_pk');
     t.string('principal', 128).notNullable();
     t.string('idem_key', 255).notNullable();
     t.string('method', 8).notNullable();

@@ -9,8 +9,8 @@ import { getHelpers } from '../common/db/helpers/index.js';
 export async function up(knex: Knex): Promise<void> {
   const h = getHelpers(knex);
   await knex.schema.createTable('steps', (t) => {
-    t.bigIncrements('id').primary({ constraintName: 'steps_pk' });
-    t.bigInteger('ticket_id').notNullable().references('id').inTable('tickets').onDelete('CASCADE').withKeyName('steps_ticket_fk');
+    t.bigIncrements('id').primary('steps_pk');
+    h.foreignId(t, 'ticket_id').notNullable().references('id').inTable('tickets').onDelete('CASCADE').withKeyName('steps_ticket_fk');
     t.string('step_key', 64).notNullable();
     t.string('step_type', 16).notNullable();
     t.string('state', 16).notNullable();

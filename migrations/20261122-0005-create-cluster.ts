@@ -4,7 +4,7 @@ import { getHelpers } from '../common/db/helpers/index.js';
 export async function up(knex: Knex): Promise<void> {
   const h = getHelpers(knex);
   await knex.schema.createTable('servers', (t) => {
-    t.string('id', 64).primary({ constraintName: 'servers_pk' });
+    t.string('id', 64).primary('servers_pk');
     t.string('url', 255).notNullable();
     t.string('agent_url', 255).nullable();
     t.string('version', 64).nullable();
@@ -20,7 +20,7 @@ export async function up(knex: Knex): Promise<void> {
   });
   // A single row, name = 'leader'. The epoch only ever grows.
   await knex.schema.createTable('booster_lease', (t) => {
-    t.string('name', 32).primary({ constraintName: 'booster_lease_pk' });
+    t.string('name', 32).primary('booster_lease_pk');
     t.string('holder', 64).nullable();
     t.string('holder_url', 255).nullable();
     t.bigInteger('epoch').notNullable().defaultTo(0);
@@ -30,7 +30,7 @@ export async function up(knex: Knex): Promise<void> {
   });
   await knex('booster_lease').insert({ name: 'leader', holder: null, holder_url: null, epoch: 0, expires_at: new Date(0) });
   await knex.schema.createTable('booster_nodes', (t) => {
-    t.string('id', 64).primary({ constraintName: 'booster_nodes_pk' });
+    t.string('id', 64).primary('booster_nodes_pk');
     t.string('url', 255).notNullable();
     t.string('role', 16).notNullable();
     t.bigInteger('epoch').notNullable().defaultTo(0);
@@ -40,7 +40,7 @@ export async function up(knex: Knex): Promise<void> {
     h.timestamp(t, 'last_seen_at').notNullable();
   });
   await knex.schema.createTable('booster_events', (t) => {
-    t.bigIncrements('id').primary({ constraintName: 'booster_events_pk' });
+    t.bigIncrements('id').primary('booster_events_pk');
     t.string('booster_id', 64).notNullable();
     t.bigInteger('epoch').notNullable().defaultTo(0);
     t.string('kind', 32).notNullable();
@@ -51,7 +51,7 @@ export async function up(knex: Knex): Promise<void> {
   });
   // Named leases with a fencing token (the rollout lock, maintenance jobs).
   await knex.schema.createTable('cluster_locks', (t) => {
-    t.string('name', 64).primary({ constraintName: 'cluster_locks_pk' });
+    t.string('name', 64).primary('cluster_locks_pk');
     t.string('holder', 64).nullable();
     t.bigInteger('token').notNullable().defaultTo(0);
     h.timestamp(t, 'acquired_at').nullable();

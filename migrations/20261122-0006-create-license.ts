@@ -5,7 +5,7 @@ export async function up(knex: Knex): Promise<void> {
   const h = getHelpers(knex);
   // A single row, id = 'cluster'; every time in it is the database's clock.
   await knex.schema.createTable('license_state', (t) => {
-    t.string('id', 16).primary({ constraintName: 'license_state_pk' });
+    t.string('id', 16).primary('license_state_pk');
     t.string('cluster_id', 64).notNullable();
     h.timestamp(t, 'trial_started_at').notNullable();
     // Highest time ever seen: a clock moved backwards never extends the trial.
@@ -18,7 +18,7 @@ export async function up(knex: Knex): Promise<void> {
     h.timestamp(t, 'updated_at').notNullable();
   });
   await knex.schema.createTable('license_audit', (t) => {
-    t.bigIncrements('id').primary({ constraintName: 'license_audit_pk' });
+    t.bigIncrements('id').primary('license_audit_pk');
     t.string('actor', 128).nullable();
     t.string('result_code', 64).notNullable();
     t.string('license_id', 64).nullable();

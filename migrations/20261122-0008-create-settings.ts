@@ -4,13 +4,13 @@ import { getHelpers } from '../common/db/helpers/index.js';
 export async function up(knex: Knex): Promise<void> {
   const h = getHelpers(knex);
   await knex.schema.createTable('settings', (t) => {
-    t.string('setting_key', 128).primary({ constraintName: 'settings_pk' });
+    t.string('setting_key', 128).primary('settings_pk');
     h.longText(t, 'setting_value').notNullable();
     t.string('updated_by', 128).nullable();
     h.timestamp(t, 'updated_at').notNullable();
   });
   await knex.schema.createTable('audit_log', (t) => {
-    t.bigIncrements('id').primary({ constraintName: 'audit_log_pk' });
+    t.bigIncrements('id').primary('audit_log_pk');
     t.string('actor', 128).nullable();
     t.string('action', 64).notNullable();
     t.string('target', 255).nullable();

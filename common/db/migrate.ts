@@ -51,7 +51,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function isConcurrentMigration(err: unknown): boolean {
   const e = err as { name?: string; message?: string; cause?: { message?: string } };
   const text = `${e?.name} ${e?.message} ${e?.cause?.message ?? ''}`;
-  return /MigrationLocked|already locked|already exists|Duplicate entry|duplicate key|There is already an object|ORA-00955|COMMON_ERR_DB_UNIQUE/i.test(text);
+  if (/MigrationLocked|already locked/i.test(text)) return true;
+  // Only the bookkeeping tables may race at creation; any other "exists" is a real failure.
+  return /knex_migrations/i.test(text) && /already exists|Duplicate entry|duplicate key|There is already an object|ORA-00955|COMMON_ERR_DB_UNIQUE/i.test(text);
 }
 
 /**

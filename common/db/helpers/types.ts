@@ -19,6 +19,14 @@ export class DialectHelpers {
     return t.timestamp(column, { useTz: true, precision: 3 });
   }
 
+  /**
+   * A column referencing a bigIncrements id. MySQL makes those BIGINT UNSIGNED and refuses a
+   * foreign key from a signed column (errno 150); the other vendors ignore `unsigned`.
+   */
+  foreignId(t: Knex.CreateTableBuilder, column: string): Knex.ColumnBuilder {
+    return t.bigInteger(column).unsigned();
+  }
+
   /** JSON documents are stored as text and parsed by the application: portable and indexable nowhere. */
   json(t: Knex.CreateTableBuilder, column: string): Knex.ColumnBuilder {
     return t.text(column, 'longtext');
