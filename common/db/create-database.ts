@@ -6,6 +6,7 @@ import type { databaseArea } from '../config/areas/database.js';
 import { DEFAULT_PORTS, parseDatabaseUrl, type DatabaseTarget } from './url.js';
 import { translateDbError, isRetryable } from './errors/translate.js';
 import { getHelpers } from './helpers/index.js';
+import type { Logger } from '../log.js';
 
 export type DatabaseConfig = AreaValues<(typeof databaseArea)['keys']>;
 
@@ -85,9 +86,20 @@ export interface Database {
 }
 
 /** Creates the pooled knex instance for a process, with driver errors translated once. */
-export function createDatabase(cfg: DatabaseConfig): Database {
+export function createDatabase(cfg: DatabaseConfig, opts: { log?: Logger } = {}): Database {
   const target = resolveTarget(cfg);
-  const config = knexConfigFor(target, cfg);
+  // knex's own messages (e.g. "Acquire connection error") go to our logger; the error itself
+  // reaches the caller translated, so it is only worth a debug line here.
+  const log = opts.log;
+  const config: Knex.Config = {
+    ...knexConfigFor(target, cfg),
+    log: {
+      warn: (message: unknown) => log?.debug({ knex: String(message) }, 'knex warning'),
+      error: (message: unknown) => log?.warn({ knex: String(message) }, 'knex error'),
+      deprecate: (message: unknown) => log?.debug({ knex: String(message) }, 'knex deprecation'),
+      debug: () => {},
+    },
+  };
   const knex = knexFactory(config);
   wrapErrors(knex, target.client);
   return wrapDatabase(knex, target.client);
