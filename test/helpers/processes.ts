@@ -1,0 +1,122 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+export const OMFLOW_BIN = fileURLToPath(new URL('../../common/bin/omflow.mjs', import.meta.url));
+export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Polls `probe` until it returns a truthy value; bounded in time. */
+export async function waitFor<T>(probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {}): Promise<T> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 20_000);
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v) return v as T;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${opts.what ?? 'condition'}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 100));
+  }
+}
+
+export interface RunningProcess {
+  name: string;
+  child: ChildProcess;
+  pid: number;
+  output(): string;
+  /** SIGTERM to the process group, SIGKILL after `graceMs`; resolves when it exited. */
+  stop(graceMs?: number): Promise<void>;
+  /** kill -9 of the process alone (not its group), as a crash would. */
+  kill9(): Promise<void>;
+  exited: Promise<number | null>;
+}
+
+const running = new Set<RunningProcess>();
+
+/** Starts `omflow <args>` as a child in its own process group. */
+export function startOmflow(name: string, args: string[], env: Record<string, string | undefined>): RunningProcess {
+  const child = spawn(process.execPath, [OMFLOW_BIN, ...args], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, OMFLOW_LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let out = '';
+  const keep = (d: Buffer) => {
+    out += d.toString();
+    if (out.length > 200_000) out = out.slice(-100_000);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const alive = () => child.exitCode === null && child.signalCode === null;
+  const proc: RunningProcess = {
+    name,
+    child,
+    pid: child.pid!,
+    output: () => out,
+    exited,
+    async stop(graceMs = 10_000) {
+      if (alive()) {
+        try {
+          process.kill(-child.pid!, 'SIGTERM');
+        } catch {
+          /* already gone */
+        }
+        const timer = setTimeout(() => {
+          try {
+            process.kill(-child.pid!, 'SIGKILL');
+          } catch {
+            /* already gone */
+          }
+        }, graceMs);
+        await exited;
+        clearTimeout(timer);
+      }
+      // Whatever the process left in its group goes too.
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        /* group empty */
+      }
+      running.delete(proc);
+    },
+    async kill9() {
+      try {
+        process.kill(child.pid!, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+      await exited;
+    },
+  };
+  running.add(proc);
+  return proc;
+}
+
+/** For afterAll: stops every process still running from this file. */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...running].map((p) => p.stop(5_000)));
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
