@@ -1,0 +1,73 @@
+import { request } from 'undici';
+import { signClusterRequest } from '../../common/protocol/cluster-auth.js';
+import { BOOSTER_PATH } from '../../common/protocol/headers.js';
+
+/** What the dev CLI (and the install tests) need to know about a booster pair. */
+export interface PairView {
+  /** Booster base URL → 'active' | 'standby' | 'down'. */
+  roles: Record<string, 'active' | 'standby' | 'down'>;
+  /** Ids of servers the active booster reports as up. */
+  serversUp: string[];
+}
+
+async function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string } | undefined> {
+  try {
+    const res = await request(url, { method: 'GET', headers, headersTimeout: 2000, bodyTimeout: 2000 });
+    return { status: res.statusCode, body: await res.body.text() };
+  } catch {
+    return undefined;
+  }
+}
+
+const UP_WORDS = new Set(['up', 'healthy', 'ready', 'active', 'serving', 'ok']);
+
+/**
+ * Servers listed in a /_booster/status document that are up. Tolerant about the exact shape
+ * (an array `servers` of objects with `id`/`serverId`/`nodeId` and a `state`/`status`/`health`
+ * word or a `healthy`/`up` boolean) because it only has to recognise "up".
+ */
+export function serversUpIn(doc: unknown): string[] {
+  const root = doc as Record<string, unknown> | undefined;
+  const list = root?.servers ?? (root?.cluster as Record<string, unknown> | undefined)?.servers;
+  const entries: Array<[string, unknown]> = Array.isArray(list)
+    ? list.map((s, i) => [String((s as Record<string, unknown>)?.id ?? (s as Record<string, unknown>)?.serverId ?? (s as Record<string, unknown>)?.nodeId ?? i), s])
+    : list && typeof list === 'object'
+      ? Object.entries(list as Record<string, unknown>)
+      : [];
+  const up: string[] = [];
+  for (const [id, s] of entries) {
+    const o = (s ?? {}) as Record<string, unknown>;
+    if (o.healthy === true || o.up === true) {
+      up.push(id);
+      continue;
+    }
+    const word = [o.state, o.status, o.health].find((w) => typeof w === 'string') as string | undefined;
+    if (word && UP_WORDS.has(word.toLowerCase()) && o.draining !== true) up.push(id);
+  }
+  return up;
+}
+
+export async function probePair(boosterUrls: string[], secret: string, nodeId = 'omflow-dev'): Promise<PairView> {
+  const roles: PairView['roles'] = {};
+  let activeUrl: string | undefined;
+  for (const base of boosterUrls) {
+    const res = await get(base + BOOSTER_PATH.active);
+    if (!res) roles[base] = 'down';
+    else if (res.status === 200) {
+      roles[base] = 'active';
+      activeUrl ??= base;
+    } else roles[base] = 'standby';
+  }
+  let serversUp: string[] = [];
+  if (activeUrl) {
+    const res = await get(activeUrl + BOOSTER_PATH.status, signClusterRequest(secret, nodeId, 'GET', BOOSTER_PATH.status));
+    if (res?.status === 200) {
+      try {
+        serversUp = serversUpIn(JSON.parse(res.body));
+      } catch {
+        serversUp = [];
+      }
+    }
+  }
+  return { roles, serversUp };
+}
