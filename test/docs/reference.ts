@@ -4,12 +4,16 @@ import { CommonErrors, type Catalogue } from '../../common/errors.js';
 import { AgentErrors } from '../../agent/errors.js';
 import { BoosterErrors } from '../../booster/errors.js';
 import { ServerErrors } from '../../server/errors.js';
+import { LicenseErrors } from '../../common/license/errors.js';
+import { LicenseGateErrors } from '../../booster/license/errors.js';
 
 export const CATALOGUES: Array<[string, Catalogue<string>]> = [
   ['Common (database, configuration, cluster protocol)', CommonErrors],
   ['Booster', BoosterErrors],
   ['Agent and patches', AgentErrors],
   ['App server', ServerErrors],
+  ['Common license files (common/license)', LicenseErrors],
+  ['Booster license gate (booster/license)', LicenseGateErrors],
 ];
 
 export function configurationMarkdown(): string {
