@@ -1,4 +1,4 @@
-import { defineArea, httpUrl, port, str } from '../define.js';
+import { bool, defineArea, httpUrl, int, optionalStr, port, str } from '../define.js';
 
 /** Keys of the app server (`omflow server`, started by the agent). Owned by server/. */
 export const serverArea = defineArea({
@@ -8,5 +8,18 @@ export const serverArea = defineArea({
     host: str('OMFLOW_SERVER_HOST', { doc: 'Address the app server listens on.', default: '127.0.0.1' }),
     port: port('OMFLOW_SERVER_PORT', { doc: 'Port of the app server (0: any free port).', default: 8000 }),
     publicUrl: httpUrl('OMFLOW_SERVER_URL', { doc: 'URL at which boosters reach this server. Defaults to http://<host>:<port>.' }),
+    version: optionalStr('OMFLOW_SERVER_VERSION', {
+      doc: 'Version string this server reports in heartbeats and /healthz (the agent sets it from the release it started).',
+      defaultDoc: 'the package.json version',
+    }),
+    agentUrl: httpUrl('OMFLOW_AGENT_URL', { doc: 'Control API of the agent supervising this server, reported in heartbeats. Empty: not under an agent.' }),
+    heartbeatMs: int('OMFLOW_SERVER_HEARTBEAT_MS', { doc: 'Interval of the load report (heartbeat) sent to the boosters.', default: 1000, min: 100, max: 60_000 }),
+    stepConcurrency: int('OMFLOW_SERVER_STEP_CONCURRENCY', { doc: 'Automatic flow steps this server runs at once (reported as stepCapacity).', default: 8, min: 1, max: 1000 }),
+    stepLeaseMs: int('OMFLOW_SERVER_STEP_LEASE_MS', { doc: 'Lease taken by the built-in step dispatcher (no booster configured); renewed while a step runs.', default: 30_000, min: 1000 }),
+    dispatchPollMs: int('OMFLOW_SERVER_DISPATCH_POLL_MS', { doc: 'How often the built-in step dispatcher looks for due steps (no booster configured).', default: 500, min: 20, max: 60_000 }),
+    stopTimeoutMs: int('OMFLOW_SERVER_STOP_TIMEOUT_MS', { doc: 'Graceful stop: the longest wait for in-flight requests and steps before leases are given back and the process exits.', default: 10_000, min: 0, max: 600_000 }),
+    bodyLimit: int('OMFLOW_SERVER_BODY_LIMIT', { doc: 'Largest accepted request body in bytes.', default: 1_048_576, min: 1024, max: 100 * 1_048_576 }),
+    readyTimeoutMs: int('OMFLOW_SERVER_READY_TIMEOUT_MS', { doc: 'Bound of the /readyz database round trip.', default: 2000, min: 100, max: 60_000 }),
+    cookieSecure: bool('OMFLOW_SERVER_COOKIE_SECURE', { doc: 'Mark the session cookie Secure (set when users reach the booster over HTTPS).', default: false }),
   },
 });

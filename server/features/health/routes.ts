@@ -1,0 +1,47 @@
+import type { FastifyInstance } from 'fastify';
+import type { Database } from '../../../common/db/create-database.js';
+import { migrationStatus } from '../../../common/db/migrate.js';
+import type { Runtime } from '../../runtime.js';
+
+/**
+ * /healthz: the process and its event loop answer (no I/O). /readyz: a database round trip
+ * and no pending migration, bounded by `timeoutMs`; 503 while draining.
+ */
+export async function healthRoutes(app: FastifyInstance, opts: { db: Database; runtime: Runtime; timeoutMs: number }): Promise<void> {
+  const { db, runtime, timeoutMs } = opts;
+  let migrationsCurrent = false;
+
+  app.get('/healthz', async () => ({
+    status: 'ok', nodeId: runtime.nodeId, version: runtime.version, draining: runtime.draining, eventLoopLagMs: runtime.eventLoopLagMs(),
+  }));
+
+  app.get('/readyz', async (_request, reply) => {
+    const started = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const check = async () => {
+      await db.knex.raw('select 1' + (db.vendor === 'oracle' ? ' from dual' : ''));
+      if (!migrationsCurrent) {
+        const s = await migrationStatus(db.knex);
+        if (s.pending.length) return { ok: false, reason: 'migrations pending', pending: s.pending };
+        migrationsCurrent = true;
+      }
+      return { ok: true as boolean, reason: undefined as string | undefined, pending: undefined as string[] | undefined };
+    };
+    const timeout = new Promise<{ ok: false; reason: string }>((resolve) => {
+      timer = setTimeout(() => resolve({ ok: false, reason: `no database answer within ${timeoutMs} ms` }), timeoutMs);
+    });
+    let result: { ok: boolean; reason?: string; pending?: string[] };
+    try {
+      result = await Promise.race([check(), timeout]);
+    } catch (err) {
+      result = { ok: false, reason: (err as { code?: string }).code ?? 'database error' };
+    } finally {
+      clearTimeout(timer);
+    }
+    if (result.ok && runtime.draining) result = { ok: false, reason: 'draining' };
+    return reply.code(result.ok ? 200 : 503).send({
+      status: result.ok ? 'ready' : 'not-ready', ...(result.ok ? {} : { code: 'SERVER_ERR_NOT_READY', reason: result.reason, pending: result.pending }),
+      nodeId: runtime.nodeId, draining: runtime.draining, tookMs: Date.now() - started,
+    });
+  });
+}

@@ -1,0 +1,140 @@
+import type { Knex } from 'knex';
+import { getHelpers } from '../../../common/db/helpers/index.js';
+import type { AuthUser, Locale, Role } from '../../types.js';
+
+export interface UserRow extends AuthUser {
+  email: string | null;
+  disabled: boolean;
+  passwordHash: string;
+}
+
+export interface GroupRow {
+  id: number;
+  name: string;
+  description: string | null;
+}
+
+function toUser(knex: Knex, r: Record<string, any>): UserRow {
+  const h = getHelpers(knex);
+  return {
+    id: Number(r.id),
+    username: r.username,
+    displayName: r.display_name,
+    email: r.email ?? null,
+    role: (r.role === 'admin' ? 'admin' : 'user') as Role,
+    locale: (r.locale === 'ja' ? 'ja' : 'en') as Locale,
+    disabled: h.toBool(r.disabled),
+    passwordHash: r.password_hash,
+  };
+}
+
+/** SQL of users, groups, sessions and API tokens. Times are the database's clock. */
+export function createUsersStore(knex: Knex) {
+  const h = getHelpers(knex);
+  return {
+    async byUsername(username: string): Promise<UserRow | null> {
+      const r = await knex('users').where({ username }).first();
+      return r ? toUser(knex, r) : null;
+    },
+    async byId(id: number, db: Knex | Knex.Transaction = knex): Promise<UserRow | null> {
+      const r = await db('users').where({ id }).first();
+      return r ? toUser(knex, r) : null;
+    },
+    async list(): Promise<UserRow[]> {
+      return (await knex('users').orderBy('username')).map((r) => toUser(knex, r));
+    },
+    async create(u: { username: string; displayName: string; email?: string | null; passwordHash: string; role: Role; locale: Locale }): Promise<number> {
+      return h.insertReturningId(knex, 'users', {
+        username: u.username, display_name: u.displayName, email: u.email ?? null, password_hash: u.passwordHash, role: u.role, locale: u.locale,
+        disabled: false, failed_logins: 0, created_at: h.now(), updated_at: h.now(),
+      });
+    },
+    async update(id: number, patch: Partial<{ displayName: string; email: string | null; passwordHash: string; role: Role; locale: Locale; disabled: boolean; unlock: boolean }>): Promise<boolean> {
+      const row: Record<string, unknown> = { updated_at: h.now() };
+      if (patch.displayName !== undefined) row.display_name = patch.displayName;
+      if (patch.email !== undefined) row.email = patch.email;
+      if (patch.passwordHash !== undefined) row.password_hash = patch.passwordHash;
+      if (patch.role !== undefined) row.role = patch.role;
+      if (patch.locale !== undefined) row.locale = patch.locale;
+      if (patch.disabled !== undefined) row.disabled = patch.disabled;
+      if (patch.unlock) Object.assign(row, { failed_logins: 0, locked_until: null });
+      return Number(await knex('users').where({ id }).update(row)) === 1;
+    },
+    async isLocked(id: number): Promise<boolean> {
+      return !!(await knex('users').where({ id }).andWhere('locked_until', '>', h.now()).first('id'));
+    },
+    /** Counts a failure; locks the account for `lockMs` when it reaches `maxFailures`. True when it locked now. */
+    async recordFailure(id: number, maxFailures: number, lockMs: number): Promise<boolean> {
+      await knex('users').where({ id }).update({ failed_logins: knex.raw('failed_logins + 1') });
+      const n = await knex('users').where({ id }).andWhere('failed_logins', '>=', Math.max(1, maxFailures)).update({ failed_logins: 0, locked_until: h.nowPlusMs(lockMs) });
+      return Number(n) === 1;
+    },
+    async recordSuccess(id: number): Promise<void> {
+      await knex('users').where({ id }).update({ failed_logins: 0, locked_until: null });
+    },
+
+    // ---- groups ----
+    async groups(): Promise<Array<GroupRow & { members: number[] }>> {
+      const groups = await knex('user_groups').orderBy('name');
+      const members = await knex('group_members').select('group_id', 'user_id');
+      return groups.map((g) => ({
+        id: Number(g.id), name: g.name, description: g.description ?? null,
+        members: members.filter((m) => Number(m.group_id) === Number(g.id)).map((m) => Number(m.user_id)),
+      }));
+    },
+    async groupByName(name: string, db: Knex | Knex.Transaction = knex): Promise<GroupRow | null> {
+      const g = await db('user_groups').where({ name }).first();
+      return g ? { id: Number(g.id), name: g.name, description: g.description ?? null } : null;
+    },
+    async createGroup(name: string, description: string | null): Promise<number> {
+      return h.insertReturningId(knex, 'user_groups', { name, description, created_at: h.now() });
+    },
+    async addMember(groupId: number, userId: number): Promise<void> {
+      const exists = await knex('group_members').where({ group_id: groupId, user_id: userId }).first();
+      if (!exists) await knex('group_members').insert({ group_id: groupId, user_id: userId });
+    },
+    async removeMember(groupId: number, userId: number): Promise<void> {
+      await knex('group_members').where({ group_id: groupId, user_id: userId }).delete();
+    },
+    async groupIdsOf(userId: number): Promise<number[]> {
+      return (await knex('group_members').where({ user_id: userId }).select('group_id')).map((r) => Number(r.group_id));
+    },
+
+    // ---- sessions (sessions.token_hash = sha256(token)) ----
+    async createSession(s: { tokenHash: string; userId: number; csrfToken: string; ttlMs: number }): Promise<void> {
+      await knex('sessions').insert({
+        token_hash: s.tokenHash, user_id: s.userId, csrf_token: s.csrfToken, created_at: h.now(), last_seen_at: h.now(), expires_at: h.nowPlusMs(s.ttlMs),
+      });
+    },
+    async findSession(tokenHash: string): Promise<{ userId: number; csrfToken: string; expiresAt: Date | null } | null> {
+      const r = await knex('sessions').where({ token_hash: tokenHash }).andWhere('expires_at', '>', h.now()).first('user_id', 'csrf_token', 'expires_at');
+      return r ? { userId: Number(r.user_id), csrfToken: r.csrf_token, expiresAt: h.toDate(r.expires_at) } : null;
+    },
+    /** Sliding expiry. */
+    async touchSession(tokenHash: string, ttlMs: number): Promise<void> {
+      await knex('sessions').where({ token_hash: tokenHash }).update({ last_seen_at: h.now(), expires_at: h.nowPlusMs(ttlMs) });
+    },
+    async deleteSession(tokenHash: string): Promise<void> {
+      await knex('sessions').where({ token_hash: tokenHash }).delete();
+    },
+    async deleteExpiredSessions(): Promise<number> {
+      return Number(await knex('sessions').where('expires_at', '<', h.now()).delete());
+    },
+
+    // ---- API tokens ----
+    async createApiToken(t: { userId: number; name: string; tokenHash: string; ttlMs?: number }): Promise<number> {
+      return h.insertReturningId(knex, 'api_tokens', {
+        user_id: t.userId, name: t.name, token_hash: t.tokenHash, created_at: h.now(), expires_at: t.ttlMs ? h.nowPlusMs(t.ttlMs) : null,
+      });
+    },
+    async findApiToken(tokenHash: string): Promise<{ id: number; userId: number; expiresAt: Date | null } | null> {
+      const r = await knex('api_tokens')
+        .where({ token_hash: tokenHash })
+        .andWhere((q) => q.whereNull('expires_at').orWhere('expires_at', '>', h.now()))
+        .first('id', 'user_id', 'expires_at');
+      return r ? { id: Number(r.id), userId: Number(r.user_id), expiresAt: h.toDate(r.expires_at) } : null;
+    },
+  };
+}
+
+export type UsersStore = ReturnType<typeof createUsersStore>;

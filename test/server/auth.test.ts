@@ -1,0 +1,83 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FastifyInstance } from 'fastify';
+import { buildServer } from '../../server/app.js';
+import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
+import { serverConfig } from './helpers.js';
+import { createUsersService } from '../../server/features/users/service.js';
+import { createUsersStore } from '../../server/features/users/store.js';
+import { createSettingsStore, SETTING } from '../../server/features/settings/store.js';
+
+for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 'mysql')) {
+  describe(`users, sessions and guards on ${vendor}`, () => {
+    let t: TestDatabase;
+    let app: FastifyInstance;
+    beforeAll(async () => {
+      t = await createTestDatabase(vendor, { migrate: true });
+      const settings = createSettingsStore(t.knex);
+      const users = createUsersService({ store: createUsersStore(t.knex), settings });
+      await users.ensureAdmin('admin', 'admin-pass-1');
+      await users.createUser({ username: 'alice', displayName: 'Alice', password: 'alice-pass-1', locale: 'ja' });
+      await settings.set(SETTING.lockoutFailures, '3');
+      app = await buildServer({ config: serverConfig(t.url), db: t.db });
+    });
+    afterAll(async () => {
+      await app?.close();
+      await t?.drop();
+    });
+
+    const login = (username: string, password: string) => app.inject({ method: 'POST', url: '/api/auth/login', payload: { username, password } });
+
+    it('API login returns a bearer token that authenticates; no token is 401 with a code', async () => {
+      const r = await login('alice', 'alice-pass-1');
+      expect(r.statusCode).toBe(200);
+      const { token } = r.json();
+      const me = await app.inject({ url: '/api/auth/me', headers: { authorization: `Bearer ${token}` } });
+      expect(me.json().user).toMatchObject({ username: 'alice', role: 'user', locale: 'ja' });
+      const anon = await app.inject({ url: '/api/auth/me' });
+      expect(anon.statusCode).toBe(401);
+      expect(anon.json().code).toBe('SERVER_ERR_UNAUTHENTICATED');
+      // The database holds only the hash of the token.
+      const rows = await t.knex('sessions').select('token_hash');
+      expect(rows.map((x) => x.token_hash)).not.toContain(token);
+      const forbidden = await app.inject({ method: 'POST', url: '/api/users', headers: { authorization: `Bearer ${token}` }, payload: {} });
+      expect(forbidden.json().code).toBe('SERVER_ERR_FORBIDDEN');
+    });
+
+    it('locks the account after N failures (settings), even for the right password, then an admin unlocks it', async () => {
+      await app.inject({ method: 'POST', url: '/api/users', headers: { authorization: `Bearer ${(await login('admin', 'admin-pass-1')).json().token}` }, payload: { username: 'bob', displayName: 'Bob', password: 'bob-pass-12' } });
+      for (let i = 0; i < 2; i++) expect((await login('bob', 'wrong-pass')).json().code).toBe('SERVER_ERR_LOGIN_FAILED');
+      expect((await login('bob', 'wrong-pass')).json().code).toBe('SERVER_ERR_ACCOUNT_LOCKED');
+      const locked = await login('bob', 'bob-pass-12');
+      expect(locked.statusCode).toBe(423);
+      expect(locked.json().code).toBe('SERVER_ERR_ACCOUNT_LOCKED');
+      const admin = (await login('admin', 'admin-pass-1')).json().token;
+      const bob = await t.knex('users').where({ username: 'bob' }).first();
+      await app.inject({ method: 'PATCH', url: `/api/users/${bob.id}`, headers: { authorization: `Bearer ${admin}` }, payload: { unlock: true } });
+      expect((await login('bob', 'bob-pass-12')).statusCode).toBe(200);
+    });
+
+    it('pages: login form sets a cookie session; admin pages redirect anonymous users and need CSRF for posts', async () => {
+      const anon = await app.inject({ url: '/admin/users' });
+      expect(anon.statusCode).toBe(303);
+      expect(anon.headers.location).toBe('/login?next=%2Fadmin%2Fusers');
+      const bad = await app.inject({ method: 'POST', url: '/login', payload: 'username=admin&password=nope', headers: { 'content-type': 'application/x-www-form-urlencoded', 'accept-language': 'ja' } });
+      expect(bad.statusCode).toBe(401);
+      expect(bad.body).toContain('ユーザー名またはパスワードが違います');
+      const ok = await app.inject({ method: 'POST', url: '/login', payload: 'username=admin&password=admin-pass-1&next=/admin/users', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+      expect(ok.statusCode).toBe(303);
+      const cookie = String(ok.headers['set-cookie']).split(';')[0];
+      const pageRes = await app.inject({ url: '/admin/users', headers: { cookie } });
+      expect(pageRes.statusCode).toBe(200);
+      expect(pageRes.body).toContain('href="/admin/settings"');
+      const csrf = /name="csrf" value="([^"]+)"/.exec(pageRes.body)![1];
+      const noCsrf = await app.inject({ method: 'POST', url: '/admin/users', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' }, payload: 'op=create-group&name=ops' });
+      expect(noCsrf.json().code).toBe('SERVER_ERR_CSRF');
+      const withCsrf = await app.inject({ method: 'POST', url: '/admin/users', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' }, payload: `op=create-group&name=ops&csrf=${csrf}` });
+      expect(withCsrf.statusCode).toBe(200);
+      expect(await t.knex('user_groups').where({ name: 'ops' }).first()).toBeTruthy();
+      const user = (await login('alice', 'alice-pass-1')).json().token;
+      const notAdmin = await app.inject({ url: '/admin/users', headers: { authorization: `Bearer ${user}` } });
+      expect(notAdmin.statusCode).toBe(403);
+    });
+  });
+}
