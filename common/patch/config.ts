@@ -1,0 +1,49 @@
+import type { AreaValues } from '../config/define.js';
+import type { agentArea } from '../config/areas/agent.js';
+import { signClusterRequest } from '../protocol/cluster-auth.js';
+import { BOOSTER_PATH } from '../protocol/headers.js';
+import type { PatchNotice } from '../protocol/messages.js';
+import { loadTrustedKeys, type TrustedKeys } from './keys.js';
+import type { TarLimits } from './tar.js';
+
+type AgentConfig = AreaValues<(typeof agentArea)['keys']>;
+
+export function limitsFromConfig(cfg: Pick<AgentConfig, 'maxEntries' | 'maxEntryBytes' | 'maxTotalBytes'>): TarLimits {
+  return { maxEntries: cfg.maxEntries, maxEntryBytes: cfg.maxEntryBytes, maxTotalBytes: cfg.maxTotalBytes };
+}
+
+/** The pinned vendor key plus OMFLOW_PATCH_TRUSTED_KEYS. */
+export function trustedKeysFromConfig(cfg: Pick<AgentConfig, 'trustedKeys'>): TrustedKeys {
+  return loadTrustedKeys(cfg.trustedKeys);
+}
+
+/**
+ * Tells every booster a new target release is in the database (they fan it out to agents).
+ * A booster that is down is skipped: agents also poll the database. Returns the boosters reached.
+ */
+export async function notifyBoostersOfPatch(
+  boosterUrls: readonly string[],
+  auth: { secret: string; nodeId: string },
+  notice: PatchNotice,
+  timeoutMs = 3000,
+): Promise<string[]> {
+  const body = JSON.stringify(notice);
+  const reached: string[] = [];
+  await Promise.all(
+    boosterUrls.map(async (base) => {
+      try {
+        const res = await fetch(base + BOOSTER_PATH.patchNotice, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...signClusterRequest(auth.secret, auth.nodeId, 'POST', BOOSTER_PATH.patchNotice, body) },
+          body,
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+        await res.arrayBuffer();
+        if (res.ok) reached.push(base);
+      } catch {
+        // down or unreachable: the database poll covers it
+      }
+    }),
+  );
+  return reached;
+}
