@@ -1,0 +1,161 @@
+/**
+ * `npm run package`: builds release/Booster_<ver>.tar.gz and release/BoosterAgent_<ver>.tar.gz.
+ * Each holds compiled JavaScript, production node_modules (offline install), install.sh,
+ * uninstall.sh, the systemd unit template, the service script and SHA256SUMS. The agent package
+ * carries the app server too (like OMFLOW's Slave package).
+ *
+ *   tsx install/package.ts [--out DIR] [--force] [--keep-staging]
+ *     --force   package even if the TypeScript build reports type errors (never for a release)
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { copyFileSync, cpSync, createReadStream, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+interface PackageSpec {
+  type: 'booster' | 'agent';
+  name: string;
+  parts: string[];
+  unit: string;
+  serviceScript: string;
+}
+
+export const PACKAGES: PackageSpec[] = [
+  { type: 'booster', name: 'Booster', parts: ['common', 'booster', 'migrations'], unit: 'omflow-booster', serviceScript: 'omflow_booster_service' },
+  { type: 'agent', name: 'BoosterAgent', parts: ['common', 'agent', 'server', 'migrations'], unit: 'omflow-booster-agent', serviceScript: 'omflow_booster_agent_service' },
+];
+
+function sh(cmd: string, args: string[], opts: { cwd?: string; allowFail?: boolean } = {}): { code: number; out: string } {
+  const r = spawnSync(cmd, args, { cwd: opts.cwd ?? ROOT, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const out = `${r.stdout ?? ''}${r.stderr ?? ''}`;
+  if (r.status !== 0 && !opts.allowFail) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.status}):\n${out.slice(-4000)}`);
+  return { code: r.status ?? 1, out };
+}
+
+/** Every file below dir (relative paths), symlinks skipped. */
+function walk(dir: string, base = dir, out: string[] = []): string[] {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const full = join(dir, entry.name);
+    if (entry.isDirectory()) walk(full, base, out);
+    else if (entry.isFile()) out.push(relative(base, full));
+  }
+  return out;
+}
+
+/** Files of a source folder that the compiler does not emit (HTML, CSS, keys, omflow.mjs …). */
+function copyAssets(srcDir: string, destDir: string): void {
+  if (!existsSync(srcDir)) return;
+  for (const rel of walk(srcDir)) {
+    if (/\.(ts|tsx|mts|cts)$/.test(rel) || /(^|\/)(__tests__|test)\//.test(rel)) continue;
+    mkdirSync(dirname(join(destDir, rel)), { recursive: true });
+    copyFileSync(join(srcDir, rel), join(destDir, rel));
+  }
+}
+
+function sha256(file: string): Promise<string> {
+  return new Promise((res, rej) => {
+    const h = createHash('sha256');
+    createReadStream(file).on('data', (d) => h.update(d)).on('end', () => res(h.digest('hex'))).on('error', rej);
+  });
+}
+
+async function writeSums(dir: string, files: string[], target: string): Promise<void> {
+  const lines: string[] = [];
+  for (const rel of files.sort()) lines.push(`${await sha256(join(dir, rel))}  ./${rel}`);
+  writeFileSync(target, lines.join('\n') + '\n');
+}
+
+export async function buildPackages(opts: { out: string; force?: boolean; keepStaging?: boolean; log?: (m: string) => void }): Promise<string[]> {
+  const log = opts.log ?? ((m: string) => process.stdout.write(`[package] ${m}\n`));
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string; dependencies: Record<string, string>; engines?: Record<string, string> };
+  const version = pkg.version;
+  const staging = mkdtempSync(join(tmpdir(), 'omflow-package-'));
+  const commit = sh('git', ['rev-parse', '--short', 'HEAD'], { allowFail: true }).out.trim().split('\n')[0] || 'unknown';
+  try {
+    log(`compiling TypeScript (install/tsconfig.build.json)`);
+    const tsc = sh(join(ROOT, 'node_modules', '.bin', 'tsc'), ['-p', 'install/tsconfig.build.json', '--outDir', join(staging, 'dist'), '--sourceMap', 'false'], { allowFail: true });
+    if (tsc.code !== 0) {
+      if (!opts.force) throw new Error(`the TypeScript build has errors (use --force to package anyway):\n${tsc.out.slice(-4000)}`);
+      log(`WARNING: type errors ignored (--force):\n${tsc.out.split('\n').slice(0, 10).join('\n')}`);
+    }
+
+    log('collecting production dependencies');
+    const deps = join(staging, 'deps');
+    mkdirSync(deps);
+    copyFileSync(join(ROOT, 'package.json'), join(deps, 'package.json'));
+    copyFileSync(join(ROOT, 'package-lock.json'), join(deps, 'package-lock.json'));
+    sh('cp', ['-a', join(ROOT, 'node_modules'), join(deps, 'node_modules')]);
+    // prune works from the lock file and the tree on disk: no registry needed (offline build).
+    sh('npm', ['prune', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--offline'], { cwd: deps });
+    for (const junk of ['.cache', '.vite', '.vitest', '.package-lock.json']) rmSync(join(deps, 'node_modules', junk), { recursive: true, force: true });
+
+    mkdirSync(opts.out, { recursive: true });
+    const tarballs: string[] = [];
+    for (const spec of PACKAGES) {
+      const dirName = `${spec.name}_${version}`;
+      const dir = join(staging, dirName);
+      const app = join(dir, 'app');
+      log(`assembling ${dirName}`);
+      mkdirSync(app, { recursive: true });
+      for (const part of spec.parts) {
+        const compiled = join(staging, 'dist', part);
+        if (existsSync(compiled)) cpSync(compiled, join(app, part), { recursive: true });
+        else log(`WARNING: ${part}/ has no compiled output (not in this tree yet?)`);
+        copyAssets(join(ROOT, part), join(app, part));
+      }
+      writeFileSync(
+        join(app, 'package.json'),
+        JSON.stringify({ name: pkg.name, version, private: true, type: 'module', engines: pkg.engines, bin: { omflow: 'common/bin/omflow.mjs' }, dependencies: pkg.dependencies }, null, 2) + '\n',
+      );
+      sh('cp', ['-a', join(deps, 'node_modules'), join(app, 'node_modules')]);
+
+      const inst = join(ROOT, 'install');
+      for (const f of ['install.sh', 'uninstall.sh']) {
+        copyFileSync(join(inst, f), join(dir, f));
+        chmodSync(join(dir, f), 0o755);
+      }
+      mkdirSync(join(dir, 'scripts'));
+      for (const f of [spec.serviceScript, 'service-common.sh']) {
+        copyFileSync(join(inst, 'scripts', f), join(dir, 'scripts', f));
+        chmodSync(join(dir, 'scripts', f), 0o755);
+      }
+      mkdirSync(join(dir, 'systemd'));
+      copyFileSync(join(inst, 'systemd', `${spec.unit}.service.in`), join(dir, 'systemd', `${spec.unit}.service.in`));
+      mkdirSync(join(dir, 'docs'));
+      for (const f of ['operator-guide.md', 'configuration.md', 'errors.md'])
+        if (existsSync(join(ROOT, 'docs', f))) copyFileSync(join(ROOT, 'docs', f), join(dir, 'docs', f));
+      if (existsSync(join(inst, 'README.md'))) copyFileSync(join(inst, 'README.md'), join(dir, 'README.md'));
+      writeFileSync(join(dir, 'PACKAGE'), `TYPE=${spec.type}\nVERSION=${version}\nCOMMIT=${commit}\nBUILT=${new Date().toISOString()}\n`);
+      await writeSums(dir, walk(dir).filter((f) => f !== 'SHA256SUMS' && !lstatSync(join(dir, f)).isSymbolicLink()), join(dir, 'SHA256SUMS'));
+
+      const tarball = join(resolve(opts.out), `${dirName}.tar.gz`);
+      log(`writing ${relative(ROOT, tarball) || tarball}`);
+      sh('tar', ['-C', staging, '--owner=0', '--group=0', '--numeric-owner', '-czf', tarball, dirName]);
+      tarballs.push(tarball);
+    }
+    await writeSums(resolve(opts.out), tarballs.map((t) => relative(resolve(opts.out), t)), join(resolve(opts.out), 'SHA256SUMS'));
+    return tarballs;
+  } finally {
+    if (opts.keepStaging) log(`staging kept in ${staging}`);
+    else rmSync(staging, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const args = process.argv.slice(2);
+  const outAt = args.indexOf('--out');
+  const out = outAt >= 0 ? resolve(args[outAt + 1]) : join(ROOT, 'release');
+  buildPackages({ out, force: args.includes('--force'), keepStaging: args.includes('--keep-staging') }).then(
+    (files) => {
+      for (const f of files) process.stdout.write(`${f}\n`);
+    },
+    (err: Error) => {
+      process.stderr.write(`package: ${err.message}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

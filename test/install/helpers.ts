@@ -1,0 +1,71 @@
+import { spawn } from 'node:child_process';
+import { mkdirSync, symlinkSync, writeFileSync, copyFileSync, chmodSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../helpers/processes.js';
+
+export const INSTALL_DIR = join(REPO_ROOT, 'install');
+
+export interface ScriptResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** A minimal environment, so the test's own OMFLOW_* variables never leak into an installer. */
+export function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', LANG: 'C.UTF-8', ...extra };
+}
+
+/** Runs a script to completion (bounded), feeding `input` on stdin. */
+export function runScript(cmd: string, args: string[], opts: { env?: Record<string, string>; input?: string; cwd?: string; timeoutMs?: number } = {}): Promise<ScriptResult> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? cleanEnv(), stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }, opts.timeoutMs ?? 120_000);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.on('error', () => {});
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+/**
+ * A package directory laid out like an extracted release, whose app/ is the source tree (run
+ * through tsx). For tests of the installer's dialogue; the real packages are tested too.
+ */
+export function sourcePackage(type: 'booster' | 'agent', dir: string): string {
+  mkdirSync(join(dir, 'scripts'), { recursive: true });
+  mkdirSync(join(dir, 'systemd'), { recursive: true });
+  for (const f of ['install.sh', 'uninstall.sh']) {
+    copyFileSync(join(INSTALL_DIR, f), join(dir, f));
+    chmodSync(join(dir, f), 0o755);
+  }
+  const script = type === 'booster' ? 'omflow_booster_service' : 'omflow_booster_agent_service';
+  for (const f of [script, 'service-common.sh']) copyFileSync(join(INSTALL_DIR, 'scripts', f), join(dir, 'scripts', f));
+  const unit = type === 'booster' ? 'omflow-booster' : 'omflow-booster-agent';
+  copyFileSync(join(INSTALL_DIR, 'systemd', `${unit}.service.in`), join(dir, 'systemd', `${unit}.service.in`));
+  if (!existsSync(join(dir, 'app'))) symlinkSync(REPO_ROOT, join(dir, 'app'));
+  writeFileSync(join(dir, 'PACKAGE'), `TYPE=${type}\nVERSION=0.0.0-test\n`);
+  return dir;
+}
+
+/** Parses the KEY=VALUE lines install.sh writes. */
+export function readEnvFile(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line);
+    if (m) out[m[1]] = m[2].replace(/^"(.*)"$/, '$1');
+  }
+  return out;
+}

@@ -1,0 +1,92 @@
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { freePort } from '../helpers/processes.js';
+import { cleanEnv, readEnvFile, runScript, sourcePackage } from './helpers.js';
+
+// The installer's dialogue, answered on stdin as an operator would type it.
+describe('install.sh asks its questions (interactive path)', () => {
+  let tdb: TestDatabase;
+  let work: string;
+  beforeAll(async () => {
+    tdb = await createTestDatabase('postgres');
+    work = mkdtempSync(join(tmpdir(), 'omflow-install-interactive-'));
+  });
+  afterAll(async () => {
+    await tdb?.drop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('installs a Booster from typed answers, re-asks bad ones, refuses SQLite, migrates, and keeps the answers on re-run', async () => {
+    const pkg = sourcePackage('booster', join(work, 'pkg'));
+    const prefix = join(work, 'root');
+    const [port, haPort] = [await freePort(), await freePort()];
+    const db = new URL(tdb.url);
+    const answers = [
+      '127.0.0.1', // This Booster's IP
+      '99999', // port: invalid, asked again
+      String(port),
+      '127.0.0.1', // HA Booster
+      String(haPort),
+      'sqlite', // refused, asked again
+      'postgresql',
+      db.hostname,
+      db.port,
+      db.pathname.slice(1),
+      decodeURIComponent(db.username),
+      decodeURIComponent(db.password),
+      '', // cluster secret: generate
+      'y', // proceed
+    ];
+    const first = await runScript(join(pkg, 'install.sh'), ['--prefix', prefix], { input: answers.join('\n') + '\n', env: cleanEnv() });
+    expect(first.stderr + first.stdout).toContain('is installed');
+    expect(first.code).toBe(0);
+    expect(first.stderr).toContain("This Booster's port [5169]:");
+    expect(first.stderr).toContain('Please enter a port number');
+    expect(first.stderr).toContain('SQLite is refused');
+
+    const envFile = join(prefix, 'etc/omflow/booster.env');
+    expect(statSync(envFile).mode & 0o777).toBe(0o600);
+    const env = readEnvFile(readFileSync(envFile, 'utf8'));
+    expect(env.OMFLOW_BOOSTER_PORT).toBe(String(port));
+    expect(env.OMFLOW_BOOSTER_ADVERTISE_URL).toBe(`http://127.0.0.1:${port}`);
+    expect(env.OMFLOW_BOOSTER_PEER_URL).toBe(`http://127.0.0.1:${haPort}`);
+    expect(env.OMFLOW_CLUSTER_SECRET).toMatch(/^[0-9a-f]{48}$/);
+    expect(new URL(env.OMFLOW_DB_URL).pathname).toBe(db.pathname);
+    // The installer ran the migrations.
+    expect(await tdb.knex.schema.hasTable('booster_lease')).toBe(true);
+    const unit = readFileSync(join(prefix, 'etc/systemd/system/omflow-booster.service'), 'utf8');
+    expect(unit).toContain(`EnvironmentFile=${envFile}`);
+
+    // Re-running is an upgrade: every question offers the current answer.
+    const again = await runScript(join(pkg, 'install.sh'), ['--prefix', prefix], { input: '\n'.repeat(6) + 'y\n', env: cleanEnv() });
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain(`This Booster's port [${port}]:`);
+    expect(again.stderr).toContain('Keep the database settings');
+    expect(again.stdout).toContain('(upgraded)');
+    const env2 = readEnvFile(readFileSync(envFile, 'utf8'));
+    expect(env2.OMFLOW_CLUSTER_SECRET).toBe(env.OMFLOW_CLUSTER_SECRET);
+    expect(env2.OMFLOW_DB_URL).toBe(env.OMFLOW_DB_URL);
+
+    // Answering "n" to the confirmation changes nothing.
+    const no = await runScript(join(pkg, 'install.sh'), ['--prefix', prefix], { input: '\n'.repeat(6) + 'n\n', env: cleanEnv() });
+    expect(no.code).toBe(1);
+    expect(no.stdout).toContain('Nothing was changed');
+  });
+
+  it('refuses an agent install without the cluster secret, and SQLite, when unattended', async () => {
+    const pkg = sourcePackage('agent', join(work, 'pkg-agent'));
+    const common = ['--prefix', join(work, 'agent-root'), '--non-interactive', '--booster-ip', '127.0.0.1'];
+    const noSecret = await runScript(join(pkg, 'install.sh'), [...common, '--db-url', tdb.url], { env: cleanEnv() });
+    expect(noSecret.code).not.toBe(0);
+    expect(noSecret.stderr).toContain('cluster secret is required');
+    const sqlite = await runScript(join(pkg, 'install.sh'), [...common, '--db-type', 'sqlite'], { env: cleanEnv({ OMFLOW_CLUSTER_SECRET: 'x'.repeat(32) }) });
+    expect(sqlite.code).not.toBe(0);
+    expect(sqlite.stderr).toContain('SQLite is refused');
+    const sqliteUrl = await runScript(join(pkg, 'install.sh'), [...common], { env: cleanEnv({ OMFLOW_CLUSTER_SECRET: 'x'.repeat(32), OMFLOW_DB_URL: 'sqlite:///tmp/x.db' }) });
+    expect(sqliteUrl.code).not.toBe(0);
+    expect(sqliteUrl.stderr).toContain('SQLite is refused');
+  });
+});
