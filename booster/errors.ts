@@ -12,4 +12,44 @@ export const BoosterErrors = defineErrors({
     message: 'This booster is the standby; send requests to the active booster',
     hint: 'Point the VIP or DNS at the booster whose /_booster/active answers 200 (see X-Booster-Active).',
   },
+  BOOSTER_ERR_INTERNAL_PATH: {
+    status: 403,
+    message: 'Paths under /_internal/ are reserved for cluster members and are not proxied',
+    hint: 'Cluster members call app servers directly; clients never need /_internal/.',
+  },
+  BOOSTER_ERR_OVERLOADED: {
+    status: 503,
+    message: 'Every server is at its in-flight limit and the wait queue is full',
+    hint: 'Transient overload: retry after Retry-After. Add servers or raise OMFLOW_BOOSTER_MAX_INFLIGHT_PER_SERVER / OMFLOW_BOOSTER_QUEUE_SIZE.',
+  },
+  BOOSTER_ERR_QUEUE_TIMEOUT: {
+    status: 503,
+    message: 'No server slot became free within the queue timeout',
+    hint: 'Transient overload: retry after Retry-After. See OMFLOW_BOOSTER_QUEUE_TIMEOUT_MS.',
+  },
+  BOOSTER_ERR_UPSTREAM: {
+    status: 502,
+    message: 'The app server failed to answer the request',
+    hint: 'The request may or may not have been applied by the server unless it carried an Idempotency-Key; see the booster log and `omflow status`.',
+  },
+  BOOSTER_ERR_UPSTREAM_TIMEOUT: {
+    status: 504,
+    message: 'The app server did not answer in time',
+    hint: 'See OMFLOW_BOOSTER_HEADERS_TIMEOUT_MS and the server log.',
+  },
+  BOOSTER_ERR_NOT_FOUND: {
+    status: 404,
+    message: 'Unknown booster control path',
+    hint: 'See booster/README.md for the /_booster/ API.',
+  },
+  BOOSTER_ERR_UNKNOWN_SERVER: {
+    status: 404,
+    message: 'No server with this id is registered',
+    hint: 'Use the id shown by `omflow status` (the server\'s OMFLOW_NODE_ID).',
+  },
+  BOOSTER_ERR_LICENSE_REQUIRED: {
+    status: 503,
+    message: 'The trial has ended and no valid license is installed',
+    hint: 'Upload a license at /admin/settings (System settings → Booster license data → Upload).',
+  },
 });

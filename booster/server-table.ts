@@ -1,0 +1,273 @@
+import type { Heartbeat, AgentState } from '../common/protocol/messages.js';
+
+/**
+ * The booster's view of the app servers: what heartbeats, health checks, passive failures
+ * and the database say about each one, and the choice of a server for a request (policy).
+ * No I/O here; the proxy, the health checker and the stores feed it.
+ */
+export type ServerState = 'up' | 'down' | 'draining' | 'ejected';
+
+export interface TableOptions {
+  heartbeatTimeoutMs: number;
+  healthRise: number;
+  healthFall: number;
+  ejectAfter5xx: number;
+  ejectMs: number;
+  maxEjectedPercent: number;
+  slowStartMs: number;
+  maxInflightPerServer: number;
+}
+
+export interface ServerEntry {
+  id: string;
+  url: string;
+  agentUrl: string | null;
+  version: string | null;
+  agentState: AgentState | null;
+  weight: number;
+  /** Drain flag from the database (operator or agent) or the server's own heartbeat. */
+  drainingDb: boolean;
+  heartbeat: Heartbeat | null;
+  /** Local monotonic ms of the last accepted heartbeat (0: none in this process). */
+  heartbeatAt: number;
+  /** Active health: null until the first check. */
+  healthy: boolean | null;
+  okStreak: number;
+  failStreak: number;
+  ready: boolean;
+  /** Passive failure accounting. */
+  errorStreak: number;
+  ejectedUntil: number;
+  ejections: number;
+  /** When the server last became routable (slow start). */
+  upSince: number;
+  inflight: number;
+  /** Steps dispatched since the last heartbeat (not yet in its runningSteps). */
+  outstandingSteps: number;
+  /** Last state reported through onTransition. */
+  lastState: ServerState;
+  /** Servers beyond the license limit are not routed. */
+  licensed: boolean;
+}
+
+export type Transition = { server: ServerEntry; from: ServerState; to: ServerState; reason: string };
+
+export class ServerTable {
+  readonly servers = new Map<string, ServerEntry>();
+  #list: ServerEntry[] = [];
+  #routable: ServerEntry[] = [];
+  #maxServers: number | null = null;
+
+  constructor(
+    private readonly opts: TableOptions,
+    private readonly clock: () => number,
+    private readonly onTransition: (t: Transition) => void,
+  ) {}
+
+  get list(): readonly ServerEntry[] {
+    return this.#list;
+  }
+
+  /** Creates or updates an entry from a database row or a heartbeat. */
+  upsert(fields: { id: string; url: string; agentUrl?: string | null; version?: string | null; draining?: boolean; weight?: number; agentState?: AgentState | null }): ServerEntry {
+    let e = this.servers.get(fields.id);
+    if (!e) {
+      e = {
+        id: fields.id, url: fields.url, agentUrl: fields.agentUrl ?? null, version: fields.version ?? null,
+        agentState: fields.agentState ?? null, weight: fields.weight ?? 100, drainingDb: fields.draining ?? false,
+        heartbeat: null, heartbeatAt: 0, healthy: null, okStreak: 0, failStreak: 0, ready: true, errorStreak: 0,
+        ejectedUntil: 0, ejections: 0, upSince: 0, inflight: 0, outstandingSteps: 0, lastState: 'down', licensed: true,
+      };
+      this.servers.set(e.id, e);
+      this.#list = [...this.servers.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    } else {
+      e.url = fields.url;
+      if (fields.agentUrl !== undefined) e.agentUrl = fields.agentUrl;
+      if (fields.version !== undefined) e.version = fields.version;
+      if (fields.draining !== undefined) e.drainingDb = fields.draining;
+      if (fields.weight !== undefined) e.weight = fields.weight;
+      if (fields.agentState !== undefined) e.agentState = fields.agentState;
+    }
+    return e;
+  }
+
+  /** Accepts a heartbeat; false when it is older than the last one of the same process start. */
+  heartbeat(hb: Heartbeat): { entry: ServerEntry; accepted: boolean; isNew: boolean } {
+    const existed = this.servers.has(hb.nodeId);
+    const prev = this.servers.get(hb.nodeId)?.heartbeat;
+    if (prev && prev.startedAt === hb.startedAt && hb.seq <= prev.seq) return { entry: this.servers.get(hb.nodeId)!, accepted: false, isNew: false };
+    const e = this.upsert({ id: hb.nodeId, url: hb.url, agentUrl: hb.agentUrl ?? undefined, version: hb.version });
+    e.heartbeat = hb;
+    e.heartbeatAt = this.clock();
+    e.outstandingSteps = 0;
+    this.evaluate();
+    return { entry: e, accepted: true, isNew: !existed };
+  }
+
+  setMaxServers(max: number | null): void {
+    this.#maxServers = max;
+  }
+
+  stateOf(e: ServerEntry, now = this.clock()): ServerState {
+    if (e.heartbeatAt === 0 || now - e.heartbeatAt > this.opts.heartbeatTimeoutMs) return 'down';
+    if (e.healthy === false || !e.ready) return 'down';
+    if (e.drainingDb || e.heartbeat?.draining) return 'draining';
+    if (e.ejectedUntil > now) return 'ejected';
+    return 'up';
+  }
+
+  /** Recomputes states, reports transitions, rebuilds the routable list. Cheap; call often. */
+  evaluate(): void {
+    const now = this.clock();
+    const routable: ServerEntry[] = [];
+    let licensedSlots = this.#maxServers ?? Infinity;
+    for (const e of this.#list) {
+      const s = this.stateOf(e, now);
+      if (s !== e.lastState) {
+        const from = e.lastState;
+        e.lastState = s;
+        if (s === 'up' && (from === 'down' || from === 'ejected')) e.upSince = now;
+        this.onTransition({ server: e, from, to: s, reason: this.#reason(e, s, now) });
+      }
+      // License limit: the first N live servers (by id) are licensed, the rest are not routed.
+      if (s !== 'down') {
+        e.licensed = licensedSlots > 0;
+        if (licensedSlots > 0) licensedSlots--;
+      } else e.licensed = true;
+      if (s === 'up' && e.licensed) routable.push(e);
+    }
+    this.#routable = routable;
+  }
+
+  #reason(e: ServerEntry, s: ServerState, now: number): string {
+    if (s === 'down') {
+      if (e.heartbeatAt === 0 || now - e.heartbeatAt > this.opts.heartbeatTimeoutMs) return 'heartbeat timeout';
+      if (e.healthy === false) return 'health check failing';
+      return 'readiness check failing';
+    }
+    if (s === 'draining') return e.drainingDb ? 'drained' : 'server reports draining';
+    if (s === 'ejected') return 'passive ejection';
+    return 'healthy';
+  }
+
+  get routable(): readonly ServerEntry[] {
+    return this.#routable;
+  }
+
+  /** Slow-start factor in (0, 1]. */
+  rampOf(e: ServerEntry, now = this.clock()): number {
+    if (this.opts.slowStartMs <= 0 || e.upSince === 0) return 1;
+    const f = (now - e.upSince) / this.opts.slowStartMs;
+    return f >= 1 ? 1 : Math.max(0.1, f);
+  }
+
+  /** Reported load: what the server said in its last heartbeat. */
+  reportedLoad(e: ServerEntry): number {
+    const hb = e.heartbeat;
+    if (!hb) return 0;
+    return hb.inflight + hb.dbPool.waiting + hb.eventLoopLagMs / 10;
+  }
+
+  /**
+   * Power of two choices: two distinct candidates drawn by weight, the lower of
+   * (reported load + local in-flight + 1) / weight wins. A server in slow start is taken only
+   * with probability ramp, so its share grows smoothly. Servers at the in-flight limit are
+   * skipped. Returns undefined when none has room (caller queues) and null when none is routable.
+   */
+  pick(exclude?: ReadonlySet<string>, random: () => number = Math.random): ServerEntry | null | undefined {
+    let pool = this.#routable;
+    if (pool.length === 0) pool = this.#panicPool();
+    if (exclude && exclude.size) pool = pool.filter((e) => !exclude.has(e.id));
+    if (pool.length === 0) return null;
+    const max = this.opts.maxInflightPerServer;
+    let free = pool;
+    if (pool.some((e) => e.inflight >= max)) {
+      free = pool.filter((e) => e.inflight < max);
+      if (free.length === 0) return undefined;
+    }
+    if (free.length === 1) return free[0];
+    const a = this.#draw(free, random, null);
+    const b = this.#draw(free, random, a);
+    const now = this.clock();
+    const sa = (this.reportedLoad(a) + a.inflight + 1) / a.weight;
+    const sb = (this.reportedLoad(b) + b.inflight + 1) / b.weight;
+    let first = sa < sb ? a : sb < sa ? b : random() < 0.5 ? a : b;
+    const second = first === a ? b : a;
+    const ramp = this.rampOf(first, now);
+    if (ramp < 1 && random() >= ramp) first = second;
+    return first;
+  }
+
+  #draw(pool: readonly ServerEntry[], random: () => number, not: ServerEntry | null): ServerEntry {
+    let total = 0;
+    for (const e of pool) if (e !== not) total += e.weight;
+    let r = random() * total;
+    for (const e of pool) {
+      if (e === not) continue;
+      r -= e.weight;
+      if (r < 0) return e;
+    }
+    return pool[pool.length - 1] === not ? pool[pool.length - 2] : pool[pool.length - 1];
+  }
+
+  /** Panic floor: when every live server is ejected, route to the ejected ones anyway. */
+  #panicPool(): ServerEntry[] {
+    const now = this.clock();
+    return this.#list.filter((e) => e.licensed && this.stateOf(e, now) === 'ejected');
+  }
+
+  /** Passive outcome of a proxied request. `weight` 5 for a connect error, 1 for a 5xx. */
+  recordFailure(e: ServerEntry, weight: number): boolean {
+    e.errorStreak += weight;
+    if (e.errorStreak < this.opts.ejectAfter5xx) return false;
+    return this.#eject(e);
+  }
+
+  recordSuccess(e: ServerEntry): void {
+    e.errorStreak = 0;
+  }
+
+  #eject(e: ServerEntry): boolean {
+    const now = this.clock();
+    if (e.ejectedUntil > now) return false;
+    const live = this.#list.filter((s) => {
+      const st = this.stateOf(s, now);
+      return st === 'up' || st === 'ejected';
+    });
+    const ejected = live.filter((s) => s.ejectedUntil > now).length;
+    // Never eject the last routable server, nor more than the configured share.
+    if (live.length - ejected <= 1 || ((ejected + 1) * 100) / live.length > this.opts.maxEjectedPercent) return false;
+    e.ejections = Math.min(e.ejections + 1, 4);
+    e.ejectedUntil = now + this.opts.ejectMs * 2 ** (e.ejections - 1);
+    e.errorStreak = 0;
+    this.evaluate();
+    return true;
+  }
+
+  /** Result of an active check. */
+  recordHealth(e: ServerEntry, ok: boolean): void {
+    if (ok) {
+      e.okStreak++;
+      e.failStreak = 0;
+      if (e.healthy === null || (e.healthy === false && e.okStreak >= this.opts.healthRise)) e.healthy = true;
+      if (e.healthy && e.ejectedUntil > 0 && e.ejectedUntil <= this.clock()) e.ejections = Math.max(0, e.ejections - 1);
+    } else {
+      e.failStreak++;
+      e.okStreak = 0;
+      if (e.healthy === null || (e.healthy !== false && e.failStreak >= this.opts.healthFall)) e.healthy = false;
+    }
+    this.evaluate();
+  }
+
+  /** True while a server's health is settling, so the checker polls it faster. */
+  changing(e: ServerEntry): boolean {
+    return e.healthy === null || e.okStreak < this.opts.healthRise || (e.failStreak > 0 && e.healthy !== false) || e.ejectedUntil > this.clock();
+  }
+
+  /** Step capacity left on a server (heartbeat capacity − running − dispatched since). */
+  stepRoom(e: ServerEntry): number {
+    const hb = e.heartbeat;
+    if (!hb) return 0;
+    return hb.stepCapacity - hb.runningSteps - e.outstandingSteps;
+  }
+}

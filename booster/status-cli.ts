@@ -1,0 +1,69 @@
+import type { CliContext } from '../common/cli/context.js';
+import { parseFlags } from '../common/cli/context.js';
+import { BOOSTER_PATH, DEFAULT_PORT } from '../common/protocol/headers.js';
+
+const HELP = `Usage: omflow status [--booster URL] [--json] [--events N]
+
+Prints the cluster as seen by a Booster (default http://127.0.0.1:${DEFAULT_PORT.booster}):
+boosters, servers with their agent state, license, and recent events.
+`;
+
+type Status = {
+  role: string; epoch: number; nodeId: string; url: string; peer: string | null; activeUrl: string | null; uptimeMs: number;
+  servers: { id: string; url: string; state: string; inflight: number; load: number; version: string | null; agentState: string | null; draining: boolean; routed: boolean; reason: string | null; lastHeartbeatMsAgo: number | null }[];
+  license: { state: string; daysLeft: number | null; customer?: string; servers: { licensed: number | null; used: number }; warnings: string[] };
+  boosters: { id: string; url: string; role: string; epoch: number; pid: number | null; lastSeenAt: string }[];
+  rollout?: unknown;
+};
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (c ?? '').padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+}
+
+export async function run(argv: string[], ctx: CliContext): Promise<number> {
+  const { flags } = parseFlags(argv, ['help', 'json']);
+  if (flags.help) {
+    ctx.stdout.write(HELP);
+    return 0;
+  }
+  const base = (typeof flags.booster === 'string' ? flags.booster : `http://127.0.0.1:${DEFAULT_PORT.booster}`).replace(/\/+$/, '');
+  const limit = typeof flags.events === 'string' ? Number(flags.events) || 10 : 10;
+  let st: Status;
+  let events: { createdAt: string; kind: string; subject: string | null; boosterId: string; epoch: number }[] = [];
+  try {
+    const r = await fetch(base + BOOSTER_PATH.status, { signal: AbortSignal.timeout(5000) });
+    st = (await r.json()) as Status;
+    const e = await fetch(`${base}${BOOSTER_PATH.events}?limit=${limit}`, { signal: AbortSignal.timeout(5000) });
+    if (e.ok) events = ((await e.json()) as { events: typeof events }).events;
+  } catch (err) {
+    ctx.stderr.write(`omflow status: cannot reach the booster at ${base}: ${(err as Error).message}\n`);
+    return 1;
+  }
+  if (flags.json) {
+    ctx.stdout.write(JSON.stringify({ ...st, events }, null, 2) + '\n');
+    return 0;
+  }
+  const out: string[] = [];
+  out.push(`Booster ${st.nodeId} (${st.url}) is ${st.role.toUpperCase()}, epoch ${st.epoch}; active: ${st.activeUrl ?? 'none'}; peer: ${st.peer ?? 'none'}`);
+  out.push('', 'BOOSTERS');
+  out.push(table([['ID', 'URL', 'ROLE', 'EPOCH', 'PID', 'LAST SEEN'], ...st.boosters.map((b) => [b.id, b.url, b.role, String(b.epoch), String(b.pid ?? ''), b.lastSeenAt])]));
+  out.push('', 'SERVERS');
+  out.push(
+    table([
+      ['ID', 'URL', 'STATE', 'AGENT', 'VERSION', 'INFLIGHT', 'LOAD', 'HEARTBEAT', 'NOTE'],
+      ...st.servers.map((s) => [
+        s.id, s.url, s.state, s.agentState ?? '-', s.version ?? '-', String(s.inflight), s.load.toFixed(1),
+        s.lastHeartbeatMsAgo === null ? 'never' : `${(s.lastHeartbeatMsAgo / 1000).toFixed(1)}s ago`, s.routed ? '' : (s.reason ?? 'not routed'),
+      ]),
+    ]),
+  );
+  const l = st.license;
+  out.push('', `LICENSE  ${l.state}${l.daysLeft !== null ? `, ${l.daysLeft} day(s) left` : ''}${l.customer ? `, ${l.customer}` : ''}; servers ${l.servers.used}/${l.servers.licensed ?? 'unlimited'}`);
+  for (const w of l.warnings) out.push(`  ! ${w}`);
+  if (st.rollout) out.push('', `ROLLOUT  ${JSON.stringify(st.rollout)}`);
+  out.push('', 'RECENT EVENTS');
+  out.push(events.length ? table([['TIME', 'KIND', 'SUBJECT', 'BY', 'EPOCH'], ...events.map((e) => [e.createdAt, e.kind, e.subject ?? '', e.boosterId, String(e.epoch)])]) : '(none)');
+  ctx.stdout.write(out.join('\n') + '\n');
+  return 0;
+}
