@@ -1,0 +1,228 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Server } from 'node:http';
+import type { agentArea, boostersArea, clusterArea, databaseArea, serverArea } from '../common/config/areas/index.js';
+import { boosterUrlsOf } from '../common/config/areas/boosters.js';
+import type { LoadedConfig } from '../common/config/load.js';
+import { createDatabase, type Database } from '../common/db/create-database.js';
+import type { Logger } from '../common/log.js';
+import { limitsFromConfig, trustedKeysFromConfig } from '../common/patch/index.js';
+import type { AgentState } from '../common/protocol/messages.js';
+import { BoosterClient } from './booster-client.js';
+import { buildControlApi, listenControlApi } from './control-api.js';
+import { AgentErrors } from './errors.js';
+import { cmdlineOf, isAlive, readJsonFile, removeFile, writeJsonFile } from './process-control.js';
+import { ReleaseStore } from './releases.js';
+import { RolloutWorker } from './rollout-worker.js';
+import { Supervisor } from './supervisor.js';
+
+export type AgentConfig = LoadedConfig<[typeof clusterArea, typeof databaseArea, typeof boostersArea, typeof serverArea, typeof agentArea]>;
+
+/** The install this agent runs from (agent/.. ): the source of the bootstrap release and of node_modules. */
+export const INSTALL_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+export interface AgentOptions {
+  config: AgentConfig;
+  /** Environment handed to the server (the agent's own; the server reads its config from it). */
+  env: Record<string, string | undefined>;
+  log: Logger;
+  installRoot?: string;
+  db?: Database;
+}
+
+export interface AgentStatus {
+  nodeId: string;
+  agentUrl: string;
+  serverUrl: string;
+  state: AgentState;
+  detail: string | null;
+  pid: number | null;
+  version: string | null;
+  sequence: number | null;
+  releases: { version: string; sequence: number }[];
+  drainedByAgent: boolean;
+  rolloutError: string | null;
+}
+
+async function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createNetServer();
+    s.once('error', reject);
+    s.listen(0, host, () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Composition root of the agent: db → releases → supervisor → rollout worker → control API. */
+export class Agent {
+  readonly releases: ReleaseStore;
+  supervisor!: Supervisor;
+  worker!: RolloutWorker;
+  readonly boosters: BoosterClient;
+  private db: Database;
+  private api: Server | null = null;
+  private reportTimer: NodeJS.Timeout | null = null;
+  private url = '';
+  private serverPort = 0;
+  private readonly agentPidFile: string;
+  private readonly drainedFile: string;
+
+  constructor(private readonly opts: AgentOptions) {
+    const c = opts.config;
+    this.releases = new ReleaseStore(c.cluster.dataDir, { keep: c.agent.releasesKeep, nodeModules: join(opts.installRoot ?? INSTALL_ROOT, 'node_modules') });
+    this.boosters = new BoosterClient(boosterUrlsOf(c.boosters), { secret: c.cluster.secret, nodeId: c.cluster.nodeId }, opts.log);
+    this.db = opts.db ?? createDatabase(c.database);
+    this.agentPidFile = join(c.cluster.dataDir, 'agent.pid');
+    this.drainedFile = join(c.cluster.dataDir, 'drained-by-agent');
+  }
+
+  get agentUrl(): string {
+    return this.url;
+  }
+
+  private serverUrl(): string {
+    const s = this.opts.config.server;
+    return s.publicUrl ?? `http://${s.host === '0.0.0.0' ? hostname() : s.host}:${this.serverPort}`;
+  }
+
+  async start(): Promise<void> {
+    const { config: c, log } = this.opts;
+    mkdirSync(c.cluster.dataDir, { recursive: true });
+    // One agent per data directory.
+    const other = readJsonFile<{ pid: number }>(this.agentPidFile);
+    if (other && other.pid !== process.pid && isAlive(other.pid) && (cmdlineOf(other.pid)?.includes('agent') ?? true))
+      throw AgentErrors.AGENT_ERR_ALREADY_RUNNING(`agent pid ${other.pid} already runs on ${c.cluster.dataDir}`, { pid: other.pid });
+    writeJsonFile(this.agentPidFile, { pid: process.pid });
+
+    this.releases.prepare();
+    if (!this.releases.currentVersion()) {
+      const src = c.agent.bootstrapDir ?? this.opts.installRoot ?? INSTALL_ROOT;
+      const meta = this.releases.bootstrap(src);
+      log.info({ version: meta.version, from: src }, 'bootstrapped the first release from the installed code');
+    }
+    this.serverPort = c.server.port || (await freePort(c.server.host === '0.0.0.0' ? '127.0.0.1' : c.server.host));
+
+    this.api = buildControlApi({
+      secret: c.cluster.secret,
+      log,
+      handlers: {
+        status: () => this.status(),
+        drain: async () => ({ boosters: await this.drain('operator') }),
+        undrain: async () => ({ boosters: await this.undrain() }),
+        restart: async () => {
+          void this.supervisor.restart().catch((err) => log.warn({ err }, 'restart failed'));
+          return { accepted: true };
+        },
+        patchNotice: (notice) => {
+          log.info({ notice }, 'patch notice');
+          this.worker.notify();
+          return { accepted: true };
+        },
+      },
+    });
+    const port = await listenControlApi(this.api, c.agent.host, c.agent.port);
+    const host = c.agent.host === '0.0.0.0' || c.agent.host === '::' ? (c.server.host !== '0.0.0.0' ? c.server.host : hostname()) : c.agent.host;
+    this.url = c.agent.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    writeJsonFile(join(c.cluster.dataDir, 'agent.json'), { pid: process.pid, url: this.url, nodeId: c.cluster.nodeId });
+
+    const a = c.agent;
+    this.supervisor = new Supervisor({
+      dataDir: c.cluster.dataDir,
+      releases: this.releases,
+      server: { host: c.server.host, port: this.serverPort, publicUrl: this.serverUrl() },
+      env: { ...this.opts.env, OMFLOW_NODE_ID: c.cluster.nodeId },
+      agentUrl: () => this.url,
+      timings: {
+        startTimeoutMs: a.startTimeoutMs, stopTimeoutMs: a.stopTimeoutMs, drainTimeoutMs: a.drainTimeoutMs, drainSettleMs: a.drainSettleMs,
+        quickIntervalMs: a.quickIntervalMs, quickTimeoutMs: a.quickTimeoutMs, deepIntervalMs: a.deepIntervalMs, deepTimeoutMs: a.deepTimeoutMs,
+        failureThreshold: a.failureThreshold, backoffMs: a.backoffMs, backoffMaxMs: a.backoffMaxMs, maxRecoveries: a.maxRecoveries,
+        recoveryWindowMs: a.recoveryWindowMs,
+      },
+      log,
+      drain: async (reason) => void (await this.drain(reason)),
+      undrain: async () => void (await this.undrain()),
+      onTransition: () => void this.report(),
+    });
+    this.worker = new RolloutWorker({
+      db: this.db,
+      nodeId: c.cluster.nodeId,
+      releases: this.releases,
+      supervisor: this.supervisor,
+      trusted: trustedKeysFromConfig(a),
+      limits: limitsFromConfig(a),
+      undrain: async () => void (await this.undrain()),
+      log,
+      timings: { pollMs: a.patchPollMs, soakMs: a.soakMs, lockTtlMs: a.rolloutLockTtlMs, deepIntervalMs: a.deepIntervalMs },
+    });
+
+    this.reportTimer = setInterval(() => void this.report(), a.reportIntervalMs);
+    const adopted = await this.supervisor.adoptOrReplace();
+    if (adopted !== 'adopted') {
+      try {
+        await this.supervisor.start();
+      } catch (err) {
+        log.warn({ err }, 'app server did not start; recovering');
+        await this.supervisor.restartAfterFailedStart(err);
+      }
+    }
+    if (existsSync(this.drainedFile) && this.supervisor.isRunning()) await this.undrain();
+    this.supervisor.startMonitor();
+    this.worker.start();
+    log.info({ agentUrl: this.url, serverUrl: this.serverUrl(), state: this.supervisor.currentState }, 'agent started');
+  }
+
+  async drain(reason: string) {
+    writeJsonFile(this.drainedFile, { reason, at: new Date().toISOString() });
+    return this.boosters.drain(reason);
+  }
+
+  async undrain() {
+    const r = await this.boosters.undrain();
+    removeFile(this.drainedFile);
+    return r;
+  }
+
+  async report(): Promise<void> {
+    if (!this.supervisor || !this.url) return;
+    const s = this.supervisor.status();
+    await this.boosters
+      .report({ nodeId: this.opts.config.cluster.nodeId, agentUrl: this.url, state: s.state, version: s.version ?? this.releases.currentVersion(), detail: s.detail ?? undefined })
+      .catch(() => undefined);
+  }
+
+  status(): AgentStatus {
+    const s = this.supervisor?.status();
+    const cur = this.releases.current();
+    return {
+      nodeId: this.opts.config.cluster.nodeId,
+      agentUrl: this.url,
+      serverUrl: this.serverUrl(),
+      state: s?.state ?? 'stopped',
+      detail: s?.detail ?? null,
+      pid: s?.pid ?? null,
+      version: s?.version ?? cur?.version ?? null,
+      sequence: cur?.sequence ?? null,
+      releases: this.releases.list().map((r) => ({ version: r.version, sequence: r.sequence })),
+      drainedByAgent: existsSync(this.drainedFile),
+      rolloutError: this.worker?.lastError ?? null,
+    };
+  }
+
+  /** Agent shutdown (SIGTERM): rollout worker first, then the server gracefully, then the API. */
+  async close(opts: { stopServer?: boolean } = {}): Promise<void> {
+    const stopServer = opts.stopServer ?? true;
+    await this.worker?.close();
+    await this.supervisor?.close({ stopServer });
+    if (this.reportTimer) clearInterval(this.reportTimer);
+    await this.report();
+    await new Promise<void>((r) => (this.api ? this.api.close(() => r()) : r()));
+    this.api?.closeAllConnections?.();
+    if (readJsonFile<{ pid: number }>(this.agentPidFile)?.pid === process.pid) removeFile(this.agentPidFile);
+    if (!this.opts.db) await this.db.destroy();
+  }
+}

@@ -1,0 +1,93 @@
+import { join } from 'node:path';
+import type { CliContext } from '../common/cli/context.js';
+import { parseFlags } from '../common/cli/context.js';
+import { agentArea, boostersArea, clusterArea, databaseArea, serverArea } from '../common/config/areas/index.js';
+import { loadConfig } from '../common/config/load.js';
+import { createLogger } from '../common/log.js';
+import { signClusterRequest } from '../common/protocol/cluster-auth.js';
+import { AGENT_PATH } from '../common/protocol/headers.js';
+import { Agent, type AgentStatus } from './agent.js';
+import { AgentErrors } from './errors.js';
+import { readJsonFile } from './process-control.js';
+
+const HELP = `Usage: omflow agent [status [--json] | restart]
+
+  omflow agent           run the agent: starts and supervises the app server, rolls out patches
+  omflow agent status    print the state of the local agent and its app server
+  omflow agent restart   operator restart of the app server (also leaves the "failed" state)
+
+Configuration: docs/configuration.md (cluster, database, boosters, server, agent).
+`;
+
+async function callLocalAgent(ctx: CliContext, method: 'GET' | 'POST', path: string): Promise<unknown> {
+  const c = loadConfig([clusterArea, agentArea], { env: ctx.env, file: ctx.configFile });
+  const recorded = readJsonFile<{ url: string }>(join(c.cluster.dataDir, 'agent.json'));
+  const host = c.agent.host === '0.0.0.0' ? '127.0.0.1' : c.agent.host;
+  const base = recorded?.url ?? c.agent.publicUrl ?? `http://${host}:${c.agent.port}`;
+  const body = method === 'POST' ? '{}' : undefined;
+  try {
+    const res = await fetch(base + path, {
+      method,
+      headers: { 'content-type': 'application/json', ...signClusterRequest(c.cluster.secret, c.cluster.nodeId, method, path, body) },
+      body,
+      signal: AbortSignal.timeout(5000),
+    });
+    const json = await res.json();
+    if (!res.ok) throw AgentErrors.AGENT_ERR_NOT_RUNNING(`agent at ${base} answered ${res.status}: ${JSON.stringify(json)}`);
+    return json;
+  } catch (err) {
+    if ((err as { code?: string }).code?.startsWith('AGENT_ERR')) throw err;
+    throw AgentErrors.AGENT_ERR_NOT_RUNNING(`no agent answers at ${base}`, undefined, { cause: err });
+  }
+}
+
+export async function run(argv: string[], ctx: CliContext): Promise<number> {
+  const { flags, positionals } = parseFlags(argv, ['json', 'help']);
+  if (flags.help) {
+    ctx.stdout.write(HELP);
+    return 0;
+  }
+  const sub = positionals[0];
+  if (sub === 'status') {
+    const s = (await callLocalAgent(ctx, 'GET', AGENT_PATH.status)) as AgentStatus;
+    if (flags.json) ctx.stdout.write(JSON.stringify(s, null, 2) + '\n');
+    else
+      ctx.stdout.write(
+        [
+          `node:      ${s.nodeId}`,
+          `state:     ${s.state}${s.detail ? ` (${s.detail})` : ''}`,
+          `server:    ${s.serverUrl} pid ${s.pid ?? '-'}`,
+          `version:   ${s.version ?? '-'} (sequence ${s.sequence ?? '-'})`,
+          `releases:  ${s.releases.map((r) => `${r.version}#${r.sequence}`).join(', ') || '-'}`,
+          `agent:     ${s.agentUrl}${s.drainedByAgent ? ' (node drained by the agent)' : ''}`,
+          ...(s.rolloutError ? [`rollout:   ${s.rolloutError}`] : []),
+        ].join('\n') + '\n',
+      );
+    return s.state === 'failed' ? 1 : 0;
+  }
+  if (sub === 'restart') {
+    ctx.stdout.write(JSON.stringify(await callLocalAgent(ctx, 'POST', AGENT_PATH.restart)) + '\n');
+    return 0;
+  }
+  if (sub !== undefined) {
+    ctx.stderr.write(`omflow agent: unknown subcommand "${sub}"\n\n${HELP}`);
+    return 2;
+  }
+  const config = loadConfig([clusterArea, databaseArea, boostersArea, serverArea, agentArea], { env: ctx.env, file: ctx.configFile });
+  const log = createLogger({ name: 'agent', level: config.cluster.logLevel, nodeId: config.cluster.nodeId });
+  const env = { ...ctx.env, ...(ctx.configFile ? { OMFLOW_CONFIG: ctx.configFile } : {}) };
+  const agent = new Agent({ config, env, log });
+  const stopping = ctx.stopSignal.then(() => 'stop' as const);
+  const started = agent.start().then(() => 'started' as const);
+  try {
+    if ((await Promise.race([started, stopping])) === 'stop') {
+      await started.catch(() => undefined);
+    } else {
+      await stopping;
+    }
+  } finally {
+    log.info('agent stopping');
+    await agent.close();
+  }
+  return 0;
+}
