@@ -11,7 +11,7 @@ import { registerErrorHandling, sendOmflowError } from './http/errors.js';
 import { Runtime } from './runtime.js';
 import type { ServerDeps } from './types.js';
 import { packageVersion } from './version.js';
-import { adminFeature } from './features/admin/index.js';
+import { adminFeature, type AdminFeatureOptions } from './features/admin/index.js';
 import { createSettingsStore } from './features/settings/store.js';
 import { createUsersStore } from './features/users/store.js';
 import { createUsersService } from './features/users/service.js';
@@ -19,6 +19,26 @@ import { registerAuthHook } from './features/users/auth-hook.js';
 import { usersRoutes } from './features/users/routes.js';
 import { usersPages } from './features/users/pages.js';
 import { healthRoutes } from './features/health/routes.js';
+import { createFormsStore } from './features/forms/store.js';
+import { createFormsService } from './features/forms/service.js';
+import { formsRoutes } from './features/forms/routes.js';
+import { createFlowsStore } from './features/flows/store.js';
+import { createFlowsService } from './features/flows/service.js';
+import { flowsRoutes } from './features/flows/routes.js';
+import { createTicketsStore } from './features/tickets/store.js';
+import { createTicketsService } from './features/tickets/service.js';
+import { ticketsRoutes } from './features/tickets/routes.js';
+import { ticketsPages } from './features/tickets/pages.js';
+import { formsPages } from './features/forms/pages.js';
+import { createStepRunner } from './features/steps/runner.js';
+import { createLocalDispatcher } from './features/steps/dispatcher.js';
+import { stepsRoutes } from './features/steps/routes.js';
+import { releaseAllSteps } from '../common/protocol/steps.js';
+import { createHeartbeat } from './heartbeat.js';
+import { purgeIdempotencyKeys } from './http/idempotency.js';
+import { openapiRoutes } from './openapi.js';
+import { LOG_LEVELS } from '../common/config/areas/cluster.js';
+import { SETTING } from './features/settings/store.js';
 
 export interface BuildOptions {
   config: ServerConfig;
@@ -26,11 +46,24 @@ export interface BuildOptions {
   db?: Database;
   log?: Logger;
   fence?: EpochFence;
+  /** Test-only admin options (e.g. an injected license verifier); never an operator setting. */
+  admin?: Omit<AdminFeatureOptions, 'deps'>;
+  /** Run the built-in step dispatcher. Default: only when no booster is configured. */
+  localDispatcher?: boolean;
+  /** For tests: the fetch used by http steps and heartbeats. */
+  fetchImpl?: typeof fetch;
 }
 
 export interface ServerHandle {
   deps: ServerDeps;
   runtime: Runtime;
+  /** Starts heartbeats (reporting `url`), the built-in dispatcher (if any) and housekeeping; call after listen. */
+  startBackground(url: string): void;
+  /**
+   * Graceful stop: draining (reported at once), stop accepting, finish in-flight requests and
+   * running steps up to `timeoutMs`, give back step leases, close the database. Idempotent.
+   */
+  shutdown(timeoutMs?: number): Promise<void>;
 }
 
 declare module 'fastify' {
@@ -57,7 +90,6 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
   };
 
   const app = Fastify({ logger: false, bodyLimit: config.server.bodyLimit, return503OnClosing: true, forceCloseConnections: 'idle' });
-  app.decorate('omflow', { deps, runtime });
   registerErrorHandling(app, log);
   await app.register(formbody);
 
@@ -77,12 +109,97 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
   const users = createUsersService({ store: usersStore, settings });
   registerAuthHook(app, users);
 
+  const formsStore = createFormsStore(db.knex);
+  const flowsStore = createFlowsStore(db.knex);
+  const ticketsStore = createTicketsStore(db.knex);
+  const forms = createFormsService({ store: formsStore, flows: flowsStore });
+  const flows = createFlowsService({ store: flowsStore });
+  const tickets = createTicketsService({ store: ticketsStore, forms: formsStore, flows: flowsStore, users: usersStore, nodeId });
+
+  const useLocalDispatcher = opts.localDispatcher ?? deps.boosterUrls.length === 0;
+  let kick = () => {};
+  const runner = createStepRunner({ db, log, nodeId, runtime, flows: flowsStore, tickets: ticketsStore, onCommitted: () => kick(), fetchImpl: opts.fetchImpl });
+  const dispatcher = useLocalDispatcher
+    ? createLocalDispatcher({ db, log, nodeId, runtime, runner, leaseMs: config.server.stepLeaseMs, pollMs: config.server.dispatchPollMs })
+    : null;
+  if (dispatcher) kick = () => dispatcher.kick();
+  const onCommitted = () => kick();
+
   await app.register(healthRoutes, { db, runtime, timeoutMs: config.server.readyTimeoutMs });
+  await app.register(stepsRoutes, { db, secret: config.cluster.secret, nodeId, fence, runtime, runner });
   await app.register(usersRoutes, { users, store: usersStore });
   await app.register(usersPages, { users, store: usersStore, cookieSecure: config.server.cookieSecure });
-  await app.register(adminFeature, { deps });
+  await app.register(formsRoutes, { db, forms, store: formsStore, flows: flowsStore });
+  await app.register(flowsRoutes, { db, flows, store: flowsStore });
+  await app.register(ticketsRoutes, { db, tickets, forms: formsStore, onCommitted });
+  await app.register(ticketsPages, { db, tickets, forms: formsStore, users: usersStore, onCommitted });
+  await app.register(formsPages, { db, forms, flows, formsStore, flowsStore });
+  await app.register(openapiRoutes);
+  await app.register(adminFeature, { ...opts.admin, deps });
 
+  let heartbeat: ReturnType<typeof createHeartbeat> | null = null;
+  const timers: NodeJS.Timeout[] = [];
+  let shutdownPromise: Promise<void> | null = null;
+  let deadline = Date.now();
+
+  // Every server does this (idempotent): apply the log level from settings; purge expired keys and sessions.
+  async function applyLogLevel(): Promise<void> {
+    try {
+      const level = await settings.get(SETTING.logLevel);
+      if (level && (LOG_LEVELS as readonly string[]).includes(level) && level !== log.level) log.level = level;
+    } catch (err) {
+      log.warn({ err }, 'reading settings failed');
+    }
+  }
+  async function purge(): Promise<void> {
+    try {
+      await purgeIdempotencyKeys(db.knex);
+      await usersStore.deleteExpiredSessions();
+    } catch (err) {
+      log.warn({ err }, 'purging expired idempotency keys and sessions failed');
+    }
+  }
+
+  const handle: ServerHandle = {
+    deps,
+    runtime,
+    startBackground(url: string) {
+      heartbeat = createHeartbeat({
+        boosterUrls: deps.boosterUrls, secret: config.cluster.secret, nodeId, url: config.server.publicUrl ?? url, agentUrl: config.server.agentUrl,
+        runtime, fence, knex: db.knex, log, intervalMs: config.server.heartbeatMs, fetchImpl: opts.fetchImpl,
+      });
+      heartbeat.start();
+      dispatcher?.start();
+      timers.push(setInterval(() => void applyLogLevel(), 5000), setInterval(() => void purge(), 10 * 60_000));
+      for (const t of timers) t.unref();
+    },
+    shutdown(timeoutMs = config.server.stopTimeoutMs) {
+      shutdownPromise ??= (async () => {
+        deadline = Date.now() + timeoutMs;
+        runtime.draining = true;
+        await heartbeat?.beat().catch(() => {});
+        // close(): stop accepting, finish in-flight requests, then the onClose hook below.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([app.close(), new Promise((r) => (timer = setTimeout(r, timeoutMs + 3000)))]);
+        clearTimeout(timer);
+      })();
+      return shutdownPromise;
+    },
+  };
+  app.decorate('omflow', handle);
+
+  // fastify closes the listener and waits for in-flight requests before onClose hooks run.
   app.addHook('onClose', async () => {
+    runtime.draining = true;
+    for (const t of timers) clearInterval(t);
+    await dispatcher?.stop();
+    await runner.drain(Math.max(0, deadline - Date.now()));
+    const given = await releaseAllSteps(db.knex, nodeId).catch((err) => {
+      log.warn({ err }, 'giving back step leases failed; they lapse by themselves');
+      return 0;
+    });
+    if (given) log.info({ steps: given }, 'step leases given back');
+    await heartbeat?.stop(true);
     runtime.close();
     if (ownsDb) await db.destroy();
   });

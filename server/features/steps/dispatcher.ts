@@ -1,0 +1,72 @@
+import type { Database } from '../../../common/db/create-database.js';
+import type { Logger } from '../../../common/log.js';
+import { findDispatchableSteps, leaseStep, markStepStarted } from '../../../common/protocol/steps.js';
+import type { Runtime } from '../../runtime.js';
+import type { StepRunner } from './runner.js';
+
+/**
+ * The built-in dispatcher of a server without boosters (BOOSTER_IP empty): it leases due
+ * steps to itself at epoch 0 without a leader lease. Several such servers on one database
+ * are safe: each lease is a conditional UPDATE that only one of them wins.
+ */
+export function createLocalDispatcher(deps: { db: Database; log: Logger; nodeId: string; runtime: Runtime; runner: StepRunner; leaseMs: number; pollMs: number }) {
+  const { db, log, nodeId, runtime, runner, leaseMs, pollMs } = deps;
+  let stopped = true;
+  let wake: (() => void) | null = null;
+  let kicked = false;
+  let loop: Promise<void> | null = null;
+
+  async function tick(): Promise<void> {
+    const free = runtime.stepCapacity - runtime.runningSteps;
+    if (free <= 0 || runtime.draining) return;
+    const rows = await findDispatchableSteps(db.knex, free);
+    for (const row of rows) {
+      if (stopped || runtime.runningSteps >= runtime.stepCapacity) break;
+      const hold = { stepId: Number(row.id), serverId: nodeId, epoch: 0, leaseMs };
+      if (!(await leaseStep(db.knex, hold))) continue;
+      if (!(await markStepStarted(db.knex, hold))) continue;
+      runner.start({ stepId: hold.stepId, epoch: 0, leaseMs });
+    }
+  }
+
+  async function run(): Promise<void> {
+    while (!stopped) {
+      kicked = false;
+      try {
+        await tick();
+      } catch (err) {
+        log.warn({ err }, 'step dispatcher tick failed; retrying');
+      }
+      if (stopped) break;
+      if (kicked) continue;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, pollMs);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = null;
+    }
+  }
+
+  return {
+    start(): void {
+      if (!stopped) return;
+      stopped = false;
+      loop = run();
+    },
+    /** Look now (a step was just enqueued or finished). */
+    kick(): void {
+      kicked = true;
+      wake?.();
+    },
+    async stop(): Promise<void> {
+      stopped = true;
+      wake?.();
+      await loop;
+    },
+  };
+}
+
+export type LocalDispatcher = ReturnType<typeof createLocalDispatcher>;

@@ -1,0 +1,203 @@
+import type { Database } from '../../../common/db/create-database.js';
+import type { Logger } from '../../../common/log.js';
+import { completeStep, renewStepLease, type StepRow } from '../../../common/protocol/steps.js';
+import type { Runtime } from '../../runtime.js';
+import { evaluate, type FlowDefinition, type HttpStep, type StepDef } from '../flows/definition.js';
+import { TICKET_STATE, addHistory, moveTo } from '../flows/engine.js';
+import type { FlowsStore } from '../flows/store.js';
+import type { TicketsStore } from '../tickets/store.js';
+
+export interface Hold {
+  stepId: number;
+  epoch: number;
+  leaseMs: number;
+}
+
+interface Effect {
+  outcome: 'done' | 'failed';
+  /** Fields to merge into the ticket. */
+  set?: Record<string, unknown>;
+  /** Next step; null: the ticket fails. */
+  next: string | null;
+  result: unknown;
+  error?: string;
+}
+
+class LeaseLost extends Error {}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+
+/**
+ * Runs automatic steps this server holds a lease on. The result is committed in ONE
+ * transaction with its effects on the ticket, and only while the lease (server + epoch) still
+ * holds (completeStep); otherwise everything rolls back and whoever holds the step now wins.
+ */
+export function createStepRunner(deps: {
+  db: Database;
+  log: Logger;
+  nodeId: string;
+  runtime: Runtime;
+  flows: FlowsStore;
+  tickets: TicketsStore;
+  /** Called after a commit that may have enqueued a step (wakes the built-in dispatcher). */
+  onCommitted?: () => void;
+  fetchImpl?: typeof fetch;
+}) {
+  const { db, log, nodeId, runtime, flows, tickets } = deps;
+  const doFetch = deps.fetchImpl ?? fetch;
+  const running = new Map<number, { controller: AbortController; done: Promise<void> }>();
+
+  async function callHttp(stepId: number, s: HttpStep, data: Record<string, unknown>, signal: AbortSignal): Promise<Effect> {
+    const method = s.method ?? 'POST';
+    const body = method === 'GET' || method === 'DELETE' ? undefined : JSON.stringify(s.body ? await evaluate(s.body, data) : data);
+    const attempts = (s.retries ?? 3) + 1;
+    let lastError = '';
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      try {
+        const res = await doFetch(s.url, {
+          method,
+          // The same key on every attempt and every server: the receiver can drop duplicates.
+          headers: { 'content-type': 'application/json', 'idempotency-key': `step-${stepId}`, ...(s.headers ?? {}) },
+          body,
+          signal: AbortSignal.any([signal, AbortSignal.timeout(s.timeoutMs ?? 10_000)]),
+        });
+        const text = (await res.text()).slice(0, 65_536);
+        if (res.ok) {
+          let parsed: unknown = text;
+          try {
+            parsed = text ? JSON.parse(text) : null;
+          } catch {
+            // not JSON: keep the text
+          }
+          const result = { status: res.status, body: parsed, attempts: attempt };
+          return { outcome: 'done', set: s.resultField ? { [s.resultField]: { status: res.status, body: parsed } } : undefined, next: s.next, result };
+        }
+        lastError = `HTTP ${res.status}`;
+      } catch (err) {
+        if (signal.aborted) throw err;
+        lastError = (err as Error).message;
+      }
+      if (attempt < attempts) await sleep((s.backoffMs ?? 200) * 2 ** (attempt - 1), signal);
+    }
+    return { outcome: 'failed', next: s.onError ?? null, result: { attempts, error: lastError }, error: lastError };
+  }
+
+  async function execute(stepId: number, step: StepDef, data: Record<string, unknown>, signal: AbortSignal): Promise<Effect> {
+    switch (step.type) {
+      case 'condition': {
+        for (let i = 0; i < step.branches.length; i++) {
+          if (await evaluate(step.branches[i].when, data)) return { outcome: 'done', next: step.branches[i].next, result: { branch: i, next: step.branches[i].next } };
+        }
+        return { outcome: 'done', next: step.default, result: { branch: 'default', next: step.default } };
+      }
+      case 'compute': {
+        const scope = { ...data };
+        const set: Record<string, unknown> = {};
+        for (const [field, expr] of Object.entries(step.set)) {
+          const v = await evaluate(expr, scope);
+          scope[field] = v === undefined ? null : v;
+          set[field] = scope[field];
+        }
+        return { outcome: 'done', set, next: step.next, result: { set } };
+      }
+      case 'http':
+        return callHttp(stepId, step, data, signal);
+      case 'timer':
+        return { outcome: 'done', next: step.next, result: { waited: true } };
+      default:
+        return { outcome: 'failed', next: null, result: null, error: `step type ${step.type} is not automatic` };
+    }
+  }
+
+  async function runOnce(hold: Hold, controller: AbortController): Promise<void> {
+    const h = { stepId: hold.stepId, serverId: nodeId, epoch: hold.epoch };
+    const renewEvery = Math.max(250, Math.floor(hold.leaseMs / 3));
+    const renewer = setInterval(() => {
+      renewStepLease(db.knex, { ...h, leaseMs: hold.leaseMs })
+        .then((ok) => {
+          if (!ok) controller.abort(new LeaseLost('lease lost'));
+        })
+        .catch((err) => log.warn({ err, stepId: hold.stepId }, 'step lease renewal failed'));
+    }, renewEvery);
+    try {
+      const row = (await db.knex('steps').where({ id: hold.stepId }).first()) as StepRow | undefined;
+      if (!row) return;
+      const ticket = await tickets.byId(Number(row.ticket_id));
+      const version = ticket?.flowVersionId ? await flows.version(ticket.flowVersionId) : null;
+      const def: FlowDefinition | undefined = version?.definition;
+      const stepDef = def?.steps[row.step_key];
+      let effect: Effect;
+      if (!ticket || !def || !stepDef) effect = { outcome: 'failed', next: null, result: null, error: 'ticket or flow step is gone' };
+      else {
+        try {
+          effect = await execute(hold.stepId, stepDef, ticket.data, controller.signal);
+        } catch (err) {
+          if (controller.signal.aborted) throw err;
+          effect = { outcome: 'failed', next: null, result: null, error: (err as Error).message };
+        }
+      }
+      await db.transaction(async (trx) => {
+        if (!(await completeStep(trx, { ...h, outcome: effect.outcome, result: effect.result, error: effect.error }))) throw new LeaseLost('lease lost before commit');
+        const t = await tickets.byId(Number(row.ticket_id), trx, true);
+        // Cancelled or moved on meanwhile: the step is finished, the ticket is left alone.
+        if (!t || t.state !== TICKET_STATE.running || t.currentStep !== row.step_key || !def) return;
+        const data = { ...t.data, ...(effect.set ?? {}) };
+        await addHistory(trx, {
+          ticketId: t.id, step: row.step_key, action: effect.outcome === 'done' ? 'step.done' : 'step.failed', actorId: null, nodeId,
+          output: { result: effect.result, error: effect.error, set: effect.set, stepId: hold.stepId, epoch: hold.epoch },
+        });
+        if (effect.next) await moveTo({ trx, ticketId: t.id, createdBy: t.createdBy, def, data, actorId: null, nodeId }, effect.next);
+        else
+          await trx('tickets').where({ id: t.id }).update({ state: TICKET_STATE.failed, data: JSON.stringify(data), closed_at: trx.fn.now(), row_version: trx.raw('row_version + 1') });
+      });
+      deps.onCommitted?.();
+    } finally {
+      clearInterval(renewer);
+    }
+  }
+
+  return {
+    get size() {
+      return running.size;
+    },
+    /** Starts a held step in the background (the lease is already marked started). */
+    start(hold: Hold): void {
+      if (running.has(hold.stepId)) return;
+      const controller = new AbortController();
+      runtime.runningSteps++;
+      const done = runOnce(hold, controller)
+        .catch((err) => {
+          if (err instanceof LeaseLost || controller.signal.aborted) log.warn({ stepId: hold.stepId, reason: String((err as Error)?.message ?? err) }, 'step abandoned: lease lost or stopping');
+          else log.warn({ err, stepId: hold.stepId }, 'step run failed; the lease will lapse and it runs again');
+        })
+        .finally(() => {
+          running.delete(hold.stepId);
+          runtime.runningSteps--;
+        });
+      running.set(hold.stepId, { controller, done });
+    },
+    /** Waits for running steps up to `ms`, then aborts the rest (their leases are released by the caller). */
+    async drain(ms: number): Promise<void> {
+      const all = Promise.all([...running.values()].map((r) => r.done));
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([all, new Promise((r) => (timer = setTimeout(r, ms)))]);
+      clearTimeout(timer);
+      for (const r of running.values()) r.controller.abort(new LeaseLost('stopping'));
+      await Promise.race([Promise.all([...running.values()].map((r) => r.done)), new Promise((r) => setTimeout(r, 2000))]);
+    },
+  };
+}
+
+export type StepRunner = ReturnType<typeof createStepRunner>;

@@ -1,0 +1,145 @@
+import type { Knex } from 'knex';
+import { ServerErrors } from '../../errors.js';
+import type { AuthUser } from '../../types.js';
+import type { FlowsStore } from '../flows/store.js';
+import { formatTicketNumber } from '../flows/store.js';
+import { FINAL_STATES, TICKET_STATE, addHistory, moveTo } from '../flows/engine.js';
+import type { FormStep } from '../flows/definition.js';
+import { checkValues, type FieldDef } from '../forms/fields.js';
+import type { FormsStore } from '../forms/store.js';
+import type { UsersStore } from '../users/store.js';
+import type { TicketFilter, TicketRow, TicketsStore } from './store.js';
+
+export const ACTIONS = ['approve', 'submit', 'reject', 'send_back', 'comment', 'cancel'] as const;
+export type TicketAction = (typeof ACTIONS)[number];
+
+export interface TicketSummary {
+  id: number;
+  number: string;
+  state: string;
+  currentStep: string | null;
+}
+
+const summary = (t: Pick<TicketRow, 'id' | 'number'>, state: string, currentStep: string | null): TicketSummary => ({ id: t.id, number: t.number, state, currentStep });
+
+export function createTicketsService(deps: { store: TicketsStore; forms: FormsStore; flows: FlowsStore; users: UsersStore; nodeId: string }) {
+  const { store, forms, flows, users, nodeId } = deps;
+
+  async function fieldErrors(fields: FieldDef[], input: unknown, trx: Knex | Knex.Transaction) {
+    const r = checkValues(fields, input && typeof input === 'object' ? (input as Record<string, unknown>) : {});
+    for (const u of r.users) if (!(await trx('users').where({ username: u.username }).first('id'))) r.errors[u.key] = 'user';
+    if (Object.keys(r.errors).length) throw ServerErrors.SERVER_ERR_VALIDATION(undefined, { fields: r.errors });
+    return r.values;
+  }
+
+  async function canAct(user: AuthUser, t: TicketRow): Promise<boolean> {
+    if (user.role === 'admin') return true;
+    if (t.assigneeUserId === user.id) return true;
+    if (t.assigneeGroupId !== null && (await users.groupIdsOf(user.id)).includes(t.assigneeGroupId)) return true;
+    return false;
+  }
+
+  async function canSee(user: AuthUser, t: TicketRow): Promise<boolean> {
+    return user.role === 'admin' || t.createdBy === user.id || (await canAct(user, t));
+  }
+
+  return {
+    canAct,
+    canSee,
+
+    /** Validates the submission (field-level errors), then creates the ticket in `trx` and moves it to the flow's first step. */
+    async create(trx: Knex.Transaction, formKey: string, input: { data?: unknown; title?: unknown }, user: AuthUser | null): Promise<TicketSummary> {
+      const form = await forms.byKey(formKey, trx);
+      if (!form || !form.published || !form.flowId) throw ServerErrors.SERVER_ERR_NOT_FOUND(`No published form ${formKey}`);
+      const values = await fieldErrors(form.fields, input.data, trx);
+      const flow = await flows.byId(form.flowId, trx);
+      const version = flow && (await flows.latestVersion(flow.id, trx));
+      if (!flow || !version) throw ServerErrors.SERVER_ERR_CONFLICT(`Form ${formKey} has no deployed flow`);
+      const n = await flows.nextNumber(trx, flow.ticketPrefix);
+      const number = formatTicketNumber(flow.ticketPrefix, n);
+      const title = typeof input.title === 'string' && input.title.trim() ? input.title.trim() : typeof values.title === 'string' && values.title ? values.title : form.title;
+      const id = await store.insert(trx, { number, formId: form.id, flowVersionId: version.id, title, data: values, createdBy: user?.id ?? null, slaHours: flow.slaHours });
+      await addHistory(trx, { ticketId: id, step: null, action: 'create', actorId: user?.id ?? null, nodeId, input: values, output: { number, flowVersion: version.version } });
+      const moved = await moveTo({ trx, ticketId: id, createdBy: user?.id ?? null, def: version.definition, data: values, actorId: user?.id ?? null, nodeId }, version.definition.start);
+      return summary({ id, number }, moved.state, moved.stepKey);
+    },
+
+    /** A human action on the ticket's current form step (or comment / cancel). */
+    async act(trx: Knex.Transaction, ticketId: number, user: AuthUser, input: { action?: unknown; data?: unknown; comment?: unknown }): Promise<TicketSummary> {
+      const action = input.action as TicketAction;
+      if (!(ACTIONS as readonly string[]).includes(String(action))) throw ServerErrors.SERVER_ERR_VALIDATION(undefined, { fields: { action: 'option' } });
+      const t = await store.byId(ticketId, trx, true);
+      if (!t || !(await canSee(user, t))) throw ServerErrors.SERVER_ERR_NOT_FOUND('No such ticket');
+      const comment = typeof input.comment === 'string' ? input.comment.trim().slice(0, 10_000) : '';
+      if (comment) await store.addComment(trx, t.id, user.id, comment);
+      if (action === 'comment') {
+        if (!comment) throw ServerErrors.SERVER_ERR_VALIDATION(undefined, { fields: { comment: 'required' } });
+        await addHistory(trx, { ticketId: t.id, step: t.currentStep, action: 'comment', actorId: user.id, nodeId, input: { comment } });
+        return summary(t, t.state, t.currentStep);
+      }
+      if (FINAL_STATES.includes(t.state)) throw ServerErrors.SERVER_ERR_CONFLICT(`Ticket ${t.number} is ${t.state}`);
+      const version = t.flowVersionId ? await flows.version(t.flowVersionId, trx) : null;
+      if (!version) throw ServerErrors.SERVER_ERR_CONFLICT('The ticket has no flow');
+      const ctx = { trx, ticketId: t.id, createdBy: t.createdBy, def: version.definition, data: t.data, actorId: user.id, nodeId };
+      if (action === 'cancel') {
+        if (user.role !== 'admin' && t.createdBy !== user.id) throw ServerErrors.SERVER_ERR_FORBIDDEN();
+        await trx('steps').where({ ticket_id: t.id }).whereIn('state', ['ready', 'assigned']).update({ state: 'cancelled', lease_expires_at: null });
+        await trx('tickets').where({ id: t.id }).update({ state: TICKET_STATE.cancelled, closed_at: trx.fn.now(), row_version: trx.raw('row_version + 1'), assignee_user_id: null, assignee_group_id: null });
+        await addHistory(trx, { ticketId: t.id, step: t.currentStep, action: 'cancel', actorId: user.id, nodeId, input: comment ? { comment } : undefined });
+        return summary(t, TICKET_STATE.cancelled, t.currentStep);
+      }
+      if (t.state !== TICKET_STATE.open || !t.currentStep) throw ServerErrors.SERVER_ERR_CONFLICT(`Ticket ${t.number} is not waiting for input`);
+      if (!(await canAct(user, t))) throw ServerErrors.SERVER_ERR_FORBIDDEN('The ticket is assigned to someone else');
+      const step = version.definition.steps[t.currentStep] as FormStep;
+      let next: string | undefined;
+      let values: Record<string, unknown> = {};
+      if (action === 'approve' || action === 'submit') {
+        values = await fieldErrors(step.fields ?? [], input.data, trx);
+        next = step.next;
+      } else if (action === 'reject') next = step.onReject;
+      else if (action === 'send_back') {
+        if (!step.onSendBack) throw ServerErrors.SERVER_ERR_CONFLICT('This step cannot be sent back');
+        next = step.onSendBack;
+      }
+      await addHistory(trx, { ticketId: t.id, step: t.currentStep, action, actorId: user.id, nodeId, input: { ...values, ...(comment ? { comment } : {}) } });
+      ctx.data = { ...t.data, ...values };
+      if (!next) {
+        // Reject without onReject: close as rejected.
+        await trx('tickets').where({ id: t.id }).update({ state: TICKET_STATE.rejected, closed_at: trx.fn.now(), row_version: trx.raw('row_version + 1'), assignee_user_id: null, assignee_group_id: null });
+        return summary(t, TICKET_STATE.rejected, t.currentStep);
+      }
+      const moved = await moveTo(ctx, next);
+      return summary(t, moved.state, moved.stepKey);
+    },
+
+    async detail(id: number, user: AuthUser) {
+      const t = await store.byId(id);
+      if (!t || !(await canSee(user, t))) throw ServerErrors.SERVER_ERR_NOT_FOUND('No such ticket');
+      const [history, comments, form, version] = await Promise.all([
+        store.history(id), store.comments(id), forms.byId(t.formId), t.flowVersionId ? flows.version(t.flowVersionId) : Promise.resolve(null),
+      ]);
+      const step = version && t.currentStep ? version.definition.steps[t.currentStep] : undefined;
+      return {
+        ...t,
+        formKey: form?.formKey ?? null,
+        flowVersion: version?.version ?? null,
+        step: step ? { key: t.currentStep, type: step.type, title: step.type === 'form' ? (step.title ?? t.currentStep) : t.currentStep, fields: step.type === 'form' ? (step.fields ?? []) : [], canSendBack: step.type === 'form' && !!step.onSendBack } : null,
+        canAct: t.state === TICKET_STATE.open && (await canAct(user, t)),
+        history,
+        comments,
+      };
+    },
+
+    async list(user: AuthUser, f: Omit<TicketFilter, 'assignedTo'> & { mine?: boolean }) {
+      const filter: TicketFilter = { ...f };
+      if (user.role !== 'admin' || f.mine) filter.createdBy = user.id;
+      return store.list(filter);
+    },
+
+    async tasks(user: AuthUser, page = 1, pageSize = 50) {
+      return store.list({ assignedTo: { userId: user.id, groupIds: await users.groupIdsOf(user.id), includeUnassigned: user.role === 'admin' }, page, pageSize });
+    },
+  };
+}
+
+export type TicketsService = ReturnType<typeof createTicketsService>;

@@ -1,0 +1,103 @@
+import type { Knex } from 'knex';
+import { getHelpers } from '../../../common/db/helpers/index.js';
+
+export interface TicketRow {
+  id: number;
+  number: string;
+  formId: number;
+  flowVersionId: number | null;
+  title: string;
+  state: string;
+  currentStep: string | null;
+  assigneeUserId: number | null;
+  assigneeGroupId: number | null;
+  data: Record<string, unknown>;
+  createdBy: number | null;
+  rowVersion: number;
+  dueAt: Date | null;
+  closedAt: Date | null;
+  createdAt: Date | null;
+  updatedAt: Date | null;
+}
+
+export interface TicketFilter {
+  state?: string;
+  formId?: number;
+  q?: string;
+  createdBy?: number;
+  /** "My tasks": assigned to this user or to one of these groups (or unassigned, for admins). */
+  assignedTo?: { userId: number; groupIds: number[]; includeUnassigned?: boolean };
+  page: number;
+  pageSize: number;
+}
+
+export function createTicketsStore(knex: Knex) {
+  const h = getHelpers(knex);
+  const toTicket = (r: Record<string, any>): TicketRow => ({
+    id: Number(r.id), number: r.ticket_no, formId: Number(r.form_id), flowVersionId: r.flow_version_id == null ? null : Number(r.flow_version_id),
+    title: r.title, state: r.state, currentStep: r.current_step ?? null,
+    assigneeUserId: r.assignee_user_id == null ? null : Number(r.assignee_user_id), assigneeGroupId: r.assignee_group_id == null ? null : Number(r.assignee_group_id),
+    data: h.fromJson<Record<string, unknown>>(r.data) ?? {}, createdBy: r.created_by == null ? null : Number(r.created_by), rowVersion: Number(r.row_version),
+    dueAt: h.toDate(r.due_at), closedAt: h.toDate(r.closed_at), createdAt: h.toDate(r.created_at), updatedAt: h.toDate(r.updated_at),
+  });
+
+  function applyFilter(q: Knex.QueryBuilder, f: TicketFilter): Knex.QueryBuilder {
+    if (f.state) q.where('state', f.state);
+    if (f.formId) q.where('form_id', f.formId);
+    if (f.createdBy) q.where('created_by', f.createdBy);
+    if (f.q) {
+      const like = `%${f.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      q.where((w) => w.where('ticket_no', 'like', like).orWhere('title', 'like', like));
+    }
+    if (f.assignedTo) {
+      const a = f.assignedTo;
+      q.where('state', 'open').andWhere((w) => {
+        w.where('assignee_user_id', a.userId);
+        if (a.groupIds.length) w.orWhereIn('assignee_group_id', a.groupIds);
+        if (a.includeUnassigned) w.orWhere((u) => u.whereNull('assignee_user_id').whereNull('assignee_group_id'));
+      });
+    }
+    return q;
+  }
+
+  return {
+    toTicket,
+    async insert(trx: Knex.Transaction, t: { number: string; formId: number; flowVersionId: number; title: string; data: Record<string, unknown>; createdBy: number | null; slaHours: number | null }): Promise<number> {
+      return h.insertReturningId(trx, 'tickets', {
+        ticket_no: t.number, form_id: t.formId, flow_version_id: t.flowVersionId, title: t.title.slice(0, 255), state: 'running', current_step: null,
+        data: JSON.stringify(t.data), created_by: t.createdBy, row_version: 1, due_at: t.slaHours ? h.nowPlusMs(t.slaHours * 3600_000) : null,
+        created_at: h.now(), updated_at: h.now(),
+      });
+    },
+    async byId(id: number, db: Knex | Knex.Transaction = knex, lock = false): Promise<TicketRow | null> {
+      const q = db('tickets').where({ id }).first();
+      if (lock) q.forUpdate();
+      const r = await q;
+      return r ? toTicket(r) : null;
+    },
+    async list(f: TicketFilter): Promise<{ items: TicketRow[]; total: number }> {
+      const totalRow = await applyFilter(knex('tickets'), f).count({ n: '*' }).first();
+      const rows = await applyFilter(knex('tickets'), f)
+        .orderBy('id', 'desc')
+        .limit(f.pageSize)
+        .offset((f.page - 1) * f.pageSize);
+      return { items: rows.map(toTicket), total: Number((totalRow as { n?: unknown } | undefined)?.n ?? 0) };
+    },
+    async history(ticketId: number) {
+      return (await knex('ticket_history').where({ ticket_id: ticketId }).orderBy('id')).map((r) => ({
+        id: Number(r.id), step: r.step ?? null, action: r.action, actorUserId: r.actor_user_id == null ? null : Number(r.actor_user_id), nodeId: r.node_id ?? null,
+        input: h.fromJson(r.input), output: h.fromJson(r.output), createdAt: h.toDate(r.created_at),
+      }));
+    },
+    async comments(ticketId: number) {
+      return (await knex('ticket_comments').where({ ticket_id: ticketId }).orderBy('id')).map((r) => ({
+        id: Number(r.id), userId: r.user_id == null ? null : Number(r.user_id), body: r.body, createdAt: h.toDate(r.created_at),
+      }));
+    },
+    async addComment(trx: Knex.Transaction, ticketId: number, userId: number | null, body: string): Promise<number> {
+      return h.insertReturningId(trx, 'ticket_comments', { ticket_id: ticketId, user_id: userId, body, created_at: h.now() });
+    },
+  };
+}
+
+export type TicketsStore = ReturnType<typeof createTicketsStore>;

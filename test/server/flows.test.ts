@@ -1,0 +1,233 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, type Server } from 'node:http';
+import type { FastifyInstance } from 'fastify';
+import { buildServer } from '../../server/app.js';
+import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
+import { serverConfig, SECRET } from './helpers.js';
+import { seed } from '../../server/seed.js';
+import { signClusterRequest } from '../../common/protocol/cluster-auth.js';
+import { SERVER_PATH } from '../../common/protocol/headers.js';
+import { leaseStep } from '../../common/protocol/steps.js';
+
+/** A loopback "external system": fails `failures` times, then answers 200. */
+async function flakyServer(failures: number) {
+  const calls: Array<{ key: string | undefined; body: string; status: number }> = [];
+  const srv: Server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      const status = calls.length < failures ? 500 : 200;
+      calls.push({ key: req.headers['idempotency-key'] as string | undefined, body, status });
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(status === 200 ? { ticketRef: 'EXT-1' } : { error: 'boom' }));
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const { port } = srv.address() as { port: number };
+  return { url: `http://127.0.0.1:${port}/hook`, calls, close: () => new Promise<void>((r) => srv.close(() => r())) };
+}
+
+async function waitFor<T>(fn: () => Promise<T | undefined | null | false>, what: string, ms = 20_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export function httpFlow(hookUrl: string) {
+  return {
+    flowKey: 'purchase', name: 'Purchase', ticketPrefix: 'PUR', slaHours: 24,
+    definition: {
+      start: 'check',
+      steps: {
+        check: { type: 'condition', branches: [{ when: 'amount >= 1000', next: 'big' }], default: 'small' },
+        big: { type: 'compute', set: { tier: '"big"', total: 'amount * 1.1', label: '$uppercase(item) & "-" & tier' }, next: 'notify' },
+        small: { type: 'compute', set: { tier: '"small"', total: 'amount' }, next: 'notify' },
+        notify: { type: 'http', url: hookUrl, body: '{"item": item, "total": total}', retries: 3, backoffMs: 20, timeoutMs: 2000, resultField: 'external', next: 'approve' },
+        approve: { type: 'form', assignee: { user: 'admin' }, fields: [{ key: 'note', label: 'Note', type: 'text', required: true }], next: 'done', onReject: 'rejected' },
+        done: { type: 'end' },
+        rejected: { type: 'end', state: 'rejected' },
+      },
+    },
+  };
+}
+
+const purchaseForm = {
+  formKey: 'purchase', title: 'Purchase', flowKey: 'purchase',
+  fields: [
+    { key: 'item', label: 'Item', type: 'text', required: true, maxLength: 50 },
+    { key: 'amount', label: 'Amount', type: 'number', required: true, min: 1 },
+    { key: 'kind', label: 'Kind', type: 'select', options: ['a', 'b'] },
+    { key: 'when', label: 'When', type: 'date' },
+  ],
+};
+
+for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 'mysql')) {
+  describe(`flows and tickets on ${vendor} (in process)`, () => {
+    let t: TestDatabase;
+    let app: FastifyInstance;
+    let hook: Awaited<ReturnType<typeof flakyServer>>;
+    let admin: Record<string, string>;
+    beforeAll(async () => {
+      t = await createTestDatabase(vendor, { migrate: true });
+      await seed(t.db, { adminUser: 'admin', adminPassword: 'admin-pass-1', demo: true });
+      hook = await flakyServer(2);
+      app = await buildServer({ config: serverConfig(t.url, { OMFLOW_SERVER_DISPATCH_POLL_MS: '100' }), db: t.db });
+      app.omflow.startBackground('http://127.0.0.1:1');
+      const token = (await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'admin', password: 'admin-pass-1' } })).json().token;
+      admin = { authorization: `Bearer ${token}` };
+      const flow = await app.inject({ method: 'POST', url: '/api/flows', headers: admin, payload: httpFlow(hook.url) });
+      expect(flow.statusCode, flow.body).toBe(201);
+      const form = await app.inject({ method: 'POST', url: '/api/forms', headers: admin, payload: purchaseForm });
+      expect(form.statusCode, form.body).toBe(201);
+    });
+    afterAll(async () => {
+      await app?.close();
+      await hook?.close();
+      await t?.drop();
+    });
+
+    it('condition → compute → http (fails twice, then succeeds) → form: computed fields, exactly one successful call', async () => {
+      const r = await app.inject({ method: 'POST', url: '/api/forms/purchase/tickets', headers: admin, payload: { data: { item: 'laptop', amount: 2000 } } });
+      expect(r.statusCode, r.body).toBe(201);
+      const created = r.json();
+      expect(created.number).toMatch(/^PUR-\d{6}$/);
+      const ticket = await waitFor(async () => {
+        const d = (await app.inject({ url: `/api/tickets/${created.id}`, headers: admin })).json();
+        return d.state === 'open' ? d : null;
+      }, 'the ticket to reach the form step');
+      expect(ticket.currentStep).toBe('approve');
+      expect(ticket.data).toMatchObject({ item: 'laptop', amount: 2000, tier: 'big', label: 'LAPTOP-big', external: { status: 200, body: { ticketRef: 'EXT-1' } } });
+      expect(ticket.data.total).toBeCloseTo(2200);
+      expect(hook.calls.map((c) => c.status)).toEqual([500, 500, 200]);
+      expect(hook.calls.filter((c) => c.status === 200)).toHaveLength(1);
+      const stepRow = await t.knex('steps').where({ ticket_id: created.id, step_key: 'notify' }).first();
+      expect(new Set(hook.calls.map((c) => c.key))).toEqual(new Set([`step-${stepRow.id}`]));
+      expect(JSON.parse(hook.calls[2].body)).toMatchObject({ item: 'laptop', total: expect.closeTo(2200) });
+      expect(ticket.history.map((h: { action: string; step: string }) => `${h.action}:${h.step ?? ''}`)).toEqual([
+        'create:', 'enter:check', 'step.done:check', 'enter:big', 'step.done:big', 'enter:notify', 'step.done:notify', 'enter:approve',
+      ]);
+      const tasks = (await app.inject({ url: '/api/tasks', headers: admin })).json();
+      expect(tasks.items.map((x: { id: number }) => x.id)).toContain(created.id);
+      // The human step validates its own fields, then the ticket completes.
+      const bad = await app.inject({ method: 'POST', url: `/api/tickets/${created.id}/actions`, headers: admin, payload: { action: 'approve', data: {} } });
+      expect(bad.json()).toMatchObject({ code: 'SERVER_ERR_VALIDATION', details: { fields: { note: 'required' } } });
+      const ok = await app.inject({ method: 'POST', url: `/api/tickets/${created.id}/actions`, headers: admin, payload: { action: 'approve', data: { note: 'fine' }, comment: 'thanks' } });
+      expect(ok.json()).toMatchObject({ state: 'completed', currentStep: 'done' });
+      const again = await app.inject({ method: 'POST', url: `/api/tickets/${created.id}/actions`, headers: admin, payload: { action: 'approve', data: { note: 'x' } } });
+      expect(again.json().code).toBe('SERVER_ERR_CONFLICT');
+    });
+
+    it('bad submissions get field-level errors and create nothing', async () => {
+      const before = await t.knex('tickets').count({ n: '*' }).first();
+      const r = await app.inject({ method: 'POST', url: '/api/forms/purchase/tickets', headers: admin, payload: { data: { item: 'x'.repeat(51), amount: 'lots', kind: 'c', when: '2026-13-45' } } });
+      expect(r.statusCode).toBe(400);
+      expect(r.json()).toMatchObject({ code: 'SERVER_ERR_VALIDATION', details: { fields: { item: 'maxLength', amount: 'type', kind: 'option', when: 'type' } } });
+      const missing = await app.inject({ method: 'POST', url: '/api/forms/purchase/tickets', headers: admin, payload: { data: { amount: 0 } } });
+      expect(missing.json().details.fields).toEqual({ item: 'required', amount: 'min' });
+      const after = await t.knex('tickets').count({ n: '*' }).first();
+      expect(Number(after!.n)).toBe(Number(before!.n));
+      const badFlow = await app.inject({ method: 'POST', url: '/api/flows', headers: admin, payload: { flowKey: 'x', name: 'X', ticketPrefix: 'X', definition: { start: 'a', steps: { a: { type: 'compute', set: { y: '1 +' }, next: 'nowhere' } } } } });
+      expect(badFlow.json().code).toBe('SERVER_ERR_FLOW_INVALID');
+      expect(badFlow.json().details.problems.join('\n')).toMatch(/steps\.a\.set\.y is not a valid expression[\s\S]*steps\.a\.next must name a step[\s\S]*end step/);
+    });
+
+    it('Idempotency-Key: a replay returns the original answer; the same key with another body is 422', async () => {
+      const headers = { ...admin, 'idempotency-key': 'k-1' };
+      const payload = { data: { item: 'pen', amount: 5 } };
+      const a = await app.inject({ method: 'POST', url: '/api/forms/purchase/tickets', headers, payload });
+      const b = await app.inject({ method: 'POST', url: '/api/forms/purchase/tickets', headers, payload });
+      expect(a.statusCode).toBe(201);
+      expect(b.statusCode).toBe(201);
+      expect(b.json()).toEqual(a.json());
+      expect(b.headers['idempotent-replayed']).toBe('true');
+      expect(Number((await t.knex('tickets').where({ ticket_no: a.json().number }).count({ n: '*' }).first())!.n)).toBe(1);
+      const c = await app.inject({ method: 'POST', url: '/api/forms/purchase/tickets', headers, payload: { data: { item: 'pen', amount: 6 } } });
+      expect(c.statusCode).toBe(422);
+      expect(c.json().code).toBe('SERVER_ERR_IDEMPOTENCY_MISMATCH');
+    });
+
+    it('flows are versioned: a running ticket keeps its version, new tickets use the newest', async () => {
+      const first = (await app.inject({ method: 'POST', url: '/api/forms/it-request/tickets', headers: admin, payload: { data: { title: 'Mouse', category: 'hardware', amount: 3000 } } })).json();
+      const flow = (await app.inject({ url: '/api/flows/it-request', headers: admin })).json();
+      const v2 = { ...flow.definition, steps: { ...flow.definition.steps, small: { ...flow.definition.steps.small, set: { approvalLevel: '"v2"' } } } };
+      const dep = await app.inject({ method: 'POST', url: '/api/flows', headers: admin, payload: { flowKey: 'it-request', name: 'IT request', ticketPrefix: 'REQ', definition: v2 } });
+      expect(dep.json().version).toBe(2);
+      const second = (await app.inject({ method: 'POST', url: '/api/forms/it-request/tickets', headers: admin, payload: { data: { title: 'Keyboard', category: 'hardware', amount: 3000 } } })).json();
+      const a = await waitFor(async () => { const d = (await app.inject({ url: `/api/tickets/${first.id}`, headers: admin })).json(); return d.state === 'open' ? d : null; }, 'first');
+      const b = await waitFor(async () => { const d = (await app.inject({ url: `/api/tickets/${second.id}`, headers: admin })).json(); return d.state === 'open' ? d : null; }, 'second');
+      expect(a.flowVersion).toBe(1);
+      expect(a.data.approvalLevel).toBe('team');
+      expect(a.data.totalWithTax).toBe(3300);
+      expect(b.flowVersion).toBe(2);
+      expect(b.data.approvalLevel).toBe('v2');
+      expect(first.number).toMatch(/^REQ-\d{6}$/);
+    });
+  });
+
+  describe(`step dispatch fencing on ${vendor}`, () => {
+    let t: TestDatabase;
+    let app: FastifyInstance;
+    let admin: Record<string, string>;
+    beforeAll(async () => {
+      t = await createTestDatabase(vendor, { migrate: true });
+      await seed(t.db, { adminUser: 'admin', adminPassword: 'admin-pass-1', demo: true });
+      // As under a booster: no built-in dispatcher; steps arrive by POST /_internal/steps/dispatch.
+      app = await buildServer({ config: serverConfig(t.url, { BOOSTER_IP: '127.0.0.1', BOOSTER_PORT: '1' }), db: t.db });
+      const token = (await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'admin', password: 'admin-pass-1' } })).json().token;
+      admin = { authorization: `Bearer ${token}` };
+    });
+    afterAll(async () => {
+      await app?.close();
+      await t?.drop();
+    });
+
+    const dispatch = (body: object) => {
+      const payload = JSON.stringify(body);
+      return app.inject({ method: 'POST', url: SERVER_PATH.dispatchStep, payload, headers: { 'content-type': 'application/json', ...signClusterRequest(SECRET, 'booster-a', 'POST', SERVER_PATH.dispatchStep, payload) } });
+    };
+
+    it('a step dispatched with an older epoch is refused and changes nothing; the current epoch runs it', async () => {
+      // A proxied request from the newest booster (epoch 5) teaches the server its epoch.
+      expect((await app.inject({ url: '/api/auth/me', headers: { ...admin, 'x-booster-epoch': '5' } })).statusCode).toBe(200);
+      const stale = await app.inject({ url: '/api/auth/me', headers: { ...admin, 'x-booster-epoch': '4' } });
+      expect(stale.statusCode).toBe(409);
+      expect(stale.json().code).toBe('SERVER_ERR_STALE_EPOCH');
+
+      const created = (await app.inject({ method: 'POST', url: '/api/forms/it-request/tickets', headers: admin, payload: { data: { title: 'Disk', category: 'hardware', amount: 10 } } })).json();
+      expect(created.state).toBe('running');
+      const step = await t.knex('steps').where({ ticket_id: created.id }).first();
+      // The zombie booster (epoch 3) leased it and dispatches it.
+      expect(await leaseStep(t.knex, { stepId: Number(step.id), serverId: 'test-node', epoch: 3, leaseMs: 60_000 })).toBe(true);
+      const rowBefore = await t.knex('steps').where({ id: step.id }).first();
+      const ticketBefore = await t.knex('tickets').where({ id: created.id }).first();
+      const historyBefore = await t.knex('ticket_history').where({ ticket_id: created.id }).count({ n: '*' }).first();
+      const refused = await dispatch({ stepId: Number(step.id), epoch: 3, leaseMs: 60_000, attempt: 1 });
+      expect(refused.statusCode).toBe(409);
+      expect(refused.json().code).toBe('SERVER_ERR_STALE_EPOCH');
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await t.knex('steps').where({ id: step.id }).first()).toEqual(rowBefore);
+      expect(await t.knex('tickets').where({ id: created.id }).first()).toEqual(ticketBefore);
+      expect(await t.knex('ticket_history').where({ ticket_id: created.id }).count({ n: '*' }).first()).toEqual(historyBefore);
+
+      // Unsigned or wrongly signed dispatches are refused too.
+      const unsigned = await app.inject({ method: 'POST', url: SERVER_PATH.dispatchStep, payload: { stepId: Number(step.id), epoch: 9, leaseMs: 1000, attempt: 1 } });
+      expect(unsigned.json().code).toBe('COMMON_ERR_CLUSTER_AUTH');
+
+      // The current booster (epoch 5) re-leases it once the zombie's lease lapsed (forced here) and dispatches it.
+      await t.knex('steps').where({ id: step.id }).update({ lease_expires_at: new Date(Date.now() - 60_000) });
+      expect(await leaseStep(t.knex, { stepId: Number(step.id), serverId: 'test-node', epoch: 5, leaseMs: 60_000 })).toBe(true);
+      const accepted = await dispatch({ stepId: Number(step.id), epoch: 5, leaseMs: 60_000, attempt: 2 });
+      expect(accepted.statusCode, accepted.body).toBe(202);
+      const done = await waitFor(async () => {
+        const r = await t.knex('steps').where({ id: step.id }).first();
+        return r.state === 'done' ? r : null;
+      }, 'the step to finish');
+      expect(Number(done.epoch)).toBe(5);
+      const next = await t.knex('steps').where({ ticket_id: created.id }).andWhere('id', '>', step.id).first();
+      expect(next).toMatchObject({ step_key: 'small', state: 'ready' });
+    });
+  });
+}
