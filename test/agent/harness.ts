@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { signClusterRequest, verifyClusterRequest } from '../../common/protocol/cluster-auth.js';
-import { AGENT_PATH } from '../../common/protocol/headers.js';
+import { AGENT_PATH, BOOSTER_PATH } from '../../common/protocol/headers.js';
 import { freePort, startOmflow, waitFor, type RunningProcess } from '../helpers/processes.js';
 import { FIXTURE_RELEASE } from './helpers.js';
 
@@ -17,8 +17,9 @@ export interface RecordedCall {
 }
 
 /** Stand-in booster on loopback: accepts only correctly signed calls and records them. */
-export async function startBoosterRecorder(): Promise<{ port: number; calls: RecordedCall[]; rejected: number; close(): Promise<void> }> {
+export async function startBoosterRecorder(): Promise<{ port: number; calls: RecordedCall[]; rejected: number; agentPorts: number[]; close(): Promise<void> }> {
   const state = { calls: [] as RecordedCall[], rejected: 0 };
+  const agentPorts: number[] = [];
   const server: Server = createServer((req, res) => {
     const parts: Buffer[] = [];
     req.on('data', (d) => parts.push(d));
@@ -31,12 +32,21 @@ export async function startBoosterRecorder(): Promise<{ port: number; calls: Rec
         return;
       }
       state.calls.push({ path: req.url!, node: auth.nodeId, body: body.length ? JSON.parse(body.toString()) : null });
+      // Like the real booster: fan a patch notice out to every agent it knows.
+      if (req.url === BOOSTER_PATH.patchNotice)
+        for (const port of agentPorts)
+          void fetch(`http://127.0.0.1:${port}${AGENT_PATH.patchNotice}`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', ...signClusterRequest(SECRET, 'recorder', 'POST', AGENT_PATH.patchNotice, body.toString()) },
+            body: body.toString(),
+          }).catch(() => undefined);
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     port: (server.address() as AddressInfo).port,
+    agentPorts,
     get calls() {
       return state.calls;
     },
