@@ -2,7 +2,7 @@ import type { Database } from '../db/create-database.js';
 import { isOmflowError, OmflowError } from '../errors.js';
 import type { LicensePayload } from './format.js';
 import { evaluateLicense, type LicenseEvaluation } from './state.js';
-import { auditLicense, ensureLicenseState, observeTime, storeLicense } from './store.js';
+import { auditLicense, ensureLicenseState, observeTime, readLicenseState, storeLicense } from './store.js';
 import type { LicenseVerifier, VerifiedLicense } from './verifier.js';
 
 /**
@@ -14,13 +14,14 @@ import type { LicenseVerifier, VerifiedLicense } from './verifier.js';
 export async function loadLicenseEvaluation(
   db: Database,
   verifier: LicenseVerifier,
-  opts: { now?: Date; usedServers?: number; trialDays?: number } = {},
+  opts: { now?: Date; usedServers?: number; trialDays?: number; readOnly?: boolean } = {},
 ): Promise<LicenseEvaluation> {
   const now = opts.now ?? (await db.now());
-  const state = await observeTime(db, now);
+  // readOnly (admin page): never starts the trial nor moves the mark; only boosters record time.
+  const state = opts.readOnly ? await readLicenseState(db) : await observeTime(db, now);
   let license: LicensePayload | null = null;
   let storedLicenseError: string | null = null;
-  if (state.licenseText) {
+  if (state?.licenseText) {
     try {
       // The database carries the license but is not trusted for it: verify the signature each time.
       license = verifier.verify(state.licenseText);

@@ -1,0 +1,118 @@
+import { existsSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import pino from 'pino';
+import type { FastifyInstance } from 'fastify';
+import { createBooster, type Booster } from '../../booster/booster.js';
+import { createLicenseGate, type LicenseGate } from '../../booster/license/gate.js';
+import { loadConfig } from '../../common/config/load.js';
+import { boosterArea, clusterArea } from '../../common/config/areas/index.js';
+import { createDatabase, type Database } from '../../common/db/create-database.js';
+import { signClusterRequest } from '../../common/protocol/cluster-auth.js';
+import { BOOSTER_PATH } from '../../common/protocol/headers.js';
+import type { Heartbeat } from '../../common/protocol/messages.js';
+import type { LicenseVerifier } from '../../common/license/index.js';
+import { buildServer } from '../../server/app.js';
+import { serverConfig, SECRET } from '../server/helpers.js';
+import type { TestDatabase } from '../helpers/db.js';
+
+/** Launch arguments required by the issue for Debian's Chromium. */
+export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+export const CHROMIUM = process.env.OMFLOW_TEST_CHROMIUM || '/usr/bin/chromium';
+export const haveChromium = existsSync(CHROMIUM);
+
+const log = pino({ level: 'silent' });
+
+export interface MiniCluster {
+  boosters: Array<{ booster: Booster; gate: LicenseGate; db: Database; url: string }>;
+  /** Two app servers (server-1, server-2): draining one leaves the other to serve the admin. */
+  servers: Array<{ id: string; app: FastifyInstance; url: string }>;
+  /** The URL a user reaches: the active booster. */
+  activeUrl(): string;
+  /** Moves the boosters' injected clock (ms from now). */
+  setClockOffset(ms: number): void;
+  close(): Promise<void>;
+}
+
+/**
+ * Two in-process boosters (own database pools, injected license clock) in front of one in-process
+ * app server that heartbeats to both, as `omflow server` does.
+ */
+export async function startMiniCluster(t: TestDatabase, verifier: LicenseVerifier): Promise<MiniCluster> {
+  let offset = 0;
+  const now = () => new Date(Date.now() + offset);
+  const boosters: MiniCluster['boosters'] = [];
+  const servers: MiniCluster['servers'] = [];
+  let hbTimer: NodeJS.Timeout | null = null;
+  const close = async () => {
+    if (hbTimer) clearInterval(hbTimer);
+    for (const s of servers) await s.app.close();
+    for (const b of boosters.reverse()) {
+      await b.booster.close();
+      await b.db.destroy();
+    }
+  };
+  try {
+    for (const i of [1, 2]) {
+      const cfg = loadConfig([clusterArea, boosterArea], {
+        env: { OMFLOW_CLUSTER_SECRET: SECRET, OMFLOW_NODE_ID: `booster-${i}`, OMFLOW_BOOSTER_HOST: '127.0.0.1', OMFLOW_BOOSTER_PORT: '0', OMFLOW_LOG_LEVEL: 'silent' },
+      });
+      const db = createDatabase(t.config);
+      const gate = createLicenseGate({ db, log, nodeId: `booster-${i}`, now, verifier, refreshMs: 1000 });
+      const booster = createBooster({ config: { cluster: cfg.cluster, booster: cfg.booster }, db, log, licenseGate: gate });
+      const url = await booster.listen();
+      boosters.push({ booster, gate, db, url });
+    }
+    const [a, b] = boosters.map((x) => new URL(x.url));
+    const startedAt = new Date().toISOString();
+    let seq = 0;
+    for (const id of ['server-1', 'server-2']) {
+      const config = serverConfig(t.url, {
+        OMFLOW_NODE_ID: id, BOOSTER_IP: a.hostname, BOOSTER_PORT: a.port, SECOND_BOOSTER_IP: b.hostname, SECOND_BOOSTER_PORT: b.port,
+      });
+      const app = await buildServer({ config, db: t.db, log, admin: { licenseVerifier: verifier, clusterPollMs: 400 } });
+      await app.listen({ host: '127.0.0.1', port: 0 });
+      servers.push({ id, app, url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` });
+    }
+    // Heartbeats as the server process sends them (active first, then standby).
+    const beat = async () => {
+      seq++;
+      await Promise.all(
+        servers.flatMap((s) => {
+          const hb: Heartbeat = {
+            nodeId: s.id, url: s.url, version: 'test', seq, startedAt, inflight: 0, runningSteps: 0, stepCapacity: 4,
+            eventLoopLagMs: 0, dbPool: { used: 0, waiting: 0 }, cpu: 0.1, rssBytes: 1, draining: false, epochSeen: 0,
+          };
+          const body = JSON.stringify(hb);
+          return boosters.map((x) =>
+            fetch(x.url + BOOSTER_PATH.heartbeat, {
+              method: 'POST', body, signal: AbortSignal.timeout(2000),
+              headers: { 'content-type': 'application/json', ...signClusterRequest(SECRET, s.id, 'POST', BOOSTER_PATH.heartbeat, body) },
+            }).then((r) => r.arrayBuffer(), () => undefined),
+          );
+        }),
+      );
+    };
+    await beat();
+    hbTimer = setInterval(() => void beat(), 300);
+    hbTimer.unref();
+    return {
+      boosters,
+      servers,
+      activeUrl: () => (boosters.find((x) => x.booster.role() === 'active') ?? boosters[0]).url,
+      setClockOffset: (ms) => {
+        offset = ms;
+      },
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/** GET /_booster/status of one booster (signed). */
+export async function boosterStatus(url: string): Promise<{ role: string; licenseAllowsDistribution: boolean; license: { state: string; daysLeft: number | null; customer?: string }; servers: Array<{ id: string; state: string; draining: boolean }> }> {
+  const r = await fetch(url + BOOSTER_PATH.status, { headers: signClusterRequest(SECRET, 'test', 'GET', BOOSTER_PATH.status), signal: AbortSignal.timeout(3000) });
+  if (!r.ok) throw new Error(`status ${r.status}`);
+  return (await r.json()) as never;
+}
