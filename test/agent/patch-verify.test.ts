@@ -6,7 +6,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   buildPatch, extractToStaging, readTar, verifyPatch, writeTar, type RawTarEntry,
 } from '../../common/patch/index.js';
-import { fixtureEntries, fixturePatch, makeKey, trustOnly } from './helpers.js';
+import { ReleaseStore } from '../../agent/releases.js';
+import { FIXTURE_RELEASE, fixtureEntries, fixturePatch, makeKey, trustOnly } from './helpers.js';
 
 const key = makeKey();
 const other = makeKey();
@@ -110,3 +111,42 @@ describe('a good patch', () => {
     expect(a.manifest.payload).toEqual(b.manifest.payload);
   });
 });
+
+describe('the agent install path: a refused patch writes nothing and leaves the running release alone', () => {
+  it.each([
+    ['../ path', () => hostile([{ path: '../../outside.txt', data: Buffer.from('x') }]), 'AGENT_ERR_PATCH_PATH_TRAVERSAL'],
+    ['absolute path', () => hostile([{ path: `${tmp}/absolute.txt`, data: Buffer.from('x') }]), 'AGENT_ERR_PATCH_ABSOLUTE_PATH'],
+    ['symlink', () => hostile([{ path: 'server/link', typeflag: '2', linkname: '../../..' }]), 'AGENT_ERR_PATCH_SYMLINK'],
+    ['hardlink', () => hostile([{ path: 'server/hard', typeflag: '1', linkname: '/etc/passwd' }]), 'AGENT_ERR_PATCH_HARDLINK'],
+    ['tampered', () => tamperPayload(fixturePatch(key, '2.0.0', 2)), 'AGENT_ERR_PATCH_TAMPERED'],
+    ['wrong key', () => fixturePatch(other, '2.0.0', 2), 'AGENT_ERR_PATCH_UNTRUSTED_KEY'],
+  ])('%s', (_name, make, code) => {
+    const dataDir = mkdtempSync(join(tmp, 'node-'));
+    const store = new ReleaseStore(dataDir, { keep: 3 });
+    store.bootstrap(FIXTURE_RELEASE);
+    const snapshot = () => listTree(tmp);
+    const before = snapshot();
+    let got: string | undefined;
+    try {
+      store.install(verifyPatch(make(), trusted, { minSequenceExclusive: store.current()!.sequence }));
+    } catch (err) {
+      got = (err as { code?: string }).code;
+    }
+    expect(got).toBe(code);
+    expect(snapshot()).toEqual(before);
+    expect(store.currentVersion()).toBe('0.0.1');
+  });
+});
+
+function listTree(root: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      out.push(p);
+      if (e.isDirectory()) walk(p);
+    }
+  };
+  walk(root);
+  return out.sort();
+}
