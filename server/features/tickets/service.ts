@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { ServerErrors } from '../../errors.js';
 import type { AuthUser } from '../../types.js';
@@ -55,12 +56,14 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
       const flow = await flows.byId(form.flowId, trx);
       const version = flow && (await flows.latestVersion(flow.id, trx));
       if (!flow || !version) throw ServerErrors.SERVER_ERR_CONFLICT(`Form ${formKey} has no deployed flow`);
-      const n = await flows.nextNumber(trx, flow.ticketPrefix);
-      const number = formatTicketNumber(flow.ticketPrefix, n);
       const title = typeof input.title === 'string' && input.title.trim() ? input.title.trim() : typeof values.title === 'string' && values.title ? values.title : form.title;
-      const id = await store.insert(trx, { number, formId: form.id, flowVersionId: version.id, title, data: values, createdBy: user?.id ?? null, slaHours: flow.slaHours });
-      await addHistory(trx, { ticketId: id, step: null, action: 'create', actorId: user?.id ?? null, nodeId, input: values, output: { number, flowVersion: version.version } });
+      // The number is taken LAST: the sequence row stays locked until commit, so everything
+      // else is written first under a unique placeholder and the lock is held only briefly.
+      const id = await store.insert(trx, { number: `~${randomUUID()}`.slice(0, 32), formId: form.id, flowVersionId: version.id, title, data: values, createdBy: user?.id ?? null, slaHours: flow.slaHours });
+      await addHistory(trx, { ticketId: id, step: null, action: 'create', actorId: user?.id ?? null, nodeId, input: values, output: { flowVersion: version.version } });
       const moved = await moveTo({ trx, ticketId: id, createdBy: user?.id ?? null, def: version.definition, data: values, actorId: user?.id ?? null, nodeId }, version.definition.start);
+      const number = formatTicketNumber(flow.ticketPrefix, await flows.nextNumber(trx, flow.ticketPrefix));
+      await store.setNumber(trx, id, number);
       return summary({ id, number }, moved.state, moved.stepKey);
     },
 

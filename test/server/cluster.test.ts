@@ -1,0 +1,154 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer, type Server } from 'node:http';
+import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
+import { runCli, SECRET, startServerProcess, type ServerProcess } from './helpers.js';
+import { seed } from '../../server/seed.js';
+import { verifyClusterRequest } from '../../common/protocol/cluster-auth.js';
+import { BOOSTER_PATH } from '../../common/protocol/headers.js';
+import { parseHeartbeat, type Heartbeat } from '../../common/protocol/messages.js';
+
+async function json(url: string, init: RequestInit = {}): Promise<{ status: number; body: any; headers: Headers }> {
+  const res = await fetch(url, { ...init, headers: { 'content-type': 'application/json', ...(init.headers as Record<string, string>) } });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null, headers: res.headers };
+}
+
+for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 'mysql')) {
+  describe(`two server processes on one ${vendor} database`, () => {
+    let t: TestDatabase;
+    let a: ServerProcess;
+    let b: ServerProcess;
+    let auth: Record<string, string>;
+    beforeAll(async () => {
+      t = await createTestDatabase(vendor, { migrate: true });
+      const seeded = await runCli(['server', 'seed', '--admin-user', 'admin', '--admin-password', 'admin-pass-1', '--demo'], { OMFLOW_DB_URL: t.url });
+      expect(seeded.code, seeded.stderr).toBe(0);
+      expect(seeded.stdout).toMatch(/form it-request/);
+      // Seeding again changes nothing (idempotent): still one flow version.
+      await seed(t.db, { adminUser: 'admin', adminPassword: 'admin-pass-1', demo: true });
+      expect(await t.knex('flow_versions').count({ n: '*' }).first()).toMatchObject({ n: 1 });
+      const env = { OMFLOW_DB_URL: t.url, OMFLOW_DB_POOL_MAX: '8', OMFLOW_SERVER_DISPATCH_POLL_MS: '100' };
+      [a, b] = await Promise.all([startServerProcess({ ...env, OMFLOW_NODE_ID: 'srv-a' }), startServerProcess({ ...env, OMFLOW_NODE_ID: 'srv-b' })]);
+      const login = await json(`${a.url}/api/auth/login`, { method: 'POST', body: JSON.stringify({ username: 'admin', password: 'admin-pass-1' }) });
+      auth = { authorization: `Bearer ${login.body.token}` };
+    }, 120_000);
+    afterAll(async () => {
+      const codes = await Promise.all([a?.stop(), b?.stop()]);
+      await t?.drop();
+      // Graceful stop exits cleanly.
+      expect(codes).toEqual([0, 0]);
+    });
+
+    it('200 concurrent ticket creations spread across both servers: 200 tickets, 200 distinct numbers, none lost', async () => {
+      const results = await Promise.all(
+        Array.from({ length: 200 }, (_, i) =>
+          json(`${(i % 2 ? a : b).url}/api/forms/it-request/tickets`, {
+            method: 'POST', headers: auth, body: JSON.stringify({ data: { title: `load ${i}`, category: 'software', amount: i } }),
+          }),
+        ),
+      );
+      expect(results.filter((r) => r.status !== 201).map((r) => r.body)).toEqual([]);
+      const numbers = results.map((r) => r.body.number as string);
+      expect(new Set(numbers).size).toBe(200);
+      const rows = await t.knex('tickets').where('title', 'like', 'load %').select('ticket_no', 'title');
+      expect(rows).toHaveLength(200);
+      expect(new Set(rows.map((r) => r.ticket_no))).toEqual(new Set(numbers));
+      // Numbers come from one counter per prefix: exactly REQ-000001 … REQ-000200.
+      expect([...numbers].sort()).toEqual(Array.from({ length: 200 }, (_, i) => `REQ-${String(i + 1).padStart(6, '0')}`));
+      // Each server ran the automatic steps once: every ticket reaches the approval step.
+      const deadline = Date.now() + 60_000;
+      while (Date.now() < deadline) {
+        const open = await t.knex('tickets').where('title', 'like', 'load %').andWhere({ state: 'open', current_step: 'approve' }).count({ n: '*' }).first();
+        if (Number(open!.n) === 200) break;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const open = await t.knex('tickets').where('title', 'like', 'load %').andWhere({ state: 'open', current_step: 'approve' }).count({ n: '*' }).first();
+      expect(Number(open!.n)).toBe(200);
+      const dup = await t.knex('ticket_history').where({ action: 'step.done' }).groupBy('ticket_id', 'step').select('ticket_id', 'step').count({ n: '*' }).havingRaw('count(*) > 1');
+      expect(dup).toEqual([]);
+      const servers = new Set((await t.knex('steps').select('assigned_server')).map((r) => r.assigned_server));
+      expect(servers.size).toBeGreaterThanOrEqual(1);
+    }, 90_000);
+
+    it('the same keyed POST sent to both servers at once creates one ticket; both answers carry it', async () => {
+      for (let round = 0; round < 3; round++) {
+        const key = `idem-${vendor}-${round}`;
+        const body = JSON.stringify({ data: { title: `keyed ${round}`, category: 'access', amount: 1 } });
+        const [x, y] = await Promise.all([a, b].map((s) => json(`${s.url}/api/forms/it-request/tickets`, { method: 'POST', headers: { ...auth, 'idempotency-key': key }, body })));
+        expect([x.status, y.status]).toEqual([201, 201]);
+        expect(x.body).toEqual(y.body);
+        expect(await t.knex('tickets').where({ title: `keyed ${round}` }).count({ n: '*' }).first()).toMatchObject({ n: 1 });
+      }
+      const mismatch = await json(`${b.url}/api/forms/it-request/tickets`, {
+        method: 'POST', headers: { ...auth, 'idempotency-key': `idem-${vendor}-0` }, body: JSON.stringify({ data: { title: 'other', category: 'access', amount: 2 } }),
+      });
+      expect(mismatch.status).toBe(422);
+      expect(mismatch.body.code).toBe('SERVER_ERR_IDEMPOTENCY_MISMATCH');
+    });
+
+    it('sessions live in the database: a token from one server works on the other; /readyz checks the database', async () => {
+      const me = await json(`${b.url}/api/auth/me`, { headers: auth });
+      expect(me.body.user.username).toBe('admin');
+      const ready = await json(`${b.url}/readyz`);
+      expect(ready.status).toBe(200);
+      expect(ready.body).toMatchObject({ status: 'ready', nodeId: 'srv-b' });
+      expect((await json(`${a.url}/healthz`)).body).toMatchObject({ status: 'ok', nodeId: 'srv-a' });
+    });
+  });
+}
+
+describe('heartbeats to a booster pair, fencing from replies, graceful stop', () => {
+  let t: TestDatabase;
+  const boosters: Server[] = [];
+  const received: Array<{ booster: number; hb: Heartbeat; authOk: boolean }> = [];
+  let srv: ServerProcess;
+  beforeAll(async () => {
+    t = await createTestDatabase('postgres', { migrate: true });
+    const ports: number[] = [];
+    for (const idx of [0, 1]) {
+      const s = createServer((req, res) => {
+        let body = '';
+        req.on('data', (d) => (body += d));
+        req.on('end', () => {
+          const authOk = verifyClusterRequest(SECRET, { method: req.method!, path: req.url!, headers: req.headers, body }).ok;
+          if (req.url === BOOSTER_PATH.heartbeat) received.push({ booster: idx, hb: parseHeartbeat(JSON.parse(body)), authOk });
+          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ role: idx === 0 ? 'active' : 'standby', epoch: 7, boosterId: `b${idx}`, activeUrl: null }));
+        });
+      });
+      await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+      boosters.push(s);
+      ports.push((s.address() as { port: number }).port);
+    }
+    srv = await startServerProcess({
+      OMFLOW_DB_URL: t.url, OMFLOW_NODE_ID: 'srv-hb', BOOSTER_IP: '127.0.0.1', BOOSTER_PORT: String(ports[0]), SECOND_BOOSTER_IP: '127.0.0.1', SECOND_BOOSTER_PORT: String(ports[1]),
+      OMFLOW_SERVER_HEARTBEAT_MS: '200', OMFLOW_AGENT_URL: 'http://127.0.0.1:5999', OMFLOW_SERVER_VERSION: '9.9.9-test',
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await srv?.stop();
+    for (const s of boosters) await new Promise<void>((r) => s.close(() => r()));
+    await t?.drop();
+  });
+
+  it('reports load to both boosters in order, signed; learns the epoch; reports draining and exits on SIGTERM', async () => {
+    const deadline = Date.now() + 15_000;
+    while (received.filter((r) => r.booster === 1).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(received.every((r) => r.authOk)).toBe(true);
+    const first = received.find((r) => r.booster === 0)!.hb;
+    expect(first).toMatchObject({ nodeId: 'srv-hb', url: srv.url, version: '9.9.9-test', agentUrl: 'http://127.0.0.1:5999', draining: false, stepCapacity: 8 });
+    expect(first.dbPool).toEqual({ used: expect.any(Number), waiting: expect.any(Number) });
+    expect(first.rssBytes).toBeGreaterThan(0);
+    // Same message to the active first, then the standby (same seq, active before standby).
+    const seqs = received.filter((r) => r.hb.seq === first.seq).map((r) => r.booster);
+    expect(seqs).toEqual([0, 1]);
+    const later = received.filter((r) => r.booster === 0).at(-1)!.hb;
+    expect(later.epochSeen).toBe(7);
+    // The reply's epoch fences proxied requests from an older booster.
+    const stale = await fetch(`${srv.url}/api/auth/me`, { headers: { 'x-booster-epoch': '6' } });
+    expect(stale.status).toBe(409);
+    expect(((await stale.json()) as { code: string }).code).toBe('SERVER_ERR_STALE_EPOCH');
+    const n = received.length;
+    expect(await srv.stop()).toBe(0);
+    expect(received.slice(n).some((r) => r.hb.draining)).toBe(true);
+  }, 30_000);
+});
