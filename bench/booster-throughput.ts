@@ -1,0 +1,135 @@
+// bench/booster-throughput: GET and 1 KB POST through the booster vs directly vs nginx, HAProxy,
+// a minimal undici proxy and fastify + @fastify/reply-from, in one run. wrk runs on CPU 0,
+// proxies and the upstream on CPU 1. Prints req/s, p50, p99 and each as a ratio of direct.
+// Usage: npx tsx bench/booster-throughput.ts [--duration 5] [--connections 50]
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, startBoosterProcess, startPinned, startPostgres, stop, tsxArgs, waitFor } from './booster-lib.js';
+
+const args = process.argv.slice(2);
+const duration = Number(args[args.indexOf('--duration') + 1] || 0) || 5;
+const connections = Number(args[args.indexOf('--connections') + 1] || 0) || 50;
+const dir = mkdtempSync(join(tmpdir(), 'omflow-bench-'));
+const postLua = join(dir, 'post.lua');
+writeFileSync(postLua, `wrk.method = "POST"\nwrk.body = string.rep("x", 1024)\nwrk.headers["Content-Type"] = "application/octet-stream"\n`);
+
+type Result = { name: string; kind: string; rps: number; p50: number; p99: number; errors: number };
+
+function ms(v: string): number {
+  const m = /([\d.]+)(us|ms|s)/.exec(v);
+  if (!m) return NaN;
+  return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1);
+}
+
+function wrk(url: string, post: boolean): { rps: number; p50: number; p99: number; errors: number } {
+  const a = ['-c', '0', 'wrk', '-t1', `-c${connections}`, `-d${duration}s`, '--latency', ...(post ? ['-s', postLua] : []), url];
+  const out = execFileSync('taskset', a, { encoding: 'utf8' });
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+  const p50 = ms(/\s50%\s+(\S+)/.exec(out)?.[1] ?? '');
+  const p99 = ms(/\s99%\s+(\S+)/.exec(out)?.[1] ?? '');
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  return { rps, p50, p99, errors: non2xx + (sock ? sock.slice(1).reduce((s, x) => s + Number(x), 0) : 0) };
+}
+
+const children: { kill: () => Promise<void> }[] = [];
+const results: Result[] = [];
+const pg = await startPostgres();
+try {
+  const upPort = await freePort();
+  const boosterPort = await freePort();
+  const boosterUrl = `http://127.0.0.1:${boosterPort}`;
+  const upstream = `http://127.0.0.1:${upPort}`;
+  const up = await startPinned('1', process.execPath, tsxArgs('bench/booster-upstream.ts'), { PORT: String(upPort), BOOSTERS: boosterUrl, NODE_ID: 'bench-up' }, /LISTENING/);
+  children.push({ kill: () => stop(up.child) });
+
+  const booster = startBoosterProcess('1', { OMFLOW_DB_URL: pg.url, OMFLOW_NODE_ID: 'bench-booster', OMFLOW_BOOSTER_PORT: String(boosterPort), OMFLOW_BOOSTER_SLOW_START_MS: '0' });
+  children.push({ kill: () => stop(booster) });
+  await waitFor(async () => {
+    const r = await fetch(boosterUrl + '/_booster/status');
+    const st = (await r.json()) as { role: string; servers: { state: string }[] };
+    return st.role === 'active' && st.servers.some((s) => s.state === 'up');
+  }, 'booster active with the upstream up');
+
+  const targets: { name: string; url: string }[] = [
+    { name: 'direct', url: upstream },
+    { name: 'booster', url: boosterUrl },
+  ];
+
+  const undiciPort = await freePort();
+  const u = await startPinned('1', process.execPath, tsxArgs('bench/booster-undici-proxy.ts'), { PORT: String(undiciPort), UPSTREAM: upstream }, /LISTENING/);
+  children.push({ kill: () => stop(u.child) });
+  targets.push({ name: 'undici-minimal', url: `http://127.0.0.1:${undiciPort}` });
+
+  const fastifyPort = await freePort();
+  const f = await startPinned('1', process.execPath, tsxArgs('bench/booster-fastify-proxy.ts'), { PORT: String(fastifyPort), UPSTREAM: upstream }, /LISTENING/);
+  children.push({ kill: () => stop(f.child) });
+  targets.push({ name: 'fastify-reply-from', url: `http://127.0.0.1:${fastifyPort}` });
+
+  if (spawnSync('which', ['nginx']).status === 0) {
+    const port = await freePort();
+    const conf = join(dir, 'nginx.conf');
+    writeFileSync(conf, `daemon off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/nginx.err warn;
+events { worker_connections 4096; }
+http { access_log off; upstream up { server 127.0.0.1:${upPort}; keepalive 256; }
+  server { listen 127.0.0.1:${port}; client_body_buffer_size 64k;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_request_buffering off; proxy_buffering off; } } }
+`);
+    const n = await startPinned('1', 'nginx', ['-c', conf, '-p', dir], {});
+    children.push({ kill: () => stop(n.child) });
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/`)).ok, 'nginx');
+    targets.push({ name: 'nginx', url: `http://127.0.0.1:${port}` });
+  }
+  if (spawnSync('which', ['haproxy']).status === 0) {
+    const port = await freePort();
+    const conf = join(dir, 'haproxy.cfg');
+    writeFileSync(conf, `global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:${port}
+  default_backend be
+backend be
+  server s1 127.0.0.1:${upPort}
+`);
+    const h = await startPinned('1', 'haproxy', ['-f', conf, '-db'], {});
+    children.push({ kill: () => stop(h.child) });
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/`)).ok, 'haproxy');
+    targets.push({ name: 'haproxy', url: `http://127.0.0.1:${port}` });
+  }
+
+  for (const kind of ['GET', 'POST 1KB']) {
+    for (const t of targets) {
+      wrk(t.url + '/', kind !== 'GET'); // warm-up
+      const r = wrk(t.url + '/', kind !== 'GET');
+      results.push({ name: t.name, kind, ...r });
+      process.stderr.write(`${kind} ${t.name}: ${r.rps.toFixed(0)} req/s\n`);
+    }
+  }
+} finally {
+  for (const c of children.reverse()) await c.kill();
+  await pg.stop();
+}
+
+console.log(`\nbooster-throughput: wrk -t1 -c${connections} -d${duration}s on CPU 0; proxies + upstream on CPU 1\n`);
+console.log('kind      target               req/s    x direct   p50 ms   p99 ms   errors');
+for (const kind of ['GET', 'POST 1KB']) {
+  const direct = results.find((r) => r.kind === kind && r.name === 'direct')!;
+  for (const r of results.filter((x) => x.kind === kind)) {
+    console.log(`${kind.padEnd(9)} ${r.name.padEnd(19)} ${r.rps.toFixed(0).padStart(7)}   ${(r.rps / direct.rps).toFixed(2).padStart(6)}   ${r.p50.toFixed(2).padStart(6)}   ${r.p99.toFixed(2).padStart(6)}   ${r.errors}`);
+  }
+  const get = (n: string) => results.find((r) => r.kind === kind && r.name === n);
+  const b = get('booster')!;
+  const fr = get('fastify-reply-from');
+  const ha = get('haproxy');
+  console.log(`  booster / fastify-reply-from = ${fr ? (b.rps / fr.rps).toFixed(2) : 'n/a'} (goal >= 1.5); booster / haproxy = ${ha ? (b.rps / ha.rps).toFixed(2) : 'n/a'} (goal >= 0.5); p99 booster / haproxy = ${ha ? (b.p99 / ha.p99).toFixed(2) : 'n/a'} (goal <= 2)\n`);
+}

@@ -1,0 +1,77 @@
+// A minimal app server for the booster benchmarks (run as its own process): answers GET and
+// POST with a tiny body, heartbeats (signed) to the boosters in BOOSTERS, and — when DB_URL is
+// set — stores keyed writes (POST /tickets with Idempotency-Key) once, like the real server.
+import { createServer } from 'node:http';
+import knexFactory from 'knex';
+import { signClusterRequest } from '../common/protocol/cluster-auth.js';
+import { BOOSTER_PATH } from '../common/protocol/headers.js';
+
+const port = Number(process.env.PORT ?? 0);
+const id = process.env.NODE_ID ?? `up-${port}`;
+const secret = process.env.SECRET ?? 'bench-cluster-secret-0123456789';
+const boosters = (process.env.BOOSTERS ?? '').split(',').filter(Boolean);
+const knex = process.env.DB_URL ? knexFactory({ client: 'pg', connection: process.env.DB_URL, pool: { min: 1, max: 10 } }) : null;
+let inflight = 0;
+const OK = Buffer.from('{"ok":true}');
+
+async function keyedWrite(key: string): Promise<number> {
+  // The key and the ticket commit in one transaction: a replay returns the stored answer.
+  return knex!.transaction(async (trx) => {
+    const existing = await trx('bench_tickets').where('idem_key', key).first();
+    if (existing) return 200;
+    await trx('bench_tickets').insert({ idem_key: key, created_by: id });
+    return 201;
+  }).catch(async (err: { code?: string }) => {
+    if (err.code === '23505') return 200;
+    throw err;
+  });
+}
+
+const server = createServer((req, res) => {
+  inflight++;
+  res.on('close', () => inflight--);
+  if (req.method === 'GET') {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': OK.length });
+    res.end(OK);
+    return;
+  }
+  req.on('data', () => {});
+  req.on('end', () => {
+    const key = req.headers['idempotency-key'];
+    if (knex && req.url === '/tickets' && typeof key === 'string') {
+      keyedWrite(key).then(
+        (status) => {
+          res.writeHead(status, { 'content-type': 'application/json', 'content-length': OK.length });
+          res.end(OK);
+        },
+        () => {
+          res.writeHead(500);
+          res.end();
+        },
+      );
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': OK.length });
+    res.end(OK);
+  });
+});
+server.keepAliveTimeout = 60_000;
+server.listen(port, '127.0.0.1', () => {
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  process.stdout.write(`LISTENING ${url}\n`);
+  let seq = 0;
+  const startedAt = new Date().toISOString();
+  const beat = async () => {
+    const body = JSON.stringify({
+      nodeId: id, url, version: 'bench', seq: ++seq, startedAt, inflight, runningSteps: 0, stepCapacity: 0, eventLoopLagMs: 0,
+      dbPool: { used: 0, waiting: 0 }, cpu: 0, rssBytes: process.memoryUsage.rss(), draining: false, epochSeen: 0,
+    });
+    for (const b of boosters) {
+      await fetch(b + BOOSTER_PATH.heartbeat, {
+        method: 'POST', body, headers: { 'content-type': 'application/json', ...signClusterRequest(secret, id, 'POST', BOOSTER_PATH.heartbeat, body) },
+        signal: AbortSignal.timeout(500),
+      }).then((r) => r.arrayBuffer(), () => {});
+    }
+  };
+  if (boosters.length) setInterval(() => void beat(), 500);
+});
