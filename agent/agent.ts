@@ -127,7 +127,7 @@ export class Agent {
     });
     const port = await listenControlApi(this.api, c.agent.host, c.agent.port);
     const host = c.agent.host === '0.0.0.0' || c.agent.host === '::' ? (c.server.host !== '0.0.0.0' ? c.server.host : hostname()) : c.agent.host;
-    this.url = c.agent.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    this.url = c.server.agentUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
     writeJsonFile(join(c.cluster.dataDir, 'agent.json'), { pid: process.pid, url: this.url, nodeId: c.cluster.nodeId });
 
     const a = c.agent;

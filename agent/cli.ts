@@ -20,10 +20,10 @@ Configuration: docs/configuration.md (cluster, database, boosters, server, agent
 `;
 
 async function callLocalAgent(ctx: CliContext, method: 'GET' | 'POST', path: string): Promise<unknown> {
-  const c = loadConfig([clusterArea, agentArea], { env: ctx.env, file: ctx.configFile });
+  const c = loadConfig([clusterArea, serverArea, agentArea], { env: ctx.env, file: ctx.configFile });
   const recorded = readJsonFile<{ url: string }>(join(c.cluster.dataDir, 'agent.json'));
   const host = c.agent.host === '0.0.0.0' ? '127.0.0.1' : c.agent.host;
-  const base = recorded?.url ?? c.agent.publicUrl ?? `http://${host}:${c.agent.port}`;
+  const base = recorded?.url ?? c.server.agentUrl ?? `http://${host}:${c.agent.port}`;
   const body = method === 'POST' ? '{}' : undefined;
   try {
     const res = await fetch(base + path, {

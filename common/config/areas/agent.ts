@@ -1,4 +1,4 @@
-import { defineArea, httpUrl, int, list, optionalStr, str } from '../define.js';
+import { defineArea, int, list, optionalStr, str } from '../define.js';
 
 const ms = (env: string, doc: string, def: number, min = 10) => int(env, { doc, default: def, min });
 
@@ -8,8 +8,8 @@ export const agentArea = defineArea({
   title: 'Booster Agent (omflow agent) and patches',
   keys: {
     host: str('OMFLOW_AGENT_HOST', { doc: 'Address of the agent control API.', default: '0.0.0.0' }),
+    // The agent's public URL is OMFLOW_AGENT_URL of the server area (the server reports it too).
     port: int('OMFLOW_AGENT_PORT', { doc: 'Port of the agent control API (on a shared host, the next free port is taken).', default: 5169, min: 0, max: 65535 }),
-    publicUrl: httpUrl('OMFLOW_AGENT_URL', { doc: 'URL at which boosters reach this agent. Defaults to http://<server host>:<actual agent port>.' }),
     bootstrapDir: optionalStr('OMFLOW_AGENT_BOOTSTRAP_DIR', { doc: 'Directory the first release is copied from when OMFLOW_DATA_DIR/releases is empty. Default: the installed code of the agent itself.' }),
     releasesKeep: int('OMFLOW_AGENT_RELEASES_KEEP', { doc: 'Releases kept in OMFLOW_DATA_DIR/releases (the current one and the newest others).', default: 3, min: 2, max: 50 }),
     startTimeoutMs: ms('OMFLOW_AGENT_START_TIMEOUT_MS', 'Start: how long the server may take to pass its deep check (/readyz).', 60_000),
