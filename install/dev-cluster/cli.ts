@@ -300,6 +300,7 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
               OMFLOW_DATA_DIR: dataDir,
               OMFLOW_AGENT_HOST: '127.0.0.1',
               OMFLOW_AGENT_PORT: String(agentPort),
+              OMFLOW_AGENT_URL: `http://127.0.0.1:${agentPort}`,
               OMFLOW_SERVER_HOST: '127.0.0.1',
               OMFLOW_SERVER_PORT: String(serverPort),
               OMFLOW_SERVER_URL: `http://127.0.0.1:${serverPort}`,

@@ -35,6 +35,10 @@ export function runScript(cmd: string, args: string[], opts: { env?: Record<stri
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      resolve({ code: 127, stdout, stderr: `${stderr}${err.message}` });
+    });
     child.stdin.on('error', () => {});
     child.stdin.end(opts.input ?? '');
   });
@@ -68,4 +72,54 @@ export function readEnvFile(text: string): Record<string, string> {
     if (m) out[m[1]] = m[2].replace(/^"(.*)"$/, '$1');
   }
   return out;
+}
+
+export const CLUSTER_PARTS_PRESENT = ['booster/cli.ts', 'agent/cli.ts', 'server/cli.ts'].every((f) => existsSync(join(REPO_ROOT, f)));
+
+interface Field {
+  key: string;
+  type: string;
+  required?: boolean;
+  options?: string[];
+  min?: number;
+  minLength?: number;
+}
+
+function sampleValue(f: Field): unknown {
+  switch (f.type) {
+    case 'number':
+      return f.min ?? 1;
+    case 'date':
+      return new Date().toISOString().slice(0, 10);
+    case 'select':
+      return f.options?.[0];
+    case 'checkbox':
+      return true;
+    case 'user':
+      return 'admin';
+    default:
+      return 'Raised by the install test'.padEnd(f.minLength ?? 0, '.');
+  }
+}
+
+/**
+ * What a user does: log in through the booster, pick the demo form (the first published one),
+ * fill in its fields and raise a ticket. Returns the HTTP status and body of the raise.
+ */
+export async function raiseTicket(baseUrl: string, username: string, password: string): Promise<{ status: number; body: Record<string, unknown>; formKey: string }> {
+  const login = await fetch(`${baseUrl}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username, password }) });
+  const session = (await login.json()) as { token?: string };
+  if (login.status !== 200 || !session.token) throw new Error(`login answered ${login.status}: ${JSON.stringify(session)}`);
+  const auth = { authorization: `Bearer ${session.token}` };
+  const forms = (await (await fetch(`${baseUrl}/api/forms`, { headers: auth })).json()) as { items: Array<{ formKey: string; fields: Field[] }> };
+  const form = forms.items.find((f) => f.formKey === 'it-request') ?? forms.items[0];
+  if (!form) throw new Error('no published form to raise a ticket from (was the demo seeded?)');
+  const data: Record<string, unknown> = {};
+  for (const f of form.fields) data[f.key] = sampleValue(f);
+  const res = await fetch(`${baseUrl}/api/forms/${form.formKey}/tickets`, {
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'application/json', 'idempotency-key': `install-test-${Date.now()}-${Math.random()}` },
+    body: JSON.stringify({ title: 'Raised through the Booster', data }),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown>, formKey: form.formKey };
 }

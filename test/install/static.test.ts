@@ -1,0 +1,89 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { INSTALL_DIR } from './helpers.js';
+
+const SCRIPTS = ['install.sh', 'uninstall.sh', 'scripts/service-common.sh', 'scripts/omflow_booster_service', 'scripts/omflow_booster_agent_service'].map((f) => join(INSTALL_DIR, f));
+const UNITS = [
+  { unit: 'omflow-booster', command: 'booster' },
+  { unit: 'omflow-booster-agent', command: 'agent' },
+];
+const has = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0;
+
+const work = mkdtempSync(join(tmpdir(), 'omflow-units-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+/** Renders a unit as install.sh does, pointing every path at real files in a temp prefix. */
+function render(unit: string, tweak: (text: string) => string = (t) => t): string {
+  const home = join(work, 'opt', unit);
+  const data = join(work, 'var', unit);
+  const logs = join(work, 'log');
+  const config = join(work, `${unit}.env`);
+  mkdirSync(join(home, 'app/common/bin'), { recursive: true });
+  mkdirSync(data, { recursive: true });
+  mkdirSync(logs, { recursive: true });
+  writeFileSync(join(home, 'app/common/bin/omflow.mjs'), '');
+  writeFileSync(config, 'OMFLOW_NODE_ID=x\n');
+  const user = userInfo().username;
+  const text = readFileSync(join(INSTALL_DIR, 'systemd', `${unit}.service.in`), 'utf8')
+    .replaceAll('@NODE@', process.execPath)
+    .replaceAll('@HOME@', home)
+    .replaceAll('@CONFIG@', config)
+    .replaceAll('@DATA@', data)
+    .replaceAll('@LOGDIR@', logs)
+    .replaceAll('@USER@', user)
+    .replaceAll('@GROUP@', user);
+  const file = join(work, `${unit}.service`);
+  writeFileSync(file, tweak(text));
+  return file;
+}
+
+function verify(file: string): { code: number | null; output: string } {
+  const r = spawnSync('systemd-analyze', ['verify', file], { encoding: 'utf8' });
+  return { code: r.status, output: `${r.stdout}${r.stderr}`.trim() };
+}
+
+describe('shell scripts', () => {
+  it.skipIf(!has('shellcheck'))('are shellcheck-clean (all severities)', () => {
+    const r = spawnSync('shellcheck', ['-x', '--severity=style', ...SCRIPTS], { encoding: 'utf8', cwd: INSTALL_DIR });
+    expect(`${r.stdout}${r.stderr}`).toBe('');
+    expect(r.status).toBe(0);
+  });
+
+  it('parse with bash -n', () => {
+    for (const s of SCRIPTS) execFileSync('bash', ['-n', s]);
+  });
+});
+
+describe('systemd units', () => {
+  for (const { unit, command } of UNITS) {
+    it.skipIf(!has('systemd-analyze'))(`${unit} passes systemd-analyze verify without a warning`, () => {
+      const r = verify(render(unit));
+      expect(r.output).toBe('');
+      expect(r.code).toBe(0);
+    });
+
+    it(`${unit} is hardened and restarts on failure`, () => {
+      const text = readFileSync(render(unit), 'utf8');
+      for (const line of ['NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=yes', 'PrivateTmp=yes', 'Restart=on-failure', 'RestartSec=3s', 'CapabilityBoundingSet=', 'User=', 'EnvironmentFile='])
+        expect(text).toContain(line);
+      expect(text).toMatch(/^ReadWritePaths=\S+ \S+$/m);
+      expect(text).toMatch(new RegExp(`^ExecStart=\\S+ \\S+/app/common/bin/omflow\\.mjs ${command}$`, 'm'));
+      expect(text).not.toMatch(/@[A-Z]+@/);
+    });
+
+    it.skipIf(!has('systemd-analyze'))(`${unit} has a low exposure score in systemd-analyze security`, () => {
+      const r = spawnSync('systemd-analyze', ['security', '--offline=true', render(unit)], { encoding: 'utf8' });
+      const m = /Overall exposure level for \S+: ([\d.]+)/.exec(`${r.stdout}${r.stderr}`);
+      expect(m, r.stdout + r.stderr).not.toBeNull();
+      expect(Number(m![1])).toBeLessThanOrEqual(3);
+    });
+  }
+
+  it.skipIf(!has('systemd-analyze'))('verify does catch a broken unit (the check can fail)', () => {
+    const r = verify(render('omflow-booster', (t) => t.replace('NoNewPrivileges=yes', 'NoNewPrivilegs=yes')));
+    expect(r.output).toContain('NoNewPrivilegs');
+  });
+});
