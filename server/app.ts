@@ -64,6 +64,8 @@ export interface ServerHandle {
    * running steps up to `timeoutMs`, give back step leases, close the database. Idempotent.
    */
   shutdown(timeoutMs?: number): Promise<void>;
+  /** Every route registered (method, url), e.g. to check the OpenAPI document covers /api. */
+  routes: Array<{ method: string; url: string }>;
 }
 
 declare module 'fastify' {
@@ -91,6 +93,10 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
 
   const app = Fastify({ logger: false, bodyLimit: config.server.bodyLimit, return503OnClosing: true, forceCloseConnections: 'idle' });
   registerErrorHandling(app, log);
+  const routes: ServerHandle['routes'] = [];
+  app.addHook('onRoute', (r) => {
+    for (const method of ([] as string[]).concat(r.method)) if (method !== 'HEAD') routes.push({ method, url: r.url });
+  });
   await app.register(formbody);
 
   // In-flight count for the load report; epoch fencing of everything a booster proxies.
@@ -163,6 +169,7 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
   const handle: ServerHandle = {
     deps,
     runtime,
+    routes,
     startBackground(url: string) {
       heartbeat = createHeartbeat({
         boosterUrls: deps.boosterUrls, secret: config.cluster.secret, nodeId, url: config.server.publicUrl ?? url, agentUrl: config.server.agentUrl,

@@ -27,6 +27,14 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
 
     const login = (username: string, password: string) => app.inject({ method: 'POST', url: '/api/auth/login', payload: { username, password } });
 
+    it('every /api route is described in /api/openapi.json', async () => {
+      const doc = (await app.inject({ url: '/api/openapi.json' })).json();
+      const documented = new Set(Object.entries(doc.paths as Record<string, Record<string, unknown>>).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`)));
+      const routes = app.omflow.routes.filter((r) => r.url.startsWith('/api/') && !r.url.startsWith('/api/admin/') && r.url !== '/api/openapi.json').map((r) => `${r.method} ${r.url}`);
+      expect(routes.length).toBeGreaterThan(15);
+      expect(routes.filter((r) => !documented.has(r))).toEqual([]);
+    });
+
     it('API login returns a bearer token that authenticates; no token is 401 with a code', async () => {
       const r = await login('alice', 'alice-pass-1');
       expect(r.statusCode).toBe(200);
