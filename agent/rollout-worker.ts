@@ -87,6 +87,11 @@ export class RolloutWorker {
     const mine = r.nodes.find((n) => n.serverId === nodeId);
     if (r.state === 'active') {
       if (cur?.version === r.version) {
+        // An agent that died between switching `current` and passing the gate finishes the gate now.
+        if (mine && ['installing', 'soaking'].includes(mine.state) && mine.fromVersion && releases.has(mine.fromVersion)) {
+          await this.withLock(r, () => this.resumeGate(r, mine.fromVersion!));
+          return;
+        }
         if (mine?.state !== 'done') await setNodeState(db, r.id, nodeId, 'done', { toVersion: r.version });
         return;
       }
@@ -181,6 +186,34 @@ export class RolloutWorker {
         await setNodeState(db, r.id, nodeId, 'done', { toVersion: r.version });
         releases.prune(from ? [from.version] : []);
         log.info({ version: r.version }, 'patch installed');
+      } finally {
+        supervisor.setPatching(false);
+      }
+    });
+  }
+
+  private async resumeGate(r: Rollout, from: string): Promise<void> {
+    const { db, nodeId, releases, supervisor, log } = this.deps;
+    log.warn({ version: r.version }, 'resuming the health gate of an interrupted install');
+    await supervisor.exclusive(async () => {
+      supervisor.setPatching(true, `health gate of ${r.version}`);
+      try {
+        try {
+          await supervisor.startInternal();
+          await setNodeState(db, r.id, nodeId, 'soaking', { toVersion: r.version });
+          await this.soak();
+        } catch (err) {
+          await setNodeState(db, r.id, nodeId, 'failed', { toVersion: r.version, error: describe(err) });
+          await haltRollout(db, r.id, `${nodeId} failed the health gate of ${r.version}: ${describe(err)}`).catch(() => undefined);
+          await supervisor.stopInternal({ drain: false });
+          releases.switchCurrent(from);
+          await supervisor.startInternal();
+          await setNodeState(db, r.id, nodeId, 'reverted', { toVersion: r.version });
+          await this.deps.undrain();
+          return;
+        }
+        await this.deps.undrain();
+        await setNodeState(db, r.id, nodeId, 'done', { toVersion: r.version });
       } finally {
         supervisor.setPatching(false);
       }

@@ -62,6 +62,14 @@ describe('agent supervision of the app server', () => {
     expect(serverProcesses(node)).toEqual([pid]);
   });
 
+  it('`omflow agent status` prints the resource state', async () => {
+    const { startOmflow } = await import('../helpers/processes.js');
+    const p = startOmflow('agent-status', ['agent', 'status'], node.env);
+    expect(await p.exited).toBe(0);
+    expect(p.output()).toMatch(/state:\s+running/);
+    expect(p.output()).toMatch(/version:\s+0\.0\.1/);
+  });
+
   it('a second agent on the same data directory refuses to start', async () => {
     const { startOmflow } = await import('../helpers/processes.js');
     const second = startOmflow('agent-dup', ['agent'], { ...node.env, OMFLOW_AGENT_PORT: '0' });
