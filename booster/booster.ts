@@ -221,10 +221,11 @@ export function createBooster(deps: BoosterDeps): Booster {
     const now = clock();
     const used = table.list.filter((e) => table.stateOf(e, now) !== 'down').length;
     let boosters: unknown[] = [];
+    let rollout: unknown = null;
     try {
-      boosters = await store.listNodes();
+      [boosters, rollout] = await Promise.all([store.listNodes(), store.latestRollout()]);
     } catch (err) {
-      log.warn({ err }, 'could not read booster nodes');
+      log.warn({ err }, 'could not read booster nodes or rollout');
     }
     return {
       role, epoch, pid: process.pid, nodeId, url: selfUrl, version, peer: cfg.peerUrl ?? null, peerAlive: cfg.peerUrl ? peerAlive : null,
@@ -238,6 +239,7 @@ export function createBooster(deps: BoosterDeps): Booster {
       })),
       license: gate.status(used),
       boosters,
+      rollout,
     };
   }
 

@@ -54,7 +54,7 @@ export class Proxy {
   /** Incoming requests currently being handled (graceful stop waits for 0). */
   active = 0;
   #idleWaiters: (() => void)[] = [];
-  readonly #children = new Map<string, ReturnType<BoosterMetrics['requests']['labels']>[]>();
+  readonly #children = new Map<string, { counts: ReturnType<BoosterMetrics['requests']['labels']>[]; latency: ReturnType<BoosterMetrics['latency']['labels']> }>();
 
   constructor(
     readonly table: ServerTable,
@@ -88,7 +88,7 @@ export class Proxy {
   #counters(e: ServerEntry) {
     let c = this.#children.get(e.id);
     if (!c) {
-      c = ['2xx', '3xx', '4xx', '5xx', 'error'].map((cls) => this.metrics.requests.labels(e.id, cls));
+      c = { counts: ['2xx', '3xx', '4xx', '5xx', 'error'].map((cls) => this.metrics.requests.labels(e.id, cls)), latency: this.metrics.latency.labels(e.id) };
       this.#children.set(e.id, c);
     }
     return c;
@@ -237,8 +237,8 @@ export class Proxy {
   finished(e: ServerEntry, status: number | null, startedAt: number, headersAt: number): void {
     e.inflight--;
     const c = this.#counters(e);
-    c[status === null ? 4 : status >= 500 ? 3 : status >= 400 ? 2 : status >= 300 ? 1 : 0].inc();
-    if (headersAt) this.metrics.latency.labels(e.id).observe((headersAt - startedAt) / 1000);
+    c.counts[status === null ? 4 : status >= 500 ? 3 : status >= 400 ? 2 : status >= 300 ? 1 : 0].inc();
+    if (headersAt) c.latency.observe((headersAt - startedAt) / 1000);
     this.release();
   }
 

@@ -13,7 +13,7 @@ type Status = {
   servers: { id: string; url: string; state: string; inflight: number; load: number; version: string | null; agentState: string | null; draining: boolean; routed: boolean; reason: string | null; lastHeartbeatMsAgo: number | null }[];
   license: { state: string; daysLeft: number | null; customer?: string; servers: { licensed: number | null; used: number }; warnings: string[] };
   boosters: { id: string; url: string; role: string; epoch: number; pid: number | null; lastSeenAt: string }[];
-  rollout?: unknown;
+  rollout?: { id: number; version: string; state: string; haltedReason: string | null; nodes: { serverId: string; state: string; toVersion: string; error: string | null }[] } | null;
 };
 
 function table(rows: string[][]): string {
@@ -61,7 +61,9 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
   const l = st.license;
   out.push('', `LICENSE  ${l.state}${l.daysLeft !== null ? `, ${l.daysLeft} day(s) left` : ''}${l.customer ? `, ${l.customer}` : ''}; servers ${l.servers.used}/${l.servers.licensed ?? 'unlimited'}`);
   for (const w of l.warnings) out.push(`  ! ${w}`);
-  if (st.rollout) out.push('', `ROLLOUT  ${JSON.stringify(st.rollout)}`);
+  const ro = st.rollout;
+  out.push('', ro ? `ROLLOUT  #${ro.id} to ${ro.version}: ${ro.state}${ro.haltedReason ? ` (halted: ${ro.haltedReason})` : ''}` : 'ROLLOUT  none');
+  if (ro) for (const n of ro.nodes) out.push(`  ${n.serverId}  ${n.state}  → ${n.toVersion}${n.error ? `  ${n.error}` : ''}`);
   out.push('', 'RECENT EVENTS');
   out.push(events.length ? table([['TIME', 'KIND', 'SUBJECT', 'BY', 'EPOCH'], ...events.map((e) => [e.createdAt, e.kind, e.subject ?? '', e.boosterId, String(e.epoch)])]) : '(none)');
   ctx.stdout.write(out.join('\n') + '\n');

@@ -108,4 +108,17 @@ export class ClusterStore {
       startedAt: h.toDate(r.started_at)!.toISOString(), lastSeenAt: h.toDate(r.last_seen_at)!.toISOString(),
     }));
   }
+
+  /** The newest rollout and its nodes (written by the agents), for `omflow status`. */
+  async latestRollout(): Promise<unknown> {
+    const h = getHelpers(this.knex);
+    const r = await this.knex('rollouts').select('id', 'version', 'state', 'halted_reason', 'started_at', 'finished_at').orderBy('id', 'desc').first();
+    if (!r) return null;
+    const nodes = await this.knex('rollout_nodes').select('server_id', 'state', 'from_version', 'to_version', 'error').where('rollout_id', r.id).orderBy('server_id');
+    return {
+      id: Number(r.id), version: r.version, state: r.state, haltedReason: r.halted_reason ?? null,
+      startedAt: h.toDate(r.started_at)?.toISOString() ?? null, finishedAt: h.toDate(r.finished_at)?.toISOString() ?? null,
+      nodes: nodes.map((n) => ({ serverId: n.server_id, state: n.state, fromVersion: n.from_version ?? null, toVersion: n.to_version, error: n.error ?? null })),
+    };
+  }
 }
