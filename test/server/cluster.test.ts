@@ -27,7 +27,8 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       // Seeding again changes nothing (idempotent): still one flow version.
       await seed(t.db, { adminUser: 'admin', adminPassword: 'admin-pass-1', demo: true });
       expect(await t.knex('flow_versions').count({ n: '*' }).first()).toMatchObject({ n: 1 });
-      const env = { OMFLOW_DB_URL: t.url, OMFLOW_DB_POOL_MAX: '8', OMFLOW_SERVER_DISPATCH_POLL_MS: '100' };
+      // 100 requests per server queue for 8 connections behind one sequence row: allow a loaded CI machine time.
+      const env = { OMFLOW_DB_URL: t.url, OMFLOW_DB_POOL_MAX: '8', OMFLOW_DB_CONNECT_TIMEOUT_MS: '30000', OMFLOW_SERVER_DISPATCH_POLL_MS: '100' };
       [a, b] = await Promise.all([startServerProcess({ ...env, OMFLOW_NODE_ID: 'srv-a' }), startServerProcess({ ...env, OMFLOW_NODE_ID: 'srv-b' })]);
       const login = await json(`${a.url}/api/auth/login`, { method: 'POST', body: JSON.stringify({ username: 'admin', password: 'admin-pass-1' }) });
       auth = { authorization: `Bearer ${login.body.token}` };

@@ -26,6 +26,7 @@ export function createFlowsStore(knex: Knex) {
   const h = getHelpers(knex);
   // Flow versions never change once written: cache them for the step runner and ticket pages.
   const versionCache = new Map<number, FlowVersionRow>();
+  const byNumber = new Map<string, FlowVersionRow>();
   return {
     async list(): Promise<FlowRow[]> {
       return (await knex('flows').orderBy('flow_key')).map(toFlow);
@@ -45,6 +46,16 @@ export function createFlowsStore(knex: Knex) {
       if (!r) return null;
       const row = { id: Number(r.id), flowId: Number(r.flow_id), version: Number(r.version), definition: h.fromJson<FlowDefinition>(r.definition)! };
       versionCache.set(id, row);
+      return row;
+    },
+    /** Version `version` of a flow; cached (versions never change). */
+    async versionOf(flowId: number, version: number, db: Knex | Knex.Transaction = knex): Promise<FlowVersionRow | null> {
+      const key = `${flowId}:${version}`;
+      const hit = byNumber.get(key);
+      if (hit) return hit;
+      const r = await db('flow_versions').where({ flow_id: flowId, version }).first('id');
+      const row = r ? await this.version(Number(r.id), db) : null;
+      if (row) byNumber.set(key, row);
       return row;
     },
     async latestVersion(flowId: number, db: Knex | Knex.Transaction = knex): Promise<FlowVersionRow | null> {

@@ -28,6 +28,19 @@ export function createFormsStore(knex: Knex) {
       const r = await db('forms').where({ form_key: formKey }).first();
       return r ? toForm(r) : null;
     },
+    /** The form with its flow's prefix, SLA and latest version number, in one round trip (ticket creation). */
+    async withFlow(formKey: string, db: Knex | Knex.Transaction = knex): Promise<(FormRow & { flow: { id: number; ticketPrefix: string; slaHours: number | null; latestVersion: number } | null }) | null> {
+      const r = await db('forms as f')
+        .leftJoin('flows as fl', 'fl.id', 'f.flow_id')
+        .where('f.form_key', formKey)
+        .first('f.*', 'fl.ticket_prefix as fl_prefix', 'fl.sla_hours as fl_sla', 'fl.latest_version as fl_latest');
+      if (!r) return null;
+      const form = toForm(r);
+      return {
+        ...form,
+        flow: form.flowId && r.fl_prefix ? { id: form.flowId, ticketPrefix: r.fl_prefix, slaHours: r.fl_sla == null ? null : Number(r.fl_sla), latestVersion: Number(r.fl_latest) } : null,
+      };
+    },
     async byId(id: number): Promise<FormRow | null> {
       const r = await knex('forms').where({ id }).first();
       return r ? toForm(r) : null;

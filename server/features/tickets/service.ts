@@ -50,12 +50,12 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
 
     /** Validates the submission (field-level errors), then creates the ticket in `trx` and moves it to the flow's first step. */
     async create(trx: Knex.Transaction, formKey: string, input: { data?: unknown; title?: unknown }, user: AuthUser | null): Promise<TicketSummary> {
-      const form = await forms.byKey(formKey, trx);
-      if (!form || !form.published || !form.flowId) throw ServerErrors.SERVER_ERR_NOT_FOUND(`No published form ${formKey}`);
+      const form = await forms.withFlow(formKey, trx);
+      if (!form || !form.published || !form.flow) throw ServerErrors.SERVER_ERR_NOT_FOUND(`No published form ${formKey}`);
       const values = await fieldErrors(form.fields, input.data, trx);
-      const flow = await flows.byId(form.flowId, trx);
-      const version = flow && (await flows.latestVersion(flow.id, trx));
-      if (!flow || !version) throw ServerErrors.SERVER_ERR_CONFLICT(`Form ${formKey} has no deployed flow`);
+      const flow = form.flow;
+      const version = await flows.versionOf(flow.id, flow.latestVersion, trx);
+      if (!version) throw ServerErrors.SERVER_ERR_CONFLICT(`Form ${formKey} has no deployed flow`);
       const title = typeof input.title === 'string' && input.title.trim() ? input.title.trim() : typeof values.title === 'string' && values.title ? values.title : form.title;
       // The number is taken LAST: the sequence row stays locked until commit, so everything
       // else is written first under a unique placeholder and the lock is held only briefly.

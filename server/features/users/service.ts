@@ -62,8 +62,8 @@ export function createUsersService(deps: { store: UsersStore; settings: Settings
       const tokenHash = sha256Hex(token);
       const s = await store.findSession(tokenHash);
       if (s) {
-        const user = await store.byId(s.userId);
-        if (!user || user.disabled) return null;
+        const user = s.user;
+        if (user.disabled) return null;
         const last = touched.get(tokenHash) ?? 0;
         if (Date.now() - last > 60_000) {
           touched.set(tokenHash, Date.now());

@@ -106,9 +106,14 @@ export function createUsersStore(knex: Knex) {
         token_hash: s.tokenHash, user_id: s.userId, csrf_token: s.csrfToken, created_at: h.now(), last_seen_at: h.now(), expires_at: h.nowPlusMs(s.ttlMs),
       });
     },
-    async findSession(tokenHash: string): Promise<{ userId: number; csrfToken: string; expiresAt: Date | null } | null> {
-      const r = await knex('sessions').where({ token_hash: tokenHash }).andWhere('expires_at', '>', h.now()).first('user_id', 'csrf_token', 'expires_at');
-      return r ? { userId: Number(r.user_id), csrfToken: r.csrf_token, expiresAt: h.toDate(r.expires_at) } : null;
+    /** A live session and its user in one round trip (every authenticated request does this). */
+    async findSession(tokenHash: string): Promise<{ user: UserRow; csrfToken: string; expiresAt: Date | null } | null> {
+      const r = await knex('sessions as s')
+        .join('users as u', 'u.id', 's.user_id')
+        .where('s.token_hash', tokenHash)
+        .andWhere('s.expires_at', '>', h.now())
+        .first('u.*', 's.csrf_token as s_csrf_token', 's.expires_at as s_expires_at');
+      return r ? { user: toUser(knex, r), csrfToken: r.s_csrf_token, expiresAt: h.toDate(r.s_expires_at) } : null;
     },
     /** Sliding expiry. */
     async touchSession(tokenHash: string, ttlMs: number): Promise<void> {
