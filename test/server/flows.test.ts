@@ -149,6 +149,62 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       expect(c.json().code).toBe('SERVER_ERR_IDEMPOTENCY_MISMATCH');
     });
 
+    it('timer, send back, reject, cancel and a failing http step', async () => {
+      const failing = await flakyServer(1000);
+      try {
+        const flow = await app.inject({
+          method: 'POST', url: '/api/flows', headers: admin,
+          payload: {
+            flowKey: 'misc', name: 'Misc', ticketPrefix: 'MSC',
+            definition: {
+              start: 'wait',
+              steps: {
+                wait: { type: 'timer', durationMs: 300, next: 'review' },
+                review: { type: 'form', assignee: { creator: true }, next: 'call', onSendBack: 'fix' },
+                fix: { type: 'form', assignee: { creator: true }, next: 'call' },
+                call: { type: 'http', url: failing.url, retries: 1, backoffMs: 10, timeoutMs: 1000, next: 'done' },
+                done: { type: 'end' },
+              },
+            },
+          },
+        });
+        expect(flow.statusCode, flow.body).toBe(201);
+        expect((await app.inject({ method: 'POST', url: '/api/forms', headers: admin, payload: { formKey: 'misc', title: 'Misc', flowKey: 'misc', fields: [] } })).statusCode).toBe(201);
+        const raise = async () => (await app.inject({ method: 'POST', url: '/api/forms/misc/tickets', headers: admin, payload: { data: {} } })).json();
+        const act = async (id: number, action: string) => (await app.inject({ method: 'POST', url: `/api/tickets/${id}/actions`, headers: admin, payload: { action } })).json();
+        const detail = async (id: number) => (await app.inject({ url: `/api/tickets/${id}`, headers: admin })).json();
+        const until = (id: number, state: string) => waitFor(async () => { const d = await detail(id); return d.state === state ? d : null; }, `ticket ${id} ${state}`);
+
+        const a = await raise();
+        expect(a).toMatchObject({ state: 'running', currentStep: 'wait' });
+        await until(a.id, 'open');
+        expect(await act(a.id, 'send_back')).toMatchObject({ state: 'open', currentStep: 'fix' });
+        expect((await act(a.id, 'send_back')).code).toBe('SERVER_ERR_CONFLICT');
+        expect(await act(a.id, 'submit')).toMatchObject({ state: 'running', currentStep: 'call' });
+        const failed = await until(a.id, 'failed');
+        expect(failed.history.at(-1)).toMatchObject({ action: 'step.failed', step: 'call', output: { error: 'HTTP 500' } });
+        expect(failing.calls).toHaveLength(2);
+
+        const b = await raise();
+        await until(b.id, 'open');
+        expect(await act(b.id, 'reject')).toMatchObject({ state: 'rejected' });
+
+        const c = await raise();
+        expect(await act(c.id, 'cancel')).toMatchObject({ state: 'cancelled' });
+        await new Promise((r) => setTimeout(r, 600));
+        expect((await detail(c.id)).state).toBe('cancelled');
+        expect(await t.knex('steps').where({ ticket_id: c.id }).select('state')).toEqual([{ state: 'cancelled' }]);
+
+        // Another user neither sees nor acts on the admin's tickets.
+        await app.inject({ method: 'POST', url: '/api/users', headers: admin, payload: { username: 'eve', displayName: 'Eve', password: 'eve-pass-123' } });
+        const eve = { authorization: `Bearer ${(await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'eve', password: 'eve-pass-123' } })).json().token}` };
+        expect((await app.inject({ url: `/api/tickets/${b.id}`, headers: eve })).json().code).toBe('SERVER_ERR_NOT_FOUND');
+        expect((await app.inject({ url: '/api/tickets', headers: eve })).json().total).toBe(0);
+      } finally {
+        await failing.close();
+      }
+    });
+
     it('flows are versioned: a running ticket keeps its version, new tickets use the newest', async () => {
       const first = (await app.inject({ method: 'POST', url: '/api/forms/it-request/tickets', headers: admin, payload: { data: { title: 'Mouse', category: 'hardware', amount: 3000 } } })).json();
       const flow = (await app.inject({ url: '/api/flows/it-request', headers: admin })).json();
