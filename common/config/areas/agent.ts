@@ -28,7 +28,7 @@ export const agentArea = defineArea({
     reportIntervalMs: ms('OMFLOW_AGENT_REPORT_INTERVAL_MS', 'Period of AgentReport to the boosters (also sent on every transition).', 5_000),
     patchPollMs: ms('OMFLOW_AGENT_PATCH_POLL_MS', 'Database poll for new rollouts (fallback to the booster notice).', 10_000),
     soakMs: ms('OMFLOW_AGENT_SOAK_MS', 'Health gate: the deep check must keep passing this long after a patched start.', 10_000, 0),
-    rolloutParallelism: int('OMFLOW_AGENT_ROLLOUT_PARALLELISM', { doc: 'Nodes that may install a patch at the same time.', default: 1, min: 1, max: 100 }),
+    rolloutParallelism: int('OMFLOW_AGENT_ROLLOUT_PARALLELISM', { doc: 'Nodes that may install a patch at the same time (recorded with the rollout when the patch is applied).', default: 1, min: 1, max: 100 }),
     rolloutLockTtlMs: ms('OMFLOW_AGENT_ROLLOUT_LOCK_TTL_MS', 'Rollout lock lease; renewed while a node installs, lapses if the agent dies.', 120_000, 1_000),
     trustedKeys: list('OMFLOW_PATCH_TRUSTED_KEYS', {
       doc: 'Operator patch keys trusted besides the pinned vendor key: keyId=base64(SPKI DER) entries or paths of Ed25519 public-key PEM files.',
