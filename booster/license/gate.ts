@@ -98,9 +98,17 @@ export function createLicenseGate(deps: LicenseGateDeps): LicenseGate {
     for (const w of newWarnings) deps.log.warn({ node: deps.nodeId }, `license: ${w}`);
   }
 
-  async function refresh(): Promise<void> {
-    // Coalesce concurrent refreshes (timer + license-changed notice).
-    if (inflight) return inflight;
+  let queued: Promise<void> | null = null;
+  function refresh(): Promise<void> {
+    // At most one read runs; a call during a read queues exactly one more, so a refresh() after an
+    // upload (or a clock change) always sees the state as of the call, never an older read.
+    if (inflight) {
+      queued ??= inflight.then(() => {
+        queued = null;
+        return refresh();
+      });
+      return queued;
+    }
     inflight = evaluate()
       .catch((err) => {
         // Keep the last known state: a database blip must not open or close the gate.

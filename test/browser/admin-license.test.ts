@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { REPO_ROOT, waitFor } from '../helpers/processes.js';
-import { createLicenseVerifier, listLicenseAudit, readLicenseState } from '../../common/license/index.js';
+import { applyUpload, createLicenseVerifier, listLicenseAudit, readLicenseState } from '../../common/license/index.js';
+import { runCli, SECRET } from '../server/helpers.js';
 import { enqueueStep } from '../../common/protocol/steps.js';
 import { createUsersService } from '../../server/features/users/service.js';
 import { createUsersStore } from '../../server/features/users/store.js';
@@ -162,6 +163,29 @@ describe.skipIf(!haveChromium)('admin pages in Chromium through the booster: lic
     await waitFor(async () => (await boosterStatus(cluster.activeUrl())).servers.find((s) => s.id === 'server-2')?.draining === false, { what: 'server-2 undrained' });
   });
 
+  it('`omflow license status` prints the booster view; servers beyond the licensed count get no traffic and status says why', async () => {
+    const cli = await runCli(['license', 'status', '--url', cluster.activeUrl(), '--json'], { OMFLOW_CLUSTER_SECRET: SECRET });
+    expect(cli.code, cli.stderr).toBe(0);
+    expect(JSON.parse(cli.stdout)).toMatchObject({ state: 'licensed', customer: 'ACME K.K.', servers: { licensed: 3, used: 2 } });
+    const human = await runCli(['license', 'status', '--url', cluster.activeUrl()], { OMFLOW_CLUSTER_SECRET: SECRET });
+    expect(human.stdout).toMatch(/^Licensed to ACME K\.K\. until /);
+
+    const clusterId = (await readLicenseState(t.db))!.clusterId;
+    const r = await applyUpload(t.db, verifier, issue(pair, { customer: 'Small Co.', clusterId, limits: { maxServers: 1 } }), { actor: 'test' });
+    expect(r.ok).toBe(true);
+    await Promise.all(cluster.boosters.map((b) => b.gate.refresh()));
+    const st = await waitFor(async () => {
+      const s = (await boosterStatus(cluster.activeUrl())) as unknown as { license: { servers: { licensed: number; used: number }; warnings: string[] }; servers: Array<{ id: string; routed: boolean; reason: string | null }> };
+      return s.servers.filter((x) => x.routed === false).length === 1 ? s : null;
+    }, { what: 'one server not routed' });
+    expect(st.license.servers).toEqual({ licensed: 1, used: 2 });
+    expect(st.license.warnings.join()).toContain('BOOSTER_ERR_LICENSE_SERVER_LIMIT');
+    expect(st.servers.find((x) => !x.routed)!.reason).toContain('licensed');
+    await page.goto(cluster.activeUrl() + '/admin/cluster');
+    await page.waitForSelector('#servers-table small.error');
+    await shot('admin-cluster-server-limit');
+  });
+
   it('the patches page and Japanese labels', async () => {
     await page.goto(cluster.activeUrl() + '/admin/patches');
     await expect(page.textContent('h1')).resolves.toBe('Patches');
@@ -169,7 +193,7 @@ describe.skipIf(!haveChromium)('admin pages in Chromium through the booster: lic
     await t.knex('users').where({ username: 'admin' }).update({ locale: 'ja' });
     await page.goto(cluster.activeUrl() + '/admin/settings');
     await expect(page.textContent('h1')).resolves.toBe('システム設定');
-    expect(await page.textContent('#license-state')).toMatch(/^ACME K\.K\. 様にライセンス済み/);
+    expect(await page.textContent('#license-state')).toMatch(/^Small Co\. 様にライセンス済み/);
     await shot('admin-settings-ja');
   });
 });

@@ -101,5 +101,24 @@ for (const vendor of vendorsUnderTest()) {
         await g.close();
       }
     });
+    it('a refresh() called while a periodic read runs still sees the state as of the call', async () => {
+      let offset = 0;
+      const g = createLicenseGate({ db: t.db, log, nodeId: 'b4', verifier, now: () => new Date(Date.now() + offset), refreshMs: 60_000 });
+      try {
+        const state = await readLicenseState(t.db);
+        expect((await applyUpload(t.db, verifier, issue(pair, { clusterId: state!.clusterId }), { actor: 'admin' })).ok).toBe(true);
+        await g.start();
+        expect(g.allowsDistribution()).toBe(true);
+        const running = g.refresh();
+        offset = 400 * DAY;
+        await g.refresh();
+        await running;
+        // The stored license (365 days + 14 days of grace) has run out at the new time.
+        expect(g.allowsDistribution()).toBe(false);
+      } finally {
+        await g.close();
+      }
+    });
+
   });
 }
