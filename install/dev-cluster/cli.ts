@@ -173,7 +173,10 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
     }
     const left = [...agents, ...boosters, ...(db ? [db.process] : [])].filter((p) => groupAlive(p.pid));
     if (left.length) ctx.stderr.write(`[omflow dev] still running: ${left.map((p) => `${p.name} (pgid ${p.pid})`).join(', ')}\n`);
-    else rmSync(pidFile, { force: true });
+    else {
+      rmSync(pidFile, { force: true });
+      say('stopped; nothing left running');
+    }
     return clean && left.length === 0;
   };
 

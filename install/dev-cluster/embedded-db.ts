@@ -1,8 +1,8 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { arch, platform, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import pg from 'pg';
 import { spawnGroup, stopGroup, tailOf, type ManagedProcess } from './process-group.js';
 
@@ -52,7 +52,13 @@ export async function startEmbeddedDb(opts: { dir: string; port: number; fresh: 
   if (opts.fresh) rmSync(opts.dir, { recursive: true, force: true });
   mkdirSync(opts.dir, { recursive: true });
   const owner = runAs();
-  if (owner) chmodSync(opts.dir, 0o755);
+  if (owner) {
+    // The postgres user must reach its data directory: open our own state dirs for traversal.
+    chmodSync(opts.dir, 0o755);
+    chmodSync(dirname(opts.dir), statSync(dirname(opts.dir)).mode | 0o711);
+    for (let d = dirname(dirname(opts.dir)); d !== dirname(d); d = dirname(d))
+      if ((statSync(d).mode & 0o001) === 0) throw new Error(`the postgres user cannot enter ${d} (mode ${(statSync(d).mode & 0o777).toString(8)}); choose a --dir below a world-traversable directory`);
+  }
 
   let state: PgState | undefined;
   if (existsSync(join(dataDir, 'PG_VERSION')) && existsSync(stateFile)) {

@@ -1,0 +1,74 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { probePair } from '../../install/dev-cluster/cluster-probe.js';
+import { freePort, startOmflow, stopAll, waitFor, type RunningProcess } from '../helpers/processes.js';
+import { CLUSTER_PARTS_PRESENT, raiseTicket } from './helpers.js';
+
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Every process whose command line mentions `needle` (the state dir is in postgres' and the children's paths). */
+function processesMentioning(needle: string): string[] {
+  const out: string[] = [];
+  for (const pid of readdirSync('/proc').filter((n: string) => /^\d+$/.test(n))) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      if (cmd.includes(needle)) out.push(`${pid}: ${cmd}`);
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+// `npm start` = `omflow dev`: the whole cluster on one machine, then a clean stop.
+describe('omflow dev (npm start)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'omflow-dev-test-'));
+  let dev: RunningProcess | undefined;
+  let groups: number[] = [];
+
+  afterAll(async () => {
+    await stopAll();
+    for (const g of groups) if (groupAlive(g)) process.kill(-g, 'SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it.skipIf(!CLUSTER_PARTS_PRESENT)('reaches "ready" with two boosters (one active) and the servers up, serves a ticket, and SIGTERM leaves nothing running', async () => {
+    const port = await freePort();
+    const password = 'Dev-test-pw-42';
+    dev = startOmflow('omflow dev', ['dev', '--servers', '2', '--port', String(port), '--dir', dir, '--admin-password', password], { OMFLOW_LOG_LEVEL: 'info' });
+    await waitFor(() => dev!.child.exitCode !== null || dev!.output().includes('is ready'), { timeoutMs: 150_000, intervalMs: 250, what: `"ready" from omflow dev` });
+    expect(dev.child.exitCode, dev.output()).toBeNull();
+    groups = JSON.parse(readFileSync(join(dir, 'pids.json'), 'utf8')) as number[];
+    expect(groups.length).toBe(2 + 2 + 1); // agents, boosters, postgres
+    const out = dev.output();
+    expect(out).toContain(`http://127.0.0.1:${port}/`);
+    expect(out).toContain(`admin / ${password}`);
+    expect(out).toMatch(/Ctrl-C/);
+
+    const urls = [`http://127.0.0.1:${port}`, `http://127.0.0.1:${port + 1}`];
+    // GET /_booster/status is readable without the session's secret (the signature is ignored).
+    const view = await probePair(urls, 'not-the-session-secret');
+    expect(view.roles).toEqual({ [urls[0]]: 'active', [urls[1]]: 'standby' });
+    expect(view.serversUp.sort()).toEqual(['server-1', 'server-2']);
+
+    const ticket = await raiseTicket(urls[0], 'admin', password);
+    expect(ticket.status, JSON.stringify(ticket.body)).toBe(201);
+
+    process.kill(dev.pid, 'SIGTERM');
+    const code = await Promise.race([dev.exited, new Promise<string>((r) => setTimeout(() => r('timeout'), 120_000))]);
+    expect(code, dev.output()).toBe(0);
+    expect(dev.output()).toContain('nothing left running');
+    for (const g of groups) expect(groupAlive(g), `process group ${g}`).toBe(false);
+    expect(processesMentioning(dir)).toEqual([]);
+    expect(existsSync(join(dir, 'pids.json'))).toBe(false);
+  }, 300_000);
+});
