@@ -100,10 +100,13 @@ export class Agent {
     writeJsonFile(this.agentPidFile, { pid: process.pid });
 
     this.releases.prepare();
+    const src = c.agent.bootstrapDir ?? this.opts.installRoot ?? INSTALL_ROOT;
     if (!this.releases.currentVersion()) {
-      const src = c.agent.bootstrapDir ?? this.opts.installRoot ?? INSTALL_ROOT;
       const meta = this.releases.bootstrap(src);
       log.info({ version: meta.version, from: src }, 'bootstrapped the first release from the installed code');
+    } else {
+      const refreshed = this.releases.refreshBootstrap(src);
+      if (refreshed) log.info({ version: refreshed.version, from: src }, 'installed code changed and no patch was applied yet: bootstrap release refreshed');
     }
     this.serverPort = c.server.port || (await freePort(c.server.host === '0.0.0.0' ? '127.0.0.1' : c.server.host));
 

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RELEASE_ENTRY, RELEASE_META, VERSION_PATTERN, extractToStaging, type VerifiedPatch } from '../common/patch/index.js';
@@ -10,6 +10,8 @@ export interface ReleaseMeta {
   installedAt: string;
   keyId: string | null;
   bootstrap: boolean;
+  /** Bootstrap releases: digest of the source tree they were copied from. */
+  sourceDigest?: string;
 }
 
 /** What a bootstrap release is copied from: the app server's code of an install. */
@@ -100,6 +102,33 @@ export class ReleaseStore {
     return join(this.releasesDir, `.staging-${version}-${randomBytes(4).toString('hex')}`);
   }
 
+  /** Digest of the parts of an install a bootstrap release is copied from. */
+  static sourceDigest(sourceDir: string): string {
+    const hash = createHash('sha256');
+    const walk = (abs: string, rel: string) => {
+      const st = lstatSync(abs);
+      if (st.isDirectory()) {
+        for (const name of readdirSync(abs).sort()) if (name !== 'node_modules') walk(join(abs, name), `${rel}/${name}`);
+      } else if (st.isFile()) {
+        hash.update(`${rel}\0${st.size}\0`);
+        hash.update(readFileSync(abs));
+      }
+    };
+    for (const part of BOOTSTRAP_PARTS) if (existsSync(join(sourceDir, part))) walk(join(sourceDir, part), part);
+    return hash.digest('hex');
+  }
+
+  /**
+   * While no patch was ever installed, the current release is the installed code: when the
+   * install changed (a new package, or edited sources in development), copy it again.
+   */
+  refreshBootstrap(sourceDir: string): ReleaseMeta | null {
+    const cur = this.current();
+    if (!cur?.bootstrap || cur.sequence !== 0 || this.list().some((r) => r.sequence > 0)) return null;
+    if (!existsSync(join(sourceDir, RELEASE_ENTRY)) || cur.sourceDigest === ReleaseStore.sourceDigest(sourceDir)) return null;
+    return this.bootstrap(sourceDir);
+  }
+
   /** First start: the initial release is a copy of the installed app-server code. */
   bootstrap(sourceDir: string): ReleaseMeta {
     if (!existsSync(join(sourceDir, RELEASE_ENTRY))) throw AgentErrors.AGENT_ERR_NO_RELEASE(`${sourceDir} holds no ${RELEASE_ENTRY}`);
@@ -118,7 +147,7 @@ export class ReleaseStore {
       if (!existsSync(src)) continue;
       cpSync(src, join(staging, part), { recursive: true, dereference: true, filter: (s) => !s.split('/').includes('node_modules') });
     }
-    const meta: ReleaseMeta = { version, sequence: 0, installedAt: new Date().toISOString(), keyId: null, bootstrap: true };
+    const meta: ReleaseMeta = { version, sequence: 0, installedAt: new Date().toISOString(), keyId: null, bootstrap: true, sourceDigest: ReleaseStore.sourceDigest(sourceDir) };
     this.finish(staging, meta);
     this.switchCurrent(version);
     return meta;

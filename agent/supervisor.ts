@@ -163,7 +163,10 @@ export class Supervisor {
     const wanted = this.deps.releases.currentVersion();
     this.pid = pf.pid;
     this.version = pf.version;
-    if (pf.version === wanted && pf.port === this.deps.server.port && (await this.quickCheck()).result === 'ok') {
+    // A release (re)installed after the server started means the server runs other code.
+    const installedAt = wanted ? this.deps.releases.meta(wanted)?.installedAt : undefined;
+    const fresh = !installedAt || installedAt <= pf.startedAt;
+    if (pf.version === wanted && fresh && pf.port === this.deps.server.port && (await this.quickCheck()).result === 'ok') {
       this.deps.log.info({ pid: pf.pid, version: pf.version }, 'adopted the running app server');
       this.transition('running', 'adopted');
       return 'adopted';

@@ -194,3 +194,13 @@ export function killServerGroup(node: AgentNode): void {
     }
   }
 }
+
+/** Dead or a zombie waiting for a (slow) init to reap it. */
+export function isGone(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return true;
+  }
+}

@@ -1,12 +1,13 @@
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_PATH, BOOSTER_PATH } from '../../common/protocol/headers.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { isAlive, stopAll, waitFor } from '../helpers/processes.js';
 import {
-  agentCall, agentStatus, fetchVersion, killServerGroup, makeAgentNode, serverPid, serverProcesses, startBoosterRecorder, waitForState, type AgentNode,
+  agentCall, agentStatus, fetchVersion, isGone, killServerGroup, makeAgentNode, serverPid, serverProcesses, startBoosterRecorder, waitForState, type AgentNode,
 } from './harness.js';
+import { FIXTURE_RELEASE } from './helpers.js';
 
 // Supervision does not depend on the vendor; one PostgreSQL database is enough here.
 let tdb: TestDatabase;
@@ -18,6 +19,9 @@ beforeAll(async () => {
   booster = await startBoosterRecorder();
   node = await makeAgentNode({ nodeId: 'sup-1', dbUrl: tdb.url, boosterPort: booster.port, extraEnv: { FIXTURE_CHILD_PID_FILE: '' } });
   node.env.FIXTURE_CHILD_PID_FILE = join(node.dataDir, 'grandchild.pid');
+  // This node's own copy of the "installed code", so the test can change it.
+  node.env.OMFLOW_AGENT_BOOTSTRAP_DIR = join(node.dataDir, 'install');
+  cpSync(FIXTURE_RELEASE, node.env.OMFLOW_AGENT_BOOTSTRAP_DIR, { recursive: true });
 });
 
 afterAll(async () => {
@@ -77,6 +81,18 @@ describe('agent supervision of the app server', () => {
     expect(code).not.toBe(0);
     expect(second.output()).toContain('AGENT_ERR_ALREADY_RUNNING');
     expect(serverProcesses(node).length).toBe(1);
+  });
+
+  it('changed installed code (no patch applied yet) is picked up on the next agent start, still one server', async () => {
+    const pid = serverPid(node)!;
+    await node.proc.kill9();
+    writeFileSync(join(node.env.OMFLOW_AGENT_BOOTSTRAP_DIR, 'server', 'README.txt'), 'edited\n');
+    node.start();
+    await waitForState(node, 'running');
+    expect(readFileSync(join(node.dataDir, 'current', 'server', 'README.txt'), 'utf8')).toBe('edited\n');
+    expect(serverPid(node)).not.toBe(pid);
+    expect(isGone(pid)).toBe(true);
+    expect(serverProcesses(node)).toEqual([serverPid(node)]);
   });
 
   it('a crash loop ends in "failed", the booster is told, and an operator restart recovers', async () => {
