@@ -2,7 +2,7 @@ import { createPrivateKey, sign, type KeyObject } from 'node:crypto';
 import { LicenseErrors } from './errors.js';
 
 /**
- * License file format (docs/adr/0005-license-file-format.md):
+ * License file format (decision and rationale: booster/license/README.md):
  *
  *   { "format": "omflow-license/1", "payload": "<base64 of the payload bytes>", "signature": "<base64 Ed25519>" }
  *

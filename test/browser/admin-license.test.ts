@@ -2,11 +2,12 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
 import { REPO_ROOT, waitFor } from '../helpers/processes.js';
 import { applyUpload, createLicenseVerifier, listLicenseAudit, readLicenseState } from '../../common/license/index.js';
 import { runCli, SECRET } from '../server/helpers.js';
 import { enqueueStep } from '../../common/protocol/steps.js';
+import { getHelpers } from '../../common/db/helpers/index.js';
 import { createUsersService } from '../../server/features/users/service.js';
 import { createUsersStore } from '../../server/features/users/store.js';
 import { createSettingsStore } from '../../server/features/settings/store.js';
@@ -18,7 +19,7 @@ const FILES = join(ARTIFACTS, 'license-files');
 
 if (!haveChromium) console.warn(`SKIPPED browser tests: no Chromium at ${CHROMIUM} (install Debian's chromium or set OMFLOW_TEST_CHROMIUM)`);
 
-describe.skipIf(!haveChromium)('admin pages in Chromium through the booster: license gate, upload, cluster, patches', () => {
+for (const vendor of vendorsUnderTest()) describe.skipIf(!haveChromium)(`admin pages in Chromium through the booster on ${vendor}: license gate, upload, cluster, patches`, () => {
   let t: TestDatabase;
   let cluster: MiniCluster;
   let browser: Browser;
@@ -27,9 +28,9 @@ describe.skipIf(!haveChromium)('admin pages in Chromium through the booster: lic
   const verifier = createLicenseVerifier({ keys: pair.keys });
   let stepId: number;
 
-  const shot = (name: string) => page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+  const shot = (name: string) => page.screenshot({ path: join(ARTIFACTS, `${vendor}-${name}.png`), fullPage: true });
   const file = (name: string, text: string) => {
-    const p = join(FILES, name);
+    const p = join(FILES, `${vendor}-${name}`);
     writeFileSync(p, text);
     return p;
   };
@@ -42,18 +43,22 @@ describe.skipIf(!haveChromium)('admin pages in Chromium through the booster: lic
 
   beforeAll(async () => {
     mkdirSync(FILES, { recursive: true });
-    t = await createTestDatabase('postgres', { migrate: true });
+    t = await createTestDatabase(vendor, { migrate: true });
     const users = createUsersService({ store: createUsersStore(t.knex), settings: createSettingsStore(t.knex) });
     await users.ensureAdmin('admin', 'admin-pass-1');
     // A ticket waiting at an automatic step: it must survive the gate untouched.
-    const [form] = await t.knex('forms').insert({ form_key: 'f1', title: 'F1', fields: '[]', published: true, created_at: new Date(), updated_at: new Date() }, ['id']);
-    const [ticket] = await t.knex('tickets').insert({ ticket_no: 'T-1', form_id: form.id, title: 'queued', state: 'open', data: '{}', created_at: new Date(), updated_at: new Date() }, ['id']);
-    stepId = await enqueueStep(t.knex, { ticketId: ticket.id, stepKey: 'compute', stepType: 'compute', delayMs: 60 * 60_000 });
+    const h = getHelpers(t.knex);
+    const formId = await h.insertReturningId(t.knex, 'forms', { form_key: 'f1', title: 'F1', fields: '[]', published: true, created_at: new Date(), updated_at: new Date() });
+    const ticketId = await h.insertReturningId(t.knex, 'tickets', { ticket_no: 'T-1', form_id: formId, title: 'queued', state: 'open', data: '{}', created_at: new Date(), updated_at: new Date() });
+    stepId = await enqueueStep(t.knex, { ticketId, stepKey: 'compute', stepType: 'compute', delayMs: 60 * 60_000 });
     cluster = await startMiniCluster(t, verifier);
     await waitFor(async () => (await boosterStatus(cluster.activeUrl())).servers.filter((s) => s.state === 'up').length === 2, { what: 'both servers up on the active booster' });
     const { chromium } = await import('playwright-core');
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
-    page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+    const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+    // The copy button writes the cluster id to the clipboard.
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: cluster.activeUrl() });
+    page = await context.newPage();
   });
 
   afterAll(async () => {
@@ -72,6 +77,9 @@ describe.skipIf(!haveChromium)('admin pages in Chromium through the booster: lic
     await expect(page.textContent('#license-state')).resolves.toBe('Trial: 7 days left');
     const clusterId = (await readLicenseState(t.db))!.clusterId;
     await expect(page.textContent('#cluster-id')).resolves.toBe(clusterId);
+    await page.click('#copy-cluster-id');
+    await page.waitForFunction('document.getElementById("copy-cluster-id").textContent === "Copied"');
+    await expect(page.evaluate('navigator.clipboard.readText()')).resolves.toBe(clusterId);
     await shot('admin-settings-trial');
 
     await upload(file('tampered.omflowlic', tamper(issue(pair, { customer: 'Tampered Inc.' }))));
@@ -114,6 +122,7 @@ describe.skipIf(!haveChromium)('admin pages in Chromium through the booster: lic
     await Promise.all([page.waitForURL(/\/admin\/settings\?applied=1$/), page.click('#license-apply-button')]);
     for (const b of cluster.boosters)
       await waitFor(async () => (await boosterStatus(b.url)).licenseAllowsDistribution, { timeoutMs: 5000 - (Date.now() - applied), intervalMs: 50, what: `gate lifted on ${b.url}` });
+    console.log(`[${vendor}] license applied → gate lifted on both boosters in ${Date.now() - applied} ms`);
     await expect(page.getAttribute('#license-state', 'data-state')).resolves.toBe('licensed');
     expect(await page.textContent('#license-state')).toMatch(/^Licensed to ACME K\.K\. until \d{4}-/);
     await shot('admin-settings-licensed');
