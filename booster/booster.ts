@@ -364,7 +364,9 @@ export function createBooster(deps: BoosterDeps): Booster {
       }
       // In-flight requests finish; idle keep-alive connections are closed as they go idle.
       const drainTimer = setInterval(() => server.closeIdleConnections(), 50);
-      await Promise.race([Promise.all([closed, proxy.whenIdle()]), new Promise((r) => setTimeout(r, 30_000))]);
+      let giveUp: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.all([closed, proxy.whenIdle()]), new Promise((r) => (giveUp = setTimeout(r, 30_000)))]);
+      clearTimeout(giveUp);
       clearInterval(drainTimer);
       server.closeAllConnections();
       await proxy.close();

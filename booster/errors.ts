@@ -47,9 +47,4 @@ export const BoosterErrors = defineErrors({
     message: 'No server with this id is registered',
     hint: 'Use the id shown by `omflow status` (the server\'s OMFLOW_NODE_ID).',
   },
-  BOOSTER_ERR_LICENSE_REQUIRED: {
-    status: 503,
-    message: 'The trial has ended and no valid license is installed',
-    hint: 'Upload a license at /admin/settings (System settings → Booster license data → Upload).',
-  },
 });

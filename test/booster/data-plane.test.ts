@@ -72,8 +72,7 @@ describe('booster data plane', () => {
       req.on('error', reject);
       req.end();
     });
-    expect(r.status).toBe(200);
-    expect(r.upstream).toBe('h1');
+    expect(r).toMatchObject({ status: 200, upstream: 'h1' });
     const seen = s.seen.find((x) => x.url === '/hello?x=1')!;
     expect(seen.headers[HEADER.epoch]).toBe(String(b.epoch()));
     expect(Number(seen.headers[HEADER.epoch])).toBeGreaterThan(0);
@@ -263,6 +262,28 @@ describe('booster data plane', () => {
     });
     expect(echoed).toMatch(/^HTTP\/1.1 101/);
     expect(echoed).toContain('x-server: st1');
+  });
+
+  it('queues requests beyond the per-server in-flight limit and answers 503 with Retry-After on queue timeout', async () => {
+    const b = await activeBooster('dp-queue', { OMFLOW_BOOSTER_MAX_INFLIGHT_PER_SERVER: 1, OMFLOW_BOOSTER_QUEUE_TIMEOUT_MS: 150, OMFLOW_BOOSTER_QUEUE_SIZE: 1 });
+    const [s] = await servers(b.base, ['q1']);
+    await upCount(b, 1);
+    const held = request(b.base + '/hold');
+    await until(() => s.seen.some((x) => x.url === '/hold'), 'held request reached q1');
+    const queued = get(b.base, '/queued');
+    await new Promise((r) => setTimeout(r, 20));
+    const overflow = await get(b.base, '/overflow');
+    expect(overflow.status).toBe(503);
+    expect(overflow.json().code).toBe('BOOSTER_ERR_OVERLOADED');
+    const timedOut = await queued;
+    expect(timedOut.status).toBe(503);
+    expect(timedOut.headers['retry-after']).toBe('1');
+    expect(timedOut.json().code).toBe('BOOSTER_ERR_QUEUE_TIMEOUT');
+    const waiting = get(b.base, '/waits');
+    await new Promise((r) => setTimeout(r, 30));
+    s.release();
+    expect((await held).statusCode).toBe(200);
+    expect((await waiting).status).toBe(200);
   });
 
   it('the standby answers 503 with Retry-After and X-Booster-Active', async () => {

@@ -1,0 +1,42 @@
+// Profiling aid for the booster hot path (not a benchmark): runs wrk GET against a booster
+// started with --cpu-prof and prints the functions with the most self time.
+// Usage: npx tsx bench/booster-profile.ts [--post]
+import { spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ROOT, SECRET, freePort, startPinned, startPostgres, stop, tsxArgs, waitFor } from './booster-lib.js';
+
+const post = process.argv.includes('--post');
+const dir = mkdtempSync(join(tmpdir(), 'omflow-bprof-'));
+const pg = await startPostgres();
+const port = await freePort();
+const url = `http://127.0.0.1:${port}`;
+const upPort = await freePort();
+const up = (await startPinned('1', process.execPath, tsxArgs('bench/booster-upstream.ts'), { PORT: String(upPort), BOOSTERS: url, NODE_ID: 'p-up' }, /LISTENING/)).child;
+const b = spawn('taskset', ['-c', '1', process.execPath, '--cpu-prof', `--cpu-prof-dir=${dir}`, 'common/bin/omflow.mjs', 'booster'], {
+  cwd: ROOT,
+  env: { ...process.env, OMFLOW_CLUSTER_SECRET: SECRET, OMFLOW_DB_URL: pg.url, OMFLOW_NODE_ID: 'p-b', OMFLOW_BOOSTER_HOST: '127.0.0.1', OMFLOW_BOOSTER_PORT: String(port), OMFLOW_LOG_LEVEL: 'error', OMFLOW_BOOSTER_SLOW_START_MS: '0' },
+  stdio: 'inherit',
+});
+try {
+  await waitFor(async () => ((await (await fetch(url + '/_booster/status')).json()) as { servers: { state: string }[] }).servers.some((s) => s.state === 'up'), 'ready');
+  const lua = join(dir, 'post.lua');
+  writeFileSync(lua, `wrk.method = "POST"\nwrk.body = string.rep("x", 1024)\n`);
+  console.log(execFileSync('taskset', ['-c', '0', 'wrk', '-t1', '-c50', '-d5s', ...(post ? ['-s', lua] : []), url + '/'], { encoding: 'utf8' }));
+} finally {
+  await stop(b);
+  await stop(up);
+  await pg.stop();
+}
+const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'))!;
+const prof = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount: number }[] };
+const self = new Map<string, number>();
+let total = 0;
+for (const n of prof.nodes) {
+  total += n.hitCount;
+  const k = `${n.callFrame.functionName || '(anon)'} ${n.callFrame.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/main\//, '')}:${n.callFrame.lineNumber}`;
+  self.set(k, (self.get(k) ?? 0) + n.hitCount);
+}
+for (const [k, v] of [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 35)) console.log(`${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`);
