@@ -64,6 +64,9 @@ export function createBooster(deps: BoosterDeps): Booster {
 
   let role: 'active' | 'standby' = 'standby';
   let epoch = 0;
+  /** Newest leader epoch known from the lease row (what a standby reports and, when it serves, sends). */
+  let leaderEpoch = 0;
+  const currentEpoch = () => (role === 'active' ? epoch : Math.max(leaderEpoch, epoch));
   let activeUrl: string | null = null;
   let selfUrl = cfg.advertiseUrl ?? '';
   let peerAlive = false;
@@ -82,7 +85,7 @@ export function createBooster(deps: BoosterDeps): Booster {
   };
 
   const table = new ServerTable(cfg, clock, onTransition);
-  const proxy = new Proxy(table, cfg, metrics, () => epoch, log, (e) => log.warn({ server: e.id }, 'server ejected after failures'));
+  const proxy = new Proxy(table, cfg, metrics, currentEpoch, log, (e) => log.warn({ server: e.id }, 'server ejected after failures'));
   const health = new HealthChecker(table, proxy, cfg, clock, log);
   let lease: LeaderLease | null = null;
   const pendingAgentStates = new Map<string, AgentReport>();
@@ -144,6 +147,7 @@ export function createBooster(deps: BoosterDeps): Booster {
         else if (standbyTicks++ % 4 === 0) {
           const info = await lease.read();
           activeUrl = info.live ? info.holderUrl : null;
+          leaderEpoch = info.epoch;
         }
       }
     } catch (err) {
@@ -228,7 +232,7 @@ export function createBooster(deps: BoosterDeps): Booster {
       log.warn({ err }, 'could not read booster nodes or rollout');
     }
     return {
-      role, epoch, pid: process.pid, nodeId, url: selfUrl, version, peer: cfg.peerUrl ?? null, peerAlive: cfg.peerUrl ? peerAlive : null,
+      role, epoch: currentEpoch(), pid: process.pid, nodeId, url: selfUrl, version, peer: cfg.peerUrl ?? null, peerAlive: cfg.peerUrl ? peerAlive : null,
       activeUrl, uptimeMs: Date.now() - startedAt, licenseAllowsDistribution: gate.allowsDistribution(),
       servers: table.list.map((e) => ({
         id: e.id, url: e.url, state: table.stateOf(e, now), inflight: e.inflight, load: table.reportedLoad(e), version: e.version,
@@ -246,9 +250,12 @@ export function createBooster(deps: BoosterDeps): Booster {
   // ---- http ----
   const control = createControlPlane({
     secret, nodeId, bodyLimit: cfg.controlBodyLimit, log,
-    role: () => role, epoch: () => epoch, activeUrl: () => activeUrl,
+    role: () => role, epoch: currentEpoch, activeUrl: () => activeUrl,
     status,
-    metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
+    async metrics() {
+      for (const e of table.list) metrics.inflight.labels(e.id).set(e.inflight);
+      return { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() };
+    },
     events: (limit) => store.recentEvents(limit),
     heartbeat,
     async agentReport(r) {
@@ -313,7 +320,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     server,
     table,
     role: () => role,
-    epoch: () => epoch,
+    epoch: currentEpoch,
     url: () => selfUrl,
     async listen() {
       await new Promise<void>((resolve, reject) => {

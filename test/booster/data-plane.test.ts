@@ -297,6 +297,15 @@ describe('booster data plane', () => {
     expect(r.json().code).toBe('BOOSTER_ERR_STANDBY');
     expect((await get(s.base, BOOSTER_PATH.active)).status).toBe(503);
     expect((await get(a.base, BOOSTER_PATH.active)).status).toBe(200);
+
+    // A standby configured to serve proxies too, under the active's epoch (servers would refuse an older one).
+    const serving = await startBooster('dp-standby-serves', { OMFLOW_BOOSTER_STANDBY_SERVES: true });
+    const [f] = await servers(serving.base, ['sv1']);
+    await until(() => serving.table.routable.length === 1 && serving.epoch() === a.epoch(), 'serving standby ready');
+    const ok = await get(serving.base, '/through-standby');
+    expect(ok.status).toBe(200);
+    expect(serving.role()).toBe('standby');
+    expect(f.seen.find((x) => x.url === '/through-standby')!.headers[HEADER.epoch]).toBe(String(a.epoch()));
   });
 
   it('refuses forged, malformed and oversized control calls and registers nothing', async () => {
