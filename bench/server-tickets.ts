@@ -2,7 +2,8 @@
 // real API (POST /api/forms/it-request/tickets with a bearer token), with the server running the
 // demo flow's automatic steps at the same time. Database: an embedded PostgreSQL (fsync off)
 // unless --db URL is given (e.g. the MariaDB: mysql://omflow:omflow-ci@127.0.0.1:3307/<db>).
-// Usage: npx tsx bench/server-tickets.ts [--duration 10] [--connections 32] [--db URL]
+// --form simple: a form whose flow starts at a human step (creation alone, no automatic steps).
+// Usage: npx tsx bench/server-tickets.ts [--duration 10] [--connections 32] [--db URL] [--form it-request|simple]
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -19,6 +20,7 @@ const args = process.argv.slice(2);
 const flag = (name: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : undefined);
 const duration = Number(flag('duration') ?? 10);
 const connections = Number(flag('connections') ?? 32);
+const formKey = flag('form') === 'simple' ? 'bench-simple' : 'it-request';
 const OMFLOW = fileURLToPath(new URL('../common/bin/omflow.mjs', import.meta.url));
 
 async function freePort(): Promise<number> {
@@ -51,6 +53,16 @@ if (!url) {
 const db = createDatabase({ url, client: 'postgres', host: '', port: undefined, name: '', user: '', password: undefined, ssl: false, poolMin: 0, poolMax: 2, connectTimeoutMs: 5000 });
 await migrateLatest(db.knex);
 await seed(db, { adminUser: 'bench', adminPassword: 'bench-password', demo: true });
+if (formKey === 'bench-simple' && !(await db.knex('forms').where({ form_key: formKey }).first())) {
+  const { createFlowsStore } = await import('../server/features/flows/store.js');
+  const { createFlowsService } = await import('../server/features/flows/service.js');
+  const { createFormsStore } = await import('../server/features/forms/store.js');
+  const { createFormsService } = await import('../server/features/forms/service.js');
+  const { DEMO_FIELDS } = await import('../server/seed.js');
+  const flowsStore = createFlowsStore(db.knex);
+  await db.transaction((trx) => createFlowsService({ store: flowsStore }).deploy(trx, { flowKey: 'bench-simple', name: 'Bench', ticketPrefix: 'BEN', definition: { start: 'review', steps: { review: { type: 'form', assignee: { user: 'bench' }, next: 'done' }, done: { type: 'end' } } } }, null));
+  await db.transaction((trx) => createFormsService({ store: createFormsStore(db.knex), flows: flowsStore }).save(trx, { formKey, title: 'Bench', flowKey: 'bench-simple', fields: DEMO_FIELDS }));
+}
 const before = Number((await db.knex('tickets').count({ n: '*' }).first())!.n);
 
 const port = await freePort();
@@ -81,7 +93,7 @@ try {
       Array.from({ length: connections }, async () => {
         while (Date.now() < until) {
           const t0 = performance.now();
-          const res = await pool.request({ path: '/api/forms/it-request/tickets', method: 'POST', headers, body: JSON.stringify({ data: { title: `bench ${i++}`, category: 'software', amount: i % 200_000 } }) });
+          const res = await pool.request({ path: `/api/forms/${formKey}/tickets`, method: 'POST', headers, body: JSON.stringify({ data: { title: `bench ${i++}`, category: 'software', amount: i % 200_000 } }) });
           await res.body.text();
           if (!record) continue;
           if (res.statusCode === 201) latencies.push(performance.now() - t0);
@@ -97,7 +109,7 @@ try {
   latencies.sort((a, b) => a - b);
   const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]?.toFixed(1);
   const total = Number((await db.knex('tickets').count({ n: '*' }).first())!.n) - before;
-  console.log(`server-tickets: ${(latencies.length / seconds).toFixed(0)} tickets/s created on one server (${db.vendor}${pg ? ', embedded, fsync off' : ''}), ${connections} connections, ${seconds.toFixed(1)} s`);
+  console.log(`server-tickets: ${(latencies.length / seconds).toFixed(0)} tickets/s created on one server, form ${formKey} (${db.vendor}${pg ? ', embedded, fsync off' : ''}), ${connections} connections, ${seconds.toFixed(1)} s`);
   console.log(`  latency p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms; errors ${errors}; tickets in database ${total} (incl. warm-up)`);
 } finally {
   await pool.close();
