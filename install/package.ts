@@ -4,12 +4,13 @@
  * uninstall.sh, the systemd unit template, the service script and SHA256SUMS. The agent package
  * carries the app server too (like OMFLOW's Slave package).
  *
- *   tsx install/package.ts [--out DIR] [--force] [--keep-staging]
+ *   tsx install/package.ts [--out DIR] [--force] [--fast] [--keep-staging]
  *     --force   package even if the TypeScript build reports type errors (never for a release)
+ *     --fast    gzip -1 (tests)
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, cpSync, createReadStream, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { copyFileSync, cpSync, createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -69,7 +70,36 @@ async function writeSums(dir: string, files: string[], target: string): Promise<
   writeFileSync(target, lines.join('\n') + '\n');
 }
 
-export async function buildPackages(opts: { out: string; force?: boolean; keepStaging?: boolean; log?: (m: string) => void }): Promise<string[]> {
+/**
+ * Copies the production dependencies (package-lock entries not marked dev) of a node_modules
+ * tree, without asking a registry. Hard links when possible: nothing below is ever modified.
+ */
+function copyProductionDeps(from: string, to: string): void {
+  const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> };
+  const byParent = new Map<string, string[]>();
+  for (const [key, entry] of Object.entries(lock.packages)) {
+    if (!key.startsWith('node_modules/') || entry.dev) continue;
+    const name = key.slice('node_modules/'.length);
+    // Nested node_modules come along with their top-level package.
+    if (name.includes('/node_modules/') || !existsSync(join(from, name))) continue;
+    const parent = name.startsWith('@') ? name.split('/')[0] : '';
+    byParent.set(parent, [...(byParent.get(parent) ?? []), join(from, name)]);
+  }
+  for (const [parent, sources] of byParent) {
+    mkdirSync(join(to, parent), { recursive: true });
+    copyTree(sources, join(to, parent) + '/', true);
+  }
+}
+
+/** cp -al (hard links, same file system) with a cp -a fallback. */
+function copyTree(src: string | string[], dest: string, intoDir = false): void {
+  const sources = Array.isArray(src) ? src : [src];
+  if (!intoDir) mkdirSync(dirname(dest), { recursive: true });
+  const linked = sh('cp', ['-al', ...sources, dest], { allowFail: true });
+  if (linked.code !== 0) sh('cp', ['-a', ...sources, dest]);
+}
+
+export async function buildPackages(opts: { out: string; force?: boolean; fast?: boolean; keepStaging?: boolean; log?: (m: string) => void }): Promise<string[]> {
   const log = opts.log ?? ((m: string) => process.stdout.write(`[package] ${m}\n`));
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string; dependencies: Record<string, string>; engines?: Record<string, string> };
   const version = pkg.version;
@@ -84,14 +114,8 @@ export async function buildPackages(opts: { out: string; force?: boolean; keepSt
     }
 
     log('collecting production dependencies');
-    const deps = join(staging, 'deps');
-    mkdirSync(deps);
-    copyFileSync(join(ROOT, 'package.json'), join(deps, 'package.json'));
-    copyFileSync(join(ROOT, 'package-lock.json'), join(deps, 'package-lock.json'));
-    sh('cp', ['-a', join(ROOT, 'node_modules'), join(deps, 'node_modules')]);
-    // prune works from the lock file and the tree on disk: no registry needed (offline build).
-    sh('npm', ['prune', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--offline'], { cwd: deps });
-    for (const junk of ['.cache', '.vite', '.vitest', '.package-lock.json']) rmSync(join(deps, 'node_modules', junk), { recursive: true, force: true });
+    const deps = join(staging, 'deps', 'node_modules');
+    copyProductionDeps(join(ROOT, 'node_modules'), deps);
 
     mkdirSync(opts.out, { recursive: true });
     const tarballs: string[] = [];
@@ -111,7 +135,7 @@ export async function buildPackages(opts: { out: string; force?: boolean; keepSt
         join(app, 'package.json'),
         JSON.stringify({ name: pkg.name, version, private: true, type: 'module', engines: pkg.engines, bin: { omflow: 'common/bin/omflow.mjs' }, dependencies: pkg.dependencies }, null, 2) + '\n',
       );
-      sh('cp', ['-a', join(deps, 'node_modules'), join(app, 'node_modules')]);
+      copyTree(deps, join(app, 'node_modules'));
 
       const inst = join(ROOT, 'install');
       for (const f of ['install.sh', 'uninstall.sh']) {
@@ -130,11 +154,13 @@ export async function buildPackages(opts: { out: string; force?: boolean; keepSt
         if (existsSync(join(ROOT, 'docs', f))) copyFileSync(join(ROOT, 'docs', f), join(dir, 'docs', f));
       if (existsSync(join(inst, 'README.md'))) copyFileSync(join(inst, 'README.md'), join(dir, 'README.md'));
       writeFileSync(join(dir, 'PACKAGE'), `TYPE=${spec.type}\nVERSION=${version}\nCOMMIT=${commit}\nBUILT=${new Date().toISOString()}\n`);
-      await writeSums(dir, walk(dir).filter((f) => f !== 'SHA256SUMS' && !lstatSync(join(dir, f)).isSymbolicLink()), join(dir, 'SHA256SUMS'));
+      // Native sha256sum: the tree holds thousands of files.
+      const sums = sh('sh', ['-c', "find . -type f ! -path ./SHA256SUMS -print0 | LC_ALL=C sort -z | xargs -0 sha256sum"], { cwd: dir }).out;
+      writeFileSync(join(dir, 'SHA256SUMS'), sums);
 
       const tarball = join(resolve(opts.out), `${dirName}.tar.gz`);
       log(`writing ${relative(ROOT, tarball) || tarball}`);
-      sh('tar', ['-C', staging, '--owner=0', '--group=0', '--numeric-owner', '-czf', tarball, dirName]);
+      sh('tar', ['-C', staging, '--owner=0', '--group=0', '--numeric-owner', '-I', opts.fast ? 'gzip -1' : 'gzip -6', '-cf', tarball, dirName]);
       tarballs.push(tarball);
     }
     await writeSums(resolve(opts.out), tarballs.map((t) => relative(resolve(opts.out), t)), join(resolve(opts.out), 'SHA256SUMS'));
@@ -149,7 +175,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const args = process.argv.slice(2);
   const outAt = args.indexOf('--out');
   const out = outAt >= 0 ? resolve(args[outAt + 1]) : join(ROOT, 'release');
-  buildPackages({ out, force: args.includes('--force'), keepStaging: args.includes('--keep-staging') }).then(
+  buildPackages({ out, force: args.includes('--force'), fast: args.includes('--fast'), keepStaging: args.includes('--keep-staging') }).then(
     (files) => {
       for (const f of files) process.stdout.write(`${f}\n`);
     },

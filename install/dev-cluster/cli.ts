@@ -341,7 +341,7 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
         '  OMFLOW Booster dev cluster is ready',
         '',
         `  URL:       ${url}`,
-        `  Admin:     admin / ${adminPassword}   (${url}admin)`,
+        `  Admin:     admin / ${adminPassword}   (dashboard: ${url}admin/cluster)`,
         `  Boosters:  ${boosterUrls[0]} (active), ${boosterUrls[1]} (standby)`,
         `  Servers:   ${agents.length} app server(s), each with its agent`,
         `  Database:  ${db ? `embedded PostgreSQL, ${dbUrl.replace(/:[^:@/]*@/, ':***@')}` : dbUrl.replace(/:[^:@/]*@/, ':***@')}`,
