@@ -98,6 +98,51 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
   });
 }
 
+for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 'mysql')) {
+  describe(`graceful stop gives back step leases (${vendor})`, () => {
+    let t: TestDatabase;
+    let hang: Server;
+    let srv: ServerProcess;
+    const hanging: Array<() => void> = [];
+    beforeAll(async () => {
+      t = await createTestDatabase(vendor, { migrate: true });
+      await seed(t.db, { adminUser: 'admin', adminPassword: 'admin-pass-1', demo: false });
+      // An external system that never answers (until the test ends).
+      hang = createServer((_req, res) => hanging.push(() => res.end('late')));
+      await new Promise<void>((r) => hang.listen(0, '127.0.0.1', () => r()));
+      const hookUrl = `http://127.0.0.1:${(hang.address() as { port: number }).port}/slow`;
+      srv = await startServerProcess({ OMFLOW_DB_URL: t.url, OMFLOW_NODE_ID: 'srv-stop', OMFLOW_SERVER_STOP_TIMEOUT_MS: '500', OMFLOW_SERVER_DISPATCH_POLL_MS: '100' });
+      const login = await json(`${srv.url}/api/auth/login`, { method: 'POST', body: JSON.stringify({ username: 'admin', password: 'admin-pass-1' }) });
+      const auth = { authorization: `Bearer ${login.body.token}` };
+      const flow = await json(`${srv.url}/api/flows`, {
+        method: 'POST', headers: auth,
+        body: JSON.stringify({ flowKey: 'slow', name: 'Slow', ticketPrefix: 'SLW', definition: { start: 'call', steps: { call: { type: 'http', url: hookUrl, timeoutMs: 60_000, next: 'done' }, done: { type: 'end' } } } }),
+      });
+      expect(flow.status, JSON.stringify(flow.body)).toBe(201);
+      expect((await json(`${srv.url}/api/forms`, { method: 'POST', headers: auth, body: JSON.stringify({ formKey: 'slow', title: 'Slow', flowKey: 'slow', fields: [] }) })).status).toBe(201);
+      expect((await json(`${srv.url}/api/forms/slow/tickets`, { method: 'POST', headers: auth, body: JSON.stringify({ data: {} }) })).status).toBe(201);
+    }, 60_000);
+    afterAll(async () => {
+      await srv?.stop();
+      for (const end of hanging) end();
+      await new Promise<void>((r) => hang.close(() => r()));
+      await t?.drop();
+    });
+
+    it('SIGTERM while a step runs: the process exits in bounded time and the step is back in the queue', async () => {
+      const deadline = Date.now() + 20_000;
+      while (Date.now() < deadline && hanging.length === 0) await new Promise((r) => setTimeout(r, 50));
+      expect(hanging.length).toBe(1);
+      expect(await t.knex('steps').first('state', 'assigned_server')).toEqual({ state: 'assigned', assigned_server: 'srv-stop' });
+      const started = Date.now();
+      expect(await srv.stop()).toBe(0);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(await t.knex('steps').first('state', 'assigned_server')).toEqual({ state: 'ready', assigned_server: null });
+      expect(await t.knex('tickets').first('state', 'current_step')).toEqual({ state: 'running', current_step: 'call' });
+    }, 30_000);
+  });
+}
+
 describe('heartbeats to a booster pair, fencing from replies, graceful stop', () => {
   let t: TestDatabase;
   const boosters: Server[] = [];
