@@ -28,6 +28,7 @@ textarea.code{font-family:ui-monospace,monospace;width:100%;min-height:18rem}
 .error{color:#b00020}.notice{background:#e7f4e4;border:1px solid #9bc59b;padding:.5rem 1rem;border-radius:4px;margin-bottom:1rem}
 .muted{color:#667}button.primary{background:#1f3a5f;color:#fff;border:0;padding:.45rem 1rem;border-radius:4px;cursor:pointer}
 pre{white-space:pre-wrap;word-break:break-word;margin:0}
+form.inline input,form.inline select{min-width:0}label.inline{display:inline;font-weight:normal;margin:0 .3rem}
 `;
 
 /** The HTML shell of every page: nav (admin links for admins), sign-out form, body. */

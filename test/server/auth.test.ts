@@ -83,6 +83,11 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       const withCsrf = await app.inject({ method: 'POST', url: '/admin/users', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' }, payload: `op=create-group&name=ops&csrf=${csrf}` });
       expect(withCsrf.statusCode).toBe(200);
       expect(await t.knex('user_groups').where({ name: 'ops' }).first()).toBeTruthy();
+      const alice = await t.knex('users').where({ username: 'alice' }).first();
+      const disable = await app.inject({ method: 'POST', url: '/admin/users', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' }, payload: `op=update-user&id=${alice.id}&role=user&locale=en&disabled=on&csrf=${csrf}` });
+      expect(disable.statusCode).toBe(200);
+      expect((await login('alice', 'alice-pass-1')).json().code).toBe('SERVER_ERR_LOGIN_FAILED');
+      await app.inject({ method: 'POST', url: '/admin/users', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' }, payload: `op=update-user&id=${alice.id}&role=user&locale=ja&csrf=${csrf}` });
       const user = (await login('alice', 'alice-pass-1')).json().token;
       const notAdmin = await app.inject({ url: '/admin/users', headers: { authorization: `Bearer ${user}` } });
       expect(notAdmin.statusCode).toBe(403);

@@ -66,7 +66,16 @@ export async function usersPages(app: FastifyInstance, opts: { users: UsersServi
     const body = html`
       ${error ? html`<p class="error" role="alert">${error}</p>` : ''}
       <div class="card"><table><thead><tr><th>ID</th><th>${t(l, 'field.username')}</th><th>${t(l, 'field.displayName')}</th><th>${t(l, 'field.role')}</th><th>${t(l, 'field.locale')}</th><th></th></tr></thead><tbody>
-      ${list.map((u) => html`<tr><td>${u.id}</td><td>${u.username}</td><td>${u.displayName}</td><td>${u.role}</td><td>${u.locale}</td><td>${u.disabled ? 'disabled' : ''}</td></tr>`)}
+      ${list.map(
+        (u) => html`<tr><td>${u.id}</td><td>${u.username}</td><td>${u.displayName}</td><td colspan="3"><form method="post" action="/admin/users" class="inline">
+          <input type="hidden" name="csrf" value="${csrf}"><input type="hidden" name="op" value="update-user"><input type="hidden" name="id" value="${u.id}">
+          <select name="role" aria-label="${t(l, 'field.role')}">${(['user', 'admin'] as const).map((r) => html`<option ${r === u.role ? 'selected' : ''}>${r}</option>`)}</select>
+          <select name="locale" aria-label="${t(l, 'field.locale')}">${(['en', 'ja'] as const).map((r) => html`<option ${r === u.locale ? 'selected' : ''}>${r}</option>`)}</select>
+          <label class="inline"><input type="checkbox" name="disabled" ${u.disabled ? 'checked' : ''}> ${t(l, 'admin.users.disabled')}</label>
+          <label class="inline"><input type="checkbox" name="unlock"> ${t(l, 'admin.users.unlock')}</label>
+          <input name="password" type="password" placeholder="${t(l, 'admin.users.newPassword')}" autocomplete="new-password">
+          <button>${t(l, 'admin.saved.button')}</button></form></td></tr>`,
+      )}
       </tbody></table></div>
       <div class="card"><h2>${t(l, 'admin.users.create')}</h2><form method="post" action="/admin/users">
         <input type="hidden" name="csrf" value="${csrf}"><input type="hidden" name="op" value="create-user">
@@ -93,7 +102,9 @@ export async function usersPages(app: FastifyInstance, opts: { users: UsersServi
     const b = (request.body ?? {}) as Body;
     const l = localeOf(request);
     try {
-      if (b.op === 'create-user') await users.createUser({ username: b.username, displayName: b.displayName, password: b.password, role: b.role, locale: b.locale });
+      if (b.op === 'update-user')
+        await users.updateUser(Number(b.id), { role: b.role, locale: b.locale, disabled: b.disabled === 'on', unlock: b.unlock === 'on', password: b.password ? b.password : undefined });
+      else if (b.op === 'create-user') await users.createUser({ username: b.username, displayName: b.displayName, password: b.password, role: b.role, locale: b.locale });
       else if (b.op === 'create-group') {
         if (!b.name || (await store.groupByName(b.name))) throw ServerErrors.SERVER_ERR_VALIDATION(undefined, { fields: { name: 'unique' } });
         await store.createGroup(b.name, null);
