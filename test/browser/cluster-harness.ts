@@ -57,6 +57,7 @@ export async function startMiniCluster(t: TestDatabase, verifier: LicenseVerifie
         env: { OMFLOW_CLUSTER_SECRET: SECRET, OMFLOW_NODE_ID: `booster-${i}`, OMFLOW_BOOSTER_HOST: '127.0.0.1', OMFLOW_BOOSTER_PORT: '0', OMFLOW_LOG_LEVEL: 'silent',
           // Generous timings: this suite is about the license and the pages, not failover, and CI machines are busy.
           OMFLOW_BOOSTER_LEASE_MS: '8000', OMFLOW_BOOSTER_RENEW_MS: '300', OMFLOW_BOOSTER_RENEW_DEADLINE_MS: '6000', OMFLOW_BOOSTER_HEARTBEAT_TIMEOUT_MS: '15000',
+          OMFLOW_BOOSTER_HEALTH_TIMEOUT_MS: '5000', OMFLOW_BOOSTER_HEALTH_FALL: '5', OMFLOW_BOOSTER_SLOW_START_MS: '0',
         },
       });
       const db = createDatabase(t.config);
