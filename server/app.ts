@@ -133,7 +133,7 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
 
   await app.register(healthRoutes, { db, runtime, timeoutMs: config.server.readyTimeoutMs });
   await app.register(stepsRoutes, { db, secret: config.cluster.secret, nodeId, fence, runtime, runner });
-  await app.register(usersRoutes, { users, store: usersStore });
+  await app.register(usersRoutes, { db, users, store: usersStore });
   await app.register(usersPages, { users, store: usersStore, cookieSecure: config.server.cookieSecure });
   await app.register(formsRoutes, { db, forms, store: formsStore, flows: flowsStore });
   await app.register(flowsRoutes, { db, flows, store: flowsStore });

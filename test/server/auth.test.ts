@@ -51,6 +51,20 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       expect(forbidden.json().code).toBe('SERVER_ERR_FORBIDDEN');
     });
 
+    it('bearer API tokens for external systems: created once, work as Authorization, never as a cookie', async () => {
+      const session = (await login('alice', 'alice-pass-1')).json().token;
+      const created = await app.inject({ method: 'POST', url: '/api/auth/tokens', headers: { authorization: `Bearer ${session}` }, payload: { name: 'erp' } });
+      expect(created.statusCode).toBe(201);
+      const { token } = created.json();
+      expect(token).toMatch(/^omf_/);
+      expect((await app.inject({ url: '/api/auth/me', headers: { authorization: `Bearer ${token}` } })).json().user.username).toBe('alice');
+      expect((await app.inject({ url: '/api/auth/me', headers: { cookie: `omflow_session=${token}` } })).statusCode).toBe(401);
+      expect((await t.knex('api_tokens').where({ name: 'erp' }).first()).token_hash).not.toBe(token);
+      // Logging out of the session ends it on every server (the row is gone).
+      await app.inject({ method: 'POST', url: '/api/auth/logout', headers: { authorization: `Bearer ${session}` } });
+      expect((await app.inject({ url: '/api/auth/me', headers: { authorization: `Bearer ${session}` } })).statusCode).toBe(401);
+    });
+
     it('locks the account after N failures (settings), even for the right password, then an admin unlocks it', async () => {
       await app.inject({ method: 'POST', url: '/api/users', headers: { authorization: `Bearer ${(await login('admin', 'admin-pass-1')).json().token}` }, payload: { username: 'bob', displayName: 'Bob', password: 'bob-pass-12' } });
       for (let i = 0; i < 2; i++) expect((await login('bob', 'wrong-pass')).json().code).toBe('SERVER_ERR_LOGIN_FAILED');

@@ -1,14 +1,16 @@
 import type { FastifyInstance } from 'fastify';
 import { ServerErrors } from '../../errors.js';
-import { requireAdmin, requireUser } from './guards.js';
+import type { Database } from '../../../common/db/create-database.js';
+import { idempotentWrite } from '../../http/idempotency.js';
+import { requireAdmin, requireUser, verifyCsrf } from './guards.js';
 import type { UsersService } from './service.js';
 import type { UsersStore } from './store.js';
 
 type Body = Record<string, unknown>;
 
 /** /api/auth/* and /api/users, /api/groups. */
-export async function usersRoutes(app: FastifyInstance, opts: { users: UsersService; store: UsersStore }): Promise<void> {
-  const { users, store } = opts;
+export async function usersRoutes(app: FastifyInstance, opts: { db: Database; users: UsersService; store: UsersStore }): Promise<void> {
+  const { db, users, store } = opts;
 
   app.post('/api/auth/login', async (request, reply) => {
     const b = (request.body ?? {}) as Body;
@@ -32,8 +34,12 @@ export async function usersRoutes(app: FastifyInstance, opts: { users: UsersServ
   app.get('/api/users', { preHandler: [requireUser] }, async () => ({
     items: (await store.list()).map((u) => ({ id: u.id, username: u.username, displayName: u.displayName, role: u.role, locale: u.locale, disabled: u.disabled, email: u.email })),
   }));
-  app.post('/api/users', { preHandler: [requireAdmin] }, async (request, reply) => reply.code(201).send(await users.createUser((request.body ?? {}) as Body)));
-  app.patch('/api/users/:id', { preHandler: [requireAdmin] }, async (request) => users.updateUser(Number((request.params as { id: string }).id), (request.body ?? {}) as Body));
+  app.post('/api/users', { preHandler: [requireAdmin, verifyCsrf] }, async (request, reply) =>
+    idempotentWrite(db, request, reply, async (trx) => ({ status: 201, body: await users.createUser((request.body ?? {}) as Body, trx) })),
+  );
+  app.patch('/api/users/:id', { preHandler: [requireAdmin, verifyCsrf] }, async (request, reply) =>
+    idempotentWrite(db, request, reply, async (trx) => ({ status: 200, body: await users.updateUser(Number((request.params as { id: string }).id), (request.body ?? {}) as Body, trx) })),
+  );
 
   app.get('/api/groups', { preHandler: [requireUser] }, async () => ({ items: await store.groups() }));
   app.post('/api/groups', { preHandler: [requireAdmin] }, async (request, reply) => {

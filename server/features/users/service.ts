@@ -1,3 +1,4 @@
+import type { Knex } from 'knex';
 import { ServerErrors } from '../../errors.js';
 import type { AuthSession, AuthUser, Locale, Role } from '../../types.js';
 import { SETTING, type SettingsStore } from '../settings/store.js';
@@ -86,10 +87,10 @@ export function createUsersService(deps: { store: UsersStore; settings: Settings
       return { id, token };
     },
 
-    async createUser(input: Record<string, unknown>): Promise<AuthUser> {
+    async createUser(input: Record<string, unknown>, db?: Knex.Transaction): Promise<AuthUser> {
       const fields = checkNewUser(input);
       if (Object.keys(fields).length) throw ServerErrors.SERVER_ERR_VALIDATION(undefined, { fields });
-      if (await store.byUsername(String(input.username))) throw ServerErrors.SERVER_ERR_VALIDATION(undefined, { fields: { username: 'unique' } });
+      if (await store.byUsername(String(input.username), db)) throw ServerErrors.SERVER_ERR_VALIDATION(undefined, { fields: { username: 'unique' } });
       const id = await store.create({
         username: String(input.username),
         displayName: String(input.displayName).trim(),
@@ -97,11 +98,11 @@ export function createUsersService(deps: { store: UsersStore; settings: Settings
         passwordHash: await hashPassword(String(input.password)),
         role: (input.role as Role) ?? 'user',
         locale: (input.locale as Locale) ?? 'en',
-      });
-      return publicUser((await store.byId(id))!);
+      }, db);
+      return publicUser((await store.byId(id, db))!);
     },
 
-    async updateUser(id: number, input: Record<string, unknown>): Promise<AuthUser> {
+    async updateUser(id: number, input: Record<string, unknown>, db?: Knex.Transaction): Promise<AuthUser> {
       const fields = checkNewUser(input, true);
       delete fields.username;
       if (Object.keys(fields).length) throw ServerErrors.SERVER_ERR_VALIDATION(undefined, { fields });
@@ -113,9 +114,9 @@ export function createUsersService(deps: { store: UsersStore; settings: Settings
         disabled: typeof input.disabled === 'boolean' ? input.disabled : undefined,
         unlock: input.unlock === true,
         passwordHash: typeof input.password === 'string' ? await hashPassword(input.password) : undefined,
-      });
+      }, db);
       if (!ok) throw ServerErrors.SERVER_ERR_NOT_FOUND('No such user');
-      return publicUser((await store.byId(id))!);
+      return publicUser((await store.byId(id, db))!);
     },
 
     /** Idempotent: creates or resets the admin account (seed). */

@@ -32,8 +32,8 @@ function toUser(knex: Knex, r: Record<string, any>): UserRow {
 export function createUsersStore(knex: Knex) {
   const h = getHelpers(knex);
   return {
-    async byUsername(username: string): Promise<UserRow | null> {
-      const r = await knex('users').where({ username }).first();
+    async byUsername(username: string, db: Knex | Knex.Transaction = knex): Promise<UserRow | null> {
+      const r = await db('users').where({ username }).first();
       return r ? toUser(knex, r) : null;
     },
     async byId(id: number, db: Knex | Knex.Transaction = knex): Promise<UserRow | null> {
@@ -43,13 +43,13 @@ export function createUsersStore(knex: Knex) {
     async list(): Promise<UserRow[]> {
       return (await knex('users').orderBy('username')).map((r) => toUser(knex, r));
     },
-    async create(u: { username: string; displayName: string; email?: string | null; passwordHash: string; role: Role; locale: Locale }): Promise<number> {
-      return h.insertReturningId(knex, 'users', {
+    async create(u: { username: string; displayName: string; email?: string | null; passwordHash: string; role: Role; locale: Locale }, db: Knex | Knex.Transaction = knex): Promise<number> {
+      return h.insertReturningId(db, 'users', {
         username: u.username, display_name: u.displayName, email: u.email ?? null, password_hash: u.passwordHash, role: u.role, locale: u.locale,
         disabled: false, failed_logins: 0, created_at: h.now(), updated_at: h.now(),
       });
     },
-    async update(id: number, patch: Partial<{ displayName: string; email: string | null; passwordHash: string; role: Role; locale: Locale; disabled: boolean; unlock: boolean }>): Promise<boolean> {
+    async update(id: number, patch: Partial<{ displayName: string; email: string | null; passwordHash: string; role: Role; locale: Locale; disabled: boolean; unlock: boolean }>, db: Knex | Knex.Transaction = knex): Promise<boolean> {
       const row: Record<string, unknown> = { updated_at: h.now() };
       if (patch.displayName !== undefined) row.display_name = patch.displayName;
       if (patch.email !== undefined) row.email = patch.email;
@@ -58,7 +58,7 @@ export function createUsersStore(knex: Knex) {
       if (patch.locale !== undefined) row.locale = patch.locale;
       if (patch.disabled !== undefined) row.disabled = patch.disabled;
       if (patch.unlock) Object.assign(row, { failed_logins: 0, locked_until: null });
-      return Number(await knex('users').where({ id }).update(row)) === 1;
+      return Number(await db('users').where({ id }).update(row)) === 1;
     },
     async isLocked(id: number): Promise<boolean> {
       return !!(await knex('users').where({ id }).andWhere('locked_until', '>', h.now()).first('id'));
