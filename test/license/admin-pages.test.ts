@@ -137,6 +137,22 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       expect(audit.slice(0, 4)).toEqual(['APPLIED', 'COMMON_ERR_LICENSE_BAD_SIGNATURE', 'PREVIEWED', 'COMMON_ERR_LICENSE_TOO_LARGE']);
     });
 
+    it('API: an admin token reads the state and applies a license; codes for refusals; non-admins are refused', async () => {
+      const token = async (u: string, p: string) => (await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: u, password: p } })).json().token as string;
+      const adminAuth = { authorization: `Bearer ${await token('admin', 'admin-pass-1')}` };
+      const userAuth = { authorization: `Bearer ${await token('alice', 'alice-pass-1')}` };
+      const text = issue(pair, { customer: 'API Co.' });
+      expect((await app.inject({ method: 'POST', url: '/api/admin/license', headers: { ...userAuth, 'content-type': 'application/json' }, payload: text })).statusCode).toBe(403);
+      const bad = await app.inject({ method: 'POST', url: '/api/admin/license', headers: { ...adminAuth, 'content-type': 'application/json' }, payload: tamper(text) });
+      expect(bad.statusCode).toBe(400);
+      expect(bad.json().code).toBe('COMMON_ERR_LICENSE_BAD_SIGNATURE');
+      const ok = await app.inject({ method: 'POST', url: '/api/admin/license', headers: { ...adminAuth, 'content-type': 'application/json' }, payload: text });
+      expect(ok.statusCode).toBe(200);
+      expect(ok.json().applied).toMatchObject({ customer: 'API Co.' });
+      const state = await app.inject({ url: '/api/admin/license', headers: adminAuth });
+      expect(state.json()).toMatchObject({ state: 'licensed', customer: 'API Co.' });
+    });
+
     it('patches: a signed upload starts a rollout; halt, resume and roll back; untrusted and oversized uploads are refused', async () => {
       const entries = [{ path: RELEASE_ENTRY, data: Buffer.from('// release\n'), mode: 0o755 }, { path: 'README.md', data: Buffer.from('v1.0.1\n') }];
       const { bytes } = buildPatch({ version: '1.0.1', sequence: 1, privateKey: createPrivateKey(patchKeys.privatePem), entries });

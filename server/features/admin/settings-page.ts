@@ -203,6 +203,22 @@ export async function settingsPage(app: FastifyInstance, ctx: Ctx): Promise<void
     });
   });
 
+  // The same for automation (bearer token or API token of an admin): GET the state, POST the file as the body.
+  app.get('/api/admin/license', { preHandler: [requireAdmin] }, async () => {
+    const e = await loadLicenseEvaluation(deps.db, verifier, { readOnly: true });
+    const { notices: _n, ...rest } = e;
+    return rest;
+  });
+
+  app.post('/api/admin/license', { preHandler: [requireAdmin, verifyCsrf], bodyLimit: ctx.licenseBytes }, async (request, reply) => {
+    // The file is itself JSON; its signature covers the base64 payload, so re-serialising the outer object is harmless.
+    const text = typeof request.body === 'string' ? request.body : JSON.stringify(request.body ?? null);
+    const result = await applyUpload(deps.db, verifier, text, { actor: request.user?.username ?? null, stage: 'apply' });
+    if (!result.ok) return reply.code(result.error.status).send(result.error.toJSON());
+    const replies = await boosters.licenseChanged();
+    return { applied: result.preview, boostersNotified: replies.filter((r) => r.ok).map((r) => r.url) };
+  });
+
   app.post('/admin/settings/license/apply', { preHandler: [requireAdmin, verifyCsrf] }, async (request, reply) => {
     const l = localeOf(request);
     const b = (request.body ?? {}) as Form;
