@@ -31,8 +31,12 @@ export async function usersRoutes(app: FastifyInstance, opts: { db: Database; us
     return reply.code(201).send(t);
   });
 
-  app.get('/api/users', { preHandler: [requireUser] }, async () => ({
-    items: (await store.list()).map((u) => ({ id: u.id, username: u.username, displayName: u.displayName, role: u.role, locale: u.locale, disabled: u.disabled, email: u.email })),
+  // Everyone may list users (user fields, assignees); e-mail addresses and account state only for admins.
+  app.get('/api/users', { preHandler: [requireUser] }, async (request) => ({
+    items: (await store.list()).map((u) => ({
+      id: u.id, username: u.username, displayName: u.displayName, role: u.role, locale: u.locale,
+      ...(request.user!.role === 'admin' ? { disabled: u.disabled, email: u.email } : {}),
+    })),
   }));
   app.post('/api/users', { preHandler: [requireAdmin, verifyCsrf] }, async (request, reply) =>
     idempotentWrite(db, request, reply, async (trx) => ({ status: 201, body: await users.createUser((request.body ?? {}) as Body, trx) })),
