@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
 import { freePort } from '../helpers/processes.js';
 import { cleanEnv, readEnvFile, runScript, sourcePackage } from './helpers.js';
 
@@ -89,4 +89,26 @@ describe('install.sh asks its questions (interactive path)', () => {
     expect(sqliteUrl.code).not.toBe(0);
     expect(sqliteUrl.stderr).toContain('SQLite is refused');
   });
+
+  for (const vendor of vendorsUnderTest()) {
+    it(`installs unattended from separate database answers on ${vendor} (URL built and encoded by the installer) and migrates it`, async () => {
+      const vdb = await createTestDatabase(vendor);
+      try {
+        const u = new URL(vdb.url);
+        const pkg = sourcePackage('booster', join(work, `pkg-${vendor}`));
+        const prefix = join(work, `root-${vendor}`);
+        const r = await runScript(join(pkg, 'install.sh'), [
+          '--prefix', prefix, '--non-interactive', '--booster-ip', '127.0.0.1', '--booster-port', String(await freePort()), '--listen', '127.0.0.1',
+          '--db-type', vendor === 'postgres' ? 'postgresql' : vendor, '--db-host', u.hostname, '--db-port', u.port, '--db-name', u.pathname.slice(1), '--db-user', decodeURIComponent(u.username),
+        ], { env: cleanEnv({ OMFLOW_DB_PASSWORD: decodeURIComponent(u.password), OMFLOW_CLUSTER_SECRET: 'unattended-secret-0123456789' }) });
+        expect(r.code, r.stdout + r.stderr).toBe(0);
+        const env = readEnvFile(readFileSync(join(prefix, 'etc/omflow/booster.env'), 'utf8'));
+        expect(env.OMFLOW_CLUSTER_SECRET).toBe('unattended-secret-0123456789');
+        expect(new URL(env.OMFLOW_DB_URL).protocol).toBe(`${vendor}:`);
+        expect(await vdb.knex.schema.hasTable('booster_lease')).toBe(true);
+      } finally {
+        await vdb.drop();
+      }
+    });
+  }
 });
