@@ -73,13 +73,15 @@ export async function patchesPage(app: FastifyInstance, ctx: { deps: ServerDeps;
   });
 
   await app.register(async (scope) => {
-    await scope.register(multipart, { limits: { fileSize: patch.maxUploadBytes, files: 1, fields: 5, fieldSize: 1024, parts: 6 } });
+    // Registered here unless the root already parses multipart; the limits are per request either way.
+    if (!scope.hasRequestDecorator('parts')) await scope.register(multipart);
+    const limits = { fileSize: patch.maxUploadBytes, files: 1, fields: 5, fieldSize: 1024, parts: 6 };
     scope.post('/admin/patches', { preHandler: [requireAdmin] }, async (request, reply) => {
       const l = localeOf(request);
       let csrf: string | undefined;
       let file: Buffer | undefined;
       try {
-        for await (const part of request.parts()) {
+        for await (const part of request.parts({ limits })) {
           if (part.type === 'file') {
             const buf = await part.toBuffer();
             if (part.fieldname === 'patch') file = buf;

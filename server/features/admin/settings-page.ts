@@ -163,7 +163,9 @@ export async function settingsPage(app: FastifyInstance, ctx: Ctx): Promise<void
 
   // Multipart only in this scope, with the license file's own size limit.
   await app.register(async (scope) => {
-    await scope.register(multipart, { limits: { fileSize: ctx.licenseBytes, files: 1, fields: 5, fieldSize: 1024, parts: 6 } });
+    // Registered here unless the root already parses multipart; the limits are per request either way.
+    if (!scope.hasRequestDecorator('parts')) await scope.register(multipart);
+    const limits = { fileSize: ctx.licenseBytes, files: 1, fields: 5, fieldSize: 1024, parts: 6 };
 
     scope.post('/admin/settings/license/upload', { preHandler: [requireAdmin] }, async (request, reply) => {
       const l = localeOf(request);
@@ -171,7 +173,7 @@ export async function settingsPage(app: FastifyInstance, ctx: Ctx): Promise<void
       let csrf: string | undefined;
       let file: Buffer | undefined;
       try {
-        for await (const part of request.parts()) {
+        for await (const part of request.parts({ limits })) {
           if (part.type === 'file') {
             if (part.fieldname === 'license') file = await part.toBuffer();
             else await part.toBuffer();
