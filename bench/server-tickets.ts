@@ -66,7 +66,8 @@ if (formKey === 'bench-simple' && !(await db.knex('forms').where({ form_key: for
 const before = Number((await db.knex('tickets').count({ n: '*' }).first())!.n);
 
 const port = await freePort();
-const child = spawn(process.execPath, [OMFLOW, 'server'], {
+// BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the server.
+const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), OMFLOW, 'server'], {
   env: { PATH: process.env.PATH, OMFLOW_DB_URL: url, OMFLOW_CLUSTER_SECRET: 'bench-cluster-secret-0123456789', OMFLOW_NODE_ID: 'bench', OMFLOW_LOG_LEVEL: 'warn', OMFLOW_SERVER_PORT: String(port), OMFLOW_DB_POOL_MAX: '10' },
   stdio: ['ignore', 'pipe', 'inherit'],
 });
