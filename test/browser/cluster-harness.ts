@@ -9,9 +9,9 @@ import { boosterArea, clusterArea } from '../../common/config/areas/index.js';
 import { createDatabase, type Database } from '../../common/db/create-database.js';
 import { signClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH } from '../../common/protocol/headers.js';
-import type { Heartbeat } from '../../common/protocol/messages.js';
 import type { LicenseVerifier } from '../../common/license/index.js';
 import { buildServer } from '../../server/app.js';
+import { createHeartbeat } from '../../server/heartbeat.js';
 import { serverConfig, SECRET } from '../server/helpers.js';
 import type { TestDatabase } from '../helpers/db.js';
 
@@ -42,9 +42,9 @@ export async function startMiniCluster(t: TestDatabase, verifier: LicenseVerifie
   const now = () => new Date(Date.now() + offset);
   const boosters: MiniCluster['boosters'] = [];
   const servers: MiniCluster['servers'] = [];
-  let hbTimer: NodeJS.Timeout | null = null;
+  const heartbeats: Array<ReturnType<typeof createHeartbeat>> = [];
   const close = async () => {
-    if (hbTimer) clearInterval(hbTimer);
+    for (const hb of heartbeats) await hb.stop();
     for (const s of servers) await s.app.close();
     for (const b of boosters.reverse()) {
       await b.booster.close();
@@ -67,8 +67,6 @@ export async function startMiniCluster(t: TestDatabase, verifier: LicenseVerifie
       boosters.push({ booster, gate, db, url });
     }
     const [a, b] = boosters.map((x) => new URL(x.url));
-    const startedAt = new Date().toISOString();
-    let seq = 0;
     for (const id of ['server-1', 'server-2']) {
       const config = serverConfig(t.url, {
         OMFLOW_NODE_ID: id, BOOSTER_IP: a.hostname, BOOSTER_PORT: a.port, SECOND_BOOSTER_IP: b.hostname, SECOND_BOOSTER_PORT: b.port,
@@ -77,28 +75,15 @@ export async function startMiniCluster(t: TestDatabase, verifier: LicenseVerifie
       await app.listen({ host: '127.0.0.1', port: 0 });
       servers.push({ id, app, url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}` });
     }
-    // Heartbeats as the server process sends them (active first, then standby).
-    const beat = async () => {
-      seq++;
-      await Promise.all(
-        servers.flatMap((s) => {
-          const hb: Heartbeat = {
-            nodeId: s.id, url: s.url, version: 'test', seq, startedAt, inflight: 0, runningSteps: 0, stepCapacity: 4,
-            eventLoopLagMs: 0, dbPool: { used: 0, waiting: 0 }, cpu: 0.1, rssBytes: 1, draining: false, epochSeen: 0,
-          };
-          const body = JSON.stringify(hb);
-          return boosters.map((x) =>
-            fetch(x.url + BOOSTER_PATH.heartbeat, {
-              method: 'POST', body, signal: AbortSignal.timeout(2000),
-              headers: { 'content-type': 'application/json', ...signClusterRequest(SECRET, s.id, 'POST', BOOSTER_PATH.heartbeat, body) },
-            }).then((r) => r.arrayBuffer(), () => undefined),
-          );
-        }),
-      );
-    };
-    await beat();
-    hbTimer = setInterval(() => void beat(), 300);
-    hbTimer.unref();
+    // The server's own heartbeat module, as `omflow server` runs it (active first, then standby).
+    for (const s of servers) {
+      const hb = createHeartbeat({
+        boosterUrls: boosters.map((x) => x.url), secret: SECRET, nodeId: s.id, url: s.url, runtime: s.app.omflow.runtime,
+        fence: s.app.omflow.deps.fence, knex: t.knex, log, intervalMs: 300,
+      });
+      hb.start();
+      heartbeats.push(hb);
+    }
     return {
       boosters,
       servers,
