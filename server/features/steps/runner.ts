@@ -149,8 +149,9 @@ export function createStepRunner(deps: {
         }
       }
       await db.transaction(async (trx) => {
-        if (!(await completeStep(trx, { ...h, outcome: effect.outcome, result: effect.result, error: effect.error }))) throw new LeaseLost('lease lost before commit');
+        // Ticket row first, then the step row: the same lock order as user actions (cancel), so no deadlock.
         const t = await tickets.byId(Number(row.ticket_id), trx, true);
+        if (!(await completeStep(trx, { ...h, outcome: effect.outcome, result: effect.result, error: effect.error }))) throw new LeaseLost('lease lost before commit');
         // Cancelled or moved on meanwhile: the step is finished, the ticket is left alone.
         if (!t || t.state !== TICKET_STATE.running || t.currentStep !== row.step_key || !def) return;
         const data = { ...t.data, ...(effect.set ?? {}) };
