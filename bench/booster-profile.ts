@@ -1,6 +1,7 @@
 // Profiling aid for the booster hot path (not a benchmark): runs wrk GET against a booster
 // started with --cpu-prof and prints the functions with the most self time.
-// Usage: npx tsx bench/booster-profile.ts [--post]
+// Usage: npx tsx bench/booster-profile.ts [--post] [--target booster|undici|fastify]
+// (--target undici|fastify measures the baselines' CPU per request instead, without a profile)
 import { spawn } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -9,19 +10,23 @@ import { join } from 'node:path';
 import { ROOT, SECRET, freePort, startPinned, startPostgres, stop, tsxArgs, waitFor } from './booster-lib.js';
 
 const post = process.argv.includes('--post');
+const target = process.argv.includes('--target') ? process.argv[process.argv.indexOf('--target') + 1] : 'booster';
 const dir = mkdtempSync(join(tmpdir(), 'omflow-bprof-'));
 const pg = await startPostgres();
 const port = await freePort();
 const url = `http://127.0.0.1:${port}`;
 const upPort = await freePort();
 const up = (await startPinned('1', process.execPath, tsxArgs('bench/booster-upstream.ts'), { PORT: String(upPort), BOOSTERS: url, NODE_ID: 'p-up' }, /LISTENING/)).child;
-const b = spawn('taskset', ['-c', '1', process.execPath, '--cpu-prof', `--cpu-prof-dir=${dir}`, 'common/bin/omflow.mjs', 'booster'], {
+const baseline = target === 'undici' ? 'bench/booster-undici-proxy.ts' : target === 'fastify' ? 'bench/booster-fastify-proxy.ts' : null;
+const cmd = baseline ? [process.execPath, '--cpu-prof', `--cpu-prof-dir=${dir}`, '--import', 'tsx', baseline] : [process.execPath, '--cpu-prof', `--cpu-prof-dir=${dir}`, 'common/bin/omflow.mjs', 'booster'];
+const b = spawn('taskset', ['-c', '1', ...cmd], {
   cwd: ROOT,
-  env: { ...process.env, OMFLOW_CLUSTER_SECRET: SECRET, OMFLOW_DB_URL: pg.url, OMFLOW_NODE_ID: 'p-b', OMFLOW_BOOSTER_HOST: '127.0.0.1', OMFLOW_BOOSTER_PORT: String(port), OMFLOW_LOG_LEVEL: 'error', OMFLOW_BOOSTER_SLOW_START_MS: '0' },
+  env: { ...process.env, PORT: String(port), UPSTREAM: `http://127.0.0.1:${upPort}`, OMFLOW_CLUSTER_SECRET: SECRET, OMFLOW_DB_URL: pg.url, OMFLOW_NODE_ID: 'p-b', OMFLOW_BOOSTER_HOST: '127.0.0.1', OMFLOW_BOOSTER_PORT: String(port), OMFLOW_LOG_LEVEL: 'error', OMFLOW_BOOSTER_SLOW_START_MS: '0' },
   stdio: 'inherit',
 });
 try {
-  await waitFor(async () => ((await (await fetch(url + '/_booster/status')).json()) as { servers: { state: string }[] }).servers.some((s) => s.state === 'up'), 'ready');
+  if (baseline) await waitFor(async () => (await fetch(url + '/')).ok, 'ready');
+  else await waitFor(async () => ((await (await fetch(url + '/_booster/status')).json()) as { servers: { state: string }[] }).servers.some((s) => s.state === 'up'), 'ready');
   const lua = join(dir, 'post.lua');
   writeFileSync(lua, `wrk.method = "POST"\nwrk.body = string.rep("x", 1024)\n`);
   // CPU time per request is steadier than req/s on a shared machine.
@@ -31,7 +36,7 @@ try {
   const ticks = cpu() - before;
   const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
   console.log(out);
-  console.log(`booster CPU: ${((ticks * 10_000) / requests).toFixed(1)} µs per request (${requests} requests)`);
+  console.log(`${target} CPU: ${((ticks * 10_000) / requests).toFixed(1)} µs per request (${requests} requests)`);
 } finally {
   await stop(b);
   await stop(up);
