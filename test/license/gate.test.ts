@@ -97,6 +97,12 @@ for (const vendor of vendorsUnderTest()) {
         await g.refresh();
         expect(g.allowsDistribution()).toBe(false);
         expect(g.status(1).warnings.join()).toContain('COMMON_ERR_LICENSE_BAD_SIGNATURE');
+        // A license whose key id this release does not pin is ignored with its code, too.
+        const other = testKeyPair('retired-key');
+        await t.knex('license_state').update({ license_text: issue(other, { keyId: 'retired-key' }) });
+        await g.refresh();
+        expect(g.allowsDistribution()).toBe(false);
+        expect(g.status(1).warnings.join()).toContain('COMMON_ERR_LICENSE_UNKNOWN_KEY');
       } finally {
         await g.close();
       }
