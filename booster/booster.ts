@@ -56,7 +56,7 @@ export function createBooster(deps: BoosterDeps): Booster {
   if (!deps.db && !deps.config.database) throw new Error('createBooster needs db or config.database');
   const db = deps.db ?? createDatabase(deps.config.database!);
   const clock = deps.now ?? (() => performance.now());
-  const version = deps.version ?? process.env.npm_package_version ?? null;
+  const version = deps.version ?? null;
   const gate = deps.licenseGate ?? createLicenseGate({ db, log, nodeId });
   const metrics = createMetrics({ defaults: ownDb });
   const store = new ClusterStore(db.knex);

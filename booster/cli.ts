@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { boosterArea } from '../common/config/areas/booster.js';
 import { clusterArea } from '../common/config/areas/cluster.js';
 import { databaseArea } from '../common/config/areas/database.js';
@@ -17,6 +18,14 @@ the "Cluster", "Database" and "Booster" sections of docs/configuration.md. Stops
 on SIGTERM/SIGINT (hands the lease to the standby, finishes in-flight requests).
 `;
 
+function packageVersion(): string | undefined {
+  try {
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string }).version;
+  } catch {
+    return undefined;
+  }
+}
+
 /** `omflow booster`: the only place that turns the environment into a running booster. */
 export async function run(argv: string[], ctx: CliContext): Promise<number> {
   const { flags } = parseFlags(argv, ['help']);
@@ -28,7 +37,7 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
   const log = createLogger({ name: 'booster', level: config.cluster.logLevel, nodeId: config.cluster.nodeId });
   const db = createDatabase(config.database);
   const licenseGate = createLicenseGate({ db, log, nodeId: config.cluster.nodeId });
-  const booster = createBooster({ config, db, log, licenseGate });
+  const booster = createBooster({ config, db, log, licenseGate, version: packageVersion() });
   try {
     await booster.listen();
     const sig = await ctx.stopSignal;
