@@ -137,5 +137,18 @@ for (const vendor of vendorsUnderTest()) {
       expect(res.status).toBe(503);
       expect(res.headers.get(HEADER.active)).toBe(urlB);
     });
+
+    it('SIGTERM stops the active process cleanly: it exits 0 and records the release', async () => {
+      const b = children[1];
+      expect((await activeStatus(urlB))?.status).toBe(200);
+      const exited = new Promise<number | null>((r) => b.once('exit', (code) => r(code)));
+      b.kill('SIGTERM');
+      const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('still running'), 10_000))]);
+      expect(code).toBe(0);
+      const node = await tdb.knex('booster_nodes').where('id', 'ha-b').first();
+      expect(node.role).toBe('stopped');
+      const released = await tdb.knex('booster_events').where({ kind: 'release', booster_id: 'ha-b' });
+      expect(released).toHaveLength(1);
+    });
   });
 }
