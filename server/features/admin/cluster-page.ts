@@ -14,6 +14,7 @@ interface BoosterStatus {
   url?: string;
   version?: string | null;
   uptimeMs?: number;
+  license?: { state?: string; daysLeft?: number | null };
   servers?: Array<{
     id: string; url?: string; state?: string; load?: number | null; inflight?: number; version?: string | null; agentState?: string | null;
     draining?: boolean; routed?: boolean; reason?: string | null; runningSteps?: number | null; stepCapacity?: number | null;
@@ -71,11 +72,11 @@ export async function clusterSnapshot(boosters: BoosterClient): Promise<ClusterS
 }
 
 function boostersTable(l: Locale, s: ClusterSnapshot) {
-  return html`<table id="boosters-table"><thead><tr><th>${t(l, 'admin.cluster.address')}</th><th>ID</th><th>${t(l, 'admin.cluster.role')}</th><th>${t(l, 'admin.cluster.epoch')}</th><th>${t(l, 'admin.cluster.uptime')}</th><th>${t(l, 'admin.cluster.version')}</th></tr></thead><tbody>
+  return html`<table id="boosters-table"><thead><tr><th>${t(l, 'admin.cluster.address')}</th><th>ID</th><th>${t(l, 'admin.cluster.role')}</th><th>${t(l, 'admin.cluster.epoch')}</th><th>${t(l, 'admin.cluster.uptime')}</th><th>${t(l, 'admin.cluster.version')}</th><th>${t(l, 'admin.cluster.license')}</th></tr></thead><tbody>
   ${s.boosters.map((b) =>
     b.status
-      ? html`<tr data-booster="${b.url}"><td>${b.url}</td><td>${b.status.nodeId ?? ''}</td><td data-role="${b.status.role ?? ''}"><strong>${b.status.role ?? ''}</strong></td><td>${b.status.epoch ?? ''}</td><td>${fmtUptime(b.status.uptimeMs)}</td><td>${b.status.version ?? ''}</td></tr>`
-      : html`<tr data-booster="${b.url}"><td>${b.url}</td><td colspan="5" class="error">${t(l, 'admin.cluster.unreachable')}</td></tr>`,
+      ? html`<tr data-booster="${b.url}"><td>${b.url}</td><td>${b.status.nodeId ?? ''}</td><td data-role="${b.status.role ?? ''}"><strong>${b.status.role ?? ''}</strong></td><td>${b.status.epoch ?? ''}</td><td>${fmtUptime(b.status.uptimeMs)}</td><td>${b.status.version ?? ''}</td><td data-field="license">${b.status.license?.state ?? ''}${typeof b.status.license?.daysLeft === 'number' ? ` (${b.status.license.daysLeft})` : ''}</td></tr>`
+      : html`<tr data-booster="${b.url}"><td>${b.url}</td><td colspan="6" class="error">${t(l, 'admin.cluster.unreachable')}</td></tr>`,
   )}</tbody></table>`;
 }
 
