@@ -52,7 +52,7 @@ for (const vendor of vendorsUnderTest()) describe.skipIf(!haveChromium)(`admin p
     const ticketId = await h.insertReturningId(t.knex, 'tickets', { ticket_no: 'T-1', form_id: formId, title: 'queued', state: 'open', data: '{}', created_at: new Date(), updated_at: new Date() });
     stepId = await enqueueStep(t.knex, { ticketId, stepKey: 'compute', stepType: 'compute', delayMs: 60 * 60_000 });
     cluster = await startMiniCluster(t, verifier);
-    await waitFor(async () => (await boosterStatus(cluster.activeUrl())).servers.filter((s) => s.state === 'up').length === 2, { what: 'both servers up on the active booster' });
+    await waitFor(async () => (await boosterStatus(cluster.activeUrl())).servers.filter((s) => s.state === 'up').length === 2, { what: 'both servers up on the active booster', timeoutMs: 45_000 });
     const { chromium } = await import('playwright-core');
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
     const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
