@@ -343,6 +343,11 @@ if [ "$node_major" -lt "$MIN_NODE_MAJOR" ] || { [ "$node_major" -eq "$MIN_NODE_M
   die "Node.js $NODE_VERSION is too old: $MIN_NODE_MAJOR.$MIN_NODE_MINOR or newer is needed"
 fi
 NODE=$(cd "$(dirname "$NODE")" && pwd)/$(basename "$NODE")
+if [ "$ROOT_MODE" -eq 1 ]; then
+  case "$NODE" in
+    /root/*|/home/*) die "Node.js at $NODE is hidden from the service (the units set ProtectHome=yes): install Node.js system-wide (e.g. /usr/bin/node or /usr/local/bin/node) or give --node" ;;
+  esac
+fi
 
 if [ -z "$DB_URL" ]; then
   # shellcheck disable=SC2016 # JavaScript template literals, not shell expansions.

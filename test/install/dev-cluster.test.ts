@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { probePair } from '../../install/dev-cluster/cluster-probe.js';
 import { freePort, startOmflow, stopAll, waitFor, type RunningProcess } from '../helpers/processes.js';
-import { CLUSTER_PARTS_PRESENT, raiseTicket } from './helpers.js';
+import { CLUSTER_PARTS_PRESENT, cleanEnv, raiseTicket, runScript } from './helpers.js';
+import { OMFLOW_BIN } from '../helpers/processes.js';
 
 function groupAlive(pgid: number): boolean {
   try {
@@ -71,4 +72,20 @@ describe('omflow dev (npm start)', () => {
     expect(processesMentioning(dir)).toEqual([]);
     expect(existsSync(join(dir, 'pids.json'))).toBe(false);
   }, 300_000);
+
+  it('refuses bad options before starting anything (exit 2)', async () => {
+    for (const [args, message] of [
+      [['--servers', '0'], '--servers must be an integer from 1 to 32'],
+      [['--db', 'sqlite:///tmp/x.db'], 'SQLite is refused'],
+      [['--bogus'], 'unknown option --bogus'],
+    ] as const) {
+      const r = await runScript(process.execPath, [OMFLOW_BIN, 'dev', ...args, '--dir', join(dir, 'never')], { env: cleanEnv() });
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain(message);
+    }
+    expect(existsSync(join(dir, 'never'))).toBe(false);
+    const help = await runScript(process.execPath, [OMFLOW_BIN, 'dev', '--help'], { env: cleanEnv() });
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('--servers N');
+  });
 });

@@ -1,4 +1,5 @@
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -111,4 +112,36 @@ describe('install.sh asks its questions (interactive path)', () => {
       }
     });
   }
+
+  it('checks before it changes anything: damaged package, old Node.js, port in use', async () => {
+    const pkg = sourcePackage('booster', join(work, 'pkg-checks'));
+    const prefix = join(work, 'root-checks');
+    const port = await freePort();
+    const args = ['--prefix', prefix, '--non-interactive', '--booster-ip', '127.0.0.1', '--booster-port', String(port), '--listen', '127.0.0.1', '--db-url', tdb.url];
+    const env = cleanEnv({ OMFLOW_CLUSTER_SECRET: 'checks-secret-0123456789' });
+
+    const fakeNode = join(work, 'node18');
+    writeFileSync(fakeNode, '#!/bin/sh\necho 18.19.0\n');
+    chmodSync(fakeNode, 0o755);
+    const old = await runScript(join(pkg, 'install.sh'), [...args, '--node', fakeNode], { env });
+    expect(old.code).not.toBe(0);
+    expect(old.stderr).toContain('Node.js 18.19.0 is too old');
+
+    const blocker = createServer();
+    await new Promise<void>((r) => blocker.listen(port, '127.0.0.1', () => r()));
+    try {
+      const busy = await runScript(join(pkg, 'install.sh'), args, { env });
+      expect(busy.code).not.toBe(0);
+      expect(busy.stderr).toContain(`port ${port} on 127.0.0.1 is already in use`);
+    } finally {
+      await new Promise((r) => blocker.close(r));
+    }
+
+    writeFileSync(join(pkg, 'SHA256SUMS'), `${'0'.repeat(64)}  ./install.sh\n`);
+    const damaged = await runScript(join(pkg, 'install.sh'), args, { env });
+    expect(damaged.code).not.toBe(0);
+    expect(damaged.stderr).toContain('the package is damaged');
+    // Nothing was installed by any of the refused runs.
+    expect(() => statSync(join(prefix, 'opt/omflow/Booster'))).toThrow();
+  });
 });

@@ -118,6 +118,14 @@ describe('release packages, installed with install.sh --prefix', () => {
       const ticket = await raiseTicket(active, 'admin', adminPassword);
       expect(ticket.status, JSON.stringify(ticket.body)).toBe(201);
 
+      // Re-running the installer upgrades in place: same answers, the service restarted.
+      const upgrade = await runScript(join(boosterPkg, 'install.sh'), ['--prefix', installs[0].prefix, '--non-interactive']);
+      expect(upgrade.code, upgrade.stdout + upgrade.stderr).toBe(0);
+      expect(upgrade.stdout).toContain('(upgraded)');
+      expect((await runScript(installs[0].service, ['status'])).code).toBe(0);
+      expect(readEnvFile(readFileSync(join(installs[0].prefix, 'etc/omflow/booster.env'), 'utf8'))).toMatchObject({ OMFLOW_CLUSTER_SECRET: secret, OMFLOW_BOOSTER_PORT: String(b1), OMFLOW_DB_URL: tdb.url });
+      await waitFor(async () => Object.values((await probePair(urls, secret)).roles).filter((r) => r === 'active').length === 1, { timeoutMs: 30_000, what: 'one active booster after the upgrade' });
+
       // Agents first, then the boosters.
       for (const i of [...installs].reverse()) expect((await runScript(i.service, ['stop'])).code, `${i.name} stop`).toBe(0);
       for (const i of installs) expect((await runScript(i.service, ['status'])).code, `${i.name} status after stop`).toBe(3);
