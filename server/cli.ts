@@ -37,6 +37,8 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
   const port = typeof addr === 'object' && addr ? addr.port : config.server.port;
   const host = config.server.host === '0.0.0.0' || config.server.host === '::' ? '127.0.0.1' : config.server.host;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  if (!config.server.publicUrl && host !== config.server.host && app.omflow.deps.boosterUrls.length)
+    log.warn({ reported: url }, 'OMFLOW_SERVER_URL is not set and the server listens on every address: boosters on other hosts cannot reach the reported URL');
   app.omflow.startBackground(url);
   log.info({ url, boosters: app.omflow.deps.boosterUrls, version: app.omflow.runtime.version }, 'app server started');
   ctx.stdout.write(`omflow server ${config.cluster.nodeId} listening on ${url}\n`);
