@@ -116,6 +116,8 @@ export async function buildPackages(opts: { out: string; force?: boolean; fast?:
     log('collecting production dependencies');
     const deps = join(staging, 'deps', 'node_modules');
     copyProductionDeps(join(ROOT, 'node_modules'), deps);
+    // Source maps, type declarations and docs are half the tree and never run (licences stay).
+    sh('find', [deps, '-type', 'f', '(', '-name', '*.map', '-o', '-name', '*.ts', '-o', '-name', '*.mts', '-o', '-name', '*.cts', '-o', '-name', '*.md', '-o', '-name', '*.markdown', '-o', '-name', '*.tsbuildinfo', ')', '!', '-iname', 'licen[cs]e*', '-delete']);
 
     mkdirSync(opts.out, { recursive: true });
     const tarballs: string[] = [];
