@@ -120,6 +120,14 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       expect(again.json().code).toBe('SERVER_ERR_CONFLICT');
     });
 
+    it('expressions are sandboxed and bounded (no eval, no process access, no runaway loops)', async () => {
+      const { evaluate } = await import('../../server/features/flows/definition.js');
+      expect(await evaluate('$round(amount * 1.1)', { amount: 10 })).toBe(11);
+      expect(await evaluate('process', {})).toBeUndefined();
+      await expect(evaluate('$count([1..10000000])', {})).rejects.toMatchObject({ code: expect.stringMatching(/^D/) });
+      await expect(evaluate('($f := function($n) { $f($n + 1) }; $f(0))', {})).rejects.toMatchObject({ code: expect.stringMatching(/^(D1011|D1012|U1001)$/) });
+    });
+
     it('bad submissions get field-level errors and create nothing', async () => {
       const before = await t.knex('tickets').count({ n: '*' }).first();
       const r = await app.inject({ method: 'POST', url: '/api/forms/purchase/tickets', headers: admin, payload: { data: { item: 'x'.repeat(51), amount: 'lots', kind: 'c', when: '2026-13-45' } } });

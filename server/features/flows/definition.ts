@@ -70,12 +70,14 @@ export const STEP_KINDS = ['form', 'condition', 'compute', 'http', 'timer', 'end
 const STEP_KEY = /^[A-Za-z_][A-Za-z0-9_-]{0,63}$/;
 
 const compiled = new Map<string, ReturnType<typeof jsonata>>();
+/** Guardrails: an expression can neither run long nor build huge sequences inside the server process. */
+const LIMITS = { timeout: 1000, stack: 200, sequence: 100_000 };
 
 /** Compiles (cached) and evaluates a JSONata expression against the ticket's fields. */
 export async function evaluate(expr: string, data: Record<string, unknown>): Promise<unknown> {
   let e = compiled.get(expr);
   if (!e) {
-    e = jsonata(expr);
+    e = jsonata(expr, LIMITS);
     if (compiled.size > 5000) compiled.clear();
     compiled.set(expr, e);
   }

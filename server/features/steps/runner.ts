@@ -145,7 +145,9 @@ export function createStepRunner(deps: {
           effect = await execute(hold.stepId, stepDef, ticket.data, controller.signal);
         } catch (err) {
           if (controller.signal.aborted) throw err;
-          effect = { outcome: 'failed', next: null, result: null, error: (err as Error).message };
+          // JSONata errors are plain objects {code, message?}.
+          const e = err as { code?: string; message?: string };
+          effect = { outcome: 'failed', next: null, result: null, error: [e?.code, e?.message].filter(Boolean).join(' ') || String(err) };
         }
       }
       await db.transaction(async (trx) => {
