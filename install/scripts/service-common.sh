@@ -79,12 +79,36 @@ svc_stop() {
     echo "$OMFLOW_UNIT stopped"
     return 0
   fi
-  local pid i
+  local pid
   if ! pid=$(running_pid); then
+    # The leader died (kill -9, crash) but its group may live on: the agent's app server. A pid
+    # that is still some process group's id cannot have been reused, so this reaches only ours.
+    pid=$(cat "$PID_FILE" 2>/dev/null || true)
+    local left=0
+    if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 -- "-$pid" 2>/dev/null; then
+      echo "$OMFLOW_UNIT died; stopping what is left of its process group $pid"
+      stop_group "$pid"; left=1
+    fi
+    # An agent that died leaves its app server running (in its own group) for the next agent
+    # to adopt; stop means nothing runs, so it goes too. (systemd does this by cgroup.)
+    local server
+    server=$(sed -n 's/.*"pid": *\([0-9][0-9]*\).*/\1/p' "$OMFLOW_DATA/server.pid" 2>/dev/null || true)
+    if [[ "$server" =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$server/cmdline" 2>/dev/null | grep -q "omflow.mjs"; then
+      echo "stopping the app server (pid $server) its agent left behind"
+      stop_group "$server"; left=1
+    fi
+    [ "$left" -eq 1 ] || echo "$OMFLOW_UNIT is not running"
     rm -f "$PID_FILE"
-    echo "$OMFLOW_UNIT is not running"
     return 0
   fi
+  stop_group "$pid"
+  rm -f "$PID_FILE"
+  echo "$OMFLOW_UNIT stopped"
+  return 0
+}
+
+stop_group() {
+  local pid=$1 i
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < STOP_TIMEOUT * 4; i++)); do
     kill -0 -- "-$pid" 2>/dev/null || break
@@ -93,11 +117,8 @@ svc_stop() {
   if kill -0 -- "-$pid" 2>/dev/null; then
     echo "$OMFLOW_UNIT did not stop within ${STOP_TIMEOUT}s: killing it" >&2
     kill -KILL -- "-$pid" 2>/dev/null || true
-    sleep 0.5
+    for ((i = 0; i < 20; i++)); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.25; done
   fi
-  rm -f "$PID_FILE"
-  echo "$OMFLOW_UNIT stopped"
-  return 0
 }
 
 svc_status() {

@@ -1,10 +1,10 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { probePair } from '../../install/dev-cluster/cluster-probe.js';
 import { freePort, startOmflow, stopAll, waitFor, type RunningProcess } from '../helpers/processes.js';
-import { CLUSTER_PARTS_PRESENT, cleanEnv, raiseTicket, runScript } from './helpers.js';
+import { CLUSTER_PARTS_PRESENT, cleanEnv, processesMentioning, raiseTicket, runScript } from './helpers.js';
 import { OMFLOW_BIN } from '../helpers/processes.js';
 
 function groupAlive(pgid: number): boolean {
@@ -14,20 +14,6 @@ function groupAlive(pgid: number): boolean {
   } catch {
     return false;
   }
-}
-
-/** Every process whose command line mentions `needle` (the state dir is in postgres' and the children's paths). */
-function processesMentioning(needle: string): string[] {
-  const out: string[] = [];
-  for (const pid of readdirSync('/proc').filter((n: string) => /^\d+$/.test(n))) {
-    try {
-      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      if (cmd.includes(needle)) out.push(`${pid}: ${cmd}`);
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
 }
 
 // `npm start` = `omflow dev`: the whole cluster on one machine, then a clean stop.

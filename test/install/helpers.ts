@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, symlinkSync, writeFileSync, copyFileSync, chmodSync, existsSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../helpers/processes.js';
 
@@ -122,4 +122,19 @@ export async function raiseTicket(baseUrl: string, username: string, password: s
     body: JSON.stringify({ title: 'Raised through the Booster', data }),
   });
   return { status: res.status, body: (await res.json()) as Record<string, unknown>, formKey: form.formKey };
+}
+
+/** Every process whose command line mentions `needle` (a test's temp dir is in every path its processes use). */
+export function processesMentioning(needle: string): string[] {
+  const out: string[] = [];
+  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    if (Number(pid) === process.pid) continue;
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      if (cmd.includes(needle)) out.push(`${pid}: ${cmd}`);
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
 }

@@ -7,7 +7,16 @@ import { buildPackages } from '../../install/package.js';
 import { probePair } from '../../install/dev-cluster/cluster-probe.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { freePort, REPO_ROOT, waitFor } from '../helpers/processes.js';
-import { CLUSTER_PARTS_PRESENT, cleanEnv, raiseTicket, readEnvFile, runScript } from './helpers.js';
+import { CLUSTER_PARTS_PRESENT, cleanEnv, processesMentioning, raiseTicket, readEnvFile, runScript } from './helpers.js';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ')[2] !== 'Z';
+  } catch {
+    return false;
+  }
+}
 
 /**
  * The operator's path, end to end: npm run package → tar xf → ./install.sh (unattended, with
@@ -126,9 +135,24 @@ describe('release packages, installed with install.sh --prefix', () => {
       expect(readEnvFile(readFileSync(join(installs[0].prefix, 'etc/omflow/booster.env'), 'utf8'))).toMatchObject({ OMFLOW_CLUSTER_SECRET: secret, OMFLOW_BOOSTER_PORT: String(b1), OMFLOW_DB_URL: tdb.url });
       await waitFor(async () => Object.values((await probePair(urls, secret)).roles).filter((r) => r === 'active').length === 1, { timeoutMs: 30_000, what: 'one active booster after the upgrade' });
 
+      // An agent killed -9 is "dead with a pid file" (1); stop then also ends the app server
+      // it left behind for adoption, so nothing of the node runs.
+      const agent2 = installs.find((x) => x.name === 'server-2')!;
+      const agentData = join(agent2.prefix, 'var/lib/omflow/agent');
+      const agentPid = Number(readFileSync(join(agentData, 'omflow-booster-agent.pid'), 'utf8'));
+      const serverPid = (JSON.parse(readFileSync(join(agentData, 'server.pid'), 'utf8')) as { pid: number }).pid;
+      process.kill(agentPid, 'SIGKILL');
+      await waitFor(() => !alive(agentPid), { timeoutMs: 10_000, what: 'the agent to die' });
+      expect(alive(serverPid)).toBe(true);
+      expect((await runScript(agent2.service, ['status'])).code).toBe(1);
+      expect((await runScript(agent2.service, ['stop'])).code).toBe(0);
+      expect(alive(serverPid)).toBe(false);
+      expect((await runScript(agent2.service, ['status'])).code).toBe(3);
+
       // Agents first, then the boosters.
       for (const i of [...installs].reverse()) expect((await runScript(i.service, ['stop'])).code, `${i.name} stop`).toBe(0);
       for (const i of installs) expect((await runScript(i.service, ['status'])).code, `${i.name} status after stop`).toBe(3);
+      expect(processesMentioning(work)).toEqual([]);
       for (const i of installs) expect(existsSync(join(i.prefix, 'var/lib/omflow', i.name.startsWith('booster') ? 'booster' : 'agent', `${i.name.startsWith('booster') ? 'omflow-booster' : 'omflow-booster-agent'}.pid`))).toBe(false);
     }
 
