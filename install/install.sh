@@ -4,6 +4,8 @@
 # place. Every question can be answered by a flag or an environment variable (see --help).
 set -euo pipefail
 umask 022
+# useradd, runuser and friends live in sbin, which some root shells (su, sudo -E) lack.
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 PKG_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 MIN_NODE_MAJOR=20
