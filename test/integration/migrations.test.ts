@@ -1,14 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import type { Knex } from 'knex';
 import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
 import { migrateLatest, migrateRollback, migrationStatus } from '../../common/db/migrate.js';
 import { createDatabase } from '../../common/db/create-database.js';
 import { getHelpers } from '../../common/db/helpers/index.js';
 import { CommonErrors } from '../../common/errors.js';
+import { runOmflow as runCli } from '../helpers/processes.js';
 
-const OMFLOW = fileURLToPath(new URL('../../common/bin/omflow.mjs', import.meta.url));
 
 async function schemaOf(knex: Knex, vendor: string): Promise<string[]> {
   if (vendor === 'postgres') {
@@ -27,16 +25,6 @@ async function schemaOf(knex: Knex, vendor: string): Promise<string[]> {
   return [...cols.map((c: any) => Object.values(c).join(' ')), ...ix.map((c: any) => Object.values(c).join(' '))];
 }
 
-function runCli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [OMFLOW, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
 
 for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 'mysql')) {
   describe(`migrations on ${vendor}`, () => {

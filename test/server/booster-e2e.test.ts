@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
-import { freePort } from '../setup/global-setup.js';
+import { freePort } from '../helpers/processes.js';
 import { OMFLOW, SECRET, startServerProcess, type ServerProcess } from './helpers.js';
 import { seed } from '../../server/seed.js';
 

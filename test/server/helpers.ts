@@ -13,17 +13,7 @@ export function serverConfig(dbUrl: string, env: Record<string, string> = {}): S
   });
 }
 
-/** Runs `omflow <args>` to completion. */
-export function runCli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [OMFLOW, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
+export { runOmflow as runCli } from '../helpers/processes.js';
 
 export interface ServerProcess {
   child: ChildProcess;
