@@ -93,7 +93,8 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       const ready = await json(`${b.url}/readyz`);
       expect(ready.status).toBe(200);
       expect(ready.body).toMatchObject({ status: 'ready', nodeId: 'srv-b' });
-      expect((await json(`${a.url}/healthz`)).body).toMatchObject({ status: 'ok', nodeId: 'srv-a' });
+      // Idle: the probe does not count itself, so an agent's drain wait ends at once.
+      expect((await json(`${a.url}/healthz`)).body).toMatchObject({ status: 'ok', nodeId: 'srv-a', inflight: 0 });
     });
   });
 }

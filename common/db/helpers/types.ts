@@ -53,6 +53,11 @@ export class DialectHelpers {
     return this.knex.raw(`CURRENT_TIMESTAMP + (? * INTERVAL '1 millisecond')`, [Math.round(ms)]);
   }
 
+  /** The cheapest round trip, for readiness checks. */
+  pingSql(): string {
+    return 'SELECT 1';
+  }
+
   /** A SELECT returning the database time as column `now`. */
   selectNowSql(): string {
     return 'SELECT CURRENT_TIMESTAMP AS now';

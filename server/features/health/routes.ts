@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Database } from '../../../common/db/create-database.js';
 import { migrationStatus } from '../../../common/db/migrate.js';
+import { getHelpers } from '../../../common/db/helpers/index.js';
 import type { Runtime } from '../../runtime.js';
 
 /**
@@ -12,14 +13,16 @@ export async function healthRoutes(app: FastifyInstance, opts: { db: Database; r
   let migrationsCurrent = false;
 
   app.get('/healthz', async () => ({
-    status: 'ok', nodeId: runtime.nodeId, version: runtime.version, draining: runtime.draining, eventLoopLagMs: runtime.eventLoopLagMs(),
+    status: 'ok', nodeId: runtime.nodeId, version: runtime.version, draining: runtime.draining,
+    // The agent waits for in-flight work to reach zero before stopping a drained server.
+    inflight: Math.max(0, runtime.inflight - 1) /* not counting this probe */, runningSteps: runtime.runningSteps, eventLoopLagMs: runtime.eventLoopLagMs(),
   }));
 
   app.get('/readyz', async (_request, reply) => {
     const started = Date.now();
     let timer: NodeJS.Timeout | undefined;
     const check = async () => {
-      await db.knex.raw('select 1' + (db.vendor === 'oracle' ? ' from dual' : ''));
+      await db.knex.raw(getHelpers(db.knex).pingSql());
       if (!migrationsCurrent) {
         const s = await migrationStatus(db.knex);
         if (s.pending.length) return { ok: false, reason: 'migrations pending', pending: s.pending };

@@ -15,6 +15,11 @@ export class OracleHelpers extends DialectHelpers {
     return this.knex.raw(`SYSTIMESTAMP + NUMTODSINTERVAL(? / 1000, 'SECOND')`, [Math.round(ms)]);
   }
 
+  // Oracle needs a FROM clause in every SELECT.
+  override pingSql(): string {
+    return 'SELECT 1 FROM DUAL';
+  }
+
   // Unquoted aliases are upper-cased by Oracle.
   override selectNowSql(): string {
     return 'SELECT SYSTIMESTAMP AS "now" FROM DUAL';
