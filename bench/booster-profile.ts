@@ -11,6 +11,7 @@ import { ROOT, SECRET, freePort, startPinned, startPostgres, stop, tsxArgs, wait
 
 const post = process.argv.includes('--post');
 const target = process.argv.includes('--target') ? process.argv[process.argv.indexOf('--target') + 1] : 'booster';
+let wrkStartMs = 0;
 const dir = mkdtempSync(join(tmpdir(), 'omflow-bprof-'));
 const pg = await startPostgres();
 const port = await freePort();
@@ -19,6 +20,7 @@ const upPort = await freePort();
 const up = (await startPinned('1', process.execPath, tsxArgs('bench/booster-upstream.ts'), { PORT: String(upPort), BOOSTERS: url, NODE_ID: 'p-up' }, /LISTENING/)).child;
 const baseline = target === 'undici' ? 'bench/booster-undici-proxy.ts' : target === 'fastify' ? 'bench/booster-fastify-proxy.ts' : null;
 const cmd = baseline ? [process.execPath, '--cpu-prof', `--cpu-prof-dir=${dir}`, '--import', 'tsx', baseline] : [process.execPath, '--cpu-prof', `--cpu-prof-dir=${dir}`, 'common/bin/omflow.mjs', 'booster'];
+const spawnedAt = Date.now();
 const b = spawn('taskset', ['-c', '1', ...cmd], {
   cwd: ROOT,
   env: { ...process.env, PORT: String(port), UPSTREAM: `http://127.0.0.1:${upPort}`, OMFLOW_CLUSTER_SECRET: SECRET, OMFLOW_DB_URL: pg.url, OMFLOW_NODE_ID: 'p-b', OMFLOW_BOOSTER_HOST: '127.0.0.1', OMFLOW_BOOSTER_PORT: String(port), OMFLOW_LOG_LEVEL: 'error', OMFLOW_BOOSTER_SLOW_START_MS: '0' },
@@ -32,6 +34,7 @@ try {
   // CPU time per request is steadier than req/s on a shared machine.
   const cpu = () => readFileSync(`/proc/${b.pid}/stat`, 'utf8').split(') ')[1].split(' ').slice(11, 13).reduce((s, x) => s + Number(x), 0);
   const before = cpu();
+  wrkStartMs = Date.now() - spawnedAt;
   const out = execFileSync('taskset', ['-c', '0', 'wrk', '-t1', '-c50', '-d5s', ...(post ? ['-s', lua] : []), url + '/'], { encoding: 'utf8' });
   const ticks = cpu() - before;
   const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
@@ -43,7 +46,15 @@ try {
   await pg.stop();
 }
 const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'))!;
-const prof = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount: number }[] };
+const prof = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount: number }[]; samples: number[]; timeDeltas: number[] };
+// Only samples taken while wrk ran (start-up and module loading left out).
+const hits = new Map<number, number>();
+let t = 0;
+for (let i = 0; i < prof.samples.length; i++) {
+  t += prof.timeDeltas[i];
+  if (t >= wrkStartMs * 1000) hits.set(prof.samples[i], (hits.get(prof.samples[i]) ?? 0) + 1);
+}
+for (const n of prof.nodes) n.hitCount = hits.get(n.id) ?? 0;
 const self = new Map<string, number>();
 let total = 0;
 for (const n of prof.nodes) {

@@ -4,15 +4,28 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export function createMetrics(opts: { defaults?: boolean } = {}) {
   const registry = new Registry();
   if (opts.defaults) collectDefaultMetrics({ register: registry, prefix: 'omflow_booster_' });
+  // The hot path counts in plain numbers (RequestStats); prom-client sees them only at scrape time,
+  // so a proxied request costs no label hashing or closure allocation.
+  const stats = new Map<string, RequestStats>();
+  const statsOf = (server: string): RequestStats => {
+    let s = stats.get(server);
+    if (!s) stats.set(server, (s = new RequestStats()));
+    return s;
+  };
   const requests = new Counter({
     name: 'omflow_booster_requests_total', help: 'Proxied requests by server and status class',
     labelNames: ['server', 'class'] as const, registers: [registry],
+    collect() {
+      for (const [server, s] of stats) {
+        for (let i = 0; i < CLASSES.length; i++) {
+          this.labels(server, CLASSES[i]).inc(s.counts[i] - s.exported[i]);
+          s.exported[i] = s.counts[i];
+        }
+      }
+    },
   });
-  const latency = new Histogram({
-    name: 'omflow_booster_request_duration_seconds', help: 'Time to response headers per server',
-    labelNames: ['server'] as const, buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers: [registry],
-  });
+  const latency = new PlainHistogram('omflow_booster_request_duration_seconds', 'Time to response headers per server', stats);
+  registry.registerMetric(latency as unknown as Histogram);
   const inflight = new Gauge({ name: 'omflow_booster_inflight', help: 'Requests in flight per server', labelNames: ['server'] as const, registers: [registry] });
   const retries = new Counter({ name: 'omflow_booster_retries_total', help: 'Requests retried on another server', labelNames: ['reason'] as const, registers: [registry] });
   const ejections = new Counter({ name: 'omflow_booster_ejections_total', help: 'Passive ejections', labelNames: ['server'] as const, registers: [registry] });
@@ -22,7 +35,63 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
   const stepsDispatched = new Counter({ name: 'omflow_booster_steps_dispatched_total', help: 'Steps handed to a server', registers: [registry] });
   const stepsReassigned = new Counter({ name: 'omflow_booster_steps_reassigned_total', help: 'Steps handed out again after their lease lapsed', registers: [registry] });
   const queued = new Gauge({ name: 'omflow_booster_queue_length', help: 'Requests waiting for a server slot', registers: [registry] });
-  return { registry, requests, latency, inflight, retries, ejections, takeovers, epoch, active, stepsDispatched, stepsReassigned, queued };
+  return { registry, requests, latency, statsOf, inflight, retries, ejections, takeovers, epoch, active, stepsDispatched, stepsReassigned, queued };
 }
 
 export type BoosterMetrics = ReturnType<typeof createMetrics>;
+
+/** Status classes of omflow_booster_requests_total, indexed by RequestStats.count(). */
+export const CLASSES = ['2xx', '3xx', '4xx', '5xx', 'error'] as const;
+const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** Per-server request counts and time-to-headers histogram, in plain numbers. */
+export class RequestStats {
+  readonly counts = [0, 0, 0, 0, 0];
+  readonly exported = [0, 0, 0, 0, 0];
+  readonly buckets = new Array<number>(BUCKETS.length).fill(0);
+  sum = 0;
+  observed = 0;
+
+  /** status null: no response (error). */
+  count(status: number | null): void {
+    this.counts[status === null ? 4 : status >= 500 ? 3 : status >= 400 ? 2 : status >= 300 ? 1 : 0]++;
+  }
+
+  observe(seconds: number): void {
+    this.sum += seconds;
+    this.observed++;
+    for (let i = 0; i < BUCKETS.length; i++) {
+      if (seconds <= BUCKETS[i]) {
+        this.buckets[i]++;
+        return;
+      }
+    }
+  }
+}
+
+/** A Prometheus histogram read from RequestStats at scrape time (same exposition as prom-client's). */
+class PlainHistogram {
+  readonly type = 'histogram';
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly stats: Map<string, RequestStats>,
+  ) {}
+
+  async get() {
+    const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
+    for (const [server, s] of this.stats) {
+      let acc = 0;
+      for (let i = 0; i < BUCKETS.length; i++) {
+        acc += s.buckets[i];
+        values.push({ labels: { le: BUCKETS[i], server }, value: acc, metricName: `${this.name}_bucket` });
+      }
+      values.push({ labels: { le: '+Inf', server }, value: s.observed, metricName: `${this.name}_bucket` });
+      values.push({ labels: { server }, value: s.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: { server }, value: s.observed, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: 'sum' };
+  }
+
+  reset(): void {}
+}

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -44,6 +44,30 @@ export function sendError(res: ServerResponse, err: { code: string; status: numb
   res.end(body);
 }
 
+/** X-Request-ID when the client sent none: a per-process random prefix and a counter (unique, cheap). */
+const ID_PREFIX = randomBytes(6).toString('hex');
+let idSeq = 0;
+export function nextRequestId(): string {
+  return `${ID_PREFIX}-${(++idSeq).toString(36)}`;
+}
+
+const EXCHANGE = Symbol('omflow.exchange');
+type TaggedResponse = ServerResponse & { [EXCHANGE]?: Exchange };
+
+/** One shared 'close' listener for every response (no per-request closure). */
+function onResponseClose(this: TaggedResponse): void {
+  const x = this[EXCHANGE];
+  if (!x) return;
+  this[EXCHANGE] = undefined;
+  x.proxy.requestDone();
+  if (!this.writableFinished) x.abortCurrent?.(new Error('client went away'));
+}
+
+/** One shared 'drain' listener: resumes the upstream body of the attempt that is answering. */
+function onResponseDrain(this: TaggedResponse): void {
+  this[EXCHANGE]?.answering?.resumeUpstream?.();
+}
+
 type Waiter = { resolve: (ok: boolean) => void; timer: NodeJS.Timeout };
 
 export class Proxy {
@@ -54,7 +78,6 @@ export class Proxy {
   /** Incoming requests currently being handled (graceful stop waits for 0). */
   active = 0;
   #idleWaiters: (() => void)[] = [];
-  readonly #children = new Map<string, { counts: ReturnType<BoosterMetrics['requests']['labels']>[]; latency: ReturnType<BoosterMetrics['latency']['labels']> }>();
 
   constructor(
     readonly table: ServerTable,
@@ -85,19 +108,9 @@ export class Proxy {
     return p;
   }
 
-  #counters(e: ServerEntry) {
-    let c = this.#children.get(e.id);
-    if (!c) {
-      c = { counts: ['2xx', '3xx', '4xx', '5xx', 'error'].map((cls) => this.metrics.requests.labels(e.id, cls)), latency: this.metrics.latency.labels(e.id) };
-      this.#children.set(e.id, c);
-    }
-    return c;
-  }
-
   /** Handles one data-plane request (the caller already checked role, gate and path). */
   handle(req: IncomingMessage, res: ServerResponse): void {
     this.active++;
-    res.once('close', () => this.#done());
     const method = req.method ?? 'GET';
     const cl = req.headers['content-length'];
     const te = req.headers['transfer-encoding'];
@@ -105,6 +118,8 @@ export class Proxy {
     if (te !== undefined) mode = 'stream';
     else if (cl !== undefined && cl !== '0') mode = Number(cl) <= this.opts.replayableBodyBytes ? 'buffer' : 'stream';
     const x = new Exchange(this, req, res, method, mode);
+    (res as TaggedResponse)[EXCHANGE] = x;
+    res.on('close', onResponseClose);
     if (mode === 'buffer') {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
@@ -118,7 +133,7 @@ export class Proxy {
     }
   }
 
-  #done(): void {
+  requestDone(): void {
     this.active--;
     if (this.active === 0) for (const w of this.#idleWaiters.splice(0)) w();
   }
@@ -217,7 +232,7 @@ export class Proxy {
       out.push(...filtered);
     }
     const remote = req.socket.remoteAddress ?? '';
-    if (!requestId.value) requestId.value = randomUUID();
+    if (!requestId.value) requestId.value = nextRequestId();
     out.push(
       'x-forwarded-for', xff ? `${xff}, ${remote}` : remote,
       'x-forwarded-proto', (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
@@ -231,14 +246,14 @@ export class Proxy {
   dispatch(e: ServerEntry, x: Exchange, body: Dispatcher.DispatchOptions['body']): void {
     const { pool } = this.poolFor(e);
     e.inflight++;
-    pool.dispatch({ method: x.method as Dispatcher.HttpMethod, path: x.req.url ?? '/', headers: x.headers, body }, x.handlerFor(e));
+    pool.dispatch({ method: x.method as Dispatcher.HttpMethod, path: x.req.url ?? '/', headers: x.headers, body }, new Attempt(x, e) as unknown as Dispatcher.DispatchHandler);
   }
 
   finished(e: ServerEntry, status: number | null, startedAt: number, headersAt: number): void {
     e.inflight--;
-    const c = this.#counters(e);
-    c.counts[status === null ? 4 : status >= 500 ? 3 : status >= 400 ? 2 : status >= 300 ? 1 : 0].inc();
-    if (headersAt) c.latency.observe((headersAt - startedAt) / 1000);
+    const s = this.metrics.statsOf(e.id);
+    s.count(status);
+    if (headersAt) s.observe((headersAt - startedAt) / 1000);
     this.release();
   }
 
@@ -318,7 +333,10 @@ class Exchange {
   responded = false;
   readonly keyed: boolean;
   readonly idempotent: boolean;
-  #abortCurrent: ((err?: Error) => void) | null = null;
+  /** Aborts the upstream request of the current attempt. */
+  abortCurrent: ((err?: Error) => void) | null = null;
+  /** The attempt whose response is being sent to the client. */
+  answering: Attempt | null = null;
 
   constructor(
     readonly proxy: Proxy,
@@ -331,9 +349,6 @@ class Exchange {
     this.idempotent = IDEMPOTENT.has(method);
     this.keyed = req.headers[HEADER.idempotencyKey] !== undefined;
     proxy.earn();
-    res.once('close', () => {
-      if (!res.writableFinished) this.#abortCurrent?.(new Error('client went away'));
-    });
   }
 
   /** A body can be sent again: none, held, or a stream nothing has read yet. */
@@ -367,7 +382,7 @@ class Exchange {
   lastError: { code: string; status: number; message: string } | null = null;
 
   /** Decides whether a failed attempt may go to another server (never duplicates a write). */
-  #mayRetry(reason: 'connect' | 'status' | 'reset'): boolean {
+  mayRetry(reason: 'connect' | 'status' | 'reset'): boolean {
     if (this.responded || this.attempts >= this.proxy.maxAttempts || !this.replayable()) return false;
     if (reason !== 'connect' && !(this.idempotent || this.keyed)) return false;
     // A retry needs another server to go to.
@@ -375,85 +390,100 @@ class Exchange {
     return this.proxy.spendRetry();
   }
 
-  #retry(reason: 'connect' | 'status' | 'reset'): void {
+  retry(reason: 'connect' | 'status' | 'reset'): void {
     this.proxy.metrics.retries.labels(reason).inc();
     void this.start();
   }
-
-  handlerFor(e: ServerEntry): Dispatcher.DispatchHandler {
-    const startedAt = performance.now();
-    let headersAt = 0;
-    let status: number | null = null;
-    let superseded = false;
-    let settled = false;
-    let resume: (() => void) | null = null;
-    const res = this.res;
-    const settle = () => {
-      if (settled) return false;
-      settled = true;
-      this.proxy.finished(e, status, startedAt, headersAt);
-      return true;
-    };
-    const onDrain = () => resume?.();
-    return {
-      onConnect: (abort: (err?: Error) => void) => {
-        this.#abortCurrent = abort;
-        if (res.destroyed) abort(new Error('client went away'));
-      },
-      onHeaders: (statusCode: number, rawHeaders: Buffer[] | string[], res_resume: () => void, statusText?: string) => {
-        if (statusCode < 200) return true; // 1xx: the final response follows
-        headersAt = performance.now();
-        status = statusCode;
-        if (statusCode >= 500) this.proxy.passiveFailure(e, 1);
-        else this.proxy.table.recordSuccess(e);
-        if (RETRY_STATUS.has(statusCode) && this.#mayRetry('status')) {
-          const abort = this.#abortCurrent;
-          superseded = true;
-          settle();
-          abort?.(new Error('retrying on another server'));
-          this.#retry('status');
-          return false;
-        }
-        this.responded = true;
-        resume = res_resume;
-        const out: string[] = [];
-        for (let i = 0; i < rawHeaders.length; i += 2) {
-          const name = rawHeaders[i].toString('latin1');
-          if (HOP_BY_HOP.has(name.toLowerCase())) continue;
-          out.push(name, rawHeaders[i + 1].toString('latin1'));
-        }
-        out.push(HEADER.upstream, e.id);
-        res.writeHead(statusCode, statusText || undefined, out);
-        res.on('drain', onDrain);
-        return true;
-      },
-      onData: (chunk: Buffer) => {
-        if (superseded) return true;
-        return res.write(chunk);
-      },
-      onComplete: () => {
-        if (superseded) return;
-        settle();
-        res.end();
-      },
-      onError: (err: Error & { code?: string }) => {
-        if (superseded) return;
-        settle();
-        if (this.responded) {
-          res.destroy(err);
-          return;
-        }
-        const code = err.code ?? '';
-        const connect = CONNECT_ERRORS.has(code);
-        if (connect) this.proxy.passiveFailure(e, 5);
-        if (res.destroyed) return;
-        this.lastError = code === 'UND_ERR_HEADERS_TIMEOUT' ? BoosterErrors.BOOSTER_ERR_UPSTREAM_TIMEOUT() : BoosterErrors.BOOSTER_ERR_UPSTREAM();
-        const reason = connect ? 'connect' : 'reset';
-        if (this.#mayRetry(reason)) return this.#retry(reason);
-        this.proxy.logger.warn({ err, server: e.id, requestId: this.requestId.value }, 'proxied request failed');
-        sendError(res, this.lastError);
-      },
-    } as unknown as Dispatcher.DispatchHandler;
-  }
 }
 
+/**
+ * One attempt of an exchange on one server: the undici dispatch handler. A class, not a set of
+ * closures, so the hot path allocates one object per attempt.
+ */
+class Attempt {
+  readonly startedAt = performance.now();
+  headersAt = 0;
+  status: number | null = null;
+  superseded = false;
+  settled = false;
+  resumeUpstream: (() => void) | null = null;
+
+  constructor(
+    readonly x: Exchange,
+    readonly e: ServerEntry,
+  ) {}
+
+  settle(): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.x.proxy.finished(this.e, this.status, this.startedAt, this.headersAt);
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.x.abortCurrent = abort;
+    if (this.x.res.destroyed) abort(new Error('client went away'));
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText?: string): boolean {
+    if (statusCode < 200) return true; // 1xx: the final response follows
+    const x = this.x;
+    const e = this.e;
+    this.headersAt = performance.now();
+    this.status = statusCode;
+    if (statusCode >= 500) x.proxy.passiveFailure(e, 1);
+    else x.proxy.table.recordSuccess(e);
+    if (RETRY_STATUS.has(statusCode) && x.mayRetry('status')) {
+      const abort = x.abortCurrent;
+      this.superseded = true;
+      this.settle();
+      abort?.(new Error('retrying on another server'));
+      x.retry('status');
+      return false;
+    }
+    x.responded = true;
+    x.answering = this;
+    this.resumeUpstream = resume;
+    const out: string[] = [];
+    for (let i = 0; i < rawHeaders.length; i += 2) {
+      const name = rawHeaders[i].toString('latin1');
+      if (HOP_BY_HOP.has(name.length < 32 ? name.toLowerCase() : name)) continue;
+      out.push(name, rawHeaders[i + 1].toString('latin1'));
+    }
+    out.push(HEADER.upstream, e.id);
+    const res = x.res;
+    res.writeHead(statusCode, statusText || undefined, out);
+    res.on('drain', onResponseDrain);
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.superseded) return true;
+    return this.x.res.write(chunk);
+  }
+
+  onComplete(): void {
+    if (this.superseded) return;
+    this.settle();
+    this.x.res.end();
+  }
+
+  onError(err: Error & { code?: string }): void {
+    if (this.superseded) return;
+    this.settle();
+    const x = this.x;
+    const res = x.res;
+    if (x.responded) {
+      res.destroy(err);
+      return;
+    }
+    const code = err.code ?? '';
+    const connect = CONNECT_ERRORS.has(code);
+    if (connect) x.proxy.passiveFailure(this.e, 5);
+    if (res.destroyed) return;
+    x.lastError = code === 'UND_ERR_HEADERS_TIMEOUT' ? BoosterErrors.BOOSTER_ERR_UPSTREAM_TIMEOUT() : BoosterErrors.BOOSTER_ERR_UPSTREAM();
+    const reason = connect ? 'connect' : 'reset';
+    if (x.mayRetry(reason)) return x.retry(reason);
+    x.proxy.logger.warn({ err, server: this.e.id, requestId: x.requestId.value }, 'proxied request failed');
+    sendError(res, x.lastError);
+  }
+}
