@@ -99,11 +99,12 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
   });
   await app.register(formbody);
 
-  // In-flight count for the load report; epoch fencing of everything a booster proxies.
+  // In-flight count for the load report; epoch fencing of everything a booster proxies. The
+  // fence is raised only by signed sources (dispatches, heartbeat replies), never by this header.
   app.addHook('onRequest', async (request, reply) => {
     runtime.inflight++;
     const epoch = EpochFence.parseHeader(request.headers[HEADER.epoch]);
-    if (epoch !== undefined && !request.url.startsWith(SERVER_PATH.internalPrefix) && !fence.admit(epoch)) {
+    if (epoch !== undefined && !request.url.startsWith(SERVER_PATH.internalPrefix) && fence.isStale(epoch)) {
       return sendOmflowError(reply, ServerErrors.SERVER_ERR_STALE_EPOCH(undefined, { epoch, highest: fence.highest }));
     }
   });

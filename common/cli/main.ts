@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { isOmflowError } from '../errors.js';
 import type { CliContext, CommandRun } from './context.js';
@@ -35,6 +35,15 @@ export function usage(): string {
   ].join('\n');
 }
 
+/** package.json sits two levels up both in a checkout and in an installed package (app/). */
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
 function moduleExists(url: URL): boolean {
   const path = fileURLToPath(url);
   return existsSync(path) || existsSync(path.replace(/\.js$/, '.ts'));
@@ -55,8 +64,8 @@ export async function main(argv: string[], overrides: Partial<CliContext> = {}):
     stdout.write(usage() + '\n');
     return command ? 0 : 2;
   }
-  if (command === '--version') {
-    stdout.write(`${process.env.npm_package_version ?? ''}\n`);
+  if (command === '--version' || command === '-v') {
+    stdout.write(`${packageVersion()}\n`);
     return 0;
   }
   const spec = COMMANDS[command];

@@ -123,7 +123,7 @@ export function wrapDatabase(knex: Knex, vendor: DatabaseTarget['client']): Data
     },
     async now() {
       const result = await knex.raw(helpers.selectNowSql());
-      const row = vendor === 'postgres' ? result.rows[0] : vendor === 'mysql' ? result[0][0] : Array.isArray(result) ? result[0] : result;
+      const row = helpers.rawRows(result)[0];
       return helpers.toDate(row.now ?? row.NOW)!;
     },
     async destroy() {

@@ -10,11 +10,20 @@ export class EpochFence {
     return this.#highest;
   }
 
-  /** Records `epoch`; false when it is older than one already seen (caller refuses). */
+  /** Records `epoch` from an authenticated source; false when it is older than one already seen (caller refuses). */
   admit(epoch: number): boolean {
     if (epoch < this.#highest) return false;
     this.#highest = epoch;
     return true;
+  }
+
+  /**
+   * True when `epoch` is older than one already seen. For unauthenticated sources (the
+   * X-Booster-Epoch of a proxied request): they may be refused by the fence but never raise
+   * it, or anyone reaching the server could fence the real booster out.
+   */
+  isStale(epoch: number): boolean {
+    return epoch < this.#highest;
   }
 
   /** Parses the X-Booster-Epoch header value; undefined when absent or malformed. */

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Knex } from 'knex';
 import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
@@ -76,6 +77,18 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       expect(h.toDate(s.registered_at)!.getTime()).toBeLessThan(dbNow.getTime() + 50);
     });
 
+    it('contains() takes the search term literally: % _ and \\ match only themselves', async () => {
+      await migrateLatest(t.knex);
+      const h = getHelpers(t.knex);
+      for (const username of ['lit_50%_off', 'litx50yzoff', 'lit\\back', 'litback'])
+        await t.knex('users').insert({ username, display_name: 'L', password_hash: 'x', created_at: h.now(), updated_at: h.now() });
+      const find = async (term: string) => (await t.knex('users').where(h.contains('username', term)).orderBy('username').select('username')).map((r) => r.username);
+      expect(await find('_50%_')).toEqual(['lit_50%_off']);
+      expect(await find('t\\b')).toEqual(['lit\\back']);
+      expect(await find('lit')).toHaveLength(4);
+      expect((await t.db.now()).getTime()).toBeGreaterThan(0);
+    });
+
     it('translates driver errors into stable codes', async () => {
       await migrateLatest(t.knex);
       const h = getHelpers(t.knex);
@@ -99,6 +112,13 @@ describe('database configuration errors', () => {
     expect(r.stderr).toMatch(/COMMON_ERR_CONFIG_INVALID/);
     expect(r.stderr).toMatch(/OMFLOW_DB_URL: SQLite is refused/);
     expect(r.stderr).toMatch(/OMFLOW_DB_POOL_MAX/);
+  });
+
+  it('`omflow --version` prints the release version; `omflow --help` lists every command', async () => {
+    const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+    expect((await runCli(['--version'], {})).stdout.trim()).toBe(version);
+    const help = await runCli(['--help'], {});
+    for (const cmd of ['booster', 'agent', 'server', 'dev', 'migrate', 'license', 'patch', 'status']) expect(help.stdout).toMatch(new RegExp(`^  ${cmd} `, 'm'));
   });
 
   it('an unreachable database is a connection error with its code', async () => {

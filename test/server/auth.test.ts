@@ -78,6 +78,37 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       expect((await login('bob', 'bob-pass-12')).statusCode).toBe(200);
     });
 
+    it('login never redirects off-site, and cookie sessions need the CSRF token on every state-changing API call', async () => {
+      const form = { 'content-type': 'application/x-www-form-urlencoded' };
+      for (const next of ['//evil.example', '/\\evil.example', 'https://evil.example', '/%0d%0aevil']) {
+        const r = await app.inject({ method: 'POST', url: '/login', payload: `username=admin&password=admin-pass-1&next=${encodeURIComponent(next)}`, headers: form });
+        expect(r.statusCode).toBe(303);
+        expect([next, r.headers.location]).toEqual([next, next === '/%0d%0aevil' ? next : '/']);
+      }
+      const ok = await app.inject({ method: 'POST', url: '/login', payload: 'username=admin&password=admin-pass-1', headers: form });
+      const cookie = String(ok.headers['set-cookie']).split(';')[0];
+      for (const [method, url, payload] of [
+        ['POST', '/api/groups', { name: 'csrf-test' }],
+        ['POST', '/api/auth/tokens', { name: 'stolen' }],
+        ['POST', '/api/flows', { flowKey: 'x', name: 'x', ticketPrefix: 'X', definition: {} }],
+        ['POST', '/api/forms', { formKey: 'x', title: 'x', fields: [] }],
+      ] as const) {
+        const r = await app.inject({ method, url, headers: { cookie }, payload });
+        expect([url, r.statusCode, r.json().code]).toEqual([url, 403, 'SERVER_ERR_CSRF']);
+      }
+      expect(await t.knex('user_groups').where({ name: 'csrf-test' }).first()).toBeUndefined();
+    });
+
+    it('an unauthenticated X-Booster-Epoch can be refused by the fence but never raises it', async () => {
+      const forged = await app.inject({ url: '/healthz', headers: { 'x-booster-epoch': '999999999999' } });
+      expect(forged.statusCode).toBe(200);
+      const proxied = await app.inject({ url: '/healthz', headers: { 'x-booster-epoch': '1' } });
+      expect(proxied.statusCode).toBe(200);
+      app.omflow.deps.fence.admit(5); // as a signed heartbeat reply would
+      const stale = await app.inject({ url: '/healthz', headers: { 'x-booster-epoch': '4' } });
+      expect([stale.statusCode, stale.json().code]).toEqual([409, 'SERVER_ERR_STALE_EPOCH']);
+    });
+
     it('pages: login form sets a cookie session; admin pages redirect anonymous users and need CSRF for posts', async () => {
       const anon = await app.inject({ url: '/admin/users' });
       expect(anon.statusCode).toBe(303);

@@ -10,13 +10,13 @@ import { SERVER_PATH } from '../../common/protocol/headers.js';
 import { leaseStep } from '../../common/protocol/steps.js';
 
 /** A loopback "external system": fails `failures` times, then answers 200. */
-async function flakyServer(failures: number) {
+async function flakyServer(failures: number, failStatus = 500) {
   const calls: Array<{ key: string | undefined; body: string; status: number }> = [];
   const srv: Server = createServer((req, res) => {
     let body = '';
     req.on('data', (d) => (body += d));
     req.on('end', () => {
-      const status = calls.length < failures ? 500 : 200;
+      const status = calls.length < failures ? failStatus : 200;
       calls.push({ key: req.headers['idempotency-key'] as string | undefined, body, status });
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(status === 200 ? { ticketRef: 'EXT-1' } : { error: 'boom' }));
     });
@@ -157,6 +157,27 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       expect(c.json().code).toBe('SERVER_ERR_IDEMPOTENCY_MISMATCH');
     });
 
+    it('an http step answered with a client error (422) fails at once: no retry that a receiver could apply twice', async () => {
+      const refusing = await flakyServer(1000, 422);
+      try {
+        const flow = await app.inject({
+          method: 'POST', url: '/api/flows', headers: admin,
+          payload: { flowKey: 'refuse', name: 'Refuse', ticketPrefix: 'RFS', definition: { start: 'call', steps: { call: { type: 'http', url: refusing.url, retries: 3, backoffMs: 10, next: 'done' }, done: { type: 'end' } } } },
+        });
+        expect(flow.statusCode, flow.body).toBe(201);
+        expect((await app.inject({ method: 'POST', url: '/api/forms', headers: admin, payload: { formKey: 'refuse', title: 'Refuse', flowKey: 'refuse', fields: [] } })).statusCode).toBe(201);
+        const ticket = (await app.inject({ method: 'POST', url: '/api/forms/refuse/tickets', headers: admin, payload: { data: {} } })).json();
+        const failed = await waitFor(async () => {
+          const d = (await app.inject({ url: `/api/tickets/${ticket.id}`, headers: admin })).json();
+          return d.state === 'failed' ? d : null;
+        }, 'ticket failed');
+        expect(failed.history.at(-1)).toMatchObject({ action: 'step.failed', step: 'call', output: { error: 'HTTP 422' } });
+        expect(refusing.calls).toHaveLength(1);
+      } finally {
+        await refusing.close();
+      }
+    });
+
     it('timer, send back, reject, cancel and a failing http step', async () => {
       const failing = await flakyServer(1000);
       try {
@@ -254,7 +275,9 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
     };
 
     it('a step dispatched with an older epoch is refused and changes nothing; the current epoch runs it', async () => {
-      // A proxied request from the newest booster (epoch 5) teaches the server its epoch.
+      // A signed heartbeat reply from the newest booster (epoch 5) teaches the server its epoch;
+      // an unsigned X-Booster-Epoch never raises it (see auth.test.ts).
+      app.omflow.deps.fence.admit(5);
       expect((await app.inject({ url: '/api/auth/me', headers: { ...admin, 'x-booster-epoch': '5' } })).statusCode).toBe(200);
       const stale = await app.inject({ url: '/api/auth/me', headers: { ...admin, 'x-booster-epoch': '4' } });
       expect(stale.statusCode).toBe(409);

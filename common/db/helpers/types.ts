@@ -53,6 +53,18 @@ export class DialectHelpers {
     return this.knex.raw(`CURRENT_TIMESTAMP + (? * INTERVAL '1 millisecond')`, [Math.round(ms)]);
   }
 
+  /** `column LIKE '%term%'` with the term's own `%`, `_` and `\` taken literally. */
+  contains(column: string, term: string): Knex.Raw {
+    const escaped = term.replace(/[\\%_]/g, (c) => `\\${c}`);
+    return this.knex.raw(`?? LIKE ? ESCAPE '\\'`, [column, `%${escaped}%`]);
+  }
+
+  /** Rows of a `knex.raw()` result: each driver shapes it differently. */
+  rawRows(result: unknown): Record<string, unknown>[] {
+    if (Array.isArray(result)) return result as Record<string, unknown>[];
+    return ((result as { rows?: Record<string, unknown>[] }).rows ?? []) as Record<string, unknown>[];
+  }
+
   /** The cheapest round trip, for readiness checks. */
   pingSql(): string {
     return 'SELECT 1';

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Database } from '../../../common/db/create-database.js';
 import { ServerErrors } from '../../errors.js';
 import { idempotentWrite } from '../../http/idempotency.js';
-import { requireAdmin } from '../users/guards.js';
+import { requireAdmin, verifyCsrf } from '../users/guards.js';
 import { checkDefinition } from './definition.js';
 import type { FlowsService } from './service.js';
 import type { FlowsStore } from './store.js';
@@ -20,7 +20,7 @@ export async function flowsRoutes(app: FastifyInstance, opts: { db: Database; fl
     return { ...f, definition: latest?.definition ?? null, versions: await store.versions(f.id) };
   });
 
-  app.post('/api/flows', { preHandler: [requireAdmin] }, async (request, reply) =>
+  app.post('/api/flows', { preHandler: [requireAdmin, verifyCsrf] }, async (request, reply) =>
     idempotentWrite(db, request, reply, async (trx) => ({ status: 201, body: await flows.deploy(trx, (request.body ?? {}) as Record<string, unknown>, request.user!.id) })),
   );
 

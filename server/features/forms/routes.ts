@@ -3,7 +3,7 @@ import type { Database } from '../../../common/db/create-database.js';
 import { ServerErrors } from '../../errors.js';
 import { idempotentWrite } from '../../http/idempotency.js';
 import type { FlowsStore } from '../flows/store.js';
-import { requireAdmin, requireUser } from '../users/guards.js';
+import { requireAdmin, requireUser, verifyCsrf } from '../users/guards.js';
 import type { FormsService } from './service.js';
 import type { FormsStore, FormRow } from './store.js';
 
@@ -28,7 +28,7 @@ export async function formsRoutes(app: FastifyInstance, opts: { db: Database; fo
     return formView(f, f.flowId ? ((await flows.byId(f.flowId))?.flowKey ?? null) : null);
   });
 
-  app.post('/api/forms', { preHandler: [requireAdmin] }, async (request, reply) =>
+  app.post('/api/forms', { preHandler: [requireAdmin, verifyCsrf] }, async (request, reply) =>
     idempotentWrite(db, request, reply, async (trx) => ({ status: 201, body: await forms.save(trx, (request.body ?? {}) as Record<string, unknown>) })),
   );
 }

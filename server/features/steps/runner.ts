@@ -64,7 +64,9 @@ export function createStepRunner(deps: {
     const body = method === 'GET' || method === 'DELETE' ? undefined : JSON.stringify(s.body ? await evaluate(s.body, data) : data);
     const attempts = (s.retries ?? 3) + 1;
     let lastError = '';
+    let made = 0;
     for (let attempt = 1; attempt <= attempts; attempt++) {
+      made = attempt;
       try {
         const res = await doFetch(s.url, {
           method,
@@ -85,13 +87,16 @@ export function createStepRunner(deps: {
           return { outcome: 'done', set: s.resultField ? { [s.resultField]: { status: res.status, body: parsed } } : undefined, next: s.next, result };
         }
         lastError = `HTTP ${res.status}`;
+        // A client error other than timeout/throttling will not succeed on retry; repeating it
+        // only risks a receiver that ignores the idempotency key applying it again.
+        if (res.status < 500 && res.status !== 408 && res.status !== 429) break;
       } catch (err) {
         if (signal.aborted) throw err;
         lastError = (err as Error).message;
       }
       if (attempt < attempts) await sleep((s.backoffMs ?? 200) * 2 ** (attempt - 1), signal);
     }
-    return { outcome: 'failed', next: s.onError ?? null, result: { attempts, error: lastError }, error: lastError };
+    return { outcome: 'failed', next: s.onError ?? null, result: { attempts: made, error: lastError }, error: lastError };
   }
 
   async function execute(stepId: number, step: StepDef, data: Record<string, unknown>, signal: AbortSignal): Promise<Effect> {

@@ -46,8 +46,8 @@ export function createTicketsStore(knex: Knex) {
     if (f.formId) q.where('form_id', f.formId);
     if (f.createdBy) q.where('created_by', f.createdBy);
     if (f.q) {
-      const like = `%${f.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-      q.where((w) => w.where('ticket_no', 'like', like).orWhere('title', 'like', like));
+      const term = f.q;
+      q.where((w) => w.where(h.contains('ticket_no', term)).orWhere(h.contains('title', term)));
     }
     if (f.assignedTo) {
       const a = f.assignedTo;

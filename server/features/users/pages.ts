@@ -11,7 +11,8 @@ import type { UsersStore } from './store.js';
 type Body = Record<string, string | undefined>;
 
 function safeNext(next: unknown): string {
-  return typeof next === 'string' && next.startsWith('/') && !next.startsWith('//') ? next : '/';
+  // Same-site paths only: `//host` and `/\host` are off-site for browsers, and control characters are never legitimate.
+  return typeof next === 'string' && /^\/(?![/\\])/.test(next) && !/[\\\x00-\x1f]/.test(next) ? next : '/';
 }
 
 function page(request: FastifyRequest, reply: FastifyReply, title: string, body: ReturnType<typeof html> | string, status = 200, notice?: string) {

@@ -18,14 +18,14 @@ export async function usersRoutes(app: FastifyInstance, opts: { db: Database; us
     return reply.send({ token: s.token, csrfToken: s.csrfToken, user: s.user, expiresInMs: s.ttlMs });
   });
 
-  app.post('/api/auth/logout', { preHandler: [requireUser] }, async (request, reply) => {
+  app.post('/api/auth/logout', { preHandler: [requireUser, verifyCsrf] }, async (request, reply) => {
     if (request.session && request.session.kind !== 'api-token') await users.logout(request.session.tokenHash);
     return reply.code(204).send();
   });
 
   app.get('/api/auth/me', { preHandler: [requireUser] }, async (request) => ({ user: request.user, groups: await store.groupIdsOf(request.user!.id) }));
 
-  app.post('/api/auth/tokens', { preHandler: [requireUser] }, async (request, reply) => {
+  app.post('/api/auth/tokens', { preHandler: [requireUser, verifyCsrf] }, async (request, reply) => {
     const b = (request.body ?? {}) as Body;
     const t = await users.createApiToken(request.user!.id, String(b.name ?? 'api'), typeof b.expiresInDays === 'number' ? b.expiresInDays : undefined);
     return reply.code(201).send(t);
@@ -46,19 +46,19 @@ export async function usersRoutes(app: FastifyInstance, opts: { db: Database; us
   );
 
   app.get('/api/groups', { preHandler: [requireUser] }, async () => ({ items: await store.groups() }));
-  app.post('/api/groups', { preHandler: [requireAdmin] }, async (request, reply) => {
+  app.post('/api/groups', { preHandler: [requireAdmin, verifyCsrf] }, async (request, reply) => {
     const b = (request.body ?? {}) as Body;
     if (typeof b.name !== 'string' || !/^[\w .@-]{1,128}$/.test(b.name)) throw ServerErrors.SERVER_ERR_VALIDATION(undefined, { fields: { name: 'pattern' } });
     if (await store.groupByName(b.name)) throw ServerErrors.SERVER_ERR_VALIDATION(undefined, { fields: { name: 'unique' } });
     const id = await store.createGroup(b.name, typeof b.description === 'string' ? b.description : null);
     return reply.code(201).send({ id, name: b.name });
   });
-  app.put('/api/groups/:id/members/:userId', { preHandler: [requireAdmin] }, async (request, reply) => {
+  app.put('/api/groups/:id/members/:userId', { preHandler: [requireAdmin, verifyCsrf] }, async (request, reply) => {
     const p = request.params as { id: string; userId: string };
     await store.addMember(Number(p.id), Number(p.userId));
     return reply.code(204).send();
   });
-  app.delete('/api/groups/:id/members/:userId', { preHandler: [requireAdmin] }, async (request, reply) => {
+  app.delete('/api/groups/:id/members/:userId', { preHandler: [requireAdmin, verifyCsrf] }, async (request, reply) => {
     const p = request.params as { id: string; userId: string };
     await store.removeMember(Number(p.id), Number(p.userId));
     return reply.code(204).send();

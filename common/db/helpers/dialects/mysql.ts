@@ -22,6 +22,18 @@ export class MysqlHelpers extends DialectHelpers {
     return Number(id);
   }
 
+  // Backslash is already MySQL's LIKE escape, and inside a MySQL string literal `'\'` would
+  // itself need escaping; so no ESCAPE clause.
+  override contains(column: string, term: string): Knex.Raw {
+    const escaped = term.replace(/[\\%_]/g, (c) => `\\${c}`);
+    return this.knex.raw('?? LIKE ?', [column, `%${escaped}%`]);
+  }
+
+  // mysql2 answers raw() with [rows, fields].
+  override rawRows(result: unknown): Record<string, unknown>[] {
+    return (result as [Record<string, unknown>[]])[0];
+  }
+
   override now(): Knex.Raw {
     return this.knex.raw('UTC_TIMESTAMP(3)');
   }
