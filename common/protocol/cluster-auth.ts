@@ -6,7 +6,7 @@ import { HEADER } from './headers.js';
  * sha256, keyed by OMFLOW_CLUSTER_SECRET. The secret itself never crosses the wire, and a
  * captured request is only replayable for MAX_SKEW_MS.
  */
-export const MAX_SKEW_MS = 5 * 60_000;
+export const MAX_SKEW_MS = 60_000;
 
 export type Body = string | Uint8Array | undefined | null;
 

@@ -36,7 +36,8 @@ export async function adminFeature(app: FastifyInstance, opts: AdminFeatureOptio
     limits: opts.patch?.limits,
     chunkBytes: opts.patch?.chunkBytes ?? agentCfg?.chunkBytes,
     parallelism: opts.patch?.parallelism ?? agentCfg?.rolloutParallelism,
-    maxUploadBytes: opts.patch?.maxUploadBytes ?? 256 * 1024 * 1024,
+    // A release is a few MiB; the upload is held in memory while it is verified.
+    maxUploadBytes: opts.patch?.maxUploadBytes ?? 64 * 1024 * 1024,
   };
   await settingsPage(app, { deps, verifier: opts.licenseVerifier ?? createLicenseVerifier(), boosters, licenseBytes: MAX_LICENSE_FILE_BYTES });
   await clusterPage(app, { deps, boosters, pollMs: opts.clusterPollMs ?? 2000 });
