@@ -1,11 +1,13 @@
 // bench/booster-step-latency: how soon a ready step starts on a server (started_at − ready_at,
 // both from the database clock) with one booster and two servers, steps enqueued at a steady
 // rate. Goal: p99 ≤ 50 ms under normal load.
-// Usage: npx tsx bench/booster-step-latency.ts [--rate 50] [--seconds 10] [--poll MS]
+// Usage: npx tsx bench/booster-step-latency.ts [--rate 50] [--seconds 10] [--poll MS] [--hint]
+// --hint: after each enqueue, POST the signed wake-up hint (what the app server does after its commit).
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import knexFactory from 'knex';
 import { createBooster } from '../booster/booster.js';
+import { STEPS_READY_PATH } from '../booster/control-plane.js';
 import { boosterArea } from '../common/config/areas/booster.js';
 import { clusterArea } from '../common/config/areas/cluster.js';
 import { loadConfig } from '../common/config/load.js';
@@ -21,6 +23,7 @@ import { SECRET, startPostgres } from './booster-lib.js';
 const args = process.argv.slice(2);
 const rate = Number(args[args.indexOf('--rate') + 1] || 0) || 50;
 const seconds = Number(args[args.indexOf('--seconds') + 1] || 0) || 10;
+const hint = args.includes('--hint');
 const poll = args.includes('--poll') ? Number(args[args.indexOf('--poll') + 1]) : undefined;
 const pg = await startPostgres();
 const knex = knexFactory({ client: 'pg', connection: pg.url, pool: { min: 2, max: 20 } });
@@ -69,6 +72,9 @@ try {
   const total = rate * seconds;
   for (let i = 0; i < total; i++) {
     await enqueueStep(knex, { ticketId, stepKey: `s${i}`, stepType: 'compute' });
+    if (hint) {
+      void fetch(base + STEPS_READY_PATH, { method: 'POST', headers: signClusterRequest(SECRET, 'lat-app', 'POST', STEPS_READY_PATH, '') }).then((r) => r.arrayBuffer(), () => {});
+    }
     await new Promise((r) => setTimeout(r, 1000 / rate));
   }
   const end = Date.now() + 10_000;
@@ -76,7 +82,7 @@ try {
   const rows = await knex('steps').select(knex.raw('EXTRACT(EPOCH FROM (started_at - ready_at)) * 1000 AS ms'), 'dispatch_count').whereNotNull('started_at');
   const ms = rows.map((r) => Number(r.ms)).sort((a, b) => a - b);
   const q = (p: number) => ms[Math.min(ms.length - 1, Math.floor((p / 100) * ms.length))];
-  console.log(`\nbooster-step-latency: ${total} steps at ${rate}/s, 2 servers, one booster (defaults: dispatch poll ≤ ${config.booster.dispatchPollMs} ms)`);
+  console.log(`\nbooster-step-latency: ${total} steps at ${rate}/s, 2 servers, one booster (dispatch poll ≤ ${config.booster.dispatchPollMs} ms${hint ? ', wake-up hint after each enqueue' : ''})`);
   console.log(`ready → started ms: p50 ${q(50).toFixed(1)}, p90 ${q(90).toFixed(1)}, p99 ${q(99).toFixed(1)}, max ${ms[ms.length - 1].toFixed(1)} (goal p99 <= 50); started ${ms.length}/${total}`);
 } finally {
   for (const t of timers) clearInterval(t);

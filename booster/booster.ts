@@ -278,6 +278,9 @@ export function createBooster(deps: BoosterDeps): Booster {
     },
     agentUrls: () => table.list.map((e) => e.agentUrl).filter((u): u is string => !!u),
     licenseChanged: () => gate.refresh(),
+    stepsReady: () => {
+      if (role === 'active') dispatcher.poke();
+    },
   });
 
   const serves = () => role === 'active' || cfg.standbyServes;

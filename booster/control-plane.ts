@@ -28,6 +28,8 @@ export interface ControlCore {
   drain(serverId: string, draining: boolean, reason: string | null): Promise<boolean>;
   agentUrls(): string[];
   licenseChanged(): Promise<void>;
+  /** A step became ready (hint): wake the dispatcher. */
+  stepsReady(): void;
 }
 
 function json(res: ServerResponse, status: number, value: unknown, extra?: Record<string, string>): void {
@@ -59,6 +61,13 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     req.on('error', reject);
   });
 }
+
+/**
+ * Wake-up hint: an app server POSTs here (signed, empty body) right after committing a
+ * transaction that made a step ready, so the active dispatches it at once instead of at its
+ * next poll. Polling stays the fallback (a lost hint costs at most one poll interval).
+ */
+export const STEPS_READY_PATH = '/_booster/steps-ready';
 
 const DRAIN = /^\/_booster\/servers\/([^/]+)\/(drain|undrain)$/;
 
@@ -142,6 +151,12 @@ export function createControlPlane(core: ControlCore) {
         const failed = targets.filter((_, i) => results[i].status === 'rejected');
         if (failed.length) core.log.warn({ failed }, 'patch notice did not reach every agent; agents also poll the database');
         return json(res, 200, { notified: targets.length - failed.length, failed });
+      }
+      case STEPS_READY_PATH: {
+        await signed(req);
+        core.stepsReady();
+        res.writeHead(204);
+        return void res.end();
       }
       case BOOSTER_PATH.licenseChanged: {
         await signed(req);

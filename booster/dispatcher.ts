@@ -32,6 +32,8 @@ export class StepDispatcher {
   #running = false;
   #loop: Promise<void> | null = null;
   #wake: (() => void) | null = null;
+  /** A poke arrived while a round was running: go again without sleeping. */
+  #poked = false;
   /** Dispatch POSTs in flight (awaited on stop). */
   readonly #pending = new Set<Promise<void>>();
 
@@ -45,6 +47,7 @@ export class StepDispatcher {
 
   /** Wake the loop now (a server got capacity, a notification arrived). */
   poke(): void {
+    this.#poked = true;
     this.#wake?.();
   }
 
@@ -59,12 +62,18 @@ export class StepDispatcher {
     let idle = 0;
     while (this.#running) {
       let found = 0;
+      this.#poked = false;
       try {
         if (this.d.allowed()) found = await this.#round();
       } catch (err) {
         this.d.log.warn({ err }, 'step dispatch round failed');
       }
       if (!this.#running) break;
+      if (this.#poked) {
+        // Woken during the round (hint or free capacity): look again at once.
+        idle = 0;
+        continue;
+      }
       idle = found > 0 ? 0 : idle + 1;
       // Back off gently: 1 ms after work, up to pollMs when idle.
       const wait = found > 0 ? 1 : Math.min(this.d.opts.dispatchPollMs, 2 * idle);

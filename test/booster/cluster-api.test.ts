@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createBooster, type Booster } from '../../booster/booster.js';
+import { STEPS_READY_PATH } from '../../booster/control-plane.js';
 import type { LicenseGate } from '../../booster/license/gate.js';
 import { run as statusRun } from '../../booster/status-cli.js';
 import { verifyClusterRequest } from '../../common/protocol/cluster-auth.js';
@@ -69,6 +70,22 @@ describe('step dispatch and cluster API', () => {
     for (const id of ids) expect(s1.runs.get(id)).toBe(1);
     const rows = await tdb.knex('steps').whereIn('id', ids);
     expect(rows.every((r) => Number(r.dispatch_count) === 1 && r.assigned_server === 'w1')).toBe(true);
+  });
+
+  it('accepts a signed steps-ready hint (and refuses a forged one); the hinted step runs once', async () => {
+    const b = await startBooster('api-hint');
+    await until(() => b.role() === 'active', 'active');
+    const [s] = await fixtures([b.base], ['h1']);
+    await until(() => b.table.routable.length === 1, 'server up');
+    const forged = await signedPost(b.base, STEPS_READY_PATH, '', 'not-the-cluster-secret-0123456789');
+    expect(forged.status).toBe(401);
+    expect(((await forged.json()) as { code: string }).code).toBe('COMMON_ERR_CLUSTER_AUTH');
+    const [id] = await enqueueSteps(tdb.knex, 1);
+    const r = await signedPost(b.base, STEPS_READY_PATH, '');
+    expect(r.status).toBe(204);
+    await until(async () => (await tdb.knex('steps').where({ id, state: 'done' })).length === 1, 'hinted step done');
+    expect(s.dispatches.map((d) => d.stepId)).toEqual([id]);
+    expect(s.runs.get(id)).toBe(1);
   });
 
   it('pauses step dispatch while the license gate is closed', async () => {
