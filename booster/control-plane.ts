@@ -67,7 +67,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
  * transaction that made a step ready, so the active dispatches it at once instead of at its
  * next poll. Polling stays the fallback (a lost hint costs at most one poll interval).
  */
-export const STEPS_READY_PATH = '/_booster/steps-ready';
+export const STEPS_READY_PATH = BOOSTER_PATH.stepsReady;
 
 const DRAIN = /^\/_booster\/servers\/([^/]+)\/(drain|undrain)$/;
 

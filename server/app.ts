@@ -39,6 +39,7 @@ import { purgeIdempotencyKeys } from './http/idempotency.js';
 import { openapiRoutes } from './openapi.js';
 import { LOG_LEVELS } from '../common/config/areas/cluster.js';
 import { SETTING } from './features/settings/store.js';
+import { createStepsReadyHint } from './steps-ready-hint.js';
 
 export interface BuildOptions {
   config: ServerConfig;
@@ -130,6 +131,7 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
     ? createLocalDispatcher({ db, log, nodeId, runtime, runner, leaseMs: config.server.stepLeaseMs, pollMs: config.server.dispatchPollMs })
     : null;
   if (dispatcher) kick = () => dispatcher.kick();
+  else kick = createStepsReadyHint({ boosterUrls: deps.boosterUrls, secret: config.cluster.secret, nodeId, log });
   const onCommitted = () => kick();
 
   await app.register(healthRoutes, { db, runtime, timeoutMs: config.server.readyTimeoutMs });

@@ -34,6 +34,8 @@ export const BOOSTER_PATH = {
   undrain: (serverId: string) => `/_booster/servers/${encodeURIComponent(serverId)}/undrain`,
   /** POST PatchNotice — the booster fans it out to every agent it knows. */
   patchNotice: '/_booster/patch-notice',
+  /** POST (empty body) — a server committed a ready step: dispatch now instead of at the next poll. */
+  stepsReady: '/_booster/steps-ready',
   /** POST LicenseChanged — re-read the license from the database now. */
   licenseChanged: '/_booster/license-changed',
 } as const;

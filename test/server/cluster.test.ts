@@ -148,6 +148,7 @@ describe('heartbeats to a booster pair, fencing from replies, graceful stop', ()
   let t: TestDatabase;
   const boosters: Server[] = [];
   const received: Array<{ booster: number; hb: Heartbeat; authOk: boolean }> = [];
+  const hints: Array<{ booster: number; authOk: boolean }> = [];
   let srv: ServerProcess;
   beforeAll(async () => {
     t = await createTestDatabase('postgres', { migrate: true });
@@ -159,6 +160,7 @@ describe('heartbeats to a booster pair, fencing from replies, graceful stop', ()
         req.on('end', () => {
           const authOk = verifyClusterRequest(SECRET, { method: req.method!, path: req.url!, headers: req.headers, body }).ok;
           if (req.url === BOOSTER_PATH.heartbeat) received.push({ booster: idx, hb: parseHeartbeat(JSON.parse(body)), authOk });
+          if (req.url === BOOSTER_PATH.stepsReady) hints.push({ booster: idx, authOk });
           res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ role: idx === 0 ? 'active' : 'standby', epoch: 7, boosterId: `b${idx}`, activeUrl: null }));
         });
       });
@@ -166,6 +168,7 @@ describe('heartbeats to a booster pair, fencing from replies, graceful stop', ()
       boosters.push(s);
       ports.push((s.address() as { port: number }).port);
     }
+    await seed(t.db, { adminUser: 'admin', adminPassword: 'admin-pass-1', demo: true });
     srv = await startServerProcess({
       OMFLOW_DB_URL: t.url, OMFLOW_NODE_ID: 'srv-hb', BOOSTER_IP: '127.0.0.1', BOOSTER_PORT: String(ports[0]), SECOND_BOOSTER_IP: '127.0.0.1', SECOND_BOOSTER_PORT: String(ports[1]),
       OMFLOW_SERVER_HEARTBEAT_MS: '200', OMFLOW_AGENT_URL: 'http://127.0.0.1:5999', OMFLOW_SERVER_VERSION: '9.9.9-test',
@@ -176,6 +179,20 @@ describe('heartbeats to a booster pair, fencing from replies, graceful stop', ()
     for (const s of boosters) await new Promise<void>((r) => s.close(() => r()));
     await t?.drop();
   });
+
+  it('a ticket that reaches an automatic step wakes both boosters with a signed steps-ready hint', async () => {
+    const login = await fetch(`${srv.url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: 'admin-pass-1' }) });
+    const { token } = (await login.json()) as { token: string };
+    const created = await fetch(`${srv.url}/api/forms/it-request/tickets`, {
+      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ data: { title: 'hint', category: 'software', amount: 1 } }),
+    });
+    expect(created.status).toBe(201);
+    const deadline = Date.now() + 10_000;
+    while (new Set(hints.map((h) => h.booster)).size < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(new Set(hints.map((h) => h.booster))).toEqual(new Set([0, 1]));
+    expect(hints.every((h) => h.authOk)).toBe(true);
+  }, 30_000);
 
   it('reports load to both boosters in order, signed; learns the epoch; reports draining and exits on SIGTERM', async () => {
     const deadline = Date.now() + 15_000;
