@@ -221,16 +221,23 @@ export function createBooster(deps: BoosterDeps): Booster {
     if (role === 'active' && table.stepRoom(entry) > 0) dispatcher.poke();
   }
 
+  // status and events are unauthenticated reads on the public port: however often they are
+  // asked, the shared database sees at most one query of each per second from this booster.
+  const dbView = memoizeFor(1000, async () => {
+    try {
+      const [boosters, rollout] = await Promise.all([store.listNodes(), store.latestRollout()]);
+      return { boosters: boosters as unknown[], rollout: rollout as unknown };
+    } catch (err) {
+      log.warn({ err }, 'could not read booster nodes or rollout');
+      return { boosters: [] as unknown[], rollout: null as unknown };
+    }
+  });
+  const recentEvents = new Map<number, () => Promise<unknown>>();
+
   async function status() {
     const now = clock();
     const used = table.list.filter((e) => table.stateOf(e, now) !== 'down').length;
-    let boosters: unknown[] = [];
-    let rollout: unknown = null;
-    try {
-      [boosters, rollout] = await Promise.all([store.listNodes(), store.latestRollout()]);
-    } catch (err) {
-      log.warn({ err }, 'could not read booster nodes or rollout');
-    }
+    const { boosters, rollout } = await dbView();
     return {
       role, epoch: currentEpoch(), pid: process.pid, nodeId, url: selfUrl, version, peer: cfg.peerUrl ?? null, peerAlive: cfg.peerUrl ? peerAlive : null,
       activeUrl, uptimeMs: Date.now() - startedAt, licenseAllowsDistribution: gate.allowsDistribution(),
@@ -256,7 +263,11 @@ export function createBooster(deps: BoosterDeps): Booster {
       for (const e of table.list) metrics.inflight.labels(e.id).set(e.inflight);
       return { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() };
     },
-    events: (limit) => store.recentEvents(limit),
+    events: (limit) => {
+      let read = recentEvents.get(limit);
+      if (!read) recentEvents.set(limit, (read = memoizeFor(1000, () => store.recentEvents(limit))));
+      return read() as ReturnType<typeof store.recentEvents>;
+    },
     heartbeat,
     async agentReport(r) {
       const e = table.servers.get(r.nodeId);
@@ -385,5 +396,20 @@ export function createBooster(deps: BoosterDeps): Booster {
       if (ownDb) await db.destroy();
       log.info('booster stopped');
     },
+  };
+}
+
+/** Runs `fn` at most once per `ttlMs`; callers in between share the last (or pending) answer. */
+function memoizeFor<T>(ttlMs: number, fn: () => Promise<T>): () => Promise<T> {
+  let at = -Infinity;
+  let value: Promise<T> | undefined;
+  return () => {
+    const now = performance.now();
+    if (!value || now - at >= ttlMs) {
+      at = now;
+      value = fn();
+      value.catch(() => (at = -Infinity));
+    }
+    return value;
   };
 }
