@@ -171,15 +171,7 @@ export class RolloutWorker {
           await this.soak();
         } catch (err) {
           log.error({ err, version: r.version }, 'new release failed its health gate; reverting this node and halting the rollout');
-          await setNodeState(db, r.id, nodeId, 'failed', { toVersion: r.version, error: describe(err) });
-          await haltRollout(db, r.id, `${nodeId} failed the health gate of ${r.version}: ${describe(err)}`).catch(() => undefined);
-          await supervisor.stopInternal({ drain: false });
-          if (from) {
-            releases.switchCurrent(from.version);
-            await supervisor.startInternal();
-          }
-          await setNodeState(db, r.id, nodeId, 'reverted', { toVersion: r.version });
-          await this.deps.undrain();
+          await this.revert(r, from?.version ?? null, err);
           return;
         }
         await this.deps.undrain();
@@ -190,6 +182,20 @@ export class RolloutWorker {
         supervisor.setPatching(false);
       }
     });
+  }
+
+  /** A failed health gate: back to the previous release, and the rollout halted cluster-wide. */
+  private async revert(r: Rollout, from: string | null, err: unknown): Promise<void> {
+    const { db, nodeId, releases, supervisor } = this.deps;
+    await setNodeState(db, r.id, nodeId, 'failed', { toVersion: r.version, error: describe(err) });
+    await haltRollout(db, r.id, `${nodeId} failed the health gate of ${r.version}: ${describe(err)}`).catch(() => undefined);
+    await supervisor.stopInternal({ drain: false });
+    if (from) {
+      releases.switchCurrent(from);
+      await supervisor.startInternal();
+    }
+    await setNodeState(db, r.id, nodeId, 'reverted', { toVersion: r.version });
+    await this.deps.undrain();
   }
 
   private async resumeGate(r: Rollout, from: string): Promise<void> {
@@ -203,13 +209,7 @@ export class RolloutWorker {
           await setNodeState(db, r.id, nodeId, 'soaking', { toVersion: r.version });
           await this.soak();
         } catch (err) {
-          await setNodeState(db, r.id, nodeId, 'failed', { toVersion: r.version, error: describe(err) });
-          await haltRollout(db, r.id, `${nodeId} failed the health gate of ${r.version}: ${describe(err)}`).catch(() => undefined);
-          await supervisor.stopInternal({ drain: false });
-          releases.switchCurrent(from);
-          await supervisor.startInternal();
-          await setNodeState(db, r.id, nodeId, 'reverted', { toVersion: r.version });
-          await this.deps.undrain();
+          await this.revert(r, from, err);
           return;
         }
         await this.deps.undrain();
