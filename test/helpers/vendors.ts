@@ -13,3 +13,14 @@ export function selectedVendors(env: Record<string, string | undefined>): Vendor
   if (missing.length) throw new Error(`TEST_DB names ${missing.join(', ')} but OMFLOW_TEST_<VENDOR>_URL is not set for it`);
   return names as Vendor[];
 }
+
+// What the global setup (test/setup/global-setup.ts) provides to every test file.
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** Superuser URL of the embedded PostgreSQL (database `postgres`). */
+    pgAdminUrl: string;
+    /** Admin URL of the MariaDB/MySQL server, when OMFLOW_TEST_MYSQL_URL is set. */
+    mysqlAdminUrl: string | null;
+    vendors: string[];
+  }
+}

@@ -5,15 +5,6 @@ import type { TestProject } from 'vitest/node';
 import { selectedVendors } from '../helpers/vendors.js';
 import { freePort } from '../helpers/processes.js';
 
-declare module 'vitest' {
-  export interface ProvidedContext {
-    /** Superuser URL of the embedded PostgreSQL (database `postgres`). */
-    pgAdminUrl: string;
-    /** Admin URL of the MariaDB/MySQL server, when OMFLOW_TEST_MYSQL_URL is set. */
-    mysqlAdminUrl: string | null;
-    vendors: string[];
-  }
-}
 
 
 /**
