@@ -8,7 +8,8 @@ import type { Logger } from '../common/log.js';
 import { RELEASE_ENTRY } from '../common/patch/index.js';
 import { AgentErrors } from './errors.js';
 import { probe, type ProbeResult } from './health.js';
-import { cmdlineOf, groupAlive, isAlive, isZombie, readJsonFile, removeFile, signalGroup, sleep, writeJsonFile } from './process-control.js';
+import { groupAlive } from '../common/process-group.js';
+import { cmdlineOf, isAlive, isZombie, readJsonFile, removeFile, signalGroup, sleep, writeJsonFile } from './process-control.js';
 import type { ReleaseStore } from './releases.js';
 
 export interface SupervisorTimings {

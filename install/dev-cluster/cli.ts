@@ -10,7 +10,8 @@ import { migrateLatest } from '../../common/db/migrate.js';
 import { parseDatabaseUrl } from '../../common/db/url.js';
 import { probePair } from './cluster-probe.js';
 import { startEmbeddedDb, type EmbeddedDb } from './embedded-db.js';
-import { groupAlive, spawnGroup, stopGroup, tailOf, type ManagedProcess } from './process-group.js';
+import { groupAlive } from '../../common/process-group.js';
+import { spawnGroup, stopGroup, tailOf, type ManagedProcess } from './process-group.js';
 
 /** The repository (or package) root: install/dev-cluster/ → ../../ */
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -95,10 +96,6 @@ function portFree(port: number): Promise<boolean> {
     srv.once('error', () => resolve(false));
     srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
-}
-
-function partExists(rel: string): boolean {
-  return existsSync(join(ROOT, rel + '.ts')) || existsSync(join(ROOT, rel + '.js'));
 }
 
 /** Process groups a previous `omflow dev` left behind (it was SIGKILLed): stop them before reusing ports. */
@@ -235,103 +232,94 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
     };
     const node = process.execPath;
 
-    if (partExists('server/cli')) {
-      say('seeding the admin user and the demo form');
-      const out = await new Promise<{ code: number; text: string }>((resolve) => {
-        execFile(node, [OMFLOW_BIN, 'server', 'seed', '--admin-user', 'admin', '--admin-password', adminPassword, '--demo'], { cwd: ROOT, env: baseEnv as NodeJS.ProcessEnv, timeout: 120_000 }, (err, stdout, stderr) =>
-          resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, text: `${stdout}${stderr}` }),
-        );
-      });
-      if (out.code !== 0) throw new Error(`omflow server seed failed (exit ${out.code}):\n${out.text}`);
-    } else say('server/ is not part of this tree yet: no seeding');
+    say('seeding the admin user and the demo form');
+    const out = await new Promise<{ code: number; text: string }>((resolve) => {
+      execFile(node, [OMFLOW_BIN, 'server', 'seed', '--admin-user', 'admin', '--admin-password', adminPassword, '--demo'], { cwd: ROOT, env: baseEnv as NodeJS.ProcessEnv, timeout: 120_000 }, (err, stdout, stderr) =>
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, text: `${stdout}${stderr}` }),
+      );
+    });
+    if (out.code !== 0) throw new Error(`omflow server seed failed (exit ${out.code}):\n${out.text}`);
     checkStop();
 
     // 3. Boosters: the first becomes active (it starts alone), the second its standby.
     const boosterUrls = boosterPorts.map((p) => `http://127.0.0.1:${p}`);
-    const haveBooster = partExists('booster/cli');
-    if (haveBooster) {
-      for (const [i, port] of boosterPorts.entries()) {
-        const id = `booster-${i + 1}`;
-        say(`starting ${id} on ${boosterUrls[i]}`);
-        const dataDir = join(nodesDir, id);
-        mkdirSync(dataDir, { recursive: true });
-        const p = spawnGroup(id, node, [OMFLOW_BIN, 'booster'], {
+    for (const [i, port] of boosterPorts.entries()) {
+      const id = `booster-${i + 1}`;
+      say(`starting ${id} on ${boosterUrls[i]}`);
+      const dataDir = join(nodesDir, id);
+      mkdirSync(dataDir, { recursive: true });
+      const p = spawnGroup(id, node, [OMFLOW_BIN, 'booster'], {
+        cwd: ROOT,
+        logFile: join(logDir, `${id}.log`),
+        env: {
+          ...baseEnv,
+          OMFLOW_NODE_ID: id,
+          OMFLOW_DATA_DIR: dataDir,
+          OMFLOW_BOOSTER_HOST: '127.0.0.1',
+          OMFLOW_BOOSTER_PORT: String(port),
+          OMFLOW_BOOSTER_ADVERTISE_URL: boosterUrls[i],
+          OMFLOW_BOOSTER_PEER_URL: boosterUrls[1 - i],
+        },
+      });
+      boosters.push(p);
+      recordPids();
+      if (i === 0) {
+        // Wait for the first to lead, so "5169 is the active" holds on every start.
+        for (let n = 0; ; n++) {
+          checkStop();
+          if (p.hasExited()) failStart(p);
+          const view = await probePair([boosterUrls[0]], secret);
+          if (view.roles[boosterUrls[0]] === 'active') break;
+          if (n * 100 > opts.timeoutMs) throw new Error(`${id} did not become active in time:\n${tailOf(p.logFile)}`);
+          await sleep(100);
+        }
+      }
+    }
+
+    // 4. Agents, each starting its own app server.
+    for (let i = 1; i <= opts.servers; i++) {
+      checkStop();
+      const id = `server-${i}`;
+      const dataDir = join(nodesDir, id);
+      mkdirSync(dataDir, { recursive: true });
+      const [agentPort, serverPort] = [await freePort(), await freePort()];
+      say(`starting agent ${id} (agent 127.0.0.1:${agentPort}, app server 127.0.0.1:${serverPort})`);
+      agents.push(
+        spawnGroup(id, node, [OMFLOW_BIN, 'agent'], {
           cwd: ROOT,
           logFile: join(logDir, `${id}.log`),
           env: {
             ...baseEnv,
             OMFLOW_NODE_ID: id,
             OMFLOW_DATA_DIR: dataDir,
-            OMFLOW_BOOSTER_HOST: '127.0.0.1',
-            OMFLOW_BOOSTER_PORT: String(port),
-            OMFLOW_BOOSTER_ADVERTISE_URL: boosterUrls[i],
-            OMFLOW_BOOSTER_PEER_URL: boosterUrls[1 - i],
+            OMFLOW_AGENT_HOST: '127.0.0.1',
+            OMFLOW_AGENT_PORT: String(agentPort),
+            OMFLOW_AGENT_URL: `http://127.0.0.1:${agentPort}`,
+            OMFLOW_SERVER_HOST: '127.0.0.1',
+            OMFLOW_SERVER_PORT: String(serverPort),
+            OMFLOW_SERVER_URL: `http://127.0.0.1:${serverPort}`,
           },
-        });
-        boosters.push(p);
-        recordPids();
-        if (i === 0) {
-          // Wait for the first to lead, so "5169 is the active" holds on every start.
-          for (let n = 0; ; n++) {
-            checkStop();
-            if (p.hasExited()) failStart(p);
-            const view = await probePair([boosterUrls[0]], secret);
-            if (view.roles[boosterUrls[0]] === 'active') break;
-            if (n * 100 > opts.timeoutMs) throw new Error(`${id} did not become active in time:\n${tailOf(p.logFile)}`);
-            await sleep(100);
-          }
-        }
-      }
-    } else say('booster/ is not part of this tree yet: no boosters');
-
-    // 4. Agents, each starting its own app server.
-    if (partExists('agent/cli')) {
-      for (let i = 1; i <= opts.servers; i++) {
-        checkStop();
-        const id = `server-${i}`;
-        const dataDir = join(nodesDir, id);
-        mkdirSync(dataDir, { recursive: true });
-        const [agentPort, serverPort] = [await freePort(), await freePort()];
-        say(`starting agent ${id} (agent 127.0.0.1:${agentPort}, app server 127.0.0.1:${serverPort})`);
-        agents.push(
-          spawnGroup(id, node, [OMFLOW_BIN, 'agent'], {
-            cwd: ROOT,
-            logFile: join(logDir, `${id}.log`),
-            env: {
-              ...baseEnv,
-              OMFLOW_NODE_ID: id,
-              OMFLOW_DATA_DIR: dataDir,
-              OMFLOW_AGENT_HOST: '127.0.0.1',
-              OMFLOW_AGENT_PORT: String(agentPort),
-              OMFLOW_AGENT_URL: `http://127.0.0.1:${agentPort}`,
-              OMFLOW_SERVER_HOST: '127.0.0.1',
-              OMFLOW_SERVER_PORT: String(serverPort),
-              OMFLOW_SERVER_URL: `http://127.0.0.1:${serverPort}`,
-            },
-          }),
-        );
-        recordPids();
-      }
-    } else say('agent/ is not part of this tree yet: no app servers');
+        }),
+      );
+      recordPids();
+    }
 
     // 5. Ready when both boosters answer (one active) and every server is up.
-    if (haveBooster) {
-      const want = agents.length;
-      let last = '';
-      const deadline = Date.now() + opts.timeoutMs;
-      for (;;) {
-        checkStop();
-        for (const p of [...boosters, ...agents]) if (p.hasExited()) failStart(p);
-        const view = await probePair(boosterUrls, secret);
-        const roles = Object.values(view.roles);
-        const active = roles.filter((r) => r === 'active').length;
-        const line = `boosters: ${roles.join('/')}; servers up: ${view.serversUp.length}/${want}`;
-        if (line !== last) say(line);
-        last = line;
-        if (active === 1 && !roles.includes('down') && view.serversUp.length >= want) break;
-        if (Date.now() > deadline) throw new Error(`not ready after ${opts.timeoutMs / 1000} s (${line}); logs in ${logDir}`);
-        await sleep(250);
-      }
+    const want = agents.length;
+    let last = '';
+    const deadline = Date.now() + opts.timeoutMs;
+    for (;;) {
+      checkStop();
+      for (const p of [...boosters, ...agents]) if (p.hasExited()) failStart(p);
+      const view = await probePair(boosterUrls, secret);
+      const roles = Object.values(view.roles);
+      const active = roles.filter((r) => r === 'active').length;
+      const line = `boosters: ${roles.join('/')}; servers up: ${view.serversUp.length}/${want}`;
+      if (line !== last) say(line);
+      last = line;
+      if (active === 1 && !roles.includes('down') && view.serversUp.length >= want) break;
+      if (Date.now() > deadline) throw new Error(`not ready after ${opts.timeoutMs / 1000} s (${line}); logs in ${logDir}`);
+      await sleep(250);
     }
 
     const url = `${boosterUrls[0]}/`;

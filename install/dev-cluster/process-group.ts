@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
+import { groupAlive } from '../../common/process-group.js';
 
 /**
  * A child process in its own process group, its output appended to a log file. Killing the
@@ -38,16 +39,6 @@ export function spawnGroup(
   });
   if (child.pid === undefined) throw new Error(`cannot start ${name}: ${command}`);
   return { name, pid: child.pid, logFile: opts.logFile, child, exited, hasExited: () => done };
-}
-
-/** True while any process of the group exists (the leader may be gone, its children not). */
-export function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function signalGroup(pgid: number, sig: NodeJS.Signals): void {

@@ -4,17 +4,10 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { probePair } from '../../install/dev-cluster/cluster-probe.js';
 import { freePort, startOmflow, stopAll, waitFor, type RunningProcess } from '../helpers/processes.js';
-import { CLUSTER_PARTS_PRESENT, cleanEnv, processesMentioning, raiseTicket, runScript } from './helpers.js';
+import { cleanEnv, processesMentioning, raiseTicket, runScript } from './helpers.js';
 import { OMFLOW_BIN } from '../helpers/processes.js';
+import { groupAlive } from '../../common/process-group.js';
 
-function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 // `npm start` = `omflow dev`: the whole cluster on one machine, then a clean stop.
 describe('omflow dev (npm start)', () => {
@@ -28,7 +21,7 @@ describe('omflow dev (npm start)', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it.skipIf(!CLUSTER_PARTS_PRESENT)('reaches "ready" with two boosters (one active) and the servers up, serves a ticket, and SIGTERM leaves nothing running', async () => {
+  it('reaches "ready" with two boosters (one active) and the servers up, serves a ticket, and SIGTERM leaves nothing running', async () => {
     const port = await freePort();
     const password = 'Dev-test-pw-42';
     dev = startOmflow('omflow dev', ['dev', '--servers', '2', '--port', String(port), '--dir', dir, '--admin-password', password], { OMFLOW_LOG_LEVEL: 'info' });

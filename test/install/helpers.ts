@@ -74,8 +74,6 @@ export function readEnvFile(text: string): Record<string, string> {
   return out;
 }
 
-export const CLUSTER_PARTS_PRESENT = ['booster/cli.ts', 'agent/cli.ts', 'server/cli.ts'].every((f) => existsSync(join(REPO_ROOT, f)));
-
 interface Field {
   key: string;
   type: string;

@@ -7,7 +7,7 @@ import { buildPackages } from '../../install/package.js';
 import { probePair } from '../../install/dev-cluster/cluster-probe.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { freePort, REPO_ROOT, waitFor } from '../helpers/processes.js';
-import { CLUSTER_PARTS_PRESENT, cleanEnv, processesMentioning, raiseTicket, readEnvFile, runScript } from './helpers.js';
+import { cleanEnv, processesMentioning, raiseTicket, readEnvFile, runScript } from './helpers.js';
 
 function alive(pid: number): boolean {
   try {
@@ -81,7 +81,7 @@ describe('release packages, installed with install.sh --prefix', () => {
     const adminPassword = 'Install-test-pw-1';
     for (let i = 1; i <= 2; i++) {
       const prefix = join(work, `agent-${i}`);
-      const seed = i === 1 && CLUSTER_PARTS_PRESENT ? ['--admin-user', 'admin', '--admin-password', adminPassword, '--demo'] : [];
+      const seed = i === 1 ? ['--admin-user', 'admin', '--admin-password', adminPassword, '--demo'] : [];
       const r = await runScript(join(agentPkg, 'install.sh'), [
         '--prefix', prefix, '--non-interactive', '--booster-ip', '127.0.0.1', '--booster-port', String(b1), '--second-booster-ip', '127.0.0.1', '--second-booster-port', String(b2),
         '--server-ip', '127.0.0.1', '--listen', '127.0.0.1', '--agent-port', String(await freePort()), '--server-port', String(await freePort()),
@@ -108,53 +108,51 @@ describe('release packages, installed with install.sh --prefix', () => {
 
     for (const i of installs) expect((await runScript(i.service, ['status'])).code, `${i.name} status before start`).toBe(3);
 
-    if (CLUSTER_PARTS_PRESENT) {
-      // Documented start order: database, Boosters, then agents.
-      for (const i of installs) {
-        const r = await runScript(i.service, ['start']);
-        expect(r.code, `${i.name}: ${r.stdout}${r.stderr}`).toBe(0);
-      }
-      for (const i of installs) expect((await runScript(i.service, ['status'])).code, `${i.name} status`).toBe(0);
-      const urls = [`http://127.0.0.1:${b1}`, `http://127.0.0.1:${b2}`];
-      await waitFor(
-        async () => {
-          const v = await probePair(urls, secret);
-          return Object.values(v.roles).filter((r) => r === 'active').length === 1 && !Object.values(v.roles).includes('down') && v.serversUp.length >= 2;
-        },
-        { timeoutMs: 90_000, intervalMs: 500, what: 'two boosters (one active) and two servers up' },
-      );
-      const active = (await probePair(urls, secret)).roles[urls[0]] === 'active' ? urls[0] : urls[1];
-      const ticket = await raiseTicket(active, 'admin', adminPassword);
-      expect(ticket.status, JSON.stringify(ticket.body)).toBe(201);
-
-      // Re-running the installer upgrades in place: same answers, the service restarted.
-      const upgrade = await runScript(join(boosterPkg, 'install.sh'), ['--prefix', installs[0].prefix, '--non-interactive']);
-      expect(upgrade.code, upgrade.stdout + upgrade.stderr).toBe(0);
-      expect(upgrade.stdout).toContain('(upgraded)');
-      expect((await runScript(installs[0].service, ['status'])).code).toBe(0);
-      expect(readEnvFile(readFileSync(join(installs[0].prefix, 'etc/omflow/booster.env'), 'utf8'))).toMatchObject({ OMFLOW_CLUSTER_SECRET: secret, OMFLOW_BOOSTER_PORT: String(b1), OMFLOW_DB_URL: tdb.url });
-      await waitFor(async () => Object.values((await probePair(urls, secret)).roles).filter((r) => r === 'active').length === 1, { timeoutMs: 30_000, what: 'one active booster after the upgrade' });
-
-      // An agent killed -9 is "dead with a pid file" (1); stop then also ends the app server
-      // it left behind for adoption, so nothing of the node runs.
-      const agent2 = installs.find((x) => x.name === 'server-2')!;
-      const agentData = join(agent2.prefix, 'var/lib/omflow/agent');
-      const agentPid = Number(readFileSync(join(agentData, 'omflow-booster-agent.pid'), 'utf8'));
-      const serverPid = (JSON.parse(readFileSync(join(agentData, 'server.pid'), 'utf8')) as { pid: number }).pid;
-      process.kill(agentPid, 'SIGKILL');
-      await waitFor(() => !alive(agentPid), { timeoutMs: 10_000, what: 'the agent to die' });
-      expect(alive(serverPid)).toBe(true);
-      expect((await runScript(agent2.service, ['status'])).code).toBe(1);
-      expect((await runScript(agent2.service, ['stop'])).code).toBe(0);
-      expect(alive(serverPid)).toBe(false);
-      expect((await runScript(agent2.service, ['status'])).code).toBe(3);
-
-      // Agents first, then the boosters.
-      for (const i of [...installs].reverse()) expect((await runScript(i.service, ['stop'])).code, `${i.name} stop`).toBe(0);
-      for (const i of installs) expect((await runScript(i.service, ['status'])).code, `${i.name} status after stop`).toBe(3);
-      expect(processesMentioning(work)).toEqual([]);
-      for (const i of installs) expect(existsSync(join(i.prefix, 'var/lib/omflow', i.name.startsWith('booster') ? 'booster' : 'agent', `${i.name.startsWith('booster') ? 'omflow-booster' : 'omflow-booster-agent'}.pid`))).toBe(false);
+    // Documented start order: database, Boosters, then agents.
+    for (const i of installs) {
+      const r = await runScript(i.service, ['start']);
+      expect(r.code, `${i.name}: ${r.stdout}${r.stderr}`).toBe(0);
     }
+    for (const i of installs) expect((await runScript(i.service, ['status'])).code, `${i.name} status`).toBe(0);
+    const urls = [`http://127.0.0.1:${b1}`, `http://127.0.0.1:${b2}`];
+    await waitFor(
+      async () => {
+        const v = await probePair(urls, secret);
+        return Object.values(v.roles).filter((r) => r === 'active').length === 1 && !Object.values(v.roles).includes('down') && v.serversUp.length >= 2;
+      },
+      { timeoutMs: 90_000, intervalMs: 500, what: 'two boosters (one active) and two servers up' },
+    );
+    const active = (await probePair(urls, secret)).roles[urls[0]] === 'active' ? urls[0] : urls[1];
+    const ticket = await raiseTicket(active, 'admin', adminPassword);
+    expect(ticket.status, JSON.stringify(ticket.body)).toBe(201);
+
+    // Re-running the installer upgrades in place: same answers, the service restarted.
+    const upgrade = await runScript(join(boosterPkg, 'install.sh'), ['--prefix', installs[0].prefix, '--non-interactive']);
+    expect(upgrade.code, upgrade.stdout + upgrade.stderr).toBe(0);
+    expect(upgrade.stdout).toContain('(upgraded)');
+    expect((await runScript(installs[0].service, ['status'])).code).toBe(0);
+    expect(readEnvFile(readFileSync(join(installs[0].prefix, 'etc/omflow/booster.env'), 'utf8'))).toMatchObject({ OMFLOW_CLUSTER_SECRET: secret, OMFLOW_BOOSTER_PORT: String(b1), OMFLOW_DB_URL: tdb.url });
+    await waitFor(async () => Object.values((await probePair(urls, secret)).roles).filter((r) => r === 'active').length === 1, { timeoutMs: 30_000, what: 'one active booster after the upgrade' });
+
+    // An agent killed -9 is "dead with a pid file" (1); stop then also ends the app server
+    // it left behind for adoption, so nothing of the node runs.
+    const agent2 = installs.find((x) => x.name === 'server-2')!;
+    const agentData = join(agent2.prefix, 'var/lib/omflow/agent');
+    const agentPid = Number(readFileSync(join(agentData, 'omflow-booster-agent.pid'), 'utf8'));
+    const serverPid = (JSON.parse(readFileSync(join(agentData, 'server.pid'), 'utf8')) as { pid: number }).pid;
+    process.kill(agentPid, 'SIGKILL');
+    await waitFor(() => !alive(agentPid), { timeoutMs: 10_000, what: 'the agent to die' });
+    expect(alive(serverPid)).toBe(true);
+    expect((await runScript(agent2.service, ['status'])).code).toBe(1);
+    expect((await runScript(agent2.service, ['stop'])).code).toBe(0);
+    expect(alive(serverPid)).toBe(false);
+    expect((await runScript(agent2.service, ['status'])).code).toBe(3);
+
+    // Agents first, then the boosters.
+    for (const i of [...installs].reverse()) expect((await runScript(i.service, ['stop'])).code, `${i.name} stop`).toBe(0);
+    for (const i of installs) expect((await runScript(i.service, ['status'])).code, `${i.name} status after stop`).toBe(3);
+    expect(processesMentioning(work)).toEqual([]);
+    for (const i of installs) expect(existsSync(join(i.prefix, 'var/lib/omflow', i.name.startsWith('booster') ? 'booster' : 'agent', `${i.name.startsWith('booster') ? 'omflow-booster' : 'omflow-booster-agent'}.pid`))).toBe(false);
 
     // Uninstall keeps configuration and data; --purge removes them.
     const keep = await runScript(join(work, 'agent-2/opt/omflow/BoosterAgent/uninstall.sh'), ['--non-interactive']);
