@@ -17,7 +17,11 @@ export function cleanEnv(extra: Record<string, string> = {}): Record<string, str
 }
 
 /** Runs a script to completion (bounded), feeding `input` on stdin. */
-export function runScript(cmd: string, args: string[], opts: { env?: Record<string, string>; input?: string; cwd?: string; timeoutMs?: number } = {}): Promise<ScriptResult> {
+export function runScript(
+  cmd: string,
+  args: string[],
+  opts: { env?: Record<string, string>; input?: string; cwd?: string; timeoutMs?: number } = {},
+): Promise<ScriptResult> {
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? cleanEnv(), stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     let stdout = '';
@@ -104,12 +108,22 @@ function sampleValue(f: Field): unknown {
  * What a user does: log in through the booster, pick the demo form (the first published one),
  * fill in its fields and raise a ticket. Returns the HTTP status and body of the raise.
  */
-export async function raiseTicket(baseUrl: string, username: string, password: string): Promise<{ status: number; body: Record<string, unknown>; formKey: string }> {
-  const login = await fetch(`${baseUrl}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username, password }) });
+export async function raiseTicket(
+  baseUrl: string,
+  username: string,
+  password: string,
+): Promise<{ status: number; body: Record<string, unknown>; formKey: string }> {
+  const login = await fetch(`${baseUrl}/api/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username, password }),
+  });
   const session = (await login.json()) as { token?: string };
   if (login.status !== 200 || !session.token) throw new Error(`login answered ${login.status}: ${JSON.stringify(session)}`);
   const auth = { authorization: `Bearer ${session.token}` };
-  const forms = (await (await fetch(`${baseUrl}/api/forms`, { headers: auth })).json()) as { items: Array<{ formKey: string; fields: Field[] }> };
+  const listed = await fetch(`${baseUrl}/api/forms`, { headers: auth });
+  const forms = (await listed.json()) as { items: Array<{ formKey: string; fields: Field[] }> };
+  if (listed.status !== 200) throw new Error(`GET /api/forms answered ${listed.status}: ${JSON.stringify(forms)}`);
   const form = forms.items.find((f) => f.formKey === 'it-request') ?? forms.items[0];
   if (!form) throw new Error('no published form to raise a ticket from (was the demo seeded?)');
   const data: Record<string, unknown> = {};
