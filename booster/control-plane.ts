@@ -5,7 +5,7 @@ import { signClusterRequest, verifyClusterRequest } from '../common/protocol/clu
 import { AGENT_PATH, BOOSTER_PATH } from '../common/protocol/headers.js';
 import { parseAgentReport, parseHeartbeat, parsePatchNotice, type Heartbeat, type HeartbeatReply } from '../common/protocol/messages.js';
 import { BoosterErrors } from './errors.js';
-import { sendError } from './proxy.js';
+import { sendError } from './http-errors.js';
 
 /**
  * The /_booster/ API: a tiny router, no framework. GET active/status/metrics/events are

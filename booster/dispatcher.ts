@@ -5,8 +5,8 @@ import { SERVER_PATH } from '../common/protocol/headers.js';
 import type { StepDispatch } from '../common/protocol/messages.js';
 import { STEP_STATE, findDispatchableSteps, leaseStep, releaseStep } from '../common/protocol/steps.js';
 import type { BoosterMetrics } from './metrics.js';
-import type { Proxy } from './proxy.js';
-import type { ServerEntry, ServerTable } from './server-table.js';
+import type { ServerTable, ServerView } from './server-table.js';
+import type { UpstreamPools } from './upstream-pools.js';
 
 /**
  * Hands ready steps to the least-loaded healthy server: lease in the database (fenced by the
@@ -16,7 +16,7 @@ import type { ServerEntry, ServerTable } from './server-table.js';
 export interface DispatcherDeps {
   knex: Knex;
   table: ServerTable;
-  proxy: Proxy;
+  pools: UpstreamPools;
   metrics: BoosterMetrics;
   log: Logger;
   nodeId: string;
@@ -91,8 +91,8 @@ export class StepDispatcher {
     }
   }
 
-  #choose(): ServerEntry | null {
-    let best: ServerEntry | null = null;
+  #choose(): ServerView | null {
+    let best: ServerView | null = null;
     let bestFree = 0;
     let bestRatio = -1;
     for (const e of this.d.table.routable) {
@@ -123,7 +123,7 @@ export class StepDispatcher {
       });
       if (!won) continue;
       dispatched++;
-      e.outstandingSteps++;
+      this.d.table.stepDispatched(e);
       this.d.metrics.stepsDispatched.inc();
       if (row.state === STEP_STATE.assigned) {
         this.d.metrics.stepsReassigned.inc();
@@ -136,13 +136,13 @@ export class StepDispatcher {
     return dispatched;
   }
 
-  async #send(e: ServerEntry, msg: StepDispatch): Promise<void> {
+  async #send(e: ServerView, msg: StepDispatch): Promise<void> {
     const body = JSON.stringify(msg);
     const path = SERVER_PATH.dispatchStep;
     let status = 0;
     let code = '';
     try {
-      const r = await this.d.proxy.poolFor(e).pool.request({
+      const r = await this.d.pools.get(e).pool.request({
         method: 'POST', path, body,
         headers: { 'content-type': 'application/json', ...signClusterRequest(this.d.secret, this.d.nodeId, 'POST', path, body) },
         signal: AbortSignal.timeout(2000),
@@ -154,7 +154,7 @@ export class StepDispatcher {
       this.d.log.warn({ err, server: e.id, stepId: msg.stepId }, 'step dispatch failed; handing the step back');
     }
     if (status >= 200 && status < 300) return;
-    e.outstandingSteps = Math.max(0, e.outstandingSteps - 1);
+    this.d.table.stepReturned(e);
     if (code === 'SERVER_ERR_STALE_EPOCH') {
       this.d.log.warn({ server: e.id, epoch: msg.epoch }, 'server has seen a newer epoch; checking the leader lease');
       this.d.onStaleEpoch();

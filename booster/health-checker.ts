@@ -1,7 +1,7 @@
 import type { Logger } from '../common/log.js';
 import { SERVER_PATH } from '../common/protocol/headers.js';
-import type { Proxy } from './proxy.js';
-import type { ServerEntry, ServerTable } from './server-table.js';
+import type { ServerTable, ServerView } from './server-table.js';
+import type { UpstreamPools } from './upstream-pools.js';
 
 /**
  * Active health checks: quick /healthz on every live server (faster while its state is
@@ -13,7 +13,7 @@ export class HealthChecker {
 
   constructor(
     private readonly table: ServerTable,
-    private readonly proxy: Proxy,
+    private readonly pools: UpstreamPools,
     private readonly opts: { healthIntervalMs: number; healthFastIntervalMs: number; healthTimeoutMs: number; readyIntervalMs: number; heartbeatTimeoutMs: number },
     private readonly clock: () => number,
     private readonly log: Logger,
@@ -51,9 +51,9 @@ export class HealthChecker {
     }
   }
 
-  async #probe(e: ServerEntry, path: string): Promise<boolean> {
+  async #probe(e: ServerView, path: string): Promise<boolean> {
     try {
-      const { pool } = this.proxy.poolFor(e);
+      const { pool } = this.pools.get(e);
       const r = await pool.request({ method: 'GET', path, signal: AbortSignal.timeout(this.opts.healthTimeoutMs) });
       await r.body.dump();
       return r.statusCode >= 200 && r.statusCode < 300;
@@ -62,13 +62,13 @@ export class HealthChecker {
     }
   }
 
-  async #check(e: ServerEntry, ready: boolean): Promise<void> {
+  async #check(e: ServerView, ready: boolean): Promise<void> {
     const ok = await this.#probe(e, SERVER_PATH.healthz);
+    let r: boolean | undefined;
     if (ok && ready) {
-      const r = await this.#probe(e, SERVER_PATH.readyz);
+      r = await this.#probe(e, SERVER_PATH.readyz);
       if (r !== e.ready) this.log.info({ server: e.id, ready: r }, 'server readiness changed');
-      e.ready = r;
     }
-    this.table.recordHealth(e, ok);
+    this.table.recordHealth(e, ok, r);
   }
 }

@@ -1,11 +1,12 @@
 import type { Knex } from 'knex';
 import { getHelpers } from '../common/db/helpers/index.js';
+import type { LeaseStore } from './leadership.js';
 
 /**
  * The leader lease: one row booster_lease(name='leader'), timed by the database's clock.
  * Acquiring bumps the epoch (strictly increasing); renewing keeps it and only succeeds
  * while the lease has not lapsed and still names us at our epoch. Pure SQL, no timers:
- * the election loop lives in booster.ts.
+ * the election loop lives in leadership.ts.
  */
 export const LEADER = 'leader';
 
@@ -17,11 +18,12 @@ export interface LeaseInfo {
   live: boolean;
 }
 
-export class LeaderLease {
+export class LeaderLease implements LeaseStore {
   constructor(
     private readonly knex: Knex,
     private readonly nodeId: string,
-    private readonly url: string,
+    /** Our advertised URL, read at each acquisition (known only once listening). */
+    private readonly url: () => string,
     private readonly leaseMs: number,
   ) {}
 
@@ -34,7 +36,7 @@ export class LeaderLease {
         .andWhere('expires_at', '<', h.now())
         .update({
           holder: this.nodeId,
-          holder_url: this.url,
+          holder_url: this.url(),
           epoch: trx.raw('epoch + 1'),
           acquired_at: h.now(),
           renewed_at: h.now(),

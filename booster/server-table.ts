@@ -3,7 +3,9 @@ import type { Heartbeat, AgentState } from '../common/protocol/messages.js';
 /**
  * The booster's view of the app servers: what heartbeats, health checks, passive failures
  * and the database say about each one, and the choice of a server for a request (policy).
- * No I/O here; the proxy, the health checker and the stores feed it.
+ * No I/O here; the proxy, the health checker and the stores feed it. Entries are handed out
+ * read-only (`ServerView`): every change goes through a method here, so the table always
+ * knows when to re-evaluate.
  */
 export type ServerState = 'up' | 'down' | 'draining' | 'ejected';
 
@@ -50,10 +52,15 @@ export interface ServerEntry {
   licensed: boolean;
 }
 
-export type Transition = { server: ServerEntry; from: ServerState; to: ServerState; reason: string };
+export type UpsertFields = { id: string; url: string; agentUrl?: string | null; version?: string | null; draining?: boolean; weight?: number; agentState?: AgentState | null };
+
+/** An entry as the rest of the booster sees it: read-only, changed only through the table. */
+export type ServerView = Readonly<ServerEntry>;
+
+export type Transition = { server: ServerView; from: ServerState; to: ServerState; reason: string };
 
 export class ServerTable {
-  readonly servers = new Map<string, ServerEntry>();
+  readonly #servers = new Map<string, ServerEntry>();
   #list: ServerEntry[] = [];
   #routable: ServerEntry[] = [];
   #maxServers: number | null = null;
@@ -64,13 +71,21 @@ export class ServerTable {
     private readonly onTransition: (t: Transition) => void,
   ) {}
 
-  get list(): readonly ServerEntry[] {
+  get servers(): ReadonlyMap<string, ServerView> {
+    return this.#servers;
+  }
+
+  get list(): readonly ServerView[] {
     return this.#list;
   }
 
   /** Creates or updates an entry from a database row or a heartbeat. */
-  upsert(fields: { id: string; url: string; agentUrl?: string | null; version?: string | null; draining?: boolean; weight?: number; agentState?: AgentState | null }): ServerEntry {
-    let e = this.servers.get(fields.id);
+  upsert(fields: UpsertFields): ServerView {
+    return this.#entry(fields);
+  }
+
+  #entry(fields: UpsertFields): ServerEntry {
+    let e = this.#servers.get(fields.id);
     if (!e) {
       e = {
         id: fields.id, url: fields.url, agentUrl: fields.agentUrl ?? null, version: fields.version ?? null,
@@ -78,8 +93,8 @@ export class ServerTable {
         heartbeat: null, heartbeatAt: 0, healthy: null, okStreak: 0, failStreak: 0, ready: true, errorStreak: 0,
         ejectedUntil: 0, ejections: 0, upSince: 0, inflight: 0, outstandingSteps: 0, lastState: 'down', licensed: true,
       };
-      this.servers.set(e.id, e);
-      this.#list = [...this.servers.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+      this.#servers.set(e.id, e);
+      this.#list = [...this.#servers.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     } else {
       e.url = fields.url;
       if (fields.agentUrl !== undefined) e.agentUrl = fields.agentUrl;
@@ -92,11 +107,11 @@ export class ServerTable {
   }
 
   /** Accepts a heartbeat; false when it is older than the last one of the same process start. */
-  heartbeat(hb: Heartbeat): { entry: ServerEntry; accepted: boolean; isNew: boolean } {
-    const existed = this.servers.has(hb.nodeId);
-    const prev = this.servers.get(hb.nodeId)?.heartbeat;
-    if (prev && prev.startedAt === hb.startedAt && hb.seq <= prev.seq) return { entry: this.servers.get(hb.nodeId)!, accepted: false, isNew: false };
-    const e = this.upsert({ id: hb.nodeId, url: hb.url, agentUrl: hb.agentUrl ?? undefined, version: hb.version });
+  heartbeat(hb: Heartbeat): { entry: ServerView; accepted: boolean; isNew: boolean } {
+    const existed = this.#servers.has(hb.nodeId);
+    const prev = this.#servers.get(hb.nodeId)?.heartbeat;
+    if (prev && prev.startedAt === hb.startedAt && hb.seq <= prev.seq) return { entry: this.#servers.get(hb.nodeId)!, accepted: false, isNew: false };
+    const e = this.#entry({ id: hb.nodeId, url: hb.url, agentUrl: hb.agentUrl ?? undefined, version: hb.version });
     e.heartbeat = hb;
     e.heartbeatAt = this.clock();
     e.outstandingSteps = 0;
@@ -104,11 +119,49 @@ export class ServerTable {
     return { entry: e, accepted: true, isNew: !existed };
   }
 
+  /** Drain flag from the database (operator or agent); false for an unknown server. */
+  setDraining(id: string, draining: boolean): boolean {
+    const e = this.#servers.get(id);
+    if (!e) return false;
+    e.drainingDb = draining;
+    this.evaluate();
+    return true;
+  }
+
+  /** Latest agent report; false for an unknown server. */
+  setAgentState(id: string, state: AgentState, agentUrl: string | null): boolean {
+    const e = this.#servers.get(id);
+    if (!e) return false;
+    e.agentState = state;
+    e.agentUrl = agentUrl;
+    return true;
+  }
+
+  /** A proxied request starts on a server (counts against its in-flight limit). */
+  startRequest(v: ServerView): void {
+    (v as ServerEntry).inflight++;
+  }
+
+  endRequest(v: ServerView): void {
+    (v as ServerEntry).inflight--;
+  }
+
+  /** A step was leased to this server and is on its way (until its next heartbeat counts it). */
+  stepDispatched(v: ServerView): void {
+    (v as ServerEntry).outstandingSteps++;
+  }
+
+  /** A dispatched step was refused or failed: its room is free again. */
+  stepReturned(v: ServerView): void {
+    const e = v as ServerEntry;
+    e.outstandingSteps = Math.max(0, e.outstandingSteps - 1);
+  }
+
   setMaxServers(max: number | null): void {
     this.#maxServers = max;
   }
 
-  stateOf(e: ServerEntry, now = this.clock()): ServerState {
+  stateOf(e: ServerView, now = this.clock()): ServerState {
     if (e.heartbeatAt === 0 || now - e.heartbeatAt > this.opts.heartbeatTimeoutMs) return 'down';
     if (e.healthy === false || !e.ready) return 'down';
     if (e.drainingDb || e.heartbeat?.draining) return 'draining';
@@ -139,7 +192,7 @@ export class ServerTable {
     this.#routable = routable;
   }
 
-  #reason(e: ServerEntry, s: ServerState, now: number): string {
+  #reason(e: ServerView, s: ServerState, now: number): string {
     if (s === 'down') {
       if (e.heartbeatAt === 0 || now - e.heartbeatAt > this.opts.heartbeatTimeoutMs) return 'heartbeat timeout';
       if (e.healthy === false) return 'health check failing';
@@ -150,19 +203,19 @@ export class ServerTable {
     return 'healthy';
   }
 
-  get routable(): readonly ServerEntry[] {
+  get routable(): readonly ServerView[] {
     return this.#routable;
   }
 
   /** Slow-start factor in (0, 1]. */
-  rampOf(e: ServerEntry, now = this.clock()): number {
+  rampOf(e: ServerView, now = this.clock()): number {
     if (this.opts.slowStartMs <= 0 || e.upSince === 0) return 1;
     const f = (now - e.upSince) / this.opts.slowStartMs;
     return f >= 1 ? 1 : Math.max(0.1, f);
   }
 
   /** Reported load: what the server said in its last heartbeat. */
-  reportedLoad(e: ServerEntry): number {
+  reportedLoad(e: ServerView): number {
     const hb = e.heartbeat;
     if (!hb) return 0;
     return hb.inflight + hb.dbPool.waiting + hb.eventLoopLagMs / 10;
@@ -174,7 +227,7 @@ export class ServerTable {
    * with probability ramp, so its share grows smoothly. Servers at the in-flight limit are
    * skipped. Returns undefined when none has room (caller queues) and null when none is routable.
    */
-  pick(exclude?: ReadonlySet<string>, random: () => number = Math.random): ServerEntry | null | undefined {
+  pick(exclude?: ReadonlySet<string>, random: () => number = Math.random): ServerView | null | undefined {
     let pool = this.#routable;
     if (pool.length === 0) pool = this.#panicPool();
     if (exclude && exclude.size) pool = pool.filter((e) => !exclude.has(e.id));
@@ -217,14 +270,15 @@ export class ServerTable {
   }
 
   /** Passive outcome of a proxied request. `weight` 5 for a connect error, 1 for a 5xx. */
-  recordFailure(e: ServerEntry, weight: number): boolean {
+  recordFailure(v: ServerView, weight: number): boolean {
+    const e = v as ServerEntry;
     e.errorStreak += weight;
     if (e.errorStreak < this.opts.ejectAfter5xx) return false;
     return this.#eject(e);
   }
 
-  recordSuccess(e: ServerEntry): void {
-    e.errorStreak = 0;
+  recordSuccess(v: ServerView): void {
+    if (v.errorStreak !== 0) (v as ServerEntry).errorStreak = 0;
   }
 
   #eject(e: ServerEntry): boolean {
@@ -244,8 +298,10 @@ export class ServerTable {
     return true;
   }
 
-  /** Result of an active check. */
-  recordHealth(e: ServerEntry, ok: boolean): void {
+  /** Result of an active check; `ready` when /readyz was asked too. */
+  recordHealth(v: ServerView, ok: boolean, ready?: boolean): void {
+    const e = v as ServerEntry;
+    if (ready !== undefined) e.ready = ready;
     if (ok) {
       e.okStreak++;
       e.failStreak = 0;
@@ -260,12 +316,12 @@ export class ServerTable {
   }
 
   /** True while a server's health is settling, so the checker polls it faster. */
-  changing(e: ServerEntry): boolean {
+  changing(e: ServerView): boolean {
     return e.healthy === null || e.okStreak < this.opts.healthRise || (e.failStreak > 0 && e.healthy !== false) || e.ejectedUntil > this.clock();
   }
 
   /** Step capacity left on a server (heartbeat capacity − running − dispatched since). */
-  stepRoom(e: ServerEntry): number {
+  stepRoom(e: ServerView): number {
     const hb = e.heartbeat;
     if (!hb) return 0;
     return hb.stepCapacity - hb.runningSteps - e.outstandingSteps;

@@ -1,0 +1,82 @@
+import { Pool, type Dispatcher } from 'undici';
+
+/**
+ * One connection pool per app server, shared by the reverse proxy, the health checker and
+ * the step dispatcher. Mechanism only: which server to use is the table's business. The pool
+ * comes from an injected factory so tests can hand in fakes.
+ */
+export type UpstreamPool = Pick<Dispatcher, 'dispatch' | 'request' | 'close' | 'destroy'>;
+
+export interface UpstreamPoolOptions {
+  connectTimeoutMs: number;
+  headersTimeoutMs: number;
+  idleTimeoutMs: number;
+  keepAliveMs: number;
+  connectionsPerServer: number;
+}
+
+export type PoolFactory = (origin: string, opts: UpstreamPoolOptions) => UpstreamPool;
+
+export interface Upstream {
+  readonly pool: UpstreamPool;
+  readonly origin: URL;
+}
+
+/** What a pool is keyed on: a server's id and its current URL. */
+export interface UpstreamTarget {
+  readonly id: string;
+  readonly url: string;
+}
+
+export const undiciPoolFactory: PoolFactory = (origin, o) =>
+  new Pool(origin, {
+    connections: o.connectionsPerServer,
+    pipelining: 1,
+    connect: { timeout: o.connectTimeoutMs },
+    headersTimeout: o.headersTimeoutMs,
+    bodyTimeout: o.idleTimeoutMs,
+    keepAliveTimeout: o.keepAliveMs,
+    keepAliveMaxTimeout: o.keepAliveMs,
+  });
+
+type Slot = Upstream & { url: string };
+
+export class UpstreamPools {
+  readonly #pools = new Map<string, Slot>();
+  #closing: Promise<void> | null = null;
+  #destroyed = false;
+
+  constructor(
+    private readonly opts: UpstreamPoolOptions,
+    private readonly factory: PoolFactory = undiciPoolFactory,
+  ) {}
+
+  /** The pool of a server; a changed URL closes the old pool (gracefully) and opens a new one. */
+  get(t: UpstreamTarget): Upstream {
+    let p = this.#pools.get(t.id);
+    if (p === undefined || p.url !== t.url) {
+      if (this.#closing || this.#destroyed) throw new Error('upstream pools are closed');
+      if (p) void p.pool.close().catch(() => {});
+      const origin = new URL(t.url);
+      p = { url: t.url, origin, pool: this.factory(origin.origin, this.opts) };
+      this.#pools.set(t.id, p);
+    }
+    return p;
+  }
+
+  get size(): number {
+    return this.#pools.size;
+  }
+
+  /** Drains: in-flight requests finish, then the connections close. Same promise on every call. */
+  close(): Promise<void> {
+    return (this.#closing ??= Promise.all([...this.#pools.values()].map((p) => p.pool.close().catch(() => {}))).then(() => {}));
+  }
+
+  /** Aborts everything at once. Idempotent. */
+  destroy(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    for (const p of this.#pools.values()) void p.pool.destroy().catch(() => {});
+  }
+}
