@@ -50,10 +50,10 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
   const sub = positionals[0];
   if (sub === 'status') {
     const s = (await callLocalAgent(ctx, 'GET', AGENT_PATH.status)) as AgentStatus;
-    if (flags.json) ctx.stdout.write(JSON.stringify(s, null, 2) + '\n');
+    if (flags.json) ctx.stdout.write(`${JSON.stringify(s, null, 2)}\n`);
     else
       ctx.stdout.write(
-        [
+        `${[
           `node:      ${s.nodeId}`,
           `state:     ${s.state}${s.detail ? ` (${s.detail})` : ''}`,
           `server:    ${s.serverUrl} pid ${s.pid ?? '-'}`,
@@ -61,12 +61,12 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
           `releases:  ${s.releases.map((r) => `${r.version}#${r.sequence}`).join(', ') || '-'}`,
           `agent:     ${s.agentUrl}${s.drainedByAgent ? ' (node drained by the agent)' : ''}`,
           ...(s.rolloutError ? [`rollout:   ${s.rolloutError}`] : []),
-        ].join('\n') + '\n',
+        ].join('\n')}\n`,
       );
     return s.state === 'failed' ? 1 : 0;
   }
   if (sub === 'restart') {
-    ctx.stdout.write(JSON.stringify(await callLocalAgent(ctx, 'POST', AGENT_PATH.restart)) + '\n');
+    ctx.stdout.write(`${JSON.stringify(await callLocalAgent(ctx, 'POST', AGENT_PATH.restart))}\n`);
     return 0;
   }
   if (sub !== undefined) {

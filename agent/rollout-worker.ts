@@ -199,7 +199,7 @@ export class RolloutWorker {
   }
 
   private async resumeGate(r: Rollout, from: string): Promise<void> {
-    const { db, nodeId, releases, supervisor, log } = this.deps;
+    const { db, nodeId, supervisor, log } = this.deps;
     log.warn({ version: r.version }, 'resuming the health gate of an interrupted install');
     await supervisor.exclusive(async () => {
       supervisor.setPatching(true, `health gate of ${r.version}`);

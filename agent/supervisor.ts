@@ -156,7 +156,7 @@ export class Supervisor {
     const pf = readJsonFile<PidFile>(this.pidFile);
     if (!pf) return 'none';
     const cmd = cmdlineOf(pf.pid);
-    const ours = isAlive(pf.pid) && !isZombie(pf.pid) && (cmd === null || cmd.some((a) => a.startsWith(this.deps.releases.releasesDir + '/')));
+    const ours = isAlive(pf.pid) && !isZombie(pf.pid) && (cmd === null || cmd.some((a) => a.startsWith(`${this.deps.releases.releasesDir}/`)));
     if (!ours) {
       removeFile(this.pidFile);
       return 'none';
@@ -311,7 +311,7 @@ export class Supervisor {
   // ------------------------------------------------------------------ monitoring and recovery
 
   startMonitor(): void {
-    if (this.monitorDone) return;
+    if (this.monitorDone !== null) return;
     this.monitorDone = this.monitorLoop();
   }
 

@@ -67,7 +67,7 @@ function sha256(file: string): Promise<string> {
 async function writeSums(dir: string, files: string[], target: string): Promise<void> {
   const lines: string[] = [];
   for (const rel of files.sort()) lines.push(`${await sha256(join(dir, rel))}  ./${rel}`);
-  writeFileSync(target, lines.join('\n') + '\n');
+  writeFileSync(target, `${lines.join('\n')}\n`);
 }
 
 /**
@@ -87,7 +87,7 @@ function copyProductionDeps(from: string, to: string): void {
   }
   for (const [parent, sources] of byParent) {
     mkdirSync(join(to, parent), { recursive: true });
-    copyTree(sources, join(to, parent) + '/', true);
+    copyTree(sources, `${join(to, parent)}/`, true);
   }
 }
 
@@ -135,7 +135,7 @@ export async function buildPackages(opts: { out: string; force?: boolean; fast?:
       }
       writeFileSync(
         join(app, 'package.json'),
-        JSON.stringify({ name: pkg.name, version, private: true, type: 'module', engines: pkg.engines, bin: { omflow: 'common/bin/omflow.mjs' }, dependencies: pkg.dependencies }, null, 2) + '\n',
+        `${JSON.stringify({ name: pkg.name, version, private: true, type: 'module', engines: pkg.engines, bin: { omflow: 'common/bin/omflow.mjs' }, dependencies: pkg.dependencies }, null, 2)}\n`,
       );
       copyTree(deps, join(app, 'node_modules'));
 

@@ -37,10 +37,10 @@ function printRollout(ctx: CliContext, view: Awaited<ReturnType<typeof rolloutSt
   else {
     lines.push(`rollout ${r.id}: ${r.version} (sequence ${r.sequence}) — ${r.state}${r.haltedReason ? ` — ${r.haltedReason}` : ''}`);
   }
-  lines.push('', 'node'.padEnd(24) + 'version'.padEnd(16) + 'agent'.padEnd(12) + 'rollout'.padEnd(14) + 'error');
+  lines.push('', `${'node'.padEnd(24) + 'version'.padEnd(16) + 'agent'.padEnd(12) + 'rollout'.padEnd(14)}error`);
   for (const n of view.nodes)
     lines.push(n.serverId.padEnd(24) + (n.version ?? '-').padEnd(16) + (n.agentState ?? '-').padEnd(12) + (n.rolloutState ?? '-').padEnd(14) + (n.error ?? ''));
-  ctx.stdout.write(lines.join('\n') + '\n');
+  ctx.stdout.write(`${lines.join('\n')}\n`);
 }
 
 export async function run(argv: string[], ctx: CliContext): Promise<number> {
@@ -65,7 +65,7 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
       if (existsSync(priv)) throw CommonErrors.COMMON_ERR_BAD_REQUEST(`${priv} exists; not overwriting a key`);
       writeFileSync(priv, k.privatePem, { mode: 0o600 });
       writeFileSync(join(out, 'patch-public.pem'), k.publicPem);
-      writeFileSync(join(out, 'patch-key-id'), k.keyId + '\n');
+      writeFileSync(join(out, 'patch-key-id'), `${k.keyId}\n`);
       ctx.stdout.write(`key id ${k.keyId}\nprivate key: ${priv} (keep it secret; sign with --key)\npublic key:  ${join(out, 'patch-public.pem')}\n\nOn every node (and the app servers), trust it with:\nOMFLOW_PATCH_TRUSTED_KEYS=${k.trustedEntry}\n`);
       return 0;
     }
@@ -116,7 +116,7 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
         if (sub === 'resume') await resumeRollout(db, id);
         if (sub === 'rollback') await rollbackRollout(db, id);
         const view = await rolloutStatus(db);
-        if (flags.json) ctx.stdout.write(JSON.stringify({ ...view, patches: await listPatches(db, 10) }, null, 2) + '\n');
+        if (flags.json) ctx.stdout.write(`${JSON.stringify({ ...view, patches: await listPatches(db, 10) }, null, 2)}\n`);
         else printRollout(ctx, view);
         return 0;
       } finally {

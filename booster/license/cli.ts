@@ -110,7 +110,7 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
             const body = (await res.body.json()) as { license?: Record<string, unknown> };
             if (res.statusCode !== 200 || !body.license) throw new Error(`${base} answered ${res.statusCode}`);
             const l = body.license as { state: string; daysLeft: number | null; customer?: string; expiresAt?: string; clusterId?: string; servers?: { licensed: number | null; used: number }; warnings?: string[] };
-            if (flags.json) ctx.stdout.write(JSON.stringify(l, null, 2) + '\n');
+            if (flags.json) ctx.stdout.write(`${JSON.stringify(l, null, 2)}\n`);
             else {
               const line =
                 l.state === 'trial' ? `Trial: ${l.daysLeft} day(s) left`

@@ -102,7 +102,7 @@ export function createLicenseGate(deps: LicenseGateDeps): LicenseGate {
   function refresh(): Promise<void> {
     // At most one read runs; a call during a read queues exactly one more, so a refresh() after an
     // upload (or a clock change) always sees the state as of the call, never an older read.
-    if (inflight) {
+    if (inflight !== null) {
       queued ??= inflight.then(() => {
         queued = null;
         return refresh();

@@ -61,7 +61,7 @@ export async function main(argv: string[], overrides: Partial<CliContext> = {}):
   }
   const [command, ...args] = rest;
   if (!command || command === '--help' || command === '-h' || command === 'help') {
-    stdout.write(usage() + '\n');
+    stdout.write(`${usage()}\n`);
     return command ? 0 : 2;
   }
   if (command === '--version' || command === '-v') {

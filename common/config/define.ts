@@ -109,7 +109,17 @@ export function httpUrl(env: string, opts: Opts<string | undefined>): KeyDef<str
 
 export type AreaValues<D> = { readonly [K in keyof D]: D[K] extends KeyDef<infer T> ? T : never };
 
-export interface Area<N extends string = string, D extends Record<string, KeyDef<any>> = Record<string, KeyDef<any>>> {
+/**
+ * Keys of any types. `any`, not `unknown`: `check` takes the values, which makes an area
+ * invariant in its keys, so a concrete area would not be assignable to an `unknown` one.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: see above.
+export type AnyKeys = Record<string, KeyDef<any>>;
+/** An area of any name and keys (what the loader and the reference take). */
+// biome-ignore lint/suspicious/noExplicitAny: as for AnyKeys.
+export type AnyArea = Area<string, any>;
+
+export interface Area<N extends string = string, D extends AnyKeys = AnyKeys> {
   readonly name: N;
   readonly title: string;
   readonly keys: D;
@@ -117,6 +127,6 @@ export interface Area<N extends string = string, D extends Record<string, KeyDef
   readonly check?: (values: AreaValues<D>, report: (key: string, message: string) => void) => void;
 }
 
-export function defineArea<const N extends string, D extends Record<string, KeyDef<any>>>(area: Area<N, D>): Area<N, D> {
+export function defineArea<const N extends string, D extends AnyKeys>(area: Area<N, D>): Area<N, D> {
   return area;
 }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { CommonErrors } from '../errors.js';
-import type { Area, AreaValues, KeyDef, Problem } from './define.js';
+import type { AnyArea, AreaValues, KeyDef, Problem } from './define.js';
 
 export interface ConfigSources {
   /** Usually process.env; only entry points pass it. */
@@ -11,7 +11,7 @@ export interface ConfigSources {
   overrides?: Record<string, string | number | boolean | undefined>;
 }
 
-export type LoadedConfig<A extends readonly Area<any, any>[]> = {
+export type LoadedConfig<A extends readonly AnyArea[]> = {
   readonly [I in A[number] as I['name']]: AreaValues<I['keys']>;
 };
 
@@ -38,7 +38,7 @@ export function parseEnvFile(text: string): Record<string, string> {
  * `KEY_FILE` reads a secret from a file. Throws COMMON_ERR_CONFIG_INVALID listing every
  * problem; returns a deeply frozen object.
  */
-export function loadConfig<const A extends readonly Area<any, any>[]>(areas: A, sources: ConfigSources): LoadedConfig<A> {
+export function loadConfig<const A extends readonly AnyArea[]>(areas: A, sources: ConfigSources): LoadedConfig<A> {
   const problems: Problem[] = [];
   let fileValues: Record<string, string> = {};
   if (sources.file) {
@@ -82,7 +82,7 @@ export function loadConfig<const A extends readonly Area<any, any>[]>(areas: A, 
       if (parsed.ok) values[field] = parsed.value;
       else problems.push({ key: found.name, message: parsed.message });
     }
-    area.check?.(values as AreaValues<any>, (key, message) => problems.push({ key, message }));
+    area.check?.(values as never, (key, message) => problems.push({ key, message }));
     result[area.name] = Object.freeze(values);
   }
   if (problems.length > 0) {

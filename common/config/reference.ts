@@ -1,7 +1,7 @@
-import type { Area, KeyDef } from './define.js';
+import type { AnyArea, KeyDef } from './define.js';
 
 /** Renders docs/configuration.md from the key definitions, so the reference cannot drift. */
-export function renderConfigReference(areas: readonly Area<any, any>[]): string {
+export function renderConfigReference(areas: readonly AnyArea[]): string {
   const out: string[] = [
     '# Configuration reference',
     '',

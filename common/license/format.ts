@@ -113,5 +113,5 @@ export function signLicense(payload: LicensePayload, privateKey: string | KeyObj
   if (key.asymmetricKeyType !== 'ed25519') throw new TypeError('the license signing key must be an Ed25519 private key');
   const payloadBytes = Buffer.from(JSON.stringify(checked), 'utf8');
   const signature = sign(null, payloadBytes, key);
-  return JSON.stringify({ format: LICENSE_FILE_FORMAT, payload: payloadBytes.toString('base64'), signature: signature.toString('base64') }, null, 2) + '\n';
+  return `${JSON.stringify({ format: LICENSE_FILE_FORMAT, payload: payloadBytes.toString('base64'), signature: signature.toString('base64') }, null, 2)}\n`;
 }

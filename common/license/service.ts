@@ -1,5 +1,5 @@
 import type { Database } from '../db/create-database.js';
-import { isOmflowError, OmflowError } from '../errors.js';
+import { isOmflowError, type OmflowError } from '../errors.js';
 import type { LicensePayload } from './format.js';
 import { evaluateLicense, type LicenseEvaluation } from './state.js';
 import { auditLicense, ensureLicenseState, observeTime, readLicenseState, storeLicense } from './store.js';

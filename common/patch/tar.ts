@@ -32,7 +32,7 @@ function writeString(buf: Buffer, offset: number, length: number, value: string)
 }
 
 function writeOctal(buf: Buffer, offset: number, length: number, value: number): void {
-  writeString(buf, offset, length, value.toString(8).padStart(length - 1, '0') + '\0');
+  writeString(buf, offset, length, `${value.toString(8).padStart(length - 1, '0')}\0`);
 }
 
 /** Raw entry for the writer: tests use it to build hostile archives (links, devices, ../). */
@@ -68,7 +68,7 @@ function header(e: RawTarEntry, size: number): Buffer {
   writeString(h, 345, 155, prefix);
   let sum = 0;
   for (const b of h) sum += b;
-  writeString(h, 148, 8, sum.toString(8).padStart(6, '0') + '\0 ');
+  writeString(h, 148, 8, `${sum.toString(8).padStart(6, '0')}\0 `);
   return h;
 }
 

@@ -162,7 +162,7 @@ export function serverProcesses(node: AgentNode): number[] {
       const cmd = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
       const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
       if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
-      if (cmd.some((a) => a.startsWith(join(node.dataDir, 'releases') + '/')) && cmd.includes('server')) out.push(Number(entry));
+      if (cmd.some((a) => a.startsWith(`${join(node.dataDir, 'releases')}/`)) && cmd.includes('server')) out.push(Number(entry));
     } catch {
       /* gone */
     }

@@ -35,7 +35,7 @@ for (const vendor of vendorsUnderTest()) describe.skipIf(!haveChromium && !proce
     return p;
   };
   async function upload(path: string): Promise<void> {
-    await page.goto(cluster.activeUrl() + '/admin/settings');
+    await page.goto(`${cluster.activeUrl()}/admin/settings`);
     // The real <input type=file>, then the real submit button.
     await page.setInputFiles('#license-file', path);
     await Promise.all([page.waitForLoadState('load'), page.waitForURL(/\/admin\/settings\/license\/upload$/), page.click('#license-upload-button')]);
@@ -68,8 +68,8 @@ for (const vendor of vendorsUnderTest()) describe.skipIf(!haveChromium && !proce
   });
 
   it('logs in through the booster and shows the trial in System settings; a tampered file is refused with its reason', async () => {
-    const res = await page.goto(cluster.activeUrl() + '/admin/settings');
-    expect(page.url(), await page.content()).toBe(cluster.activeUrl() + '/login?next=%2Fadmin%2Fsettings');
+    const res = await page.goto(`${cluster.activeUrl()}/admin/settings`);
+    expect(page.url(), await page.content()).toBe(`${cluster.activeUrl()}/login?next=%2Fadmin%2Fsettings`);
     // Served by an app server behind the booster (the booster names the upstream it chose).
     expect(res?.headers()['x-booster-upstream']).toMatch(/^server-[12]$/);
     await page.fill('#username', 'admin');
@@ -95,15 +95,15 @@ for (const vendor of vendorsUnderTest()) describe.skipIf(!haveChromium && !proce
     await Promise.all(cluster.boosters.map((b) => b.gate.refresh()));
     for (const b of cluster.boosters) expect((await boosterStatus(b.url)).license.state).toBe('expired');
 
-    const gatedApi = await fetch(cluster.activeUrl() + '/api/tickets', { headers: { accept: 'application/json' } });
+    const gatedApi = await fetch(`${cluster.activeUrl()}/api/tickets`, { headers: { accept: 'application/json' } });
     expect(gatedApi.status).toBe(503);
     expect(((await gatedApi.json()) as { code: string }).code).toBe('BOOSTER_ERR_LICENSE_REQUIRED');
-    const gatedPage = await page.goto(cluster.activeUrl() + '/');
+    const gatedPage = await page.goto(`${cluster.activeUrl()}/`);
     expect(gatedPage?.status()).toBe(503);
     await expect(page.textContent('h1')).resolves.toBe('License required');
     await shot('gated-data-plane');
 
-    await page.goto(cluster.activeUrl() + '/admin/settings');
+    await page.goto(`${cluster.activeUrl()}/admin/settings`);
     await expect(page.getAttribute('#license-state', 'data-state')).resolves.toBe('expired');
     await expect(page.textContent('#license-state')).resolves.toBe('Expired');
     await shot('admin-settings-expired');
@@ -127,7 +127,7 @@ for (const vendor of vendorsUnderTest()) describe.skipIf(!haveChromium && !proce
     await expect(page.getAttribute('#license-state', 'data-state')).resolves.toBe('licensed');
     expect(await page.textContent('#license-state')).toMatch(/^Licensed to ACME K\.K\. until \d{4}-/);
     await shot('admin-settings-licensed');
-    const open = await fetch(cluster.activeUrl() + '/api/tickets', { headers: { accept: 'application/json' } });
+    const open = await fetch(`${cluster.activeUrl()}/api/tickets`, { headers: { accept: 'application/json' } });
     expect(open.status).not.toBe(503);
     await open.arrayBuffer();
     expect(await t.knex('steps').where({ id: stepId }).first()).toBeTruthy();
@@ -158,7 +158,7 @@ for (const vendor of vendorsUnderTest()) describe.skipIf(!haveChromium && !proce
   });
 
   it('the cluster dashboard shows both boosters, the server, live charts and the event log; drain and undrain work', async () => {
-    await page.goto(cluster.activeUrl() + '/admin/cluster');
+    await page.goto(`${cluster.activeUrl()}/admin/cluster`);
     await expect(page.locator('#boosters-table tbody tr').count()).resolves.toBe(2);
     await expect(page.locator('#boosters-table [data-role=active]').count()).resolves.toBe(1);
     await page.waitForSelector('#servers-table tr[data-server="server-2"]');
@@ -167,7 +167,7 @@ for (const vendor of vendorsUnderTest()) describe.skipIf(!haveChromium && !proce
     await shot('admin-cluster');
     await Promise.all([page.waitForURL(/drained=server-2/), page.click('#servers-table tr[data-server="server-2"] button[data-action=drain]')]);
     await waitFor(async () => (await boosterStatus(cluster.activeUrl())).servers.find((s) => s.id === 'server-2')?.draining, { what: 'server-2 draining' });
-    await page.goto(cluster.activeUrl() + '/admin/cluster');
+    await page.goto(`${cluster.activeUrl()}/admin/cluster`);
     await expect(page.textContent('#servers-table tr[data-server="server-2"] [data-field=draining]')).resolves.toBe('✔');
     await Promise.all([page.waitForURL(/undrained=server-2/), page.click('#servers-table tr[data-server="server-2"] button[data-action=undrain]')]);
     await waitFor(async () => (await boosterStatus(cluster.activeUrl())).servers.find((s) => s.id === 'server-2')?.draining === false, { what: 'server-2 undrained' });
@@ -191,17 +191,17 @@ for (const vendor of vendorsUnderTest()) describe.skipIf(!haveChromium && !proce
     expect(st.license.servers).toEqual({ licensed: 1, used: 2 });
     expect(st.license.warnings.join()).toContain('BOOSTER_ERR_LICENSE_SERVER_LIMIT');
     expect(st.servers.find((x) => !x.routed)!.reason).toContain('licensed');
-    await page.goto(cluster.activeUrl() + '/admin/cluster');
+    await page.goto(`${cluster.activeUrl()}/admin/cluster`);
     await page.waitForSelector('#servers-table small.error');
     await shot('admin-cluster-server-limit');
   });
 
   it('the patches page and Japanese labels', async () => {
-    await page.goto(cluster.activeUrl() + '/admin/patches');
+    await page.goto(`${cluster.activeUrl()}/admin/patches`);
     await expect(page.textContent('h1')).resolves.toBe('Patches');
     await shot('admin-patches');
     await t.knex('users').where({ username: 'admin' }).update({ locale: 'ja' });
-    await page.goto(cluster.activeUrl() + '/admin/settings');
+    await page.goto(`${cluster.activeUrl()}/admin/settings`);
     await expect(page.textContent('h1')).resolves.toBe('システム設定');
     expect(await page.textContent('#license-state')).toMatch(/^Small Co\. 様にライセンス済み/);
     await shot('admin-settings-ja');

@@ -41,7 +41,7 @@ describe('install.sh asks its questions (interactive path)', () => {
       '', // cluster secret: generate
       'y', // proceed
     ];
-    const first = await runScript(join(pkg, 'install.sh'), ['--prefix', prefix], { input: answers.join('\n') + '\n', env: cleanEnv() });
+    const first = await runScript(join(pkg, 'install.sh'), ['--prefix', prefix], { input: `${answers.join('\n')}\n`, env: cleanEnv() });
     expect(first.stderr + first.stdout).toContain('is installed');
     expect(first.code).toBe(0);
     expect(first.stderr).toContain("This Booster's port [5169]:");
@@ -62,7 +62,7 @@ describe('install.sh asks its questions (interactive path)', () => {
     expect(unit).toContain(`EnvironmentFile=${envFile}`);
 
     // Re-running is an upgrade: every question offers the current answer.
-    const again = await runScript(join(pkg, 'install.sh'), ['--prefix', prefix], { input: '\n'.repeat(6) + 'y\n', env: cleanEnv() });
+    const again = await runScript(join(pkg, 'install.sh'), ['--prefix', prefix], { input: `${'\n'.repeat(6)}y\n`, env: cleanEnv() });
     expect(again.code).toBe(0);
     expect(again.stderr).toContain(`This Booster's port [${port}]:`);
     expect(again.stderr).toContain('Keep the database settings');
@@ -72,7 +72,7 @@ describe('install.sh asks its questions (interactive path)', () => {
     expect(env2.OMFLOW_DB_URL).toBe(env.OMFLOW_DB_URL);
 
     // Answering "n" to the confirmation changes nothing.
-    const no = await runScript(join(pkg, 'install.sh'), ['--prefix', prefix], { input: '\n'.repeat(6) + 'n\n', env: cleanEnv() });
+    const no = await runScript(join(pkg, 'install.sh'), ['--prefix', prefix], { input: `${'\n'.repeat(6)}n\n`, env: cleanEnv() });
     expect(no.code).toBe(1);
     expect(no.stdout).toContain('Nothing was changed');
   });

@@ -14,7 +14,7 @@ import { issue, tamper, testKeyPair } from './helpers.js';
 
 /** A multipart/form-data body as a browser sends it (fields first, then the file). */
 function multipart(fields: Record<string, string>, file?: { field: string; name: string; data: Buffer }) {
-  const boundary = '----omflowtest' + Math.random().toString(16).slice(2);
+  const boundary = `----omflowtest${Math.random().toString(16).slice(2)}`;
   const parts: Buffer[] = [];
   for (const [k, v] of Object.entries(fields)) parts.push(Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`));
   if (file)

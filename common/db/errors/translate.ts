@@ -1,3 +1,4 @@
+import type { DbRecord } from '../row.js';
 import { CommonErrors, OmflowError } from '../../errors.js';
 import type { DbClientName } from '../../config/areas/database.js';
 
@@ -14,7 +15,7 @@ const FACTORY: Record<Kind, (typeof CommonErrors)[keyof typeof CommonErrors]> = 
 
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ESOCKET']);
 
-type Classifier = (e: Record<string, any>) => Kind | undefined;
+type Classifier = (e: DbRecord) => Kind | undefined;
 
 // Vendor codes: PostgreSQL SQLSTATE, MySQL errno, SQL Server error number, Oracle ORA number.
 const CLASSIFIERS: Record<DbClientName, Classifier> = {
@@ -34,7 +35,7 @@ const CLASSIFIERS: Record<DbClientName, Classifier> = {
 /** Turns a driver error into one typed OmflowError (COMMON_ERR_DB_*); others pass through untouched. */
 export function translateDbError(vendor: DbClientName, err: unknown): unknown {
   if (err instanceof OmflowError || err === null || typeof err !== 'object') return err;
-  const e = err as Record<string, any>;
+  const e = err as DbRecord;
   let kind = CLASSIFIERS[vendor](e);
   if (!kind && (NETWORK_CODES.has(e.code) || /Timeout acquiring a connection/.test(String(e.message)))) kind = 'connection';
   if (!kind) return err;

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { getHelpers } from '../../../common/db/helpers/index.js';
 import type { FlowDefinition } from './definition.js';
+import type { DbRecord } from '../../../common/db/row.js';
 
 export interface FlowRow {
   id: number;
@@ -18,7 +19,7 @@ export interface FlowVersionRow {
   definition: FlowDefinition;
 }
 
-const toFlow = (r: Record<string, any>): FlowRow => ({
+const toFlow = (r: DbRecord): FlowRow => ({
   id: Number(r.id), flowKey: r.flow_key, name: r.name, ticketPrefix: r.ticket_prefix, slaHours: r.sla_hours === null || r.sla_hours === undefined ? null : Number(r.sla_hours), latestVersion: Number(r.latest_version),
 });
 

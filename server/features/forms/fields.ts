@@ -28,9 +28,12 @@ export function checkFieldDefs(fields: unknown): string[] {
   if (!Array.isArray(fields)) return ['fields must be an array'];
   const problems: string[] = [];
   const seen = new Set<string>();
-  fields.forEach((f, i) => {
+  for (const [i, f] of fields.entries()) {
     const where = `fields[${i}]`;
-    if (!f || typeof f !== 'object') return problems.push(`${where} must be an object`);
+    if (!f || typeof f !== 'object') {
+      problems.push(`${where} must be an object`);
+      continue;
+    }
     const d = f as Record<string, unknown>;
     if (typeof d.key !== 'string' || !KEY.test(d.key)) problems.push(`${where}.key must match ${KEY}`);
     else if (seen.has(d.key)) problems.push(`${where}.key "${d.key}" is repeated`);
@@ -46,8 +49,7 @@ export function checkFieldDefs(fields: unknown): string[] {
         problems.push(`${where}.pattern is not a valid regular expression`);
       }
     }
-    return undefined;
-  });
+  }
   return problems;
 }
 

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { getHelpers } from '../../../common/db/helpers/index.js';
 import type { FieldDef } from './fields.js';
+import type { DbRecord } from '../../../common/db/row.js';
 
 export interface FormRow {
   id: number;
@@ -14,7 +15,7 @@ export interface FormRow {
 
 export function createFormsStore(knex: Knex) {
   const h = getHelpers(knex);
-  const toForm = (r: Record<string, any>): FormRow => ({
+  const toForm = (r: DbRecord): FormRow => ({
     id: Number(r.id), formKey: r.form_key, title: r.title, description: r.description ?? null, fields: h.fromJson<FieldDef[]>(r.fields) ?? [],
     flowId: r.flow_id === null || r.flow_id === undefined ? null : Number(r.flow_id), published: h.toBool(r.published),
   });

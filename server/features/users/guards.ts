@@ -46,7 +46,7 @@ export async function requireAdmin(request: FastifyRequest, reply: FastifyReply)
 /** Cookie sessions must echo the session's CSRF token (form field `csrf` or header x-csrf-token). Bearer callers are exempt. */
 export async function verifyCsrf(request: FastifyRequest, reply: FastifyReply): Promise<void> {
   const s = request.session;
-  if (!s || s.kind !== 'cookie' || request.method === 'GET' || request.method === 'HEAD' || request.method === 'OPTIONS') return;
+  if (s?.kind !== 'cookie' || request.method === 'GET' || request.method === 'HEAD' || request.method === 'OPTIONS') return;
   const body = request.body as Record<string, unknown> | undefined;
   const given = String(request.headers['x-csrf-token'] ?? (body && typeof body === 'object' ? (body.csrf ?? '') : ''));
   const a = Buffer.from(given);

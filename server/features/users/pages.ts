@@ -12,6 +12,7 @@ type Body = Record<string, string | undefined>;
 
 function safeNext(next: unknown): string {
   // Same-site paths only: `//host` and `/\host` are off-site for browsers, and control characters are never legitimate.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point.
   return typeof next === 'string' && /^\/(?![/\\])/.test(next) && !/[\\\x00-\x1f]/.test(next) ? next : '/';
 }
 

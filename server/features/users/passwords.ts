@@ -23,7 +23,7 @@ export async function verifyPassword(password: string, stored: string): Promise<
 }
 
 /** Hash used to compare against when the user does not exist, so timing does not reveal user names. */
-export const DUMMY_HASH = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$' + Buffer.alloc(64).toString('base64');
+export const DUMMY_HASH = `scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$${Buffer.alloc(64).toString('base64')}`;
 
 export function newToken(): string {
   return randomBytes(32).toString('base64url');

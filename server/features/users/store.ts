@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { getHelpers } from '../../../common/db/helpers/index.js';
 import type { AuthUser, Locale, Role } from '../../types.js';
+import type { DbRecord } from '../../../common/db/row.js';
 
 export interface UserRow extends AuthUser {
   email: string | null;
@@ -14,7 +15,7 @@ export interface GroupRow {
   description: string | null;
 }
 
-function toUser(knex: Knex, r: Record<string, any>): UserRow {
+function toUser(knex: Knex, r: DbRecord): UserRow {
   const h = getHelpers(knex);
   return {
     id: Number(r.id),
