@@ -256,7 +256,7 @@ export function createBooster(deps: BoosterDeps): Booster {
 
   // ---- http ----
   const control = createControlPlane({
-    secret, nodeId, bodyLimit: cfg.controlBodyLimit, log,
+    secret, nodeId, bodyLimit: cfg.controlBodyLimit, log, operatorToken: cfg.operatorToken, selfUrls: () => [selfUrl],
     role: () => role, epoch: currentEpoch, activeUrl: () => activeUrl,
     status,
     async metrics() {
