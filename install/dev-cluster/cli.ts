@@ -12,6 +12,7 @@ import { probePair } from './cluster-probe.js';
 import { startEmbeddedDb, type EmbeddedDb } from './embedded-db.js';
 import { groupAlive } from '../../common/process-group.js';
 import { spawnGroup, stopGroup, tailOf, type ManagedProcess } from './process-group.js';
+import { freePort } from '../../common/free-port.js';
 
 /** The repository (or package) root: install/dev-cluster/ → ../../ */
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -77,17 +78,6 @@ function parseOptions(argv: string[]): Options | string {
     fresh: flags.fresh === true,
     dir: str('dir') ?? join(ROOT, '.omflow', 'dev'),
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 function portFree(port: number): Promise<boolean> {

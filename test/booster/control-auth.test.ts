@@ -110,7 +110,7 @@ describe('authenticated control plane', () => {
     try {
       const hb = serverHeartbeat([b.base]);
       await hb.beat();
-      const entry = await until(() => b.table.servers.get('hb-1'), 'server registered');
+      const entry = (await until(() => b.table.servers.get('hb-1'), 'server registered'))!;
       const seenAt = entry.heartbeatAt;
       const seq = entry.heartbeat?.seq;
       const beat = cap.seen.find((c) => c.path === BOOSTER_PATH.heartbeat)!;
