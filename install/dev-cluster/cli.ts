@@ -203,6 +203,9 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
 
     // 2. Session secret and admin login.
     const secret = randomBytes(24).toString('hex');
+    // The control plane wants credentials: `omflow status` reads the session secret from here.
+    const secretFile = join(opts.dir, 'cluster-secret');
+    writeFileSync(secretFile, secret + '\n', { mode: 0o600 });
     const pwFile = join(opts.dir, 'admin-password');
     let adminPassword = opts.adminPassword;
     if (!adminPassword && existsSync(pwFile) && !opts.fresh) adminPassword = readFileSync(pwFile, 'utf8').trim();
@@ -324,6 +327,7 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
         `  Servers:   ${agents.length} app server(s), each with its agent`,
         `  Database:  ${db ? `embedded PostgreSQL, ${dbUrl.replace(/:[^:@/]*@/, ':***@')}` : dbUrl.replace(/:[^:@/]*@/, ':***@')}`,
         `  Logs:      ${logDir}`,
+        `  Status:    OMFLOW_CLUSTER_SECRET_FILE=${secretFile} omflow status --booster ${boosterUrls[0]}`,
         '',
         `  Stop with Ctrl-C (or kill -TERM ${process.pid}).`,
         '',
