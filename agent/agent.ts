@@ -18,6 +18,7 @@ import { ReleaseStore } from './releases.js';
 import { RolloutWorker } from './rollout-worker.js';
 import { Supervisor } from './supervisor.js';
 import { freePort } from '../common/free-port.js';
+import { audiencesFor } from '../common/protocol/cluster-auth.js';
 
 export type AgentConfig = LoadedConfig<[typeof clusterArea, typeof databaseArea, typeof boostersArea, typeof serverArea, typeof agentArea]>;
 
@@ -99,9 +100,12 @@ export class Agent {
     }
     this.serverPort = c.server.port || (await freePort(c.server.host === '0.0.0.0' ? '127.0.0.1' : c.server.host));
 
+    // Calls signed for another receiver (a booster, another agent) are refused; known once listening.
+    let audiences: string[] | undefined;
     this.api = buildControlApi({
       secret: c.cluster.secret,
       log,
+      audiences: () => (this.url ? (audiences ??= audiencesFor([this.url])) : undefined),
       handlers: {
         status: () => this.status(),
         drain: async () => ({ boosters: await this.drain('operator') }),
