@@ -1,5 +1,4 @@
 import { existsSync, mkdirSync } from 'node:fs';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +17,8 @@ import { cmdlineOf, isAlive, readJsonFile, removeFile, writeJsonFile } from './p
 import { ReleaseStore } from './releases.js';
 import { RolloutWorker } from './rollout-worker.js';
 import { Supervisor } from './supervisor.js';
+import { freePort } from '../common/free-port.js';
+import { audiencesFor } from '../common/protocol/cluster-auth.js';
 
 export type AgentConfig = LoadedConfig<[typeof clusterArea, typeof databaseArea, typeof boostersArea, typeof serverArea, typeof agentArea]>;
 
@@ -45,17 +46,6 @@ export interface AgentStatus {
   releases: { version: string; sequence: number }[];
   drainedByAgent: boolean;
   rolloutError: string | null;
-}
-
-async function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createNetServer();
-    s.once('error', reject);
-    s.listen(0, host, () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** Composition root of the agent: db → releases → supervisor → rollout worker → control API. */
@@ -110,9 +100,12 @@ export class Agent {
     }
     this.serverPort = c.server.port || (await freePort(c.server.host === '0.0.0.0' ? '127.0.0.1' : c.server.host));
 
+    // Calls signed for another receiver (a booster, another agent) are refused; known once listening.
+    let audiences: string[] | undefined;
     this.api = buildControlApi({
       secret: c.cluster.secret,
       log,
+      audiences: () => (this.url ? (audiences ??= audiencesFor([this.url])) : undefined),
       handlers: {
         status: () => this.status(),
         drain: async () => ({ boosters: await this.drain('operator') }),

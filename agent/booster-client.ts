@@ -1,4 +1,4 @@
-import { signClusterRequest } from '../common/protocol/cluster-auth.js';
+import { createClusterClient, type ClusterClient } from '../common/protocol/cluster-client.js';
 import { BOOSTER_PATH } from '../common/protocol/headers.js';
 import type { AgentReport } from '../common/protocol/messages.js';
 import type { Logger } from '../common/log.js';
@@ -10,39 +10,28 @@ export interface BoosterCallResult {
 }
 
 /**
- * Signed calls from this agent to EVERY booster (active and standby): a booster that is down
- * is skipped, the others still hear about the drain or the state change.
+ * Signed calls from this agent to EVERY booster (active first, then standby): a booster that
+ * is down is skipped, the others still hear about the drain or the state change.
  */
 export class BoosterClient {
+  readonly #client: ClusterClient;
+
   constructor(
     private readonly urls: readonly string[],
     private readonly auth: { secret: string; nodeId: string },
     private readonly log: Logger,
     private readonly timeoutMs = 2000,
-  ) {}
+  ) {
+    this.#client = createClusterClient({ ...auth, timeoutMs });
+  }
 
   get configured(): boolean {
     return this.urls.length > 0;
   }
 
   async post(path: string, payload: unknown): Promise<BoosterCallResult[]> {
-    const body = JSON.stringify(payload ?? {});
-    return Promise.all(
-      this.urls.map(async (url) => {
-        try {
-          const res = await fetch(url + path, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json', ...signClusterRequest(this.auth.secret, this.auth.nodeId, 'POST', path, body) },
-            body,
-            signal: AbortSignal.timeout(this.timeoutMs),
-          });
-          await res.arrayBuffer();
-          return { url, ok: res.ok, status: res.status };
-        } catch {
-          return { url, ok: false };
-        }
-      }),
-    );
+    const replies = await this.#client.toEveryBooster(this.urls, 'POST', path, payload ?? {}, { timeoutMs: this.timeoutMs });
+    return replies.map((r) => (r.status ? { url: r.url, ok: r.ok, status: r.status } : { url: r.url, ok: false }));
   }
 
   async drain(reason: string): Promise<BoosterCallResult[]> {

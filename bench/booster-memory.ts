@@ -3,7 +3,7 @@
 // Usage: npx tsx bench/booster-memory.ts [--connections 1000]
 import { connect, type Socket } from 'node:net';
 import type { ChildProcess } from 'node:child_process';
-import { freePort, rssMb, startBoosterProcess, startPinned, startPostgres, stop, tsxArgs, waitFor } from './booster-lib.js';
+import { freePort, rssMb, startBoosterProcess, startPinned, startPostgres, stop, tsxArgs, waitFor, statusGet } from './booster-lib.js';
 
 const args = process.argv.slice(2);
 const n = Number(args[args.indexOf('--connections') + 1] || 0) || 1000;
@@ -18,7 +18,7 @@ try {
   up = (await startPinned('0,1', process.execPath, tsxArgs('bench/booster-upstream.ts'), { PORT: String(upPort), BOOSTERS: url, NODE_ID: 'bench-up' }, /LISTENING/)).child;
   booster = startBoosterProcess('0,1', { OMFLOW_DB_URL: pg.url, OMFLOW_NODE_ID: 'bench-mem', OMFLOW_BOOSTER_PORT: String(port), OMFLOW_BOOSTER_SLOW_START_MS: '0' });
   await waitFor(async () => {
-    const st = (await (await fetch(url + '/_booster/status')).json()) as { role: string; servers: { state: string }[] };
+    const st = (await (await statusGet(url)).json()) as { role: string; servers: { state: string }[] };
     return st.role === 'active' && st.servers.some((s) => s.state === 'up');
   }, 'booster ready');
   for (let i = 0; i < 200; i++) await (await fetch(url + '/warm')).arrayBuffer();
@@ -37,7 +37,7 @@ try {
   const openMs = performance.now() - t0;
   await new Promise((r) => setTimeout(r, 300));
   const open = rssMb(booster.pid!);
-  const st = (await (await fetch(url + '/_booster/status')).json()) as { servers: { state: string }[] };
+  const st = (await (await statusGet(url)).json()) as { servers: { state: string }[] };
   console.log(`\nbooster-memory: ${n} open keep-alive client connections (each after one proxied GET), opened in ${openMs.toFixed(0)} ms`);
   console.log(`booster RSS: ${idle.toFixed(1)} MB warm and idle, ${open.toFixed(1)} MB with ${n} connections open (goal <= 150 MB); servers: ${st.servers.map((s) => s.state).join(',')}`);
 } finally {

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, SECRET, freePort, startPinned, startPostgres, stop, tsxArgs, waitFor } from './booster-lib.js';
+import { ROOT, SECRET, freePort, startPinned, startPostgres, stop, tsxArgs, waitFor, statusGet } from './booster-lib.js';
 
 const post = process.argv.includes('--post');
 const target = process.argv.includes('--target') ? process.argv[process.argv.indexOf('--target') + 1] : 'booster';
@@ -28,7 +28,7 @@ const b = spawn('taskset', ['-c', '1', ...cmd], {
 });
 try {
   if (baseline) await waitFor(async () => (await fetch(url + '/')).ok, 'ready');
-  else await waitFor(async () => ((await (await fetch(url + '/_booster/status')).json()) as { servers: { state: string }[] }).servers.some((s) => s.state === 'up'), 'ready');
+  else await waitFor(async () => ((await (await statusGet(url)).json()) as { servers: { state: string }[] }).servers.some((s) => s.state === 'up'), 'ready');
   const lua = join(dir, 'post.lua');
   writeFileSync(lua, `wrk.method = "POST"\nwrk.body = string.rep("x", 1024)\n`);
   // CPU time per request is steadier than req/s on a shared machine.

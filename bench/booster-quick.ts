@@ -7,7 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, startBoosterProcess, startPinned, startPostgres, stop, tsxArgs, waitFor } from './booster-lib.js';
+import { freePort, startBoosterProcess, startPinned, startPostgres, stop, tsxArgs, waitFor, statusGet } from './booster-lib.js';
 
 const args = process.argv.slice(2);
 const opt = (n: string, d: number) => (args.includes(n) ? Number(args[args.indexOf(n) + 1]) : d);
@@ -40,7 +40,7 @@ try {
   kill.push(() => stop(up.child));
   const b = startBoosterProcess('1', { OMFLOW_DB_URL: pg.url, OMFLOW_NODE_ID: 'q-b', OMFLOW_BOOSTER_PORT: String(bPort), OMFLOW_BOOSTER_SLOW_START_MS: '0' });
   kill.push(() => stop(b));
-  await waitFor(async () => ((await (await fetch(bUrl + '/_booster/status')).json()) as { servers: { state: string }[] }).servers.some((s) => s.state === 'up'), 'booster ready');
+  await waitFor(async () => ((await (await statusGet(bUrl)).json()) as { servers: { state: string }[] }).servers.some((s) => s.state === 'up'), 'booster ready');
   const conf = join(dir, 'haproxy.cfg');
   writeFileSync(conf, `global\n  nbthread 1\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n  option http-keep-alive\n  http-reuse always\nfrontend fe\n  bind 127.0.0.1:${hPort}\n  default_backend be\nbackend be\n  server s1 127.0.0.1:${upPort}\n`);
   if (spawnSync('which', ['haproxy']).status !== 0) throw new Error('haproxy is not installed');

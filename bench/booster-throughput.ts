@@ -6,7 +6,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, startBoosterProcess, startPinned, startPostgres, stop, tsxArgs, waitFor } from './booster-lib.js';
+import { freePort, startBoosterProcess, startPinned, startPostgres, stop, tsxArgs, waitFor, statusGet } from './booster-lib.js';
 
 const args = process.argv.slice(2);
 const duration = Number(args[args.indexOf('--duration') + 1] || 0) || 5;
@@ -50,7 +50,7 @@ try {
   const booster = startBoosterProcess('1', { OMFLOW_DB_URL: pg.url, OMFLOW_NODE_ID: 'bench-booster', OMFLOW_BOOSTER_PORT: String(boosterPort), OMFLOW_BOOSTER_SLOW_START_MS: '0' });
   children.push({ kill: () => stop(booster) });
   await waitFor(async () => {
-    const r = await fetch(boosterUrl + '/_booster/status');
+    const r = await statusGet(boosterUrl);
     const st = (await r.json()) as { role: string; servers: { state: string }[] };
     return st.role === 'active' && st.servers.some((s) => s.state === 'up');
   }, 'booster active with the upstream up');

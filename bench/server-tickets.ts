@@ -6,7 +6,6 @@
 // Usage: npx tsx bench/server-tickets.ts [--duration 10] [--connections 32] [--db URL] [--form it-request|simple]
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +14,7 @@ import { Pool } from 'undici';
 import { createDatabase } from '../common/db/create-database.js';
 import { migrateLatest } from '../common/db/migrate.js';
 import { seed } from '../server/seed.js';
+import { freePort } from '../common/free-port.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : undefined);
@@ -22,16 +22,6 @@ const duration = Number(flag('duration') ?? 10);
 const connections = Number(flag('connections') ?? 32);
 const formKey = flag('form') === 'simple' ? 'bench-simple' : 'it-request';
 const OMFLOW = fileURLToPath(new URL('../common/bin/omflow.mjs', import.meta.url));
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 let pg: EmbeddedPostgres | null = null;
 let dir = '';

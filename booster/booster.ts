@@ -129,7 +129,7 @@ export function createBooster(deps: BoosterDeps): Booster {
 
   // ---- http ----
   const control = createControlPlane({
-    secret, nodeId, bodyLimit: cfg.controlBodyLimit, log,
+    secret, nodeId, bodyLimit: cfg.controlBodyLimit, log, operatorToken: cfg.operatorToken, selfUrls: () => [selfUrl],
     role: () => leadership.role, epoch: () => leadership.currentEpoch(), activeUrl: () => leadership.activeUrl,
     status: view.status,
     async metrics() {

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { boosterArea } from '../common/config/areas/booster.js';
 import { clusterArea } from '../common/config/areas/cluster.js';
 import { databaseArea } from '../common/config/areas/database.js';
@@ -9,6 +8,7 @@ import { createDatabase } from '../common/db/create-database.js';
 import { createLogger } from '../common/log.js';
 import { createBooster } from './booster.js';
 import { createLicenseGate } from './license/gate.js';
+import { packageVersion } from '../common/package-version.js';
 
 const HELP = `Usage: omflow booster
 
@@ -17,14 +17,6 @@ Listens on OMFLOW_BOOSTER_HOST:OMFLOW_BOOSTER_PORT (default 0.0.0.0:5169). Confi
 the "Cluster", "Database" and "Booster" sections of docs/configuration.md. Stops gracefully
 on SIGTERM/SIGINT (hands the lease to the standby, finishes in-flight requests).
 `;
-
-function packageVersion(): string | undefined {
-  try {
-    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string }).version;
-  } catch {
-    return undefined;
-  }
-}
 
 /** `omflow booster`: the only place that turns the environment into a running booster. */
 export async function run(argv: string[], ctx: CliContext): Promise<number> {
@@ -37,7 +29,7 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
   const log = createLogger({ name: 'booster', level: config.cluster.logLevel, nodeId: config.cluster.nodeId });
   const db = createDatabase(config.database);
   const licenseGate = createLicenseGate({ db, log, nodeId: config.cluster.nodeId });
-  const booster = createBooster({ config, db, log, licenseGate, version: packageVersion() });
+  const booster = createBooster({ config, db, log, licenseGate, version: packageVersion(undefined) });
   try {
     await booster.listen();
     const sig = await ctx.stopSignal;

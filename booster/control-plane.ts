@@ -1,22 +1,30 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { CommonErrors, isOmflowError } from '../common/errors.js';
+import { isOmflowError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { signClusterRequest, verifyClusterRequest } from '../common/protocol/cluster-auth.js';
-import { AGENT_PATH, BOOSTER_PATH } from '../common/protocol/headers.js';
+import { audiencesFor } from '../common/protocol/cluster-auth.js';
+import { createClusterClient } from '../common/protocol/cluster-client.js';
+import { AGENT_PATH, BOOSTER_PATH, HEADER } from '../common/protocol/headers.js';
 import { parseAgentReport, parseHeartbeat, parsePatchNotice, type Heartbeat, type HeartbeatReply } from '../common/protocol/messages.js';
+import { createSignedEndpoint, sendJson as json, sendWireError } from '../common/protocol/signed-endpoint.js';
+import { WIRE_ERROR } from '../common/protocol/wire-errors.js';
 import { BoosterErrors } from './errors.js';
 import { sendError } from './http-errors.js';
 
 /**
- * The /_booster/ API: a tiny router, no framework. GET active/status/metrics/events are
- * read-only and open; every POST is signed with the cluster secret, size-limited, validated,
- * and refused with a stable code before anything is registered.
+ * The /_booster/ API: a tiny router, no framework. GET active is open and says only whether
+ * this booster is the active one; GET status/metrics/events need the operator token or a
+ * cluster signature; every POST is signed, nonce-checked (a replay is refused), size-limited,
+ * validated, and refused with a stable code before anything is registered.
  */
 export interface ControlCore {
   secret: string;
   nodeId: string;
   bodyLimit: number;
   log: Logger;
+  /** OMFLOW_BOOSTER_OPERATOR_TOKEN: Bearer token for the read-only paths. */
+  operatorToken?: string;
+  /** URLs this booster is reached by (advertise URL); signed calls for another audience are refused. */
+  selfUrls?: () => readonly (string | null | undefined)[];
   role(): 'active' | 'standby';
   epoch(): number;
   activeUrl(): string | null;
@@ -32,36 +40,6 @@ export interface ControlCore {
   stepsReady(): void;
 }
 
-function json(res: ServerResponse, status: number, value: unknown, extra?: Record<string, string>): void {
-  const body = JSON.stringify(value);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...extra });
-  res.end(body);
-}
-
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > limit) {
-      reject(CommonErrors.COMMON_ERR_PAYLOAD_TOO_LARGE());
-      req.resume();
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        reject(CommonErrors.COMMON_ERR_PAYLOAD_TOO_LARGE());
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
-
 /**
  * Wake-up hint: an app server POSTs here (signed, empty body) right after committing a
  * transaction that made a step ready, so the active dispatches it at once instead of at its
@@ -72,17 +50,22 @@ export const STEPS_READY_PATH = BOOSTER_PATH.stepsReady;
 const DRAIN = /^\/_booster\/servers\/([^/]+)\/(drain|undrain)$/;
 
 export function createControlPlane(core: ControlCore) {
-  async function signed(req: IncomingMessage): Promise<{ body: Buffer; value: unknown }> {
-    const body = await readBody(req, core.bodyLimit);
-    const auth = verifyClusterRequest(core.secret, { method: req.method ?? 'POST', path: req.url ?? '', headers: req.headers, body });
-    if (!auth.ok) throw CommonErrors.COMMON_ERR_CLUSTER_AUTH(undefined, { reason: auth.reason });
-    if (body.length === 0) return { body, value: {} };
-    try {
-      return { body, value: JSON.parse(body.toString('utf8')) };
-    } catch {
-      throw CommonErrors.COMMON_ERR_BAD_REQUEST('body is not JSON');
-    }
-  }
+  // The booster's URL is known only after listen; the accepted audiences are computed once per URL.
+  let memo: { key: string; list: string[] } | null = null;
+  const audiences = (urls: readonly (string | null | undefined)[]) => {
+    const key = urls.join(' ');
+    if (!key.trim()) return undefined;
+    if (memo?.key !== key) memo = { key, list: audiencesFor(urls) };
+    return memo.list;
+  };
+  const endpoint = createSignedEndpoint({
+    secret: core.secret,
+    bodyLimit: core.bodyLimit,
+    operatorToken: core.operatorToken,
+    audiences: core.selfUrls ? () => audiences(core.selfUrls!()) : undefined,
+  });
+  const signed = (req: IncomingMessage) => endpoint.read(req);
+  const agents = createClusterClient({ secret: core.secret, nodeId: core.nodeId, timeoutMs: 3000 });
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = req.url ?? '/';
@@ -92,10 +75,15 @@ export function createControlPlane(core: ControlCore) {
     if (method === 'GET' || method === 'HEAD') {
       switch (path) {
         case BOOSTER_PATH.active: {
-          const role = core.role();
-          const active = core.activeUrl();
-          return json(res, role === 'active' ? 200 : 503, { role, epoch: core.epoch(), nodeId: core.nodeId, activeUrl: active }, active ? { 'x-booster-active': active } : undefined);
+          // Open (keepalived, load-balancer checks): yes or no, nothing about the cluster.
+          // X-Booster-Active is what a standby's data-plane 503 says anyway.
+          const active = core.role() === 'active';
+          const to = active ? null : core.activeUrl();
+          return json(res, active ? 200 : 503, { active }, to ? { [HEADER.active]: to } : undefined);
         }
+      }
+      if (path === BOOSTER_PATH.status || path === BOOSTER_PATH.metrics || path === BOOSTER_PATH.events) await endpoint.authorizeRead(req);
+      switch (path) {
         case BOOSTER_PATH.status:
           return json(res, 200, await core.status());
         case BOOSTER_PATH.metrics: {
@@ -136,19 +124,8 @@ export function createControlPlane(core: ControlCore) {
         const { body, value } = await signed(req);
         parsePatchNotice(value);
         const targets = core.agentUrls();
-        const results = await Promise.allSettled(
-          targets.map(async (agentUrl) => {
-            const r = await fetch(agentUrl + AGENT_PATH.patchNotice, {
-              method: 'POST',
-              headers: { 'content-type': 'application/json', ...signClusterRequest(core.secret, core.nodeId, 'POST', AGENT_PATH.patchNotice, body) },
-              body,
-              signal: AbortSignal.timeout(3000),
-            });
-            await r.arrayBuffer();
-            if (!r.ok) throw new Error(`agent answered ${r.status}`);
-          }),
-        );
-        const failed = targets.filter((_, i) => results[i].status === 'rejected');
+        const replies = await Promise.all(targets.map((agentUrl) => agents.call(agentUrl, 'POST', AGENT_PATH.patchNotice, body.toString('utf8'))));
+        const failed = targets.filter((_, i) => !replies[i].ok);
         if (failed.length) core.log.warn({ failed }, 'patch notice did not reach every agent; agents also poll the database');
         return json(res, 200, { notified: targets.length - failed.length, failed });
       }
@@ -169,9 +146,10 @@ export function createControlPlane(core: ControlCore) {
 
   return function handle(req: IncomingMessage, res: ServerResponse): void {
     route(req, res).catch((err: unknown) => {
-      if (isOmflowError(err) && err.status < 500) {
-        if (err.code === CommonErrors.COMMON_ERR_CLUSTER_AUTH.code) core.log.warn({ path: req.url, node: req.headers['x-omflow-node'], details: err.details }, 'refused unauthenticated control call');
-        return json(res, err.status, err.toJSON());
+      if (isOmflowError(err) && (err.status < 500 || err.code === WIRE_ERROR.clusterBusy)) {
+        if (err.status === 401 || err.status === 503)
+          core.log.warn({ path: req.url, node: req.headers[HEADER.clusterNode], code: err.code, details: err.details }, 'refused unauthenticated control call');
+        return sendWireError(res, err);
       }
       core.log.warn({ err, path: req.url }, 'control call failed');
       const e = isOmflowError(err) ? err : BoosterErrors.BOOSTER_ERR_UPSTREAM('internal error');

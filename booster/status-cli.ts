@@ -1,12 +1,63 @@
+import { request } from 'undici';
 import type { CliContext } from '../common/cli/context.js';
 import { parseFlags } from '../common/cli/context.js';
+import { boosterArea } from '../common/config/areas/booster.js';
+import { clusterArea } from '../common/config/areas/cluster.js';
+import { loadConfig } from '../common/config/load.js';
+import { createClusterClient } from '../common/protocol/cluster-client.js';
 import { BOOSTER_PATH, DEFAULT_PORT } from '../common/protocol/headers.js';
 
 const HELP = `Usage: omflow status [--booster URL] [--json] [--events N]
 
 Prints the cluster as seen by a Booster (default http://127.0.0.1:${DEFAULT_PORT.booster}):
 boosters, servers with their agent state, license, and recent events.
+Signs with OMFLOW_CLUSTER_SECRET when configured, else sends OMFLOW_BOOSTER_OPERATOR_TOKEN.
 `;
+
+export interface ControlCredentials {
+  secret?: string;
+  nodeId: string;
+  token?: string;
+}
+
+/** Credentials for the read-only control paths, from the environment or --config file; either may be absent. */
+export function controlCredentials(ctx: Pick<CliContext, 'env' | 'configFile'>): ControlCredentials {
+  const out: ControlCredentials = { nodeId: 'omflow-cli' };
+  try {
+    const cfg = loadConfig([clusterArea], { env: ctx.env, file: ctx.configFile });
+    out.secret = cfg.cluster.secret;
+    out.nodeId = cfg.cluster.nodeId;
+  } catch {
+    // No cluster secret on this host: the operator token may do.
+  }
+  try {
+    out.token = loadConfig([boosterArea], { env: ctx.env, file: ctx.configFile }).booster.operatorToken;
+  } catch {
+    // Booster keys invalid here: they are not this command's business.
+  }
+  return out;
+}
+
+/** GET of a read-only control path: signed (fresh nonce each call) or with the Bearer token. */
+export async function getControl(base: string, path: string, creds: ControlCredentials, timeoutMs = 5000): Promise<{ status: number; body: unknown }> {
+  if (creds.secret) {
+    const r = await createClusterClient({ secret: creds.secret, nodeId: creds.nodeId, timeoutMs }).call(base, 'GET', path);
+    if (r.status === 0) throw new Error(r.error ?? 'no answer');
+    return { status: r.status, body: r.body };
+  }
+  const res = await request(new URL(path, base), {
+    headers: creds.token ? { authorization: `Bearer ${creds.token}`, accept: 'application/json' } : { accept: 'application/json' },
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const text = await res.body.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // not JSON
+  }
+  return { status: res.statusCode, body };
+}
 
 type Status = {
   role: string; epoch: number; nodeId: string; url: string; peer: string | null; activeUrl: string | null; uptimeMs: number;
@@ -32,10 +83,16 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
   let st: Status;
   let events: { createdAt: string; kind: string; subject: string | null; boosterId: string; epoch: number }[] = [];
   try {
-    const r = await fetch(base + BOOSTER_PATH.status, { signal: AbortSignal.timeout(5000) });
-    st = (await r.json()) as Status;
-    const e = await fetch(`${base}${BOOSTER_PATH.events}?limit=${limit}`, { signal: AbortSignal.timeout(5000) });
-    if (e.ok) events = ((await e.json()) as { events: typeof events }).events;
+    const creds = controlCredentials(ctx);
+    const r = await getControl(base, BOOSTER_PATH.status, creds);
+    if (r.status === 401) {
+      ctx.stderr.write(`omflow status: the booster at ${base} wants credentials: set OMFLOW_CLUSTER_SECRET(_FILE) or OMFLOW_BOOSTER_OPERATOR_TOKEN(_FILE)\n`);
+      return 1;
+    }
+    if (r.status !== 200) throw new Error(`answered HTTP ${r.status}`);
+    st = r.body as Status;
+    const e = await getControl(base, `${BOOSTER_PATH.events}?limit=${limit}`, creds);
+    if (e.status === 200) events = (e.body as { events: typeof events }).events;
   } catch (err) {
     ctx.stderr.write(`omflow status: cannot reach the booster at ${base}: ${(err as Error).message}\n`);
     return 1;

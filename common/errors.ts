@@ -111,6 +111,21 @@ export const CommonErrors = defineErrors({
     message: 'Cluster authentication failed',
     hint: 'Every booster, agent and server of a cluster must use the same OMFLOW_CLUSTER_SECRET and reasonably synchronised clocks (NTP).',
   },
+  COMMON_ERR_CLUSTER_REPLAY: {
+    status: 401,
+    message: 'This signed cluster call was already received (replay refused)',
+    hint: 'Every signed call carries a fresh nonce; a repeated one is a captured call sent again. Nothing was changed. If a cluster member sends it, it reuses headers: sign each send anew.',
+  },
+  COMMON_ERR_CLUSTER_BUSY: {
+    status: 503,
+    message: 'Too many signed cluster calls within the signature window',
+    hint: 'The replay cache of this receiver is full; it heals within a minute. A cluster member is flooding it: look for a runaway sender.',
+  },
+  COMMON_ERR_OPERATOR_AUTH: {
+    status: 401,
+    message: 'Credentials required: an operator token (Authorization: Bearer) or a cluster signature',
+    hint: 'Send OMFLOW_BOOSTER_OPERATOR_TOKEN as a Bearer token (Prometheus: authorization block), or run omflow status where OMFLOW_CLUSTER_SECRET is configured.',
+  },
   COMMON_ERR_BAD_REQUEST: {
     status: 400,
     message: 'The request is malformed',

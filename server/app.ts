@@ -176,7 +176,7 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
     startBackground(url: string) {
       heartbeat = createHeartbeat({
         boosterUrls: deps.boosterUrls, secret: config.cluster.secret, nodeId, url: config.server.publicUrl ?? url, agentUrl: config.server.agentUrl,
-        runtime, fence, knex: db.knex, log, intervalMs: config.server.heartbeatMs, fetchImpl: opts.fetchImpl,
+        runtime, fence, knex: db.knex, log, intervalMs: config.server.heartbeatMs,
       });
       heartbeat.start();
       dispatcher?.start();

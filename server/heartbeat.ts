@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import type { Logger } from '../common/log.js';
-import { signClusterRequest } from '../common/protocol/cluster-auth.js';
+import { createClusterClient, type ClusterReply } from '../common/protocol/cluster-client.js';
 import type { EpochFence } from '../common/protocol/epoch.js';
 import { BOOSTER_PATH } from '../common/protocol/headers.js';
 import type { Heartbeat, HeartbeatReply } from '../common/protocol/messages.js';
@@ -13,8 +13,8 @@ export function poolStats(knex: Knex): { used: number; waiting: number } {
 }
 
 /**
- * Registration and load report: every `intervalMs`, a signed Heartbeat to each booster in
- * order (active first, then the second). The reply's epoch feeds the fence. A booster that
+ * Registration and load report: every `intervalMs`, a signed Heartbeat to each booster, the
+ * one last seen active first. The reply's epoch feeds the fence. A booster that
  * does not answer is logged once per outage (WARN: it heals by itself).
  */
 export function createHeartbeat(deps: {
@@ -28,10 +28,9 @@ export function createHeartbeat(deps: {
   knex: Knex;
   log: Logger;
   intervalMs: number;
-  fetchImpl?: typeof fetch;
 }) {
   const { boosterUrls, secret, nodeId, runtime, fence, log } = deps;
-  const doFetch = deps.fetchImpl ?? fetch;
+  const client = createClusterClient({ secret, nodeId, timeoutMs: Math.max(500, deps.intervalMs) });
   const down = new Set<string>();
   let timer: NodeJS.Timeout | null = null;
   let inFlight: Promise<void> | null = null;
@@ -44,31 +43,20 @@ export function createHeartbeat(deps: {
     };
   }
 
-  async function sendOne(base: string, body: string): Promise<void> {
-    try {
-      const res = await doFetch(base + BOOSTER_PATH.heartbeat, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...signClusterRequest(secret, nodeId, 'POST', BOOSTER_PATH.heartbeat, body) },
-        body,
-        signal: AbortSignal.timeout(Math.max(500, deps.intervalMs)),
-      });
-      const text = await res.text();
-      if (!res.ok) throw new Error(`HTTP ${res.status}: ${text.slice(0, 200)}`);
-      const reply = JSON.parse(text) as HeartbeatReply;
+  function record(r: ClusterReply): void {
+    if (r.ok && r.body && typeof r.body === 'object') {
+      const reply = r.body as HeartbeatReply;
       if (Number.isSafeInteger(reply.epoch)) fence.admit(reply.epoch);
-      if (down.delete(base)) log.info({ booster: base }, 'booster answers heartbeats again');
-    } catch (err) {
-      if (!down.has(base)) {
-        down.add(base);
-        log.warn({ err, booster: base }, 'heartbeat to booster failed');
-      }
+      if (down.delete(r.url)) log.info({ booster: r.url }, 'booster answers heartbeats again');
+    } else if (!down.has(r.url)) {
+      down.add(r.url);
+      log.warn({ booster: r.url, status: r.status, error: r.error ?? (typeof r.body === 'string' ? r.body.slice(0, 200) : r.body) }, 'heartbeat to booster failed');
     }
   }
 
-  /** One round: to every booster, in order. */
+  /** One round: to every booster, the active first; each send is signed anew (own nonce and audience). */
   async function beat(): Promise<void> {
-    const body = JSON.stringify(message());
-    for (const base of boosterUrls) await sendOne(base, body);
+    for (const r of await client.toEveryBooster(boosterUrls, 'POST', BOOSTER_PATH.heartbeat, message())) record(r);
   }
 
   return {

@@ -1,4 +1,4 @@
-import { signClusterRequest } from '../common/protocol/cluster-auth.js';
+import { createClusterClient } from '../common/protocol/cluster-client.js';
 import { BOOSTER_PATH } from '../common/protocol/headers.js';
 import type { Logger } from '../common/log.js';
 
@@ -10,19 +10,12 @@ import type { Logger } from '../common/log.js';
 export function createStepsReadyHint(opts: { boosterUrls: readonly string[]; secret: string; nodeId: string; log: Logger; timeoutMs?: number }): () => void {
   let inFlight = false;
   let again = false;
-  const sendOnce = () =>
-    Promise.all(
-      opts.boosterUrls.map((url) =>
-        fetch(url + BOOSTER_PATH.stepsReady, {
-          method: 'POST',
-          headers: signClusterRequest(opts.secret, opts.nodeId, 'POST', BOOSTER_PATH.stepsReady, ''),
-          signal: AbortSignal.timeout(opts.timeoutMs ?? 1000),
-        }).then(
-          (r) => r.arrayBuffer(),
-          (err) => opts.log.debug({ err, url }, 'steps-ready hint not delivered'),
-        ),
-      ),
-    );
+  const client = createClusterClient({ secret: opts.secret, nodeId: opts.nodeId, timeoutMs: opts.timeoutMs ?? 1000 });
+  const sendOnce = async () => {
+    for (const r of await client.toEveryBooster(opts.boosterUrls, 'POST', BOOSTER_PATH.stepsReady, '')) {
+      if (!r.ok) opts.log.debug({ url: r.url, status: r.status, error: r.error }, 'steps-ready hint not delivered');
+    }
+  };
   return function hint(): void {
     if (inFlight) {
       again = true;

@@ -1,11 +1,10 @@
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { request } from 'undici';
 import { parseFlags, type CliContext } from '../../common/cli/context.js';
 import { loadConfig } from '../../common/config/load.js';
 import { boostersArea, boosterUrlsOf } from '../../common/config/areas/boosters.js';
 import { clusterArea } from '../../common/config/areas/cluster.js';
-import { signClusterRequest } from '../../common/protocol/cluster-auth.js';
+import { controlCredentials, getControl } from '../status-cli.js';
 import { BOOSTER_PATH } from '../../common/protocol/headers.js';
 import { signLicense, type LicensePayload } from '../../common/license/format.js';
 import { createLicenseVerifier } from '../../common/license/verifier.js';
@@ -97,7 +96,7 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
           secret = cfg.cluster.secret;
           if (!urls.length) urls = boosterUrlsOf(cfg.boosters);
         } catch {
-          // No cluster secret here: an unsigned request is still answered with the public status.
+          // No cluster secret here: the operator token (OMFLOW_BOOSTER_OPERATOR_TOKEN) may do.
           const cfg = loadConfig([boostersArea], { env: ctx.env, file: ctx.configFile });
           if (!urls.length) urls = boosterUrlsOf(cfg.boosters);
         }
@@ -105,10 +104,9 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
         let lastErr: unknown;
         for (const base of urls) {
           try {
-            const headers = secret ? signClusterRequest(secret, 'omflow-cli', 'GET', BOOSTER_PATH.status) : {};
-            const res = await request(new URL(BOOSTER_PATH.status, base), { headers, headersTimeout: 5000, bodyTimeout: 5000 });
-            const body = (await res.body.json()) as { license?: Record<string, unknown> };
-            if (res.statusCode !== 200 || !body.license) throw new Error(`${base} answered ${res.statusCode}`);
+            const res = await getControl(base, BOOSTER_PATH.status, { ...controlCredentials(ctx), ...(secret ? { secret } : {}) });
+            const body = (res.body ?? {}) as { license?: Record<string, unknown> };
+            if (res.status !== 200 || !body.license) throw new Error(`${base} answered ${res.status}`);
             const l = body.license as { state: string; daysLeft: number | null; customer?: string; expiresAt?: string; clusterId?: string; servers?: { licensed: number | null; used: number }; warnings?: string[] };
             if (flags.json) ctx.stdout.write(`${JSON.stringify(l, null, 2)}\n`);
             else {

@@ -1,7 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { isOmflowError } from '../errors.js';
 import type { CliContext, CommandRun } from './context.js';
+import { packageVersion } from '../package-version.js';
 
 /**
  * The `omflow` dispatcher. Each part plugs in a module exporting `run(argv, ctx)`; modules are
@@ -35,15 +36,6 @@ export function usage(): string {
   ].join('\n');
 }
 
-/** package.json sits two levels up both in a checkout and in an installed package (app/). */
-function packageVersion(): string {
-  try {
-    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-  } catch {
-    return 'unknown';
-  }
-}
-
 function moduleExists(url: URL): boolean {
   const path = fileURLToPath(url);
   return existsSync(path) || existsSync(path.replace(/\.js$/, '.ts'));
@@ -65,7 +57,7 @@ export async function main(argv: string[], overrides: Partial<CliContext> = {}):
     return command ? 0 : 2;
   }
   if (command === '--version' || command === '-v') {
-    stdout.write(`${packageVersion()}\n`);
+    stdout.write(`${packageVersion('unknown')}\n`);
     return 0;
   }
   const spec = COMMANDS[command];

@@ -1,4 +1,4 @@
-import type { DbClientName } from '../config/areas/database.js';
+import type { DbClientName } from './clients.js';
 
 export interface DatabaseTarget {
   client: DbClientName;

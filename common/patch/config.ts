@@ -1,6 +1,6 @@
 import type { AreaValues } from '../config/define.js';
 import type { agentArea } from '../config/areas/agent.js';
-import { signClusterRequest } from '../protocol/cluster-auth.js';
+import { createClusterClient } from '../protocol/cluster-client.js';
 import { BOOSTER_PATH } from '../protocol/headers.js';
 import type { PatchNotice } from '../protocol/messages.js';
 import { loadTrustedKeys, type TrustedKeys } from './keys.js';
@@ -27,23 +27,8 @@ export async function notifyBoostersOfPatch(
   notice: PatchNotice,
   timeoutMs = 3000,
 ): Promise<string[]> {
-  const body = JSON.stringify(notice);
-  const reached: string[] = [];
-  await Promise.all(
-    boosterUrls.map(async (base) => {
-      try {
-        const res = await fetch(base + BOOSTER_PATH.patchNotice, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', ...signClusterRequest(auth.secret, auth.nodeId, 'POST', BOOSTER_PATH.patchNotice, body) },
-          body,
-          signal: AbortSignal.timeout(timeoutMs),
-        });
-        await res.arrayBuffer();
-        if (res.ok) reached.push(base);
-      } catch {
-        // down or unreachable: the database poll covers it
-      }
-    }),
-  );
-  return reached;
+  const client = createClusterClient({ ...auth, timeoutMs });
+  // A booster that is down or unreachable is skipped: the database poll covers it.
+  const replies = await client.toEveryBooster(boosterUrls, 'POST', BOOSTER_PATH.patchNotice, notice);
+  return replies.filter((r) => r.ok).map((r) => r.url);
 }

@@ -14,6 +14,10 @@ export const HEADER = {
   /** HMAC of a cluster-internal request; see cluster-auth.ts. */
   clusterSignature: 'x-omflow-signature',
   clusterTimestamp: 'x-omflow-timestamp',
+  /** Random per send; the receiver refuses a nonce it has seen within the signature window. */
+  clusterNonce: 'x-omflow-nonce',
+  /** host:port the call was signed for; a receiver refuses calls signed for another. */
+  clusterAudience: 'x-omflow-audience',
   /** The node id of the sender of a cluster-internal request. */
   clusterNode: 'x-omflow-node',
 } as const;

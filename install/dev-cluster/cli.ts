@@ -12,6 +12,7 @@ import { probePair } from './cluster-probe.js';
 import { startEmbeddedDb, type EmbeddedDb } from './embedded-db.js';
 import { groupAlive } from '../../common/process-group.js';
 import { spawnGroup, stopGroup, tailOf, type ManagedProcess } from './process-group.js';
+import { freePort } from '../../common/free-port.js';
 
 /** The repository (or package) root: install/dev-cluster/ → ../../ */
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -77,17 +78,6 @@ function parseOptions(argv: string[]): Options | string {
     fresh: flags.fresh === true,
     dir: str('dir') ?? join(ROOT, '.omflow', 'dev'),
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 function portFree(port: number): Promise<boolean> {
@@ -213,6 +203,9 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
 
     // 2. Session secret and admin login.
     const secret = randomBytes(24).toString('hex');
+    // The control plane wants credentials: `omflow status` reads the session secret from here.
+    const secretFile = join(opts.dir, 'cluster-secret');
+    writeFileSync(secretFile, secret + '\n', { mode: 0o600 });
     const pwFile = join(opts.dir, 'admin-password');
     let adminPassword = opts.adminPassword;
     if (!adminPassword && existsSync(pwFile) && !opts.fresh) adminPassword = readFileSync(pwFile, 'utf8').trim();
@@ -334,6 +327,7 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
         `  Servers:   ${agents.length} app server(s), each with its agent`,
         `  Database:  ${db ? `embedded PostgreSQL, ${dbUrl.replace(/:[^:@/]*@/, ':***@')}` : dbUrl.replace(/:[^:@/]*@/, ':***@')}`,
         `  Logs:      ${logDir}`,
+        `  Status:    OMFLOW_CLUSTER_SECRET_FILE=${secretFile} omflow status --booster ${boosterUrls[0]}`,
         '',
         `  Stop with Ctrl-C (or kill -TERM ${process.pid}).`,
         '',

@@ -147,7 +147,13 @@ describe('step dispatch and cluster API', () => {
     const out = new PassThrough();
     let text = '';
     out.on('data', (d) => (text += d));
-    const code = await statusRun(['--booster', b.base], { env: {}, stdout: out, stderr: out, stopSignal: new Promise(() => {}) });
+    // Without credentials the booster says nothing about the cluster.
+    const anon = new PassThrough();
+    let anonText = '';
+    anon.on('data', (d) => (anonText += d));
+    expect(await statusRun(['--booster', b.base], { env: {}, stdout: anon, stderr: anon, stopSignal: new Promise(() => {}) })).toBe(1);
+    expect(anonText).toContain('wants credentials');
+    const code = await statusRun(['--booster', b.base], { env: { OMFLOW_CLUSTER_SECRET: SECRET }, stdout: out, stderr: out, stopSignal: new Promise(() => {}) });
     expect(code).toBe(0);
     expect(text).toContain('is ACTIVE');
     expect(text).toMatch(/st-1\s+http:\/\/127\.0\.0\.1:\d+\s+up\s+running\s+1\.0\.0/);

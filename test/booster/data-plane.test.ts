@@ -5,9 +5,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { createBooster, type Booster } from '../../booster/booster.js';
 import type { LicenseGate } from '../../booster/license/gate.js';
+import { audienceOf, signClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
 import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
-import { boosterConfig, signedPost, silentLog, startFixtureServer, until, type FixtureServer } from './fixtures.js';
+import { boosterConfig, SECRET, signedPost, silentLog, startFixtureServer, until, type FixtureServer } from './fixtures.js';
 
 /** The data plane of one in-process booster in front of real loopback servers. */
 let tdb: TestDatabase;
@@ -42,6 +43,9 @@ async function servers(base: string, ids: string[], opts: { stepCapacity?: numbe
   for (const f of out) await f.heartbeatNow();
   return out;
 }
+
+/** GET of a read-only control path, signed as a cluster member would (fresh nonce each time). */
+const signedGet = (base: string, path: string) => get(base, path, signClusterRequest(SECRET, 'test', 'GET', path, '', Date.now(), { audience: audienceOf(base) }));
 
 async function get(base: string, path: string, headers: Record<string, string> = {}) {
   const r = await request(base + path, { headers });
@@ -137,7 +141,7 @@ describe('booster data plane', () => {
     await load;
     expect(outAfter).toBeLessThan(1000);
     expect(statuses.filter((s) => s !== 200)).toEqual([]);
-    const st = (await get(b.base, BOOSTER_PATH.status)).json();
+    const st = (await signedGet(b.base, BOOSTER_PATH.status)).json();
     expect(st.servers.find((s: { id: string }) => s.id === 'k2').state).not.toBe('up');
   });
 
@@ -206,7 +210,7 @@ describe('booster data plane', () => {
     const done = await held;
     expect(done.statusCode).toBe(200);
     expect(await done.body.json()).toMatchObject({ server: 'd1', held: true });
-    const st = (await get(b.base, BOOSTER_PATH.status)).json();
+    const st = (await signedGet(b.base, BOOSTER_PATH.status)).json();
     expect(st.servers.find((s: { id: string }) => s.id === 'd1')).toMatchObject({ state: 'draining', draining: true });
     expect((await signedPost(b.base, BOOSTER_PATH.undrain('d1'), {})).status).toBe(200);
     await until(() => b.table.servers.get('d1')!.lastState === 'up', 'd1 back');
@@ -323,7 +327,7 @@ describe('booster data plane', () => {
     expect(huge.status).toBe(413);
     expect(await tdb.knex('servers').where('id', 'evil').first()).toBeUndefined();
     expect(b.table.servers.has('evil')).toBe(false);
-    const st = (await get(b.base, BOOSTER_PATH.status)).json();
+    const st = (await signedGet(b.base, BOOSTER_PATH.status)).json();
     expect(st.servers).toEqual([]);
   });
 
@@ -348,7 +352,7 @@ describe('booster data plane', () => {
     const hits = new Set<string>();
     for (let i = 0; i < 20; i++) hits.add((await get(b.base, '/t')).headers[HEADER.upstream] as string);
     expect([...hits]).toEqual(['l1']);
-    const st = (await get(b.base, BOOSTER_PATH.status)).json();
+    const st = (await signedGet(b.base, BOOSTER_PATH.status)).json();
     expect(st.license).toMatchObject({ state: 'licensed', servers: { licensed: 1, used: 2 } });
     expect(st.servers.find((s: { id: string }) => s.id === 'l2')).toMatchObject({ routed: false });
   });
@@ -358,11 +362,11 @@ describe('booster data plane', () => {
     await servers(b.base, ['m1']);
     await upCount(b, 1);
     await get(b.base, '/m');
-    const m = await get(b.base, BOOSTER_PATH.metrics);
+    const m = await signedGet(b.base, BOOSTER_PATH.metrics);
     expect(m.text).toContain('omflow_booster_requests_total{server="m1",class="2xx"} 1');
     expect(m.text).toContain('omflow_booster_epoch ');
     expect(m.text).toContain('omflow_booster_takeovers_total 1');
-    const ev = (await get(b.base, BOOSTER_PATH.events)).json();
+    const ev = (await signedGet(b.base, BOOSTER_PATH.events)).json();
     const kinds = ev.events.map((e: { kind: string }) => e.kind);
     expect(kinds).toContain('takeover');
     expect(kinds).toContain('server-up');

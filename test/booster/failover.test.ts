@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBooster, type Booster } from '../../booster/booster.js';
+import { createClusterClient } from '../../common/protocol/cluster-client.js';
 import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
 import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
 import { SECRET, boosterConfig, enqueueSteps, freePort, silentLog, startBlackHole, startFixtureServer, until, type FixtureServer } from './fixtures.js';
@@ -21,11 +22,16 @@ function startBoosterProcess(env: Record<string, string>): ChildProcess {
   return child;
 }
 
+const statusClient = createClusterClient({ secret: SECRET, nodeId: 'test' });
+
 async function activeStatus(url: string): Promise<{ status: number; epoch: number } | null> {
   try {
     const r = await fetch(url + BOOSTER_PATH.active, { signal: AbortSignal.timeout(500) });
-    const body = (await r.json()) as { epoch: number };
-    return { status: r.status, epoch: body.epoch };
+    await r.arrayBuffer();
+    // /_booster/active says only yes or no; the epoch is in the (signed) status.
+    const st = await statusClient.call(url, 'GET', BOOSTER_PATH.status, undefined, { timeoutMs: 500 });
+    if (!st.ok) return null;
+    return { status: r.status, epoch: (st.body as { epoch: number }).epoch };
   } catch {
     return null;
   }

@@ -12,6 +12,7 @@ import { EpochFence } from '../../common/protocol/epoch.js';
 import { BOOSTER_PATH, HEADER, SERVER_PATH } from '../../common/protocol/headers.js';
 import { parseStepDispatch, type Heartbeat } from '../../common/protocol/messages.js';
 import { completeStep, enqueueStep, markStepStarted } from '../../common/protocol/steps.js';
+export { freePort } from '../../common/free-port.js';
 
 /**
  * Small real app servers for the booster's tests: they heartbeat (signed) to the boosters,
@@ -266,14 +267,6 @@ export function boosterConfig(nodeId: string, overrides: Record<string, string |
       OMFLOW_BOOSTER_HEARTBEAT_TIMEOUT_MS: 3000, OMFLOW_BOOSTER_HEALTH_TIMEOUT_MS: 2000, ...overrides,
     },
   });
-}
-
-export async function freePort(): Promise<number> {
-  const srv = createNetServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
 }
 
 /** Polls fn until it returns a truthy value; bounded. */

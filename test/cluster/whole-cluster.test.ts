@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { createPrivateKey, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyPatch, buildPatch, collectDirectory, generatePatchKeyPair, loadTrustedKeys, notifyBoostersOfPatch } from '../../common/patch/index.js';
-import { HEADER } from '../../common/protocol/headers.js';
+import { createClusterClient } from '../../common/protocol/cluster-client.js';
+import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { REPO_ROOT, freePort, startOmflow, stopAll, waitFor, type RunningProcess } from '../helpers/processes.js';
 
@@ -31,7 +32,11 @@ describe('whole cluster: Booster pair, three agents, real app servers', () => {
   const patchKey = generatePatchKeyPair();
   let token = '';
 
-  const status = async (url: string): Promise<Status> => (await fetch(`${url}/_booster/status`, { signal: AbortSignal.timeout(2000) })).json() as Promise<Status>;
+  const status = async (url: string): Promise<Status> => {
+    const r = await createClusterClient({ secret: SECRET, nodeId: 'test' }).call(url, 'GET', BOOSTER_PATH.status, undefined, { timeoutMs: 2000 });
+    if (!r.ok) throw new Error(`status of ${url}: ${r.status} ${r.error ?? ''}`);
+    return r.body as Status;
+  };
   const activeUrl = async (): Promise<string | undefined> => {
     for (const b of boosters) {
       const ok = await fetch(`${b.url}/_booster/active`, { signal: AbortSignal.timeout(1000) }).then((r) => r.status === 200, () => false);

@@ -1,20 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+export { freePort } from '../../common/free-port.js';
 
 export const OMFLOW_BIN = fileURLToPath(new URL('../../common/bin/omflow.mjs', import.meta.url));
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** Runs `omflow <args>` to completion with only the given environment (plus PATH). */
 export function runOmflow(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {

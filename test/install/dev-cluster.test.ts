@@ -35,8 +35,10 @@ describe('omflow dev (npm start)', () => {
     expect(out).toMatch(/Ctrl-C/);
 
     const urls = [`http://127.0.0.1:${port}`, `http://127.0.0.1:${port + 1}`];
-    // GET /_booster/status is readable without the session's secret (the signature is ignored).
-    const view = await probePair(urls, 'not-the-session-secret');
+    // GET /_booster/status wants credentials: the session secret, which the dev cluster keeps in its dir.
+    const session = readFileSync(join(dir, 'cluster-secret'), 'utf8').trim();
+    expect((await probePair(urls, 'not-the-session-secret')).serversUp).toEqual([]);
+    const view = await probePair(urls, session);
     expect(view.roles).toEqual({ [urls[0]]: 'active', [urls[1]]: 'standby' });
     expect(view.serversUp.sort()).toEqual(['server-1', 'server-2']);
 

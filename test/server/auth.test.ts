@@ -99,6 +99,17 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       expect(await t.knex('user_groups').where({ name: 'csrf-test' }).first()).toBeUndefined();
     });
 
+    it('health probes answer the cluster directly, not users through a booster', async () => {
+      for (const url of ['/healthz', '/readyz']) {
+        const proxied = await app.inject({ url, headers: { 'x-forwarded-for': '203.0.113.9' } });
+        expect([url, proxied.statusCode, proxied.json().code]).toEqual([url, 404, 'SERVER_ERR_NOT_FOUND']);
+        expect(proxied.body).not.toContain(app.omflow.runtime.nodeId);
+      }
+      expect((await app.inject({ url: '/healthz' })).statusCode).toBe(200);
+      // Only the probes: every other route still serves proxied users.
+      expect((await app.inject({ url: '/login', headers: { 'x-forwarded-for': '203.0.113.9' } })).statusCode).toBe(200);
+    });
+
     it('an unauthenticated X-Booster-Epoch can be refused by the fence but never raises it', async () => {
       const forged = await app.inject({ url: '/healthz', headers: { 'x-booster-epoch': '999999999999' } });
       expect(forged.statusCode).toBe(200);

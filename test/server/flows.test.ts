@@ -6,6 +6,7 @@ import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../help
 import { serverConfig, SECRET } from './helpers.js';
 import { seed } from '../../server/seed.js';
 import { signClusterRequest } from '../../common/protocol/cluster-auth.js';
+import { WIRE_ERROR } from '../../common/protocol/wire-errors.js';
 import { SERVER_PATH } from '../../common/protocol/headers.js';
 import { leaseStep } from '../../common/protocol/steps.js';
 
@@ -306,8 +307,14 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       // The current booster (epoch 5) re-leases it once the zombie's lease lapsed (forced here) and dispatches it.
       await t.knex('steps').where({ id: step.id }).update({ lease_expires_at: new Date(Date.now() - 60_000) });
       expect(await leaseStep(t.knex, { stepId: Number(step.id), serverId: 'test-node', epoch: 5, leaseMs: 60_000 })).toBe(true);
-      const accepted = await dispatch({ stepId: Number(step.id), epoch: 5, leaseMs: 60_000, attempt: 2 });
+      const payload = JSON.stringify({ stepId: Number(step.id), epoch: 5, leaseMs: 60_000, attempt: 2 });
+      const signed = { method: 'POST' as const, url: SERVER_PATH.dispatchStep, payload, headers: { 'content-type': 'application/json', ...signClusterRequest(SECRET, 'booster-a', 'POST', SERVER_PATH.dispatchStep, payload) } };
+      const accepted = await app.inject(signed);
       expect(accepted.statusCode, accepted.body).toBe(202);
+      // The same signed dispatch captured and sent again is refused before the fence.
+      const replayed = await app.inject(signed);
+      expect(replayed.statusCode).toBe(401);
+      expect(replayed.json().code).toBe(WIRE_ERROR.clusterReplay);
       const done = await waitFor(async () => {
         const r = await t.knex('steps').where({ id: step.id }).first();
         return r.state === 'done' ? r : null;

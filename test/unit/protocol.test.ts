@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_SKEW_MS, signClusterRequest, verifyClusterRequest } from '../../common/protocol/cluster-auth.js';
+import { MAX_SKEW_MS, ReplayGuard, audiencesFor, bearerMatches, signClusterRequest, verifyClusterRequest } from '../../common/protocol/cluster-auth.js';
+import { HEADER } from '../../common/protocol/headers.js';
 import { EpochFence } from '../../common/protocol/epoch.js';
 import { parseHeartbeat, parseStepDispatch } from '../../common/protocol/messages.js';
 import { CommonErrors } from '../../common/errors.js';
@@ -29,6 +30,74 @@ describe('cluster authentication', () => {
       (change.now as number) ?? now,
     );
     expect(r).toEqual({ ok: false, reason });
+  });
+});
+
+describe('replay protection and audience', () => {
+  const body = '{"reason":"x"}';
+  const path = '/_booster/servers/s1/drain';
+  const now = 1_800_000_000_000;
+
+  it('accepts a nonce once per receiver, and forgets it only after the signature window', () => {
+    const headers = signClusterRequest(SECRET, 'agent-1', 'POST', path, body, now, { audience: 'b1:5169' });
+    const a = new ReplayGuard();
+    const b = new ReplayGuard();
+    const req = { method: 'POST', path, headers, body };
+    expect(verifyClusterRequest(SECRET, req, now, { replay: a })).toEqual({ ok: true, nodeId: 'agent-1' });
+    expect(verifyClusterRequest(SECRET, req, now + 1, { replay: a })).toEqual({ ok: false, reason: 'replay' });
+    expect(verifyClusterRequest(SECRET, req, now + MAX_SKEW_MS, { replay: a })).toEqual({ ok: false, reason: 'replay' });
+    // Past the window the timestamp refuses it anyway.
+    expect(verifyClusterRequest(SECRET, req, now + MAX_SKEW_MS + 1, { replay: a })).toEqual({ ok: false, reason: 'skew' });
+    // Each receiver keeps its own cache.
+    expect(verifyClusterRequest(SECRET, req, now, { replay: b }).ok).toBe(true);
+  });
+
+  it('records nothing for a bad signature (a forger cannot fill the cache or burn a nonce)', () => {
+    const guard = new ReplayGuard();
+    const headers = signClusterRequest(SECRET, 'agent-1', 'POST', path, body, now);
+    expect(verifyClusterRequest('another-secret-of-length', { method: 'POST', path, headers, body }, now, { replay: guard })).toEqual({ ok: false, reason: 'signature' });
+    expect(guard.size).toBe(0);
+    expect(verifyClusterRequest(SECRET, { method: 'POST', path, headers, body }, now, { replay: guard }).ok).toBe(true);
+  });
+
+  it('is bounded: when full of live nonces it refuses new calls (busy) instead of forgetting one', () => {
+    const guard = new ReplayGuard(3);
+    for (let i = 0; i < 3; i++) expect(guard.admit(`n${i}`, now + 1000, now)).toBe('ok');
+    expect(guard.admit('n3', now + 1000, now)).toBe('busy');
+    expect(guard.admit('n0', now + 1000, now)).toBe('replay');
+    // Once they expire there is room again.
+    expect(guard.admit('n3', now + 5000, now + 2000)).toBe('ok');
+    expect(guard.size).toBe(1);
+  });
+
+  it('signs nonce and audience: neither can be changed, and another audience is refused', () => {
+    const headers = signClusterRequest(SECRET, 'agent-1', 'POST', path, body, now, { audience: 'b1:5169' });
+    const ok = { method: 'POST', path, body };
+    expect(verifyClusterRequest(SECRET, { ...ok, headers: { ...headers, [HEADER.clusterNonce]: 'f'.repeat(32) } }, now)).toEqual({ ok: false, reason: 'signature' });
+    expect(verifyClusterRequest(SECRET, { ...ok, headers: { ...headers, [HEADER.clusterAudience]: 'b2:5169' } }, now)).toEqual({ ok: false, reason: 'signature' });
+    const { [HEADER.clusterAudience]: _dropped, ...withoutAudience } = headers;
+    expect(verifyClusterRequest(SECRET, { ...ok, headers: withoutAudience }, now)).toEqual({ ok: false, reason: 'signature' });
+    expect(verifyClusterRequest(SECRET, { ...ok, headers }, now, { audiences: ['b2:5169'] })).toEqual({ ok: false, reason: 'audience' });
+    expect(verifyClusterRequest(SECRET, { ...ok, headers }, now, { audiences: audiencesFor(['http://b1:5169']) }).ok).toBe(true);
+    const { [HEADER.clusterNonce]: _n, ...withoutNonce } = headers;
+    expect(verifyClusterRequest(SECRET, { ...ok, headers: withoutNonce }, now)).toEqual({ ok: false, reason: 'missing' });
+  });
+
+  it('signs every send anew', () => {
+    const a = signClusterRequest(SECRET, 'n', 'POST', path, body, now);
+    const b = signClusterRequest(SECRET, 'n', 'POST', path, body, now);
+    expect(a[HEADER.clusterNonce]).not.toBe(b[HEADER.clusterNonce]);
+    expect(a[HEADER.clusterSignature]).not.toBe(b[HEADER.clusterSignature]);
+  });
+
+  it('compares the operator token as a Bearer credential', () => {
+    const token = 'operator-token-0123456789abcdef';
+    expect(bearerMatches(`Bearer ${token}`, token)).toBe(true);
+    expect(bearerMatches(`bearer ${token}`, token)).toBe(true);
+    expect(bearerMatches(token, token)).toBe(false);
+    expect(bearerMatches(`Bearer ${token}x`, token)).toBe(false);
+    expect(bearerMatches(`Bearer ${token}`, undefined)).toBe(false);
+    expect(bearerMatches(undefined, token)).toBe(false);
   });
 });
 

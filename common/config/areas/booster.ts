@@ -1,4 +1,4 @@
-import { bool, defineArea, httpUrl, int, str, port } from '../define.js';
+import { bool, defineArea, httpUrl, int, optionalStr, str, port } from '../define.js';
 
 /**
  * Keys of `omflow booster`. Owned by booster/; documented in docs/configuration.md.
@@ -57,9 +57,14 @@ export const boosterArea = defineArea({
     stepLeaseMs: int('OMFLOW_BOOSTER_STEP_LEASE_MS', { doc: 'Lease granted with each dispatched step; a lapsed lease is handed out again.', default: 10000, min: 100 }),
     dispatchPollMs: int('OMFLOW_BOOSTER_DISPATCH_POLL_MS', { doc: 'Longest sleep of the step dispatcher when no step was ready.', default: 25, min: 1 }),
     dispatchBatch: int('OMFLOW_BOOSTER_DISPATCH_BATCH', { doc: 'Steps read per dispatcher round.', default: 100, min: 1 }),
+    operatorToken: optionalStr('OMFLOW_BOOSTER_OPERATOR_TOKEN', {
+      doc: 'Bearer token that opens /_booster/status, /_booster/events and /_booster/metrics to operators and Prometheus (cluster members sign instead). At least 24 characters. Empty: only signed calls may read them. Prefer OMFLOW_BOOSTER_OPERATOR_TOKEN_FILE.',
+      secret: true,
+    }),
   },
   check(values, report) {
     if (values.renewDeadlineMs >= values.leaseMs) report('OMFLOW_BOOSTER_RENEW_DEADLINE_MS', 'must be below OMFLOW_BOOSTER_LEASE_MS');
+    if (values.operatorToken !== undefined && values.operatorToken.length < 24) report('OMFLOW_BOOSTER_OPERATOR_TOKEN', 'must be at least 24 characters');
     if (values.renewMs >= values.renewDeadlineMs) report('OMFLOW_BOOSTER_RENEW_MS', 'must be below OMFLOW_BOOSTER_RENEW_DEADLINE_MS');
   },
 });

@@ -1,8 +1,9 @@
 import { bool, defineArea, int, oneOf, optionalPort, optionalStr, str } from '../define.js';
+import { DB_CLIENTS } from '../../db/clients.js';
 import { parseDatabaseUrl } from '../../db/url.js';
 
-export const DB_CLIENTS = ['postgres', 'mysql', 'mssql', 'oracle'] as const;
-export type DbClientName = (typeof DB_CLIENTS)[number];
+// Kept here too for existing importers; the list lives in common/db/clients.ts.
+export { DB_CLIENTS, type DbClientName } from '../../db/clients.js';
 
 export const databaseArea = defineArea({
   name: 'database',

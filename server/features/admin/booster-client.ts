@@ -1,42 +1,17 @@
-import { request } from 'undici';
-import { signClusterRequest } from '../../../common/protocol/cluster-auth.js';
+import { createClusterClient, type ClusterReply } from '../../../common/protocol/cluster-client.js';
 import { BOOSTER_PATH } from '../../../common/protocol/headers.js';
 
 /**
  * Signed calls from the admin pages to the boosters (status, events, drain, license-changed).
  * Every call is bounded by a short timeout: a dead booster must not hang an admin page.
  */
-export interface BoosterReply {
-  url: string;
-  ok: boolean;
-  status: number;
-  body: unknown;
-  error?: string;
-}
+export type BoosterReply = ClusterReply;
 
 export function createBoosterClient(opts: { urls: string[]; secret: string; nodeId: string; timeoutMs?: number }) {
-  const timeoutMs = opts.timeoutMs ?? 2000;
-
-  async function call(base: string, method: 'GET' | 'POST', path: string, body?: unknown): Promise<BoosterReply> {
-    const text = body === undefined ? undefined : JSON.stringify(body);
-    const headers: Record<string, string> = { ...signClusterRequest(opts.secret, opts.nodeId, method, path, text), accept: 'application/json' };
-    if (text !== undefined) headers['content-type'] = 'application/json';
-    try {
-      const res = await request(new URL(path, base), { method, headers, body: text, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
-      const raw = await res.body.text();
-      let parsed: unknown = raw;
-      try {
-        parsed = raw ? JSON.parse(raw) : null;
-      } catch {
-        // Not JSON: keep the text.
-      }
-      return { url: base, ok: res.statusCode >= 200 && res.statusCode < 300, status: res.statusCode, body: parsed };
-    } catch (err) {
-      return { url: base, ok: false, status: 0, body: null, error: (err as Error).message };
-    }
-  }
-
-  const all = (method: 'GET' | 'POST', path: string, body?: unknown) => Promise.all(opts.urls.map((u) => call(u, method, path, body)));
+  const client = createClusterClient({ secret: opts.secret, nodeId: opts.nodeId, timeoutMs: opts.timeoutMs ?? 2000 });
+  const call = (base: string, method: 'GET' | 'POST', path: string, body?: unknown): Promise<BoosterReply> =>
+    client.call(base, method, path, body as object | undefined);
+  const all = (method: 'GET' | 'POST', path: string, body?: unknown) => client.toEveryBooster(opts.urls, method, path, body as object | undefined);
 
   return {
     urls: opts.urls,

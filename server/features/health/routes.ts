@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Database } from '../../../common/db/create-database.js';
 import { migrationStatus } from '../../../common/db/migrate.js';
 import { getHelpers } from '../../../common/db/helpers/index.js';
+import { ServerErrors } from '../../errors.js';
 import type { Runtime } from '../../runtime.js';
 
 /**
@@ -11,6 +12,12 @@ import type { Runtime } from '../../runtime.js';
 export async function healthRoutes(app: FastifyInstance, opts: { db: Database; runtime: Runtime; timeoutMs: number }): Promise<void> {
   const { db, runtime, timeoutMs } = opts;
   let migrationsCurrent = false;
+  // Probes are for the boosters and the agent, which call the server directly. A request that
+  // came through a booster's data plane (it always adds X-Forwarded-For) is a user's: no node
+  // ids or versions for them, and no database round trip per anonymous request.
+  app.addHook('onRequest', async (request) => {
+    if (request.headers['x-forwarded-for'] !== undefined) throw ServerErrors.SERVER_ERR_NOT_FOUND();
+  });
 
   app.get('/healthz', async () => ({
     status: 'ok', nodeId: runtime.nodeId, version: runtime.version, draining: runtime.draining,

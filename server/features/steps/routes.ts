@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { CommonErrors } from '../../../common/errors.js';
-import { verifyClusterRequest } from '../../../common/protocol/cluster-auth.js';
+import { clusterAuthError, ReplayGuard, verifyClusterRequest } from '../../../common/protocol/cluster-auth.js';
 import type { EpochFence } from '../../../common/protocol/epoch.js';
 import { SERVER_PATH } from '../../../common/protocol/headers.js';
 import { parseStepDispatch } from '../../../common/protocol/messages.js';
@@ -19,11 +19,13 @@ export async function stepsRoutes(app: FastifyInstance, opts: { db: Database; se
   const { db, secret, nodeId, fence, runtime, runner } = opts;
   // The signature covers the exact bytes: keep the raw body (this plugin's scope only).
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => done(null, body));
+  // A captured dispatch sent again is refused before it reaches the fence.
+  const replay = new ReplayGuard();
 
   app.post(SERVER_PATH.dispatchStep, async (request, reply) => {
     const raw = typeof request.body === 'string' ? request.body : '';
-    const auth = verifyClusterRequest(secret, { method: request.method, path: request.url, headers: request.headers, body: raw });
-    if (!auth.ok) throw CommonErrors.COMMON_ERR_CLUSTER_AUTH(`Cluster authentication failed (${auth.reason})`);
+    const auth = verifyClusterRequest(secret, { method: request.method, path: request.url, headers: request.headers, body: raw }, Date.now(), { replay });
+    if (!auth.ok) throw clusterAuthError(auth.reason);
     let parsed: unknown;
     try {
       parsed = JSON.parse(raw);
