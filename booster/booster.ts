@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import type { AreaValues } from '../common/config/define.js';
@@ -9,6 +9,7 @@ import { createLogger, type Logger } from '../common/log.js';
 import { BOOSTER_PATH, HEADER, SERVER_PATH } from '../common/protocol/headers.js';
 import type { AgentReport, Heartbeat } from '../common/protocol/messages.js';
 import { createControlPlane } from './control-plane.js';
+import { createFrontDoor } from './front-door.js';
 import { StepDispatcher } from './dispatcher.js';
 import { BoosterErrors } from './errors.js';
 import { HealthChecker } from './health-checker.js';
@@ -312,7 +313,11 @@ export function createBooster(deps: BoosterDeps): Booster {
     proxy.handle(req, res);
   }
 
-  const server = createServer({ keepAliveTimeout: 5000, requestTimeout: 0, headersTimeout: 30_000 }, onRequest);
+  const server = createFrontDoor({
+    tls: cfg.tlsCertFile && cfg.tlsKeyFile ? { certFile: cfg.tlsCertFile, keyFile: cfg.tlsKeyFile } : null,
+    redirectPort: cfg.httpRedirectPort, host: cfg.host, log,
+    server: { keepAliveTimeout: 5000, requestTimeout: 0, headersTimeout: 30_000 },
+  }, onRequest);
   server.timeout = cfg.idleTimeoutMs;
   server.on('upgrade', (req, socket, head) => {
     const url = req.url ?? '/';

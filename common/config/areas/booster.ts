@@ -1,4 +1,4 @@
-import { bool, defineArea, httpUrl, int, str, port } from '../define.js';
+import { bool, defineArea, httpUrl, int, optionalPort, optionalStr, str, port } from '../define.js';
 
 /**
  * Keys of `omflow booster`. Owned by booster/; documented in docs/configuration.md.
@@ -57,9 +57,16 @@ export const boosterArea = defineArea({
     stepLeaseMs: int('OMFLOW_BOOSTER_STEP_LEASE_MS', { doc: 'Lease granted with each dispatched step; a lapsed lease is handed out again.', default: 10000, min: 100 }),
     dispatchPollMs: int('OMFLOW_BOOSTER_DISPATCH_POLL_MS', { doc: 'Longest sleep of the step dispatcher when no step was ready.', default: 25, min: 1 }),
     dispatchBatch: int('OMFLOW_BOOSTER_DISPATCH_BATCH', { doc: 'Steps read per dispatcher round.', default: 100, min: 1 }),
+    tlsCertFile: optionalStr('OMFLOW_BOOSTER_TLS_CERT_FILE', {
+      doc: 'PEM certificate (chain allowed, leaf first). With OMFLOW_BOOSTER_TLS_KEY_FILE the booster port speaks HTTPS and HTTP/2; reloaded on SIGHUP and when the file changes.',
+    }),
+    tlsKeyFile: optionalStr('OMFLOW_BOOSTER_TLS_KEY_FILE', { doc: 'PEM private key of OMFLOW_BOOSTER_TLS_CERT_FILE.' }),
+    httpRedirectPort: optionalPort('OMFLOW_BOOSTER_HTTP_REDIRECT_PORT', { doc: 'Extra plain-HTTP port (e.g. 80) that only redirects to HTTPS. Needs the TLS certificate.' }),
   },
   check(values, report) {
     if (values.renewDeadlineMs >= values.leaseMs) report('OMFLOW_BOOSTER_RENEW_DEADLINE_MS', 'must be below OMFLOW_BOOSTER_LEASE_MS');
     if (values.renewMs >= values.renewDeadlineMs) report('OMFLOW_BOOSTER_RENEW_MS', 'must be below OMFLOW_BOOSTER_RENEW_DEADLINE_MS');
+    if (!values.tlsCertFile !== !values.tlsKeyFile) report(values.tlsCertFile ? 'OMFLOW_BOOSTER_TLS_KEY_FILE' : 'OMFLOW_BOOSTER_TLS_CERT_FILE', 'OMFLOW_BOOSTER_TLS_CERT_FILE and OMFLOW_BOOSTER_TLS_KEY_FILE go together');
+    if (values.httpRedirectPort !== undefined && !values.tlsCertFile) report('OMFLOW_BOOSTER_HTTP_REDIRECT_PORT', 'needs OMFLOW_BOOSTER_TLS_CERT_FILE');
   },
 });
