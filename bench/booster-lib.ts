@@ -1,6 +1,7 @@
 // Shared helpers of the booster benchmarks: an embedded PostgreSQL, pinned child processes, wrk.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -109,4 +110,28 @@ export async function stop(child: ChildProcess | undefined): Promise<void> {
 /** GET /_booster/status signed with the bench secret (the control plane wants credentials). */
 export function statusGet(boosterUrl: string): Promise<Response> {
   return fetch(boosterUrl + BOOSTER_PATH.status, { headers: signClusterRequest(SECRET, 'bench', 'GET', BOOSTER_PATH.status) });
+}
+
+/** A self-signed P-256 certificate for 127.0.0.1 made by openssl; `combined` is cert + key for HAProxy. */
+export function makeBenchCert(dir: string): { certFile: string; keyFile: string; combined: string } {
+  const certFile = join(dir, 'bench.crt');
+  const keyFile = join(dir, 'bench.key');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-keyout', keyFile, '-out', certFile,
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+  const combined = join(dir, 'bench-combined.pem');
+  writeFileSync(combined, readFileSync(certFile, 'utf8') + readFileSync(keyFile, 'utf8'));
+  return { certFile, keyFile, combined };
+}
+
+/** h2load (nghttp2-client): req/s and mean time per request over h2 with a fixed duration. */
+export function h2load(url: string, opts: { duration: number; clients: number; streams: number }): { rps: number; meanMs: number; errors: number } {
+  const out = execFileSync('taskset', ['-c', '0', 'h2load', '-t1', `-c${opts.clients}`, `-m${opts.streams}`, `-D${opts.duration}`, url], { encoding: 'utf8' });
+  const rps = Number(/finished in [^,]+, ([\d.]+) req\/s/.exec(out)?.[1]);
+  const r = /requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(out);
+  const status2xx = Number(/status codes: (\d+) 2xx/.exec(out)?.[1] ?? 0);
+  const succeeded = Number(r?.[1] ?? 0);
+  const m = /time for request:\s+\S+\s+\S+\s+(\S+)/.exec(out)?.[1] ?? '';
+  const v = /([\d.]+)(us|ms|s)/.exec(m);
+  const meanMs = v ? Number(v[1]) * (v[2] === 'us' ? 0.001 : v[2] === 's' ? 1000 : 1) : NaN;
+  return { rps, meanMs, errors: (r ? Number(r[2]) + Number(r[3]) + Number(r[4]) : 0) + (succeeded - status2xx) };
 }

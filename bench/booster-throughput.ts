@@ -1,12 +1,14 @@
 // bench/booster-throughput: GET and 1 KB POST through the booster vs directly vs nginx, HAProxy,
 // a minimal undici proxy and fastify + @fastify/reply-from, in one run. wrk runs on CPU 0,
 // proxies and the upstream on CPU 1. Prints req/s, p50, p99 and each as a ratio of direct.
+// HTTPS rows: the booster and HAProxy terminating TLS with the same certificate (wrk, keep-alive),
+// and an h2 row (h2load, nghttp2-client) for both.
 // Usage: npx tsx bench/booster-throughput.ts [--duration 5] [--connections 50] [--rounds 3]
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, startBoosterProcess, startPinned, startPostgres, stop, tsxArgs, waitFor, statusGet } from './booster-lib.js';
+import { freePort, h2load, makeBenchCert, startBoosterProcess, startPinned, startPostgres, stop, tsxArgs, waitFor, statusGet } from './booster-lib.js';
 
 const args = process.argv.slice(2);
 const duration = Number(args[args.indexOf('--duration') + 1] || 0) || 5;
@@ -38,13 +40,19 @@ function wrk(url: string, post: boolean): { rps: number; p50: number; p99: numbe
 
 const children: { kill: () => Promise<void> }[] = [];
 const results: Result[] = [];
+const h2results: { name: string; rps: number; meanMs: number; errors: number }[] = [];
+const tlsTargets: { name: string; url: string }[] = [];
 const pg = await startPostgres();
 try {
   const upPort = await freePort();
   const boosterPort = await freePort();
   const boosterUrl = `http://127.0.0.1:${boosterPort}`;
   const upstream = `http://127.0.0.1:${upPort}`;
-  const up = await startPinned('1', process.execPath, tsxArgs('bench/booster-upstream.ts'), { PORT: String(upPort), BOOSTERS: boosterUrl, NODE_ID: 'bench-up' }, /LISTENING/);
+  // A second booster with the certificate, serving as standby (the cluster API stays plain on its port).
+  const tlsPort = await freePort();
+  const tlsBoosterUrl = `http://127.0.0.1:${tlsPort}`;
+  const cert = makeBenchCert(dir);
+  const up = await startPinned('1', process.execPath, tsxArgs('bench/booster-upstream.ts'), { PORT: String(upPort), BOOSTERS: `${boosterUrl},${tlsBoosterUrl}`, NODE_ID: 'bench-up' }, /LISTENING/);
   children.push({ kill: () => stop(up.child) });
 
   const booster = startBoosterProcess('1', { OMFLOW_DB_URL: pg.url, OMFLOW_NODE_ID: 'bench-booster', OMFLOW_BOOSTER_PORT: String(boosterPort), OMFLOW_BOOSTER_SLOW_START_MS: '0' });
@@ -54,6 +62,18 @@ try {
     const st = (await r.json()) as { role: string; servers: { state: string }[] };
     return st.role === 'active' && st.servers.some((s) => s.state === 'up');
   }, 'booster active with the upstream up');
+
+  const tlsBooster = startBoosterProcess('1', {
+    OMFLOW_DB_URL: pg.url, OMFLOW_NODE_ID: 'bench-booster-tls', OMFLOW_BOOSTER_PORT: String(tlsPort), OMFLOW_BOOSTER_SLOW_START_MS: '0',
+    OMFLOW_BOOSTER_STANDBY_SERVES: 'true', OMFLOW_BOOSTER_TLS_CERT_FILE: cert.certFile, OMFLOW_BOOSTER_TLS_KEY_FILE: cert.keyFile,
+  });
+  children.push({ kill: () => stop(tlsBooster) });
+  await waitFor(async () => {
+    const r = await fetch(tlsBoosterUrl + '/_booster/status');
+    const st = (await r.json()) as { servers: { state: string }[] };
+    return st.servers.some((s) => s.state === 'up');
+  }, 'TLS booster with the upstream up');
+  tlsTargets.push({ name: 'booster-tls', url: `https://127.0.0.1:${tlsPort}` });
 
   const targets: { name: string; url: string }[] = [
     { name: 'direct', url: upstream },
@@ -107,7 +127,32 @@ backend be
     children.push({ kill: () => stop(h.child) });
     await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/`)).ok, 'haproxy');
     targets.push({ name: 'haproxy', url: `http://127.0.0.1:${port}` });
+
+    const tport = await freePort();
+    const tconf = join(dir, 'haproxy-tls.cfg');
+    writeFileSync(tconf, `global
+  nbthread 1
+  maxconn 4096
+  ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:${tport} ssl crt ${cert.combined} alpn h2,http/1.1
+  default_backend be
+backend be
+  server s1 127.0.0.1:${upPort}
+`);
+    const ht = await startPinned('1', 'haproxy', ['-f', tconf, '-db'], {});
+    children.push({ kill: () => stop(ht.child) });
+    await waitFor(async () => spawnSync('curl', ['-skf', '-o', '/dev/null', `https://127.0.0.1:${tport}/`]).status === 0, 'haproxy tls');
+    tlsTargets.push({ name: 'haproxy-tls', url: `https://127.0.0.1:${tport}` });
   }
+  targets.push(...tlsTargets);
 
   for (const kind of ['GET', 'POST 1KB']) {
     for (const t of targets) wrk(t.url + '/', kind !== 'GET'); // warm-up
@@ -117,6 +162,17 @@ backend be
         process.stderr.write(`${kind} ${t.name} round ${round + 1}: ${r.rps.toFixed(0)} req/s\n`);
         const prev = results.find((x) => x.kind === kind && x.name === t.name);
         if (!prev) results.push({ name: t.name, kind, ...r });
+        else if (r.rps > prev.rps) Object.assign(prev, r);
+      }
+    }
+  }
+  if (spawnSync('which', ['h2load']).status === 0) {
+    for (let round = 0; round < rounds; round++) {
+      for (const t of tlsTargets) {
+        const r = h2load(t.url + '/', { duration, clients: Math.max(1, Math.round(connections / 10)), streams: 10 });
+        process.stderr.write(`h2 ${t.name} round ${round + 1}: ${r.rps.toFixed(0)} req/s\n`);
+        const prev = h2results.find((x) => x.name === t.name);
+        if (!prev) h2results.push({ name: t.name, ...r });
         else if (r.rps > prev.rps) Object.assign(prev, r);
       }
     }
@@ -137,5 +193,16 @@ for (const kind of ['GET', 'POST 1KB']) {
   const b = get('booster')!;
   const fr = get('fastify-reply-from');
   const ha = get('haproxy');
-  console.log(`  booster / fastify-reply-from = ${fr ? (b.rps / fr.rps).toFixed(2) : 'n/a'} (goal >= 1.5); booster / haproxy = ${ha ? (b.rps / ha.rps).toFixed(2) : 'n/a'} (goal >= 0.5); p99 booster / haproxy = ${ha ? (b.p99 / ha.p99).toFixed(2) : 'n/a'} (goal <= 2)\n`);
+  console.log(`  booster / fastify-reply-from = ${fr ? (b.rps / fr.rps).toFixed(2) : 'n/a'} (goal >= 1.5); booster / haproxy = ${ha ? (b.rps / ha.rps).toFixed(2) : 'n/a'} (goal >= 0.5); p99 booster / haproxy = ${ha ? (b.p99 / ha.p99).toFixed(2) : 'n/a'} (goal <= 2)`);
+  const bt = get('booster-tls');
+  const ht = get('haproxy-tls');
+  console.log(`  HTTPS keep-alive: booster-tls / haproxy-tls = ${bt && ht ? (bt.rps / ht.rps).toFixed(2) : 'n/a'}; p99 = ${bt && ht ? (bt.p99 / ht.p99).toFixed(2) : 'n/a'}; booster-tls / booster (TLS cost) = ${bt ? (bt.rps / b.rps).toFixed(2) : 'n/a'}\n`);
+}
+if (h2results.length) {
+  const clients = Math.max(1, Math.round(connections / 10));
+  console.log(`h2 (h2load -c${clients} -m10 -D${duration} on CPU 0)`);
+  for (const r of h2results) console.log(`h2        ${r.name.padEnd(19)} ${r.rps.toFixed(0).padStart(7)}   mean ${r.meanMs.toFixed(2)} ms   errors ${r.errors}`);
+  const bh = h2results.find((r) => r.name === 'booster-tls');
+  const hh = h2results.find((r) => r.name === 'haproxy-tls');
+  console.log(`  h2: booster / haproxy = ${bh && hh ? (bh.rps / hh.rps).toFixed(2) : 'n/a'}; mean latency booster / haproxy = ${bh && hh ? (bh.meanMs / hh.meanMs).toFixed(2) : 'n/a'}`);
 }

@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
@@ -10,6 +10,7 @@ import { createLogger, type Logger } from '../common/log.js';
 import { BOOSTER_PATH, HEADER, SERVER_PATH } from '../common/protocol/headers.js';
 import { Admission } from './admission.js';
 import { createControlPlane } from './control-plane.js';
+import { createFrontDoor } from './front-door.js';
 import { StepDispatcher } from './dispatcher.js';
 import { BoosterErrors } from './errors.js';
 import { HealthChecker } from './health-checker.js';
@@ -155,7 +156,7 @@ export function createBooster(deps: BoosterDeps): Booster {
   function onRequest(req: IncomingMessage, res: ServerResponse): void {
     const url = req.url ?? '/';
     if (url.startsWith(BOOSTER_PATH.prefix)) return control(req, res);
-    if (stopping) res.setHeader('connection', 'close');
+    if (stopping && req.httpVersionMajor < 2) res.setHeader('connection', 'close');
     if (!serves()) {
       const activeUrl = leadership.activeUrl;
       return sendError(res, BoosterErrors.BOOSTER_ERR_STANDBY(), activeUrl ? { 'retry-after': '1', [HEADER.active]: activeUrl } : { 'retry-after': '1' });
@@ -178,7 +179,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     proxy.upgrade(req, socket, head);
   }
 
-  const server = createFrontServer(cfg, onRequest, onUpgrade);
+  const server = createFrontServer(cfg, log, onRequest, onUpgrade);
 
   const timers: NodeJS.Timeout[] = [];
   let listening = false;
@@ -250,15 +251,25 @@ export function createBooster(deps: BoosterDeps): Booster {
 }
 
 /**
- * The one place the client-facing server is made (a TLS / HTTP/2 front door hooks in here).
- * Plain node:http: no framework on the hot path.
+ * The one place the client-facing server is made: plain node:http, or with a certificate the
+ * TLS / HTTP/2 front door (booster/front-door.ts). No framework on the hot path.
  */
 function createFrontServer(
   cfg: BoosterConfig,
+  log: Logger,
   onRequest: (req: IncomingMessage, res: ServerResponse) => void,
   onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void,
 ): Server {
-  const server = createServer({ keepAliveTimeout: 5000, requestTimeout: 0, headersTimeout: 30_000 }, onRequest);
+  const server = createFrontDoor(
+    {
+      tls: cfg.tlsCertFile && cfg.tlsKeyFile ? { certFile: cfg.tlsCertFile, keyFile: cfg.tlsKeyFile } : null,
+      redirectPort: cfg.httpRedirectPort,
+      host: cfg.host,
+      log,
+      server: { keepAliveTimeout: 5000, requestTimeout: 0, headersTimeout: 30_000 },
+    },
+    onRequest,
+  );
   server.timeout = cfg.idleTimeoutMs;
   server.on('upgrade', onUpgrade);
   server.on('clientError', (_err, socket) => {

@@ -47,4 +47,9 @@ export const BoosterErrors = defineErrors({
     message: 'No server with this id is registered',
     hint: 'Use the id shown by `omflow status` (the server\'s OMFLOW_NODE_ID).',
   },
+  BOOSTER_ERR_TLS_CERTIFICATE: {
+    status: 500,
+    message: 'The TLS certificate or key cannot be used',
+    hint: 'Check OMFLOW_BOOSTER_TLS_CERT_FILE / OMFLOW_BOOSTER_TLS_KEY_FILE: readable PEM files, the key belongs to the certificate, the certificate is within its validity. On a reload the previous certificate keeps serving.',
+  },
 });

@@ -119,7 +119,8 @@ export class ReverseProxy {
     const cl = req.headers['content-length'];
     const te = req.headers['transfer-encoding'];
     let mode: 'none' | 'buffer' | 'stream' = 'none';
-    if (te !== undefined) mode = 'stream';
+    // h2: a body may come without content-length; END_STREAM on the headers says there is none.
+    if (te !== undefined || (cl === undefined && req.httpVersionMajor === 2 && !(req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders)) mode = 'stream';
     else if (cl !== undefined && cl !== '0') mode = Number(cl) <= this.#replayableBodyBytes ? 'buffer' : 'stream';
     const x = new Exchange(this.#s, req, res, method, mode);
     (res as TaggedResponse)[EXCHANGE] = x;
@@ -185,6 +186,10 @@ export function buildUpstreamHeaders(req: IncomingMessage, requestId: { value: s
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
     const lower = name.length < 32 ? name.toLowerCase() : name;
+    if (lower.charCodeAt(0) === 58 /* ':' h2 pseudo-header */) {
+      if (lower === ':authority') host ??= raw[i + 1];
+      continue;
+    }
     if (lower === 'connection') {
       if (keepUpgrade) out.push(name, raw[i + 1]);
       for (const t of raw[i + 1].split(',')) {
@@ -229,6 +234,7 @@ export function buildUpstreamHeaders(req: IncomingMessage, requestId: { value: s
     HEADER.epoch, String(epoch),
   );
   if (host) out.push('x-forwarded-host', host);
+  if (host && req.httpVersionMajor === 2 && req.headers.host === undefined) out.push('host', host);
   return out;
 }
 
@@ -374,7 +380,7 @@ class Attempt {
     }
     out.push(HEADER.upstream, e.id);
     const res = x.res;
-    res.writeHead(statusCode, statusText || undefined, out);
+    res.writeHead(statusCode, (x.req.httpVersionMajor < 2 && statusText) || undefined, out);
     res.on('drain', onResponseDrain);
     return true;
   }

@@ -34,6 +34,10 @@ Boosters (both types; for a Booster, the first is this Booster itself)
   --second-booster-port PORT    its port (default 5169)                            SECOND_BOOSTER_PORT
   --listen ADDR                 address the services listen on (default 0.0.0.0)   OMFLOW_LISTEN_HOST
 
+HTTPS (Booster packages; the key must match the certificate, checked before anything is written)
+  --tls-cert FILE               PEM certificate, chain allowed (empty: plain HTTP)  OMFLOW_BOOSTER_TLS_CERT_FILE
+  --tls-key FILE                its PEM private key                                OMFLOW_BOOSTER_TLS_KEY_FILE
+
 Agent and app server (agent packages)
   --server-ip HOST              IP or domain at which the Boosters reach this host  OMFLOW_SERVER_IP
   --agent-port PORT             agent control port (default 5169)                  OMFLOW_AGENT_PORT
@@ -70,6 +74,8 @@ BOOSTER_PORT=${BOOSTER_PORT:-}
 SECOND_BOOSTER_IP=${SECOND_BOOSTER_IP:-}
 SECOND_BOOSTER_PORT=${SECOND_BOOSTER_PORT:-}
 LISTEN=${OMFLOW_LISTEN_HOST:-}
+TLS_CERT=${OMFLOW_BOOSTER_TLS_CERT_FILE:-}
+TLS_KEY=${OMFLOW_BOOSTER_TLS_KEY_FILE:-}
 SERVER_IP=${OMFLOW_SERVER_IP:-}
 AGENT_PORT=${OMFLOW_AGENT_PORT:-}
 SERVER_PORT=${OMFLOW_SERVER_PORT:-}
@@ -103,6 +109,8 @@ while [ "$#" -gt 0 ]; do
     --second-booster-ip|--ha-host) need_value "$@"; SECOND_BOOSTER_IP=$2; shift ;;
     --second-booster-port|--ha-port) need_value "$@"; SECOND_BOOSTER_PORT=$2; shift ;;
     --listen) need_value "$@"; LISTEN=$2; shift ;;
+    --tls-cert) need_value "$@"; TLS_CERT=$2; shift ;;
+    --tls-key) need_value "$@"; TLS_KEY=$2; shift ;;
     --server-ip) need_value "$@"; SERVER_IP=$2; shift ;;
     --agent-port) need_value "$@"; AGENT_PORT=$2; shift ;;
     --server-port) need_value "$@"; SERVER_PORT=$2; shift ;;
@@ -188,6 +196,8 @@ current() { printf '%s' "${CURRENT[$1]:-}"; }
 [ -n "$CLUSTER_SECRET" ] || CLUSTER_SECRET=$(current OMFLOW_CLUSTER_SECRET)
 [ -n "$NODE_ID" ] || NODE_ID=$(current OMFLOW_NODE_ID)
 [ -n "$SERVER_IP" ] || SERVER_IP=$(current OMFLOW_SERVER_IP)
+[ -n "$TLS_CERT" ] || TLS_CERT=$(current OMFLOW_BOOSTER_TLS_CERT_FILE)
+[ -n "$TLS_KEY" ] || TLS_KEY=$(current OMFLOW_BOOSTER_TLS_KEY_FILE)
 [ -n "$AGENT_PORT" ] || AGENT_PORT=$(current OMFLOW_AGENT_PORT)
 [ -n "$SERVER_PORT" ] || SERVER_PORT=$(current OMFLOW_SERVER_PORT)
 if [ -z "$LISTEN" ]; then
@@ -266,6 +276,8 @@ if [ "$TYPE" = booster ]; then
   ask_port BOOSTER_PORT "This Booster's port" 5169
   ask_host SECOND_BOOSTER_IP "HA Booster's IP address or domain name (empty: no HA Booster)" "" 1
   if [ -n "$SECOND_BOOSTER_IP" ]; then ask_port SECOND_BOOSTER_PORT "HA Booster's port" 5169; else SECOND_BOOSTER_PORT=""; fi
+  ask TLS_CERT "TLS certificate file for HTTPS (PEM, chain allowed; empty: plain HTTP)" ""
+  if [ -n "$TLS_CERT" ]; then ask TLS_KEY "TLS private key file" ""; else TLS_KEY=""; fi
 else
   ask_host BOOSTER_IP "Booster's IP address or domain name" ""
   ask_port BOOSTER_PORT "Booster's port" 5169
@@ -345,6 +357,28 @@ if [ "$node_major" -lt "$MIN_NODE_MAJOR" ] || { [ "$node_major" -eq "$MIN_NODE_M
   die "Node.js $NODE_VERSION is too old: $MIN_NODE_MAJOR.$MIN_NODE_MINOR or newer is needed"
 fi
 NODE=$(cd "$(dirname "$NODE")" && pwd)/$(basename "$NODE")
+
+# HTTPS: both files, absolute paths, readable, and a key that belongs to the certificate.
+if [ "$TYPE" = booster ] && [ -n "$TLS_CERT$TLS_KEY" ]; then
+  if [ -z "$TLS_CERT" ] || [ -z "$TLS_KEY" ]; then die "HTTPS needs both a certificate (--tls-cert) and its key (--tls-key)"; fi
+  for f in "$TLS_CERT" "$TLS_KEY"; do
+    [[ "$f" == /* ]] || die "TLS file '$f' must be an absolute path (the service does not run in this directory)"
+    [ -r "$f" ] || die "TLS file '$f' cannot be read"
+  done
+  set +e
+  tls_out=$("$NODE" -e '
+    const c = require("node:crypto"), fs = require("node:fs");
+    let x, k;
+    try { x = new c.X509Certificate(fs.readFileSync(process.argv[1])); } catch { console.log("the certificate file holds no PEM certificate"); process.exit(2); }
+    try { k = c.createPrivateKey(fs.readFileSync(process.argv[2])); } catch { console.log("the key file holds no PEM private key"); process.exit(2); }
+    if (!x.checkPrivateKey(k)) { console.log("the key does not match the certificate"); process.exit(2); }
+    if (Date.parse(x.validTo) < Date.now()) { console.log("the certificate expired on " + x.validTo); process.exit(2); }
+    console.log(x.subject.replace(/\n/g, ", ") + " (valid until " + x.validTo + ")");
+  ' "$TLS_CERT" "$TLS_KEY"); tls_rc=$?
+  set -e
+  [ "$tls_rc" -eq 0 ] || die "TLS certificate $TLS_CERT with key $TLS_KEY: $tls_out"
+  TLS_SHOWN="$TLS_CERT: $tls_out"
+fi
 if [ "$ROOT_MODE" -eq 1 ]; then
   case "$NODE" in
     /root/*|/home/*) die "Node.js at $NODE is hidden from the service (the units set ProtectHome=yes): install Node.js system-wide (e.g. /usr/bin/node or /usr/local/bin/node) or give --node" ;;
@@ -370,6 +404,8 @@ say "  Data:               $DATA_DIR"
 if [ "$TYPE" = booster ]; then
   say "  This Booster:       $BOOSTER_URL (listening on $LISTEN:$BOOSTER_PORT)"
   say "  HA Booster:         ${SECOND_BOOSTER_URL:-none}"
+  if [ -n "$TLS_CERT" ]; then say "  HTTPS:              https://$BOOSTER_IP:$BOOSTER_PORT ($TLS_SHOWN)"
+  else say "  HTTPS:              none (plain HTTP; see --tls-cert)"; fi
 else
   say "  Boosters:           $BOOSTER_URL${SECOND_BOOSTER_URL:+, $SECOND_BOOSTER_URL}"
   say "  Agent:              $LISTEN:$AGENT_PORT"
@@ -494,6 +530,8 @@ chmod 0600 "$tmp_conf"
     env_line OMFLOW_BOOSTER_PORT "$BOOSTER_PORT"
     env_line OMFLOW_BOOSTER_ADVERTISE_URL "$BOOSTER_URL"
     env_line OMFLOW_BOOSTER_PEER_URL "$SECOND_BOOSTER_URL"
+    env_line OMFLOW_BOOSTER_TLS_CERT_FILE "$TLS_CERT"
+    env_line OMFLOW_BOOSTER_TLS_KEY_FILE "$TLS_KEY"
   else
     env_line OMFLOW_SERVER_IP "$SERVER_IP"
     env_line OMFLOW_AGENT_HOST "$LISTEN"
@@ -507,7 +545,7 @@ chmod 0600 "$tmp_conf"
   for key in "${!CURRENT[@]}"; do
     case "$key" in
       OMFLOW_NODE_ID|OMFLOW_CLUSTER_SECRET|OMFLOW_DATA_DIR|OMFLOW_DB_URL|BOOSTER_IP|BOOSTER_PORT|SECOND_BOOSTER_IP|SECOND_BOOSTER_PORT) ;;
-      OMFLOW_BOOSTER_HOST|OMFLOW_BOOSTER_PORT|OMFLOW_BOOSTER_ADVERTISE_URL|OMFLOW_BOOSTER_PEER_URL) ;;
+      OMFLOW_BOOSTER_HOST|OMFLOW_BOOSTER_PORT|OMFLOW_BOOSTER_ADVERTISE_URL|OMFLOW_BOOSTER_PEER_URL|OMFLOW_BOOSTER_TLS_CERT_FILE|OMFLOW_BOOSTER_TLS_KEY_FILE) ;;
       OMFLOW_SERVER_IP|OMFLOW_AGENT_HOST|OMFLOW_AGENT_PORT|OMFLOW_AGENT_URL|OMFLOW_SERVER_HOST|OMFLOW_SERVER_PORT|OMFLOW_SERVER_URL) ;;
       *) env_line "$key" "${CURRENT[$key]}" ;;
     esac

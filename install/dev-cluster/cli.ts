@@ -29,6 +29,7 @@ Options:
   --admin-password PW    password of the admin user (default: generated once, kept in the state dir)
   --db URL               use this database instead of the embedded PostgreSQL
   --fresh                throw away the embedded database and the nodes' state first
+  --tls                  serve HTTPS and HTTP/2 with a throwaway self-signed certificate (needs openssl)
   --dir DIR              state directory, default <repo>/.omflow/dev
   --timeout SECONDS      how long to wait for "ready", default 180
   --help                 this help
@@ -40,6 +41,7 @@ interface Options {
   adminPassword?: string;
   db?: string;
   fresh: boolean;
+  tls: boolean;
   dir: string;
   timeoutMs: number;
 }
@@ -47,10 +49,10 @@ interface Options {
 class Stopped extends Error {}
 
 function parseOptions(argv: string[]): Options | string {
-  const { flags, positionals } = parseFlags(argv, ['fresh', 'help']);
+  const { flags, positionals } = parseFlags(argv, ['fresh', 'tls', 'help']);
   if (flags.help) return USAGE;
   if (positionals.length) return `omflow dev: unexpected argument "${positionals[0]}"\n\n${USAGE}`;
-  const known = new Set(['servers', 'port', 'admin-password', 'db', 'fresh', 'dir', 'timeout', 'help']);
+  const known = new Set(['servers', 'port', 'admin-password', 'db', 'fresh', 'tls', 'dir', 'timeout', 'help']);
   for (const k of Object.keys(flags)) if (!known.has(k)) return `omflow dev: unknown option --${k}\n\n${USAGE}`;
   const int = (name: string, dflt: number, min: number, max: number): number | string => {
     const v = flags[name];
@@ -76,8 +78,23 @@ function parseOptions(argv: string[]): Options | string {
     adminPassword: str('admin-password'),
     db,
     fresh: flags.fresh === true,
+    tls: flags.tls === true,
     dir: str('dir') ?? join(ROOT, '.omflow', 'dev'),
   };
+}
+
+/** A fresh self-signed certificate for localhost and 127.0.0.1, valid for 30 days (dev only). */
+function makeDevCertificate(dir: string): Promise<{ certFile: string; keyFile: string }> {
+  mkdirSync(dir, { recursive: true });
+  const certFile = join(dir, 'dev-cert.pem');
+  const keyFile = join(dir, 'dev-key.pem');
+  const args = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '30', '-keyout', keyFile, '-out', certFile,
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'];
+  return new Promise((resolve, reject) =>
+    execFile('openssl', args, { timeout: 30_000 }, (err, _out, stderr) =>
+      err ? reject(new Error(`--tls needs openssl to make a self-signed certificate: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'openssl not found' : stderr.trim()}`)) : resolve({ certFile, keyFile }),
+    ),
+  );
 }
 
 function portFree(port: number): Promise<boolean> {
@@ -235,7 +252,11 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
     checkStop();
 
     // 3. Boosters: the first becomes active (it starts alone), the second its standby.
+    // With --tls users get https://; the cluster keeps plain HTTP to /_booster/ on the same port.
     const boosterUrls = boosterPorts.map((p) => `http://127.0.0.1:${p}`);
+    const tls = opts.tls ? await makeDevCertificate(join(opts.dir, 'tls')) : null;
+    if (tls) say(`made a throwaway self-signed certificate ${tls.certFile} (browsers will warn once)`);
+    const userUrls = boosterPorts.map((p) => `${tls ? 'https' : 'http'}://127.0.0.1:${p}`);
     for (const [i, port] of boosterPorts.entries()) {
       const id = `booster-${i + 1}`;
       say(`starting ${id} on ${boosterUrls[i]}`);
@@ -252,6 +273,7 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
           OMFLOW_BOOSTER_PORT: String(port),
           OMFLOW_BOOSTER_ADVERTISE_URL: boosterUrls[i],
           OMFLOW_BOOSTER_PEER_URL: boosterUrls[1 - i],
+          ...(tls ? { OMFLOW_BOOSTER_TLS_CERT_FILE: tls.certFile, OMFLOW_BOOSTER_TLS_KEY_FILE: tls.keyFile } : {}),
         },
       });
       boosters.push(p);
@@ -315,7 +337,7 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
       await sleep(250);
     }
 
-    const url = `${boosterUrls[0]}/`;
+    const url = `${userUrls[0]}/`;
     ctx.stdout.write(
       [
         '',
@@ -323,7 +345,8 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
         '',
         `  URL:       ${url}`,
         `  Admin:     admin / ${adminPassword}   (dashboard: ${url}admin/cluster)`,
-        `  Boosters:  ${boosterUrls[0]} (active), ${boosterUrls[1]} (standby)`,
+        `  Boosters:  ${userUrls[0]} (active), ${userUrls[1]} (standby)`,
+        ...(tls ? [`  TLS:       self-signed ${tls.certFile} (curl --cacert ${tls.certFile}; HTTP/2 and HTTP/1.1)`] : []),
         `  Servers:   ${agents.length} app server(s), each with its agent`,
         `  Database:  ${db ? `embedded PostgreSQL, ${dbUrl.replace(/:[^:@/]*@/, ':***@')}` : dbUrl.replace(/:[^:@/]*@/, ':***@')}`,
         `  Logs:      ${logDir}`,

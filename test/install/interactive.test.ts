@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -23,6 +24,7 @@ describe('install.sh asks its questions (interactive path)', () => {
   it('installs a Booster from typed answers, re-asks bad ones, refuses SQLite, migrates, and keeps the answers on re-run', async () => {
     const pkg = sourcePackage('booster', join(work, 'pkg'));
     const prefix = join(work, 'root');
+    const tls = makeCert(work, 'interactive');
     const [port, haPort] = [await freePort(), await freePort()];
     const db = new URL(tdb.url);
     const answers = [
@@ -31,6 +33,8 @@ describe('install.sh asks its questions (interactive path)', () => {
       String(port),
       '127.0.0.1', // HA Booster
       String(haPort),
+      tls.cert, // HTTPS certificate
+      tls.key,
       'sqlite', // refused, asked again
       'postgresql',
       db.hostname,
@@ -47,6 +51,7 @@ describe('install.sh asks its questions (interactive path)', () => {
     expect(first.stderr).toContain("This Booster's port [5169]:");
     expect(first.stderr).toContain('Please enter a port number');
     expect(first.stderr).toContain('SQLite is refused');
+    expect(first.stdout).toContain(`HTTPS:              https://127.0.0.1:${port} (${tls.cert}: CN=localhost`);
 
     const envFile = join(prefix, 'etc/omflow/booster.env');
     expect(statSync(envFile).mode & 0o777).toBe(0o600);
@@ -54,6 +59,7 @@ describe('install.sh asks its questions (interactive path)', () => {
     expect(env.OMFLOW_BOOSTER_PORT).toBe(String(port));
     expect(env.OMFLOW_BOOSTER_ADVERTISE_URL).toBe(`http://127.0.0.1:${port}`);
     expect(env.OMFLOW_BOOSTER_PEER_URL).toBe(`http://127.0.0.1:${haPort}`);
+    expect([env.OMFLOW_BOOSTER_TLS_CERT_FILE, env.OMFLOW_BOOSTER_TLS_KEY_FILE]).toEqual([tls.cert, tls.key]);
     expect(env.OMFLOW_CLUSTER_SECRET).toMatch(/^[0-9a-f]{48}$/);
     expect(new URL(env.OMFLOW_DB_URL).pathname).toBe(db.pathname);
     // The installer ran the migrations.
@@ -62,7 +68,7 @@ describe('install.sh asks its questions (interactive path)', () => {
     expect(unit).toContain(`EnvironmentFile=${envFile}`);
 
     // Re-running is an upgrade: every question offers the current answer.
-    const again = await runScript(join(pkg, 'install.sh'), ['--prefix', prefix], { input: `${'\n'.repeat(6)}y\n`, env: cleanEnv() });
+    const again = await runScript(join(pkg, 'install.sh'), ['--prefix', prefix], { input: `${'\n'.repeat(8)}y\n`, env: cleanEnv() });
     expect(again.code).toBe(0);
     expect(again.stderr).toContain(`This Booster's port [${port}]:`);
     expect(again.stderr).toContain('Keep the database settings');
@@ -70,9 +76,10 @@ describe('install.sh asks its questions (interactive path)', () => {
     const env2 = readEnvFile(readFileSync(envFile, 'utf8'));
     expect(env2.OMFLOW_CLUSTER_SECRET).toBe(env.OMFLOW_CLUSTER_SECRET);
     expect(env2.OMFLOW_DB_URL).toBe(env.OMFLOW_DB_URL);
+    expect(env2.OMFLOW_BOOSTER_TLS_KEY_FILE).toBe(tls.key);
 
     // Answering "n" to the confirmation changes nothing.
-    const no = await runScript(join(pkg, 'install.sh'), ['--prefix', prefix], { input: `${'\n'.repeat(6)}n\n`, env: cleanEnv() });
+    const no = await runScript(join(pkg, 'install.sh'), ['--prefix', prefix], { input: `${'\n'.repeat(8)}n\n`, env: cleanEnv() });
     expect(no.code).toBe(1);
     expect(no.stdout).toContain('Nothing was changed');
   });
@@ -137,6 +144,15 @@ describe('install.sh asks its questions (interactive path)', () => {
       await new Promise((r) => blocker.close(r));
     }
 
+    // A key that belongs to another certificate is refused before anything is written.
+    const a = makeCert(work, 'checks-a');
+    const b = makeCert(work, 'checks-b');
+    const mismatch = await runScript(join(pkg, 'install.sh'), [...args, '--tls-cert', a.cert, '--tls-key', b.key], { env });
+    expect(mismatch.code).not.toBe(0);
+    expect(mismatch.stderr).toContain(`TLS certificate ${a.cert} with key ${b.key}: the key does not match the certificate`);
+    const halfTls = await runScript(join(pkg, 'install.sh'), [...args, '--tls-cert', a.cert], { env });
+    expect(halfTls.stderr).toContain('HTTPS needs both a certificate');
+
     writeFileSync(join(pkg, 'SHA256SUMS'), `${'0'.repeat(64)}  ./install.sh\n`);
     const damaged = await runScript(join(pkg, 'install.sh'), args, { env });
     expect(damaged.code).not.toBe(0);
@@ -145,3 +161,11 @@ describe('install.sh asks its questions (interactive path)', () => {
     expect(() => statSync(join(prefix, 'opt/omflow/Booster'))).toThrow();
   });
 });
+
+/** A self-signed certificate made by openssl, as an operator would bring one. */
+function makeCert(dir: string, name: string): { cert: string; key: string } {
+  const cert = join(dir, `${name}.crt`);
+  const key = join(dir, `${name}.key`);
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-keyout', key, '-out', cert, '-subj', '/CN=localhost'], { stdio: 'ignore' });
+  return { cert, key };
+}

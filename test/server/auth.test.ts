@@ -87,6 +87,10 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       }
       const ok = await app.inject({ method: 'POST', url: '/login', payload: 'username=admin&password=admin-pass-1', headers: form });
       const cookie = String(ok.headers['set-cookie']).split(';')[0];
+      expect(String(ok.headers['set-cookie'])).not.toContain('Secure');
+      // Over TLS at the booster (it sets X-Forwarded-Proto), the session cookie is Secure.
+      const viaTls = await app.inject({ method: 'POST', url: '/login', payload: 'username=admin&password=admin-pass-1', headers: { ...form, 'x-forwarded-proto': 'https' } });
+      expect(String(viaTls.headers['set-cookie'])).toMatch(/; Secure$/);
       for (const [method, url, payload] of [
         ['POST', '/api/groups', { name: 'csrf-test' }],
         ['POST', '/api/auth/tokens', { name: 'stolen' }],

@@ -1,4 +1,4 @@
-import { bool, defineArea, httpUrl, int, optionalStr, str, port } from '../define.js';
+import { bool, defineArea, httpUrl, int, optionalPort, optionalStr, str, port } from '../define.js';
 
 /**
  * Keys of `omflow booster`. Owned by booster/; documented in docs/configuration.md.
@@ -61,10 +61,17 @@ export const boosterArea = defineArea({
       doc: 'Bearer token that opens /_booster/status, /_booster/events and /_booster/metrics to operators and Prometheus (cluster members sign instead). At least 24 characters. Empty: only signed calls may read them. Prefer OMFLOW_BOOSTER_OPERATOR_TOKEN_FILE.',
       secret: true,
     }),
+    tlsCertFile: optionalStr('OMFLOW_BOOSTER_TLS_CERT_FILE', {
+      doc: 'PEM certificate (chain allowed, leaf first). With OMFLOW_BOOSTER_TLS_KEY_FILE the booster port speaks HTTPS and HTTP/2; reloaded on SIGHUP and when the file changes.',
+    }),
+    tlsKeyFile: optionalStr('OMFLOW_BOOSTER_TLS_KEY_FILE', { doc: 'PEM private key of OMFLOW_BOOSTER_TLS_CERT_FILE.' }),
+    httpRedirectPort: optionalPort('OMFLOW_BOOSTER_HTTP_REDIRECT_PORT', { doc: 'Extra plain-HTTP port (e.g. 80) that only redirects to HTTPS. Needs the TLS certificate.' }),
   },
   check(values, report) {
     if (values.renewDeadlineMs >= values.leaseMs) report('OMFLOW_BOOSTER_RENEW_DEADLINE_MS', 'must be below OMFLOW_BOOSTER_LEASE_MS');
     if (values.operatorToken !== undefined && values.operatorToken.length < 24) report('OMFLOW_BOOSTER_OPERATOR_TOKEN', 'must be at least 24 characters');
     if (values.renewMs >= values.renewDeadlineMs) report('OMFLOW_BOOSTER_RENEW_MS', 'must be below OMFLOW_BOOSTER_RENEW_DEADLINE_MS');
+    if (!values.tlsCertFile !== !values.tlsKeyFile) report(values.tlsCertFile ? 'OMFLOW_BOOSTER_TLS_KEY_FILE' : 'OMFLOW_BOOSTER_TLS_CERT_FILE', 'OMFLOW_BOOSTER_TLS_CERT_FILE and OMFLOW_BOOSTER_TLS_KEY_FILE go together');
+    if (values.httpRedirectPort !== undefined && !values.tlsCertFile) report('OMFLOW_BOOSTER_HTTP_REDIRECT_PORT', 'needs OMFLOW_BOOSTER_TLS_CERT_FILE');
   },
 });

@@ -20,6 +20,6 @@ export const serverArea = defineArea({
     stopTimeoutMs: int('OMFLOW_SERVER_STOP_TIMEOUT_MS', { doc: 'Graceful stop: the longest wait for in-flight requests and steps before leases are given back and the process exits.', default: 10_000, min: 0, max: 600_000 }),
     bodyLimit: int('OMFLOW_SERVER_BODY_LIMIT', { doc: 'Largest accepted request body in bytes.', default: 1_048_576, min: 1024, max: 100 * 1_048_576 }),
     readyTimeoutMs: int('OMFLOW_SERVER_READY_TIMEOUT_MS', { doc: 'Bound of the /readyz database round trip.', default: 2000, min: 100, max: 60_000 }),
-    cookieSecure: bool('OMFLOW_SERVER_COOKIE_SECURE', { doc: 'Mark the session cookie Secure (set when users reach the booster over HTTPS).', default: false }),
+    cookieSecure: bool('OMFLOW_SERVER_COOKIE_SECURE', { doc: 'Always mark the session cookie Secure. Without it the cookie is Secure whenever the booster forwarded the request as X-Forwarded-Proto: https.', default: false }),
   },
 });

@@ -45,7 +45,9 @@ export async function usersPages(app: FastifyInstance, opts: { users: UsersServi
     const next = safeNext(b.next);
     try {
       const s = await users.login(String(b.username ?? ''), String(b.password ?? ''));
-      const cookie = `${SESSION_COOKIE}=${s.token}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${Math.floor(s.ttlMs / 1000)}${opts.cookieSecure ? '; Secure' : ''}`;
+      // The booster sets X-Forwarded-Proto itself (a client-sent one never passes): https means the user came over TLS.
+      const secure = opts.cookieSecure || request.headers['x-forwarded-proto'] === 'https';
+      const cookie = `${SESSION_COOKIE}=${s.token}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${Math.floor(s.ttlMs / 1000)}${secure ? '; Secure' : ''}`;
       return reply.header('set-cookie', cookie).redirect(next, 303);
     } catch (err) {
       if (!isOmflowError(err)) throw err;
@@ -57,7 +59,8 @@ export async function usersPages(app: FastifyInstance, opts: { users: UsersServi
 
   app.post('/logout', { preHandler: [requireUser, verifyCsrf] }, async (request, reply) => {
     if (request.session) await users.logout(request.session.tokenHash);
-    return reply.header('set-cookie', `${SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0`).redirect('/login', 303);
+    const secure = opts.cookieSecure || request.headers['x-forwarded-proto'] === 'https';
+    return reply.header('set-cookie', `${SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0${secure ? '; Secure' : ''}`).redirect('/login', 303);
   });
 
   async function adminUsersPage(request: FastifyRequest, reply: FastifyReply, notice?: string, error?: string, status = 200) {
