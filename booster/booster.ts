@@ -18,6 +18,7 @@ import { createMetrics } from './metrics.js';
 import { Proxy, sendError } from './proxy.js';
 import { ServerTable, type Transition } from './server-table.js';
 import { ClusterStore } from './stores.js';
+import { createVipOwner } from './vip.js';
 
 export type BoosterConfig = AreaValues<(typeof boosterArea)['keys']>;
 export type ClusterConfig = AreaValues<(typeof clusterArea)['keys']>;
@@ -90,6 +91,7 @@ export function createBooster(deps: BoosterDeps): Booster {
   let lease: LeaderLease | null = null;
   const pendingAgentStates = new Map<string, AgentReport>();
   const hbWritten = new Map<string, { at: number; key: string }>();
+  const vip = cfg.vip && cfg.vipInterface ? createVipOwner({ address: cfg.vip, iface: cfg.vipInterface, arpCount: cfg.vipArpCount, log }) : null;
 
   const dispatcher = new StepDispatcher({
     knex: db.knex, table, proxy, metrics, log, nodeId, secret, opts: cfg, epoch: () => epoch,
@@ -108,6 +110,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     metrics.epoch.set(epoch);
     metrics.active.set(1);
     log.info({ epoch }, 'this booster is now the active');
+    void vip?.claim(newEpoch); // only now that the lease with this epoch is held
     void recordEvent('takeover', nodeId, { epoch });
     void store.upsertNode({ id: nodeId, url: selfUrl, role, epoch, pid: process.pid, version, started: false }).catch(() => {});
     await refreshServers();
@@ -121,6 +124,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     metrics.active.set(0);
     metrics.epoch.set(0);
     log.warn({ epoch: old, reason }, 'stepping down to standby');
+    void vip?.release(); // before the lease can lapse: step-down comes RENEW_DEADLINE_MS after the last good renewal
     void dispatcher.stop();
     void recordEvent('step-down', nodeId, { epoch: old, reason });
     void store.upsertNode({ id: nodeId, url: selfUrl, role, epoch: old, pid: process.pid, version, started: false }).catch(() => {});
@@ -361,6 +365,7 @@ export function createBooster(deps: BoosterDeps): Booster {
       );
       if (cfg.peerUrl) timers.push(setInterval(() => void probePeer(), cfg.probeMs));
       for (const t of timers) t.unref();
+      await vip?.removeStale();
       await electionTick();
       scheduleElection();
       log.info({ url: selfUrl, role, epoch }, 'booster listening');
@@ -379,6 +384,7 @@ export function createBooster(deps: BoosterDeps): Booster {
       const wasActive = role === 'active';
       const myEpoch = epoch;
       role = 'standby';
+      if (wasActive && vip) await vip.release(); // the address goes before the lease does
       if (wasActive && lease) {
         await lease.release(myEpoch).catch((err) => log.warn({ err }, 'could not release the leader lease; it lapses by itself'));
         await recordEvent('release', nodeId, { epoch: myEpoch });

@@ -1,4 +1,4 @@
-import { bool, defineArea, httpUrl, int, str, port } from '../define.js';
+import { bool, defineArea, httpUrl, int, optionalStr, str, port } from '../define.js';
 
 /**
  * Keys of `omflow booster`. Owned by booster/; documented in docs/configuration.md.
@@ -57,9 +57,16 @@ export const boosterArea = defineArea({
     stepLeaseMs: int('OMFLOW_BOOSTER_STEP_LEASE_MS', { doc: 'Lease granted with each dispatched step; a lapsed lease is handed out again.', default: 10000, min: 100 }),
     dispatchPollMs: int('OMFLOW_BOOSTER_DISPATCH_POLL_MS', { doc: 'Longest sleep of the step dispatcher when no step was ready.', default: 25, min: 1 }),
     dispatchBatch: int('OMFLOW_BOOSTER_DISPATCH_BATCH', { doc: 'Steps read per dispatcher round.', default: 100, min: 1 }),
+    vip: optionalStr('OMFLOW_BOOSTER_VIP', {
+      doc: 'Virtual IP with prefix (e.g. 10.0.0.10/24) that the active adds to OMFLOW_BOOSTER_VIP_INTERFACE and announces by gratuitous ARP, and removes before its lease can lapse. Needs CAP_NET_ADMIN and CAP_NET_RAW (see the operator guide). Empty: no VIP.',
+    }),
+    vipInterface: optionalStr('OMFLOW_BOOSTER_VIP_INTERFACE', { doc: 'Network interface that carries OMFLOW_BOOSTER_VIP (e.g. eth0).' }),
+    vipArpCount: int('OMFLOW_BOOSTER_VIP_ARP_COUNT', { doc: 'Gratuitous ARP announcements sent after adding the VIP (200 ms apart).', default: 3, min: 1, max: 20 }),
   },
   check(values, report) {
     if (values.renewDeadlineMs >= values.leaseMs) report('OMFLOW_BOOSTER_RENEW_DEADLINE_MS', 'must be below OMFLOW_BOOSTER_LEASE_MS');
     if (values.renewMs >= values.renewDeadlineMs) report('OMFLOW_BOOSTER_RENEW_MS', 'must be below OMFLOW_BOOSTER_RENEW_DEADLINE_MS');
+    if (values.vip !== undefined && !/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(values.vip)) report('OMFLOW_BOOSTER_VIP', 'must be an IPv4 address with prefix length, e.g. 10.0.0.10/24');
+    if ((values.vip === undefined) !== (values.vipInterface === undefined)) report(values.vip ? 'OMFLOW_BOOSTER_VIP_INTERFACE' : 'OMFLOW_BOOSTER_VIP', 'OMFLOW_BOOSTER_VIP and OMFLOW_BOOSTER_VIP_INTERFACE go together');
   },
 });
