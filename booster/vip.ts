@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../common/log.js';
 
 /**
@@ -81,11 +82,17 @@ export function createVipOwner(opts: VipOptions): VipOwner {
     const ctl = new AbortController();
     announcing = ctl;
     // -U: unsolicited ARP, so neighbours replace the old owner's MAC in their caches at once.
-    // arping lingers one interval after its last packet; a release aborts it, never announcing an address we gave up.
-    const seconds = (interval / 1000).toFixed(3);
-    void run('arping', ['-q', '-U', '-c', String(opts.arpCount), '-i', seconds, '-I', iface, ip], ctl.signal).then((r) => {
-      if (r.code !== 0 && !ctl.signal.aborted && held === epoch) log.warn({ vip: address, iface, code: r.code, stderr: r.stderr.trim() }, 'gratuitous ARP for the virtual IP failed');
-    });
+    // One arping per packet (iputils takes whole seconds as interval, and lingers a second after
+    // its packet); a release aborts them, so we never announce an address we gave up.
+    void (async () => {
+      for (let i = 0; i < opts.arpCount; i++) {
+        if (i > 0) await sleep(interval, undefined, { signal: ctl.signal }).catch(() => {});
+        if (ctl.signal.aborted || held !== epoch) return;
+        void run('arping', ['-q', '-U', '-c', '1', '-I', iface, ip], ctl.signal).then((r) => {
+          if (r.code !== 0 && !ctl.signal.aborted) log.warn({ vip: address, iface, code: r.code, stderr: r.stderr.trim() }, 'gratuitous ARP for the virtual IP failed (needs CAP_NET_RAW)');
+        });
+      }
+    })();
   }
 
   return {
