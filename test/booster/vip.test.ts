@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createVipOwner, type CommandRunner } from '../../booster/vip.js';
 import { seed } from '../../server/seed.js';
@@ -83,6 +84,12 @@ describe.skipIf(!!unavailable)(`VIP through the lease, in network namespaces${un
     const c = cluster!;
     await waitUntil(() => c.lab.addresses('a').includes(vipCidr), 'VIP on a', 10_000);
     expect(c.lab.addresses('b')).not.toContain(vipCidr);
+    // Both run as the unit with the VIP drop-in runs them: uid 65534, CAP_NET_ADMIN + CAP_NET_RAW only.
+    for (const p of c.boosters) {
+      const st = readFileSync(`/proc/${p!.child.pid}/status`, 'utf8');
+      expect(/^Uid:\s+(\d+)/m.exec(st)?.[1]).toBe('65534');
+      expect(/^CapEff:\s+(\w+)/m.exec(st)?.[1]).toBe('0000000000003000');
+    }
   });
 
   const names = ['a', 'b'];

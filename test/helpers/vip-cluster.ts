@@ -80,8 +80,14 @@ export async function startVipCluster(opts: { dbUrl: string; knex: Knex; secret:
     boosters,
     startBooster(i) {
       const me = BOOSTERS[i]!;
-      const child = lab.spawnIn(me, process.execPath, [OMFLOW_BIN, 'booster'], {
-        ...base, OMFLOW_NODE_ID: `vip-${me}`, OMFLOW_LOG_LEVEL: 'info', OMFLOW_BOOSTER_HOST: '0.0.0.0', OMFLOW_BOOSTER_PORT: '5169',
+      // As the systemd unit with the VIP drop-in runs it: an unprivileged user, no new privileges,
+      // CAP_NET_ADMIN (ip addr) and CAP_NET_RAW (arping) and nothing else. setpriv execs: same pid.
+      const caps = '-all,+net_admin,+net_raw';
+      const child = lab.spawnIn(me, 'setpriv', [
+        '--reuid=65534', '--regid=65534', '--clear-groups', '--no-new-privs', `--inh-caps=${caps}`, `--ambient-caps=${caps}`, `--bounding-set=${caps}`,
+        process.execPath, OMFLOW_BIN, 'booster',
+      ], {
+        ...base, HOME: '/tmp', OMFLOW_NODE_ID: `vip-${me}`, OMFLOW_LOG_LEVEL: 'info', OMFLOW_BOOSTER_HOST: '0.0.0.0', OMFLOW_BOOSTER_PORT: '5169',
         OMFLOW_BOOSTER_ADVERTISE_URL: urlOf(me), OMFLOW_BOOSTER_PEER_URL: urlOf(BOOSTERS[1 - i]!), OMFLOW_BOOSTER_SLOW_START_MS: '0',
         OMFLOW_BOOSTER_VIP: `${VIP}/24`, OMFLOW_BOOSTER_VIP_INTERFACE: 'eth0', ...opts.boosterEnv,
       });
