@@ -1,11 +1,37 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createVipOwner, type CommandRunner } from '../../booster/vip.js';
+import { boosterArea } from '../../common/config/areas/booster.js';
+import { loadConfig } from '../../common/config/load.js';
+import { parseDatabaseUrl } from '../../common/db/url.js';
+import { OmflowError } from '../../common/errors.js';
 import { seed } from '../../server/seed.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { netnsUnavailable } from '../helpers/netns.js';
 import { longestPause, LOGIN, startVipCluster, VIP, waitUntil, type VipCluster } from '../helpers/vip-cluster.js';
 import { SECRET, silentLog } from './fixtures.js';
+
+describe('VIP configuration', () => {
+  const problems = (env: Record<string, string>) => {
+    try {
+      loadConfig([boosterArea], { env });
+      return [];
+    } catch (err) {
+      expect((err as OmflowError).code).toBe('COMMON_ERR_CONFIG_INVALID');
+      return ((err as OmflowError).details as { problems: { key: string }[] }).problems.map((p) => p.key);
+    }
+  };
+  it('needs an IPv4 address with prefix and an interface, together', () => {
+    expect(problems({ OMFLOW_BOOSTER_VIP: '10.0.0.10/24', OMFLOW_BOOSTER_VIP_INTERFACE: 'eth0' })).toEqual([]);
+    expect(problems({ OMFLOW_BOOSTER_VIP: '10.0.0.10/24' })).toEqual(['OMFLOW_BOOSTER_VIP_INTERFACE']);
+    expect(problems({ OMFLOW_BOOSTER_VIP: '10.0.0.10', OMFLOW_BOOSTER_VIP_INTERFACE: 'eth0' })).toEqual(['OMFLOW_BOOSTER_VIP']);
+  });
+  it('a postgres URL with ?host=/dir reaches the unix socket in that directory (every network namespace sees it)', () => {
+    const r = parseDatabaseUrl('postgres://u:p@localhost:5433/omflow?host=%2Ftmp');
+    expect(r.ok && r.value.host).toBe('/tmp');
+    expect(r.ok && r.value.port).toBe(5433);
+  });
+});
 
 describe('VIP owner: the command sequence', () => {
   function recorder(present: () => boolean) {
