@@ -54,7 +54,11 @@ try {
     failedPerTrial.push(client.outcome.failed - failedBefore);
     c.startBooster(dead);
     await waitUntil(() => /booster listening/.test(c.boosters[dead]!.output()) && !c.lab.addresses(names[dead]!).includes(vipCidr), 'restarted booster standby without the VIP', 60_000, 50);
-    process.stderr.write(`trial ${t + 1}/${trials}: killed ${names[dead]}, takeover with VIP ${takeovers[t]} ms, client-visible gap ${gap} ms, ${failedPerTrial[t]} failed after one retry\n`);
+    const whys = new Map<string, number>();
+    for (const f of client.outcome.failures) if (f.at >= killedAt - 1000) whys.set(f.why.slice(0, 40), (whys.get(f.why.slice(0, 40)) ?? 0) + 1);
+    const flaps = /stepping down to standby/.test(c.boosters[other]!.output()) ? ' (this booster has stepped down at least once since it started: a renewal stalled)' : '';
+    process.stderr.write(`trial ${t + 1}/${trials}: killed ${names[dead]}, takeover with VIP ${takeovers[t]} ms, client-visible gap ${gap} ms, ${failedPerTrial[t]} failed after one retry [${[...whys].map(([w, n]) => `${w} x${n}`).join(', ')}]${flaps}\n`);
+    client.outcome.failures.length = 0;
     await new Promise((r) => setTimeout(r, 500));
   }
   await client.stop();

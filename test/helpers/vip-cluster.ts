@@ -23,6 +23,8 @@ export interface ClientOutcome {
   acks: { at: number; key: string }[];
   failed: number;
   retried: number;
+  /** Why attempts failed: the status and body start, or the network error code. */
+  failures: { at: number; why: string }[];
 }
 
 export interface VipCluster {
@@ -110,7 +112,7 @@ export async function startVipCluster(opts: { dbUrl: string; knex: Knex; secret:
       boosters[i] = null;
     },
     async startClient() {
-      const outcome: ClientOutcome = { acks: [], failed: 0, retried: 0 };
+      const outcome: ClientOutcome = { acks: [], failed: 0, retried: 0, failures: [] };
       let ready = false;
       const child = lab.spawnIn('cli', process.execPath, ['--import', 'tsx', `${REPO_ROOT}test/helpers/vip-client.ts`], {
         PATH: process.env.PATH, HOME: process.env.HOME, TARGET: `http://${VIP}:5169`, LOGIN_USER: LOGIN.user, LOGIN_PASSWORD: LOGIN.password,
@@ -118,8 +120,13 @@ export async function startVipCluster(opts: { dbUrl: string; knex: Knex; secret:
       const p = track(child, (line) => {
         const [kind, at, key] = line.split(' ');
         if (kind === 'ack') outcome.acks.push({ at: Number(at), key: key! });
-        else if (kind === 'failed') outcome.failed++;
-        else if (kind === 'retry') outcome.retried++;
+        else if (kind === 'failed') {
+          outcome.failed++;
+          outcome.failures.push({ at: Number(at), why: line.split(' ').slice(3).join(' ') });
+        } else if (kind === 'retry') {
+          outcome.retried++;
+          outcome.failures.push({ at: Number(at), why: line.split(' ').slice(2).join(' ') });
+        }
         else if (kind === 'ready') ready = true;
       });
       all.push(p);
