@@ -25,6 +25,7 @@ import { ServerTable, type Transition } from './server-table.js';
 import { createStatusView } from './status-view.js';
 import { ClusterStore } from './stores.js';
 import { UpstreamPools } from './upstream-pools.js';
+import { createVipOwner } from './vip.js';
 
 export type BoosterConfig = AreaValues<(typeof boosterArea)['keys']>;
 export type ClusterConfig = AreaValues<(typeof clusterArea)['keys']>;
@@ -100,6 +101,7 @@ export function createBooster(deps: BoosterDeps): Booster {
   const health = new HealthChecker(table, pools, cfg, clock, log);
   const sync = new ServerSync(table, store, clock);
   const refreshServers = () => sync.refresh().catch((err) => log.warn({ err }, 'could not refresh servers'));
+  const vip = cfg.vip && cfg.vipInterface ? createVipOwner({ address: cfg.vip, iface: cfg.vipInterface, arpCount: cfg.vipArpCount, log }) : null;
   const dispatcher = new StepDispatcher({
     knex: db.knex, table, pools, metrics, log, nodeId, secret, opts: cfg, epoch: () => leadership.epoch,
     allowed: () => isActive() && gate.allowsDistribution(),
@@ -112,6 +114,7 @@ export function createBooster(deps: BoosterDeps): Booster {
       metrics.takeovers.inc();
       metrics.epoch.set(t.epoch);
       metrics.active.set(1);
+      void vip?.claim(t.epoch); // only now that the lease with this epoch is held
       void recordEvent('takeover', nodeId, { epoch: t.epoch });
       void registerNode(false).catch(() => {});
       // Fresh drain flags and weights before the first dispatch round.
@@ -119,6 +122,7 @@ export function createBooster(deps: BoosterDeps): Booster {
       dispatcher.start();
     } else {
       metrics.active.set(0);
+      void vip?.release(); // before the lease can lapse: step-down comes RENEW_DEADLINE_MS after the last good renewal
       metrics.epoch.set(0);
       void dispatcher.stop();
       void recordEvent('step-down', nodeId, { epoch: t.epoch, reason: t.reason });
@@ -208,6 +212,7 @@ export function createBooster(deps: BoosterDeps): Booster {
       setInterval(() => void registerNode(false).catch(() => {}), 5000),
     );
     for (const t of timers) t.unref();
+    await vip?.removeStale();
     await leadership.start();
     log.info({ url: selfUrl, role: leadership.role, epoch: leadership.epoch }, 'booster listening');
     return selfUrl;
@@ -221,6 +226,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     const closed = listening ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
     server.closeIdleConnections();
     await dispatcher.stop();
+    if (leadership.role === 'active') await vip?.release(); // the address goes before the lease does
     const released = await leadership.resign();
     if (released !== null) await recordEvent('release', nodeId, { epoch: released });
     // In-flight requests finish; idle keep-alive connections are closed as they go idle.

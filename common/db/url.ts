@@ -53,7 +53,8 @@ export function parseDatabaseUrl(raw: string): { ok: true; value: DatabaseTarget
     ok: true,
     value: {
       client,
-      host: u.hostname.replace(/^\[|\]$/g, ''),
+      // ?host=/dir (libpq style): a unix-socket directory, reachable from any network namespace.
+      host: params.host?.startsWith('/') ? params.host : u.hostname.replace(/^\[|\]$/g, ''),
       port: u.port ? Number(u.port) : undefined,
       database,
       user: u.username ? decodeURIComponent(u.username) : undefined,

@@ -66,6 +66,11 @@ export const boosterArea = defineArea({
     }),
     tlsKeyFile: optionalStr('OMFLOW_BOOSTER_TLS_KEY_FILE', { doc: 'PEM private key of OMFLOW_BOOSTER_TLS_CERT_FILE.' }),
     httpRedirectPort: optionalPort('OMFLOW_BOOSTER_HTTP_REDIRECT_PORT', { doc: 'Extra plain-HTTP port (e.g. 80) that only redirects to HTTPS. Needs the TLS certificate.' }),
+    vip: optionalStr('OMFLOW_BOOSTER_VIP', {
+      doc: 'Virtual IP with prefix (e.g. 10.0.0.10/24) that the active adds to OMFLOW_BOOSTER_VIP_INTERFACE and announces by gratuitous ARP, and removes before its lease can lapse. Needs CAP_NET_ADMIN and CAP_NET_RAW (see the operator guide). Empty: no VIP.',
+    }),
+    vipInterface: optionalStr('OMFLOW_BOOSTER_VIP_INTERFACE', { doc: 'Network interface that carries OMFLOW_BOOSTER_VIP (e.g. eth0).' }),
+    vipArpCount: int('OMFLOW_BOOSTER_VIP_ARP_COUNT', { doc: 'Gratuitous ARP announcements sent after adding the VIP (200 ms apart).', default: 3, min: 1, max: 20 }),
   },
   check(values, report) {
     if (values.renewDeadlineMs >= values.leaseMs) report('OMFLOW_BOOSTER_RENEW_DEADLINE_MS', 'must be below OMFLOW_BOOSTER_LEASE_MS');
@@ -73,5 +78,7 @@ export const boosterArea = defineArea({
     if (values.renewMs >= values.renewDeadlineMs) report('OMFLOW_BOOSTER_RENEW_MS', 'must be below OMFLOW_BOOSTER_RENEW_DEADLINE_MS');
     if (!values.tlsCertFile !== !values.tlsKeyFile) report(values.tlsCertFile ? 'OMFLOW_BOOSTER_TLS_KEY_FILE' : 'OMFLOW_BOOSTER_TLS_CERT_FILE', 'OMFLOW_BOOSTER_TLS_CERT_FILE and OMFLOW_BOOSTER_TLS_KEY_FILE go together');
     if (values.httpRedirectPort !== undefined && !values.tlsCertFile) report('OMFLOW_BOOSTER_HTTP_REDIRECT_PORT', 'needs OMFLOW_BOOSTER_TLS_CERT_FILE');
+    if (values.vip !== undefined && !/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(values.vip)) report('OMFLOW_BOOSTER_VIP', 'must be an IPv4 address with prefix length, e.g. 10.0.0.10/24');
+    if ((values.vip === undefined) !== (values.vipInterface === undefined)) report(values.vip ? 'OMFLOW_BOOSTER_VIP_INTERFACE' : 'OMFLOW_BOOSTER_VIP', 'OMFLOW_BOOSTER_VIP and OMFLOW_BOOSTER_VIP_INTERFACE go together');
   },
 });
