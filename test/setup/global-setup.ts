@@ -22,7 +22,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
     onProgress: () => {},
     database: null,
     maxConnections: 400,
-    settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' },
+    // A unix socket in /tmp as well: network-namespace tests (the VIP) reach the database through it.
+    settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', unix_socket_directories: '/tmp' },
   }).catch((err: Error) => {
     rmSync(dir, { recursive: true, force: true });
     throw err;
