@@ -1,0 +1,22 @@
+import type { Knex } from 'knex';
+import { getHelpers } from '../common/db/helpers/index.js';
+
+// Expand: ticket numbers move from the locked counter row ticket_sequences.next_value to one
+// database sequence per prefix (see server/features/tickets/numbering.ts). The table stays as the
+// registry of prefixes and seeds each sequence; next_value is no longer advanced.
+export async function up(knex: Knex): Promise<void> {
+  const h = getHelpers(knex);
+  for (const r of await knex('ticket_sequences').select('prefix', 'next_value')) {
+    await h.createSequence(knex, h.ticketSequenceName(r.prefix), Number(r.next_value));
+  }
+}
+
+// Hands each sequence's next value back to its counter row, so numbering carries on where it was.
+export async function down(knex: Knex): Promise<void> {
+  const h = getHelpers(knex);
+  for (const r of await knex('ticket_sequences').select('prefix')) {
+    const name = h.ticketSequenceName(r.prefix);
+    await knex('ticket_sequences').where({ prefix: r.prefix }).update({ next_value: await h.nextSequenceValue(knex, name) });
+    await h.dropSequence(knex, name);
+  }
+}
