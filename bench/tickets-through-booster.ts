@@ -116,6 +116,7 @@ try {
       const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
       const latencies: number[] = [];
       let errors = 0;
+      const statuses = new Map<number, number>();
       let i = 0;
       const run = async (until: number, record: boolean) => {
         await Promise.all(
@@ -126,7 +127,10 @@ try {
               await res.body.text();
               if (!record) continue;
               if (res.statusCode === 201) latencies.push(performance.now() - t0);
-              else errors++;
+              else {
+                errors++;
+                statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
+              }
             }
           }),
         );
@@ -142,7 +146,7 @@ try {
       latencies.sort((a, b) => a - b);
       const pct = (p: number) => (latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN).toFixed(1);
       const share = postmaster ? `${((100 * dbCpu) / Math.max(1, busy)).toFixed(0)}% (${(dbCpu / 100 / seconds).toFixed(2)})` : 'n/a';
-      console.log(`${String(n).padStart(7)} ${String(clients).padStart(7)} ${(latencies.length / seconds).toFixed(0).padStart(10)} ${pct(0.5).padStart(8)} ${pct(0.99).padStart(8)} ${String(errors).padStart(7)}  ${share}`);
+      console.log(`${String(n).padStart(7)} ${String(clients).padStart(7)} ${(latencies.length / seconds).toFixed(0).padStart(10)} ${pct(0.5).padStart(8)} ${pct(0.99).padStart(8)} ${String(errors).padStart(7)}  ${share}${statuses.size ? `  (errors by status: ${[...statuses].map(([k, v]) => `${k}×${v}`).join(', ')})` : ''}`);
       await pool.close();
       pool = null;
     }
