@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
 import { runCli, SECRET, startServerProcess, type ServerProcess } from './helpers.js';
 import { seed } from '../../server/seed.js';
+import { nextTicketNumber } from '../../server/features/tickets/numbering.js';
 import { verifyClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH } from '../../common/protocol/headers.js';
 import { parseHeartbeat, type Heartbeat } from '../../common/protocol/messages.js';
@@ -27,7 +28,7 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       // Seeding again changes nothing (idempotent): still one flow version.
       await seed(t.db, { adminUser: 'admin', adminPassword: 'admin-pass-1', demo: true });
       expect(await t.knex('flow_versions').count({ n: '*' }).first()).toMatchObject({ n: 1 });
-      // 100 requests per server queue for 8 connections behind one sequence row: allow a loaded CI machine time.
+      // 100 requests per server queue for 8 connections: allow a loaded CI machine time.
       const env = { OMFLOW_DB_URL: t.url, OMFLOW_DB_POOL_MAX: '8', OMFLOW_DB_CONNECT_TIMEOUT_MS: '30000', OMFLOW_SERVER_DISPATCH_POLL_MS: '100' };
       [a, b] = await Promise.all([startServerProcess({ ...env, OMFLOW_NODE_ID: 'srv-a' }), startServerProcess({ ...env, OMFLOW_NODE_ID: 'srv-b' })]);
       const login = await json(`${a.url}/api/auth/login`, { method: 'POST', body: JSON.stringify({ username: 'admin', password: 'admin-pass-1' }) });
@@ -54,7 +55,7 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       const rows = await t.knex('tickets').where('title', 'like', 'load %').select('ticket_no', 'title');
       expect(rows).toHaveLength(200);
       expect(new Set(rows.map((r) => r.ticket_no))).toEqual(new Set(numbers));
-      // Numbers come from one counter per prefix: exactly REQ-000001 … REQ-000200.
+      // One sequence per prefix and no creation rolled back: exactly REQ-000001 … REQ-000200.
       expect([...numbers].sort()).toEqual(Array.from({ length: 200 }, (_, i) => `REQ-${String(i + 1).padStart(6, '0')}`));
       // Each server ran the automatic steps once: every ticket reaches the approval step.
       const deadline = Date.now() + 60_000;
@@ -70,6 +71,25 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       const servers = new Set((await t.knex('steps').select('assigned_server')).map((r) => r.assigned_server));
       expect(servers.size).toBeGreaterThanOrEqual(1);
     }, 90_000);
+
+    it('numbers keep increasing on either server; a rolled-back creation leaves a gap of its one number', async () => {
+      const create = async (srv: ServerProcess, title: string) => {
+        const r = await json(`${srv.url}/api/forms/it-request/tickets`, { method: 'POST', headers: auth, body: JSON.stringify({ data: { title, category: 'software', amount: 1 } }) });
+        expect(r.status).toBe(201);
+        return Number(String(r.body.number).slice('REQ-'.length));
+      };
+      const max = Number(String((await t.knex('tickets').max({ m: 'ticket_no' }).first())!.m).slice('REQ-'.length));
+      const first = await create(a, 'after burst a');
+      const second = await create(b, 'after burst b');
+      expect(first).toBeGreaterThan(max);
+      expect(second).toBeGreaterThan(first);
+      // The sequence value is taken inside the ticket's transaction and is not given back on rollback.
+      await expect(t.knex.transaction(async (trx) => {
+        await nextTicketNumber(trx, 'REQ');
+        throw new Error('rolled back');
+      })).rejects.toThrow('rolled back');
+      expect(await create(a, 'after rollback')).toBe(second + 2);
+    });
 
     it('the same keyed POST sent to both servers at once creates one ticket; both answers carry it', async () => {
       for (let round = 0; round < 3; round++) {

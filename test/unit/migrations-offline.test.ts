@@ -41,6 +41,27 @@ describe('migrations compile offline for every vendor', () => {
     });
   }
 
+  // Ticket-number sequences are created at run time (flow deploy), so the migrations above do not show their SQL.
+  it.each([
+    ['mssql', /IF OBJECT_ID\(N'ticket_no_req', N'SO'\) IS NULL EXEC\(N'CREATE SEQUENCE ticket_no_req AS BIGINT START WITH 42/, /SELECT NEXT VALUE FOR ticket_no_req AS n/, /DROP SEQUENCE IF EXISTS ticket_no_req/],
+    ['oracledb', /EXECUTE IMMEDIATE 'CREATE SEQUENCE ticket_no_req START WITH 42 ORDER'.*-955/, /SELECT ticket_no_req\.NEXTVAL AS "n" FROM DUAL/, /DROP SEQUENCE ticket_no_req'.*-2289/],
+    ['pg', /CREATE SEQUENCE IF NOT EXISTS ticket_no_req START WITH 42/, /SELECT nextval\(\$1\) AS n/, /DROP SEQUENCE IF EXISTS ticket_no_req/],
+    ['mysql2', /CREATE TABLE IF NOT EXISTS ticket_no_req \(id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY\) ENGINE=InnoDB AUTO_INCREMENT=42/, /INSERT INTO ticket_no_req \(\) VALUES \(\)/, /DROP TABLE IF EXISTS ticket_no_req/],
+  ] as const)('%s: ticket-number sequence SQL compiles, named within the identifier limit', async (client, create, next, drop) => {
+    const { knex, statements } = offlineKnex(client);
+    const h = getHelpers(knex);
+    const name = h.ticketSequenceName('REQ');
+    expect(Buffer.byteLength(h.ticketSequenceName('ABCDEFGHIJ'))).toBeLessThanOrEqual(h.maxIdentifierLength);
+    await h.createSequence(knex, name, 42);
+    await h.nextSequenceValue(knex, name).catch(() => 0); // offline: no row comes back
+    await h.dropSequence(knex, name);
+    expect(statements[0]).toMatch(create);
+    expect(statements.join('\n')).toMatch(next);
+    expect(statements.at(-1)).toMatch(drop);
+    expect(() => h.ticketSequenceName('REQ; DROP')).toThrow();
+    await knex.destroy();
+  });
+
   it('the identifier check fails on a name Oracle refuses', async () => {
     const { knex, statements } = offlineKnex('oracledb');
     await knex.schema.createTable('a_table_with_a_rather_long_name', (t) => {

@@ -41,6 +41,41 @@ export class DialectHelpers {
     return t.binary(column);
   }
 
+  // ---- sequences ----
+  // Numbers handed out by the database outside any row lock: taking one never waits for another
+  // transaction, and a rolled-back transaction does not give its number back (a gap).
+
+  /** Name of the sequence numbering the tickets of `prefix` (prefixes match [A-Z][A-Z0-9]{0,9}). */
+  ticketSequenceName(prefix: string): string {
+    const name = `ticket_no_${prefix.toLowerCase()}`;
+    // Interpolated into DDL (no bind parameters there): only these characters may pass.
+    if (!/^[a-z0-9_]{1,30}$/.test(name)) throw new Error(`invalid sequence name ${name}`);
+    return name;
+  }
+
+  /** Creates the sequence (first value `start`) unless it exists. Runs DDL: never inside a business transaction. */
+  async createSequence(db: Knex, name: string, start: number): Promise<void> {
+    await db.raw(`CREATE SEQUENCE IF NOT EXISTS ${this.seq(name)} START WITH ${this.startValue(start)}`);
+  }
+
+  /** The sequence's next value; inside a transaction it is taken at once and kept on rollback. */
+  async nextSequenceValue(db: Knex | Knex.Transaction, name: string): Promise<number> {
+    return Number(this.rawRows(await db.raw('SELECT nextval(?) AS n', [this.seq(name)]))[0].n);
+  }
+
+  async dropSequence(db: Knex, name: string): Promise<void> {
+    await db.raw(`DROP SEQUENCE IF EXISTS ${this.seq(name)}`);
+  }
+
+  protected seq(name: string): string {
+    if (!/^[a-z0-9_]{1,30}$/.test(name)) throw new Error(`invalid sequence name ${name}`);
+    return name;
+  }
+
+  protected startValue(start: number): number {
+    return Math.max(1, Math.floor(Number(start) || 1));
+  }
+
   // ---- expressions ----
 
   /** The database's current time: the cluster's single clock. */

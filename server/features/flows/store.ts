@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { getHelpers } from '../../../common/db/helpers/index.js';
+import { ensureTicketSequence } from '../tickets/numbering.js';
 import type { FlowDefinition } from './definition.js';
 import type { DbRecord } from '../../../common/db/row.js';
 
@@ -84,30 +85,13 @@ export function createFlowsStore(knex: Knex) {
       });
       return { flowId: Number(flow.id), version, versionId };
     },
-    /** The per-prefix counter row must exist before tickets take numbers from it. */
+    /** The prefix's number sequence must exist before tickets take numbers from it (DDL: outside transactions). */
     async ensureSequence(prefix: string): Promise<void> {
-      if (await knex('ticket_sequences').where({ prefix }).first()) return;
-      try {
-        await knex('ticket_sequences').insert({ prefix, next_value: 1 });
-      } catch {
-        // Inserted by another server at the same moment.
-      }
-    },
-    /**
-     * Takes the next number of `prefix` inside the ticket's transaction: the row stays locked
-     * until commit, so numbers are unique across servers; a rolled-back ticket gives its number back.
-     */
-    async nextNumber(trx: Knex.Transaction, prefix: string): Promise<number> {
-      const n = await trx('ticket_sequences').where({ prefix }).update({ next_value: trx.raw('next_value + 1') });
-      if (Number(n) !== 1) throw new Error(`ticket sequence ${prefix} is missing`);
-      const row = await trx('ticket_sequences').where({ prefix }).forUpdate().first('next_value');
-      return Number(row.next_value) - 1;
+      await ensureTicketSequence(knex, prefix);
     },
   };
 }
 
 export type FlowsStore = ReturnType<typeof createFlowsStore>;
 
-export function formatTicketNumber(prefix: string, n: number): string {
-  return `${prefix}-${String(n).padStart(6, '0')}`;
-}
+export { formatTicketNumber } from '../tickets/numbering.js';

@@ -1,14 +1,13 @@
-import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { ServerErrors } from '../../errors.js';
 import type { AuthUser } from '../../types.js';
 import type { FlowsStore } from '../flows/store.js';
-import { formatTicketNumber } from '../flows/store.js';
 import { FINAL_STATES, TICKET_STATE, addHistory, moveTo } from '../flows/engine.js';
 import type { FormStep } from '../flows/definition.js';
 import { checkValues, type FieldDef } from '../forms/fields.js';
 import type { FormsStore } from '../forms/store.js';
 import type { UsersStore } from '../users/store.js';
+import { nextTicketNumber } from './numbering.js';
 import type { TicketFilter, TicketRow, TicketsStore } from './store.js';
 
 export const ACTIONS = ['approve', 'submit', 'reject', 'send_back', 'comment', 'cancel'] as const;
@@ -57,13 +56,11 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
       const version = await flows.versionOf(flow.id, flow.latestVersion, trx);
       if (!version) throw ServerErrors.SERVER_ERR_CONFLICT(`Form ${formKey} has no deployed flow`);
       const title = typeof input.title === 'string' && input.title.trim() ? input.title.trim() : typeof values.title === 'string' && values.title ? values.title : form.title;
-      // The number is taken LAST: the sequence row stays locked until commit, so everything
-      // else is written first under a unique placeholder and the lock is held only briefly.
-      const id = await store.insert(trx, { number: `~${randomUUID()}`.slice(0, 32), formId: form.id, flowVersionId: version.id, title, data: values, createdBy: user?.id ?? null, slaHours: flow.slaHours });
+      // A sequence value: taken without waiting on other creations (see numbering.ts).
+      const number = await nextTicketNumber(trx, flow.ticketPrefix);
+      const id = await store.insert(trx, { number, formId: form.id, flowVersionId: version.id, title, data: values, createdBy: user?.id ?? null, slaHours: flow.slaHours });
       await addHistory(trx, { ticketId: id, step: null, action: 'create', actorId: user?.id ?? null, nodeId, input: values, output: { flowVersion: version.version } });
       const moved = await moveTo({ trx, ticketId: id, createdBy: user?.id ?? null, def: version.definition, data: values, actorId: user?.id ?? null, nodeId }, version.definition.start);
-      const number = formatTicketNumber(flow.ticketPrefix, await flows.nextNumber(trx, flow.ticketPrefix));
-      await store.setNumber(trx, id, number);
       return summary({ id, number }, moved.state, moved.stepKey);
     },
 

@@ -69,9 +69,6 @@ export function createTicketsStore(knex: Knex) {
         created_at: h.now(), updated_at: h.now(),
       });
     },
-    async setNumber(trx: Knex.Transaction, id: number, number: string): Promise<void> {
-      await trx('tickets').where({ id }).update({ ticket_no: number });
-    },
     async byId(id: number, db: Knex | Knex.Transaction = knex, lock = false): Promise<TicketRow | null> {
       const q = db('tickets').where({ id }).first();
       if (lock) q.forUpdate();

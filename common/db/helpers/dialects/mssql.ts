@@ -23,4 +23,13 @@ export class MssqlHelpers extends DialectHelpers {
   override selectNowSql(): string {
     return 'SELECT SYSDATETIMEOFFSET() AS now';
   }
+
+  // No CREATE SEQUENCE IF NOT EXISTS in T-SQL; NEXT VALUE FOR replaces nextval().
+  override async createSequence(db: Knex, name: string, start: number): Promise<void> {
+    await db.raw(`IF OBJECT_ID(N'${this.seq(name)}', N'SO') IS NULL EXEC(N'CREATE SEQUENCE ${this.seq(name)} AS BIGINT START WITH ${this.startValue(start)} INCREMENT BY 1')`);
+  }
+
+  override async nextSequenceValue(db: Knex | Knex.Transaction, name: string): Promise<number> {
+    return Number(this.rawRows(await db.raw(`SELECT NEXT VALUE FOR ${this.seq(name)} AS n`))[0].n);
+  }
 }

@@ -45,4 +45,20 @@ export class MysqlHelpers extends DialectHelpers {
   override selectNowSql(): string {
     return 'SELECT UTC_TIMESTAMP(3) AS now';
   }
+
+  // MySQL has no sequences (MariaDB's need 10.3): a one-column AUTO_INCREMENT table stands in.
+  // InnoDB hands out auto-increment values under a statement-long mutex, not the row lock, keeps
+  // them on rollback, and (MySQL 8, MariaDB 10.2.4+) across restarts. One tiny row per ticket.
+  override async createSequence(db: Knex, name: string, start: number): Promise<void> {
+    await db.raw(`CREATE TABLE IF NOT EXISTS ${this.seq(name)} (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY) ENGINE=InnoDB AUTO_INCREMENT=${this.startValue(start)}`);
+  }
+
+  override async nextSequenceValue(db: Knex | Knex.Transaction, name: string): Promise<number> {
+    const [header] = (await db.raw(`INSERT INTO ${this.seq(name)} () VALUES ()`)) as [{ insertId: number | string }];
+    return Number(header.insertId);
+  }
+
+  override async dropSequence(db: Knex, name: string): Promise<void> {
+    await db.raw(`DROP TABLE IF EXISTS ${this.seq(name)}`);
+  }
 }

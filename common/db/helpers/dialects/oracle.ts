@@ -24,4 +24,18 @@ export class OracleHelpers extends DialectHelpers {
   override selectNowSql(): string {
     return 'SELECT SYSTIMESTAMP AS "now" FROM DUAL';
   }
+
+  // No IF NOT EXISTS before 23c: ORA-00955 (name already used) means it exists. ORDER keeps
+  // values increasing across RAC instances.
+  override async createSequence(db: Knex, name: string, start: number): Promise<void> {
+    await db.raw(`BEGIN EXECUTE IMMEDIATE 'CREATE SEQUENCE ${this.seq(name)} START WITH ${this.startValue(start)} ORDER'; EXCEPTION WHEN OTHERS THEN IF SQLCODE != -955 THEN RAISE; END IF; END;`);
+  }
+
+  override async nextSequenceValue(db: Knex | Knex.Transaction, name: string): Promise<number> {
+    return Number(this.rawRows(await db.raw(`SELECT ${this.seq(name)}.NEXTVAL AS "n" FROM DUAL`))[0].n);
+  }
+
+  override async dropSequence(db: Knex, name: string): Promise<void> {
+    await db.raw(`BEGIN EXECUTE IMMEDIATE 'DROP SEQUENCE ${this.seq(name)}'; EXCEPTION WHEN OTHERS THEN IF SQLCODE != -2289 THEN RAISE; END IF; END;`);
+  }
 }

