@@ -47,4 +47,9 @@ export const BoosterErrors = defineErrors({
     message: 'No server with this id is registered',
     hint: 'Use the id shown by `omflow status` (the server\'s OMFLOW_NODE_ID).',
   },
+  BOOSTER_ERR_LEASE_NOT_HELD: {
+    status: 503,
+    message: 'The active booster cannot confirm its leader lease (database unreachable); drains are paused',
+    hint: 'Transient: retry after Retry-After once the database answers again; requests are still proxied meanwhile.',
+  },
 });
