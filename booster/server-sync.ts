@@ -28,7 +28,12 @@ export class ServerSync {
    * One at a time: while the database stalls, the 1 s timer must not pile up waiting queries.
    */
   refresh(): Promise<void> {
-    return (this.#refreshing ??= this.#load().finally(() => (this.#refreshing = null)));
+    if (!this.#refreshing) {
+      this.#refreshing = this.#load().finally(() => {
+        this.#refreshing = null;
+      });
+    }
+    return this.#refreshing;
   }
 
   async #load(): Promise<void> {

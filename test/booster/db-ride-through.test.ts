@@ -101,7 +101,7 @@ async function activeStatus(url: string): Promise<{ status: number; epoch: numbe
 
 async function metric(url: string, name: string): Promise<number> {
   const text = await (await fetch(url + BOOSTER_PATH.metrics)).text();
-  const line = text.split('\n').find((l) => l.startsWith(name + ' '));
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
   return line ? Number(line.split(' ')[1]) : Number.NaN;
 }
 
@@ -140,7 +140,7 @@ describe('database outages: the active rides through (real boosters, relayed Pos
     children.push(startBoosterProcess({ ...common, OMFLOW_NODE_ID: 'rt-b', OMFLOW_BOOSTER_PORT: String(portB), OMFLOW_BOOSTER_ADVERTISE_URL: urlB, OMFLOW_BOOSTER_PEER_URL: urlA }, logB));
     await until(async () => (await activeStatus(urlB))?.status === 503, 'booster B standby', 20_000, 50);
     fixture = await startFixtureServer({ id: 'rt-srv', boosters: [urlA, urlB], knex: tdb.knex, heartbeatMs: 200, stepCapacity: 20 });
-    await until(async () => (await fetch(urlA + '/warm').catch(() => null))?.status === 200, 'A proxies', 10_000, 50);
+    await until(async () => (await fetch(`${urlA}/warm`).catch(() => null))?.status === 200, 'A proxies', 10_000, 50);
   });
 
   afterAll(async () => {
@@ -167,7 +167,7 @@ describe('database outages: the active rides through (real boosters, relayed Pos
       let proxied = 0;
       const ids: number[] = [];
       while (Date.now() < end) {
-        const r = await fetch(urlA + '/during-outage', { signal: AbortSignal.timeout(2000) });
+        const r = await fetch(`${urlA}/during-outage`, { signal: AbortSignal.timeout(2000) });
         expect(r.status).toBe(200);
         expect(r.headers.get(HEADER.upstream)).toBe('rt-srv');
         await r.arrayBuffer();
