@@ -15,8 +15,9 @@ import { StepDispatcher } from './dispatcher.js';
 import { BoosterErrors } from './errors.js';
 import { HealthChecker } from './health-checker.js';
 import { sendError } from './http-errors.js';
+import { QueryOutcomeAvailability } from './db-reachability.js';
 import { LeaderLease } from './leader.js';
-import { Leadership } from './leadership.js';
+import { Leadership, type PeerAnswer } from './leadership.js';
 import { createLicenseGate, isGateExempt, renderGatedResponse, type LicenseGate } from './license/gate.js';
 import { createMetrics } from './metrics.js';
 import { ReverseProxy } from './reverse-proxy.js';
@@ -75,12 +76,21 @@ export function createBooster(deps: BoosterDeps): Booster {
   let selfUrl = cfg.advertiseUrl ?? '';
   let stopping = false;
 
+  // "Database reachable?" from our own queries; the shared monitor can replace it behind DatabaseAvailability.
+  const dbSignal = new QueryOutcomeAvailability(clock, log, cfg.renewDeadlineMs);
+  metrics.dbReachable.set(1);
+  dbSignal.onChange((up) => {
+    metrics.dbReachable.set(up ? 1 : 0);
+    if (!up) metrics.dbOutages.inc();
+  });
   const leadership = new Leadership({
     lease: new LeaderLease(db.knex, nodeId, () => selfUrl, cfg.leaseMs),
-    opts: cfg, clock, log, selfUrl: () => selfUrl, peerUrl: cfg.peerUrl ?? null,
-    probePeer: cfg.peerUrl ? () => peerAnswers(cfg.peerUrl!, cfg.probeTimeoutMs) : null,
+    opts: cfg, clock, log, nodeId, selfUrl: () => selfUrl, peerUrl: cfg.peerUrl ?? null, db: dbSignal,
+    probePeer: cfg.peerUrl ? () => probePeer(cfg.peerUrl!, cfg.probeTimeoutMs) : null,
   });
   const isActive = () => leadership.role === 'active';
+  /** Leader-only writes (events, drains, dispatch) need a confirmed lease, not just the active role. */
+  const holdsLease = () => leadership.holdsLease();
   const recordEvent = (kind: string, subject: string | null, details?: unknown) =>
     store.recordEvent({ boosterId: nodeId, epoch: leadership.epoch, kind, subject, details }).catch((err) => log.warn({ err, kind }, 'could not record booster event'));
   const registerNode = (started: boolean, role: string = leadership.role) =>
@@ -89,7 +99,7 @@ export function createBooster(deps: BoosterDeps): Booster {
   const onTransition = (t: Transition) => {
     log.info({ server: t.server.id, from: t.from, to: t.to, reason: t.reason }, 'server state changed');
     // Only the active writes server transitions, so the log holds each one once.
-    if (!isActive() || stopping) return;
+    if (!holdsLease() || stopping) return;
     const kind = t.to === 'up' ? (t.from === 'draining' ? 'server-undrained' : 'server-up') : t.to === 'down' ? 'server-down' : t.to === 'ejected' ? 'server-ejected' : 'server-drained';
     void recordEvent(kind, t.server.id, { from: t.from, reason: t.reason });
   };
@@ -104,7 +114,8 @@ export function createBooster(deps: BoosterDeps): Booster {
   const vip = cfg.vip && cfg.vipInterface ? createVipOwner({ address: cfg.vip, iface: cfg.vipInterface, arpCount: cfg.vipArpCount, log }) : null;
   const dispatcher = new StepDispatcher({
     knex: db.knex, table, pools, metrics, log, nodeId, secret, opts: cfg, epoch: () => leadership.epoch,
-    allowed: () => isActive() && gate.allowsDistribution(),
+    allowed: () => holdsLease() && gate.allowsDistribution(),
+    db: dbSignal,
     onReassigned: (stepId, previous, to) => void recordEvent('step-reassigned', String(stepId), { from: previous, to }),
     onStaleEpoch: () => void leadership.tick(),
   });
@@ -114,14 +125,25 @@ export function createBooster(deps: BoosterDeps): Booster {
       metrics.takeovers.inc();
       metrics.epoch.set(t.epoch);
       metrics.active.set(1);
+      metrics.leaseHeld.set(1);
       void vip?.claim(t.epoch); // only now that the lease with this epoch is held
       void recordEvent('takeover', nodeId, { epoch: t.epoch });
       void registerNode(false).catch(() => {});
       // Fresh drain flags and weights before the first dispatch round.
       await refreshServers();
       dispatcher.start();
+    } else if (t.kind === 'lease-unsure') {
+      metrics.leaseHeld.set(0);
+    } else if (t.kind === 'lease-regained') {
+      metrics.leaseHeld.set(1);
+      metrics.epoch.set(t.epoch);
+      if (t.epoch !== t.previousEpoch) void recordEvent('lease-reacquired', nodeId, { epoch: t.epoch, previousEpoch: t.previousEpoch });
+      void registerNode(false).catch(() => {});
+      await refreshServers();
+      dispatcher.poke();
     } else {
       metrics.active.set(0);
+      metrics.leaseHeld.set(0);
       void vip?.release(); // before the lease can lapse: step-down comes RENEW_DEADLINE_MS after the last good renewal
       metrics.epoch.set(0);
       void dispatcher.stop();
@@ -143,11 +165,14 @@ export function createBooster(deps: BoosterDeps): Booster {
     },
     events: view.events,
     async heartbeat(hb) {
+      // A server that has seen a newer epoch proves someone acquired after us: step down at once.
+      leadership.noteEpoch(hb.epochSeen);
       const e = await sync.heartbeat(hb);
       if (e && isActive() && table.stepRoom(e) > 0) dispatcher.poke();
     },
     agentReport: (r) => sync.agentReport(r),
     drain: (id, draining, reason) => sync.drain(id, draining, reason),
+    leaseNotHeld: () => isActive() && !holdsLease(),
     agentUrls: () => table.list.map((e) => e.agentUrl).filter((u): u is string => !!u),
     licenseChanged: () => gate.refresh(),
     stepsReady: () => {
@@ -284,13 +309,16 @@ function createFrontServer(
   return server;
 }
 
-/** Peer probe: the other booster answers `/_booster/active` at all (200 or 503 alike). */
-async function peerAnswers(peerUrl: string, timeoutMs: number): Promise<boolean> {
+/** Peer probe of `/_booster/active`: 200 is "active", a 503 naming role standby is "standby", anything else no answer. */
+async function probePeer(peerUrl: string, timeoutMs: number): Promise<PeerAnswer> {
   try {
     const r = await fetch(peerUrl + BOOSTER_PATH.active, { signal: AbortSignal.timeout(timeoutMs) });
-    await r.arrayBuffer();
-    return true;
+    const body = (await r.json().catch(() => ({}))) as { role?: unknown; epoch?: unknown };
+    const epoch = typeof body.epoch === 'number' ? body.epoch : 0;
+    if (r.status === 200 && body.role === 'active') return { state: 'active', epoch };
+    if (r.status === 503 && body.role === 'standby') return { state: 'standby', epoch };
+    return { state: 'no-answer', epoch: 0 };
   } catch {
-    return false;
+    return { state: 'no-answer', epoch: 0 };
   }
 }

@@ -34,6 +34,8 @@ export interface ControlCore {
   heartbeat(hb: Heartbeat): Promise<void>;
   agentReport(r: ReturnType<typeof parseAgentReport>): Promise<void>;
   drain(serverId: string, draining: boolean, reason: string | null): Promise<boolean>;
+  /** Active riding through a database outage: drains would be unfenced leader writes, so they are refused. */
+  leaseNotHeld?(): boolean;
   agentUrls(): string[];
   licenseChanged(): Promise<void>;
   /** A step became ready (hint): wake the dispatcher. */
@@ -102,6 +104,7 @@ export function createControlPlane(core: ControlCore) {
     const drain = DRAIN.exec(path);
     if (drain) {
       const { value } = await signed(req);
+      if (core.leaseNotHeld?.()) return sendError(res, BoosterErrors.BOOSTER_ERR_LEASE_NOT_HELD(), { 'retry-after': '1' });
       const reason = typeof (value as { reason?: unknown }).reason === 'string' ? (value as { reason: string }).reason : null;
       const id = decodeURIComponent(drain[1]);
       if (!(await core.drain(id, drain[2] === 'drain', reason))) return sendError(res, BoosterErrors.BOOSTER_ERR_UNKNOWN_SERVER());

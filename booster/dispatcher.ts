@@ -4,6 +4,7 @@ import { signClusterRequest } from '../common/protocol/cluster-auth.js';
 import { SERVER_PATH } from '../common/protocol/headers.js';
 import type { StepDispatch } from '../common/protocol/messages.js';
 import { STEP_STATE, findDispatchableSteps, leaseStep, releaseStep } from '../common/protocol/steps.js';
+import type { QueryOutcomeSink } from './db-reachability.js';
 import type { BoosterMetrics } from './metrics.js';
 import type { ServerTable, ServerView } from './server-table.js';
 import type { UpstreamPools } from './upstream-pools.js';
@@ -23,7 +24,10 @@ export interface DispatcherDeps {
   secret: string;
   opts: { stepLeaseMs: number; dispatchPollMs: number; dispatchBatch: number };
   epoch: () => number;
+  /** Active with a confirmed lease and the license allows it; checked before every lease of a step. */
   allowed: () => boolean;
+  /** Round outcomes feed the database reachability signal. */
+  db?: QueryOutcomeSink | null;
   onReassigned: (stepId: number, previous: string | null, to: string) => void;
   onStaleEpoch: () => void;
 }
@@ -64,7 +68,7 @@ export class StepDispatcher {
       let found = 0;
       this.#poked = false;
       try {
-        if (this.d.allowed()) found = await this.#round();
+        if (this.d.allowed()) found = await (this.d.db ? this.d.db.track(this.#round()) : this.#round());
       } catch (err) {
         this.d.log.warn({ err }, 'step dispatch round failed');
       }
@@ -114,7 +118,8 @@ export class StepDispatcher {
     const rows = await findDispatchableSteps(this.d.knex, this.d.opts.dispatchBatch);
     let dispatched = 0;
     for (const row of rows) {
-      if (!this.#running) break;
+      // The lease may have become unconfirmed while the round waited on the database.
+      if (!this.#running || !this.d.allowed()) break;
       const e = this.#choose();
       if (!e) break;
       const epoch = this.d.epoch();

@@ -52,4 +52,9 @@ export const BoosterErrors = defineErrors({
     message: 'The TLS certificate or key cannot be used',
     hint: 'Check OMFLOW_BOOSTER_TLS_CERT_FILE / OMFLOW_BOOSTER_TLS_KEY_FILE: readable PEM files, the key belongs to the certificate, the certificate is within its validity. On a reload the previous certificate keeps serving.',
   },
+  BOOSTER_ERR_LEASE_NOT_HELD: {
+    status: 503,
+    message: 'The active booster cannot confirm its leader lease (database unreachable); drains are paused',
+    hint: 'Transient: retry after Retry-After once the database answers again; requests are still proxied meanwhile.',
+  },
 });

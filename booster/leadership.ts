@@ -1,4 +1,5 @@
 import type { Logger } from '../common/log.js';
+import type { QueryOutcomeSink } from './db-reachability.js';
 import type { LeaseInfo } from './leader.js';
 
 /**
@@ -37,16 +38,30 @@ export const realTimers: LeadershipTimers = {
 
 export interface LeadershipOptions {
   renewMs: number;
-  /** The active steps down when no renewal has succeeded for this long (< lease length). */
+  /** No renewal confirmed for this long (< lease length): the lease may lapse, so lease-needing work pauses. */
   renewDeadlineMs: number;
   standbyPollMs: number;
   fastPollMs: number;
   probeMs: number;
+  /**
+   * A standby whose peer still answers "active" takes a lapsed lease only after it has seen it
+   * lapsed this long while the database answered it (the active lost the database, not the
+   * standby). Default RIDE_THROUGH_GRACE_MS.
+   */
+  rideThroughGraceMs?: number;
 }
 
-export type StepDownReason = 'leader lease lost' | 'lease renewal deadline passed';
+export const RIDE_THROUGH_GRACE_MS = 10_000;
 
-export type LeadershipTransition = { kind: 'became-active'; epoch: number } | { kind: 'stepped-down'; epoch: number; reason: StepDownReason };
+export type StepDownReason = 'leader lease lost' | 'newer epoch seen';
+
+export type LeadershipTransition =
+  | { kind: 'became-active'; epoch: number }
+  | { kind: 'stepped-down'; epoch: number; reason: StepDownReason }
+  /** Still active for the data plane, but the lease is not confirmed: lease-needing work pauses. */
+  | { kind: 'lease-unsure'; epoch: number }
+  /** The lease is confirmed again: renewed at the same epoch or re-acquired at a new one. */
+  | { kind: 'lease-regained'; epoch: number; previousEpoch: number };
 
 /** Became-active listeners may be async: the loop waits for them before its next decision. */
 export type LeadershipListener = (t: LeadershipTransition) => void | Promise<void>;
@@ -54,43 +69,85 @@ export type LeadershipListener = (t: LeadershipTransition) => void | Promise<voi
 /** Outcome of one renewal: renewed, refused by the database (not ours any more), or no answer. */
 export type RenewOutcome = 'renewed' | 'refused' | 'error';
 
+/** What the peer's `GET /_booster/active` said: 200 (active), 503 with role standby, or nothing usable. */
+export type PeerState = 'active' | 'standby' | 'no-answer';
+export interface PeerAnswer {
+  state: PeerState;
+  /** The epoch it reports (0 when it did not answer). */
+  epoch: number;
+}
+
 /** What the rule sees. */
 export interface LeadershipState {
   readonly role: Role;
-  /** Clock time at the start of the last good renewal (or of the takeover). */
+  readonly epoch: number;
+  /** Clock time at the start of the last good renewal (or of the acquisition). */
   readonly lastRenewOk: number;
   readonly hasPeer: boolean;
-  readonly peerAlive: boolean;
+  readonly peer: PeerState;
+  /** Standby: since when the lease row has been seen lapsed while the peer answered "active" (null: not seen). */
+  readonly lapsedSince: number | null;
 }
 
+export type ReacquireDecision = { kind: 'regained'; epoch: number } | { kind: 'adopt'; epoch: number } | { kind: 'step-down'; reason: StepDownReason } | { kind: 'retry' };
+
 /**
- * The decision rule, in one place. Today: an active steps down when the database refuses a
- * renewal, or when no renewal has succeeded for renewDeadlineMs (measured from the start of
- * the last good one, so it is standby before its lease can lapse); a standby tries to acquire
- * at every poll, slowly while its peer answers and fast otherwise.
+ * The decision rule, in one place (the safety argument is docs/adr/0008-ride-through-database-outages.md).
+ * - The lease is *held* while the last good renewal started less than renewDeadlineMs ago (so it
+ *   cannot have lapsed on the database clock); only then does lease-needing work run.
+ * - A renewal with no answer changes nothing: the active stays active for the data plane and
+ *   keeps retrying ("ride through"); nobody else can take the lease while the database is away.
+ * - A refused renewal makes it try to re-acquire at once (that only succeeds on a lapsed
+ *   lease, at a new epoch); it steps down only when someone else holds a live lease, or when
+ *   anyone (a server's epochSeen, the peer) shows a newer epoch.
+ * - A standby tries to acquire when it has no peer, or its peer does not answer or answers
+ *   "standby"; not while the peer answers "active", unless it has seen the lease lapsed for
+ *   rideThroughGraceMs with the database answering it.
  */
 export class LeadershipRule {
-  constructor(private readonly o: LeadershipOptions) {}
-
-  /** After a renewal: the reason to step down, or null to stay active. */
-  afterRenew(outcome: RenewOutcome): StepDownReason | null {
-    return outcome === 'refused' ? 'leader lease lost' : null;
+  readonly #graceMs: number;
+  constructor(private readonly o: LeadershipOptions) {
+    this.#graceMs = o.rideThroughGraceMs ?? RIDE_THROUGH_GRACE_MS;
   }
 
-  /** Checked by the watchdog: the reason to step down now, or null. */
-  deadline(s: LeadershipState, now: number): StepDownReason | null {
-    return s.role === 'active' && now - s.lastRenewOk > this.o.renewDeadlineMs ? 'lease renewal deadline passed' : null;
+  holdsLease(s: LeadershipState, now: number): boolean {
+    return s.role === 'active' && now - s.lastRenewOk < this.o.renewDeadlineMs;
+  }
+
+  /** After a renewal: keep going, or find out whether the lease can be taken again. */
+  afterRenew(outcome: RenewOutcome): 'keep' | 'reacquire' {
+    return outcome === 'refused' ? 'reacquire' : 'keep';
+  }
+
+  /** After a refused renewal: what the acquisition and the lease row say. */
+  afterReacquire(got: number | null, row: LeaseInfo | null, me: string): ReacquireDecision {
+    if (got !== null) return { kind: 'regained', epoch: got };
+    if (!row) return { kind: 'retry' };
+    if (row.live && row.holder === me) return { kind: 'adopt', epoch: row.epoch };
+    if (row.live) return { kind: 'step-down', reason: 'leader lease lost' };
+    return { kind: 'retry' };
+  }
+
+  /** An epoch seen elsewhere (server heartbeat, peer answer): newer than ours means someone acquired after us. */
+  newerEpoch(s: LeadershipState, seen: number): StepDownReason | null {
+    return s.role === 'active' && seen > s.epoch ? 'newer epoch seen' : null;
   }
 
   /** Whether a standby should try to take the lease at this poll. */
-  shouldTryAcquire(_s: LeadershipState): boolean {
-    return true;
+  shouldTryAcquire(s: LeadershipState, now: number): boolean {
+    if (!s.hasPeer || s.peer !== 'active') return true;
+    return s.lapsedSince !== null && now - s.lapsedSince >= this.#graceMs;
+  }
+
+  /** Whether the peer is probed: by a standby, and by an active riding through (to learn of a newer active). */
+  probes(s: LeadershipState, now: number): boolean {
+    return s.role === 'standby' || !this.holdsLease(s, now);
   }
 
   /** Wait before the next election step. */
   nextCheckMs(s: LeadershipState): number {
     if (s.role === 'active') return this.o.renewMs;
-    return s.hasPeer && s.peerAlive ? this.o.standbyPollMs : this.o.fastPollMs;
+    return s.hasPeer && s.peer === 'active' ? this.o.standbyPollMs : this.o.fastPollMs;
   }
 }
 
@@ -100,19 +157,24 @@ export interface LeadershipDeps {
   /** Monotonic ms. */
   clock: () => number;
   log: Logger;
-  /** Asks the peer booster whether it answers; null without a peer. */
-  probePeer?: (() => Promise<boolean>) | null;
+  /** This booster's id as the lease row names it. */
+  nodeId: string;
+  /** Asks the peer booster what it is; null without a peer. */
+  probePeer?: (() => Promise<PeerAnswer>) | null;
   /** For the logs only. */
   peerUrl?: string | null;
   timers?: LeadershipTimers;
   /** The URL this booster advertises (its own activeUrl once active). */
   selfUrl: () => string;
+  /** Lease queries report here (database reachability); checked by the watchdog. */
+  db?: (QueryOutcomeSink & { check(): void }) | null;
 }
 
 /** How often the watchdog looks at the renewal deadline. */
 const WATCHDOG_MS = 25;
 /** A standby reads the lease row (active URL, epoch) every this many polls. */
 const READ_EVERY = 4;
+const NO_ANSWER: PeerAnswer = { state: 'no-answer', epoch: 0 };
 
 export class Leadership {
   #role: Role = 'standby';
@@ -120,8 +182,11 @@ export class Leadership {
   /** Newest leader epoch known from the lease row (what a standby reports and, when it serves, sends). */
   #leaderEpoch = 0;
   #activeUrl: string | null = null;
-  #peerAlive = false;
+  #peer: PeerAnswer = NO_ANSWER;
   #lastRenewOk = 0;
+  /** Active whose lease is not confirmed (lease-unsure emitted, lease-regained not yet). */
+  #riding = false;
+  #lapsedSince: number | null = null;
   #busy = false;
   #stopped = false;
   #started = false;
@@ -157,11 +222,22 @@ export class Leadership {
   }
 
   get peerAlive(): boolean {
-    return this.#peerAlive;
+    return this.#peer.state !== 'no-answer';
+  }
+
+  get peer(): PeerAnswer {
+    return this.#peer;
+  }
+
+  /** Active with a confirmed lease: step dispatch, drains and other leader-only writes may run. */
+  holdsLease(): boolean {
+    return this.#rule.holdsLease(this.state, this.d.clock());
   }
 
   get state(): LeadershipState {
-    return { role: this.#role, lastRenewOk: this.#lastRenewOk, hasPeer: !!this.d.probePeer, peerAlive: this.#peerAlive };
+    return {
+      role: this.#role, epoch: this.#epoch, lastRenewOk: this.#lastRenewOk, hasPeer: !!this.d.probePeer, peer: this.#peer.state, lapsedSince: this.#lapsedSince,
+    };
   }
 
   /** Subscribes to transitions; returns the unsubscribe function. */
@@ -173,12 +249,15 @@ export class Leadership {
     };
   }
 
-  /** First election step at once, then the loop, the watchdog and the peer probe. */
+  /** Peer probe first (a live active must be seen before we try its lease), then the first election step, the loop, the watchdog. */
   async start(): Promise<void> {
     if (this.#started || this.#stopped) return;
     this.#started = true;
     this.#watchdog = this.#timers.setInterval(() => this.checkDeadline(), WATCHDOG_MS);
-    if (this.d.probePeer) this.#probeTimer = this.#timers.setInterval(() => void this.probe(), this.d.opts.probeMs);
+    if (this.d.probePeer) {
+      await this.probe();
+      this.#probeTimer = this.#timers.setInterval(() => void this.probe(), this.d.opts.probeMs);
+    }
     await this.tick();
     this.#schedule();
   }
@@ -197,52 +276,123 @@ export class Leadership {
     }
   }
 
+  #q<T>(p: Promise<T>): Promise<T> {
+    return this.d.db ? this.d.db.track(p) : p;
+  }
+
   async #renew(): Promise<void> {
     const started = this.d.clock();
     const myEpoch = this.#epoch;
     let outcome: RenewOutcome;
     try {
-      outcome = (await this.d.lease.renew(myEpoch)) ? 'renewed' : 'refused';
+      outcome = (await this.#q(this.d.lease.renew(myEpoch))) ? 'renewed' : 'refused';
     } catch (err) {
-      this.d.log.warn({ err }, 'leader lease renewal failed');
+      if (!this.#riding) this.d.log.warn({ err }, 'leader lease renewal failed');
       outcome = 'error';
     }
-    // A step-down (watchdog) or a new term while we waited makes this answer stale.
+    // A step-down or a new term while we waited makes this answer stale.
     if (this.#role !== 'active' || this.#epoch !== myEpoch) return;
-    if (outcome === 'renewed') this.#lastRenewOk = started;
-    const reason = this.#rule.afterRenew(outcome);
-    if (reason) this.#stepDown(reason);
+    if (outcome === 'renewed') {
+      this.#lastRenewOk = started;
+      if (this.#riding) await this.#regained(myEpoch, myEpoch);
+      return;
+    }
+    if (this.#rule.afterRenew(outcome) === 'reacquire') await this.#reacquire(myEpoch);
+  }
+
+  /** A refused renewal: take the lease again if it lapsed, adopt it if the row says it is ours, else step down. */
+  async #reacquire(previous: number): Promise<void> {
+    const started = this.d.clock();
+    const got = await this.#q(this.d.lease.tryAcquire());
+    const row = got === null ? await this.#q(this.d.lease.read()) : null;
+    if (this.#role !== 'active' || this.#epoch !== previous || this.#stopped) return;
+    const decision = this.#rule.afterReacquire(got, row, this.d.nodeId);
+    if (row) {
+      this.#leaderEpoch = Math.max(this.#leaderEpoch, row.epoch);
+      if (row.live && row.holder !== this.d.nodeId) this.#activeUrl = row.holderUrl;
+    }
+    switch (decision.kind) {
+      case 'regained':
+        this.#epoch = decision.epoch;
+        this.#lastRenewOk = started;
+        this.d.log.warn({ epoch: decision.epoch, previousEpoch: previous }, 'leader lease had lapsed; re-acquired it with a new epoch');
+        await this.#regained(decision.epoch, previous);
+        return;
+      case 'adopt':
+        // An acquisition of ours that answered late: the row names us; the next renewal confirms it.
+        this.#epoch = decision.epoch;
+        return;
+      case 'step-down':
+        this.#stepDown(decision.reason);
+        return;
+      case 'retry':
+        return;
+    }
+  }
+
+  async #regained(epoch: number, previousEpoch: number): Promise<void> {
+    const was = this.#riding;
+    this.#riding = false;
+    this.#activeUrl = this.d.selfUrl();
+    if (was) this.d.log.info({ epoch, previousEpoch }, 'leader lease confirmed again; resuming lease-needing work');
+    if (was || epoch !== previousEpoch) await this.#emit({ kind: 'lease-regained', epoch, previousEpoch });
   }
 
   async #standbyStep(): Promise<void> {
-    if (!this.#rule.shouldTryAcquire(this.state)) return;
-    const got = await this.d.lease.tryAcquire();
-    if (got !== null && !this.#stopped) {
-      await this.#becomeActive(got);
+    const now = this.d.clock();
+    if (!this.#rule.shouldTryAcquire(this.state, now)) {
+      // The peer says it is active: only watch the row (a lapse that lasts means it lost the database, not us).
+      const info = await this.#q(this.d.lease.read());
+      this.#learn(info);
+      if (info.live) this.#lapsedSince = null;
+      else this.#lapsedSince ??= now;
       return;
     }
-    if (this.#standbyTicks++ % READ_EVERY === 0) {
-      const info = await this.d.lease.read();
-      this.#activeUrl = info.live ? info.holderUrl : null;
-      this.#leaderEpoch = info.epoch;
+    const got = await this.#q(this.d.lease.tryAcquire());
+    if (got !== null && !this.#stopped) {
+      await this.#becomeActive(got, now);
+      return;
     }
+    if (this.#standbyTicks++ % READ_EVERY === 0) this.#learn(await this.#q(this.d.lease.read()));
   }
 
-  /** Watchdog: step down before the lease can lapse when renewals stall. */
+  #learn(info: LeaseInfo): void {
+    this.#activeUrl = info.live ? info.holderUrl : null;
+    this.#leaderEpoch = Math.max(this.#leaderEpoch, info.epoch);
+  }
+
+  /** Watchdog: past the renewal deadline the lease is not confirmed; lease-needing work pauses, the data plane stays. */
   checkDeadline(): void {
-    const reason = this.#rule.deadline(this.state, this.d.clock());
+    this.d.db?.check();
+    if (this.#role !== 'active' || this.#riding || this.holdsLease()) return;
+    this.#riding = true;
+    this.d.log.warn({ epoch: this.#epoch, sinceRenewMs: Math.round(this.d.clock() - this.#lastRenewOk) }, 'leader lease not confirmed; riding through: proxying on, dispatch and drains paused');
+    void this.#emit({ kind: 'lease-unsure', epoch: this.#epoch });
+  }
+
+  /** An epoch seen elsewhere (a server's heartbeat, the peer): newer than ours makes the active step down at once. */
+  noteEpoch(seen: number): void {
+    this.#leaderEpoch = Math.max(this.#leaderEpoch, seen);
+    const reason = this.#rule.newerEpoch(this.state, seen);
     if (reason) this.#stepDown(reason);
   }
 
-  /** Peer probe: a peer that stops answering makes the standby try the lease at once. */
+  /** Peer probe: "active" / "standby" / no answer. A peer that stops being active makes the standby try the lease at once. */
   async probe(): Promise<void> {
-    if (!this.d.probePeer || this.#role === 'active' || this.#stopped) return;
-    const alive = await this.d.probePeer().catch(() => false);
-    const was = this.#peerAlive;
-    this.#peerAlive = alive;
-    if (alive && !was) this.d.log.info({ peer: this.d.peerUrl }, 'peer booster answers');
-    if (!alive && was) {
-      this.d.log.warn({ peer: this.d.peerUrl }, 'peer booster does not answer; watching the lease closely');
+    if (!this.d.probePeer || this.#stopped || !this.#rule.probes(this.state, this.d.clock())) return;
+    const answer = await this.d.probePeer().catch(() => NO_ANSWER);
+    const was = this.#peer;
+    this.#peer = answer;
+    if (answer.state !== was.state) {
+      const msg = answer.state === 'no-answer' ? 'peer booster does not answer' : `peer booster answers: ${answer.state}`;
+      (answer.state === 'no-answer' ? this.d.log.warn : this.d.log.info).call(this.d.log, { peer: this.d.peerUrl, epoch: answer.epoch }, msg);
+    }
+    if (answer.state === 'active') {
+      this.noteEpoch(answer.epoch);
+      return;
+    }
+    this.#lapsedSince = null;
+    if (was.state === 'active' && this.#role === 'standby') {
       this.#timers.clearTimeout(this.#electionTimer);
       void this.tick().finally(() => this.#schedule());
     }
@@ -255,11 +405,13 @@ export class Leadership {
     this.#electionTimer = this.#timers.setTimeout(() => void this.tick().finally(() => this.#schedule()), this.#rule.nextCheckMs(this.state));
   }
 
-  async #becomeActive(epoch: number): Promise<void> {
+  async #becomeActive(epoch: number, startedAt: number): Promise<void> {
     this.#role = 'active';
     this.#epoch = epoch;
+    this.#riding = false;
+    this.#lapsedSince = null;
     this.#activeUrl = this.d.selfUrl();
-    this.#lastRenewOk = this.d.clock();
+    this.#lastRenewOk = startedAt;
     this.d.log.info({ epoch }, 'this booster is now the active');
     await this.#emit({ kind: 'became-active', epoch });
   }
@@ -268,6 +420,8 @@ export class Leadership {
     if (this.#role !== 'active') return;
     const epoch = this.#epoch;
     this.#role = 'standby';
+    this.#riding = false;
+    if (this.#activeUrl === this.d.selfUrl()) this.#activeUrl = null;
     this.d.log.warn({ epoch, reason }, 'stepping down to standby');
     void this.#emit({ kind: 'stepped-down', epoch, reason });
   }
@@ -295,7 +449,7 @@ export class Leadership {
 
   /**
    * Graceful hand-over: becomes standby and lets the lease lapse now, so the peer takes over at
-   * its next poll. Returns the released epoch, or null when this booster was not active.
+   * its next probe. Returns the released epoch, or null when this booster was not active.
    * Emits no step-down (the caller records the release).
    */
   async resign(): Promise<number | null> {
@@ -303,6 +457,7 @@ export class Leadership {
     if (this.#role !== 'active') return null;
     const epoch = this.#epoch;
     this.#role = 'standby';
+    this.#riding = false;
     await this.d.lease.release(epoch).catch((err) => this.d.log.warn({ err }, 'could not release the leader lease; it lapses by itself'));
     return epoch;
   }

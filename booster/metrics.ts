@@ -34,8 +34,11 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
   const active = new Gauge({ name: 'omflow_booster_active', help: '1 while this booster is the active', registers: [registry] });
   const stepsDispatched = new Counter({ name: 'omflow_booster_steps_dispatched_total', help: 'Steps handed to a server', registers: [registry] });
   const stepsReassigned = new Counter({ name: 'omflow_booster_steps_reassigned_total', help: 'Steps handed out again after their lease lapsed', registers: [registry] });
+  const leaseHeld = new Gauge({ name: 'omflow_booster_lease_held', help: '1 while this booster is active with a confirmed lease (0: standby, or riding through a database outage)', registers: [registry] });
+  const dbReachable = new Gauge({ name: 'omflow_booster_db_reachable', help: '1 while the database answers this booster', registers: [registry] });
+  const dbOutages = new Counter({ name: 'omflow_booster_db_outages_total', help: 'Times the database stopped answering this booster', registers: [registry] });
   const queued = new Gauge({ name: 'omflow_booster_queue_length', help: 'Requests waiting for a server slot', registers: [registry] });
-  return { registry, requests, latency, statsOf, inflight, retries, ejections, takeovers, epoch, active, stepsDispatched, stepsReassigned, queued };
+  return { registry, requests, latency, statsOf, inflight, retries, ejections, takeovers, epoch, active, stepsDispatched, stepsReassigned, queued, leaseHeld, dbReachable, dbOutages };
 }
 
 export type BoosterMetrics = ReturnType<typeof createMetrics>;

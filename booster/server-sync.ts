@@ -21,8 +21,22 @@ export class ServerSync {
     private readonly clock: () => number,
   ) {}
 
-  /** Loads the rows into the table; a server that heartbeats here keeps its own URL and version. */
-  async refresh(): Promise<void> {
+  #refreshing: Promise<void> | null = null;
+
+  /**
+   * Loads the rows into the table; a server that heartbeats here keeps its own URL and version.
+   * One at a time: while the database stalls, the 1 s timer must not pile up waiting queries.
+   */
+  refresh(): Promise<void> {
+    if (!this.#refreshing) {
+      this.#refreshing = this.#load().finally(() => {
+        this.#refreshing = null;
+      });
+    }
+    return this.#refreshing;
+  }
+
+  async #load(): Promise<void> {
     const rows = await this.store.loadServers();
     for (const r of rows) {
       const known = this.table.servers.get(r.id);

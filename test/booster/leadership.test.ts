@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { LeaseInfo } from '../../booster/leader.js';
-import { Leadership, type LeadershipOptions, type LeadershipTimers, type LeadershipTransition, type LeaseStore } from '../../booster/leadership.js';
+import { Leadership, RIDE_THROUGH_GRACE_MS, type LeadershipOptions, type LeadershipTimers, type LeadershipTransition, type LeaseStore, type PeerAnswer } from '../../booster/leadership.js';
 import { silentLog } from './fixtures.js';
 
 /**
@@ -56,19 +56,39 @@ class SimTime {
   }
 }
 
-/** The lease row, timed by the simulated clock. `blocked` nodes get no answer at all (database unreachable for them). */
+/**
+ * The lease row, timed by the simulated clock. For a `blocked` node the database does not answer:
+ * its calls wait and run when it is unblocked (as PostgreSQL answers after SIGCONT); `failing`
+ * nodes get a connection error at once (a restart).
+ */
 class SimLeaseRow {
   holder: string | null = null;
   epoch = 0;
   expiresAt = -1;
   readonly blocked = new Set<string>();
+  readonly failing = new Set<string>();
+  readonly #held = new Map<string, (() => void)[]>();
   constructor(private readonly time: SimTime) {}
+
+  /** The database answers this node again: its waiting calls run now, in order. */
+  unblock(node: string): void {
+    this.blocked.delete(node);
+    for (const run of this.#held.get(node)?.splice(0) ?? []) run();
+  }
 
   store(node: string): LeaseStore & { calls: { op: string; at: number }[] } {
     const row = this;
     const t = this.time;
     const calls: { op: string; at: number }[] = [];
-    const answer = <T>(fn: () => T): Promise<T> => (row.blocked.has(node) ? new Promise<T>(() => {}) : Promise.resolve().then(fn));
+    const answer = <T>(fn: () => T): Promise<T> => {
+      if (row.failing.has(node)) return Promise.reject(new Error('connection refused'));
+      if (!row.blocked.has(node)) return Promise.resolve().then(fn);
+      return new Promise<T>((resolve) => {
+        const q = row.#held.get(node) ?? [];
+        row.#held.set(node, q);
+        q.push(() => resolve(fn()));
+      });
+    };
     return {
       calls,
       tryAcquire: () => answer(() => {
@@ -89,20 +109,53 @@ class SimLeaseRow {
         calls.push({ op: 'release', at: t.now });
         if (row.holder === node && row.epoch === epoch) row.expiresAt = t.now - 1000;
       }),
-      read: () => answer((): LeaseInfo => ({ holder: row.holder, holderUrl: row.holder && `http://${row.holder}`, epoch: row.epoch, live: row.expiresAt > t.now })),
+      read: () => answer((): LeaseInfo => {
+        calls.push({ op: 'read', at: t.now });
+        return { holder: row.holder, holderUrl: row.holder && `http://${row.holder}`, epoch: row.epoch, live: row.expiresAt > t.now };
+      }),
     };
   }
 }
 
-function node(time: SimTime, row: SimLeaseRow, id: string, opts: { peerAlive?: () => boolean; lease?: LeaseStore } = {}) {
+type Node = ReturnType<typeof node>;
+
+/** Who answers whom: a dead node answers nobody; a cut link answers neither way. */
+class Net {
+  readonly nodes = new Map<string, Node>();
+  readonly dead = new Set<string>();
+  readonly cut = new Set<string>();
+  probe(from: string, to: string): PeerAnswer {
+    const peer = this.nodes.get(to);
+    if (!peer || this.dead.has(to) || this.cut.has(from) || this.cut.has(to)) return { state: 'no-answer', epoch: 0 };
+    return { state: peer.l.role, epoch: peer.l.currentEpoch() };
+  }
+}
+
+function node(time: SimTime, row: SimLeaseRow, id: string, opts: { net?: Net; peer?: string; lease?: LeaseStore } = {}) {
   const events: (LeadershipTransition & { at: number })[] = [];
   const lease = opts.lease ?? row.store(id);
+  const { net, peer } = opts;
   const l = new Leadership({
-    lease, opts: OPTS, clock: () => time.now, log: silentLog, timers: time.timers, selfUrl: () => `http://${id}`,
-    probePeer: opts.peerAlive ? () => Promise.resolve(opts.peerAlive!()) : null,
+    lease, opts: OPTS, clock: () => time.now, log: silentLog, timers: time.timers, selfUrl: () => `http://${id}`, nodeId: id,
+    probePeer: net && peer ? () => Promise.resolve(net.probe(id, peer)) : null,
   });
   l.onTransition((t) => void events.push({ ...t, at: time.now }));
-  return { l, events, lease };
+  const n = { l, events, lease: lease as LeaseStore & { calls: { op: string; at: number }[] } };
+  net?.nodes.set(id, n);
+  return n;
+}
+
+/** A started pair a (active) / b (standby) probing each other. */
+async function pair(time: SimTime, row: SimLeaseRow) {
+  const net = new Net();
+  const a = node(time, row, 'a', { net, peer: 'b' });
+  const b = node(time, row, 'b', { net, peer: 'a' });
+  await a.l.start();
+  await b.l.start();
+  await time.advance(1000);
+  expect(a.l.role).toBe('active');
+  expect(b.l.role).toBe('standby');
+  return { net, a, b };
 }
 
 describe('Leadership', () => {
@@ -139,94 +192,178 @@ describe('Leadership', () => {
     a.l.stop();
   });
 
-  it('steps down when the database refuses a renewal', async () => {
+  it('steps down at once when the database refuses a renewal and someone else holds a live lease', async () => {
     const time = new SimTime();
     const row = new SimLeaseRow(time);
     const a = node(time, row, 'a');
     await a.l.start();
     row.holder = 'someone-else';
+    row.epoch = 5;
     await time.advance(OPTS.renewMs);
     expect(a.l.role).toBe('standby');
-    expect(a.events.at(-1)).toMatchObject({ kind: 'stepped-down', epoch: 1, reason: 'leader lease lost' });
+    expect(a.events.at(-1)).toMatchObject({ kind: 'stepped-down', epoch: 1, reason: 'leader lease lost', at: OPTS.renewMs });
+    expect(a.l.currentEpoch()).toBe(5);
     a.l.stop();
   });
 
-  it('a renewal that fails (no step-down) is retried; only the deadline makes it step down', async () => {
-    const time = new SimTime();
-    const row = new SimLeaseRow(time);
-    const real = row.store('a');
-    let failing = false;
-    const lease: LeaseStore = { ...real, renew: (e) => (failing ? Promise.reject(new Error('connection reset')) : real.renew(e)) };
-    const a = node(time, row, 'a', { lease });
-    await a.l.start();
-    await time.advance(OPTS.renewMs); // one good renewal at 200
-    failing = true;
-    await time.advance(OPTS.renewDeadlineMs - 10);
-    expect(a.l.role).toBe('active');
-    await time.advance(100);
-    expect(a.l.role).toBe('standby');
-    expect(a.events.at(-1)).toMatchObject({ kind: 'stepped-down', reason: 'lease renewal deadline passed' });
-    // Measured from the start of the last good renewal, and before the lease could lapse.
-    const at = a.events.at(-1)!.at;
-    expect(at - OPTS.renewMs).toBeGreaterThan(OPTS.renewDeadlineMs);
-    expect(at - OPTS.renewMs).toBeLessThan(OPTS.leaseMs);
-    a.l.stop();
-  });
+  for (const outageMs of [2000, 5000]) {
+    for (const how of ['stall', 'restart'] as const) {
+      it(`a ${outageMs / 1000} s database ${how} with the peer alive: no step-down, no acquisition by the standby, lease-needing work paused then resumed`, async () => {
+        const time = new SimTime();
+        const row = new SimLeaseRow(time);
+        const { a, b } = await pair(time, row);
+        const acquiresBefore = b.lease.calls.filter((c) => c.op === 'acquire').length;
+        const held: boolean[] = [];
+        time.onStep = () => {
+          held.push(a.l.holdsLease());
+          expect(a.l.role).toBe('active');
+          expect(b.l.role).toBe('standby');
+          expect(b.l.holdsLease()).toBe(false);
+        };
+        for (const n of ['a', 'b']) (how === 'stall' ? row.blocked : row.failing).add(n);
+        await time.advance(outageMs);
+        // Paused: the lease is not confirmed once the renewal deadline has passed.
+        expect(a.l.holdsLease()).toBe(false);
+        expect(a.events.map((e) => e.kind)).toEqual(['became-active', 'lease-unsure']);
+        expect(a.events[1].at - 1000).toBeLessThanOrEqual(OPTS.renewDeadlineMs + OPTS.renewMs + 25);
+        row.failing.clear();
+        row.unblock('a');
+        row.unblock('b');
+        await time.advance(1000);
+        time.onStep = () => {};
+        expect(a.l.role).toBe('active');
+        expect(a.l.holdsLease()).toBe(true);
+        expect(held.at(-1)).toBe(true);
+        const regained = a.events.at(-1)!;
+        expect(regained.kind).toBe('lease-regained');
+        // The lease lapsed during the outage, so it was re-taken with a new epoch, by the same booster.
+        expect(a.l.epoch).toBe(2);
+        expect(row.holder).toBe('a');
+        expect(regained).toMatchObject({ epoch: 2, previousEpoch: 1 });
+        expect(a.events.some((e) => e.kind === 'stepped-down')).toBe(false);
+        expect(b.lease.calls.filter((c) => c.op === 'acquire').length).toBe(acquiresBefore);
+        expect(b.l.currentEpoch()).toBe(2);
+        a.l.stop();
+        b.l.stop();
+      });
+    }
+  }
 
-  it('a stalled database: the active is standby before its lease lapses, so the pair never overlaps', async () => {
+  it('a short blip (under the renewal deadline): nothing pauses, same epoch', async () => {
     const time = new SimTime();
     const row = new SimLeaseRow(time);
-    const a = node(time, row, 'a', { peerAlive: () => true });
-    const b = node(time, row, 'b', { peerAlive: () => true });
-    await a.l.start();
-    await b.l.start();
-    let overlap = false;
-    time.onStep = () => {
-      if (a.l.role === 'active' && b.l.role === 'active') overlap = true;
-    };
+    const { a, b } = await pair(time, row);
+    row.blocked.add('a');
+    await time.advance(300);
+    row.unblock('a');
     await time.advance(1000);
-    row.blocked.add('a'); // a's renewals hang; b still reaches the database
-    await time.advance(3000);
-    expect(overlap).toBe(false);
-    expect(a.l.role).toBe('standby');
-    expect(b.l.role).toBe('active');
-    expect(b.l.epoch).toBe(2);
-    const down = a.events.find((e) => e.kind === 'stepped-down')!;
-    const up = b.events.find((e) => e.kind === 'became-active')!;
-    expect(down.at).toBeLessThan(up.at);
+    expect(a.events.map((e) => e.kind)).toEqual(['became-active']);
+    expect(a.l.epoch).toBe(1);
     a.l.stop();
     b.l.stop();
   });
 
-  it('standby: polls slowly while the peer answers, fast and at once when it stops; learns the active from the lease row', async () => {
+  it('an outage the lease survives: renewed at the same epoch once the database answers', async () => {
+    const time = new SimTime();
+    const row = new SimLeaseRow(time);
+    const { a, b } = await pair(time, row);
+    row.blocked.add('a');
+    await time.advance(OPTS.renewDeadlineMs + 100); // past the deadline, lease (800) not yet lapsed
+    expect(a.l.holdsLease()).toBe(false);
+    row.unblock('a');
+    await time.advance(50);
+    expect(a.l.holdsLease()).toBe(true);
+    expect(a.events.at(-1)).toMatchObject({ kind: 'lease-regained', epoch: 1, previousEpoch: 1 });
+    a.l.stop();
+    b.l.stop();
+  });
+
+  it('only the active lost the database (peer alive): the standby waits the grace, takes over, the old active steps down on seeing it; never two lease holders', async () => {
+    const time = new SimTime();
+    const row = new SimLeaseRow(time);
+    const { a, b } = await pair(time, row);
+    let both = false;
+    time.onStep = () => {
+      if (a.l.holdsLease() && b.l.holdsLease()) both = true;
+    };
+    row.blocked.add('a');
+    const cutAt = time.now;
+    await time.advance(RIDE_THROUGH_GRACE_MS - 500);
+    expect(b.l.role).toBe('standby');
+    expect(a.l.role).toBe('active');
+    await time.advance(2000);
+    expect(both).toBe(false);
+    expect(b.l.role).toBe('active');
+    expect(b.l.epoch).toBe(2);
+    const up = b.events.find((e) => e.kind === 'became-active')!;
+    expect(up.at - cutAt).toBeGreaterThanOrEqual(RIDE_THROUGH_GRACE_MS);
+    // The riding active probes its peer, sees a newer active, and steps down within one probe.
+    const down = a.events.find((e) => e.kind === 'stepped-down')!;
+    expect(down).toMatchObject({ reason: 'newer epoch seen', epoch: 1 });
+    expect(down.at - up.at).toBeLessThanOrEqual(OPTS.probeMs);
+    a.l.stop();
+    b.l.stop();
+  });
+
+  it('split brain bounded: the active cut off from database and peer keeps riding at its old epoch until a server shows the newer one', async () => {
+    const time = new SimTime();
+    const row = new SimLeaseRow(time);
+    const { net, a, b } = await pair(time, row);
+    let both = false;
+    time.onStep = () => {
+      if (a.l.holdsLease() && b.l.holdsLease()) both = true;
+    };
+    row.blocked.add('a');
+    net.cut.add('a');
+    const cutAt = time.now;
+    await time.advance(2000);
+    expect(both).toBe(false);
+    const up = b.events.find((e) => e.kind === 'became-active')!;
+    expect(up.epoch).toBe(2);
+    expect(up.at - cutAt).toBeLessThanOrEqual(OPTS.leaseMs + OPTS.fastPollMs);
+    // a still serves (role active, old epoch, no lease-needing work): it cannot tell this from a database down for everybody.
+    expect(a.l.role).toBe('active');
+    expect(a.l.holdsLease()).toBe(false);
+    expect(a.l.currentEpoch()).toBe(1);
+    // A server heartbeat carrying epochSeen = 2 reaches a: it steps down at once.
+    a.l.noteEpoch(2);
+    expect(a.l.role).toBe('standby');
+    expect(a.events.at(-1)).toMatchObject({ kind: 'stepped-down', reason: 'newer epoch seen' });
+    a.l.stop();
+    b.l.stop();
+  });
+
+  it('standby: reads slowly while the peer answers "active" (no acquisition), tries at once and fast when it stops; learns the active from the lease row', async () => {
     const time = new SimTime();
     const row = new SimLeaseRow(time);
     row.holder = 'a';
     row.epoch = 3;
     row.expiresAt = 1_000_000;
-    let peer = true;
-    const b = node(time, row, 'b', { peerAlive: () => peer });
-    await b.l.start();
-    expect(b.l.role).toBe('standby');
-    expect(b.l.activeUrl).toBe('http://a');
-    expect(b.l.currentEpoch()).toBe(3);
-    const calls = (b.lease as LeaseStore & { calls: { op: string; at: number }[] }).calls;
-    const acquires = () => calls.filter((c) => c.op === 'acquire').map((c) => c.at);
-    const gaps = (from: number) => acquires().filter((at) => at >= from).map((at, i, all) => (i ? at - all[i - 1] : 0)).slice(1);
-    await time.advance(OPTS.probeMs); // first probe: the peer answers
-    expect(b.l.peerAlive).toBe(true);
-    const slowFrom = time.now + OPTS.standbyPollMs; // after the poll scheduled before the probe
+    let peer: PeerAnswer = { state: 'active', epoch: 3 };
+    const b = new Leadership({
+      lease: row.store('b'), opts: OPTS, clock: () => time.now, log: silentLog, timers: time.timers, selfUrl: () => 'http://b', nodeId: 'b',
+      probePeer: () => Promise.resolve(peer),
+    });
+    const calls = (b as unknown as { d: { lease: { calls: { op: string; at: number }[] } } }).d.lease.calls;
+    await b.start();
+    expect(b.role).toBe('standby');
+    expect(b.peer.state).toBe('active');
+    expect(b.activeUrl).toBe('http://a');
+    expect(b.currentEpoch()).toBe(3);
+    const at = (op: string, from: number) => calls.filter((c) => c.op === op && c.at >= from).map((c) => c.at);
+    const gaps = (xs: number[]) => xs.map((x, i) => (i ? x - xs[i - 1] : 0)).slice(1);
     await time.advance(1500);
-    expect(new Set(gaps(slowFrom))).toEqual(new Set([OPTS.standbyPollMs]));
-    peer = false;
+    expect(at('acquire', 0)).toEqual([]);
+    expect(new Set(gaps(at('read', 0)))).toEqual(new Set([OPTS.standbyPollMs]));
+    peer = { state: 'no-answer', epoch: 0 };
     const lostAt = time.now + OPTS.probeMs - (time.now % OPTS.probeMs);
     await time.advance(OPTS.probeMs);
-    expect(b.l.peerAlive).toBe(false);
-    expect(acquires()).toContain(lostAt); // tried at once when the probe failed
+    expect(b.peerAlive).toBe(false);
+    expect(at('acquire', 0)[0]).toBe(lostAt); // tried at once when the probe failed
     await time.advance(500);
-    expect(new Set(gaps(lostAt))).toEqual(new Set([OPTS.fastPollMs]));
+    expect(new Set(gaps(at('acquire', lostAt)))).toEqual(new Set([OPTS.fastPollMs]));
     expect(time.pendingDelays()).toEqual([OPTS.fastPollMs]);
-    b.l.stop();
+    b.stop();
   });
 
   it('kill -9 of the active: the standby takes over within the failover formula', async () => {
@@ -235,15 +372,11 @@ describe('Leadership', () => {
     for (const offset of [0, 37, 80, 123, 160, 199]) {
       const time = new SimTime();
       const row = new SimLeaseRow(time);
-      let aAlive = true;
-      const a = node(time, row, 'a');
-      const b = node(time, row, 'b', { peerAlive: () => aAlive });
-      await a.l.start();
-      await b.l.start();
-      await time.advance(1000 + offset);
+      const { net, a, b } = await pair(time, row);
+      await time.advance(offset);
       const killedAt = time.now;
       a.l.stop(); // no release: the process is gone
-      aAlive = false;
+      net.dead.add('a');
       await time.advance(2000);
       const up = b.events.find((e) => e.kind === 'became-active')!;
       expect(up.epoch).toBe(2);
@@ -257,14 +390,12 @@ describe('Leadership', () => {
     console.log(`simulated takeover after kill -9 (ms): ${takeovers.join(', ')}`);
   });
 
-  it('resign: hands the lease over at once, without a step-down event; stop is idempotent', async () => {
+  it('resign: hands the lease over within one probe (the old active answers "standby"), without a step-down event; stop is idempotent', async () => {
     const time = new SimTime();
     const row = new SimLeaseRow(time);
-    const a = node(time, row, 'a');
-    const b = node(time, row, 'b', { peerAlive: () => true });
-    await a.l.start();
-    await b.l.start();
+    const { a, b } = await pair(time, row);
     a.l.stop();
+    const releasedAt = time.now;
     expect(await a.l.resign()).toBe(1);
     expect(await a.l.resign()).toBe(null);
     a.l.stop();
@@ -273,6 +404,7 @@ describe('Leadership', () => {
     await time.advance(OPTS.standbyPollMs);
     expect(b.l.role).toBe('active');
     expect(b.l.epoch).toBe(2);
+    expect(b.events.at(-1)!.at - releasedAt).toBeLessThanOrEqual(OPTS.probeMs);
     b.l.stop();
   });
 });
