@@ -20,7 +20,7 @@ const env = (i: number) => ({
 });
 async function activeCode(url: string): Promise<number> {
   try {
-    const r = await fetch(url + '/_booster/active', { signal: AbortSignal.timeout(300) });
+    const r = await fetch(`${url}/_booster/active`, { signal: AbortSignal.timeout(300) });
     await r.arrayBuffer();
     return r.status;
   } catch {
@@ -43,7 +43,7 @@ try {
   await waitFor(async () => (await activeCode(urls[0])) === 200, 'booster 0 active');
   procs[1] = startBoosterProcess('0,1', env(1));
   await waitFor(async () => (await activeCode(urls[1])) === 503, 'booster 1 standby');
-  await waitFor(async () => (await (await fetch(urls[0] + '/tickets', { method: 'POST', headers: { 'idempotency-key': randomUUID() } })).status) < 300, 'upstream routed');
+  await waitFor(async () => (await (await fetch(`${urls[0]}/tickets`, { method: 'POST', headers: { 'idempotency-key': randomUUID() } })).status) < 300, 'upstream routed');
 
   let guess = 0;
   async function keyedPost(): Promise<void> {
@@ -52,7 +52,7 @@ try {
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
       try {
-        const r = await fetch(urls[guess] + '/tickets', { method: 'POST', body: JSON.stringify({ title: key }), headers: { 'content-type': 'application/json', 'idempotency-key': key }, signal: AbortSignal.timeout(3000) });
+        const r = await fetch(`${urls[guess]}/tickets`, { method: 'POST', body: JSON.stringify({ title: key }), headers: { 'content-type': 'application/json', 'idempotency-key': key }, signal: AbortSignal.timeout(3000) });
         await r.arrayBuffer();
         if (r.status === 200 || r.status === 201) {
           acked.add(key);

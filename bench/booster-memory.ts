@@ -21,7 +21,7 @@ try {
     const st = (await (await statusGet(url)).json()) as { role: string; servers: { state: string }[] };
     return st.role === 'active' && st.servers.some((s) => s.state === 'up');
   }, 'booster ready');
-  for (let i = 0; i < 200; i++) await (await fetch(url + '/warm')).arrayBuffer();
+  for (let i = 0; i < 200; i++) await (await fetch(`${url}/warm`)).arrayBuffer();
   const idle = rssMb(booster.pid!);
   const t0 = performance.now();
   await Promise.all(

@@ -27,7 +27,7 @@ const b = spawn('taskset', ['-c', '1', ...cmd], {
   stdio: 'inherit',
 });
 try {
-  if (baseline) await waitFor(async () => (await fetch(url + '/')).ok, 'ready');
+  if (baseline) await waitFor(async () => (await fetch(`${url}/`)).ok, 'ready');
   else await waitFor(async () => ((await (await statusGet(url)).json()) as { servers: { state: string }[] }).servers.some((s) => s.state === 'up'), 'ready');
   const lua = join(dir, 'post.lua');
   writeFileSync(lua, `wrk.method = "POST"\nwrk.body = string.rep("x", 1024)\n`);
@@ -35,7 +35,7 @@ try {
   const cpu = () => readFileSync(`/proc/${b.pid}/stat`, 'utf8').split(') ')[1].split(' ').slice(11, 13).reduce((s, x) => s + Number(x), 0);
   const before = cpu();
   wrkStartMs = Date.now() - spawnedAt;
-  const out = execFileSync('taskset', ['-c', '0', 'wrk', '-t1', '-c50', '-d5s', ...(post ? ['-s', lua] : []), url + '/'], { encoding: 'utf8' });
+  const out = execFileSync('taskset', ['-c', '0', 'wrk', '-t1', '-c50', '-d5s', ...(post ? ['-s', lua] : []), `${url}/`], { encoding: 'utf8' });
   const ticks = cpu() - before;
   const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
   console.log(out);

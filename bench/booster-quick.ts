@@ -47,7 +47,7 @@ try {
   const h = await startPinned('1', 'haproxy', ['-f', conf, '-db'], {});
   kill.push(() => stop(h.child));
   await waitFor(async () => (await fetch(`http://127.0.0.1:${hPort}/`)).ok, 'haproxy');
-  wrk(bUrl + '/');
+  wrk(`${bUrl}/`);
   wrk(`http://127.0.0.1:${hPort}/`);
   const ratios: number[] = [];
   const cpus: number[] = [];
@@ -61,7 +61,7 @@ try {
     const upPid = up.child.pid!;
     const t0 = cpuTicks(b.pid!);
     let u0 = cpuTicks(upPid);
-    const rb = wrk(bUrl + '/');
+    const rb = wrk(`${bUrl}/`);
     const cpu = ((cpuTicks(b.pid!) - t0) * 10_000) / rb.requests;
     upB.push(((cpuTicks(upPid) - u0) * 10_000) / rb.requests);
     u0 = cpuTicks(upPid);

@@ -69,7 +69,7 @@ try {
   });
   children.push({ kill: () => stop(tlsBooster) });
   await waitFor(async () => {
-    const r = await fetch(tlsBoosterUrl + '/_booster/status');
+    const r = await fetch(`${tlsBoosterUrl}/_booster/status`);
     const st = (await r.json()) as { servers: { state: string }[] };
     return st.servers.some((s) => s.state === 'up');
   }, 'TLS booster with the upstream up');
@@ -155,10 +155,10 @@ backend be
   targets.push(...tlsTargets);
 
   for (const kind of ['GET', 'POST 1KB']) {
-    for (const t of targets) wrk(t.url + '/', kind !== 'GET'); // warm-up
+    for (const t of targets) wrk(`${t.url}/`, kind !== 'GET'); // warm-up
     for (let round = 0; round < rounds; round++) {
       for (const t of targets) {
-        const r = wrk(t.url + '/', kind !== 'GET');
+        const r = wrk(`${t.url}/`, kind !== 'GET');
         process.stderr.write(`${kind} ${t.name} round ${round + 1}: ${r.rps.toFixed(0)} req/s\n`);
         const prev = results.find((x) => x.kind === kind && x.name === t.name);
         if (!prev) results.push({ name: t.name, kind, ...r });
@@ -169,7 +169,7 @@ backend be
   if (spawnSync('which', ['h2load']).status === 0) {
     for (let round = 0; round < rounds; round++) {
       for (const t of tlsTargets) {
-        const r = h2load(t.url + '/', { duration, clients: Math.max(1, Math.round(connections / 10)), streams: 10 });
+        const r = h2load(`${t.url}/`, { duration, clients: Math.max(1, Math.round(connections / 10)), streams: 10 });
         process.stderr.write(`h2 ${t.name} round ${round + 1}: ${r.rps.toFixed(0)} req/s\n`);
         const prev = h2results.find((x) => x.name === t.name);
         if (!prev) h2results.push({ name: t.name, ...r });

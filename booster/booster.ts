@@ -184,13 +184,20 @@ export function createBooster(deps: BoosterDeps): Booster {
 
   function onRequest(req: IncomingMessage, res: ServerResponse): void {
     const url = req.url ?? '/';
-    if (url.startsWith(BOOSTER_PATH.prefix)) return control(req, res);
+    if (url.startsWith(BOOSTER_PATH.prefix)) {
+      control(req, res);
+      return;
+    }
     if (stopping && req.httpVersionMajor < 2) res.setHeader('connection', 'close');
     if (!serves()) {
       const activeUrl = leadership.activeUrl;
-      return sendError(res, BoosterErrors.BOOSTER_ERR_STANDBY(), activeUrl ? { 'retry-after': '1', [HEADER.active]: activeUrl } : { 'retry-after': '1' });
+      sendError(res, BoosterErrors.BOOSTER_ERR_STANDBY(), activeUrl ? { 'retry-after': '1', [HEADER.active]: activeUrl } : { 'retry-after': '1' });
+      return;
     }
-    if (url.startsWith(SERVER_PATH.internalPrefix)) return sendError(res, BoosterErrors.BOOSTER_ERR_INTERNAL_PATH());
+    if (url.startsWith(SERVER_PATH.internalPrefix)) {
+      sendError(res, BoosterErrors.BOOSTER_ERR_INTERNAL_PATH());
+      return;
+    }
     if (!gate.allowsDistribution() && !isGateExempt(url)) {
       const g = renderGatedResponse(req.headers.accept);
       res.writeHead(g.status, { ...g.headers, 'content-length': Buffer.byteLength(g.body) });

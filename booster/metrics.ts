@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, type Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Prometheus metrics of one booster (own registry: several boosters may share a process in tests). */
 export function createMetrics(opts: { defaults?: boolean } = {}) {

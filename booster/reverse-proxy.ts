@@ -161,7 +161,7 @@ export class ReverseProxy {
       up.setTimeout(0);
       let head0 = `${req.method} ${req.url} HTTP/1.1\r\n`;
       for (let i = 0; i < headers.length; i += 2) head0 += `${headers[i]}: ${headers[i + 1]}\r\n`;
-      up.write(head0 + '\r\n');
+      up.write(`${head0}\r\n`);
       if (head?.length) up.write(head);
       up.pipe(socket);
       socket.pipe(up);
@@ -411,7 +411,10 @@ class Attempt {
     if (res.destroyed) return;
     x.lastError = code === 'UND_ERR_HEADERS_TIMEOUT' ? BoosterErrors.BOOSTER_ERR_UPSTREAM_TIMEOUT() : BoosterErrors.BOOSTER_ERR_UPSTREAM();
     const reason = connect ? 'connect' : 'reset';
-    if (x.mayRetry(reason)) return x.retry(reason);
+    if (x.mayRetry(reason)) {
+      x.retry(reason);
+      return;
+    }
     x.s.log.warn({ err, server: this.e.id, requestId: x.requestId.value }, 'proxied request failed');
     sendError(res, x.lastError);
   }

@@ -230,7 +230,7 @@ export class ServerTable {
   pick(exclude?: ReadonlySet<string>, random: () => number = Math.random): ServerView | null | undefined {
     let pool = this.#routable;
     if (pool.length === 0) pool = this.#panicPool();
-    if (exclude && exclude.size) pool = pool.filter((e) => !exclude.has(e.id));
+    if (exclude?.size) pool = pool.filter((e) => !exclude.has(e.id));
     if (pool.length === 0) return null;
     const max = this.opts.maxInflightPerServer;
     let free = pool;

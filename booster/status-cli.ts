@@ -98,7 +98,7 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
     return 1;
   }
   if (flags.json) {
-    ctx.stdout.write(JSON.stringify({ ...st, events }, null, 2) + '\n');
+    ctx.stdout.write(`${JSON.stringify({ ...st, events }, null, 2)}\n`);
     return 0;
   }
   const out: string[] = [];
@@ -123,6 +123,6 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
   if (ro) for (const n of ro.nodes) out.push(`  ${n.serverId}  ${n.state}  → ${n.toVersion}${n.error ? `  ${n.error}` : ''}`);
   out.push('', 'RECENT EVENTS');
   out.push(events.length ? table([['TIME', 'KIND', 'SUBJECT', 'BY', 'EPOCH'], ...events.map((e) => [e.createdAt, e.kind, e.subject ?? '', e.boosterId, String(e.epoch)])]) : '(none)');
-  ctx.stdout.write(out.join('\n') + '\n');
+  ctx.stdout.write(`${out.join('\n')}\n`);
   return 0;
 }

@@ -23,6 +23,11 @@ export function resolveTarget(cfg: DatabaseConfig): DatabaseTarget {
   return { client: cfg.client, host: cfg.host, port: cfg.port, database: cfg.name, user: cfg.user, password: cfg.password, params: {} };
 }
 
+/** The callback-style mysql2 connection knex hands to `afterCreate`. */
+interface MysqlConnection {
+  query(sql: string, cb: (err: Error | null) => void): void;
+}
+
 /** knex configuration for a target; no connection is opened. */
 export function knexConfigFor(target: DatabaseTarget, cfg: Pick<DatabaseConfig, 'poolMin' | 'poolMax' | 'connectTimeoutMs' | 'ssl'>): Knex.Config {
   const port = target.port ?? DEFAULT_PORTS[target.client];
@@ -51,7 +56,7 @@ export function knexConfigFor(target: DatabaseTarget, cfg: Pick<DatabaseConfig, 
           connectTimeout: cfg.connectTimeoutMs,
           ssl: cfg.ssl ? {} : undefined,
         },
-        pool: { ...pool, afterCreate: (conn: any, done: (err: Error | null, conn: any) => void) => conn.query("SET time_zone = '+00:00'", (err: Error | null) => done(err, conn)) },
+        pool: { ...pool, afterCreate: (conn: MysqlConnection, done: (err: Error | null, conn: MysqlConnection) => void) => conn.query("SET time_zone = '+00:00'", (err: Error | null) => done(err, conn)) },
       };
     case 'mssql':
       return {

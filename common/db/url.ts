@@ -47,8 +47,7 @@ export function parseDatabaseUrl(raw: string): { ok: true; value: DatabaseTarget
   if (!u.hostname) return { ok: false, message: 'has no host' };
   const database = decodeURIComponent(u.pathname.replace(/^\//, ''));
   if (!database) return { ok: false, message: 'has no database name (…/name)' };
-  const params: Record<string, string> = {};
-  u.searchParams.forEach((v, k) => (params[k] = v));
+  const params: Record<string, string> = Object.fromEntries(u.searchParams);
   return {
     ok: true,
     value: {

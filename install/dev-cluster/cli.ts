@@ -133,7 +133,7 @@ async function stopLeftovers(pidFile: string, say: (m: string) => void): Promise
 export async function run(argv: string[], ctx: CliContext): Promise<number> {
   const opts = parseOptions(argv);
   if (typeof opts === 'string') {
-    (opts === USAGE ? ctx.stdout : ctx.stderr).write(opts.endsWith('\n') ? opts : opts + '\n');
+    (opts === USAGE ? ctx.stdout : ctx.stderr).write(opts.endsWith('\n') ? opts : `${opts}\n`);
     return opts === USAGE ? 0 : 2;
   }
   const say = (msg: string) => ctx.stdout.write(`[omflow dev] ${msg}\n`);
@@ -222,12 +222,12 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
     const secret = randomBytes(24).toString('hex');
     // The control plane wants credentials: `omflow status` reads the session secret from here.
     const secretFile = join(opts.dir, 'cluster-secret');
-    writeFileSync(secretFile, secret + '\n', { mode: 0o600 });
+    writeFileSync(secretFile, `${secret}\n`, { mode: 0o600 });
     const pwFile = join(opts.dir, 'admin-password');
     let adminPassword = opts.adminPassword;
     if (!adminPassword && existsSync(pwFile) && !opts.fresh) adminPassword = readFileSync(pwFile, 'utf8').trim();
     if (!adminPassword) adminPassword = randomBytes(9).toString('base64url');
-    writeFileSync(pwFile, adminPassword + '\n', { mode: 0o600 });
+    writeFileSync(pwFile, `${adminPassword}\n`, { mode: 0o600 });
 
     const baseEnv: Record<string, string | undefined> = {
       ...ctx.env,
@@ -339,7 +339,7 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
 
     const url = `${userUrls[0]}/`;
     ctx.stdout.write(
-      [
+      `${[
         '',
         '  OMFLOW Booster dev cluster is ready',
         '',
@@ -354,7 +354,7 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
         '',
         `  Stop with Ctrl-C (or kill -TERM ${process.pid}).`,
         '',
-      ].join('\n') + '\n',
+      ].join('\n')}\n`,
     );
 
     // 6. Run until asked to stop; report children that die meanwhile.

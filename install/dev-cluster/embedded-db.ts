@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { arch, platform, tmpdir } from 'node:os';
@@ -148,7 +148,7 @@ export async function startEmbeddedDb(opts: EmbeddedDbOptions): Promise<Embedded
     state = { password: randomBytes(12).toString('hex') };
     // The password file goes where postgres can read it (a private dir would hide it as well).
     const pwFile = join(owner ? dirname(dataDir) : tmpdir(), `omflow-pw-${randomBytes(6).toString('hex')}`);
-    writeFileSync(pwFile, state.password + '\n', { mode: 0o600 });
+    writeFileSync(pwFile, `${state.password}\n`, { mode: 0o600 });
     if (owner) chownSync(pwFile, owner.uid, owner.gid);
     try {
       execFileSync(initdb, [`--pgdata=${dataDir}`, '--auth=password', '--username=postgres', `--pwfile=${pwFile}`, '--encoding=UTF8', '--no-sync'], {

@@ -2,7 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createBooster, type Booster } from '../../booster/booster.js';
+import { createBooster, } from '../../booster/booster.js';
 import { STEPS_READY_PATH } from '../../booster/control-plane.js';
 import type { LicenseGate } from '../../booster/license/gate.js';
 import { run as statusRun } from '../../booster/status-cli.js';

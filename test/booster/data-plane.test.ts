@@ -69,7 +69,7 @@ describe('booster data plane', () => {
     const [s] = await servers(b.base, ['h1']);
     await upCount(b, 1);
     const r = await new Promise<{ status: number; upstream: unknown }>((resolve, reject) => {
-      const req = httpRequest(b.base + '/hello?x=1', { headers: { connection: 'keep-alive, x-secret-hop', 'x-secret-hop': '1', 'x-request-id': 'rid-1' } }, (res) => {
+      const req = httpRequest(`${b.base}/hello?x=1`, { headers: { connection: 'keep-alive, x-secret-hop', 'x-secret-hop': '1', 'x-request-id': 'rid-1' } }, (res) => {
         res.resume();
         res.on('end', () => resolve({ status: res.statusCode!, upstream: res.headers[HEADER.upstream] }));
       });
@@ -124,8 +124,8 @@ describe('booster data plane', () => {
         const i = n++;
         const r =
           i % 2 === 0
-            ? await request(b.base + '/get', {})
-            : await request(b.base + '/post', { method: 'POST', body: JSON.stringify({ i }), headers: { 'content-type': 'application/json', 'idempotency-key': `k-${i}` } });
+            ? await request(`${b.base}/get`, {})
+            : await request(`${b.base}/post`, { method: 'POST', body: JSON.stringify({ i }), headers: { 'content-type': 'application/json', 'idempotency-key': `k-${i}` } });
         await r.body.dump();
         statuses.push(r.statusCode);
       }
@@ -153,7 +153,7 @@ describe('booster data plane', () => {
     c.reportedInflight = 1000;
     await c.heartbeatNow();
     a.resets = 1;
-    const plain = await request(b.base + '/reset-once', { method: 'POST', body: '{"n":1}', headers: { 'content-type': 'application/json' } });
+    const plain = await request(`${b.base}/reset-once`, { method: 'POST', body: '{"n":1}', headers: { 'content-type': 'application/json' } });
     const plainBody = (await plain.body.json()) as { code: string };
     expect(plain.statusCode).toBe(502);
     expect(plainBody.code).toBe('BOOSTER_ERR_UPSTREAM');
@@ -161,7 +161,7 @@ describe('booster data plane', () => {
     expect(reached).toHaveLength(1);
 
     a.resets = 1;
-    const keyed = await request(b.base + '/reset-once', { method: 'POST', body: '{"n":2}', headers: { 'content-type': 'application/json', 'idempotency-key': 'abc' } });
+    const keyed = await request(`${b.base}/reset-once`, { method: 'POST', body: '{"n":2}', headers: { 'content-type': 'application/json', 'idempotency-key': 'abc' } });
     const keyedBody = (await keyed.body.json()) as { server: string; bytes: number };
     expect(keyed.statusCode).toBe(200);
     expect(keyedBody).toMatchObject({ server: 'r2', bytes: 7 });
@@ -199,7 +199,7 @@ describe('booster data plane', () => {
     await upCount(b, 2);
     c.reportedInflight = 1000;
     await c.heartbeatNow();
-    const held = request(b.base + '/hold');
+    const held = request(`${b.base}/hold`);
     await until(() => a.seen.some((s) => s.url === '/hold'), 'held request reached d1');
     const r = await signedPost(b.base, BOOSTER_PATH.drain('d1'), { reason: 'patch' });
     expect(r.status).toBe(200);
@@ -229,13 +229,13 @@ describe('booster data plane', () => {
       await until(() => s.uploadBytes > 0, 'upstream received bytes', 10_000, 5);
       yield chunk;
     }
-    const r = await request(b.base + '/upload', { method: 'POST', body: Readable.from(body()), headers: { 'content-type': 'application/octet-stream' } });
+    const r = await request(`${b.base}/upload`, { method: 'POST', body: Readable.from(body()), headers: { 'content-type': 'application/octet-stream' } });
     expect(r.statusCode).toBe(200);
     expect(await r.body.json()).toMatchObject({ bytes: total * chunk.length });
 
     // SSE: the first event arrives while the server still holds the stream open.
     const first = await new Promise<string>((resolve, reject) => {
-      const req = httpRequest(b.base + '/sse', (res) => {
+      const req = httpRequest(`${b.base}/sse`, (res) => {
         res.setEncoding('utf8');
         res.once('data', (d: string) => {
           resolve(d);
@@ -272,7 +272,7 @@ describe('booster data plane', () => {
     const b = await activeBooster('dp-queue', { OMFLOW_BOOSTER_MAX_INFLIGHT_PER_SERVER: 1, OMFLOW_BOOSTER_QUEUE_TIMEOUT_MS: 150, OMFLOW_BOOSTER_QUEUE_SIZE: 1 });
     const [s] = await servers(b.base, ['q1']);
     await upCount(b, 1);
-    const held = request(b.base + '/hold');
+    const held = request(`${b.base}/hold`);
     await until(() => s.seen.some((x) => x.url === '/hold'), 'held request reached q1');
     const queued = get(b.base, '/queued');
     await new Promise((r) => setTimeout(r, 20));

@@ -111,7 +111,7 @@ for (const vendor of vendorsUnderTest()) {
       expect(events.filter((e) => e.kind === 'step-reassigned').map((e) => Number(e.subject)).sort((x, y) => x - y)).toEqual(ids);
 
       // The survivor proxies.
-      const r = await fetch(urlB + '/anything');
+      const r = await fetch(`${urlB}/anything`);
       expect(r.status).toBe(200);
       expect(r.headers.get(HEADER.upstream)).toBe('srv-1');
     });
@@ -139,7 +139,7 @@ for (const vendor of vendorsUnderTest()) {
       expect((await activeStatus(urlB))?.status).toBe(200);
       const lease = await tdb.knex('booster_lease').where('name', 'leader').first();
       expect(lease.holder).toBe('ha-b');
-      const res = await fetch(cUrl + '/x');
+      const res = await fetch(`${cUrl}/x`);
       expect(res.status).toBe(503);
       expect(res.headers.get(HEADER.active)).toBe(urlB);
     });

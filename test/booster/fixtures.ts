@@ -183,9 +183,9 @@ export async function startFixtureServer(opts: {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
-  server.on('upgrade', (req, socket: Socket) => {
+  server.on('upgrade', (_req, socket: Socket) => {
     // A minimal echo "WebSocket": switch protocols, then echo raw bytes.
-    socket.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nx-server: ' + opts.id + '\r\n\r\n');
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nx-server: ${opts.id}\r\n\r\n`);
     socket.on('data', (d) => socket.write(d));
     sockets.add(socket);
   });

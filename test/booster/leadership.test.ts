@@ -77,15 +77,14 @@ class SimLeaseRow {
   }
 
   store(node: string): LeaseStore & { calls: { op: string; at: number }[] } {
-    const row = this;
     const t = this.time;
     const calls: { op: string; at: number }[] = [];
     const answer = <T>(fn: () => T): Promise<T> => {
-      if (row.failing.has(node)) return Promise.reject(new Error('connection refused'));
-      if (!row.blocked.has(node)) return Promise.resolve().then(fn);
+      if (this.failing.has(node)) return Promise.reject(new Error('connection refused'));
+      if (!this.blocked.has(node)) return Promise.resolve().then(fn);
       return new Promise<T>((resolve) => {
-        const q = row.#held.get(node) ?? [];
-        row.#held.set(node, q);
+        const q = this.#held.get(node) ?? [];
+        this.#held.set(node, q);
         q.push(() => resolve(fn()));
       });
     };
@@ -93,25 +92,25 @@ class SimLeaseRow {
       calls,
       tryAcquire: () => answer(() => {
         calls.push({ op: 'acquire', at: t.now });
-        if (row.expiresAt >= t.now) return null;
-        row.holder = node;
-        row.epoch++;
-        row.expiresAt = t.now + OPTS.leaseMs;
-        return row.epoch;
+        if (this.expiresAt >= t.now) return null;
+        this.holder = node;
+        this.epoch++;
+        this.expiresAt = t.now + OPTS.leaseMs;
+        return this.epoch;
       }),
       renew: (epoch) => answer(() => {
         calls.push({ op: 'renew', at: t.now });
-        if (row.holder !== node || row.epoch !== epoch || row.expiresAt <= t.now) return false;
-        row.expiresAt = t.now + OPTS.leaseMs;
+        if (this.holder !== node || this.epoch !== epoch || this.expiresAt <= t.now) return false;
+        this.expiresAt = t.now + OPTS.leaseMs;
         return true;
       }),
       release: (epoch) => answer(() => {
         calls.push({ op: 'release', at: t.now });
-        if (row.holder === node && row.epoch === epoch) row.expiresAt = t.now - 1000;
+        if (this.holder === node && this.epoch === epoch) this.expiresAt = t.now - 1000;
       }),
       read: () => answer((): LeaseInfo => {
         calls.push({ op: 'read', at: t.now });
-        return { holder: row.holder, holderUrl: row.holder && `http://${row.holder}`, epoch: row.epoch, live: row.expiresAt > t.now };
+        return { holder: this.holder, holderUrl: this.holder && `http://${this.holder}`, epoch: this.epoch, live: this.expiresAt > t.now };
       }),
     };
   }

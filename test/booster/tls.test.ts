@@ -52,8 +52,8 @@ function makeCert(cn = 'localhost'): Pem {
 
 /** Replaces a file the way certbot and config tools do: write aside, rename over. */
 function replace(path: string, text: string): void {
-  writeFileSync(path + '.tmp', text);
-  renameSync(path + '.tmp', path);
+  writeFileSync(`${path}.tmp`, text);
+  renameSync(`${path}.tmp`, path);
 }
 
 function install(name: string, pem: Pem): { certFile: string; keyFile: string } {

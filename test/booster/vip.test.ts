@@ -4,7 +4,7 @@ import { createVipOwner, type CommandRunner } from '../../booster/vip.js';
 import { boosterArea } from '../../common/config/areas/booster.js';
 import { loadConfig } from '../../common/config/load.js';
 import { parseDatabaseUrl } from '../../common/db/url.js';
-import { OmflowError } from '../../common/errors.js';
+import type { OmflowError } from '../../common/errors.js';
 import { seed } from '../../server/seed.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { netnsUnavailable } from '../helpers/netns.js';

@@ -12,7 +12,7 @@ let running = true;
 process.on('SIGTERM', () => (running = false));
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const out = (line: string) => process.stdout.write(line + '\n');
+const out = (line: string) => process.stdout.write(`${line}\n`);
 
 async function login(): Promise<string> {
   for (;;) {

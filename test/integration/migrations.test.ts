@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Knex } from 'knex';
 import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
-import { migrateLatest, migrateRollback, migrationStatus } from '../../common/db/migrate.js';
+import { migrateLatest, migrationStatus } from '../../common/db/migrate.js';
 import { createDatabase } from '../../common/db/create-database.js';
 import { getHelpers } from '../../common/db/helpers/index.js';
 import { CommonErrors } from '../../common/errors.js';

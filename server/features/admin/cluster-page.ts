@@ -4,7 +4,7 @@ import { requireAdmin, verifyCsrf } from '../users/guards.js';
 import { raw } from '../../web/html.js';
 import type { ServerDeps } from '../../types.js';
 import type { BoosterClient, BoosterReply } from './booster-client.js';
-import { csrfField, errorBox, fmtTime, html, localeOf, sendPage, t, type Form, type Locale } from './shared.js';
+import { errorBox, fmtTime, html, localeOf, sendPage, t, type Form, type Locale } from './shared.js';
 
 /** What the dashboard reads from GET /_booster/status (tolerant: unknown fields are ignored). */
 interface BoosterStatus {

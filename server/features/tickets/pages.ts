@@ -22,7 +22,7 @@ function send(request: FastifyRequest, reply: FastifyReply, title: string, body:
 }
 
 const CREATED = '\u0000created';
-const fmt = (d: Date | null) => (d ? d.toISOString().replace('T', ' ').slice(0, 16) + ' UTC' : '');
+const fmt = (d: Date | null) => (d ? `${d.toISOString().replace('T', ' ').slice(0, 16)} UTC` : '');
 
 /** User pages: form catalogue (/), raise a ticket, my tasks, ticket list, ticket detail with actions and history. */
 export async function ticketsPages(app: FastifyInstance, opts: { db: Database; tickets: TicketsService; forms: FormsStore; users: UsersStore; onCommitted: () => void }): Promise<void> {
@@ -46,7 +46,7 @@ export async function ticketsPages(app: FastifyInstance, opts: { db: Database; t
   async function newTicketPage(request: FastifyRequest, reply: FastifyReply, values: Body = {}, errors: Record<string, string> = {}, status = 200) {
     const l = localeOf(request);
     const form = await forms.byKey((request.params as { formKey: string }).formKey);
-    if (!form || !form.published) return send(request, reply, t(l, 'error.notFound'), html``, 404);
+    if (!form?.published) return send(request, reply, t(l, 'error.notFound'), html``, 404);
     const body = html`<div class="card">${form.description ? html`<p class="muted">${form.description}</p>` : ''}
       ${Object.keys(errors).length ? html`<p class="error" role="alert">${Object.keys(errors).map((k) => fieldLabel(form.fields.find((f) => f.key === k) ?? { key: k, label: k, type: 'text' }, l)).join(', ')}</p>` : ''}
       <form method="post" action="/forms/${form.formKey}/new" novalidate><input type="hidden" name="csrf" value="${request.session?.csrfToken ?? ''}">

@@ -50,7 +50,7 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
     /** Validates the submission (field-level errors), then creates the ticket in `trx` and moves it to the flow's first step. */
     async create(trx: Knex.Transaction, formKey: string, input: { data?: unknown; title?: unknown }, user: AuthUser | null): Promise<TicketSummary> {
       const form = await forms.withFlow(formKey, trx);
-      if (!form || !form.published || !form.flow) throw ServerErrors.SERVER_ERR_NOT_FOUND(`No published form ${formKey}`);
+      if (!form?.published || !form.flow) throw ServerErrors.SERVER_ERR_NOT_FOUND(`No published form ${formKey}`);
       const values = await fieldErrors(form.fields, input.data, trx);
       const flow = form.flow;
       const version = await flows.versionOf(flow.id, flow.latestVersion, trx);

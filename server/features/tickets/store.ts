@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import type { DbRecord } from '../../../common/db/row.js';
 import { getHelpers } from '../../../common/db/helpers/index.js';
 
 export interface TicketRow {
@@ -33,7 +34,7 @@ export interface TicketFilter {
 
 export function createTicketsStore(knex: Knex) {
   const h = getHelpers(knex);
-  const toTicket = (r: Record<string, any>): TicketRow => ({
+  const toTicket = (r: DbRecord): TicketRow => ({
     id: Number(r.id), number: r.ticket_no, formId: Number(r.form_id), flowVersionId: r.flow_version_id == null ? null : Number(r.flow_version_id),
     title: r.title, state: r.state, currentStep: r.current_step ?? null,
     assigneeUserId: r.assignee_user_id == null ? null : Number(r.assignee_user_id), assigneeGroupId: r.assignee_group_id == null ? null : Number(r.assignee_group_id),
