@@ -1,14 +1,16 @@
 import { existsSync, mkdirSync } from 'node:fs';
+import type { Server } from 'node:http';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Server } from 'node:http';
-import type { agentArea, boostersArea, clusterArea, databaseArea, serverArea } from '../common/config/areas/index.js';
 import { boosterUrlsOf } from '../common/config/areas/boosters.js';
+import type { agentArea, boostersArea, clusterArea, databaseArea, serverArea } from '../common/config/areas/index.js';
 import type { LoadedConfig } from '../common/config/load.js';
 import { createDatabase, type Database } from '../common/db/create-database.js';
+import { freePort } from '../common/free-port.js';
 import type { Logger } from '../common/log.js';
 import { limitsFromConfig, trustedKeysFromConfig } from '../common/patch/index.js';
+import { audiencesFor } from '../common/protocol/cluster-auth.js';
 import type { AgentState } from '../common/protocol/messages.js';
 import { BoosterClient } from './booster-client.js';
 import { buildControlApi, listenControlApi } from './control-api.js';
@@ -17,8 +19,6 @@ import { cmdlineOf, isAlive, readJsonFile, removeFile, writeJsonFile } from './p
 import { ReleaseStore } from './releases.js';
 import { RolloutWorker } from './rollout-worker.js';
 import { Supervisor } from './supervisor.js';
-import { freePort } from '../common/free-port.js';
-import { audiencesFor } from '../common/protocol/cluster-auth.js';
 
 export type AgentConfig = LoadedConfig<[typeof clusterArea, typeof databaseArea, typeof boostersArea, typeof serverArea, typeof agentArea]>;
 
@@ -134,9 +134,18 @@ export class Agent {
       env: { ...this.opts.env, OMFLOW_NODE_ID: c.cluster.nodeId },
       agentUrl: () => this.url,
       timings: {
-        startTimeoutMs: a.startTimeoutMs, stopTimeoutMs: a.stopTimeoutMs, drainTimeoutMs: a.drainTimeoutMs, drainSettleMs: a.drainSettleMs,
-        quickIntervalMs: a.quickIntervalMs, quickTimeoutMs: a.quickTimeoutMs, deepIntervalMs: a.deepIntervalMs, deepTimeoutMs: a.deepTimeoutMs,
-        failureThreshold: a.failureThreshold, backoffMs: a.backoffMs, backoffMaxMs: a.backoffMaxMs, maxRecoveries: a.maxRecoveries,
+        startTimeoutMs: a.startTimeoutMs,
+        stopTimeoutMs: a.stopTimeoutMs,
+        drainTimeoutMs: a.drainTimeoutMs,
+        drainSettleMs: a.drainSettleMs,
+        quickIntervalMs: a.quickIntervalMs,
+        quickTimeoutMs: a.quickTimeoutMs,
+        deepIntervalMs: a.deepIntervalMs,
+        deepTimeoutMs: a.deepTimeoutMs,
+        failureThreshold: a.failureThreshold,
+        backoffMs: a.backoffMs,
+        backoffMaxMs: a.backoffMaxMs,
+        maxRecoveries: a.maxRecoveries,
         recoveryWindowMs: a.recoveryWindowMs,
       },
       log,
@@ -187,7 +196,13 @@ export class Agent {
     if (!this.supervisor || !this.url) return;
     const s = this.supervisor.status();
     await this.boosters
-      .report({ nodeId: this.opts.config.cluster.nodeId, agentUrl: this.url, state: s.state, version: s.version ?? this.releases.currentVersion(), detail: s.detail ?? undefined })
+      .report({
+        nodeId: this.opts.config.cluster.nodeId,
+        agentUrl: this.url,
+        state: s.state,
+        version: s.version ?? this.releases.currentVersion(),
+        detail: s.detail ?? undefined,
+      })
       .catch(() => undefined);
   }
 

@@ -1,7 +1,7 @@
-import { createClusterClient, type ClusterClient } from '../common/protocol/cluster-client.js';
+import type { Logger } from '../common/log.js';
+import { type ClusterClient, createClusterClient } from '../common/protocol/cluster-client.js';
 import { BOOSTER_PATH } from '../common/protocol/headers.js';
 import type { AgentReport } from '../common/protocol/messages.js';
-import type { Logger } from '../common/log.js';
 
 export interface BoosterCallResult {
   url: string;

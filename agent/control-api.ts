@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { CommonErrors, isOmflowError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { AGENT_PATH } from '../common/protocol/headers.js';
-import { parsePatchNotice, type PatchNotice } from '../common/protocol/messages.js';
+import { type PatchNotice, parsePatchNotice } from '../common/protocol/messages.js';
 import { createSignedEndpoint, sendJson as send, sendWireError } from '../common/protocol/signed-endpoint.js';
 
 export interface ControlHandlers {

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { RELEASE_ENTRY, RELEASE_META, VERSION_PATTERN, extractToStaging, type VerifiedPatch } from '../common/patch/index.js';
+import { extractToStaging, RELEASE_ENTRY, RELEASE_META, VERSION_PATTERN, type VerifiedPatch } from '../common/patch/index.js';
 import { AgentErrors } from './errors.js';
 
 export interface ReleaseMeta {
@@ -147,7 +147,14 @@ export class ReleaseStore {
       if (!existsSync(src)) continue;
       cpSync(src, join(staging, part), { recursive: true, dereference: true, filter: (s) => !s.split('/').includes('node_modules') });
     }
-    const meta: ReleaseMeta = { version, sequence: 0, installedAt: new Date().toISOString(), keyId: null, bootstrap: true, sourceDigest: ReleaseStore.sourceDigest(sourceDir) };
+    const meta: ReleaseMeta = {
+      version,
+      sequence: 0,
+      installedAt: new Date().toISOString(),
+      keyId: null,
+      bootstrap: true,
+      sourceDigest: ReleaseStore.sourceDigest(sourceDir),
+    };
     this.finish(staging, meta);
     this.switchCurrent(version);
     return meta;

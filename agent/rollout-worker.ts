@@ -2,8 +2,19 @@ import type { Database } from '../common/db/create-database.js';
 import { isOmflowError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import {
-  acquireRolloutSlot, finishRollback, getLatestRollout, getRollout, haltRollout, loadPatchBytes, releaseLock, renewLock, setNodeState, verifyPatch,
-  type Rollout, type TarLimits, type TrustedKeys,
+  acquireRolloutSlot,
+  finishRollback,
+  getLatestRollout,
+  getRollout,
+  haltRollout,
+  loadPatchBytes,
+  type Rollout,
+  releaseLock,
+  renewLock,
+  setNodeState,
+  type TarLimits,
+  type TrustedKeys,
+  verifyPatch,
 } from '../common/patch/index.js';
 import { AgentErrors } from './errors.js';
 import { sleep } from './process-control.js';
@@ -97,7 +108,11 @@ export class RolloutWorker {
       }
       if (mine && ['failed', 'reverted', 'refused'].includes(mine.state)) return; // until an operator resumes
       if (cur && r.sequence <= cur.sequence) {
-        await setNodeState(db, r.id, nodeId, 'refused', { toVersion: r.version, fromVersion: cur.version, error: `AGENT_ERR_PATCH_SEQUENCE_REPLAY: ${r.sequence} <= installed ${cur.sequence}` });
+        await setNodeState(db, r.id, nodeId, 'refused', {
+          toVersion: r.version,
+          fromVersion: cur.version,
+          error: `AGENT_ERR_PATCH_SEQUENCE_REPLAY: ${r.sequence} <= installed ${cur.sequence}`,
+        });
         return;
       }
       if (!mine) await setNodeState(db, r.id, nodeId, 'pending', { toVersion: r.version, fromVersion: cur?.version ?? null });
@@ -120,16 +135,19 @@ export class RolloutWorker {
       return;
     }
     let lost = false;
-    const renew = setInterval(() => {
-      renewLock(db, slot.name, nodeId, slot.token, timings.lockTtlMs)
-        .then((ok) => {
-          if (!ok && !lost) {
-            lost = true;
-            this.deps.log.warn({ slot }, 'rollout lock lost');
-          }
-        })
-        .catch((err) => this.deps.log.warn({ err }, 'rollout lock renewal failed'));
-    }, Math.max(200, Math.floor(timings.lockTtlMs / 3)));
+    const renew = setInterval(
+      () => {
+        renewLock(db, slot.name, nodeId, slot.token, timings.lockTtlMs)
+          .then((ok) => {
+            if (!ok && !lost) {
+              lost = true;
+              this.deps.log.warn({ slot }, 'rollout lock lost');
+            }
+          })
+          .catch((err) => this.deps.log.warn({ err }, 'rollout lock renewal failed'));
+      },
+      Math.max(200, Math.floor(timings.lockTtlMs / 3)),
+    );
     try {
       // The state may have changed while we waited (a node failed and halted it).
       const fresh = await getRollout(db, r.id);
@@ -149,7 +167,8 @@ export class RolloutWorker {
     try {
       const bytes = await loadPatchBytes(db, r.patchId);
       const verified = verifyPatch(bytes, this.deps.trusted, { limits: this.deps.limits, minSequenceExclusive: from?.sequence ?? 0 });
-      if (verified.manifest.version !== r.version) throw AgentErrors.AGENT_ERR_PATCH_FILE_LIST(`patch holds ${verified.manifest.version}, rollout says ${r.version}`);
+      if (verified.manifest.version !== r.version)
+        throw AgentErrors.AGENT_ERR_PATCH_FILE_LIST(`patch holds ${verified.manifest.version}, rollout says ${r.version}`);
       releases.install(verified);
       await setNodeState(db, r.id, nodeId, 'staged', { toVersion: r.version, fromVersion: from?.version ?? null });
     } catch (err) {
@@ -245,7 +264,8 @@ export class RolloutWorker {
     const until = Date.now() + timings.soakMs;
     for (;;) {
       const r = await supervisor.deepCheck();
-      if (r.result !== 'ok' || !supervisor.isRunning()) throw AgentErrors.AGENT_ERR_HEALTH_GATE(`deep check during soak: ${r.status ?? r.error ?? 'process gone'}`);
+      if (r.result !== 'ok' || !supervisor.isRunning())
+        throw AgentErrors.AGENT_ERR_HEALTH_GATE(`deep check during soak: ${r.status ?? r.error ?? 'process gone'}`);
       if (Date.now() >= until) return;
       await sleep(Math.max(20, Math.min(timings.deepIntervalMs, 250, until - Date.now())));
     }

@@ -1,14 +1,14 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AgentState } from '../common/protocol/messages.js';
-import { SERVER_PATH } from '../common/protocol/headers.js';
 import { isOmflowError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { RELEASE_ENTRY } from '../common/patch/index.js';
-import { AgentErrors } from './errors.js';
-import { probe, type ProbeResult } from './health.js';
 import { groupAlive } from '../common/process-group.js';
+import { SERVER_PATH } from '../common/protocol/headers.js';
+import type { AgentState } from '../common/protocol/messages.js';
+import { AgentErrors } from './errors.js';
+import { type ProbeResult, probe } from './health.js';
 import { cmdlineOf, isAlive, isZombie, readJsonFile, removeFile, signalGroup, sleep, writeJsonFile } from './process-control.js';
 import type { ReleaseStore } from './releases.js';
 
@@ -86,7 +86,10 @@ export class Supervisor {
 
   status() {
     return {
-      state: this.state, detail: this.detail ?? null, pid: this.pid, version: this.version,
+      state: this.state,
+      detail: this.detail ?? null,
+      pid: this.pid,
+      version: this.version,
       consecutiveFailures: Math.max(this.consecutive.quick, this.consecutive.deep),
       recentRecoveries: this.recoveries.length,
     };
@@ -302,7 +305,11 @@ export class Supervisor {
     }
     // No orphans: the server's own children share its group.
     if (groupAlive(pid)) signalGroup(pid, 'SIGKILL');
-    if (child && child.exitCode === null && child.signalCode === null) await new Promise((r) => { child.once('exit', r); setTimeout(r, 2000); });
+    if (child && child.exitCode === null && child.signalCode === null)
+      await new Promise((r) => {
+        child.once('exit', r);
+        setTimeout(r, 2000);
+      });
     if (this.child === child) this.child = null;
     this.pid = null;
     removeFile(this.pidFile);
@@ -379,7 +386,10 @@ export class Supervisor {
       const now = Date.now();
       this.recoveries = this.recoveries.filter((x) => now - x < t.recoveryWindowMs);
       if (this.recoveries.length >= t.maxRecoveries) {
-        this.deps.log.error({ reason, recoveries: this.recoveries.length, windowMs: t.recoveryWindowMs }, 'app server keeps failing; node marked failed until an operator restarts it');
+        this.deps.log.error(
+          { reason, recoveries: this.recoveries.length, windowMs: t.recoveryWindowMs },
+          'app server keeps failing; node marked failed until an operator restarts it',
+        );
         await this.stopProcess().catch(() => undefined);
         this.transition('failed', `${this.recoveries.length} recoveries within ${t.recoveryWindowMs} ms; last: ${reason}`);
         return;

@@ -3,8 +3,9 @@
 // The client behaves like a VIP-following API client: on a connection error or a standby 503 it
 // retries the same Idempotency-Key against the other booster until a 10 s deadline.
 // Usage: npx tsx bench/booster-failover.ts [--trials 20]
-import { randomUUID } from 'node:crypto';
+
 import type { ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import knexFactory from 'knex';
 import { freePort, startBoosterProcess, startPinned, startPostgres, stop, tsxArgs, waitFor } from './booster-lib.js';
 
@@ -15,8 +16,12 @@ const ports = [await freePort(), await freePort()];
 const urls = ports.map((p) => `http://127.0.0.1:${p}`);
 const procs: (ChildProcess | undefined)[] = [undefined, undefined];
 const env = (i: number) => ({
-  OMFLOW_DB_URL: pg.url, OMFLOW_NODE_ID: `bench-b${i}`, OMFLOW_BOOSTER_PORT: String(ports[i]),
-  OMFLOW_BOOSTER_ADVERTISE_URL: urls[i], OMFLOW_BOOSTER_PEER_URL: urls[1 - i], OMFLOW_BOOSTER_SLOW_START_MS: '0',
+  OMFLOW_DB_URL: pg.url,
+  OMFLOW_NODE_ID: `bench-b${i}`,
+  OMFLOW_BOOSTER_PORT: String(ports[i]),
+  OMFLOW_BOOSTER_ADVERTISE_URL: urls[i],
+  OMFLOW_BOOSTER_PEER_URL: urls[1 - i],
+  OMFLOW_BOOSTER_SLOW_START_MS: '0',
 });
 async function activeCode(url: string): Promise<number> {
   try {
@@ -38,12 +43,23 @@ let up: ChildProcess | undefined;
 
 try {
   const upPort = await freePort();
-  up = (await startPinned('0,1', process.execPath, tsxArgs('bench/booster-upstream.ts'), { PORT: String(upPort), BOOSTERS: urls.join(','), DB_URL: pg.url, NODE_ID: 'bench-up' }, /LISTENING/)).child;
+  up = (
+    await startPinned(
+      '0,1',
+      process.execPath,
+      tsxArgs('bench/booster-upstream.ts'),
+      { PORT: String(upPort), BOOSTERS: urls.join(','), DB_URL: pg.url, NODE_ID: 'bench-up' },
+      /LISTENING/,
+    )
+  ).child;
   procs[0] = startBoosterProcess('0,1', env(0));
   await waitFor(async () => (await activeCode(urls[0])) === 200, 'booster 0 active');
   procs[1] = startBoosterProcess('0,1', env(1));
   await waitFor(async () => (await activeCode(urls[1])) === 503, 'booster 1 standby');
-  await waitFor(async () => (await (await fetch(`${urls[0]}/tickets`, { method: 'POST', headers: { 'idempotency-key': randomUUID() } })).status) < 300, 'upstream routed');
+  await waitFor(
+    async () => (await (await fetch(`${urls[0]}/tickets`, { method: 'POST', headers: { 'idempotency-key': randomUUID() } })).status) < 300,
+    'upstream routed',
+  );
 
   let guess = 0;
   async function keyedPost(): Promise<void> {
@@ -52,7 +68,12 @@ try {
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
       try {
-        const r = await fetch(`${urls[guess]}/tickets`, { method: 'POST', body: JSON.stringify({ title: key }), headers: { 'content-type': 'application/json', 'idempotency-key': key }, signal: AbortSignal.timeout(3000) });
+        const r = await fetch(`${urls[guess]}/tickets`, {
+          method: 'POST',
+          body: JSON.stringify({ title: key }),
+          headers: { 'content-type': 'application/json', 'idempotency-key': key },
+          signal: AbortSignal.timeout(3000),
+        });
         await r.arrayBuffer();
         if (r.status === 200 || r.status === 201) {
           acked.add(key);
@@ -99,7 +120,9 @@ try {
   const sorted = [...takeovers].sort((a, b) => a - b);
   const median = sorted.length % 2 ? sorted[(sorted.length - 1) / 2] : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
   console.log(`\nbooster-failover: ${trials} trials of kill -9 on the active, 8 clients of keyed POST /tickets`);
-  console.log(`takeover ms: median ${median.toFixed(0)}, max ${sorted[sorted.length - 1].toFixed(0)}, min ${sorted[0].toFixed(0)} (goal: median <= 1000, max <= 2000)`);
+  console.log(
+    `takeover ms: median ${median.toFixed(0)}, max ${sorted[sorted.length - 1].toFixed(0)}, min ${sorted[0].toFixed(0)} (goal: median <= 1000, max <= 2000)`,
+  );
   console.log(`requests: ${sent} sent, ${acked.size} acknowledged, ${gaveUp} failed after client retries, ${attemptsFailed} attempts retried by the client`);
   console.log(`tickets: ${rows.length} stored, ${lost} acknowledged but lost, ${dup.length} duplicated keys`);
 } finally {

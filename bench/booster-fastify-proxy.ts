@@ -1,6 +1,7 @@
 // Baseline for bench/booster-throughput: fastify + @fastify/reply-from, the common Node gateway.
-import Fastify from 'fastify';
+
 import replyFrom from '@fastify/reply-from';
+import Fastify from 'fastify';
 
 const app = Fastify({ logger: false });
 await app.register(replyFrom, { base: process.env.UPSTREAM!, undici: { connections: 256, pipelining: 1 } });

@@ -1,5 +1,5 @@
 // Shared helpers of the booster benchmarks: an embedded PostgreSQL, pinned child processes, wrk.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +10,7 @@ import { migrateLatest } from '../common/db/migrate.js';
 import { freePort } from '../common/free-port.js';
 import { signClusterRequest } from '../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH } from '../common/protocol/headers.js';
+
 export { freePort };
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -21,7 +22,12 @@ export async function startPostgres(): Promise<{ url: string; stop(): Promise<vo
   const root = process.getuid?.() === 0;
   if (root) chmodSync(dir, 0o777);
   const pg = new EmbeddedPostgres({
-    databaseDir: join(dir, 'data'), port, user: 'postgres', password: 'bench', persistent: false, createPostgresUser: root,
+    databaseDir: join(dir, 'data'),
+    port,
+    user: 'postgres',
+    password: 'bench',
+    persistent: false,
+    createPostgresUser: root,
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off'],
     onLog: () => {},
   });
@@ -47,7 +53,13 @@ export async function startPostgres(): Promise<{ url: string; stop(): Promise<vo
 }
 
 /** Starts a command pinned to the given CPUs; resolves once `ready` matches its stdout (if given). */
-export async function startPinned(cpus: string, cmd: string, args: string[], env: Record<string, string> = {}, ready?: RegExp): Promise<{ child: ChildProcess; match: RegExpMatchArray | null }> {
+export async function startPinned(
+  cpus: string,
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+  ready?: RegExp,
+): Promise<{ child: ChildProcess; match: RegExpMatchArray | null }> {
   const child = spawn('taskset', ['-c', cpus, cmd, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -115,8 +127,29 @@ export function statusGet(boosterUrl: string): Promise<Response> {
 export function makeBenchCert(dir: string): { certFile: string; keyFile: string; combined: string } {
   const certFile = join(dir, 'bench.crt');
   const keyFile = join(dir, 'bench.key');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-keyout', keyFile, '-out', certFile,
-    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '2',
+      '-keyout',
+      keyFile,
+      '-out',
+      certFile,
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
   const combined = join(dir, 'bench-combined.pem');
   writeFileSync(combined, readFileSync(certFile, 'utf8') + readFileSync(keyFile, 'utf8'));
   return { certFile, keyFile, combined };

@@ -2,12 +2,11 @@
 // started with --cpu-prof and prints the functions with the most self time.
 // Usage: npx tsx bench/booster-profile.ts [--post] [--target booster|undici|fastify]
 // (--target undici|fastify measures the baselines' CPU per request instead, without a profile)
-import { spawn } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, SECRET, freePort, startPinned, startPostgres, stop, tsxArgs, waitFor, statusGet } from './booster-lib.js';
+import { freePort, ROOT, SECRET, startPinned, startPostgres, statusGet, stop, tsxArgs, waitFor } from './booster-lib.js';
 
 const post = process.argv.includes('--post');
 const target = process.argv.includes('--target') ? process.argv[process.argv.indexOf('--target') + 1] : 'booster';
@@ -17,13 +16,28 @@ const pg = await startPostgres();
 const port = await freePort();
 const url = `http://127.0.0.1:${port}`;
 const upPort = await freePort();
-const up = (await startPinned('1', process.execPath, tsxArgs('bench/booster-upstream.ts'), { PORT: String(upPort), BOOSTERS: url, NODE_ID: 'p-up' }, /LISTENING/)).child;
+const up = (
+  await startPinned('1', process.execPath, tsxArgs('bench/booster-upstream.ts'), { PORT: String(upPort), BOOSTERS: url, NODE_ID: 'p-up' }, /LISTENING/)
+).child;
 const baseline = target === 'undici' ? 'bench/booster-undici-proxy.ts' : target === 'fastify' ? 'bench/booster-fastify-proxy.ts' : null;
-const cmd = baseline ? [process.execPath, '--cpu-prof', `--cpu-prof-dir=${dir}`, '--import', 'tsx', baseline] : [process.execPath, '--cpu-prof', `--cpu-prof-dir=${dir}`, 'common/bin/omflow.mjs', 'booster'];
+const cmd = baseline
+  ? [process.execPath, '--cpu-prof', `--cpu-prof-dir=${dir}`, '--import', 'tsx', baseline]
+  : [process.execPath, '--cpu-prof', `--cpu-prof-dir=${dir}`, 'common/bin/omflow.mjs', 'booster'];
 const spawnedAt = Date.now();
 const b = spawn('taskset', ['-c', '1', ...cmd], {
   cwd: ROOT,
-  env: { ...process.env, PORT: String(port), UPSTREAM: `http://127.0.0.1:${upPort}`, OMFLOW_CLUSTER_SECRET: SECRET, OMFLOW_DB_URL: pg.url, OMFLOW_NODE_ID: 'p-b', OMFLOW_BOOSTER_HOST: '127.0.0.1', OMFLOW_BOOSTER_PORT: String(port), OMFLOW_LOG_LEVEL: 'error', OMFLOW_BOOSTER_SLOW_START_MS: '0' },
+  env: {
+    ...process.env,
+    PORT: String(port),
+    UPSTREAM: `http://127.0.0.1:${upPort}`,
+    OMFLOW_CLUSTER_SECRET: SECRET,
+    OMFLOW_DB_URL: pg.url,
+    OMFLOW_NODE_ID: 'p-b',
+    OMFLOW_BOOSTER_HOST: '127.0.0.1',
+    OMFLOW_BOOSTER_PORT: String(port),
+    OMFLOW_LOG_LEVEL: 'error',
+    OMFLOW_BOOSTER_SLOW_START_MS: '0',
+  },
   stdio: 'inherit',
 });
 try {
@@ -32,7 +46,12 @@ try {
   const lua = join(dir, 'post.lua');
   writeFileSync(lua, `wrk.method = "POST"\nwrk.body = string.rep("x", 1024)\n`);
   // CPU time per request is steadier than req/s on a shared machine.
-  const cpu = () => readFileSync(`/proc/${b.pid}/stat`, 'utf8').split(') ')[1].split(' ').slice(11, 13).reduce((s, x) => s + Number(x), 0);
+  const cpu = () =>
+    readFileSync(`/proc/${b.pid}/stat`, 'utf8')
+      .split(') ')[1]
+      .split(' ')
+      .slice(11, 13)
+      .reduce((s, x) => s + Number(x), 0);
   const before = cpu();
   wrkStartMs = Date.now() - spawnedAt;
   const out = execFileSync('taskset', ['-c', '0', 'wrk', '-t1', '-c50', '-d5s', ...(post ? ['-s', lua] : []), `${url}/`], { encoding: 'utf8' });
@@ -46,7 +65,11 @@ try {
   await pg.stop();
 }
 const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'))!;
-const prof = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount: number }[]; samples: number[]; timeDeltas: number[] };
+const prof = JSON.parse(readFileSync(join(dir, file), 'utf8')) as {
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount: number }[];
+  samples: number[];
+  timeDeltas: number[];
+};
 // Only samples taken while wrk ran (start-up and module loading left out).
 const hits = new Map<number, number>();
 let t = 0;

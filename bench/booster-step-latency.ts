@@ -31,7 +31,14 @@ wrapErrors(knex, 'postgres');
 const db = wrapDatabase(knex, 'postgres');
 const config = loadConfig([clusterArea, boosterArea], {
   env: {},
-  overrides: { OMFLOW_CLUSTER_SECRET: SECRET, OMFLOW_NODE_ID: 'lat-b', OMFLOW_BOOSTER_HOST: '127.0.0.1', OMFLOW_BOOSTER_PORT: 0, OMFLOW_LOG_LEVEL: 'error', OMFLOW_BOOSTER_DISPATCH_POLL_MS: poll },
+  overrides: {
+    OMFLOW_CLUSTER_SECRET: SECRET,
+    OMFLOW_NODE_ID: 'lat-b',
+    OMFLOW_BOOSTER_HOST: '127.0.0.1',
+    OMFLOW_BOOSTER_PORT: 0,
+    OMFLOW_LOG_LEVEL: 'error',
+    OMFLOW_BOOSTER_DISPATCH_POLL_MS: poll,
+  },
 });
 const booster = createBooster({ config, db, log: createLogger({ name: 'bench', level: 'error' }) });
 const base = await booster.listen();
@@ -59,21 +66,56 @@ try {
     const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
     let seq = 0;
     const beat = async () => {
-      const body = JSON.stringify({ nodeId: id, url, version: 'b', seq: ++seq, startedAt: 'x', inflight: 0, runningSteps: running, stepCapacity: 32, eventLoopLagMs: 0, dbPool: { used: 0, waiting: 0 }, cpu: 0, rssBytes: 0, draining: false, epochSeen: 0 });
-      await fetch(base + BOOSTER_PATH.heartbeat, { method: 'POST', body, headers: signClusterRequest(SECRET, id, 'POST', BOOSTER_PATH.heartbeat, body) }).then((r) => r.arrayBuffer());
+      const body = JSON.stringify({
+        nodeId: id,
+        url,
+        version: 'b',
+        seq: ++seq,
+        startedAt: 'x',
+        inflight: 0,
+        runningSteps: running,
+        stepCapacity: 32,
+        eventLoopLagMs: 0,
+        dbPool: { used: 0, waiting: 0 },
+        cpu: 0,
+        rssBytes: 0,
+        draining: false,
+        epochSeen: 0,
+      });
+      await fetch(base + BOOSTER_PATH.heartbeat, { method: 'POST', body, headers: signClusterRequest(SECRET, id, 'POST', BOOSTER_PATH.heartbeat, body) }).then(
+        (r) => r.arrayBuffer(),
+      );
     };
     await beat();
     timers.push(setInterval(() => void beat(), 1000));
   }
   const h = getHelpers(knex);
-  const formId = await h.insertReturningId(knex, 'forms', { form_key: 'lat', title: 'T', fields: '[]', published: true, created_at: h.now(), updated_at: h.now() });
-  const ticketId = await h.insertReturningId(knex, 'tickets', { ticket_no: 'LAT-1', form_id: formId, title: 't', state: 'open', data: '{}', created_at: h.now(), updated_at: h.now() });
+  const formId = await h.insertReturningId(knex, 'forms', {
+    form_key: 'lat',
+    title: 'T',
+    fields: '[]',
+    published: true,
+    created_at: h.now(),
+    updated_at: h.now(),
+  });
+  const ticketId = await h.insertReturningId(knex, 'tickets', {
+    ticket_no: 'LAT-1',
+    form_id: formId,
+    title: 't',
+    state: 'open',
+    data: '{}',
+    created_at: h.now(),
+    updated_at: h.now(),
+  });
   await new Promise((r) => setTimeout(r, 500));
   const total = rate * seconds;
   for (let i = 0; i < total; i++) {
     await enqueueStep(knex, { ticketId, stepKey: `s${i}`, stepType: 'compute' });
     if (hint) {
-      void fetch(base + STEPS_READY_PATH, { method: 'POST', headers: signClusterRequest(SECRET, 'lat-app', 'POST', STEPS_READY_PATH, '') }).then((r) => r.arrayBuffer(), () => {});
+      void fetch(base + STEPS_READY_PATH, { method: 'POST', headers: signClusterRequest(SECRET, 'lat-app', 'POST', STEPS_READY_PATH, '') }).then(
+        (r) => r.arrayBuffer(),
+        () => {},
+      );
     }
     await new Promise((r) => setTimeout(r, 1000 / rate));
   }
@@ -82,8 +124,12 @@ try {
   const rows = await knex('steps').select(knex.raw('EXTRACT(EPOCH FROM (started_at - ready_at)) * 1000 AS ms'), 'dispatch_count').whereNotNull('started_at');
   const ms = rows.map((r) => Number(r.ms)).sort((a, b) => a - b);
   const q = (p: number) => ms[Math.min(ms.length - 1, Math.floor((p / 100) * ms.length))];
-  console.log(`\nbooster-step-latency: ${total} steps at ${rate}/s, 2 servers, one booster (dispatch poll ≤ ${config.booster.dispatchPollMs} ms${hint ? ', wake-up hint after each enqueue' : ''})`);
-  console.log(`ready → started ms: p50 ${q(50).toFixed(1)}, p90 ${q(90).toFixed(1)}, p99 ${q(99).toFixed(1)}, max ${ms[ms.length - 1].toFixed(1)} (goal p99 <= 50); started ${ms.length}/${total}`);
+  console.log(
+    `\nbooster-step-latency: ${total} steps at ${rate}/s, 2 servers, one booster (dispatch poll ≤ ${config.booster.dispatchPollMs} ms${hint ? ', wake-up hint after each enqueue' : ''})`,
+  );
+  console.log(
+    `ready → started ms: p50 ${q(50).toFixed(1)}, p90 ${q(90).toFixed(1)}, p99 ${q(99).toFixed(1)}, max ${ms[ms.length - 1].toFixed(1)} (goal p99 <= 50); started ${ms.length}/${total}`,
+  );
 } finally {
   for (const t of timers) clearInterval(t);
   await booster.close();

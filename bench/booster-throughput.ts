@@ -8,7 +8,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, h2load, makeBenchCert, startBoosterProcess, startPinned, startPostgres, stop, tsxArgs, waitFor, statusGet } from './booster-lib.js';
+import { freePort, h2load, makeBenchCert, startBoosterProcess, startPinned, startPostgres, statusGet, stop, tsxArgs, waitFor } from './booster-lib.js';
 
 const args = process.argv.slice(2);
 const duration = Number(args[args.indexOf('--duration') + 1] || 0) || 5;
@@ -52,10 +52,21 @@ try {
   const tlsPort = await freePort();
   const tlsBoosterUrl = `http://127.0.0.1:${tlsPort}`;
   const cert = makeBenchCert(dir);
-  const up = await startPinned('1', process.execPath, tsxArgs('bench/booster-upstream.ts'), { PORT: String(upPort), BOOSTERS: `${boosterUrl},${tlsBoosterUrl}`, NODE_ID: 'bench-up' }, /LISTENING/);
+  const up = await startPinned(
+    '1',
+    process.execPath,
+    tsxArgs('bench/booster-upstream.ts'),
+    { PORT: String(upPort), BOOSTERS: `${boosterUrl},${tlsBoosterUrl}`, NODE_ID: 'bench-up' },
+    /LISTENING/,
+  );
   children.push({ kill: () => stop(up.child) });
 
-  const booster = startBoosterProcess('1', { OMFLOW_DB_URL: pg.url, OMFLOW_NODE_ID: 'bench-booster', OMFLOW_BOOSTER_PORT: String(boosterPort), OMFLOW_BOOSTER_SLOW_START_MS: '0' });
+  const booster = startBoosterProcess('1', {
+    OMFLOW_DB_URL: pg.url,
+    OMFLOW_NODE_ID: 'bench-booster',
+    OMFLOW_BOOSTER_PORT: String(boosterPort),
+    OMFLOW_BOOSTER_SLOW_START_MS: '0',
+  });
   children.push({ kill: () => stop(booster) });
   await waitFor(async () => {
     const r = await statusGet(boosterUrl);
@@ -64,8 +75,13 @@ try {
   }, 'booster active with the upstream up');
 
   const tlsBooster = startBoosterProcess('1', {
-    OMFLOW_DB_URL: pg.url, OMFLOW_NODE_ID: 'bench-booster-tls', OMFLOW_BOOSTER_PORT: String(tlsPort), OMFLOW_BOOSTER_SLOW_START_MS: '0',
-    OMFLOW_BOOSTER_STANDBY_SERVES: 'true', OMFLOW_BOOSTER_TLS_CERT_FILE: cert.certFile, OMFLOW_BOOSTER_TLS_KEY_FILE: cert.keyFile,
+    OMFLOW_DB_URL: pg.url,
+    OMFLOW_NODE_ID: 'bench-booster-tls',
+    OMFLOW_BOOSTER_PORT: String(tlsPort),
+    OMFLOW_BOOSTER_SLOW_START_MS: '0',
+    OMFLOW_BOOSTER_STANDBY_SERVES: 'true',
+    OMFLOW_BOOSTER_TLS_CERT_FILE: cert.certFile,
+    OMFLOW_BOOSTER_TLS_KEY_FILE: cert.keyFile,
   });
   children.push({ kill: () => stop(tlsBooster) });
   await waitFor(async () => {
@@ -93,12 +109,15 @@ try {
   if (spawnSync('which', ['nginx']).status === 0) {
     const port = await freePort();
     const conf = join(dir, 'nginx.conf');
-    writeFileSync(conf, `daemon off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/nginx.err warn;
+    writeFileSync(
+      conf,
+      `daemon off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/nginx.err warn;
 events { worker_connections 4096; }
 http { access_log off; upstream up { server 127.0.0.1:${upPort}; keepalive 256; }
   server { listen 127.0.0.1:${port}; client_body_buffer_size 64k;
     location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_request_buffering off; proxy_buffering off; } } }
-`);
+`,
+    );
     const n = await startPinned('1', 'nginx', ['-c', conf, '-p', dir], {});
     children.push({ kill: () => stop(n.child) });
     await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/`)).ok, 'nginx');
@@ -107,7 +126,9 @@ http { access_log off; upstream up { server 127.0.0.1:${upPort}; keepalive 256; 
   if (spawnSync('which', ['haproxy']).status === 0) {
     const port = await freePort();
     const conf = join(dir, 'haproxy.cfg');
-    writeFileSync(conf, `global
+    writeFileSync(
+      conf,
+      `global
   nbthread 1
   maxconn 4096
 defaults
@@ -122,7 +143,8 @@ frontend fe
   default_backend be
 backend be
   server s1 127.0.0.1:${upPort}
-`);
+`,
+    );
     const h = await startPinned('1', 'haproxy', ['-f', conf, '-db'], {});
     children.push({ kill: () => stop(h.child) });
     await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/`)).ok, 'haproxy');
@@ -130,7 +152,9 @@ backend be
 
     const tport = await freePort();
     const tconf = join(dir, 'haproxy-tls.cfg');
-    writeFileSync(tconf, `global
+    writeFileSync(
+      tconf,
+      `global
   nbthread 1
   maxconn 4096
   ssl-default-bind-options ssl-min-ver TLSv1.2
@@ -146,7 +170,8 @@ frontend fe
   default_backend be
 backend be
   server s1 127.0.0.1:${upPort}
-`);
+`,
+    );
     const ht = await startPinned('1', 'haproxy', ['-f', tconf, '-db'], {});
     children.push({ kill: () => stop(ht.child) });
     await waitFor(async () => spawnSync('curl', ['-skf', '-o', '/dev/null', `https://127.0.0.1:${tport}/`]).status === 0, 'haproxy tls');
@@ -187,22 +212,31 @@ console.log('kind      target               req/s    x direct   p50 ms   p99 ms 
 for (const kind of ['GET', 'POST 1KB']) {
   const direct = results.find((r) => r.kind === kind && r.name === 'direct')!;
   for (const r of results.filter((x) => x.kind === kind)) {
-    console.log(`${kind.padEnd(9)} ${r.name.padEnd(19)} ${r.rps.toFixed(0).padStart(7)}   ${(r.rps / direct.rps).toFixed(2).padStart(6)}   ${r.p50.toFixed(2).padStart(6)}   ${r.p99.toFixed(2).padStart(6)}   ${r.errors}`);
+    console.log(
+      `${kind.padEnd(9)} ${r.name.padEnd(19)} ${r.rps.toFixed(0).padStart(7)}   ${(r.rps / direct.rps).toFixed(2).padStart(6)}   ${r.p50.toFixed(2).padStart(6)}   ${r.p99.toFixed(2).padStart(6)}   ${r.errors}`,
+    );
   }
   const get = (n: string) => results.find((r) => r.kind === kind && r.name === n);
   const b = get('booster')!;
   const fr = get('fastify-reply-from');
   const ha = get('haproxy');
-  console.log(`  booster / fastify-reply-from = ${fr ? (b.rps / fr.rps).toFixed(2) : 'n/a'} (goal >= 1.5); booster / haproxy = ${ha ? (b.rps / ha.rps).toFixed(2) : 'n/a'} (goal >= 0.5); p99 booster / haproxy = ${ha ? (b.p99 / ha.p99).toFixed(2) : 'n/a'} (goal <= 2)`);
+  console.log(
+    `  booster / fastify-reply-from = ${fr ? (b.rps / fr.rps).toFixed(2) : 'n/a'} (goal >= 1.5); booster / haproxy = ${ha ? (b.rps / ha.rps).toFixed(2) : 'n/a'} (goal >= 0.5); p99 booster / haproxy = ${ha ? (b.p99 / ha.p99).toFixed(2) : 'n/a'} (goal <= 2)`,
+  );
   const bt = get('booster-tls');
   const ht = get('haproxy-tls');
-  console.log(`  HTTPS keep-alive: booster-tls / haproxy-tls = ${bt && ht ? (bt.rps / ht.rps).toFixed(2) : 'n/a'}; p99 = ${bt && ht ? (bt.p99 / ht.p99).toFixed(2) : 'n/a'}; booster-tls / booster (TLS cost) = ${bt ? (bt.rps / b.rps).toFixed(2) : 'n/a'}\n`);
+  console.log(
+    `  HTTPS keep-alive: booster-tls / haproxy-tls = ${bt && ht ? (bt.rps / ht.rps).toFixed(2) : 'n/a'}; p99 = ${bt && ht ? (bt.p99 / ht.p99).toFixed(2) : 'n/a'}; booster-tls / booster (TLS cost) = ${bt ? (bt.rps / b.rps).toFixed(2) : 'n/a'}\n`,
+  );
 }
 if (h2results.length) {
   const clients = Math.max(1, Math.round(connections / 10));
   console.log(`h2 (h2load -c${clients} -m10 -D${duration} on CPU 0)`);
-  for (const r of h2results) console.log(`h2        ${r.name.padEnd(19)} ${r.rps.toFixed(0).padStart(7)}   mean ${r.meanMs.toFixed(2)} ms   errors ${r.errors}`);
+  for (const r of h2results)
+    console.log(`h2        ${r.name.padEnd(19)} ${r.rps.toFixed(0).padStart(7)}   mean ${r.meanMs.toFixed(2)} ms   errors ${r.errors}`);
   const bh = h2results.find((r) => r.name === 'booster-tls');
   const hh = h2results.find((r) => r.name === 'haproxy-tls');
-  console.log(`  h2: booster / haproxy = ${bh && hh ? (bh.rps / hh.rps).toFixed(2) : 'n/a'}; mean latency booster / haproxy = ${bh && hh ? (bh.meanMs / hh.meanMs).toFixed(2) : 'n/a'}`);
+  console.log(
+    `  h2: booster / haproxy = ${bh && hh ? (bh.rps / hh.rps).toFixed(2) : 'n/a'}; mean latency booster / haproxy = ${bh && hh ? (bh.meanMs / hh.meanMs).toFixed(2) : 'n/a'}`,
+  );
 }

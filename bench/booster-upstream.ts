@@ -16,15 +16,17 @@ const OK = Buffer.from('{"ok":true}');
 
 async function keyedWrite(key: string): Promise<number> {
   // The key and the ticket commit in one transaction: a replay returns the stored answer.
-  return knex!.transaction(async (trx) => {
-    const existing = await trx('bench_tickets').where('idem_key', key).first();
-    if (existing) return 200;
-    await trx('bench_tickets').insert({ idem_key: key, created_by: id });
-    return 201;
-  }).catch(async (err: { code?: string }) => {
-    if (err.code === '23505') return 200;
-    throw err;
-  });
+  return knex!
+    .transaction(async (trx) => {
+      const existing = await trx('bench_tickets').where('idem_key', key).first();
+      if (existing) return 200;
+      await trx('bench_tickets').insert({ idem_key: key, created_by: id });
+      return 201;
+    })
+    .catch(async (err: { code?: string }) => {
+      if (err.code === '23505') return 200;
+      throw err;
+    });
 }
 
 const server = createServer((req, res) => {
@@ -63,14 +65,31 @@ server.listen(port, '127.0.0.1', () => {
   const startedAt = new Date().toISOString();
   const beat = async () => {
     const body = JSON.stringify({
-      nodeId: id, url, version: 'bench', seq: ++seq, startedAt, inflight, runningSteps: 0, stepCapacity: 0, eventLoopLagMs: 0,
-      dbPool: { used: 0, waiting: 0 }, cpu: 0, rssBytes: process.memoryUsage.rss(), draining: false, epochSeen: 0,
+      nodeId: id,
+      url,
+      version: 'bench',
+      seq: ++seq,
+      startedAt,
+      inflight,
+      runningSteps: 0,
+      stepCapacity: 0,
+      eventLoopLagMs: 0,
+      dbPool: { used: 0, waiting: 0 },
+      cpu: 0,
+      rssBytes: process.memoryUsage.rss(),
+      draining: false,
+      epochSeen: 0,
     });
     for (const b of boosters) {
       await fetch(b + BOOSTER_PATH.heartbeat, {
-        method: 'POST', body, headers: { 'content-type': 'application/json', ...signClusterRequest(secret, id, 'POST', BOOSTER_PATH.heartbeat, body) },
+        method: 'POST',
+        body,
+        headers: { 'content-type': 'application/json', ...signClusterRequest(secret, id, 'POST', BOOSTER_PATH.heartbeat, body) },
         signal: AbortSignal.timeout(500),
-      }).then((r) => r.arrayBuffer(), () => {});
+      }).then(
+        (r) => r.arrayBuffer(),
+        () => {},
+      );
     }
   };
   if (boosters.length) setInterval(() => void beat(), 500);

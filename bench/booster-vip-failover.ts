@@ -9,7 +9,7 @@ import { createDatabase } from '../common/db/create-database.js';
 import { seed } from '../server/seed.js';
 import { dbConfig } from '../test/helpers/db.js';
 import { netnsUnavailable } from '../test/helpers/netns.js';
-import { LOGIN, longestPause, median, startVipCluster, VIP, waitUntil, type VipCluster } from '../test/helpers/vip-cluster.js';
+import { LOGIN, longestPause, median, startVipCluster, VIP, type VipCluster, waitUntil } from '../test/helpers/vip-cluster.js';
 import { SECRET, startPostgres } from './booster-lib.js';
 
 const args = process.argv.slice(2);
@@ -37,11 +37,15 @@ try {
   const takeovers: number[] = [];
   const failedPerTrial: number[] = [];
   for (let t = 0; t < trials; t++) {
-    const dead = await waitUntil(async () => {
-      const i = await holder();
-      const recent = client.outcome.acks.filter((a) => a.at > Date.now() - 1000).length;
-      return i >= 0 && recent >= 5 ? i + 1 : 0;
-    }, 'an active with the VIP and tickets flowing', 60_000).then((n) => n - 1);
+    const dead = await waitUntil(
+      async () => {
+        const i = await holder();
+        const recent = client.outcome.acks.filter((a) => a.at > Date.now() - 1000).length;
+        return i >= 0 && recent >= 5 ? i + 1 : 0;
+      },
+      'an active with the VIP and tickets flowing',
+      60_000,
+    ).then((n) => n - 1);
     const other = 1 - dead;
     const failedBefore = client.outcome.failed;
     const killedAt = Date.now();
@@ -53,25 +57,47 @@ try {
     gaps.push(gap ?? NaN);
     failedPerTrial.push(client.outcome.failed - failedBefore);
     c.startBooster(dead);
-    await waitUntil(() => /booster listening/.test(c.boosters[dead]!.output()) && !c.lab.addresses(names[dead]!).includes(vipCidr), 'restarted booster standby without the VIP', 60_000, 50);
+    await waitUntil(
+      () => /booster listening/.test(c.boosters[dead]!.output()) && !c.lab.addresses(names[dead]!).includes(vipCidr),
+      'restarted booster standby without the VIP',
+      60_000,
+      50,
+    );
     const whys = new Map<string, number>();
     for (const f of client.outcome.failures) if (f.at >= killedAt - 1000) whys.set(f.why.slice(0, 40), (whys.get(f.why.slice(0, 40)) ?? 0) + 1);
-    const flaps = /stepping down to standby/.test(c.boosters[other]!.output()) ? ' (this booster has stepped down at least once since it started: a renewal stalled)' : '';
-    process.stderr.write(`trial ${t + 1}/${trials}: killed ${names[dead]}, takeover with VIP ${takeovers[t]} ms, client-visible gap ${gap} ms, ${failedPerTrial[t]} failed after one retry [${[...whys].map(([w, n]) => `${w} x${n}`).join(', ')}]${flaps}\n`);
+    const flaps = /stepping down to standby/.test(c.boosters[other]!.output())
+      ? ' (this booster has stepped down at least once since it started: a renewal stalled)'
+      : '';
+    process.stderr.write(
+      `trial ${t + 1}/${trials}: killed ${names[dead]}, takeover with VIP ${takeovers[t]} ms, client-visible gap ${gap} ms, ${failedPerTrial[t]} failed after one retry [${[...whys].map(([w, n]) => `${w} x${n}`).join(', ')}]${flaps}\n`,
+    );
     client.outcome.failures.length = 0;
     await new Promise((r) => setTimeout(r, 500));
   }
   await client.stop();
   const acked = client.outcome.acks.map((a) => a.key);
   const stored = new Set<string>();
-  for (let i = 0; i < acked.length; i += 1000) for (const r of await db.knex('tickets').whereIn('title', acked.slice(i, i + 1000)).select('title')) stored.add(r.title as string);
+  for (let i = 0; i < acked.length; i += 1000)
+    for (const r of await db
+      .knex('tickets')
+      .whereIn('title', acked.slice(i, i + 1000))
+      .select('title'))
+      stored.add(r.title as string);
   const lost = acked.filter((k) => !stored.has(k)).length;
   const dup = await db.knex('tickets').select('title').count({ n: '*' }).groupBy('title').havingRaw('count(*) > 1');
   const max = (xs: number[]) => Math.max(...xs);
-  console.log(`\nbooster-vip-failover: ${trials} trials of kill -9 on the active, a client of 4 workers raising tickets through ${VIP}:5169 from its own namespace`);
-  console.log(`client-visible gap ms: median ${median(gaps).toFixed(0)}, max ${max(gaps).toFixed(0)}, min ${Math.min(...gaps).toFixed(0)} (goal: median <= 1500, max <= 3000)`);
-  console.log(`takeover with the VIP on the new active (lease + ip addr, seen from the test): median ${median(takeovers).toFixed(0)} ms, max ${max(takeovers)} ms`);
-  console.log(`tickets: ${acked.length} acknowledged, ${client.outcome.failed} failed after one client retry (${failedPerTrial.join(' ')} per trial), ${client.outcome.retried} retried`);
+  console.log(
+    `\nbooster-vip-failover: ${trials} trials of kill -9 on the active, a client of 4 workers raising tickets through ${VIP}:5169 from its own namespace`,
+  );
+  console.log(
+    `client-visible gap ms: median ${median(gaps).toFixed(0)}, max ${max(gaps).toFixed(0)}, min ${Math.min(...gaps).toFixed(0)} (goal: median <= 1500, max <= 3000)`,
+  );
+  console.log(
+    `takeover with the VIP on the new active (lease + ip addr, seen from the test): median ${median(takeovers).toFixed(0)} ms, max ${max(takeovers)} ms`,
+  );
+  console.log(
+    `tickets: ${acked.length} acknowledged, ${client.outcome.failed} failed after one client retry (${failedPerTrial.join(' ')} per trial), ${client.outcome.retried} retried`,
+  );
   console.log(`acknowledged but lost: ${lost} (goal 0), duplicated titles: ${dup.length}`);
 } finally {
   await cluster?.destroy();

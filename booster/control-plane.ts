@@ -4,7 +4,7 @@ import type { Logger } from '../common/log.js';
 import { audiencesFor } from '../common/protocol/cluster-auth.js';
 import { createClusterClient } from '../common/protocol/cluster-client.js';
 import { AGENT_PATH, BOOSTER_PATH, HEADER } from '../common/protocol/headers.js';
-import { parseAgentReport, parseHeartbeat, parsePatchNotice, type Heartbeat, type HeartbeatReply } from '../common/protocol/messages.js';
+import { type Heartbeat, type HeartbeatReply, parseAgentReport, parseHeartbeat, parsePatchNotice } from '../common/protocol/messages.js';
 import { createSignedEndpoint, sendJson as json, sendWireError } from '../common/protocol/signed-endpoint.js';
 import { WIRE_ERROR } from '../common/protocol/wire-errors.js';
 import { BoosterErrors } from './errors.js';

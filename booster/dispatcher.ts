@@ -3,7 +3,7 @@ import type { Logger } from '../common/log.js';
 import { signClusterRequest } from '../common/protocol/cluster-auth.js';
 import { SERVER_PATH } from '../common/protocol/headers.js';
 import type { StepDispatch } from '../common/protocol/messages.js';
-import { STEP_STATE, findDispatchableSteps, leaseStep, releaseStep } from '../common/protocol/steps.js';
+import { findDispatchableSteps, leaseStep, releaseStep, STEP_STATE } from '../common/protocol/steps.js';
 import type { QueryOutcomeSink } from './db-reachability.js';
 import type { BoosterMetrics } from './metrics.js';
 import type { ServerTable, ServerView } from './server-table.js';
@@ -124,7 +124,11 @@ export class StepDispatcher {
       if (!e) break;
       const epoch = this.d.epoch();
       const won = await leaseStep(this.d.knex, {
-        stepId: row.id, serverId: e.id, epoch, leaseMs: this.d.opts.stepLeaseMs, leader: { holder: this.d.nodeId },
+        stepId: row.id,
+        serverId: e.id,
+        epoch,
+        leaseMs: this.d.opts.stepLeaseMs,
+        leader: { holder: this.d.nodeId },
       });
       if (!won) continue;
       dispatched++;
@@ -148,7 +152,9 @@ export class StepDispatcher {
     let code = '';
     try {
       const r = await this.d.pools.get(e).pool.request({
-        method: 'POST', path, body,
+        method: 'POST',
+        path,
+        body,
         headers: { 'content-type': 'application/json', ...signClusterRequest(this.d.secret, this.d.nodeId, 'POST', path, body) },
         signal: AbortSignal.timeout(2000),
       });
@@ -165,8 +171,8 @@ export class StepDispatcher {
       this.d.onStaleEpoch();
     }
     // Give the step back at once: a server that did not accept it cannot commit it (epoch and holder change on re-lease).
-    await releaseStep(this.d.knex, { stepId: msg.stepId, serverId: e.id, epoch: msg.epoch, error: `dispatch refused (${status || 'network'} ${code})` }).catch((err) =>
-      this.d.log.warn({ err, stepId: msg.stepId }, 'could not release step; its lease will lapse'),
+    await releaseStep(this.d.knex, { stepId: msg.stepId, serverId: e.id, epoch: msg.epoch, error: `dispatch refused (${status || 'network'} ${code})` }).catch(
+      (err) => this.d.log.warn({ err, stepId: msg.stepId }, 'could not release step; its lease will lapse'),
     );
   }
 }

@@ -45,7 +45,7 @@ export const BoosterErrors = defineErrors({
   BOOSTER_ERR_UNKNOWN_SERVER: {
     status: 404,
     message: 'No server with this id is registered',
-    hint: 'Use the id shown by `omflow status` (the server\'s OMFLOW_NODE_ID).',
+    hint: "Use the id shown by `omflow status` (the server's OMFLOW_NODE_ID).",
   },
   BOOSTER_ERR_TLS_CERTIFICATE: {
     status: 500,

@@ -1,6 +1,6 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import { createServer, Server, type IncomingMessage, type ServerOptions, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, Server, type ServerOptions, type ServerResponse } from 'node:http';
 import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
@@ -37,8 +37,12 @@ type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
 /** Mozilla "intermediate": forward-secret AEAD suites only for TLS 1.2; TLS 1.3 suites are all modern. */
 const CIPHERS = [
-  'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384',
-  'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
 const TLS_BASE: SecureContextOptions = { minVersion: 'TLSv1.2', ciphers: CIPHERS, honorCipherOrder: false };
 
@@ -55,7 +59,11 @@ export interface LoadedCertificate {
  */
 export function loadCertificate(files: FrontDoorTls, now = Date.now()): LoadedCertificate {
   const fail = (reason: string, cause?: unknown) =>
-    BoosterErrors.BOOSTER_ERR_TLS_CERTIFICATE(`${BoosterErrors.BOOSTER_ERR_TLS_CERTIFICATE.spec.message}: ${reason}`, { certFile: files.certFile, keyFile: files.keyFile, reason }, { cause });
+    BoosterErrors.BOOSTER_ERR_TLS_CERTIFICATE(
+      `${BoosterErrors.BOOSTER_ERR_TLS_CERTIFICATE.spec.message}: ${reason}`,
+      { certFile: files.certFile, keyFile: files.keyFile, reason },
+      { cause },
+    );
   let cert: Buffer;
   let key: Buffer;
   try {
@@ -122,9 +130,16 @@ export function createFrontDoor(opts: FrontDoorOptions, onRequest: Handler): Ser
     if ((req.url ?? '/').startsWith(BOOSTER_PATH.prefix)) return onRequest(req, res);
     redirectToHttps(req, res, tlsPort);
   });
-  const secure = createSecureServer({ ...current.options, allowHTTP1: true }, onRequest as unknown as (req: Http2ServerRequest, res: Http2ServerResponse) => void);
+  const secure = createSecureServer(
+    { ...current.options, allowHTTP1: true },
+    onRequest as unknown as (req: Http2ServerRequest, res: Http2ServerResponse) => void,
+  );
   // HTTP/1.1 over TLS is served by node:http's machinery inside the secure server; same timeouts.
-  Object.assign(secure, { keepAliveTimeout: opts.server.keepAliveTimeout, requestTimeout: opts.server.requestTimeout, headersTimeout: opts.server.headersTimeout });
+  Object.assign(secure, {
+    keepAliveTimeout: opts.server.keepAliveTimeout,
+    requestTimeout: opts.server.requestTimeout,
+    headersTimeout: opts.server.headersTimeout,
+  });
   const sessions = new Set<Http2Session>();
   secure.on('session', (s: Http2Session) => {
     sessions.add(s);
@@ -185,7 +200,10 @@ export function createFrontDoor(opts: FrontDoorOptions, onRequest: Handler): Ser
     try {
       next = loadCertificate(tls);
     } catch (err) {
-      log.error({ err, why, certFile: tls.certFile, keyFile: tls.keyFile, serving: current.fingerprint256 }, 'new TLS certificate refused; the previous one keeps serving');
+      log.error(
+        { err, why, certFile: tls.certFile, keyFile: tls.keyFile, serving: current.fingerprint256 },
+        'new TLS certificate refused; the previous one keeps serving',
+      );
       return false;
     }
     if (next.fingerprint256 === current.fingerprint256 && next.options.key!.toString() === current.options.key!.toString()) return true;

@@ -14,7 +14,13 @@ export class HealthChecker {
   constructor(
     private readonly table: ServerTable,
     private readonly pools: UpstreamPools,
-    private readonly opts: { healthIntervalMs: number; healthFastIntervalMs: number; healthTimeoutMs: number; readyIntervalMs: number; heartbeatTimeoutMs: number },
+    private readonly opts: {
+      healthIntervalMs: number;
+      healthFastIntervalMs: number;
+      healthTimeoutMs: number;
+      readyIntervalMs: number;
+      heartbeatTimeoutMs: number;
+    },
     private readonly clock: () => number,
     private readonly log: Logger,
   ) {}

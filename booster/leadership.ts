@@ -89,7 +89,11 @@ export interface LeadershipState {
   readonly lapsedSince: number | null;
 }
 
-export type ReacquireDecision = { kind: 'regained'; epoch: number } | { kind: 'adopt'; epoch: number } | { kind: 'step-down'; reason: StepDownReason } | { kind: 'retry' };
+export type ReacquireDecision =
+  | { kind: 'regained'; epoch: number }
+  | { kind: 'adopt'; epoch: number }
+  | { kind: 'step-down'; reason: StepDownReason }
+  | { kind: 'retry' };
 
 /**
  * The decision rule, in one place (the safety argument is docs/adr/0008-ride-through-database-outages.md).
@@ -236,7 +240,12 @@ export class Leadership {
 
   get state(): LeadershipState {
     return {
-      role: this.#role, epoch: this.#epoch, lastRenewOk: this.#lastRenewOk, hasPeer: !!this.d.probePeer, peer: this.#peer.state, lapsedSince: this.#lapsedSince,
+      role: this.#role,
+      epoch: this.#epoch,
+      lastRenewOk: this.#lastRenewOk,
+      hasPeer: !!this.d.probePeer,
+      peer: this.#peer.state,
+      lapsedSince: this.#lapsedSince,
     };
   }
 
@@ -366,7 +375,10 @@ export class Leadership {
     this.d.db?.check();
     if (this.#role !== 'active' || this.#riding || this.holdsLease()) return;
     this.#riding = true;
-    this.d.log.warn({ epoch: this.#epoch, sinceRenewMs: Math.round(this.d.clock() - this.#lastRenewOk) }, 'leader lease not confirmed; riding through: proxying on, dispatch and drains paused');
+    this.d.log.warn(
+      { epoch: this.#epoch, sinceRenewMs: Math.round(this.d.clock() - this.#lastRenewOk) },
+      'leader lease not confirmed; riding through: proxying on, dispatch and drains paused',
+    );
     void this.#emit({ kind: 'lease-unsure', epoch: this.#epoch });
   }
 

@@ -1,4 +1,4 @@
-import { Counter, Gauge, type Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, type Histogram, Registry } from 'prom-client';
 
 /** Prometheus metrics of one booster (own registry: several boosters may share a process in tests). */
 export function createMetrics(opts: { defaults?: boolean } = {}) {
@@ -13,8 +13,10 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     return s;
   };
   const requests = new Counter({
-    name: 'omflow_booster_requests_total', help: 'Proxied requests by server and status class',
-    labelNames: ['server', 'class'] as const, registers: [registry],
+    name: 'omflow_booster_requests_total',
+    help: 'Proxied requests by server and status class',
+    labelNames: ['server', 'class'] as const,
+    registers: [registry],
     collect() {
       for (const [server, s] of stats) {
         for (let i = 0; i < CLASSES.length; i++) {
@@ -26,19 +28,54 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
   });
   const latency = new PlainHistogram('omflow_booster_request_duration_seconds', 'Time to response headers per server', stats);
   registry.registerMetric(latency as unknown as Histogram);
-  const inflight = new Gauge({ name: 'omflow_booster_inflight', help: 'Requests in flight per server', labelNames: ['server'] as const, registers: [registry] });
-  const retries = new Counter({ name: 'omflow_booster_retries_total', help: 'Requests retried on another server', labelNames: ['reason'] as const, registers: [registry] });
+  const inflight = new Gauge({
+    name: 'omflow_booster_inflight',
+    help: 'Requests in flight per server',
+    labelNames: ['server'] as const,
+    registers: [registry],
+  });
+  const retries = new Counter({
+    name: 'omflow_booster_retries_total',
+    help: 'Requests retried on another server',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
   const ejections = new Counter({ name: 'omflow_booster_ejections_total', help: 'Passive ejections', labelNames: ['server'] as const, registers: [registry] });
   const takeovers = new Counter({ name: 'omflow_booster_takeovers_total', help: 'Leader lease acquisitions by this booster', registers: [registry] });
   const epoch = new Gauge({ name: 'omflow_booster_epoch', help: 'Epoch of the leader lease held (0: standby)', registers: [registry] });
   const active = new Gauge({ name: 'omflow_booster_active', help: '1 while this booster is the active', registers: [registry] });
   const stepsDispatched = new Counter({ name: 'omflow_booster_steps_dispatched_total', help: 'Steps handed to a server', registers: [registry] });
-  const stepsReassigned = new Counter({ name: 'omflow_booster_steps_reassigned_total', help: 'Steps handed out again after their lease lapsed', registers: [registry] });
-  const leaseHeld = new Gauge({ name: 'omflow_booster_lease_held', help: '1 while this booster is active with a confirmed lease (0: standby, or riding through a database outage)', registers: [registry] });
+  const stepsReassigned = new Counter({
+    name: 'omflow_booster_steps_reassigned_total',
+    help: 'Steps handed out again after their lease lapsed',
+    registers: [registry],
+  });
+  const leaseHeld = new Gauge({
+    name: 'omflow_booster_lease_held',
+    help: '1 while this booster is active with a confirmed lease (0: standby, or riding through a database outage)',
+    registers: [registry],
+  });
   const dbReachable = new Gauge({ name: 'omflow_booster_db_reachable', help: '1 while the database answers this booster', registers: [registry] });
   const dbOutages = new Counter({ name: 'omflow_booster_db_outages_total', help: 'Times the database stopped answering this booster', registers: [registry] });
   const queued = new Gauge({ name: 'omflow_booster_queue_length', help: 'Requests waiting for a server slot', registers: [registry] });
-  return { registry, requests, latency, statsOf, inflight, retries, ejections, takeovers, epoch, active, stepsDispatched, stepsReassigned, queued, leaseHeld, dbReachable, dbOutages };
+  return {
+    registry,
+    requests,
+    latency,
+    statsOf,
+    inflight,
+    retries,
+    ejections,
+    takeovers,
+    epoch,
+    active,
+    stepsDispatched,
+    stepsReassigned,
+    queued,
+    leaseHeld,
+    dbReachable,
+    dbOutages,
+  };
 }
 
 export type BoosterMetrics = ReturnType<typeof createMetrics>;

@@ -34,7 +34,19 @@ export interface ReverseProxyDeps {
   opts: ReverseProxyOptions;
 }
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authorization', 'proxy-authenticate', 'expect', 'http2-settings']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'expect',
+  'http2-settings',
+]);
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
 const RETRY_STATUS = new Set([502, 503, 504]);
@@ -95,8 +107,14 @@ export class ReverseProxy {
 
   constructor(d: ReverseProxyDeps) {
     this.#s = {
-      table: d.table, admission: d.admission, pools: d.pools, metrics: d.metrics, log: d.log, epoch: d.epoch,
-      maxAttempts: d.opts.maxAttempts, counter: new RequestCounter(),
+      table: d.table,
+      admission: d.admission,
+      pools: d.pools,
+      metrics: d.metrics,
+      log: d.log,
+      epoch: d.epoch,
+      maxAttempts: d.opts.maxAttempts,
+      counter: new RequestCounter(),
     };
     this.#replayableBodyBytes = d.opts.replayableBodyBytes;
     this.#connectTimeoutMs = d.opts.connectTimeoutMs;
@@ -120,7 +138,11 @@ export class ReverseProxy {
     const te = req.headers['transfer-encoding'];
     let mode: 'none' | 'buffer' | 'stream' = 'none';
     // h2: a body may come without content-length; END_STREAM on the headers says there is none.
-    if (te !== undefined || (cl === undefined && req.httpVersionMajor === 2 && !(req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders)) mode = 'stream';
+    if (
+      te !== undefined ||
+      (cl === undefined && req.httpVersionMajor === 2 && !(req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders)
+    )
+      mode = 'stream';
     else if (cl !== undefined && cl !== '0') mode = Number(cl) <= this.#replayableBodyBytes ? 'buffer' : 'stream';
     const x = new Exchange(this.#s, req, res, method, mode);
     (res as TaggedResponse)[EXCHANGE] = x;
@@ -228,10 +250,14 @@ export function buildUpstreamHeaders(req: IncomingMessage, requestId: { value: s
   const remote = req.socket.remoteAddress ?? '';
   if (!requestId.value) requestId.value = nextRequestId();
   out.push(
-    'x-forwarded-for', xff ? `${xff}, ${remote}` : remote,
-    'x-forwarded-proto', (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
-    'x-request-id', requestId.value,
-    HEADER.epoch, String(epoch),
+    'x-forwarded-for',
+    xff ? `${xff}, ${remote}` : remote,
+    'x-forwarded-proto',
+    (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
+    'x-request-id',
+    requestId.value,
+    HEADER.epoch,
+    String(epoch),
   );
   if (host) out.push('x-forwarded-host', host);
   if (host && req.httpVersionMajor === 2 && req.headers.host === undefined) out.push('host', host);
@@ -299,7 +325,10 @@ class Exchange {
       }
       s.table.startRequest(e);
       const body = this.mode === 'stream' ? this.req : this.body;
-      pool.dispatch({ method: this.method as Dispatcher.HttpMethod, path: this.req.url ?? '/', headers: this.headers, body }, new Attempt(this, e) as unknown as Dispatcher.DispatchHandler);
+      pool.dispatch(
+        { method: this.method as Dispatcher.HttpMethod, path: this.req.url ?? '/', headers: this.headers, body },
+        new Attempt(this, e) as unknown as Dispatcher.DispatchHandler,
+      );
       return;
     }
   }

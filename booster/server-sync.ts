@@ -40,7 +40,15 @@ export class ServerSync {
     const rows = await this.store.loadServers();
     for (const r of rows) {
       const known = this.table.servers.get(r.id);
-      this.table.upsert({ id: r.id, url: known?.heartbeat ? known.url : r.url, agentUrl: r.agentUrl, version: known?.heartbeat ? undefined : r.version, draining: r.draining, weight: r.weight, agentState: r.agentState });
+      this.table.upsert({
+        id: r.id,
+        url: known?.heartbeat ? known.url : r.url,
+        agentUrl: r.agentUrl,
+        version: known?.heartbeat ? undefined : r.version,
+        draining: r.draining,
+        weight: r.weight,
+        agentState: r.agentState,
+      });
     }
     this.table.evaluate();
   }

@@ -1,4 +1,4 @@
-import type { Heartbeat, AgentState } from '../common/protocol/messages.js';
+import type { AgentState, Heartbeat } from '../common/protocol/messages.js';
 
 /**
  * The booster's view of the app servers: what heartbeats, health checks, passive failures
@@ -52,7 +52,15 @@ export interface ServerEntry {
   licensed: boolean;
 }
 
-export type UpsertFields = { id: string; url: string; agentUrl?: string | null; version?: string | null; draining?: boolean; weight?: number; agentState?: AgentState | null };
+export type UpsertFields = {
+  id: string;
+  url: string;
+  agentUrl?: string | null;
+  version?: string | null;
+  draining?: boolean;
+  weight?: number;
+  agentState?: AgentState | null;
+};
 
 /** An entry as the rest of the booster sees it: read-only, changed only through the table. */
 export type ServerView = Readonly<ServerEntry>;
@@ -88,10 +96,27 @@ export class ServerTable {
     let e = this.#servers.get(fields.id);
     if (!e) {
       e = {
-        id: fields.id, url: fields.url, agentUrl: fields.agentUrl ?? null, version: fields.version ?? null,
-        agentState: fields.agentState ?? null, weight: fields.weight ?? 100, drainingDb: fields.draining ?? false,
-        heartbeat: null, heartbeatAt: 0, healthy: null, okStreak: 0, failStreak: 0, ready: true, errorStreak: 0,
-        ejectedUntil: 0, ejections: 0, upSince: 0, inflight: 0, outstandingSteps: 0, lastState: 'down', licensed: true,
+        id: fields.id,
+        url: fields.url,
+        agentUrl: fields.agentUrl ?? null,
+        version: fields.version ?? null,
+        agentState: fields.agentState ?? null,
+        weight: fields.weight ?? 100,
+        drainingDb: fields.draining ?? false,
+        heartbeat: null,
+        heartbeatAt: 0,
+        healthy: null,
+        okStreak: 0,
+        failStreak: 0,
+        ready: true,
+        errorStreak: 0,
+        ejectedUntil: 0,
+        ejections: 0,
+        upSince: 0,
+        inflight: 0,
+        outstandingSteps: 0,
+        lastState: 'down',
+        licensed: true,
       };
       this.#servers.set(e.id, e);
       this.#list = [...this.#servers.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));

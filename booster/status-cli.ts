@@ -60,16 +60,47 @@ export async function getControl(base: string, path: string, creds: ControlCrede
 }
 
 type Status = {
-  role: string; epoch: number; nodeId: string; url: string; peer: string | null; activeUrl: string | null; uptimeMs: number;
-  servers: { id: string; url: string; state: string; inflight: number; load: number; version: string | null; agentState: string | null; draining: boolean; routed: boolean; reason: string | null; lastHeartbeatMsAgo: number | null }[];
+  role: string;
+  epoch: number;
+  nodeId: string;
+  url: string;
+  peer: string | null;
+  activeUrl: string | null;
+  uptimeMs: number;
+  servers: {
+    id: string;
+    url: string;
+    state: string;
+    inflight: number;
+    load: number;
+    version: string | null;
+    agentState: string | null;
+    draining: boolean;
+    routed: boolean;
+    reason: string | null;
+    lastHeartbeatMsAgo: number | null;
+  }[];
   license: { state: string; daysLeft: number | null; customer?: string; servers: { licensed: number | null; used: number }; warnings: string[] };
   boosters: { id: string; url: string; role: string; epoch: number; pid: number | null; lastSeenAt: string }[];
-  rollout?: { id: number; version: string; state: string; haltedReason: string | null; nodes: { serverId: string; state: string; toVersion: string; error: string | null }[] } | null;
+  rollout?: {
+    id: number;
+    version: string;
+    state: string;
+    haltedReason: string | null;
+    nodes: { serverId: string; state: string; toVersion: string; error: string | null }[];
+  } | null;
 };
 
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => (c ?? '').padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => (c ?? '').padEnd(widths[i]))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 export async function run(argv: string[], ctx: CliContext): Promise<number> {
@@ -104,25 +135,44 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
   const out: string[] = [];
   out.push(`Booster ${st.nodeId} (${st.url}) is ${st.role.toUpperCase()}, epoch ${st.epoch}; active: ${st.activeUrl ?? 'none'}; peer: ${st.peer ?? 'none'}`);
   out.push('', 'BOOSTERS');
-  out.push(table([['ID', 'URL', 'ROLE', 'EPOCH', 'PID', 'LAST SEEN'], ...st.boosters.map((b) => [b.id, b.url, b.role, String(b.epoch), String(b.pid ?? ''), b.lastSeenAt])]));
+  out.push(
+    table([
+      ['ID', 'URL', 'ROLE', 'EPOCH', 'PID', 'LAST SEEN'],
+      ...st.boosters.map((b) => [b.id, b.url, b.role, String(b.epoch), String(b.pid ?? ''), b.lastSeenAt]),
+    ]),
+  );
   out.push('', 'SERVERS');
   out.push(
     table([
       ['ID', 'URL', 'STATE', 'AGENT', 'VERSION', 'INFLIGHT', 'LOAD', 'HEARTBEAT', 'NOTE'],
       ...st.servers.map((s) => [
-        s.id, s.url, s.state, s.agentState ?? '-', s.version ?? '-', String(s.inflight), s.load.toFixed(1),
-        s.lastHeartbeatMsAgo === null ? 'never' : `${(s.lastHeartbeatMsAgo / 1000).toFixed(1)}s ago`, s.routed ? '' : (s.reason ?? 'not routed'),
+        s.id,
+        s.url,
+        s.state,
+        s.agentState ?? '-',
+        s.version ?? '-',
+        String(s.inflight),
+        s.load.toFixed(1),
+        s.lastHeartbeatMsAgo === null ? 'never' : `${(s.lastHeartbeatMsAgo / 1000).toFixed(1)}s ago`,
+        s.routed ? '' : (s.reason ?? 'not routed'),
       ]),
     ]),
   );
   const l = st.license;
-  out.push('', `LICENSE  ${l.state}${l.daysLeft !== null ? `, ${l.daysLeft} day(s) left` : ''}${l.customer ? `, ${l.customer}` : ''}; servers ${l.servers.used}/${l.servers.licensed ?? 'unlimited'}`);
+  out.push(
+    '',
+    `LICENSE  ${l.state}${l.daysLeft !== null ? `, ${l.daysLeft} day(s) left` : ''}${l.customer ? `, ${l.customer}` : ''}; servers ${l.servers.used}/${l.servers.licensed ?? 'unlimited'}`,
+  );
   for (const w of l.warnings) out.push(`  ! ${w}`);
   const ro = st.rollout;
   out.push('', ro ? `ROLLOUT  #${ro.id} to ${ro.version}: ${ro.state}${ro.haltedReason ? ` (halted: ${ro.haltedReason})` : ''}` : 'ROLLOUT  none');
   if (ro) for (const n of ro.nodes) out.push(`  ${n.serverId}  ${n.state}  → ${n.toVersion}${n.error ? `  ${n.error}` : ''}`);
   out.push('', 'RECENT EVENTS');
-  out.push(events.length ? table([['TIME', 'KIND', 'SUBJECT', 'BY', 'EPOCH'], ...events.map((e) => [e.createdAt, e.kind, e.subject ?? '', e.boosterId, String(e.epoch)])]) : '(none)');
+  out.push(
+    events.length
+      ? table([['TIME', 'KIND', 'SUBJECT', 'BY', 'EPOCH'], ...events.map((e) => [e.createdAt, e.kind, e.subject ?? '', e.boosterId, String(e.epoch)])])
+      : '(none)',
+  );
   ctx.stdout.write(`${out.join('\n')}\n`);
   return 0;
 }

@@ -1,6 +1,6 @@
 import type { Logger } from '../common/log.js';
-import type { LicenseGate } from './license/gate.js';
 import type { Leadership } from './leadership.js';
+import type { LicenseGate } from './license/gate.js';
 import type { ServerTable } from './server-table.js';
 import type { ClusterStore } from './stores.js';
 
@@ -42,15 +42,33 @@ export function createStatusView(d: StatusDeps) {
       const used = table.list.filter((e) => table.stateOf(e, now) !== 'down').length;
       const { boosters, rollout } = await dbView();
       return {
-        role: leadership.role, epoch: leadership.currentEpoch(), pid: process.pid, nodeId: d.nodeId, url: d.selfUrl(), version: d.version,
-        peer: d.peerUrl, peerAlive: d.peerUrl ? leadership.peerAlive : null,
-        activeUrl: leadership.activeUrl, uptimeMs: Date.now() - d.startedAt, licenseAllowsDistribution: gate.allowsDistribution(),
+        role: leadership.role,
+        epoch: leadership.currentEpoch(),
+        pid: process.pid,
+        nodeId: d.nodeId,
+        url: d.selfUrl(),
+        version: d.version,
+        peer: d.peerUrl,
+        peerAlive: d.peerUrl ? leadership.peerAlive : null,
+        activeUrl: leadership.activeUrl,
+        uptimeMs: Date.now() - d.startedAt,
+        licenseAllowsDistribution: gate.allowsDistribution(),
         servers: table.list.map((e) => ({
-          id: e.id, url: e.url, state: table.stateOf(e, now), inflight: e.inflight, load: table.reportedLoad(e), version: e.version,
-          agentUrl: e.agentUrl, agentState: e.agentState, draining: e.drainingDb || !!e.heartbeat?.draining, weight: e.weight,
-          routed: e.licensed, reason: e.licensed ? null : 'beyond the licensed server count',
+          id: e.id,
+          url: e.url,
+          state: table.stateOf(e, now),
+          inflight: e.inflight,
+          load: table.reportedLoad(e),
+          version: e.version,
+          agentUrl: e.agentUrl,
+          agentState: e.agentState,
+          draining: e.drainingDb || !!e.heartbeat?.draining,
+          weight: e.weight,
+          routed: e.licensed,
+          reason: e.licensed ? null : 'beyond the licensed server count',
           lastHeartbeatMsAgo: e.heartbeatAt ? Math.round(now - e.heartbeatAt) : null,
-          runningSteps: e.heartbeat?.runningSteps ?? null, stepCapacity: e.heartbeat?.stepCapacity ?? null,
+          runningSteps: e.heartbeat?.runningSteps ?? null,
+          stepCapacity: e.heartbeat?.stepCapacity ?? null,
         })),
         license: gate.status(used),
         boosters,

@@ -1,4 +1,4 @@
-import { Pool, type Dispatcher } from 'undici';
+import { type Dispatcher, Pool } from 'undici';
 
 /**
  * One connection pool per app server, shared by the reverse proxy, the health checker and

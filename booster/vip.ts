@@ -21,7 +21,7 @@ export type CommandRunner = (cmd: string, args: readonly string[], signal?: Abor
 export const runCommand: CommandRunner = (cmd, args, signal) =>
   new Promise((resolve) => {
     execFile(cmd, args, { timeout: 10_000, signal, encoding: 'utf8' }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : -1) : 0;
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
       resolve({ code, stdout, stderr: stderr || (err && code === -1 ? String(err.message) : '') });
     });
   });
@@ -89,7 +89,8 @@ export function createVipOwner(opts: VipOptions): VipOwner {
         if (i > 0) await sleep(interval, undefined, { signal: ctl.signal }).catch(() => {});
         if (ctl.signal.aborted || held !== epoch) return;
         void run('arping', ['-q', '-U', '-c', '1', '-I', iface, ip], ctl.signal).then((r) => {
-          if (r.code !== 0 && !ctl.signal.aborted) log.warn({ vip: address, iface, code: r.code, stderr: r.stderr.trim() }, 'gratuitous ARP for the virtual IP failed (needs CAP_NET_RAW)');
+          if (r.code !== 0 && !ctl.signal.aborted)
+            log.warn({ vip: address, iface, code: r.code, stderr: r.stderr.trim() }, 'gratuitous ARP for the virtual IP failed (needs CAP_NET_RAW)');
         });
       }
     })();

@@ -1,5 +1,5 @@
-import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
 
 /**
  * A TCP port that was free on `host` a moment ago (listen on 0, close). Another process may

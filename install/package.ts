@@ -10,7 +10,19 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, cpSync, createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  cpSync,
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,7 +39,13 @@ interface PackageSpec {
 
 export const PACKAGES: PackageSpec[] = [
   { type: 'booster', name: 'Booster', parts: ['common', 'booster', 'migrations'], unit: 'omflow-booster', serviceScript: 'omflow_booster_service' },
-  { type: 'agent', name: 'BoosterAgent', parts: ['common', 'agent', 'server', 'migrations'], unit: 'omflow-booster-agent', serviceScript: 'omflow_booster_agent_service' },
+  {
+    type: 'agent',
+    name: 'BoosterAgent',
+    parts: ['common', 'agent', 'server', 'migrations'],
+    unit: 'omflow-booster-agent',
+    serviceScript: 'omflow_booster_agent_service',
+  },
 ];
 
 function sh(cmd: string, args: string[], opts: { cwd?: string; allowFail?: boolean } = {}): { code: number; out: string } {
@@ -60,7 +78,10 @@ function copyAssets(srcDir: string, destDir: string): void {
 function sha256(file: string): Promise<string> {
   return new Promise((res, rej) => {
     const h = createHash('sha256');
-    createReadStream(file).on('data', (d) => h.update(d)).on('end', () => res(h.digest('hex'))).on('error', rej);
+    createReadStream(file)
+      .on('data', (d) => h.update(d))
+      .on('end', () => res(h.digest('hex')))
+      .on('error', rej);
   });
 }
 
@@ -99,15 +120,30 @@ function copyTree(src: string | string[], dest: string, intoDir = false): void {
   if (linked.code !== 0) sh('cp', ['-a', ...sources, dest]);
 }
 
-export async function buildPackages(opts: { out: string; force?: boolean; fast?: boolean; keepStaging?: boolean; log?: (m: string) => void }): Promise<string[]> {
+export async function buildPackages(opts: {
+  out: string;
+  force?: boolean;
+  fast?: boolean;
+  keepStaging?: boolean;
+  log?: (m: string) => void;
+}): Promise<string[]> {
   const log = opts.log ?? ((m: string) => process.stdout.write(`[package] ${m}\n`));
-  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string; dependencies: Record<string, string>; engines?: Record<string, string> };
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+    name: string;
+    version: string;
+    dependencies: Record<string, string>;
+    engines?: Record<string, string>;
+  };
   const version = pkg.version;
   const staging = mkdtempSync(join(tmpdir(), 'omflow-package-'));
   const commit = sh('git', ['rev-parse', '--short', 'HEAD'], { allowFail: true }).out.trim().split('\n')[0] || 'unknown';
   try {
     log(`compiling TypeScript (install/tsconfig.build.json)`);
-    const tsc = sh(join(ROOT, 'node_modules', '.bin', 'tsc'), ['-p', 'install/tsconfig.build.json', '--outDir', join(staging, 'dist'), '--sourceMap', 'false'], { allowFail: true });
+    const tsc = sh(
+      join(ROOT, 'node_modules', '.bin', 'tsc'),
+      ['-p', 'install/tsconfig.build.json', '--outDir', join(staging, 'dist'), '--sourceMap', 'false'],
+      { allowFail: true },
+    );
     if (tsc.code !== 0) {
       if (!opts.force) throw new Error(`the TypeScript build has errors (use --force to package anyway):\n${tsc.out.slice(-4000)}`);
       log(`WARNING: type errors ignored (--force):\n${tsc.out.split('\n').slice(0, 10).join('\n')}`);
@@ -117,7 +153,37 @@ export async function buildPackages(opts: { out: string; force?: boolean; fast?:
     const deps = join(staging, 'deps', 'node_modules');
     copyProductionDeps(join(ROOT, 'node_modules'), deps);
     // Source maps, type declarations and docs are half the tree and never run (licences stay).
-    sh('find', [deps, '-type', 'f', '(', '-name', '*.map', '-o', '-name', '*.ts', '-o', '-name', '*.mts', '-o', '-name', '*.cts', '-o', '-name', '*.md', '-o', '-name', '*.markdown', '-o', '-name', '*.tsbuildinfo', ')', '!', '-iname', 'licen[cs]e*', '-delete']);
+    sh('find', [
+      deps,
+      '-type',
+      'f',
+      '(',
+      '-name',
+      '*.map',
+      '-o',
+      '-name',
+      '*.ts',
+      '-o',
+      '-name',
+      '*.mts',
+      '-o',
+      '-name',
+      '*.cts',
+      '-o',
+      '-name',
+      '*.md',
+      '-o',
+      '-name',
+      '*.markdown',
+      '-o',
+      '-name',
+      '*.tsbuildinfo',
+      ')',
+      '!',
+      '-iname',
+      'licen[cs]e*',
+      '-delete',
+    ]);
 
     mkdirSync(opts.out, { recursive: true });
     const tarballs: string[] = [];
@@ -157,7 +223,7 @@ export async function buildPackages(opts: { out: string; force?: boolean; fast?:
       if (existsSync(join(inst, 'README.md'))) copyFileSync(join(inst, 'README.md'), join(dir, 'README.md'));
       writeFileSync(join(dir, 'PACKAGE'), `TYPE=${spec.type}\nVERSION=${version}\nCOMMIT=${commit}\nBUILT=${new Date().toISOString()}\n`);
       // Native sha256sum: the tree holds thousands of files.
-      const sums = sh('sh', ['-c', "find . -type f ! -path ./SHA256SUMS -print0 | LC_ALL=C sort -z | xargs -0 sha256sum"], { cwd: dir }).out;
+      const sums = sh('sh', ['-c', 'find . -type f ! -path ./SHA256SUMS -print0 | LC_ALL=C sort -z | xargs -0 sha256sum'], { cwd: dir }).out;
       writeFileSync(join(dir, 'SHA256SUMS'), sums);
 
       const tarball = join(resolve(opts.out), `${dirName}.tar.gz`);
@@ -165,7 +231,11 @@ export async function buildPackages(opts: { out: string; force?: boolean; fast?:
       sh('tar', ['-C', staging, '--owner=0', '--group=0', '--numeric-owner', '-I', opts.fast ? 'gzip -1' : 'gzip -6', '-cf', tarball, dirName]);
       tarballs.push(tarball);
     }
-    await writeSums(resolve(opts.out), tarballs.map((t) => relative(resolve(opts.out), t)), join(resolve(opts.out), 'SHA256SUMS'));
+    await writeSums(
+      resolve(opts.out),
+      tarballs.map((t) => relative(resolve(opts.out), t)),
+      join(resolve(opts.out), 'SHA256SUMS'),
+    );
     return tarballs;
   } finally {
     if (opts.keepStaging) log(`staging kept in ${staging}`);

@@ -24,7 +24,9 @@ export async function down(knex: Knex): Promise<void> {
   const h = getHelpers(knex);
   for (const r of await knex('ticket_sequences').select('prefix')) {
     const name = h.ticketSequenceName(r.prefix);
-    await knex('ticket_sequences').where({ prefix: r.prefix }).update({ next_value: await h.nextSequenceValue(knex, name) });
+    await knex('ticket_sequences')
+      .where({ prefix: r.prefix })
+      .update({ next_value: await h.nextSequenceValue(knex, name) });
     await h.dropSequence(knex, name);
   }
 }

@@ -1,45 +1,44 @@
-import Fastify, { type FastifyInstance } from 'fastify';
 import formbody from '@fastify/formbody';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { boosterUrlsOf } from '../common/config/areas/boosters.js';
+import { LOG_LEVELS } from '../common/config/areas/cluster.js';
 import { createDatabase, type Database } from '../common/db/create-database.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { EpochFence } from '../common/protocol/epoch.js';
 import { HEADER, SERVER_PATH } from '../common/protocol/headers.js';
-import { boosterUrlsOf } from '../common/config/areas/boosters.js';
+import { releaseAllSteps } from '../common/protocol/steps.js';
 import type { ServerConfig } from './config.js';
 import { ServerErrors } from './errors.js';
-import { registerErrorHandling, sendOmflowError } from './http/errors.js';
-import { Runtime } from './runtime.js';
-import type { ServerDeps } from './types.js';
-import { packageVersion } from './version.js';
-import { adminFeature, type AdminFeatureOptions } from './features/admin/index.js';
-import { createSettingsStore } from './features/settings/store.js';
-import { createUsersStore } from './features/users/store.js';
-import { createUsersService } from './features/users/service.js';
-import { registerAuthHook } from './features/users/auth-hook.js';
-import { usersRoutes } from './features/users/routes.js';
-import { usersPages } from './features/users/pages.js';
-import { healthRoutes } from './features/health/routes.js';
-import { createFormsStore } from './features/forms/store.js';
-import { createFormsService } from './features/forms/service.js';
-import { formsRoutes } from './features/forms/routes.js';
-import { createFlowsStore } from './features/flows/store.js';
-import { createFlowsService } from './features/flows/service.js';
+import { type AdminFeatureOptions, adminFeature } from './features/admin/index.js';
 import { flowsRoutes } from './features/flows/routes.js';
-import { createTicketsStore } from './features/tickets/store.js';
-import { createTicketsService } from './features/tickets/service.js';
-import { ticketsRoutes } from './features/tickets/routes.js';
-import { ticketsPages } from './features/tickets/pages.js';
+import { createFlowsService } from './features/flows/service.js';
+import { createFlowsStore } from './features/flows/store.js';
 import { formsPages } from './features/forms/pages.js';
-import { createStepRunner } from './features/steps/runner.js';
+import { formsRoutes } from './features/forms/routes.js';
+import { createFormsService } from './features/forms/service.js';
+import { createFormsStore } from './features/forms/store.js';
+import { healthRoutes } from './features/health/routes.js';
+import { createSettingsStore, SETTING } from './features/settings/store.js';
 import { createLocalDispatcher } from './features/steps/dispatcher.js';
 import { stepsRoutes } from './features/steps/routes.js';
-import { releaseAllSteps } from '../common/protocol/steps.js';
+import { createStepRunner } from './features/steps/runner.js';
+import { ticketsPages } from './features/tickets/pages.js';
+import { ticketsRoutes } from './features/tickets/routes.js';
+import { createTicketsService } from './features/tickets/service.js';
+import { createTicketsStore } from './features/tickets/store.js';
+import { registerAuthHook } from './features/users/auth-hook.js';
+import { usersPages } from './features/users/pages.js';
+import { usersRoutes } from './features/users/routes.js';
+import { createUsersService } from './features/users/service.js';
+import { createUsersStore } from './features/users/store.js';
 import { createHeartbeat } from './heartbeat.js';
+import { registerErrorHandling, sendOmflowError } from './http/errors.js';
 import { purgeIdempotencyKeys } from './http/idempotency.js';
 import { openapiRoutes } from './openapi.js';
-import { LOG_LEVELS } from '../common/config/areas/cluster.js';
-import { SETTING } from './features/settings/store.js';
+import { Runtime } from './runtime.js';
 import { createStepsReadyHint } from './steps-ready-hint.js';
+import type { ServerDeps } from './types.js';
+import { packageVersion } from './version.js';
 
 export interface BuildOptions {
   config: ServerConfig;
@@ -89,7 +88,14 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
   const settings = createSettingsStore(db.knex);
   const runtime = new Runtime(nodeId, config.server.version ?? packageVersion(), config.server.stepConcurrency);
   const deps: ServerDeps = {
-    config, db, log, nodeId, boosterUrls: boosterUrlsOf(config.boosters), clusterSecret: config.cluster.secret, fence, settings,
+    config,
+    db,
+    log,
+    nodeId,
+    boosterUrls: boosterUrlsOf(config.boosters),
+    clusterSecret: config.cluster.secret,
+    fence,
+    settings,
   };
 
   const app = Fastify({ logger: false, bodyLimit: config.server.bodyLimit, return503OnClosing: true, forceCloseConnections: 'idle' });
@@ -175,12 +181,23 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
     routes,
     startBackground(url: string) {
       heartbeat = createHeartbeat({
-        boosterUrls: deps.boosterUrls, secret: config.cluster.secret, nodeId, url: config.server.publicUrl ?? url, agentUrl: config.server.agentUrl,
-        runtime, fence, knex: db.knex, log, intervalMs: config.server.heartbeatMs,
+        boosterUrls: deps.boosterUrls,
+        secret: config.cluster.secret,
+        nodeId,
+        url: config.server.publicUrl ?? url,
+        agentUrl: config.server.agentUrl,
+        runtime,
+        fence,
+        knex: db.knex,
+        log,
+        intervalMs: config.server.heartbeatMs,
       });
       heartbeat.start();
       dispatcher?.start();
-      timers.push(setInterval(() => void applyLogLevel(), 5000), setInterval(() => void purge(), 10 * 60_000));
+      timers.push(
+        setInterval(() => void applyLogLevel(), 5000),
+        setInterval(() => void purge(), 10 * 60_000),
+      );
       for (const t of timers) t.unref();
     },
     shutdown(timeoutMs = config.server.stopTimeoutMs) {

@@ -1,6 +1,6 @@
-import { loadConfig } from '../common/config/load.js';
+import { type CliContext, parseFlags } from '../common/cli/context.js';
 import { boostersArea, clusterArea, databaseArea, serverArea } from '../common/config/areas/index.js';
-import { parseFlags, type CliContext } from '../common/cli/context.js';
+import { loadConfig } from '../common/config/load.js';
 import { createDatabase } from '../common/db/create-database.js';
 import { buildServer } from './app.js';
 import { seed } from './seed.js';

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import type { Logger } from '../common/log.js';
-import { createClusterClient, type ClusterReply } from '../common/protocol/cluster-client.js';
+import { type ClusterReply, createClusterClient } from '../common/protocol/cluster-client.js';
 import type { EpochFence } from '../common/protocol/epoch.js';
 import { BOOSTER_PATH } from '../common/protocol/headers.js';
 import type { Heartbeat, HeartbeatReply } from '../common/protocol/messages.js';
@@ -37,9 +37,21 @@ export function createHeartbeat(deps: {
 
   function message(): Heartbeat {
     return {
-      nodeId, url: deps.url, version: runtime.version, ...(deps.agentUrl ? { agentUrl: deps.agentUrl } : {}), seq: runtime.nextSeq(), startedAt: runtime.startedAt,
-      inflight: Math.max(0, runtime.inflight), runningSteps: runtime.runningSteps, stepCapacity: runtime.stepCapacity, eventLoopLagMs: runtime.eventLoopLagMs(true),
-      dbPool: poolStats(deps.knex), cpu: runtime.cpu(), rssBytes: process.memoryUsage.rss(), draining: runtime.draining, epochSeen: fence.highest,
+      nodeId,
+      url: deps.url,
+      version: runtime.version,
+      ...(deps.agentUrl ? { agentUrl: deps.agentUrl } : {}),
+      seq: runtime.nextSeq(),
+      startedAt: runtime.startedAt,
+      inflight: Math.max(0, runtime.inflight),
+      runningSteps: runtime.runningSteps,
+      stepCapacity: runtime.stepCapacity,
+      eventLoopLagMs: runtime.eventLoopLagMs(true),
+      dbPool: poolStats(deps.knex),
+      cpu: runtime.cpu(),
+      rssBytes: process.memoryUsage.rss(),
+      draining: runtime.draining,
+      epochSeen: fence.highest,
     };
   }
 
@@ -50,7 +62,10 @@ export function createHeartbeat(deps: {
       if (down.delete(r.url)) log.info({ booster: r.url }, 'booster answers heartbeats again');
     } else if (!down.has(r.url)) {
       down.add(r.url);
-      log.warn({ booster: r.url, status: r.status, error: r.error ?? (typeof r.body === 'string' ? r.body.slice(0, 200) : r.body) }, 'heartbeat to booster failed');
+      log.warn(
+        { booster: r.url, status: r.status, error: r.error ?? (typeof r.body === 'string' ? r.body.slice(0, 200) : r.body) },
+        'heartbeat to booster failed',
+      );
     }
   }
 

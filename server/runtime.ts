@@ -1,4 +1,4 @@
-import { monitorEventLoopDelay, type ELDHistogram } from 'node:perf_hooks';
+import { type ELDHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
 
 /** Live counters of this process, read by heartbeats, /healthz and the step runner. */
 export class Runtime {

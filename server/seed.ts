@@ -1,10 +1,10 @@
 import type { Database } from '../common/db/create-database.js';
-import { createFlowsStore } from './features/flows/store.js';
-import { createFlowsService } from './features/flows/service.js';
 import type { FlowDefinition } from './features/flows/definition.js';
-import { createFormsStore } from './features/forms/store.js';
-import { createFormsService } from './features/forms/service.js';
+import { createFlowsService } from './features/flows/service.js';
+import { createFlowsStore } from './features/flows/store.js';
 import type { FieldDef } from './features/forms/fields.js';
+import { createFormsService } from './features/forms/service.js';
+import { createFormsStore } from './features/forms/store.js';
 import { createSettingsStore } from './features/settings/store.js';
 import { createUsersService } from './features/users/service.js';
 import { createUsersStore } from './features/users/store.js';
@@ -16,9 +16,13 @@ export const DEMO_FLOW: FlowDefinition = {
     large: { type: 'compute', set: { approvalLevel: '"manager"', totalWithTax: '$round(amount * 1.1)' }, next: 'approve' },
     small: { type: 'compute', set: { approvalLevel: '"team"', totalWithTax: '$round(amount * 1.1)' }, next: 'approve' },
     approve: {
-      type: 'form', title: 'Approve the request', assignee: { group: 'it-support' },
+      type: 'form',
+      title: 'Approve the request',
+      assignee: { group: 'it-support' },
       fields: [{ key: 'resolution', label: 'Resolution', labelJa: '対応内容', type: 'textarea' }],
-      next: 'done', onReject: 'rejected', onSendBack: 'rework',
+      next: 'done',
+      onReject: 'rejected',
+      onSendBack: 'rework',
     },
     rework: { type: 'form', title: 'Rework the request', assignee: { creator: true }, next: 'triage' },
     done: { type: 'end', state: 'completed' },
@@ -53,13 +57,21 @@ export async function seed(db: Database, opts: { adminUser: string; adminPasswor
   const latest = existing ? await flowsStore.latestVersion(existing.id) : null;
   if (!latest || JSON.stringify(latest.definition) !== JSON.stringify(DEMO_FLOW)) {
     const r = await db.transaction((trx) =>
-      createFlowsService({ store: flowsStore }).deploy(trx, { flowKey: 'it-request', name: 'IT request', ticketPrefix: 'REQ', slaHours: 72, definition: DEMO_FLOW }, admin.id),
+      createFlowsService({ store: flowsStore }).deploy(
+        trx,
+        { flowKey: 'it-request', name: 'IT request', ticketPrefix: 'REQ', slaHours: 72, definition: DEMO_FLOW },
+        admin.id,
+      ),
     );
     done.push(`flow it-request v${r.version}`);
   }
   await db.transaction((trx) =>
     createFormsService({ store: createFormsStore(db.knex), flows: flowsStore }).save(trx, {
-      formKey: 'it-request', title: 'IT request', description: 'Ask IT for hardware, software or access.', fields: DEMO_FIELDS, flowKey: 'it-request',
+      formKey: 'it-request',
+      title: 'IT request',
+      description: 'Ask IT for hardware, software or access.',
+      fields: DEMO_FIELDS,
+      flowKey: 'it-request',
     }),
   );
   done.push('form it-request (prefix REQ)');

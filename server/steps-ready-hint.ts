@@ -1,6 +1,6 @@
+import type { Logger } from '../common/log.js';
 import { createClusterClient } from '../common/protocol/cluster-client.js';
 import { BOOSTER_PATH } from '../common/protocol/headers.js';
-import type { Logger } from '../common/log.js';
 
 /**
  * After a transaction that made a step ready commits, tell the boosters so the active one

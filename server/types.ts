@@ -1,8 +1,8 @@
-import type { Logger } from '../common/log.js';
 import type { Database } from '../common/db/create-database.js';
+import type { Logger } from '../common/log.js';
 import type { EpochFence } from '../common/protocol/epoch.js';
-import type { SettingsStore } from './features/settings/store.js';
 import type { ServerConfig } from './config.js';
+import type { SettingsStore } from './features/settings/store.js';
 
 export type Locale = 'en' | 'ja';
 export type Role = 'admin' | 'user';

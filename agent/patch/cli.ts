@@ -2,14 +2,27 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { CliContext } from '../../common/cli/context.js';
 import { parseFlags } from '../../common/cli/context.js';
-import { agentArea, boostersArea, clusterArea, databaseArea } from '../../common/config/areas/index.js';
 import { boosterUrlsOf } from '../../common/config/areas/boosters.js';
+import { agentArea, boostersArea, clusterArea, databaseArea } from '../../common/config/areas/index.js';
 import { loadConfig } from '../../common/config/load.js';
 import { createDatabase } from '../../common/db/create-database.js';
 import { CommonErrors } from '../../common/errors.js';
 import {
-  RELEASE_ENTRY, applyPatch, buildPatch, collectDirectory, generatePatchKeyPair, haltRollout, limitsFromConfig, listPatches, notifyBoostersOfPatch,
-  readPrivateKey, resumeRollout, rollbackRollout, rolloutStatus, trustedKeysFromConfig, type Rollout,
+  applyPatch,
+  buildPatch,
+  collectDirectory,
+  generatePatchKeyPair,
+  haltRollout,
+  limitsFromConfig,
+  listPatches,
+  notifyBoostersOfPatch,
+  RELEASE_ENTRY,
+  type Rollout,
+  readPrivateKey,
+  resumeRollout,
+  rollbackRollout,
+  rolloutStatus,
+  trustedKeysFromConfig,
 } from '../../common/patch/index.js';
 import { AgentErrors } from '../errors.js';
 
@@ -66,7 +79,9 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
       writeFileSync(priv, k.privatePem, { mode: 0o600 });
       writeFileSync(join(out, 'patch-public.pem'), k.publicPem);
       writeFileSync(join(out, 'patch-key-id'), `${k.keyId}\n`);
-      ctx.stdout.write(`key id ${k.keyId}\nprivate key: ${priv} (keep it secret; sign with --key)\npublic key:  ${join(out, 'patch-public.pem')}\n\nOn every node (and the app servers), trust it with:\nOMFLOW_PATCH_TRUSTED_KEYS=${k.trustedEntry}\n`);
+      ctx.stdout.write(
+        `key id ${k.keyId}\nprivate key: ${priv} (keep it secret; sign with --key)\npublic key:  ${join(out, 'patch-public.pem')}\n\nOn every node (and the app servers), trust it with:\nOMFLOW_PATCH_TRUSTED_KEYS=${k.trustedEntry}\n`,
+      );
       return 0;
     }
     case 'build': {
@@ -78,7 +93,9 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
       const { bytes, manifest } = buildPatch({ version, sequence, privateKey: key, entries: collectDirectory(dir) });
       const out = resolve(str('out') ?? `omflow-patch-${version}.tar.gz`);
       writeFileSync(out, bytes);
-      ctx.stdout.write(`${out}: version ${manifest.version}, sequence ${manifest.sequence}, ${manifest.files.length} files, ${bytes.length} bytes, key ${manifest.keyId}\n`);
+      ctx.stdout.write(
+        `${out}: version ${manifest.version}, sequence ${manifest.sequence}, ${manifest.files.length} files, ${bytes.length} bytes, key ${manifest.keyId}\n`,
+      );
       return 0;
     }
     case 'apply': {

@@ -1,13 +1,13 @@
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { parseFlags, type CliContext } from '../../common/cli/context.js';
-import { loadConfig } from '../../common/config/load.js';
+import { type CliContext, parseFlags } from '../../common/cli/context.js';
 import { boostersArea, boosterUrlsOf } from '../../common/config/areas/boosters.js';
 import { clusterArea } from '../../common/config/areas/cluster.js';
-import { controlCredentials, getControl } from '../status-cli.js';
-import { BOOSTER_PATH } from '../../common/protocol/headers.js';
-import { signLicense, type LicensePayload } from '../../common/license/format.js';
+import { loadConfig } from '../../common/config/load.js';
+import { type LicensePayload, signLicense } from '../../common/license/format.js';
 import { createLicenseVerifier } from '../../common/license/verifier.js';
+import { BOOSTER_PATH } from '../../common/protocol/headers.js';
+import { controlCredentials, getControl } from '../status-cli.js';
 
 const USAGE = `Usage:
   omflow license status [--url http://BOOSTER:5169] [--json]
@@ -47,7 +47,9 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
         writeFileSync(`${out}.pem`, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
         const pub = publicKey.export({ type: 'spki', format: 'pem' }).toString();
         writeFileSync(`${out}.pub.pem`, pub);
-        ctx.stdout.write(`private key: ${out}.pem (keep it offline)\npublic key:  ${out}.pub.pem\npin it in common/license/keys.ts as '${str('key-id') ?? 'NEW-KEY-ID'}':\n${pub}`);
+        ctx.stdout.write(
+          `private key: ${out}.pem (keep it offline)\npublic key:  ${out}.pub.pem\npin it in common/license/keys.ts as '${str('key-id') ?? 'NEW-KEY-ID'}':\n${pub}`,
+        );
         return 0;
       }
       case 'issue': {
@@ -71,7 +73,10 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
           graceDays: Number(grace),
           clusterId: str('cluster-id') ?? null,
           limits: { maxServers: maxServers ? Number(maxServers) : null },
-          features: (str('features') ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+          features: (str('features') ?? '')
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean),
         };
         const text = signLicense(payload, readFileSync(keyFile, 'utf8'));
         if (str('out')) {
@@ -85,7 +90,9 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
         if (!file) throw new Error('verify FILE');
         const keys = str('public-key') ? { [str('key-id') ?? DEFAULT_KEY_ID]: readFileSync(str('public-key')!, 'utf8') } : undefined;
         const lic = createLicenseVerifier({ keys }).verify(readFileSync(file));
-        ctx.stdout.write(`valid signature (key ${lic.keyId}): ${lic.customer}, license ${lic.licenseId}, expires ${lic.expiresAt ?? 'never'}, max servers ${lic.limits.maxServers ?? 'unlimited'}, cluster ${lic.clusterId ?? 'any'}\n`);
+        ctx.stdout.write(
+          `valid signature (key ${lic.keyId}): ${lic.customer}, license ${lic.licenseId}, expires ${lic.expiresAt ?? 'never'}, max servers ${lic.limits.maxServers ?? 'unlimited'}, cluster ${lic.clusterId ?? 'any'}\n`,
+        );
         return 0;
       }
       case 'status': {
@@ -107,15 +114,28 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
             const res = await getControl(base, BOOSTER_PATH.status, { ...controlCredentials(ctx), ...(secret ? { secret } : {}) });
             const body = (res.body ?? {}) as { license?: Record<string, unknown> };
             if (res.status !== 200 || !body.license) throw new Error(`${base} answered ${res.status}`);
-            const l = body.license as { state: string; daysLeft: number | null; customer?: string; expiresAt?: string; clusterId?: string; servers?: { licensed: number | null; used: number }; warnings?: string[] };
+            const l = body.license as {
+              state: string;
+              daysLeft: number | null;
+              customer?: string;
+              expiresAt?: string;
+              clusterId?: string;
+              servers?: { licensed: number | null; used: number };
+              warnings?: string[];
+            };
             if (flags.json) ctx.stdout.write(`${JSON.stringify(l, null, 2)}\n`);
             else {
               const line =
-                l.state === 'trial' ? `Trial: ${l.daysLeft} day(s) left`
-                : l.state === 'licensed' ? `Licensed to ${l.customer} until ${l.expiresAt ?? 'no expiry'}${l.daysLeft !== null ? ` (${l.daysLeft} day(s) left)` : ''}`
-                : l.state === 'grace' ? `Grace period: licensed to ${l.customer}, expired ${l.expiresAt}, ${l.daysLeft} day(s) of grace left`
-                : 'Expired: the data plane is gated; upload a license at /admin/settings';
-              ctx.stdout.write(`${line}\ncluster id: ${l.clusterId ?? '-'}\nservers: ${l.servers?.used ?? '?'} used / ${l.servers?.licensed ?? 'unlimited'} licensed\n`);
+                l.state === 'trial'
+                  ? `Trial: ${l.daysLeft} day(s) left`
+                  : l.state === 'licensed'
+                    ? `Licensed to ${l.customer} until ${l.expiresAt ?? 'no expiry'}${l.daysLeft !== null ? ` (${l.daysLeft} day(s) left)` : ''}`
+                    : l.state === 'grace'
+                      ? `Grace period: licensed to ${l.customer}, expired ${l.expiresAt}, ${l.daysLeft} day(s) of grace left`
+                      : 'Expired: the data plane is gated; upload a license at /admin/settings';
+              ctx.stdout.write(
+                `${line}\ncluster id: ${l.clusterId ?? '-'}\nservers: ${l.servers?.used ?? '?'} used / ${l.servers?.licensed ?? 'unlimited'} licensed\n`,
+              );
               for (const w of l.warnings ?? []) ctx.stdout.write(`warning: ${w}\n`);
               ctx.stdout.write(`(from ${base})\n`);
             }

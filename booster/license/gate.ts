@@ -1,7 +1,7 @@
 import type { Database } from '../../common/db/create-database.js';
+import { createLicenseVerifier, ensureLicenseState, type LicenseEvaluation, type LicenseVerifier, loadLicenseEvaluation } from '../../common/license/index.js';
 import type { Logger } from '../../common/log.js';
 import { LicenseGateErrors as LicenseErrors } from './errors.js';
-import { ensureLicenseState, loadLicenseEvaluation, createLicenseVerifier, type LicenseEvaluation, type LicenseVerifier } from '../../common/license/index.js';
 
 /**
  * The booster's view of the license. CONTRACT between the booster core (which calls it) and
@@ -57,7 +57,11 @@ export function renderGatedResponse(accept: string | undefined): { status: numbe
         '</body></html>',
       ].join(''),
     };
-  return { status: 503, headers: { 'content-type': 'application/json; charset=utf-8', 'retry-after': '60', 'cache-control': 'no-store' }, body: JSON.stringify(json) };
+  return {
+    status: 503,
+    headers: { 'content-type': 'application/json; charset=utf-8', 'retry-after': '60', 'cache-control': 'no-store' },
+    body: JSON.stringify(json),
+  };
 }
 
 export interface LicenseGateDeps {
@@ -91,7 +95,11 @@ export function createLicenseGate(deps: LicenseGateDeps): LicenseGate {
     // Log transitions only (an unchanged state is a no-op).
     if (!prev || prev.state !== next.state || prev.allowsDistribution !== next.allowsDistribution) {
       const entry = { node: deps.nodeId, state: next.state, daysLeft: next.daysLeft, customer: next.customer, clusterId: next.clusterId };
-      if (!next.allowsDistribution) deps.log.error({ ...entry, code: LicenseErrors.BOOSTER_ERR_LICENSE_REQUIRED.code }, 'license gate closed: trial ended and no valid license; data plane answers 503, step dispatch paused');
+      if (!next.allowsDistribution)
+        deps.log.error(
+          { ...entry, code: LicenseErrors.BOOSTER_ERR_LICENSE_REQUIRED.code },
+          'license gate closed: trial ended and no valid license; data plane answers 503, step dispatch paused',
+        );
       else deps.log.info(entry, prev && !prev.allowsDistribution ? 'license gate lifted' : 'license state');
     }
     const newWarnings = next.warnings.filter((w) => !prev?.warnings.includes(w));
@@ -136,7 +144,9 @@ export function createLicenseGate(deps: LicenseGateDeps): LicenseGate {
       const warnings = current.warnings.filter((w) => !w.startsWith(LicenseErrors.BOOSTER_ERR_LICENSE_SERVER_LIMIT.code));
       const licensed = current.maxServers;
       if (licensed !== null && used > licensed)
-        warnings.push(`${LicenseErrors.BOOSTER_ERR_LICENSE_SERVER_LIMIT.code}: ${used} servers registered, ${licensed} licensed; servers beyond the licensed count get no traffic`);
+        warnings.push(
+          `${LicenseErrors.BOOSTER_ERR_LICENSE_SERVER_LIMIT.code}: ${used} servers registered, ${licensed} licensed; servers beyond the licensed count get no traffic`,
+        );
       return {
         state: current.state,
         daysLeft: current.daysLeft,

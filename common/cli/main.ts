@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { isOmflowError } from '../errors.js';
-import type { CliContext, CommandRun } from './context.js';
 import { packageVersion } from '../package-version.js';
+import type { CliContext, CommandRun } from './context.js';
 
 /**
  * The `omflow` dispatcher. Each part plugs in a module exporting `run(argv, ctx)`; modules are

@@ -1,8 +1,8 @@
-import { loadConfig } from '../config/load.js';
 import { databaseArea } from '../config/areas/database.js';
+import { loadConfig } from '../config/load.js';
 import { createDatabase } from '../db/create-database.js';
 import { migrateLatest, migrateRollback, migrationStatus } from '../db/migrate.js';
-import { parseFlags, type CliContext } from './context.js';
+import { type CliContext, parseFlags } from './context.js';
 
 export async function run(argv: string[], ctx: CliContext): Promise<number> {
   const { flags, positionals } = parseFlags(argv, ['all', 'help']);

@@ -35,9 +35,7 @@ function key<T>(env: string, type: string, opts: Opts<T>, parse: KeyDef<T>['pars
 
 export function str(env: string, opts: Opts<string> & { pattern?: RegExp }): KeyDef<string> {
   return key(env, 'string', opts, (raw) =>
-    opts.pattern && !opts.pattern.test(raw)
-      ? { ok: false, message: `does not match ${opts.pattern}` }
-      : { ok: true, value: raw },
+    opts.pattern && !opts.pattern.test(raw) ? { ok: false, message: `does not match ${opts.pattern}` } : { ok: true, value: raw },
   );
 }
 
@@ -77,9 +75,7 @@ export function bool(env: string, opts: Opts<boolean>): KeyDef<boolean> {
 
 export function oneOf<const V extends string>(env: string, values: readonly V[], opts: Opts<V>): KeyDef<V> {
   return key(env, values.join(' | '), opts, (raw) =>
-    (values as readonly string[]).includes(raw)
-      ? { ok: true, value: raw as V }
-      : { ok: false, message: `must be one of ${values.join(', ')}, got "${raw}"` },
+    (values as readonly string[]).includes(raw) ? { ok: true, value: raw as V } : { ok: false, message: `must be one of ${values.join(', ')}, got "${raw}"` },
   );
 }
 

@@ -17,7 +17,13 @@ export function renderConfigReference(areas: readonly AnyArea[]): string {
   for (const area of areas) {
     out.push(`## ${area.title}`, '', '| key | type | default | description |', '| --- | --- | --- | --- |');
     for (const def of Object.values(area.keys as Record<string, KeyDef<unknown>>)) {
-      const dflt = def.required ? '*required*' : def.defaultDoc ? def.defaultDoc : def.default === undefined ? '' : `\`${Array.isArray(def.default) ? def.default.join(',') : String(def.default)}\``;
+      const dflt = def.required
+        ? '*required*'
+        : def.defaultDoc
+          ? def.defaultDoc
+          : def.default === undefined
+            ? ''
+            : `\`${Array.isArray(def.default) ? def.default.join(',') : String(def.default)}\``;
       const names = [def.env, ...(def.aliases ?? [])].map((n) => `\`${n}\``).join(', ');
       const flags = def.secret ? ' Secret: never logged.' : '';
       out.push(`| ${names} | ${def.type.replace(/\|/g, '\\|')} | ${dflt.replace(/\|/g, '\\|')} | ${(def.doc + flags).replace(/\|/g, '\\|')} |`);

@@ -1,12 +1,12 @@
 import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
-import { CommonErrors } from '../errors.js';
-import type { AreaValues } from '../config/define.js';
 import type { databaseArea } from '../config/areas/database.js';
-import { DEFAULT_PORTS, parseDatabaseUrl, type DatabaseTarget } from './url.js';
-import { translateDbError, isRetryable } from './errors/translate.js';
-import { getHelpers } from './helpers/index.js';
+import type { AreaValues } from '../config/define.js';
+import { CommonErrors } from '../errors.js';
 import type { Logger } from '../log.js';
+import { isRetryable, translateDbError } from './errors/translate.js';
+import { getHelpers } from './helpers/index.js';
+import { type DatabaseTarget, DEFAULT_PORTS, parseDatabaseUrl } from './url.js';
 
 export type DatabaseConfig = AreaValues<(typeof databaseArea)['keys']>;
 
@@ -39,7 +39,11 @@ export function knexConfigFor(target: DatabaseTarget, cfg: Pick<DatabaseConfig, 
         ...base,
         client: 'pg',
         connection: {
-          host: target.host, port, database: target.database, user: target.user, password: target.password,
+          host: target.host,
+          port,
+          database: target.database,
+          user: target.user,
+          password: target.password,
           ssl: cfg.ssl ? { rejectUnauthorized: target.params.sslmode === 'verify-full' } : false,
           connectionTimeoutMillis: cfg.connectTimeoutMs,
           application_name: 'omflow',
@@ -50,20 +54,35 @@ export function knexConfigFor(target: DatabaseTarget, cfg: Pick<DatabaseConfig, 
         ...base,
         client: 'mysql2',
         connection: {
-          host: target.host, port, database: target.database, user: target.user, password: target.password,
+          host: target.host,
+          port,
+          database: target.database,
+          user: target.user,
+          password: target.password,
           // Every DATETIME holds UTC; see MysqlHelpers.timestamp.
-          timezone: 'Z', charset: 'utf8mb4', supportBigNumbers: true, bigNumberStrings: false,
+          timezone: 'Z',
+          charset: 'utf8mb4',
+          supportBigNumbers: true,
+          bigNumberStrings: false,
           connectTimeout: cfg.connectTimeoutMs,
           ssl: cfg.ssl ? {} : undefined,
         },
-        pool: { ...pool, afterCreate: (conn: MysqlConnection, done: (err: Error | null, conn: MysqlConnection) => void) => conn.query("SET time_zone = '+00:00'", (err: Error | null) => done(err, conn)) },
+        pool: {
+          ...pool,
+          afterCreate: (conn: MysqlConnection, done: (err: Error | null, conn: MysqlConnection) => void) =>
+            conn.query("SET time_zone = '+00:00'", (err: Error | null) => done(err, conn)),
+        },
       };
     case 'mssql':
       return {
         ...base,
         client: 'mssql',
         connection: {
-          server: target.host, port, database: target.database, user: target.user, password: target.password,
+          server: target.host,
+          port,
+          database: target.database,
+          user: target.user,
+          password: target.password,
           options: { encrypt: cfg.ssl, trustServerCertificate: !cfg.ssl, connectTimeout: cfg.connectTimeoutMs, useUTC: true },
         } as Knex.MsSqlConnectionConfig,
       };

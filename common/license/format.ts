@@ -1,4 +1,4 @@
-import { createPrivateKey, sign, type KeyObject } from 'node:crypto';
+import { createPrivateKey, type KeyObject, sign } from 'node:crypto';
 import { LicenseErrors } from './errors.js';
 
 /**
@@ -63,7 +63,8 @@ export function validatePayload(raw: unknown): LicensePayload {
   if (p.clusterId !== null && (typeof p.clusterId !== 'string' || !p.clusterId || p.clusterId.length > 64)) malformed('clusterId must be a string or null');
   const limits = p.limits as Record<string, unknown> | undefined;
   if (!limits || typeof limits !== 'object') malformed('limits must be an object');
-  if (limits.maxServers !== null && (!Number.isInteger(limits.maxServers) || (limits.maxServers as number) < 1)) malformed('limits.maxServers must be a positive integer or null');
+  if (limits.maxServers !== null && (!Number.isInteger(limits.maxServers) || (limits.maxServers as number) < 1))
+    malformed('limits.maxServers must be a positive integer or null');
   if (!Array.isArray(p.features) || p.features.some((f) => typeof f !== 'string')) malformed('features must be an array of strings');
   return {
     v: LICENSE_PAYLOAD_VERSION,

@@ -5,10 +5,7 @@
  * able to mint licenses. Tests pass their own keys to createLicenseVerifier instead.
  */
 export const PINNED_LICENSE_KEYS: Readonly<Record<string, string>> = Object.freeze({
-  'omflow-vendor-2026-1': [
-    '-----BEGIN PUBLIC KEY-----',
-    'MCowBQYDK2VwAyEApvtGCwqgh7jYHh1LBjb6l53GD10xFjXMwym2aTx2w6o=',
-    '-----END PUBLIC KEY-----',
-    '',
-  ].join('\n'),
+  'omflow-vendor-2026-1': ['-----BEGIN PUBLIC KEY-----', 'MCowBQYDK2VwAyEApvtGCwqgh7jYHh1LBjb6l53GD10xFjXMwym2aTx2w6o=', '-----END PUBLIC KEY-----', ''].join(
+    '\n',
+  ),
 });

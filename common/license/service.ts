@@ -32,9 +32,7 @@ export async function loadLicenseEvaluation(
   return evaluateLicense({ record: state, license, storedLicenseError, now, usedServers: opts.usedServers ?? 0, trialDays: opts.trialDays });
 }
 
-export type UploadCheck =
-  | { ok: true; license: VerifiedLicense; preview: LicensePreview }
-  | { ok: false; error: OmflowError };
+export type UploadCheck = { ok: true; license: VerifiedLicense; preview: LicensePreview } | { ok: false; error: OmflowError };
 
 export interface LicensePreview {
   licenseId: string;
@@ -51,8 +49,16 @@ export interface LicensePreview {
 
 export function previewOf(l: LicensePayload): LicensePreview {
   return {
-    licenseId: l.licenseId, customer: l.customer, issuedAt: l.issuedAt, notBefore: l.notBefore, expiresAt: l.expiresAt,
-    graceDays: l.graceDays, clusterId: l.clusterId, maxServers: l.limits.maxServers, features: l.features, keyId: l.keyId,
+    licenseId: l.licenseId,
+    customer: l.customer,
+    issuedAt: l.issuedAt,
+    notBefore: l.notBefore,
+    expiresAt: l.expiresAt,
+    graceDays: l.graceDays,
+    clusterId: l.clusterId,
+    maxServers: l.limits.maxServers,
+    features: l.features,
+    keyId: l.keyId,
   };
 }
 

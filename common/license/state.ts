@@ -70,7 +70,12 @@ export function evaluateLicense(input: EvaluateInput): LicenseEvaluation {
   const nowMs = input.now.getTime();
   const t = Math.max(nowMs, rec?.highWaterAt.getTime() ?? nowMs);
   if (rec && rec.highWaterAt.getTime() - nowMs > CLOCK_BACK_TOLERANCE_MS)
-    notices.push({ kind: 'clock_backwards', code: 'COMMON_ERR_LICENSE_CLOCK_BACKWARDS', behindMs: rec.highWaterAt.getTime() - nowMs, highWaterAt: rec.highWaterAt.toISOString() });
+    notices.push({
+      kind: 'clock_backwards',
+      code: 'COMMON_ERR_LICENSE_CLOCK_BACKWARDS',
+      behindMs: rec.highWaterAt.getTime() - nowMs,
+      highWaterAt: rec.highWaterAt.toISOString(),
+    });
   if (input.storedLicenseError) notices.push({ kind: 'stored_license_invalid', code: input.storedLicenseError });
 
   const trialEndMs = rec ? rec.trialStartedAt.getTime() + trialDays * DAY_MS : null;
@@ -78,7 +83,8 @@ export function evaluateLicense(input: EvaluateInput): LicenseEvaluation {
 
   const lic = input.license;
   const licActive = lic && t >= Date.parse(lic.notBefore) && (lic.clusterId === null || lic.clusterId === rec?.clusterId);
-  if (lic && lic.clusterId !== null && lic.clusterId !== rec?.clusterId) notices.push({ kind: 'stored_license_invalid', code: 'COMMON_ERR_LICENSE_WRONG_CLUSTER' });
+  if (lic && lic.clusterId !== null && lic.clusterId !== rec?.clusterId)
+    notices.push({ kind: 'stored_license_invalid', code: 'COMMON_ERR_LICENSE_WRONG_CLUSTER' });
   const licenseView = lic ? { customer: lic.customer, licenseId: lic.licenseId, ...(lic.expiresAt ? { expiresAt: lic.expiresAt } : {}) } : {};
   if (lic && licActive && (lic.expiresAt === null || t < Date.parse(lic.expiresAt))) {
     const daysLeft = lic.expiresAt === null ? null : ceilDays(Date.parse(lic.expiresAt) - t);

@@ -84,13 +84,16 @@ export async function observeTime(db: Database, seen: Date): Promise<StoredLicen
 export async function storeLicense(db: Database, lic: { text: string; licenseId: string; actor: string | null; at?: Date }): Promise<void> {
   await ensureLicenseState(db);
   const h = getHelpers(db.knex);
-  await db.knex('license_state').where({ id: ROW_ID }).update({
-    license_text: lic.text,
-    license_id: lic.licenseId,
-    uploaded_at: lic.at ?? h.now(),
-    uploaded_by: lic.actor,
-    updated_at: h.now(),
-  });
+  await db
+    .knex('license_state')
+    .where({ id: ROW_ID })
+    .update({
+      license_text: lic.text,
+      license_id: lic.licenseId,
+      uploaded_at: lic.at ?? h.now(),
+      uploaded_by: lic.actor,
+      updated_at: h.now(),
+    });
 }
 
 export interface LicenseAuditEntry {

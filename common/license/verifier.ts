@@ -1,6 +1,6 @@
-import { createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject, verify } from 'node:crypto';
 import { LicenseErrors } from './errors.js';
-import { parseLicenseFile, type LicensePayload } from './format.js';
+import { type LicensePayload, parseLicenseFile } from './format.js';
 import { PINNED_LICENSE_KEYS } from './keys.js';
 
 const DAY_MS = 86_400_000;
@@ -47,8 +47,7 @@ export function createLicenseVerifier(opts: { keys?: Readonly<Record<string, str
       return { ...parsed.payload, text: typeof text === 'string' ? text : text.toString('utf8') };
     },
     check(license, at) {
-      if (at.now.getTime() < Date.parse(license.notBefore))
-        throw LicenseErrors.COMMON_ERR_LICENSE_NOT_YET_VALID(undefined, { notBefore: license.notBefore });
+      if (at.now.getTime() < Date.parse(license.notBefore)) throw LicenseErrors.COMMON_ERR_LICENSE_NOT_YET_VALID(undefined, { notBefore: license.notBefore });
       if (license.expiresAt !== null && at.now.getTime() >= Date.parse(license.expiresAt) + license.graceDays * DAY_MS)
         throw LicenseErrors.COMMON_ERR_LICENSE_EXPIRED(undefined, { expiresAt: license.expiresAt, graceDays: license.graceDays });
       if (license.clusterId !== null && license.clusterId !== at.clusterId)

@@ -1,10 +1,10 @@
-import { createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
 import { lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, sep } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { PatchErrors } from './errors.js';
 import { keyIdOf, type TrustedKeys } from './keys.js';
-import { readTar, writeTar, type RawTarEntry, type TarEntry, type TarLimits } from './tar.js';
+import { type RawTarEntry, readTar, type TarEntry, type TarLimits, writeTar } from './tar.js';
 
 /**
  * Patch container (ADR in agent/README.md): an outer tar.gz holding exactly
@@ -149,9 +149,17 @@ function parseManifest(bytes: Buffer): PatchManifest {
   }
   const hex = /^[0-9a-f]{64}$/;
   const ok =
-    m && m.format === PATCH_FORMAT && typeof m.version === 'string' && VERSION_PATTERN.test(m.version) &&
-    Number.isSafeInteger(m.sequence) && m.sequence >= 1 && typeof m.keyId === 'string' &&
-    m.payload && hex.test(m.payload.sha256) && Number.isSafeInteger(m.payload.size) && Array.isArray(m.files) &&
+    m &&
+    m.format === PATCH_FORMAT &&
+    typeof m.version === 'string' &&
+    VERSION_PATTERN.test(m.version) &&
+    Number.isSafeInteger(m.sequence) &&
+    m.sequence >= 1 &&
+    typeof m.keyId === 'string' &&
+    m.payload &&
+    hex.test(m.payload.sha256) &&
+    Number.isSafeInteger(m.payload.size) &&
+    Array.isArray(m.files) &&
     m.files.every((f) => f && typeof f.path === 'string' && hex.test(f.sha256) && Number.isSafeInteger(f.size) && (f.mode === 0o644 || f.mode === 0o755));
   if (!ok) throw PatchErrors.AGENT_ERR_PATCH_FORMAT(`manifest.json is not a ${PATCH_FORMAT} manifest`);
   return m;
@@ -173,7 +181,10 @@ export function verifyPatch(bytes: Buffer, trusted: TrustedKeys, opts: VerifyOpt
   const outerCap = limits.maxTotalBytes + 64 * 1024 * 1024;
   const outer = readTar(gunzipCapped(bytes, outerCap, 'patch file'), { maxEntries: 16, maxEntryBytes: outerCap, maxTotalBytes: outerCap });
   const byName = new Map(outer.map((e) => [e.path, e]));
-  const names = outer.map((e) => e.path).sort().join(',');
+  const names = outer
+    .map((e) => e.path)
+    .sort()
+    .join(',');
   if (names !== 'manifest.json,manifest.sig,payload.tar.gz' || outer.some((e) => e.type !== 'file'))
     throw PatchErrors.AGENT_ERR_PATCH_FORMAT(`patch container holds [${names}]`);
   const manifestBytes = byName.get('manifest.json')!.data;
@@ -216,8 +227,7 @@ export function verifyPatch(bytes: Buffer, trusted: TrustedKeys, opts: VerifyOpt
     manifest.files,
     entries.filter((e) => e.type === 'file').map((e) => ({ path: e.path, sha256: sha256(e.data), size: e.data.length, mode: e.mode })),
   );
-  if (!entries.some((e) => e.type === 'file' && e.path === RELEASE_ENTRY))
-    throw PatchErrors.AGENT_ERR_PATCH_NOT_A_RELEASE(`${RELEASE_ENTRY} is missing`);
+  if (!entries.some((e) => e.type === 'file' && e.path === RELEASE_ENTRY)) throw PatchErrors.AGENT_ERR_PATCH_NOT_A_RELEASE(`${RELEASE_ENTRY} is missing`);
   return { manifest, manifestBytes, signatureB64, archiveSha256: sha256(bytes), archiveSize: bytes.length, entries };
 }
 
@@ -276,7 +286,11 @@ export function extractToStaging(patch: VerifiedPatch, stagingDir: string): void
 
 /** Reads the manifest of a patch file without trusting it (for display only). */
 export function peekManifest(bytes: Buffer): PatchManifest {
-  const outer = readTar(gunzipCapped(bytes, DEFAULT_LIMITS.maxTotalBytes, 'patch file'), { maxEntries: 16, maxEntryBytes: DEFAULT_LIMITS.maxTotalBytes, maxTotalBytes: DEFAULT_LIMITS.maxTotalBytes });
+  const outer = readTar(gunzipCapped(bytes, DEFAULT_LIMITS.maxTotalBytes, 'patch file'), {
+    maxEntries: 16,
+    maxEntryBytes: DEFAULT_LIMITS.maxTotalBytes,
+    maxTotalBytes: DEFAULT_LIMITS.maxTotalBytes,
+  });
   const m = outer.find((e) => e.path === 'manifest.json');
   if (!m) throw PatchErrors.AGENT_ERR_PATCH_FORMAT('manifest.json is missing');
   return parseManifest(m.data);

@@ -1,5 +1,5 @@
-import type { AreaValues } from '../config/define.js';
 import type { agentArea } from '../config/areas/agent.js';
+import type { AreaValues } from '../config/define.js';
 import { createClusterClient } from '../protocol/cluster-client.js';
 import { BOOSTER_PATH } from '../protocol/headers.js';
 import type { PatchNotice } from '../protocol/messages.js';

@@ -33,10 +33,11 @@ function publicFromSpkiB64(b64: string): KeyObject {
 export function loadTrustedKeys(entries: readonly string[], opts: { includeVendor?: boolean; readFile?: (p: string) => string } = {}): TrustedKeys {
   const keys = new Map<string, KeyObject>();
   const read = opts.readFile ?? ((p: string) => readFileSync(p, 'utf8'));
-  if (opts.includeVendor !== false) for (const b64 of Object.values(VENDOR_PATCH_KEYS)) {
-    const k = publicFromSpkiB64(b64);
-    keys.set(keyIdOf(k), k);
-  }
+  if (opts.includeVendor !== false)
+    for (const b64 of Object.values(VENDOR_PATCH_KEYS)) {
+      const k = publicFromSpkiB64(b64);
+      keys.set(keyIdOf(k), k);
+    }
   for (const entry of entries) {
     try {
       const m = /^([0-9a-f]{16})=([A-Za-z0-9+/=]+)$/.exec(entry);

@@ -43,23 +43,33 @@ async function nodesOf(db: Database, rolloutId: number): Promise<RolloutNode[]> 
   const h = getHelpers(db.knex);
   const rows = await db.knex('rollout_nodes').where({ rollout_id: rolloutId }).orderBy('server_id');
   return rows.map((r: Record<string, unknown>) => ({
-    serverId: String(r.server_id), state: r.state as RolloutNodeState, fromVersion: (r.from_version as string) ?? null,
-    toVersion: String(r.to_version), error: (r.error as string) ?? null, updatedAt: h.toDate(r.updated_at),
+    serverId: String(r.server_id),
+    state: r.state as RolloutNodeState,
+    fromVersion: (r.from_version as string) ?? null,
+    toVersion: String(r.to_version),
+    error: (r.error as string) ?? null,
+    updatedAt: h.toDate(r.updated_at),
   }));
 }
 
 async function rowToRollout(db: Database, r: Record<string, unknown>): Promise<Rollout> {
   const h = getHelpers(db.knex);
   return {
-    id: Number(r.id), patchId: Number(r.patch_id), version: String(r.version), sequence: Number(r.sequence),
-    state: r.state as RolloutState, parallelism: Number(r.parallelism), haltedReason: (r.halted_reason as string) ?? null,
-    startedAt: h.toDate(r.started_at), updatedAt: h.toDate(r.updated_at), finishedAt: h.toDate(r.finished_at),
+    id: Number(r.id),
+    patchId: Number(r.patch_id),
+    version: String(r.version),
+    sequence: Number(r.sequence),
+    state: r.state as RolloutState,
+    parallelism: Number(r.parallelism),
+    haltedReason: (r.halted_reason as string) ?? null,
+    startedAt: h.toDate(r.started_at),
+    updatedAt: h.toDate(r.updated_at),
+    finishedAt: h.toDate(r.finished_at),
     nodes: await nodesOf(db, Number(r.id)),
   };
 }
 
-const rolloutQuery = (db: Database) =>
-  db.knex('rollouts as r').join('patches as p', 'p.id', 'r.patch_id').select('r.*', 'p.sequence as sequence');
+const rolloutQuery = (db: Database) => db.knex('rollouts as r').join('patches as p', 'p.id', 'r.patch_id').select('r.*', 'p.sequence as sequence');
 
 /** The newest rollout (any state), with its nodes; null when no patch was ever applied. */
 export async function getLatestRollout(db: Database): Promise<Rollout | null> {
@@ -90,7 +100,11 @@ export interface NodeView {
 /** Per-node view for `omflow patch status` and the admin page: registry joined with the latest rollout. */
 export async function rolloutStatus(db: Database): Promise<{ rollout: Rollout | null; nodes: NodeView[] }> {
   const rollout = await getLatestRollout(db);
-  const servers = (await db.knex('servers').select('id', 'version', 'agent_state').orderBy('id')) as { id: string; version: string | null; agent_state: string | null }[];
+  const servers = (await db.knex('servers').select('id', 'version', 'agent_state').orderBy('id')) as {
+    id: string;
+    version: string | null;
+    agent_state: string | null;
+  }[];
   const byId = new Map<string, NodeView>();
   for (const s of servers) byId.set(s.id, { serverId: s.id, version: s.version, agentState: s.agent_state, rolloutState: null, error: null });
   for (const n of rollout?.nodes ?? []) {
@@ -107,7 +121,11 @@ async function transition(db: Database, id: number | undefined, from: RolloutSta
   const h = getHelpers(db.knex);
   const target = id ?? (await getLatestRollout(db))?.id;
   if (target === undefined) throw PatchErrors.AGENT_ERR_PATCH_NOT_FOUND('no rollout exists');
-  const n = await db.knex('rollouts').where({ id: target }).whereIn('state', from).update({ state: to, updated_at: h.now(), ...extra });
+  const n = await db
+    .knex('rollouts')
+    .where({ id: target })
+    .whereIn('state', from)
+    .update({ state: to, updated_at: h.now(), ...extra });
   if (n !== 1) {
     const current = await getRollout(db, target);
     if (current.state === to) return current;
@@ -125,7 +143,11 @@ export function haltRollout(db: Database, id?: number, reason = 'halted by an op
 export async function resumeRollout(db: Database, id?: number): Promise<Rollout> {
   const r = await transition(db, id, ['halted'], 'active', { halted_reason: null });
   const h = getHelpers(db.knex);
-  await db.knex('rollout_nodes').where({ rollout_id: r.id }).whereIn('state', ['failed', 'reverted']).update({ state: 'pending', error: null, updated_at: h.now() });
+  await db
+    .knex('rollout_nodes')
+    .where({ rollout_id: r.id })
+    .whereIn('state', ['failed', 'reverted'])
+    .update({ state: 'pending', error: null, updated_at: h.now() });
   return getRollout(db, r.id);
 }
 
@@ -193,12 +215,18 @@ export async function acquireLock(db: Database, name: string, holder: string, tt
 /** Extends the lease; false when the lock was lost (another holder has a newer token). */
 export async function renewLock(db: Database, name: string, holder: string, token: number, ttlMs: number): Promise<boolean> {
   const h = getHelpers(db.knex);
-  const n = await db.knex('cluster_locks').where({ name, holder, token }).update({ expires_at: h.nowPlusMs(ttlMs) });
+  const n = await db
+    .knex('cluster_locks')
+    .where({ name, holder, token })
+    .update({ expires_at: h.nowPlusMs(ttlMs) });
   return n === 1;
 }
 
 export async function releaseLock(db: Database, name: string, holder: string, token: number): Promise<void> {
-  await db.knex('cluster_locks').where({ name, holder, token }).update({ holder: null, expires_at: new Date(0) });
+  await db
+    .knex('cluster_locks')
+    .where({ name, holder, token })
+    .update({ holder: null, expires_at: new Date(0) });
 }
 
 /** Takes one of `parallelism` rollout slots; returns its name and fencing token. */

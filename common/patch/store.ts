@@ -3,7 +3,7 @@ import type { Database } from '../db/create-database.js';
 import { getHelpers } from '../db/helpers/index.js';
 import { isOmflowError } from '../errors.js';
 import type { PatchNotice } from '../protocol/messages.js';
-import { verifyPatch, type VerifiedPatch, type VerifyOptions } from './archive.js';
+import { type VerifiedPatch, type VerifyOptions, verifyPatch } from './archive.js';
 import { PatchErrors } from './errors.js';
 import type { TrustedKeys } from './keys.js';
 
@@ -39,8 +39,12 @@ export async function storePatch(db: Database, bytes: Buffer, patch: VerifiedPat
       const row = (await trx('patches').max({ max: 'sequence' }).first()) as { max: unknown } | undefined;
       const newest = row?.max === null || row?.max === undefined ? 0 : Number(row.max);
       if (m.sequence <= newest)
-        throw PatchErrors.AGENT_ERR_PATCH_SEQUENCE_REPLAY(`sequence ${m.sequence} is not greater than ${newest}, the newest applied`, { sequence: m.sequence, newest });
-      if (await trx('patches').where({ version: m.version }).first()) throw PatchErrors.AGENT_ERR_PATCH_VERSION_EXISTS(`version ${m.version} was already applied`);
+        throw PatchErrors.AGENT_ERR_PATCH_SEQUENCE_REPLAY(`sequence ${m.sequence} is not greater than ${newest}, the newest applied`, {
+          sequence: m.sequence,
+          newest,
+        });
+      if (await trx('patches').where({ version: m.version }).first())
+        throw PatchErrors.AGENT_ERR_PATCH_VERSION_EXISTS(`version ${m.version} was already applied`);
       const chunkCount = Math.ceil(bytes.length / chunkBytes);
       const patchId = await h.insertReturningId(trx, 'patches', {
         version: m.version,
@@ -58,9 +62,7 @@ export async function storePatch(db: Database, bytes: Buffer, patch: VerifiedPat
       });
       for (let i = 0; i < chunkCount; i++)
         await trx('patch_chunks').insert({ patch_id: patchId, chunk_index: i, data: bytes.subarray(i * chunkBytes, (i + 1) * chunkBytes) });
-      await trx('rollouts')
-        .whereIn('state', ['active', 'halted', 'rolling_back'])
-        .update({ state: 'superseded', updated_at: h.now(), finished_at: h.now() });
+      await trx('rollouts').whereIn('state', ['active', 'halted', 'rolling_back']).update({ state: 'superseded', updated_at: h.now(), finished_at: h.now() });
       const rolloutId = await h.insertReturningId(trx, 'rollouts', {
         patch_id: patchId,
         version: m.version,
@@ -73,7 +75,8 @@ export async function storePatch(db: Database, bytes: Buffer, patch: VerifiedPat
     });
   } catch (err) {
     // Two applies racing for the same sequence or version: the loser sees the unique index.
-    if (isOmflowError(err) && err.code === 'COMMON_ERR_DB_UNIQUE') throw PatchErrors.AGENT_ERR_PATCH_SEQUENCE_REPLAY('another patch with this sequence or version was applied at the same time');
+    if (isOmflowError(err) && err.code === 'COMMON_ERR_DB_UNIQUE')
+      throw PatchErrors.AGENT_ERR_PATCH_SEQUENCE_REPLAY('another patch with this sequence or version was applied at the same time');
     throw err;
   }
 }
@@ -106,9 +109,16 @@ export async function listPatches(db: Database, limit = 20): Promise<PatchRow[]>
   const h = getHelpers(db.knex);
   const rows = await db.knex('patches').orderBy('sequence', 'desc').limit(limit);
   return rows.map((r: Record<string, unknown>) => ({
-    id: Number(r.id), version: String(r.version), sequence: Number(r.sequence), keyId: String(r.key_id),
-    archiveSha256: String(r.archive_sha256), archiveSize: Number(r.archive_size), chunkCount: Number(r.chunk_count),
-    appliedBy: (r.applied_by as string) ?? null, appliedOn: (r.applied_on as string) ?? null, createdAt: h.toDate(r.created_at),
+    id: Number(r.id),
+    version: String(r.version),
+    sequence: Number(r.sequence),
+    keyId: String(r.key_id),
+    archiveSha256: String(r.archive_sha256),
+    archiveSize: Number(r.archive_size),
+    chunkCount: Number(r.chunk_count),
+    appliedBy: (r.applied_by as string) ?? null,
+    appliedOn: (r.applied_on as string) ?? null,
+    createdAt: h.toDate(r.created_at),
   }));
 }
 

@@ -133,7 +133,11 @@ export function readTar(buf: Buffer, limits: TarLimits): TarEntry[] {
     if (entries.length + 1 > limits.maxEntries)
       throw PatchErrors.AGENT_ERR_PATCH_TOO_MANY_ENTRIES(`more than ${limits.maxEntries} entries`, { limit: limits.maxEntries });
     if (size > limits.maxEntryBytes)
-      throw PatchErrors.AGENT_ERR_PATCH_ENTRY_TOO_LARGE(`entry "${path}" has ${size} bytes (cap ${limits.maxEntryBytes})`, { path, size, limit: limits.maxEntryBytes });
+      throw PatchErrors.AGENT_ERR_PATCH_ENTRY_TOO_LARGE(`entry "${path}" has ${size} bytes (cap ${limits.maxEntryBytes})`, {
+        path,
+        size,
+        limit: limits.maxEntryBytes,
+      });
     total += size;
     if (total > limits.maxTotalBytes)
       throw PatchErrors.AGENT_ERR_PATCH_TOO_LARGE(`payload exceeds ${limits.maxTotalBytes} bytes`, { limit: limits.maxTotalBytes });

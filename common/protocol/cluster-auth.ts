@@ -1,6 +1,6 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { CommonErrors, type OmflowError } from '../errors.js';
 import { hostname, networkInterfaces } from 'node:os';
+import { CommonErrors, type OmflowError } from '../errors.js';
 import { HEADER } from './headers.js';
 
 /**
@@ -127,8 +127,14 @@ export function verifyClusterRequest(
   const node = req.headers[HEADER.clusterNode];
   const aud = req.headers[HEADER.clusterAudience] ?? '';
   if (
-    typeof ts !== 'string' || typeof sig !== 'string' || typeof nonce !== 'string' || typeof aud !== 'string' ||
-    !/^\d{1,16}$/.test(ts) || !/^[0-9a-f]{64}$/.test(sig) || !/^[0-9a-f]{16,64}$/.test(nonce) || aud.length > 300
+    typeof ts !== 'string' ||
+    typeof sig !== 'string' ||
+    typeof nonce !== 'string' ||
+    typeof aud !== 'string' ||
+    !/^\d{1,16}$/.test(ts) ||
+    !/^[0-9a-f]{64}$/.test(sig) ||
+    !/^[0-9a-f]{16,64}$/.test(nonce) ||
+    aud.length > 300
   )
     return { ok: false, reason: 'missing' };
   if (Math.abs(now - Number(ts)) > MAX_SKEW_MS) return { ok: false, reason: 'skew' };

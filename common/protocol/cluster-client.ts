@@ -1,4 +1,4 @@
-import { request, type Dispatcher } from 'undici';
+import { type Dispatcher, request } from 'undici';
 import { audienceOf, signClusterRequest } from './cluster-auth.js';
 import { HEADER } from './headers.js';
 

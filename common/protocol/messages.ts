@@ -64,8 +64,7 @@ export interface PatchNotice {
 type Shape = Record<string, 'string' | 'number' | 'boolean' | 'object' | 'string?' | 'number?' | 'boolean?'>;
 
 function check<T>(value: unknown, shape: Shape, what: string): T {
-  if (value === null || typeof value !== 'object' || Array.isArray(value))
-    throw CommonErrors.COMMON_ERR_BAD_REQUEST(`${what}: body must be a JSON object`);
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw CommonErrors.COMMON_ERR_BAD_REQUEST(`${what}: body must be a JSON object`);
   const problems: string[] = [];
   const v = value as Record<string, unknown>;
   for (const [field, kind] of Object.entries(shape)) {
@@ -98,9 +97,21 @@ export function parseHeartbeat(value: unknown): Heartbeat {
   const hb = check<Heartbeat>(
     value,
     {
-      nodeId: 'string', url: 'string', version: 'string', agentUrl: 'string?', seq: 'number', startedAt: 'string',
-      inflight: 'number', runningSteps: 'number', stepCapacity: 'number', eventLoopLagMs: 'number', dbPool: 'object',
-      cpu: 'number', rssBytes: 'number', draining: 'boolean', epochSeen: 'number',
+      nodeId: 'string',
+      url: 'string',
+      version: 'string',
+      agentUrl: 'string?',
+      seq: 'number',
+      startedAt: 'string',
+      inflight: 'number',
+      runningSteps: 'number',
+      stepCapacity: 'number',
+      eventLoopLagMs: 'number',
+      dbPool: 'object',
+      cpu: 'number',
+      rssBytes: 'number',
+      draining: 'boolean',
+      epochSeen: 'number',
     },
     'heartbeat',
   );
@@ -114,7 +125,8 @@ export function parseHeartbeat(value: unknown): Heartbeat {
 export function parseAgentReport(value: unknown): AgentReport {
   const r = check<AgentReport>(value, { nodeId: 'string', agentUrl: 'string', state: 'string', version: 'string?', detail: 'string?' }, 'agent report');
   if (!NODE_ID.test(r.nodeId)) throw CommonErrors.COMMON_ERR_BAD_REQUEST('agent report: nodeId must match [A-Za-z0-9._-]{1,64}');
-  if (!(AGENT_STATES as readonly string[]).includes(r.state)) throw CommonErrors.COMMON_ERR_BAD_REQUEST(`agent report: state must be one of ${AGENT_STATES.join(', ')}`);
+  if (!(AGENT_STATES as readonly string[]).includes(r.state))
+    throw CommonErrors.COMMON_ERR_BAD_REQUEST(`agent report: state must be one of ${AGENT_STATES.join(', ')}`);
   checkUrl(r.agentUrl, 'agentUrl', 'agent report');
   return r;
 }

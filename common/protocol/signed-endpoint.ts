@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CommonErrors, type OmflowError } from '../errors.js';
-import { HEADER } from './headers.js';
 import { bearerMatches, clusterAuthError, ReplayGuard, verifyClusterRequest } from './cluster-auth.js';
+import { HEADER } from './headers.js';
 
 /**
  * The receiving side of signed cluster calls on a plain node:http server (booster control

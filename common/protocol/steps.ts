@@ -45,15 +45,15 @@ export async function enqueueStep(
 ): Promise<number> {
   const h = getHelpers(trx);
   return h.insertReturningId(trx, 'steps', {
-      ticket_id: step.ticketId,
-      step_key: step.stepKey,
-      step_type: step.stepType,
-      state: STEP_STATE.ready,
-      attempt: 0,
-      dispatch_count: 0,
-      ready_at: step.delayMs ? h.nowPlusMs(step.delayMs) : h.now(),
-      created_at: h.now(),
-      updated_at: h.now(),
+    ticket_id: step.ticketId,
+    step_key: step.stepKey,
+    step_type: step.stepType,
+    state: STEP_STATE.ready,
+    attempt: 0,
+    dispatch_count: 0,
+    ready_at: step.delayMs ? h.nowPlusMs(step.delayMs) : h.now(),
+    created_at: h.now(),
+    updated_at: h.now(),
   });
 }
 
@@ -99,11 +99,7 @@ export async function leaseStep(knex: Knex | Knex.Transaction, req: LeaseRequest
   if (req.leader) {
     const leader = req.leader;
     q.whereExists((sub) =>
-      sub
-        .select(knex.raw('1'))
-        .from('booster_lease')
-        .where({ name: 'leader', holder: leader.holder, epoch: req.epoch })
-        .andWhere('expires_at', '>', h.now()),
+      sub.select(knex.raw('1')).from('booster_lease').where({ name: 'leader', holder: leader.holder, epoch: req.epoch }).andWhere('expires_at', '>', h.now()),
     );
   }
   const n = await q.update({
@@ -144,10 +140,7 @@ export async function renewStepLease(knex: Knex | Knex.Transaction, hold: Holder
  * Commits a step's outcome only while the assignment and epoch still hold. Call inside the
  * transaction that applies the step's effects to the ticket, and roll back when it is false.
  */
-export async function completeStep(
-  trx: Knex.Transaction,
-  hold: Holder & { outcome: 'done' | 'failed'; result?: unknown; error?: string },
-): Promise<boolean> {
+export async function completeStep(trx: Knex.Transaction, hold: Holder & { outcome: 'done' | 'failed'; result?: unknown; error?: string }): Promise<boolean> {
   const h = getHelpers(trx);
   const n = await heldBy(trx, hold).update({
     state: hold.outcome === 'done' ? STEP_STATE.done : STEP_STATE.failed,

@@ -4,15 +4,15 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { createServer } from 'node:net';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseFlags, type CliContext } from '../../common/cli/context.js';
+import { type CliContext, parseFlags } from '../../common/cli/context.js';
 import { createDatabase } from '../../common/db/create-database.js';
 import { migrateLatest } from '../../common/db/migrate.js';
 import { parseDatabaseUrl } from '../../common/db/url.js';
-import { probePair } from './cluster-probe.js';
-import { startEmbeddedDb, type EmbeddedDb } from './embedded-db.js';
-import { groupAlive } from '../../common/process-group.js';
-import { spawnGroup, stopGroup, tailOf, type ManagedProcess } from './process-group.js';
 import { freePort } from '../../common/free-port.js';
+import { groupAlive } from '../../common/process-group.js';
+import { probePair } from './cluster-probe.js';
+import { type EmbeddedDb, startEmbeddedDb } from './embedded-db.js';
+import { type ManagedProcess, spawnGroup, stopGroup, tailOf } from './process-group.js';
 
 /** The repository (or package) root: install/dev-cluster/ → ../../ */
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -88,11 +88,34 @@ function makeDevCertificate(dir: string): Promise<{ certFile: string; keyFile: s
   mkdirSync(dir, { recursive: true });
   const certFile = join(dir, 'dev-cert.pem');
   const keyFile = join(dir, 'dev-key.pem');
-  const args = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '30', '-keyout', keyFile, '-out', certFile,
-    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'];
+  const args = [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-days',
+    '30',
+    '-keyout',
+    keyFile,
+    '-out',
+    certFile,
+    '-subj',
+    '/CN=localhost',
+    '-addext',
+    'subjectAltName=DNS:localhost,IP:127.0.0.1',
+  ];
   return new Promise((resolve, reject) =>
     execFile('openssl', args, { timeout: 30_000 }, (err, _out, stderr) =>
-      err ? reject(new Error(`--tls needs openssl to make a self-signed certificate: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'openssl not found' : stderr.trim()}`)) : resolve({ certFile, keyFile }),
+      err
+        ? reject(
+            new Error(
+              `--tls needs openssl to make a self-signed certificate: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'openssl not found' : stderr.trim()}`,
+            ),
+          )
+        : resolve({ certFile, keyFile }),
     ),
   );
 }
@@ -196,7 +219,13 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
     // 1. Database.
     let dbUrl = opts.db;
     if (!dbUrl) {
-      db = await startEmbeddedDb({ dir: join(opts.dir, 'pg'), port: await freePort(), fresh: opts.fresh, logFile: join(logDir, 'postgres.log'), onProgress: say });
+      db = await startEmbeddedDb({
+        dir: join(opts.dir, 'pg'),
+        port: await freePort(),
+        fresh: opts.fresh,
+        logFile: join(logDir, 'postgres.log'),
+        onProgress: say,
+      });
       recordPids();
       dbUrl = db.url;
     }
@@ -206,8 +235,17 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
       const parsed = parseDatabaseUrl(dbUrl);
       if (!parsed.ok) throw new Error(parsed.message);
       const database = createDatabase({
-        url: dbUrl, client: parsed.value.client, host: '127.0.0.1', port: undefined, name: 'omflow', user: 'omflow', password: undefined,
-        ssl: false, poolMin: 0, poolMax: 2, connectTimeoutMs: 10_000,
+        url: dbUrl,
+        client: parsed.value.client,
+        host: '127.0.0.1',
+        port: undefined,
+        name: 'omflow',
+        user: 'omflow',
+        password: undefined,
+        ssl: false,
+        poolMin: 0,
+        poolMax: 2,
+        connectTimeoutMs: 10_000,
       });
       try {
         const applied = await migrateLatest(database.knex);
@@ -244,8 +282,11 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
 
     say('seeding the admin user and the demo form');
     const out = await new Promise<{ code: number; text: string }>((resolve) => {
-      execFile(node, [OMFLOW_BIN, 'server', 'seed', '--admin-user', 'admin', '--admin-password', adminPassword, '--demo'], { cwd: ROOT, env: baseEnv as NodeJS.ProcessEnv, timeout: 120_000 }, (err, stdout, stderr) =>
-        resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, text: `${stdout}${stderr}` }),
+      execFile(
+        node,
+        [OMFLOW_BIN, 'server', 'seed', '--admin-user', 'admin', '--admin-password', adminPassword, '--demo'],
+        { cwd: ROOT, env: baseEnv as NodeJS.ProcessEnv, timeout: 120_000 },
+        (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, text: `${stdout}${stderr}` }),
       );
     });
     if (out.code !== 0) throw new Error(`omflow server seed failed (exit ${out.code}):\n${out.text}`);

@@ -30,7 +30,10 @@ export function serversUpIn(doc: unknown): string[] {
   const root = doc as Record<string, unknown> | undefined;
   const list = root?.servers ?? (root?.cluster as Record<string, unknown> | undefined)?.servers;
   const entries: Array<[string, unknown]> = Array.isArray(list)
-    ? list.map((s, i) => [String((s as Record<string, unknown>)?.id ?? (s as Record<string, unknown>)?.serverId ?? (s as Record<string, unknown>)?.nodeId ?? i), s])
+    ? list.map((s, i) => [
+        String((s as Record<string, unknown>)?.id ?? (s as Record<string, unknown>)?.serverId ?? (s as Record<string, unknown>)?.nodeId ?? i),
+        s,
+      ])
     : list && typeof list === 'object'
       ? Object.entries(list as Record<string, unknown>)
       : [];

@@ -1,10 +1,10 @@
-import { execFileSync, } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { arch, platform, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import pg from 'pg';
-import { spawnGroup, stopGroup, tailOf, type ManagedProcess } from './process-group.js';
+import { type ManagedProcess, spawnGroup, stopGroup, tailOf } from './process-group.js';
 
 /**
  * The embedded PostgreSQL of the dev cluster and of the test suite: the binaries of

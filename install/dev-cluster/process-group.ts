@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { groupAlive } from '../../common/process-group.js';
 
@@ -71,7 +71,10 @@ export function tailOf(file: string, lines = 20): string {
   try {
     const size = statSync(file).size;
     const text = readFileSync(file, 'utf8').slice(Math.max(0, size - 16_000));
-    return text.split('\n').slice(-lines - 1).join('\n');
+    return text
+      .split('\n')
+      .slice(-lines - 1)
+      .join('\n');
   } catch {
     return '';
   }

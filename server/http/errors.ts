@@ -28,5 +28,7 @@ export function registerErrorHandling(app: FastifyInstance, log: Logger): void {
     }
     return sendOmflowError(reply, e);
   });
-  app.setNotFoundHandler((request, reply) => sendOmflowError(reply, ServerErrors.SERVER_ERR_NOT_FOUND(`No route ${request.method} ${request.url.split('?')[0]}`)));
+  app.setNotFoundHandler((request, reply) =>
+    sendOmflowError(reply, ServerErrors.SERVER_ERR_NOT_FOUND(`No route ${request.method} ${request.url.split('?')[0]}`)),
+  );
 }

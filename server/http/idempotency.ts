@@ -1,8 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Knex } from 'knex';
-import { CommonErrors } from '../../common/errors.js';
 import type { Database } from '../../common/db/create-database.js';
 import { getHelpers } from '../../common/db/helpers/index.js';
+import { CommonErrors } from '../../common/errors.js';
 import { HEADER } from '../../common/protocol/headers.js';
 import { ServerErrors } from '../errors.js';
 import { sha256Hex } from '../features/users/passwords.js';
@@ -53,10 +53,18 @@ export async function idempotentWrite(
   try {
     const out = await db.transaction(async (trx) => {
       const id = await h.insertReturningId(trx, 'idempotency_keys', {
-        principal, idem_key: rawKey, method: request.method, path, request_hash: requestHash, created_at: h.now(), expires_at: h.nowPlusMs(KEY_TTL_MS),
+        principal,
+        idem_key: rawKey,
+        method: request.method,
+        path,
+        request_hash: requestHash,
+        created_at: h.now(),
+        expires_at: h.nowPlusMs(KEY_TTL_MS),
       });
       const result = await write(trx);
-      await trx('idempotency_keys').where({ id }).update({ status_code: result.status, response_body: JSON.stringify(result.body ?? null) });
+      await trx('idempotency_keys')
+        .where({ id })
+        .update({ status_code: result.status, response_body: JSON.stringify(result.body ?? null) });
       return result;
     });
     return reply.code(out.status).send(out.body);

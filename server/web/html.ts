@@ -21,7 +21,13 @@ export function html(strings: TemplateStringsArray, ...values: unknown[]): Raw {
   let out = strings[0];
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
-    const s = Array.isArray(v) ? v.map((x) => (x instanceof Raw ? x.html : esc(x))).join('') : v instanceof Raw ? v.html : v === null || v === undefined || v === false ? '' : esc(v);
+    const s = Array.isArray(v)
+      ? v.map((x) => (x instanceof Raw ? x.html : esc(x))).join('')
+      : v instanceof Raw
+        ? v.html
+        : v === null || v === undefined || v === false
+          ? ''
+          : esc(v);
     out += s + strings[i + 1];
   }
   return new Raw(out);

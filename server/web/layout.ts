@@ -36,7 +36,11 @@ export function renderPage(opts: PageOptions): string {
   const { user, locale } = opts;
   const nav: string[] = [];
   if (user) {
-    nav.push(`<a href="/">${esc(t(locale, 'nav.catalogue'))}</a>`, `<a href="/tasks">${esc(t(locale, 'nav.tasks'))}</a>`, `<a href="/tickets">${esc(t(locale, 'nav.tickets'))}</a>`);
+    nav.push(
+      `<a href="/">${esc(t(locale, 'nav.catalogue'))}</a>`,
+      `<a href="/tasks">${esc(t(locale, 'nav.tasks'))}</a>`,
+      `<a href="/tickets">${esc(t(locale, 'nav.tickets'))}</a>`,
+    );
     if (user.role === 'admin') {
       nav.push(
         `<a href="/admin/users">${esc(t(locale, 'nav.adminUsers'))}</a>`,

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { signClusterRequest, verifyClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { AGENT_PATH, BOOSTER_PATH } from '../../common/protocol/headers.js';
-import { freePort, startOmflow, waitFor, type RunningProcess } from '../helpers/processes.js';
+import { freePort, type RunningProcess, startOmflow, waitFor } from '../helpers/processes.js';
 import { FIXTURE_RELEASE } from './helpers.js';
 
 export const SECRET = 'agent-test-secret-0123456789';
@@ -53,7 +53,11 @@ export async function startBoosterRecorder(): Promise<{ port: number; calls: Rec
     get rejected() {
       return state.rejected;
     },
-    close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
 }
 
@@ -111,7 +115,12 @@ export async function makeAgentNode(opts: { nodeId: string; dbUrl: string; boost
     ...opts.extraEnv,
   };
   const node: AgentNode = {
-    nodeId: opts.nodeId, dataDir, agentPort, serverPort, env, controlFile,
+    nodeId: opts.nodeId,
+    dataDir,
+    agentPort,
+    serverPort,
+    env,
+    controlFile,
     proc: undefined as unknown as RunningProcess,
     start() {
       node.proc = startOmflow(`agent-${opts.nodeId}`, ['agent'], env);

@@ -1,6 +1,6 @@
+import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { buildPatch, collectDirectory, generatePatchKeyPair, loadTrustedKeys, type RawTarEntry } from '../../common/patch/index.js';
 
 export const FIXTURE_RELEASE = fileURLToPath(new URL('./fixtures/fake-release', import.meta.url));
@@ -18,7 +18,10 @@ export function makeKey(): TestKey {
 }
 
 export function trustOnly(...keys: TestKey[]) {
-  return loadTrustedKeys(keys.map((k) => k.trustedEntry), { includeVendor: false });
+  return loadTrustedKeys(
+    keys.map((k) => k.trustedEntry),
+    { includeVendor: false },
+  );
 }
 
 /** The fake release tree, optionally with a fixture mode baked into it (e.g. exit-on-start). */

@@ -3,8 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyPatch, rolloutStatus } from '../../common/patch/index.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { stopAll, waitFor } from '../helpers/processes.js';
+import { type AgentNode, fetchVersion, killServerGroup, makeAgentNode, serverProcesses, waitForState } from './harness.js';
 import { fixturePatch, makeKey, trustOnly } from './helpers.js';
-import { fetchVersion, killServerGroup, makeAgentNode, serverProcesses, waitForState, type AgentNode } from './harness.js';
 
 const key = makeKey();
 let tdb: TestDatabase;

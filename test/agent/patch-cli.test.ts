@@ -22,12 +22,26 @@ describe('omflow patch keygen | build', () => {
     expect(keygen.code, keygen.out).toBe(0);
     const entry = /OMFLOW_PATCH_TRUSTED_KEYS=(\S+)/.exec(keygen.out)![1];
     const out = join(dir, 'p.tar.gz');
-    const build = await omflow(['patch', 'build', FIXTURE_RELEASE, '--version', '3.1.4', '--sequence', '7', '--key', join(dir, 'keys', 'patch-private.pem'), '--out', out]);
+    const build = await omflow([
+      'patch',
+      'build',
+      FIXTURE_RELEASE,
+      '--version',
+      '3.1.4',
+      '--sequence',
+      '7',
+      '--key',
+      join(dir, 'keys', 'patch-private.pem'),
+      '--out',
+      out,
+    ]);
     expect(build.code, build.out).toBe(0);
     const v = verifyPatch(readFileSync(out), loadTrustedKeys([entry], { includeVendor: false }));
     expect(v.manifest).toMatchObject({ version: '3.1.4', sequence: 7 });
     // The public PEM file works as a trusted-key entry too.
-    expect(verifyPatch(readFileSync(out), loadTrustedKeys([join(dir, 'keys', 'patch-public.pem')], { includeVendor: false })).manifest.keyId).toBe(entry.split('=')[0]);
+    expect(verifyPatch(readFileSync(out), loadTrustedKeys([join(dir, 'keys', 'patch-public.pem')], { includeVendor: false })).manifest.keyId).toBe(
+      entry.split('=')[0],
+    );
   });
 
   it('refuses to build from a directory that is not a release', async () => {

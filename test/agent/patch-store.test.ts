@@ -1,17 +1,34 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  MAX_CHUNK_BYTES, acquireLock, applyPatch, buildPatch, getLatestRollout, haltRollout, listPatches, loadPatchBytes, releaseLock, renewLock,
-  resumeRollout, rollbackRollout, rolloutStatus, setNodeState, verifyPatch,
+  acquireLock,
+  applyPatch,
+  buildPatch,
+  getLatestRollout,
+  haltRollout,
+  listPatches,
+  loadPatchBytes,
+  MAX_CHUNK_BYTES,
+  releaseLock,
+  renewLock,
+  resumeRollout,
+  rollbackRollout,
+  rolloutStatus,
+  setNodeState,
+  verifyPatch,
 } from '../../common/patch/index.js';
-import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
+import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
 import { fixtureEntries, makeKey, trustOnly } from './helpers.js';
 
 const key = makeKey();
 const stranger = makeKey();
 const trusted = trustOnly(key);
 
-const codeOf = async (p: Promise<unknown>) => p.then(() => 'resolved', (err) => (err as { code?: string }).code);
+const codeOf = async (p: Promise<unknown>) =>
+  p.then(
+    () => 'resolved',
+    (err) => (err as { code?: string }).code,
+  );
 
 for (const vendor of vendorsUnderTest()) {
   describe(`patch storage and rollout state (${vendor})`, () => {
@@ -25,7 +42,12 @@ for (const vendor of vendorsUnderTest()) {
 
     it('stores a patch in chunks of at most 256 KiB and reads back the exact bytes', async () => {
       // Incompressible content so the patch spans several chunks.
-      const bytes = buildPatch({ version: '1.0.0', sequence: 1, privateKey: key.privateKey, entries: fixtureEntries({ extra: [{ path: 'server/blob.bin', data: randomBytes(700_000) }] }) }).bytes;
+      const bytes = buildPatch({
+        version: '1.0.0',
+        sequence: 1,
+        privateKey: key.privateKey,
+        entries: fixtureEntries({ extra: [{ path: 'server/blob.bin', data: randomBytes(700_000) }] }),
+      }).bytes;
       const stored = await applyPatch(tdb.db, bytes, trusted);
       const chunks = await tdb.knex('patch_chunks').where({ patch_id: stored.patchId });
       expect(chunks.length).toBeGreaterThanOrEqual(3);
@@ -39,14 +61,26 @@ for (const vendor of vendorsUnderTest()) {
 
     it('refuses replays, duplicate versions and untrusted keys without storing anything', async () => {
       const before = (await listPatches(tdb.db)).length;
-      expect(await codeOf(applyPatch(tdb.db, buildPatch({ version: '0.9.0', sequence: 1, privateKey: key.privateKey, entries: fixtureEntries() }).bytes, trusted))).toBe('AGENT_ERR_PATCH_SEQUENCE_REPLAY');
-      expect(await codeOf(applyPatch(tdb.db, buildPatch({ version: '1.0.0', sequence: 5, privateKey: key.privateKey, entries: fixtureEntries() }).bytes, trusted))).toBe('AGENT_ERR_PATCH_VERSION_EXISTS');
-      expect(await codeOf(applyPatch(tdb.db, buildPatch({ version: '2.0.0', sequence: 6, privateKey: stranger.privateKey, entries: fixtureEntries() }).bytes, trusted))).toBe('AGENT_ERR_PATCH_UNTRUSTED_KEY');
+      expect(
+        await codeOf(applyPatch(tdb.db, buildPatch({ version: '0.9.0', sequence: 1, privateKey: key.privateKey, entries: fixtureEntries() }).bytes, trusted)),
+      ).toBe('AGENT_ERR_PATCH_SEQUENCE_REPLAY');
+      expect(
+        await codeOf(applyPatch(tdb.db, buildPatch({ version: '1.0.0', sequence: 5, privateKey: key.privateKey, entries: fixtureEntries() }).bytes, trusted)),
+      ).toBe('AGENT_ERR_PATCH_VERSION_EXISTS');
+      expect(
+        await codeOf(
+          applyPatch(tdb.db, buildPatch({ version: '2.0.0', sequence: 6, privateKey: stranger.privateKey, entries: fixtureEntries() }).bytes, trusted),
+        ),
+      ).toBe('AGENT_ERR_PATCH_UNTRUSTED_KEY');
       expect((await listPatches(tdb.db)).length).toBe(before);
     });
 
     it('operator actions move the rollout through its states; wrong transitions are refused', async () => {
-      const second = await applyPatch(tdb.db, buildPatch({ version: '1.1.0', sequence: 2, privateKey: key.privateKey, entries: fixtureEntries() }).bytes, trusted);
+      const second = await applyPatch(
+        tdb.db,
+        buildPatch({ version: '1.1.0', sequence: 2, privateKey: key.privateKey, entries: fixtureEntries() }).bytes,
+        trusted,
+      );
       await setNodeState(tdb.db, second.rolloutId, 'node-a', 'failed', { toVersion: '1.1.0', fromVersion: '1.0.0', error: 'boom' });
       expect((await haltRollout(tdb.db, undefined, 'looks wrong')).state).toBe('halted');
       expect(await codeOf(rollbackRollout(tdb.db, 999_999))).toBe('AGENT_ERR_PATCH_NOT_FOUND');

@@ -1,12 +1,10 @@
-import { mkdtempSync, readdirSync, rmSync, existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  buildPatch, extractToStaging, readTar, verifyPatch, writeTar, type RawTarEntry,
-} from '../../common/patch/index.js';
 import { ReleaseStore } from '../../agent/releases.js';
+import { buildPatch, extractToStaging, type RawTarEntry, readTar, verifyPatch, writeTar } from '../../common/patch/index.js';
 import { FIXTURE_RELEASE, fixtureEntries, fixturePatch, makeKey, trustOnly } from './helpers.js';
 
 const key = makeKey();
@@ -24,7 +22,12 @@ function tamperPayload(bytes: Buffer): Buffer {
   const outer = readTar(gunzipSync(bytes), { maxEntries: 10, maxEntryBytes: 1e9, maxTotalBytes: 1e9 });
   const payload = outer.find((e) => e.path === 'payload.tar.gz')!;
   const inner = readTar(gunzipSync(payload.data), { maxEntries: 1e5, maxEntryBytes: 1e9, maxTotalBytes: 1e9 });
-  const evil = inner.map((e) => ({ path: e.path, typeflag: e.typeflag, mode: e.mode, data: e.path.endsWith('omflow.mjs') ? Buffer.from('process.exit(0)') : e.data }));
+  const evil = inner.map((e) => ({
+    path: e.path,
+    typeflag: e.typeflag,
+    mode: e.mode,
+    data: e.path.endsWith('omflow.mjs') ? Buffer.from('process.exit(0)') : e.data,
+  }));
   return gzipSync(writeTar(outer.map((e) => ({ path: e.path, data: e.path === 'payload.tar.gz' ? gzipSync(writeTar(evil)) : e.data }))));
 }
 
@@ -36,7 +39,11 @@ describe('patch verification refuses every bad input with its own code', () => {
       name: 'manifest edited after signing',
       bytes: () => {
         const outer = readTar(gunzipSync(fixturePatch(key, '2.0.0', 2)), { maxEntries: 10, maxEntryBytes: 1e9, maxTotalBytes: 1e9 });
-        return gzipSync(writeTar(outer.map((e) => ({ path: e.path, data: e.path === 'manifest.json' ? Buffer.from(e.data.toString().replace('"2.0.0"', '"9.0.0"')) : e.data }))));
+        return gzipSync(
+          writeTar(
+            outer.map((e) => ({ path: e.path, data: e.path === 'manifest.json' ? Buffer.from(e.data.toString().replace('"2.0.0"', '"9.0.0"')) : e.data })),
+          ),
+        );
       },
       code: 'AGENT_ERR_PATCH_SIGNATURE',
     },
@@ -67,10 +74,21 @@ describe('patch verification refuses every bad input with its own code', () => {
     },
     {
       name: 'file not in the signed list',
-      bytes: () => buildPatch({ version: '2.0.0', sequence: 2, privateKey: key.privateKey, entries: fixtureEntries({ extra: [{ path: 'server/x.js', data: Buffer.from('1') }] }), files: [] }).bytes,
+      bytes: () =>
+        buildPatch({
+          version: '2.0.0',
+          sequence: 2,
+          privateKey: key.privateKey,
+          entries: fixtureEntries({ extra: [{ path: 'server/x.js', data: Buffer.from('1') }] }),
+          files: [],
+        }).bytes,
       code: 'AGENT_ERR_PATCH_FILE_LIST',
     },
-    { name: 'not a release', bytes: () => buildPatch({ version: '2.0.0', sequence: 2, privateKey: key.privateKey, entries: [{ path: 'a.txt', data: Buffer.from('a') }] }).bytes, code: 'AGENT_ERR_PATCH_NOT_A_RELEASE' },
+    {
+      name: 'not a release',
+      bytes: () => buildPatch({ version: '2.0.0', sequence: 2, privateKey: key.privateKey, entries: [{ path: 'a.txt', data: Buffer.from('a') }] }).bytes,
+      code: 'AGENT_ERR_PATCH_NOT_A_RELEASE',
+    },
     { name: 'not a patch at all', bytes: () => gzipSync(Buffer.from('hello')), code: 'AGENT_ERR_PATCH_FORMAT' },
   ];
 
@@ -88,7 +106,16 @@ describe('patch verification refuses every bad input with its own code', () => {
   }
 
   it('the eight must-show refusals each have their own code', () => {
-    const must = ['tampered archive (payload replaced, manifest kept)', 'signed with a key that is not trusted', 'replayed older sequence', '../ path', 'absolute path', 'symlink', 'hardlink', 'oversized entry'];
+    const must = [
+      'tampered archive (payload replaced, manifest kept)',
+      'signed with a key that is not trusted',
+      'replayed older sequence',
+      '../ path',
+      'absolute path',
+      'symlink',
+      'hardlink',
+      'oversized entry',
+    ];
     expect(new Set(cases.filter((c) => must.includes(c.name)).map((c) => c.code)).size).toBe(8);
   });
 });

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyPatch, buildPatch, collectDirectory } from '../../common/patch/index.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { REPO_ROOT, isAlive, stopAll, waitFor } from '../helpers/processes.js';
+import { isAlive, REPO_ROOT, stopAll, waitFor } from '../helpers/processes.js';
+import { type AgentNode, fetchVersion, killServerGroup, makeAgentNode, serverPid, serverProcesses, startBoosterRecorder, waitForState } from './harness.js';
 import { makeKey, trustOnly } from './helpers.js';
-import { fetchVersion, killServerGroup, makeAgentNode, serverPid, serverProcesses, startBoosterRecorder, waitForState, type AgentNode } from './harness.js';
 
 /** The agent with the real app server (`omflow server`), bootstrapped from this checkout. */
 const key = makeKey();
@@ -20,8 +20,15 @@ beforeAll(async () => {
   tdb = await createTestDatabase('postgres', { migrate: true });
   booster = await startBoosterRecorder();
   node = await makeAgentNode({
-    nodeId: 'real-1', dbUrl: tdb.url, boosterPort: booster.port,
-    extraEnv: { OMFLOW_PATCH_TRUSTED_KEYS: key.trustedEntry, OMFLOW_AGENT_START_TIMEOUT_MS: '60000', OMFLOW_AGENT_STOP_TIMEOUT_MS: '15000', OMFLOW_LOG_LEVEL: 'warn' },
+    nodeId: 'real-1',
+    dbUrl: tdb.url,
+    boosterPort: booster.port,
+    extraEnv: {
+      OMFLOW_PATCH_TRUSTED_KEYS: key.trustedEntry,
+      OMFLOW_AGENT_START_TIMEOUT_MS: '60000',
+      OMFLOW_AGENT_STOP_TIMEOUT_MS: '15000',
+      OMFLOW_LOG_LEVEL: 'warn',
+    },
   });
   delete node.env.OMFLOW_AGENT_BOOTSTRAP_DIR;
 });
@@ -45,10 +52,13 @@ describe('agent + real app server', () => {
   it('restarts the real server after kill -9', async () => {
     const before = serverPid(node)!;
     process.kill(before, 'SIGKILL');
-    await waitFor(() => {
-      const p = serverPid(node);
-      return p && p !== before && isAlive(p);
-    }, { timeoutMs: 60_000, what: 'new server' });
+    await waitFor(
+      () => {
+        const p = serverPid(node);
+        return p && p !== before && isAlive(p);
+      },
+      { timeoutMs: 60_000, what: 'new server' },
+    );
     await waitForState(node, 'running', 60_000);
     expect(serverProcesses(node).length).toBe(1);
   });

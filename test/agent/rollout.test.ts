@@ -1,14 +1,14 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BOOSTER_PATH } from '../../common/protocol/headers.js';
 import { buildPatch, peekManifest, rolloutStatus, storePatch, type VerifiedPatch } from '../../common/patch/index.js';
-import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
+import { BOOSTER_PATH } from '../../common/protocol/headers.js';
+import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
 import { startOmflow, stopAll, waitFor } from '../helpers/processes.js';
+import { type AgentNode, fetchVersion, killServerGroup, makeAgentNode, type RecordedCall, startBoosterRecorder, waitForState } from './harness.js';
 import { fixtureEntries, fixturePatch, makeKey } from './helpers.js';
-import { fetchVersion, killServerGroup, makeAgentNode, startBoosterRecorder, waitForState, type AgentNode, type RecordedCall } from './harness.js';
 
 const key = makeKey();
 
@@ -49,7 +49,12 @@ for (const vendor of vendorsUnderTest()) {
       tdb = await createTestDatabase(vendor, { migrate: true });
       booster = await startBoosterRecorder();
       for (const id of ['n1', 'n2', 'n3']) {
-        const node = await makeAgentNode({ nodeId: `${vendor}-${id}`, dbUrl: tdb.url, boosterPort: booster.port, extraEnv: { OMFLOW_PATCH_TRUSTED_KEYS: key.trustedEntry } });
+        const node = await makeAgentNode({
+          nodeId: `${vendor}-${id}`,
+          dbUrl: tdb.url,
+          boosterPort: booster.port,
+          extraEnv: { OMFLOW_PATCH_TRUSTED_KEYS: key.trustedEntry },
+        });
         nodes.push(node);
         booster.agentPorts.push(node.agentPort);
         node.start();
@@ -105,12 +110,21 @@ for (const vendor of vendorsUnderTest()) {
 
     it('a hostile patch smuggled into the database is refused by the agent itself; nothing is written outside staging', async () => {
       const bytes = buildPatch({
-        version: '1.1.5', sequence: 3, privateKey: key.privateKey,
+        version: '1.1.5',
+        sequence: 3,
+        privateKey: key.privateKey,
         entries: fixtureEntries({ extra: [{ path: '../../escaped.txt', data: Buffer.from('x') }] }),
       }).bytes;
       const manifest = peekManifest(bytes);
       // Bypasses apply's own verification, as a tampered database would.
-      const fake = { manifest, manifestBytes: Buffer.from(JSON.stringify(manifest)), signatureB64: 'AA==', archiveSha256: createHash('sha256').update(bytes).digest('hex'), archiveSize: bytes.length, entries: [] } as VerifiedPatch;
+      const fake = {
+        manifest,
+        manifestBytes: Buffer.from(JSON.stringify(manifest)),
+        signatureB64: 'AA==',
+        archiveSha256: createHash('sha256').update(bytes).digest('hex'),
+        archiveSize: bytes.length,
+        entries: [],
+      } as VerifiedPatch;
       await storePatch(tdb.db, bytes, fake);
       await waitFor(async () => (await status()).rollout!.state === 'halted', { timeoutMs: 30_000, what: 'halted hostile rollout' });
       const s = await status();

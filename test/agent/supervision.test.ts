@@ -5,7 +5,17 @@ import { AGENT_PATH, BOOSTER_PATH } from '../../common/protocol/headers.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { isAlive, stopAll, waitFor } from '../helpers/processes.js';
 import {
-  agentCall, agentStatus, fetchVersion, isGone, killServerGroup, makeAgentNode, serverPid, serverProcesses, startBoosterRecorder, waitForState, type AgentNode,
+  type AgentNode,
+  agentCall,
+  agentStatus,
+  fetchVersion,
+  isGone,
+  killServerGroup,
+  makeAgentNode,
+  serverPid,
+  serverProcesses,
+  startBoosterRecorder,
+  waitForState,
 } from './harness.js';
 import { FIXTURE_RELEASE } from './helpers.js';
 
@@ -47,10 +57,13 @@ describe('agent supervision of the app server', () => {
   it('kill -9 of the app server: the agent restarts it', async () => {
     const before = serverPid(node)!;
     process.kill(before, 'SIGKILL');
-    const pid = await waitFor(() => {
-      const p = serverPid(node);
-      return p && p !== before && isAlive(p) ? p : null;
-    }, { what: 'a new server pid', timeoutMs: 30_000 });
+    const pid = await waitFor(
+      () => {
+        const p = serverPid(node);
+        return p && p !== before && isAlive(p) ? p : null;
+      },
+      { what: 'a new server pid', timeoutMs: 30_000 },
+    );
     await waitForState(node, 'running');
     expect(await fetchVersion(node)).toBe('0.0.1');
     expect(serverProcesses(node)).toEqual([pid]);
@@ -100,7 +113,9 @@ describe('agent supervision of the app server', () => {
     process.kill(serverPid(node)!, 'SIGKILL');
     const s = await waitForState(node, 'failed', 40_000);
     expect(s.detail).toMatch(/recoveries/);
-    await waitFor(() => booster.calls.some((c) => c.path === BOOSTER_PATH.agentReport && c.body.state === 'failed' && c.node === 'sup-1'), { what: 'failed report' });
+    await waitFor(() => booster.calls.some((c) => c.path === BOOSTER_PATH.agentReport && c.body.state === 'failed' && c.node === 'sup-1'), {
+      what: 'failed report',
+    });
     expect(booster.rejected).toBe(0);
     expect(serverProcesses(node)).toEqual([]);
     // It stays failed: no more restarts until an operator acts.

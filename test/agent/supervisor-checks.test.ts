@@ -4,9 +4,9 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../../common/log.js';
 import { ReleaseStore } from '../../agent/releases.js';
 import { Supervisor } from '../../agent/supervisor.js';
+import { createLogger } from '../../common/log.js';
 
 // A loopback "server" whose /healthz stalls for the first N requests.
 let stallNext = 0;
@@ -40,8 +40,19 @@ function supervisor(): Supervisor {
     env: {},
     agentUrl: () => 'http://127.0.0.1:1',
     timings: {
-      startTimeoutMs: 1000, stopTimeoutMs: 1000, drainTimeoutMs: 0, drainSettleMs: 0, quickIntervalMs: 1000, quickTimeoutMs: 150,
-      deepIntervalMs: 1000, deepTimeoutMs: 150, failureThreshold: 2, backoffMs: 10, backoffMaxMs: 10, maxRecoveries: 1, recoveryWindowMs: 1000,
+      startTimeoutMs: 1000,
+      stopTimeoutMs: 1000,
+      drainTimeoutMs: 0,
+      drainSettleMs: 0,
+      quickIntervalMs: 1000,
+      quickTimeoutMs: 150,
+      deepIntervalMs: 1000,
+      deepTimeoutMs: 150,
+      failureThreshold: 2,
+      backoffMs: 10,
+      backoffMaxMs: 10,
+      maxRecoveries: 1,
+      recoveryWindowMs: 1000,
     },
     log: createLogger({ name: 'test', level: 'silent' }),
     drain: async () => {},

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Admission, RETRY_FLOOR, type AdmissionTimers } from '../../booster/admission.js';
+import { Admission, type AdmissionTimers, RETRY_FLOOR } from '../../booster/admission.js';
 
 /** Manual timers: nothing fires until the test moves time. */
 function manualTimers() {

@@ -2,14 +2,14 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createBooster, } from '../../booster/booster.js';
+import { createBooster } from '../../booster/booster.js';
 import { STEPS_READY_PATH } from '../../booster/control-plane.js';
 import type { LicenseGate } from '../../booster/license/gate.js';
 import { run as statusRun } from '../../booster/status-cli.js';
 import { verifyClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { AGENT_PATH, BOOSTER_PATH } from '../../common/protocol/headers.js';
-import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
-import { SECRET, boosterConfig, enqueueSteps, signedPost, silentLog, startFixtureServer, until, type FixtureServer } from './fixtures.js';
+import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
+import { boosterConfig, enqueueSteps, type FixtureServer, SECRET, signedPost, silentLog, startFixtureServer, until } from './fixtures.js';
 
 /** Step dispatch, graceful hand-over, agent reports, patch notices and `omflow status`. */
 let tdb: TestDatabase;
@@ -91,7 +91,11 @@ describe('step dispatch and cluster API', () => {
   it('pauses step dispatch while the license gate is closed', async () => {
     let allow = false;
     const gate: LicenseGate = {
-      async start() {}, async refresh() { allow = true; }, async close() {},
+      async start() {},
+      async refresh() {
+        allow = true;
+      },
+      async close() {},
       status: (used) => ({ state: 'expired', daysLeft: 0, clusterId: null, servers: { licensed: null, used }, warnings: [] }),
       allowsDistribution: () => allow,
       maxServers: () => null,
@@ -110,7 +114,12 @@ describe('step dispatch and cluster API', () => {
   it('a graceful stop of the active hands the lease over at once', async () => {
     const a = await startBooster('api-a', { OMFLOW_BOOSTER_LEASE_MS: 60_000, OMFLOW_BOOSTER_RENEW_DEADLINE_MS: 30_000, OMFLOW_BOOSTER_RENEW_MS: 200 });
     await until(() => a.role() === 'active', 'a active');
-    const s = await startBooster('api-s', { OMFLOW_BOOSTER_LEASE_MS: 60_000, OMFLOW_BOOSTER_RENEW_DEADLINE_MS: 30_000, OMFLOW_BOOSTER_RENEW_MS: 200, OMFLOW_BOOSTER_PEER_URL: '' });
+    const s = await startBooster('api-s', {
+      OMFLOW_BOOSTER_LEASE_MS: 60_000,
+      OMFLOW_BOOSTER_RENEW_DEADLINE_MS: 30_000,
+      OMFLOW_BOOSTER_RENEW_MS: 200,
+      OMFLOW_BOOSTER_PEER_URL: '',
+    });
     const epochA = a.epoch();
     await a.stop();
     // With a 60 s lease, only the release on stop lets the standby in this quickly.
@@ -127,7 +136,11 @@ describe('step dispatch and cluster API', () => {
       req.on('data', (c) => chunks.push(c));
       req.on('end', () => {
         const body = Buffer.concat(chunks);
-        got.push({ path: req.url!, ok: verifyClusterRequest(SECRET, { method: 'POST', path: req.url!, headers: req.headers, body }).ok, body: body.toString() });
+        got.push({
+          path: req.url!,
+          ok: verifyClusterRequest(SECRET, { method: 'POST', path: req.url!, headers: req.headers, body }).ok,
+          body: body.toString(),
+        });
         res.writeHead(200).end('{}');
       });
     });
@@ -153,7 +166,12 @@ describe('step dispatch and cluster API', () => {
     anon.on('data', (d) => (anonText += d));
     expect(await statusRun(['--booster', b.base], { env: {}, stdout: anon, stderr: anon, stopSignal: new Promise(() => {}) })).toBe(1);
     expect(anonText).toContain('wants credentials');
-    const code = await statusRun(['--booster', b.base], { env: { OMFLOW_CLUSTER_SECRET: SECRET }, stdout: out, stderr: out, stopSignal: new Promise(() => {}) });
+    const code = await statusRun(['--booster', b.base], {
+      env: { OMFLOW_CLUSTER_SECRET: SECRET },
+      stdout: out,
+      stderr: out,
+      stopSignal: new Promise(() => {}),
+    });
     expect(code).toBe(0);
     expect(text).toContain('is ACTIVE');
     expect(text).toMatch(/st-1\s+http:\/\/127\.0\.0\.1:\d+\s+up\s+running\s+1\.0\.0/);

@@ -1,18 +1,18 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import type { AddressInfo } from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BoosterClient } from '../../agent/booster-client.js';
 import { buildControlApi } from '../../agent/control-api.js';
 import { createBooster } from '../../booster/booster.js';
 import { createClusterClient } from '../../common/protocol/cluster-client.js';
+import { EpochFence } from '../../common/protocol/epoch.js';
 import { AGENT_PATH, BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
 import { WIRE_ERROR } from '../../common/protocol/wire-errors.js';
-import { EpochFence } from '../../common/protocol/epoch.js';
 import { createHeartbeat } from '../../server/heartbeat.js';
 import { Runtime } from '../../server/runtime.js';
-import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
-import { SECRET, boosterConfig, silentLog, until } from './fixtures.js';
+import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
+import { boosterConfig, SECRET, silentLog, until } from './fixtures.js';
 
 /**
  * The control plane as an attacker on the users' network sees it: reads need credentials,
@@ -57,7 +57,8 @@ function captureRequests(): { seen: Captured[]; stop(): void } {
     const flat = Array.isArray(r.headers) ? r.headers : [];
     const headers: Record<string, string> = {};
     for (let i = 0; i + 1 < flat.length; i += 2) headers[String(flat[i]).toLowerCase()] = String(flat[i + 1]);
-    const body = r.body === null || r.body === undefined ? '' : Buffer.isBuffer(r.body) || r.body instanceof Uint8Array ? Buffer.from(r.body).toString() : String(r.body);
+    const body =
+      r.body === null || r.body === undefined ? '' : Buffer.isBuffer(r.body) || r.body instanceof Uint8Array ? Buffer.from(r.body).toString() : String(r.body);
     if (headers[HEADER.clusterSignature]) seen.push({ origin: String(r.origin), path: r.path, method: r.method, headers, body });
   };
   subscribe('undici:request:create', onCreate);
@@ -73,7 +74,15 @@ async function send(base: string, c: Captured, headers = c.headers) {
 function serverHeartbeat(boosterUrls: string[], nodeId = 'hb-1') {
   const runtime = new Runtime(nodeId, '1.0.0', 4);
   return createHeartbeat({
-    boosterUrls, secret: SECRET, nodeId, url: 'http://127.0.0.1:1', runtime, fence: new EpochFence(), knex: tdb.knex, log: silentLog, intervalMs: 1000,
+    boosterUrls,
+    secret: SECRET,
+    nodeId,
+    url: 'http://127.0.0.1:1',
+    runtime,
+    fence: new EpochFence(),
+    knex: tdb.knex,
+    log: silentLog,
+    intervalMs: 1000,
   });
 }
 
@@ -95,7 +104,9 @@ describe('authenticated control plane', () => {
       const signed = await createClusterClient({ secret: SECRET, nodeId: 'test' }).call(b.base, 'GET', path);
       expect(signed.status).toBe(200);
     }
-    const forged = await request(b.base + BOOSTER_PATH.status, { headers: { [HEADER.clusterSignature]: 'a'.repeat(64), [HEADER.clusterTimestamp]: String(Date.now()), [HEADER.clusterNonce]: 'b'.repeat(32) } });
+    const forged = await request(b.base + BOOSTER_PATH.status, {
+      headers: { [HEADER.clusterSignature]: 'a'.repeat(64), [HEADER.clusterTimestamp]: String(Date.now()), [HEADER.clusterNonce]: 'b'.repeat(32) },
+    });
     expect(forged.statusCode).toBe(401);
     expect(((await forged.body.json()) as { code: string }).code).toBe(WIRE_ERROR.clusterAuth);
     const active = await request(b.base + BOOSTER_PATH.active);
@@ -165,8 +176,15 @@ describe('authenticated control plane', () => {
   it('the agent control API refuses unsigned and replayed calls', async () => {
     let drains = 0;
     const api = buildControlApi({
-      secret: SECRET, log: silentLog,
-      handlers: { status: () => ({ state: 'running' }), drain: async () => ({ drains: ++drains }), undrain: async () => ({}), restart: async () => ({}), patchNotice: () => ({ ok: true }) },
+      secret: SECRET,
+      log: silentLog,
+      handlers: {
+        status: () => ({ state: 'running' }),
+        drain: async () => ({ drains: ++drains }),
+        undrain: async () => ({}),
+        restart: async () => ({}),
+        patchNotice: () => ({ ok: true }),
+      },
     });
     await new Promise<void>((r) => api.listen(0, '127.0.0.1', () => r()));
     cleanups.push(() => new Promise((r) => api.close(r)));

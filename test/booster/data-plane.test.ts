@@ -1,14 +1,14 @@
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { Readable } from 'node:stream';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { createBooster, type Booster } from '../../booster/booster.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type Booster, createBooster } from '../../booster/booster.js';
 import type { LicenseGate } from '../../booster/license/gate.js';
 import { audienceOf, signClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
-import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
-import { boosterConfig, SECRET, signedPost, silentLog, startFixtureServer, until, type FixtureServer } from './fixtures.js';
+import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
+import { boosterConfig, type FixtureServer, SECRET, signedPost, silentLog, startFixtureServer, until } from './fixtures.js';
 
 /** The data plane of one in-process booster in front of real loopback servers. */
 let tdb: TestDatabase;
@@ -45,7 +45,8 @@ async function servers(base: string, ids: string[], opts: { stepCapacity?: numbe
 }
 
 /** GET of a read-only control path, signed as a cluster member would (fresh nonce each time). */
-const signedGet = (base: string, path: string) => get(base, path, signClusterRequest(SECRET, 'test', 'GET', path, '', Date.now(), { audience: audienceOf(base) }));
+const signedGet = (base: string, path: string) =>
+  get(base, path, signClusterRequest(SECRET, 'test', 'GET', path, '', Date.now(), { audience: audienceOf(base) }));
 
 async function get(base: string, path: string, headers: Record<string, string> = {}) {
   const r = await request(base + path, { headers });
@@ -69,10 +70,14 @@ describe('booster data plane', () => {
     const [s] = await servers(b.base, ['h1']);
     await upCount(b, 1);
     const r = await new Promise<{ status: number; upstream: unknown }>((resolve, reject) => {
-      const req = httpRequest(`${b.base}/hello?x=1`, { headers: { connection: 'keep-alive, x-secret-hop', 'x-secret-hop': '1', 'x-request-id': 'rid-1' } }, (res) => {
-        res.resume();
-        res.on('end', () => resolve({ status: res.statusCode!, upstream: res.headers[HEADER.upstream] }));
-      });
+      const req = httpRequest(
+        `${b.base}/hello?x=1`,
+        { headers: { connection: 'keep-alive, x-secret-hop', 'x-secret-hop': '1', 'x-request-id': 'rid-1' } },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode!, upstream: res.headers[HEADER.upstream] }));
+        },
+      );
       req.on('error', reject);
       req.end();
     });
@@ -125,7 +130,11 @@ describe('booster data plane', () => {
         const r =
           i % 2 === 0
             ? await request(`${b.base}/get`, {})
-            : await request(`${b.base}/post`, { method: 'POST', body: JSON.stringify({ i }), headers: { 'content-type': 'application/json', 'idempotency-key': `k-${i}` } });
+            : await request(`${b.base}/post`, {
+                method: 'POST',
+                body: JSON.stringify({ i }),
+                headers: { 'content-type': 'application/json', 'idempotency-key': `k-${i}` },
+              });
         await r.body.dump();
         statuses.push(r.statusCode);
       }
@@ -161,7 +170,11 @@ describe('booster data plane', () => {
     expect(reached).toHaveLength(1);
 
     a.resets = 1;
-    const keyed = await request(`${b.base}/reset-once`, { method: 'POST', body: '{"n":2}', headers: { 'content-type': 'application/json', 'idempotency-key': 'abc' } });
+    const keyed = await request(`${b.base}/reset-once`, {
+      method: 'POST',
+      body: '{"n":2}',
+      headers: { 'content-type': 'application/json', 'idempotency-key': 'abc' },
+    });
     const keyedBody = (await keyed.body.json()) as { server: string; bytes: number };
     expect(keyed.statusCode).toBe(200);
     expect(keyedBody).toMatchObject({ server: 'r2', bytes: 7 });
@@ -269,7 +282,11 @@ describe('booster data plane', () => {
   });
 
   it('queues requests beyond the per-server in-flight limit and answers 503 with Retry-After on queue timeout', async () => {
-    const b = await activeBooster('dp-queue', { OMFLOW_BOOSTER_MAX_INFLIGHT_PER_SERVER: 1, OMFLOW_BOOSTER_QUEUE_TIMEOUT_MS: 150, OMFLOW_BOOSTER_QUEUE_SIZE: 1 });
+    const b = await activeBooster('dp-queue', {
+      OMFLOW_BOOSTER_MAX_INFLIGHT_PER_SERVER: 1,
+      OMFLOW_BOOSTER_QUEUE_TIMEOUT_MS: 150,
+      OMFLOW_BOOSTER_QUEUE_SIZE: 1,
+    });
     const [s] = await servers(b.base, ['q1']);
     await upCount(b, 1);
     const held = request(`${b.base}/hold`);
@@ -314,7 +331,22 @@ describe('booster data plane', () => {
 
   it('refuses forged, malformed and oversized control calls and registers nothing', async () => {
     const b = await activeBooster('dp-auth');
-    const hb = { nodeId: 'evil', url: 'http://127.0.0.1:1', version: '1', seq: 1, startedAt: 'x', inflight: 0, runningSteps: 0, stepCapacity: 1, eventLoopLagMs: 0, dbPool: { used: 0, waiting: 0 }, cpu: 0, rssBytes: 0, draining: false, epochSeen: 0 };
+    const hb = {
+      nodeId: 'evil',
+      url: 'http://127.0.0.1:1',
+      version: '1',
+      seq: 1,
+      startedAt: 'x',
+      inflight: 0,
+      runningSteps: 0,
+      stepCapacity: 1,
+      eventLoopLagMs: 0,
+      dbPool: { used: 0, waiting: 0 },
+      cpu: 0,
+      rssBytes: 0,
+      draining: false,
+      epochSeen: 0,
+    };
     const forged = await signedPost(b.base, BOOSTER_PATH.heartbeat, hb, 'wrong-secret-wrong-secret');
     expect(forged.status).toBe(401);
     expect(((await forged.json()) as { code: string }).code).toBe('COMMON_ERR_CLUSTER_AUTH');
@@ -335,7 +367,12 @@ describe('booster data plane', () => {
     let allow = false;
     let refreshed = 0;
     const gate: LicenseGate = {
-      async start() {}, async refresh() { refreshed++; allow = true; }, async close() {},
+      async start() {},
+      async refresh() {
+        refreshed++;
+        allow = true;
+      },
+      async close() {},
       status: (used) => ({ state: allow ? 'licensed' : 'expired', daysLeft: null, clusterId: null, servers: { licensed: 1, used }, warnings: [] }),
       allowsDistribution: () => allow,
       maxServers: () => 1,

@@ -1,10 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { SECRET, enqueueSteps, freePort, startFixtureServer, until, type FixtureServer } from './fixtures.js';
+import { enqueueSteps, type FixtureServer, freePort, SECRET, startFixtureServer, until } from './fixtures.js';
 
 /**
  * Two boosters as real processes whose only path to PostgreSQL is a TCP relay in this test:
@@ -79,7 +79,11 @@ class Relay {
 }
 
 function startBoosterProcess(env: Record<string, string>, out: string[]): ChildProcess {
-  const child = spawn(process.execPath, ['common/bin/omflow.mjs', 'booster'], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['common/bin/omflow.mjs', 'booster'], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   for (const s of [child.stdout!, child.stderr!]) {
     s.on('data', (d: Buffer) => {
       out.push(d.toString('utf8'));
@@ -128,16 +132,35 @@ describe('database outages: the active rides through (real boosters, relayed Pos
     urlA = `http://127.0.0.1:${portA}`;
     urlB = `http://127.0.0.1:${portB}`;
     const common = {
-      OMFLOW_DB_URL: relayed, OMFLOW_CLUSTER_SECRET: SECRET, OMFLOW_BOOSTER_HOST: '127.0.0.1', OMFLOW_LOG_LEVEL: 'info',
-      OMFLOW_BOOSTER_SLOW_START_MS: '0', OMFLOW_DATA_DIR: '/tmp',
+      OMFLOW_DB_URL: relayed,
+      OMFLOW_CLUSTER_SECRET: SECRET,
+      OMFLOW_BOOSTER_HOST: '127.0.0.1',
+      OMFLOW_LOG_LEVEL: 'info',
+      OMFLOW_BOOSTER_SLOW_START_MS: '0',
+      OMFLOW_DATA_DIR: '/tmp',
     };
-    children.push(startBoosterProcess({ ...common, OMFLOW_NODE_ID: 'rt-a', OMFLOW_BOOSTER_PORT: String(portA), OMFLOW_BOOSTER_ADVERTISE_URL: urlA, OMFLOW_BOOSTER_PEER_URL: urlB }, logA));
-    const first = await until(async () => {
-      const s = await activeStatus(urlA);
-      return s?.status === 200 ? s : null;
-    }, 'booster A active', 20_000, 50);
+    children.push(
+      startBoosterProcess(
+        { ...common, OMFLOW_NODE_ID: 'rt-a', OMFLOW_BOOSTER_PORT: String(portA), OMFLOW_BOOSTER_ADVERTISE_URL: urlA, OMFLOW_BOOSTER_PEER_URL: urlB },
+        logA,
+      ),
+    );
+    const first = await until(
+      async () => {
+        const s = await activeStatus(urlA);
+        return s?.status === 200 ? s : null;
+      },
+      'booster A active',
+      20_000,
+      50,
+    );
     epoch0 = first!.epoch;
-    children.push(startBoosterProcess({ ...common, OMFLOW_NODE_ID: 'rt-b', OMFLOW_BOOSTER_PORT: String(portB), OMFLOW_BOOSTER_ADVERTISE_URL: urlB, OMFLOW_BOOSTER_PEER_URL: urlA }, logB));
+    children.push(
+      startBoosterProcess(
+        { ...common, OMFLOW_NODE_ID: 'rt-b', OMFLOW_BOOSTER_PORT: String(portB), OMFLOW_BOOSTER_ADVERTISE_URL: urlB, OMFLOW_BOOSTER_PEER_URL: urlA },
+        logB,
+      ),
+    );
     await until(async () => (await activeStatus(urlB))?.status === 503, 'booster B standby', 20_000, 50);
     fixture = await startFixtureServer({ id: 'rt-srv', boosters: [urlA, urlB], knex: tdb.knex, heartbeatMs: 200, stepCapacity: 20 });
     await until(async () => (await fetch(`${urlA}/warm`).catch(() => null))?.status === 200, 'A proxies', 10_000, 50);
@@ -183,7 +206,12 @@ describe('database outages: the active rides through (real boosters, relayed Pos
       if (kind === 'stall') relay.resume();
       else relay.restore();
 
-      await until(async () => (await tdb.knex('steps').whereIn('id', ids).andWhere('state', 'done')).length === ids.length, 'steps done after the outage', 20_000, 50);
+      await until(
+        async () => (await tdb.knex('steps').whereIn('id', ids).andWhere('state', 'done')).length === ids.length,
+        'steps done after the outage',
+        20_000,
+        50,
+      );
       await until(async () => (await metric(urlA, 'omflow_booster_lease_held')) === 1, 'A confirms its lease', 10_000, 50);
       const after = await activeStatus(urlA);
       expect(after?.status).toBe(200);

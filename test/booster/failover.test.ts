@@ -1,11 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createBooster, type Booster } from '../../booster/booster.js';
+import { type Booster, createBooster } from '../../booster/booster.js';
 import { createClusterClient } from '../../common/protocol/cluster-client.js';
 import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
-import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
-import { SECRET, boosterConfig, enqueueSteps, freePort, silentLog, startBlackHole, startFixtureServer, until, type FixtureServer } from './fixtures.js';
+import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
+import { boosterConfig, enqueueSteps, type FixtureServer, freePort, SECRET, silentLog, startBlackHole, startFixtureServer, until } from './fixtures.js';
 
 /** Two boosters as real processes on one database: kill -9 of the active, partition from the peer. */
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -66,16 +66,38 @@ for (const vendor of vendorsUnderTest()) {
       urlA = `http://127.0.0.1:${portA}`;
       urlB = `http://127.0.0.1:${portB}`;
       const common = {
-        OMFLOW_DB_URL: tdb.url, OMFLOW_CLUSTER_SECRET: SECRET, OMFLOW_BOOSTER_HOST: '127.0.0.1', OMFLOW_LOG_LEVEL: 'warn',
-        OMFLOW_BOOSTER_STEP_LEASE_MS: '1500', OMFLOW_BOOSTER_SLOW_START_MS: '0', OMFLOW_DATA_DIR: '/tmp',
+        OMFLOW_DB_URL: tdb.url,
+        OMFLOW_CLUSTER_SECRET: SECRET,
+        OMFLOW_BOOSTER_HOST: '127.0.0.1',
+        OMFLOW_LOG_LEVEL: 'warn',
+        OMFLOW_BOOSTER_STEP_LEASE_MS: '1500',
+        OMFLOW_BOOSTER_SLOW_START_MS: '0',
+        OMFLOW_DATA_DIR: '/tmp',
       };
-      const a = startBoosterProcess({ ...common, OMFLOW_NODE_ID: 'ha-a', OMFLOW_BOOSTER_PORT: String(portA), OMFLOW_BOOSTER_ADVERTISE_URL: urlA, OMFLOW_BOOSTER_PEER_URL: urlB });
+      const a = startBoosterProcess({
+        ...common,
+        OMFLOW_NODE_ID: 'ha-a',
+        OMFLOW_BOOSTER_PORT: String(portA),
+        OMFLOW_BOOSTER_ADVERTISE_URL: urlA,
+        OMFLOW_BOOSTER_PEER_URL: urlB,
+      });
       children.push(a);
-      const first = await until(async () => {
-        const s = await activeStatus(urlA);
-        return s?.status === 200 ? s : null;
-      }, 'booster A active', 20_000, 50);
-      const b = startBoosterProcess({ ...common, OMFLOW_NODE_ID: 'ha-b', OMFLOW_BOOSTER_PORT: String(portB), OMFLOW_BOOSTER_ADVERTISE_URL: urlB, OMFLOW_BOOSTER_PEER_URL: urlA });
+      const first = await until(
+        async () => {
+          const s = await activeStatus(urlA);
+          return s?.status === 200 ? s : null;
+        },
+        'booster A active',
+        20_000,
+        50,
+      );
+      const b = startBoosterProcess({
+        ...common,
+        OMFLOW_NODE_ID: 'ha-b',
+        OMFLOW_BOOSTER_PORT: String(portB),
+        OMFLOW_BOOSTER_ADVERTISE_URL: urlB,
+        OMFLOW_BOOSTER_PEER_URL: urlA,
+      });
       children.push(b);
       await until(async () => (await activeStatus(urlB))?.status === 503, 'booster B standby', 20_000, 50);
       const epochA = first!.epoch;
@@ -91,10 +113,15 @@ for (const vendor of vendorsUnderTest()) {
       const killedAt = Date.now();
       a.kill('SIGKILL');
       fixture.stepMode = 'run';
-      const second = await until(async () => {
-        const s = await activeStatus(urlB);
-        return s?.status === 200 ? s : null;
-      }, 'standby takes over', 5000, 10);
+      const second = await until(
+        async () => {
+          const s = await activeStatus(urlB);
+          return s?.status === 200 ? s : null;
+        },
+        'standby takes over',
+        5000,
+        10,
+      );
       const takeoverMs = Date.now() - killedAt;
       expect(takeoverMs).toBeLessThanOrEqual(2000);
       expect(second!.epoch).toBeGreaterThan(epochA);
@@ -108,7 +135,12 @@ for (const vendor of vendorsUnderTest()) {
       }
       const events = await tdb.knex('booster_events').select('kind', 'booster_id', 'subject');
       expect(events.filter((e) => e.kind === 'takeover' && e.booster_id === 'ha-b')).toHaveLength(1);
-      expect(events.filter((e) => e.kind === 'step-reassigned').map((e) => Number(e.subject)).sort((x, y) => x - y)).toEqual(ids);
+      expect(
+        events
+          .filter((e) => e.kind === 'step-reassigned')
+          .map((e) => Number(e.subject))
+          .sort((x, y) => x - y),
+      ).toEqual(ids);
 
       // The survivor proxies.
       const r = await fetch(`${urlB}/anything`);
@@ -121,7 +153,12 @@ for (const vendor of vendorsUnderTest()) {
       const hole = await startBlackHole();
       cleanups.push(() => hole.stop());
       const c: Booster = createBooster({
-        config: boosterConfig('ha-c', { OMFLOW_BOOSTER_PEER_URL: hole.url, OMFLOW_BOOSTER_FAST_POLL_MS: 10, OMFLOW_BOOSTER_PROBE_MS: 20, OMFLOW_BOOSTER_PROBE_TIMEOUT_MS: 50 }),
+        config: boosterConfig('ha-c', {
+          OMFLOW_BOOSTER_PEER_URL: hole.url,
+          OMFLOW_BOOSTER_FAST_POLL_MS: 10,
+          OMFLOW_BOOSTER_PROBE_MS: 20,
+          OMFLOW_BOOSTER_PROBE_TIMEOUT_MS: 50,
+        }),
         db: tdb.db,
         log: silentLog,
       });

@@ -1,17 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net';
 import type { Knex } from 'knex';
-import { loadConfig } from '../../common/config/load.js';
 import { boosterArea } from '../../common/config/areas/booster.js';
 import { clusterArea } from '../../common/config/areas/cluster.js';
+import { loadConfig } from '../../common/config/load.js';
 import { getHelpers } from '../../common/db/helpers/index.js';
 import { createLogger } from '../../common/log.js';
 import { signClusterRequest, verifyClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { EpochFence } from '../../common/protocol/epoch.js';
 import { BOOSTER_PATH, HEADER, SERVER_PATH } from '../../common/protocol/headers.js';
-import { parseStepDispatch, type Heartbeat } from '../../common/protocol/messages.js';
+import { type Heartbeat, parseStepDispatch } from '../../common/protocol/messages.js';
 import { completeStep, enqueueStep, markStepStarted } from '../../common/protocol/steps.js';
+
 export { freePort } from '../../common/free-port.js';
 
 /**
@@ -71,8 +72,19 @@ export async function startFixtureServer(opts: {
   let seq = 0;
   const startedAt = new Date().toISOString();
   const f: FixtureServer = {
-    id: opts.id, url: '', seen: [], reportedInflight: null, stepCapacity: opts.stepCapacity ?? 8, healthy: true, draining: false,
-    stepMode: 'run', resets: 0, runs: new Map(), dispatches: [], fence: new EpochFence(), uploadBytes: 0,
+    id: opts.id,
+    url: '',
+    seen: [],
+    reportedInflight: null,
+    stepCapacity: opts.stepCapacity ?? 8,
+    healthy: true,
+    draining: false,
+    stepMode: 'run',
+    resets: 0,
+    runs: new Map(),
+    dispatches: [],
+    fence: new EpochFence(),
+    uploadBytes: 0,
     boosters: opts.boosters,
     release: () => {
       for (const h of holds.splice(0)) h();
@@ -194,15 +206,28 @@ export async function startFixtureServer(opts: {
 
   f.heartbeatNow = async () => {
     const hb: Heartbeat = {
-      nodeId: opts.id, url: f.url, version: '1.0.0', seq: ++seq, startedAt, inflight: f.reportedInflight ?? inflight,
-      runningSteps: running, stepCapacity: f.stepCapacity, eventLoopLagMs: 0, dbPool: { used: 0, waiting: 0 }, cpu: 0,
-      rssBytes: process.memoryUsage.rss(), draining: f.draining, epochSeen: f.fence.highest,
+      nodeId: opts.id,
+      url: f.url,
+      version: '1.0.0',
+      seq: ++seq,
+      startedAt,
+      inflight: f.reportedInflight ?? inflight,
+      runningSteps: running,
+      stepCapacity: f.stepCapacity,
+      eventLoopLagMs: 0,
+      dbPool: { used: 0, waiting: 0 },
+      cpu: 0,
+      rssBytes: process.memoryUsage.rss(),
+      draining: f.draining,
+      epochSeen: f.fence.highest,
     };
     const body = JSON.stringify(hb);
     for (const b of f.boosters) {
       try {
         const r = await fetch(b + BOOSTER_PATH.heartbeat, {
-          method: 'POST', body, headers: { 'content-type': 'application/json', ...signClusterRequest(SECRET, opts.id, 'POST', BOOSTER_PATH.heartbeat, body) },
+          method: 'POST',
+          body,
+          headers: { 'content-type': 'application/json', ...signClusterRequest(SECRET, opts.id, 'POST', BOOSTER_PATH.heartbeat, body) },
           signal: AbortSignal.timeout(1000),
         });
         const reply = (await r.json()) as { epoch?: number; role?: string };
@@ -262,9 +287,16 @@ export function boosterConfig(nodeId: string, overrides: Record<string, string |
   return loadConfig([clusterArea, boosterArea], {
     env: {},
     overrides: {
-      OMFLOW_CLUSTER_SECRET: SECRET, OMFLOW_NODE_ID: nodeId, OMFLOW_BOOSTER_HOST: '127.0.0.1', OMFLOW_BOOSTER_PORT: 0,
-      OMFLOW_BOOSTER_SLOW_START_MS: 0, OMFLOW_BOOSTER_HEALTH_INTERVAL_MS: 200, OMFLOW_BOOSTER_HEALTH_FAST_INTERVAL_MS: 50,
-      OMFLOW_BOOSTER_HEARTBEAT_TIMEOUT_MS: 3000, OMFLOW_BOOSTER_HEALTH_TIMEOUT_MS: 2000, ...overrides,
+      OMFLOW_CLUSTER_SECRET: SECRET,
+      OMFLOW_NODE_ID: nodeId,
+      OMFLOW_BOOSTER_HOST: '127.0.0.1',
+      OMFLOW_BOOSTER_PORT: 0,
+      OMFLOW_BOOSTER_SLOW_START_MS: 0,
+      OMFLOW_BOOSTER_HEALTH_INTERVAL_MS: 200,
+      OMFLOW_BOOSTER_HEALTH_FAST_INTERVAL_MS: 50,
+      OMFLOW_BOOSTER_HEARTBEAT_TIMEOUT_MS: 3000,
+      OMFLOW_BOOSTER_HEALTH_TIMEOUT_MS: 2000,
+      ...overrides,
     },
   });
 }
@@ -282,16 +314,33 @@ export async function until<T>(fn: () => Promise<T> | T, what: string, timeoutMs
 
 export async function signedPost(url: string, path: string, value: unknown, secret = SECRET): Promise<Response> {
   const body = typeof value === 'string' ? value : JSON.stringify(value);
-  return fetch(url + path, { method: 'POST', body, headers: { 'content-type': 'application/json', ...signClusterRequest(secret, 'test', 'POST', path, body) } });
+  return fetch(url + path, {
+    method: 'POST',
+    body,
+    headers: { 'content-type': 'application/json', ...signClusterRequest(secret, 'test', 'POST', path, body) },
+  });
 }
 
 /** A ticket to hang step rows on (steps.ticket_id is a foreign key). */
 export async function createTicket(knex: Knex): Promise<number> {
   const h = getHelpers(knex);
   const key = `f_${randomBytes(4).toString('hex')}`;
-  const formId = await h.insertReturningId(knex, 'forms', { form_key: key, title: 'T', fields: '[]', published: true, created_at: h.now(), updated_at: h.now() });
+  const formId = await h.insertReturningId(knex, 'forms', {
+    form_key: key,
+    title: 'T',
+    fields: '[]',
+    published: true,
+    created_at: h.now(),
+    updated_at: h.now(),
+  });
   return h.insertReturningId(knex, 'tickets', {
-    ticket_no: `T-${randomBytes(4).toString('hex')}`, form_id: formId, title: 't', state: 'open', data: '{}', created_at: h.now(), updated_at: h.now(),
+    ticket_no: `T-${randomBytes(4).toString('hex')}`,
+    form_id: formId,
+    title: 't',
+    state: 'open',
+    data: '{}',
+    created_at: h.now(),
+    updated_at: h.now(),
   });
 }
 

@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import type { LeaseInfo } from '../../booster/leader.js';
-import { Leadership, RIDE_THROUGH_GRACE_MS, type LeadershipOptions, type LeadershipTimers, type LeadershipTransition, type LeaseStore, type PeerAnswer } from '../../booster/leadership.js';
+import {
+  Leadership,
+  type LeadershipOptions,
+  type LeadershipTimers,
+  type LeadershipTransition,
+  type LeaseStore,
+  type PeerAnswer,
+  RIDE_THROUGH_GRACE_MS,
+} from '../../booster/leadership.js';
 import { silentLog } from './fixtures.js';
 
 /**
@@ -90,28 +98,32 @@ class SimLeaseRow {
     };
     return {
       calls,
-      tryAcquire: () => answer(() => {
-        calls.push({ op: 'acquire', at: t.now });
-        if (this.expiresAt >= t.now) return null;
-        this.holder = node;
-        this.epoch++;
-        this.expiresAt = t.now + OPTS.leaseMs;
-        return this.epoch;
-      }),
-      renew: (epoch) => answer(() => {
-        calls.push({ op: 'renew', at: t.now });
-        if (this.holder !== node || this.epoch !== epoch || this.expiresAt <= t.now) return false;
-        this.expiresAt = t.now + OPTS.leaseMs;
-        return true;
-      }),
-      release: (epoch) => answer(() => {
-        calls.push({ op: 'release', at: t.now });
-        if (this.holder === node && this.epoch === epoch) this.expiresAt = t.now - 1000;
-      }),
-      read: () => answer((): LeaseInfo => {
-        calls.push({ op: 'read', at: t.now });
-        return { holder: this.holder, holderUrl: this.holder && `http://${this.holder}`, epoch: this.epoch, live: this.expiresAt > t.now };
-      }),
+      tryAcquire: () =>
+        answer(() => {
+          calls.push({ op: 'acquire', at: t.now });
+          if (this.expiresAt >= t.now) return null;
+          this.holder = node;
+          this.epoch++;
+          this.expiresAt = t.now + OPTS.leaseMs;
+          return this.epoch;
+        }),
+      renew: (epoch) =>
+        answer(() => {
+          calls.push({ op: 'renew', at: t.now });
+          if (this.holder !== node || this.epoch !== epoch || this.expiresAt <= t.now) return false;
+          this.expiresAt = t.now + OPTS.leaseMs;
+          return true;
+        }),
+      release: (epoch) =>
+        answer(() => {
+          calls.push({ op: 'release', at: t.now });
+          if (this.holder === node && this.epoch === epoch) this.expiresAt = t.now - 1000;
+        }),
+      read: () =>
+        answer((): LeaseInfo => {
+          calls.push({ op: 'read', at: t.now });
+          return { holder: this.holder, holderUrl: this.holder && `http://${this.holder}`, epoch: this.epoch, live: this.expiresAt > t.now };
+        }),
     };
   }
 }
@@ -135,7 +147,13 @@ function node(time: SimTime, row: SimLeaseRow, id: string, opts: { net?: Net; pe
   const lease = opts.lease ?? row.store(id);
   const { net, peer } = opts;
   const l = new Leadership({
-    lease, opts: OPTS, clock: () => time.now, log: silentLog, timers: time.timers, selfUrl: () => `http://${id}`, nodeId: id,
+    lease,
+    opts: OPTS,
+    clock: () => time.now,
+    log: silentLog,
+    timers: time.timers,
+    selfUrl: () => `http://${id}`,
+    nodeId: id,
     probePeer: net && peer ? () => Promise.resolve(net.probe(id, peer)) : null,
   });
   l.onTransition((t) => void events.push({ ...t, at: time.now }));
@@ -340,7 +358,13 @@ describe('Leadership', () => {
     row.expiresAt = 1_000_000;
     let peer: PeerAnswer = { state: 'active', epoch: 3 };
     const b = new Leadership({
-      lease: row.store('b'), opts: OPTS, clock: () => time.now, log: silentLog, timers: time.timers, selfUrl: () => 'http://b', nodeId: 'b',
+      lease: row.store('b'),
+      opts: OPTS,
+      clock: () => time.now,
+      log: silentLog,
+      timers: time.timers,
+      selfUrl: () => 'http://b',
+      nodeId: 'b',
       probePeer: () => Promise.resolve(peer),
     });
     const calls = (b as unknown as { d: { lease: { calls: { op: string; at: number }[] } } }).d.lease.calls;

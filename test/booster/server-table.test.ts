@@ -4,21 +4,44 @@ import type { Heartbeat } from '../../common/protocol/messages.js';
 
 /** ServerTable is pure policy: driven here by a hand-moved clock and scripted heartbeats. */
 const OPTS: TableOptions = {
-  heartbeatTimeoutMs: 3000, healthRise: 2, healthFall: 2, ejectAfter5xx: 3, ejectMs: 1000,
-  maxEjectedPercent: 50, slowStartMs: 0, maxInflightPerServer: 2,
+  heartbeatTimeoutMs: 3000,
+  healthRise: 2,
+  healthFall: 2,
+  ejectAfter5xx: 3,
+  ejectMs: 1000,
+  maxEjectedPercent: 50,
+  slowStartMs: 0,
+  maxInflightPerServer: 2,
 };
 
 function setup(opts: Partial<TableOptions> = {}) {
   let now = 1000;
   const transitions: Transition[] = [];
-  const table = new ServerTable({ ...OPTS, ...opts }, () => now, (t) => transitions.push({ ...t }));
+  const table = new ServerTable(
+    { ...OPTS, ...opts },
+    () => now,
+    (t) => transitions.push({ ...t }),
+  );
   const seqs = new Map<string, number>();
   const hb = (id: string, extra: Partial<Heartbeat> = {}) => {
     const seq = (seqs.get(id) ?? 0) + 1;
     seqs.set(id, seq);
     return table.heartbeat({
-      nodeId: id, url: `http://127.0.0.1:${9000 + seqs.size}`, version: '1', seq, startedAt: 'start-1', inflight: 0, runningSteps: 0,
-      stepCapacity: 4, eventLoopLagMs: 0, dbPool: { used: 0, waiting: 0 }, cpu: 0, rssBytes: 0, draining: false, epochSeen: 0, ...extra,
+      nodeId: id,
+      url: `http://127.0.0.1:${9000 + seqs.size}`,
+      version: '1',
+      seq,
+      startedAt: 'start-1',
+      inflight: 0,
+      runningSteps: 0,
+      stepCapacity: 4,
+      eventLoopLagMs: 0,
+      dbPool: { used: 0, waiting: 0 },
+      cpu: 0,
+      rssBytes: 0,
+      draining: false,
+      epochSeen: 0,
+      ...extra,
     });
   };
   return { table, transitions, hb, advance: (ms: number) => (now += ms), at: () => now };
@@ -34,7 +57,10 @@ describe('ServerTable', () => {
     advance(3001);
     table.evaluate();
     table.evaluate();
-    expect(transitions.map((t) => [t.to, t.reason])).toEqual([['up', 'healthy'], ['down', 'heartbeat timeout']]);
+    expect(transitions.map((t) => [t.to, t.reason])).toEqual([
+      ['up', 'healthy'],
+      ['down', 'heartbeat timeout'],
+    ]);
     expect(table.routable).toEqual([]);
   });
 

@@ -1,19 +1,19 @@
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, renameSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
+import { type ClientHttp2Session, connect as h2connect } from 'node:http2';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createBooster, type Booster } from '../../booster/booster.js';
+import { type Booster, createBooster } from '../../booster/booster.js';
 import { createFrontDoor } from '../../booster/front-door.js';
 import { createLogger } from '../../common/log.js';
-import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
-import { boosterConfig, freePort, silentLog, startFixtureServer, until, type FixtureServer } from './fixtures.js';
+import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
+import { boosterConfig, type FixtureServer, freePort, silentLog, startFixtureServer, until } from './fixtures.js';
 
 /** HTTPS, HTTP/2 and certificate reloads of an in-process booster, with certificates made by openssl. */
 let tdb: TestDatabase;
@@ -43,10 +43,29 @@ let certSeq = 0;
 /** A fresh self-signed P-256 certificate for localhost / 127.0.0.1. */
 function makeCert(cn = 'localhost'): Pem {
   const base = join(dir, `gen-${++certSeq}`);
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2',
-    '-keyout', `${base}.key`, '-out', `${base}.crt`, '-subj', `/CN=${cn}`, '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-  ], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '2',
+      '-keyout',
+      `${base}.key`,
+      '-out',
+      `${base}.crt`,
+      '-subj',
+      `/CN=${cn}`,
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
   return { cert: readFileSync(`${base}.crt`, 'utf8'), key: readFileSync(`${base}.key`, 'utf8') };
 }
 
@@ -80,8 +99,12 @@ async function tlsBooster(id: string, files: { certFile: string; keyFile: string
   const b = createBooster({
     // A long lease: TLS handshakes in a loop load a shared 2-core box, and a step-down is not what is tested here.
     config: boosterConfig(id, {
-      OMFLOW_BOOSTER_TLS_CERT_FILE: files.certFile, OMFLOW_BOOSTER_TLS_KEY_FILE: files.keyFile,
-      OMFLOW_BOOSTER_LEASE_MS: 10_000, OMFLOW_BOOSTER_RENEW_DEADLINE_MS: 8000, OMFLOW_BOOSTER_RENEW_MS: 500, ...extra,
+      OMFLOW_BOOSTER_TLS_CERT_FILE: files.certFile,
+      OMFLOW_BOOSTER_TLS_KEY_FILE: files.keyFile,
+      OMFLOW_BOOSTER_LEASE_MS: 10_000,
+      OMFLOW_BOOSTER_RENEW_DEADLINE_MS: 8000,
+      OMFLOW_BOOSTER_RENEW_MS: 500,
+      ...extra,
     }),
     db: tdb.db,
     log,
@@ -107,9 +130,19 @@ async function servers(b: Booster & { base: string }, ids: string[]): Promise<Fi
 }
 
 /** HTTPS/1.1 on a new connection; returns the status, body and the fingerprint the server showed. */
-function httpsGet(url: string, ca: string | string[], path = '/', keepAlive = false): Promise<{ status: number; body: string; fingerprint: string; alpn: string | false | null }> {
+function httpsGet(
+  url: string,
+  ca: string | string[],
+  path = '/',
+  keepAlive = false,
+): Promise<{ status: number; body: string; fingerprint: string; alpn: string | false | null }> {
   return new Promise((resolve, reject) => {
-    const options: RequestOptions & { ALPNProtocols: string[] } = { ca, agent: false, ALPNProtocols: ['http/1.1'], headers: keepAlive ? {} : { connection: 'close' } };
+    const options: RequestOptions & { ALPNProtocols: string[] } = {
+      ca,
+      agent: false,
+      ALPNProtocols: ['http/1.1'],
+      headers: keepAlive ? {} : { connection: 'close' },
+    };
     const req = httpsRequest(url + path, options, (res) => {
       const sock = res.socket as import('node:tls').TLSSocket;
       const fingerprint = sock.getPeerCertificate().fingerprint256;
@@ -124,7 +157,11 @@ function httpsGet(url: string, ca: string | string[], path = '/', keepAlive = fa
   });
 }
 
-function h2Request(session: ClientHttp2Session, path: string, opts: { method?: string; body?: Buffer[] } = {}): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+function h2Request(
+  session: ClientHttp2Session,
+  path: string,
+  opts: { method?: string; body?: Buffer[] } = {},
+): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
   return new Promise((resolve, reject) => {
     const s = session.request({ ':path': path, ':method': opts.method ?? 'GET' }, { endStream: !opts.body });
     let headers: Record<string, unknown> = {};
@@ -212,7 +249,9 @@ describe('booster over TLS', () => {
         httpRequest(url, { headers: { host: 'omflow.example:9999' } }, (res) => {
           res.resume();
           resolve({ status: res.statusCode ?? 0, location: res.headers.location });
-        }).on('error', reject).end();
+        })
+          .on('error', reject)
+          .end();
       });
     expect((await plain(`${b.base}/_booster/active`)).status).toBe(200);
     expect(await plain(`${b.base}/forms?a=1`)).toEqual({ status: 308, location: `https://omflow.example:${b.port}/forms?a=1` });
@@ -295,17 +334,20 @@ describe('booster over TLS', () => {
     const a = makeCert();
     const c = makeCert();
     const files = install('mismatch', { cert: a.cert, key: c.key });
-    expect(() => createBooster({ config: boosterConfig('tls-bad', { OMFLOW_BOOSTER_TLS_CERT_FILE: files.certFile, OMFLOW_BOOSTER_TLS_KEY_FILE: files.keyFile }), db: tdb.db, log: silentLog })).toThrow(
-      expect.objectContaining({ code: 'BOOSTER_ERR_TLS_CERTIFICATE' }),
-    );
+    expect(() =>
+      createBooster({
+        config: boosterConfig('tls-bad', { OMFLOW_BOOSTER_TLS_CERT_FILE: files.certFile, OMFLOW_BOOSTER_TLS_KEY_FILE: files.keyFile }),
+        db: tdb.db,
+        log: silentLog,
+      }),
+    ).toThrow(expect.objectContaining({ code: 'BOOSTER_ERR_TLS_CERTIFICATE' }));
   });
 
   it('reloads on SIGHUP alone and closes its redirect listener with the port', async () => {
     const a = makeCert('hup-a');
     const files = install('hup', a);
-    const server = createFrontDoor(
-      { tls: files, host: '127.0.0.1', redirectPort: 0, log: silentLog, server: {}, watchIntervalMs: 3_600_000 },
-      (_req, res) => res.end('ok'),
+    const server = createFrontDoor({ tls: files, host: '127.0.0.1', redirectPort: 0, log: silentLog, server: {}, watchIntervalMs: 3_600_000 }, (_req, res) =>
+      res.end('ok'),
     );
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     const port = (server.address() as import('node:net').AddressInfo).port;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { UpstreamPools, type PoolFactory, type UpstreamPool } from '../../booster/upstream-pools.js';
+import { type PoolFactory, type UpstreamPool, UpstreamPools } from '../../booster/upstream-pools.js';
 
 /** UpstreamPools with a fake factory: one pool per server, replaced when its URL changes. */
 const OPTS = { connectTimeoutMs: 1, headersTimeoutMs: 1, idleTimeoutMs: 1, keepAliveMs: 1, connectionsPerServer: 1 };
@@ -27,7 +27,11 @@ describe('UpstreamPools', () => {
     const a2 = pools.get({ id: 'a', url: 'http://127.0.0.1:3' });
     expect(a2).not.toBe(a1);
     expect(a2.origin.port).toBe('3');
-    expect(made.map((m) => [m.origin, m.closed])).toEqual([['http://127.0.0.1:1', 1], ['http://127.0.0.1:2', 0], ['http://127.0.0.1:3', 0]]);
+    expect(made.map((m) => [m.origin, m.closed])).toEqual([
+      ['http://127.0.0.1:1', 1],
+      ['http://127.0.0.1:2', 0],
+      ['http://127.0.0.1:3', 0],
+    ]);
     expect(pools.size).toBe(2);
   });
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createVipOwner, type CommandRunner } from '../../booster/vip.js';
+import { type CommandRunner, createVipOwner } from '../../booster/vip.js';
 import { boosterArea } from '../../common/config/areas/booster.js';
 import { loadConfig } from '../../common/config/load.js';
 import { parseDatabaseUrl } from '../../common/db/url.js';
@@ -8,7 +8,7 @@ import type { OmflowError } from '../../common/errors.js';
 import { seed } from '../../server/seed.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { netnsUnavailable } from '../helpers/netns.js';
-import { longestPause, LOGIN, startVipCluster, VIP, waitUntil, type VipCluster } from '../helpers/vip-cluster.js';
+import { LOGIN, longestPause, startVipCluster, VIP, type VipCluster, waitUntil } from '../helpers/vip-cluster.js';
 import { SECRET, silentLog } from './fixtures.js';
 
 describe('VIP configuration', () => {
@@ -121,10 +121,14 @@ describe.skipIf(!!unavailable)(`VIP through the lease, in network namespaces${un
   const names = ['a', 'b'];
   /** The lease holder, once it carries the VIP. */
   async function activeWithVip(c: VipCluster): Promise<number> {
-    return waitUntil(async () => {
-      const i = await c.activeIndex();
-      return i >= 0 && c.lab.addresses(names[i]!).includes(vipCidr) ? i + 1 : 0;
-    }, 'an active booster carrying the VIP', 30_000).then((n) => n - 1);
+    return waitUntil(
+      async () => {
+        const i = await c.activeIndex();
+        return i >= 0 && c.lab.addresses(names[i]!).includes(vipCidr) ? i + 1 : 0;
+      },
+      'an active booster carrying the VIP',
+      30_000,
+    ).then((n) => n - 1);
   }
 
   it('kill -9 of the active under a client raising tickets through the VIP: the standby takes the address, no acknowledged ticket is lost, the restarted booster drops its stale copy', async () => {
@@ -139,10 +143,16 @@ describe.skipIf(!!unavailable)(`VIP through the lease, in network namespaces${un
       // The dead process cannot remove the address: it stays in its namespace until it restarts
       // (systemd's ExecStopPost removes it on a real host).
       const stale = c.lab.addresses(names[dead]!).includes(vipCidr);
-      await waitUntil(async () => (await c.activeIndex()) === other && c.lab.addresses(names[other]!).includes(vipCidr), 'the other booster holds the lease and the VIP', 30_000);
+      await waitUntil(
+        async () => (await c.activeIndex()) === other && c.lab.addresses(names[other]!).includes(vipCidr),
+        'the other booster holds the lease and the VIP',
+        30_000,
+      );
       await waitUntil(() => client.outcome.acks.filter((a) => a.at > killedAt).length >= 5, 'tickets through the VIP after the takeover', 60_000);
       const gap = longestPause(client.outcome.acks, killedAt - 1000, Date.now());
-      console.log(`VIP failover after kill -9: client-visible gap ${gap} ms, ${client.outcome.failed} tickets failed after one retry, ${client.outcome.retried} retried`);
+      console.log(
+        `VIP failover after kill -9: client-visible gap ${gap} ms, ${client.outcome.failed} tickets failed after one retry, ${client.outcome.retried} retried`,
+      );
       expect(gap).not.toBeNull();
 
       // Restarted (as systemd would), it comes up as standby and removes the address it finds.
@@ -167,12 +177,20 @@ describe.skipIf(!!unavailable)(`VIP through the lease, in network namespaces${un
     const pid = c.boosters[frozen]!.child.pid!;
     process.kill(pid, 'SIGSTOP');
     try {
-      await waitUntil(async () => (await c.activeIndex()) === 1 - frozen && c.lab.addresses(names[1 - frozen]!).includes(vipCidr), 'the other takes over from the frozen active', 30_000);
+      await waitUntil(
+        async () => (await c.activeIndex()) === 1 - frozen && c.lab.addresses(names[1 - frozen]!).includes(vipCidr),
+        'the other takes over from the frozen active',
+        30_000,
+      );
     } finally {
       process.kill(pid, 'SIGCONT');
     }
     // While both carry the address for a moment, only the new owner has announced it.
-    await waitUntil(() => /stepping down to standby/.test(c.boosters[frozen]!.output()) && !c.lab.addresses(names[frozen]!).includes(vipCidr), 'the woken booster stepped down and removed the VIP', 30_000);
+    await waitUntil(
+      () => /stepping down to standby/.test(c.boosters[frozen]!.output()) && !c.lab.addresses(names[frozen]!).includes(vipCidr),
+      'the woken booster stepped down and removed the VIP',
+      30_000,
+    );
     const now = await activeWithVip(c);
     expect(c.lab.addresses(names[1 - now]!)).not.toContain(vipCidr);
   }, 90_000);
@@ -186,6 +204,10 @@ describe.skipIf(!!unavailable)(`VIP through the lease, in network namespaces${un
     expect(p.child.exitCode).toBe(0);
     expect(c.lab.addresses(names[stopping]!)).not.toContain(vipCidr);
     expect(p.output()).toContain('virtual IP removed');
-    await waitUntil(async () => (await c.activeIndex()) === 1 - stopping && c.lab.addresses(names[1 - stopping]!).includes(vipCidr), 'the standby takes over after the release', 30_000);
+    await waitUntil(
+      async () => (await c.activeIndex()) === 1 - stopping && c.lab.addresses(names[1 - stopping]!).includes(vipCidr),
+      'the standby takes over after the release',
+      30_000,
+    );
   }, 90_000);
 });

@@ -1,22 +1,30 @@
 import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
-import { createBooster, type Booster } from '../../booster/booster.js';
+import pino from 'pino';
+import { type Booster, createBooster } from '../../booster/booster.js';
 import { createLicenseGate, type LicenseGate } from '../../booster/license/gate.js';
-import { loadConfig } from '../../common/config/load.js';
 import { boosterArea, clusterArea } from '../../common/config/areas/index.js';
+import { loadConfig } from '../../common/config/load.js';
 import { createDatabase, type Database } from '../../common/db/create-database.js';
+import type { LicenseVerifier } from '../../common/license/index.js';
 import { signClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH } from '../../common/protocol/headers.js';
-import type { LicenseVerifier } from '../../common/license/index.js';
 import { buildServer } from '../../server/app.js';
 import { createHeartbeat } from '../../server/heartbeat.js';
-import { serverConfig, SECRET } from '../server/helpers.js';
 import type { TestDatabase } from '../helpers/db.js';
+import { SECRET, serverConfig } from '../server/helpers.js';
 
 /** Launch arguments required by the issue for Debian's Chromium. */
-export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 export const CHROMIUM = process.env.OMFLOW_TEST_CHROMIUM || '/usr/bin/chromium';
 export const haveChromium = existsSync(CHROMIUM);
 
@@ -54,10 +62,20 @@ export async function startMiniCluster(t: TestDatabase, verifier: LicenseVerifie
   try {
     for (const i of [1, 2]) {
       const cfg = loadConfig([clusterArea, boosterArea], {
-        env: { OMFLOW_CLUSTER_SECRET: SECRET, OMFLOW_NODE_ID: `booster-${i}`, OMFLOW_BOOSTER_HOST: '127.0.0.1', OMFLOW_BOOSTER_PORT: '0', OMFLOW_LOG_LEVEL: 'silent',
+        env: {
+          OMFLOW_CLUSTER_SECRET: SECRET,
+          OMFLOW_NODE_ID: `booster-${i}`,
+          OMFLOW_BOOSTER_HOST: '127.0.0.1',
+          OMFLOW_BOOSTER_PORT: '0',
+          OMFLOW_LOG_LEVEL: 'silent',
           // Generous timings: this suite is about the license and the pages, not failover, and CI machines are busy.
-          OMFLOW_BOOSTER_LEASE_MS: '8000', OMFLOW_BOOSTER_RENEW_MS: '300', OMFLOW_BOOSTER_RENEW_DEADLINE_MS: '6000', OMFLOW_BOOSTER_HEARTBEAT_TIMEOUT_MS: '15000',
-          OMFLOW_BOOSTER_HEALTH_TIMEOUT_MS: '5000', OMFLOW_BOOSTER_HEALTH_FALL: '5', OMFLOW_BOOSTER_SLOW_START_MS: '0',
+          OMFLOW_BOOSTER_LEASE_MS: '8000',
+          OMFLOW_BOOSTER_RENEW_MS: '300',
+          OMFLOW_BOOSTER_RENEW_DEADLINE_MS: '6000',
+          OMFLOW_BOOSTER_HEARTBEAT_TIMEOUT_MS: '15000',
+          OMFLOW_BOOSTER_HEALTH_TIMEOUT_MS: '5000',
+          OMFLOW_BOOSTER_HEALTH_FALL: '5',
+          OMFLOW_BOOSTER_SLOW_START_MS: '0',
         },
       });
       const db = createDatabase(t.config);
@@ -69,7 +87,11 @@ export async function startMiniCluster(t: TestDatabase, verifier: LicenseVerifie
     const [a, b] = boosters.map((x) => new URL(x.url));
     for (const id of ['server-1', 'server-2']) {
       const config = serverConfig(t.url, {
-        OMFLOW_NODE_ID: id, BOOSTER_IP: a.hostname, BOOSTER_PORT: a.port, SECOND_BOOSTER_IP: b.hostname, SECOND_BOOSTER_PORT: b.port,
+        OMFLOW_NODE_ID: id,
+        BOOSTER_IP: a.hostname,
+        BOOSTER_PORT: a.port,
+        SECOND_BOOSTER_IP: b.hostname,
+        SECOND_BOOSTER_PORT: b.port,
       });
       const app = await buildServer({ config, db: t.db, log, admin: { licenseVerifier: verifier, clusterPollMs: 400 } });
       await app.listen({ host: '127.0.0.1', port: 0 });
@@ -78,8 +100,15 @@ export async function startMiniCluster(t: TestDatabase, verifier: LicenseVerifie
     // The server's own heartbeat module, as `omflow server` runs it (active first, then standby).
     for (const s of servers) {
       const hb = createHeartbeat({
-        boosterUrls: boosters.map((x) => x.url), secret: SECRET, nodeId: s.id, url: s.url, runtime: s.app.omflow.runtime,
-        fence: s.app.omflow.deps.fence, knex: t.knex, log, intervalMs: 300,
+        boosterUrls: boosters.map((x) => x.url),
+        secret: SECRET,
+        nodeId: s.id,
+        url: s.url,
+        runtime: s.app.omflow.runtime,
+        fence: s.app.omflow.deps.fence,
+        knex: t.knex,
+        log,
+        intervalMs: 300,
       });
       hb.start();
       heartbeats.push(hb);
@@ -100,8 +129,16 @@ export async function startMiniCluster(t: TestDatabase, verifier: LicenseVerifie
 }
 
 /** GET /_booster/status of one booster (signed). */
-export async function boosterStatus(url: string): Promise<{ role: string; licenseAllowsDistribution: boolean; license: { state: string; daysLeft: number | null; customer?: string }; servers: Array<{ id: string; state: string; draining: boolean }> }> {
-  const r = await fetch(url + BOOSTER_PATH.status, { headers: signClusterRequest(SECRET, 'test', 'GET', BOOSTER_PATH.status), signal: AbortSignal.timeout(3000) });
+export async function boosterStatus(url: string): Promise<{
+  role: string;
+  licenseAllowsDistribution: boolean;
+  license: { state: string; daysLeft: number | null; customer?: string };
+  servers: Array<{ id: string; state: string; draining: boolean }>;
+}> {
+  const r = await fetch(url + BOOSTER_PATH.status, {
+    headers: signClusterRequest(SECRET, 'test', 'GET', BOOSTER_PATH.status),
+    signal: AbortSignal.timeout(3000),
+  });
   if (!r.ok) throw new Error(`status ${r.status}`);
   return (await r.json()) as never;
 }

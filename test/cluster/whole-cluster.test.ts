@@ -1,13 +1,13 @@
+import { createPrivateKey, randomUUID } from 'node:crypto';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createPrivateKey, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyPatch, buildPatch, collectDirectory, generatePatchKeyPair, loadTrustedKeys, notifyBoostersOfPatch } from '../../common/patch/index.js';
 import { createClusterClient } from '../../common/protocol/cluster-client.js';
 import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { REPO_ROOT, freePort, startOmflow, stopAll, waitFor, type RunningProcess } from '../helpers/processes.js';
+import { freePort, REPO_ROOT, type RunningProcess, startOmflow, stopAll, waitFor } from '../helpers/processes.js';
 
 /**
  * The whole product as an operator runs it: a Booster pair, three agents each starting a real
@@ -39,7 +39,10 @@ describe('whole cluster: Booster pair, three agents, real app servers', () => {
   };
   const activeUrl = async (): Promise<string | undefined> => {
     for (const b of boosters) {
-      const ok = await fetch(`${b.url}/_booster/active`, { signal: AbortSignal.timeout(1000) }).then((r) => r.status === 200, () => false);
+      const ok = await fetch(`${b.url}/_booster/active`, { signal: AbortSignal.timeout(1000) }).then(
+        (r) => r.status === 200,
+        () => false,
+      );
       if (ok) return b.url;
     }
     return undefined;
@@ -56,8 +59,12 @@ describe('whole cluster: Booster pair, three agents, real app servers', () => {
     for (const [i, port] of ports.entries()) {
       const url = `http://127.0.0.1:${port}`;
       const proc = startOmflow(`booster-${i + 1}`, ['booster'], {
-        ...base, OMFLOW_NODE_ID: `booster-${i + 1}`, OMFLOW_BOOSTER_HOST: '127.0.0.1', OMFLOW_BOOSTER_PORT: String(port),
-        OMFLOW_BOOSTER_PEER_URL: `http://127.0.0.1:${ports[1 - i]}`, OMFLOW_DATA_DIR: join(work, `booster-${i + 1}`),
+        ...base,
+        OMFLOW_NODE_ID: `booster-${i + 1}`,
+        OMFLOW_BOOSTER_HOST: '127.0.0.1',
+        OMFLOW_BOOSTER_PORT: String(port),
+        OMFLOW_BOOSTER_PEER_URL: `http://127.0.0.1:${ports[1 - i]}`,
+        OMFLOW_DATA_DIR: join(work, `booster-${i + 1}`),
       });
       boosters.push({ url, proc });
       // Start order of the operator guide: the first booster takes the lease before the second starts.
@@ -65,11 +72,20 @@ describe('whole cluster: Booster pair, three agents, real app servers', () => {
     }
     for (let i = 1; i <= NODES; i++) {
       startOmflow(`node-${i}`, ['agent'], {
-        ...base, OMFLOW_NODE_ID: `node-${i}`, OMFLOW_DATA_DIR: join(work, `node-${i}`),
-        BOOSTER_IP: '127.0.0.1', BOOSTER_PORT: String(ports[0]), SECOND_BOOSTER_IP: '127.0.0.1', SECOND_BOOSTER_PORT: String(ports[1]),
-        OMFLOW_AGENT_HOST: '127.0.0.1', OMFLOW_AGENT_PORT: String(await freePort()),
-        OMFLOW_SERVER_HOST: '127.0.0.1', OMFLOW_SERVER_PORT: String(await freePort()),
-        OMFLOW_AGENT_SOAK_MS: '1000', OMFLOW_AGENT_PATCH_POLL_MS: '1000', OMFLOW_AGENT_DRAIN_SETTLE_MS: '1000',
+        ...base,
+        OMFLOW_NODE_ID: `node-${i}`,
+        OMFLOW_DATA_DIR: join(work, `node-${i}`),
+        BOOSTER_IP: '127.0.0.1',
+        BOOSTER_PORT: String(ports[0]),
+        SECOND_BOOSTER_IP: '127.0.0.1',
+        SECOND_BOOSTER_PORT: String(ports[1]),
+        OMFLOW_AGENT_HOST: '127.0.0.1',
+        OMFLOW_AGENT_PORT: String(await freePort()),
+        OMFLOW_SERVER_HOST: '127.0.0.1',
+        OMFLOW_SERVER_PORT: String(await freePort()),
+        OMFLOW_AGENT_SOAK_MS: '1000',
+        OMFLOW_AGENT_PATCH_POLL_MS: '1000',
+        OMFLOW_AGENT_DRAIN_SETTLE_MS: '1000',
       });
     }
     // Both boosters see every server up: the standby's table is warm.
@@ -78,7 +94,9 @@ describe('whole cluster: Booster pair, three agents, real app servers', () => {
       { what: 'three servers up on both boosters', timeoutMs: 90_000, intervalMs: 250 },
     );
     const login = await fetch(`${boosters[0].url}/api/auth/login`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: 'Admin-pass-1' }),
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'admin', password: 'Admin-pass-1' }),
     });
     expect(login.status).toBe(200);
     token = ((await login.json()) as { token: string }).token;
@@ -147,22 +165,38 @@ describe('whole cluster: Booster pair, three agents, real app servers', () => {
       async () => Number((await t.knex('tickets').where('title', 'like', 'failover %').whereNot('current_step', 'approve').count({ n: '*' }))[0].n) === 0,
       { what: 'every ticket at the approval step', timeoutMs: 60_000, intervalMs: 250 },
     );
-    const applied = await t.knex('ticket_history')
-      .whereIn('ticket_id', rows.map((r) => r.id))
+    const applied = await t
+      .knex('ticket_history')
+      .whereIn(
+        'ticket_id',
+        rows.map((r) => r.id),
+      )
       .whereIn('step', ['triage', 'small'])
       .groupBy('ticket_id', 'step', 'action')
       .havingRaw('count(*) > 1')
       .select('ticket_id', 'step', 'action');
     expect(applied).toEqual([]);
-    const done = await t.knex('ticket_history').whereIn('ticket_id', rows.map((r) => r.id)).where('action', 'step.done').count({ n: '*' });
+    const done = await t
+      .knex('ticket_history')
+      .whereIn(
+        'ticket_id',
+        rows.map((r) => r.id),
+      )
+      .where('action', 'step.done')
+      .count({ n: '*' });
     expect(Number(done[0].n)).toBe(2 * rows.length); // triage + small, once each
 
     // The dead booster comes back as the standby; the pair is whole again for what follows.
     const port = new URL(victim.url).port;
     const idx = boosters.indexOf(victim);
     victim.proc = startOmflow(`booster-${idx + 1}-again`, ['booster'], {
-      OMFLOW_CLUSTER_SECRET: SECRET, OMFLOW_DB_URL: t.url, OMFLOW_NODE_ID: `booster-${idx + 1}`, OMFLOW_BOOSTER_HOST: '127.0.0.1',
-      OMFLOW_BOOSTER_PORT: port, OMFLOW_BOOSTER_PEER_URL: survivor.url, OMFLOW_DATA_DIR: join(work, `booster-${idx + 1}`),
+      OMFLOW_CLUSTER_SECRET: SECRET,
+      OMFLOW_DB_URL: t.url,
+      OMFLOW_NODE_ID: `booster-${idx + 1}`,
+      OMFLOW_BOOSTER_HOST: '127.0.0.1',
+      OMFLOW_BOOSTER_PORT: port,
+      OMFLOW_BOOSTER_PEER_URL: survivor.url,
+      OMFLOW_DATA_DIR: join(work, `booster-${idx + 1}`),
     });
     await waitFor(async () => (await status(victim.url)).role === 'standby', { what: 'restarted booster is standby', timeoutMs: 30_000 });
   }, 240_000);
@@ -191,7 +225,11 @@ describe('whole cluster: Booster pair, three agents, real app servers', () => {
     writeFileSync(join(src, 'package.json'), JSON.stringify({ ...pkg, version }, null, 2));
     const bytes = buildPatch({ version, sequence: 1, privateKey: createPrivateKey(patchKey.privatePem), entries: collectDirectory(src) }).bytes;
     const stored = await applyPatch(t.db, bytes, loadTrustedKeys([patchKey.trustedEntry], { includeVendor: false }));
-    await notifyBoostersOfPatch(boosters.map((b) => b.url), { secret: SECRET, nodeId: 'e2e' }, stored.notice);
+    await notifyBoostersOfPatch(
+      boosters.map((b) => b.url),
+      { secret: SECRET, nodeId: 'e2e' },
+      stored.notice,
+    );
 
     let maxDown = 0;
     await waitFor(

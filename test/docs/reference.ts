@@ -1,11 +1,11 @@
-import { ALL_AREAS } from '../../common/config/areas/index.js';
-import { renderConfigReference } from '../../common/config/reference.js';
-import { CommonErrors, type Catalogue } from '../../common/errors.js';
 import { AgentErrors } from '../../agent/errors.js';
 import { BoosterErrors } from '../../booster/errors.js';
-import { ServerErrors } from '../../server/errors.js';
-import { LicenseErrors } from '../../common/license/errors.js';
 import { LicenseGateErrors } from '../../booster/license/errors.js';
+import { ALL_AREAS } from '../../common/config/areas/index.js';
+import { renderConfigReference } from '../../common/config/reference.js';
+import { type Catalogue, CommonErrors } from '../../common/errors.js';
+import { LicenseErrors } from '../../common/license/errors.js';
+import { ServerErrors } from '../../server/errors.js';
 
 export const CATALOGUES: Array<[string, Catalogue<string>]> = [
   ['Common (database, configuration, cluster protocol)', CommonErrors],

@@ -29,8 +29,18 @@ function adminUrl(vendor: Vendor): string {
 
 export function dbConfig(url: string, overrides: Partial<DatabaseConfig> = {}): DatabaseConfig {
   return {
-    url, client: 'postgres', host: '127.0.0.1', port: undefined, name: 'omflow', user: 'omflow', password: undefined,
-    ssl: false, poolMin: 0, poolMax: 10, connectTimeoutMs: 5000, ...overrides,
+    url,
+    client: 'postgres',
+    host: '127.0.0.1',
+    port: undefined,
+    name: 'omflow',
+    user: 'omflow',
+    password: undefined,
+    ssl: false,
+    poolMin: 0,
+    poolMax: 10,
+    connectTimeoutMs: 5000,
+    ...overrides,
   };
 }
 
@@ -45,9 +55,17 @@ export async function createTestDatabase(vendor: Vendor = 'postgres', opts: { mi
     if (!target.ok) throw new Error(target.message);
     const adminKnex = knexFactory({
       client: vendor === 'postgres' ? 'pg' : vendor === 'mysql' ? 'mysql2' : 'mssql',
-      connection: vendor === 'mssql'
-        ? { server: target.value.host, port: target.value.port, user: target.value.user, password: target.value.password, database: target.value.database, options: { trustServerCertificate: true } }
-        : { host: target.value.host, port: target.value.port, user: target.value.user, password: target.value.password, database: target.value.database },
+      connection:
+        vendor === 'mssql'
+          ? {
+              server: target.value.host,
+              port: target.value.port,
+              user: target.value.user,
+              password: target.value.password,
+              database: target.value.database,
+              options: { trustServerCertificate: true },
+            }
+          : { host: target.value.host, port: target.value.port, user: target.value.user, password: target.value.password, database: target.value.database },
       pool: { min: 0, max: 1 },
     });
     try {
@@ -73,7 +91,11 @@ export async function createTestDatabase(vendor: Vendor = 'postgres', opts: { mi
   const db = createDatabase(config);
   if (opts.migrate) await migrateLatest(db.knex);
   return {
-    vendor, url, db, knex: db.knex, config,
+    vendor,
+    url,
+    db,
+    knex: db.knex,
+    config,
     async drop() {
       await db.destroy();
       await dropFn();

@@ -1,5 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+
 export { freePort } from '../../common/free-port.js';
 
 export const OMFLOW_BIN = fileURLToPath(new URL('../../common/bin/omflow.mjs', import.meta.url));
@@ -18,7 +19,10 @@ export function runOmflow(args: string[], env: Record<string, string>): Promise<
 }
 
 /** Polls `probe` until it returns a truthy value; bounded in time. */
-export async function waitFor<T>(probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {}): Promise<T> {
+export async function waitFor<T>(
+  probe: () => Promise<T | undefined | null | false> | T | undefined | null | false,
+  opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
+): Promise<T> {
   const deadline = Date.now() + (opts.timeoutMs ?? 20_000);
   let last: unknown;
   for (;;) {

@@ -5,8 +5,16 @@ export type Vendor = (typeof KNOWN_VENDORS)[number];
 export function selectedVendors(env: Record<string, string | undefined>): Vendor[] {
   const raw = env.TEST_DB?.trim();
   const names = raw
-    ? raw.split(',').map((s) => s.trim()).filter(Boolean)
-    : ['postgres', ...(env.OMFLOW_TEST_MYSQL_URL ? ['mysql'] : []), ...(env.OMFLOW_TEST_MSSQL_URL ? ['mssql'] : []), ...(env.OMFLOW_TEST_ORACLE_URL ? ['oracle'] : [])];
+    ? raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : [
+        'postgres',
+        ...(env.OMFLOW_TEST_MYSQL_URL ? ['mysql'] : []),
+        ...(env.OMFLOW_TEST_MSSQL_URL ? ['mssql'] : []),
+        ...(env.OMFLOW_TEST_ORACLE_URL ? ['oracle'] : []),
+      ];
   const unknown = names.filter((n) => !(KNOWN_VENDORS as readonly string[]).includes(n));
   if (unknown.length) throw new Error(`TEST_DB: unknown vendor(s) ${unknown.join(', ')}; known: ${KNOWN_VENDORS.join(', ')}`);
   const missing = names.filter((n) => n !== 'postgres' && !env[`OMFLOW_TEST_${n.toUpperCase()}_URL`]);

@@ -18,8 +18,10 @@ async function login(): Promise<string> {
   for (;;) {
     try {
       const r = await fetch(`${target}/api/auth/login`, {
-        method: 'POST', headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ username: process.env.LOGIN_USER, password: process.env.LOGIN_PASSWORD }), signal: AbortSignal.timeout(2000),
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ username: process.env.LOGIN_USER, password: process.env.LOGIN_PASSWORD }),
+        signal: AbortSignal.timeout(2000),
       });
       if (r.status === 200) return ((await r.json()) as { token: string }).token;
       await r.arrayBuffer();

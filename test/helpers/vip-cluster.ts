@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Knex } from 'knex';
-import { createLab, LAB_SUBNET, unixSocketDbUrl, type Lab } from './netns.js';
+import { createLab, LAB_SUBNET, type Lab, unixSocketDbUrl } from './netns.js';
 import { OMFLOW_BIN, REPO_ROOT } from './processes.js';
 
 /**
@@ -85,14 +85,36 @@ export async function startVipCluster(opts: { dbUrl: string; knex: Knex; secret:
       // As the systemd unit with the VIP drop-in runs it: an unprivileged user, no new privileges,
       // CAP_NET_ADMIN (ip addr) and CAP_NET_RAW (arping) and nothing else. setpriv execs: same pid.
       const caps = '-all,+net_admin,+net_raw';
-      const child = lab.spawnIn(me, 'setpriv', [
-        '--reuid=65534', '--regid=65534', '--clear-groups', '--no-new-privs', `--inh-caps=${caps}`, `--ambient-caps=${caps}`, `--bounding-set=${caps}`,
-        process.execPath, OMFLOW_BIN, 'booster',
-      ], {
-        ...base, HOME: '/tmp', OMFLOW_NODE_ID: `vip-${me}`, OMFLOW_LOG_LEVEL: 'info', OMFLOW_BOOSTER_HOST: '0.0.0.0', OMFLOW_BOOSTER_PORT: '5169',
-        OMFLOW_BOOSTER_ADVERTISE_URL: urlOf(me), OMFLOW_BOOSTER_PEER_URL: urlOf(BOOSTERS[1 - i]!), OMFLOW_BOOSTER_SLOW_START_MS: '0',
-        OMFLOW_BOOSTER_VIP: `${VIP}/24`, OMFLOW_BOOSTER_VIP_INTERFACE: 'eth0', ...opts.boosterEnv,
-      });
+      const child = lab.spawnIn(
+        me,
+        'setpriv',
+        [
+          '--reuid=65534',
+          '--regid=65534',
+          '--clear-groups',
+          '--no-new-privs',
+          `--inh-caps=${caps}`,
+          `--ambient-caps=${caps}`,
+          `--bounding-set=${caps}`,
+          process.execPath,
+          OMFLOW_BIN,
+          'booster',
+        ],
+        {
+          ...base,
+          HOME: '/tmp',
+          OMFLOW_NODE_ID: `vip-${me}`,
+          OMFLOW_LOG_LEVEL: 'info',
+          OMFLOW_BOOSTER_HOST: '0.0.0.0',
+          OMFLOW_BOOSTER_PORT: '5169',
+          OMFLOW_BOOSTER_ADVERTISE_URL: urlOf(me),
+          OMFLOW_BOOSTER_PEER_URL: urlOf(BOOSTERS[1 - i]!),
+          OMFLOW_BOOSTER_SLOW_START_MS: '0',
+          OMFLOW_BOOSTER_VIP: `${VIP}/24`,
+          OMFLOW_BOOSTER_VIP_INTERFACE: 'eth0',
+          ...opts.boosterEnv,
+        },
+      );
       const p = track(child);
       boosters[i] = p;
       all.push(p);
@@ -115,7 +137,11 @@ export async function startVipCluster(opts: { dbUrl: string; knex: Knex; secret:
       const outcome: ClientOutcome = { acks: [], failed: 0, retried: 0, failures: [] };
       let ready = false;
       const child = lab.spawnIn('cli', process.execPath, ['--import', 'tsx', `${REPO_ROOT}test/helpers/vip-client.ts`], {
-        PATH: process.env.PATH, HOME: process.env.HOME, TARGET: `http://${VIP}:5169`, LOGIN_USER: LOGIN.user, LOGIN_PASSWORD: LOGIN.password,
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        TARGET: `http://${VIP}:5169`,
+        LOGIN_USER: LOGIN.user,
+        LOGIN_PASSWORD: LOGIN.password,
       });
       const p = track(child, (line) => {
         const [kind, at, key] = line.split(' ');
@@ -126,8 +152,7 @@ export async function startVipCluster(opts: { dbUrl: string; knex: Knex; secret:
         } else if (kind === 'retry') {
           outcome.retried++;
           outcome.failures.push({ at: Number(at), why: line.split(' ').slice(2).join(' ') });
-        }
-        else if (kind === 'ready') ready = true;
+        } else if (kind === 'ready') ready = true;
       });
       all.push(p);
       await waitUntil(() => ready || p.child.exitCode !== null, 'client logged in through the VIP', 60_000, 50).catch(() => {});
@@ -148,12 +173,25 @@ export async function startVipCluster(opts: { dbUrl: string; knex: Knex; secret:
 
   try {
     const srv = lab.spawnIn('srv', process.execPath, [OMFLOW_BIN, 'server'], {
-      ...base, OMFLOW_NODE_ID: 'vip-srv', OMFLOW_LOG_LEVEL: 'warn', OMFLOW_SERVER_HOST: lab.nodes.srv!.ip, OMFLOW_SERVER_PORT: '8000',
-      BOOSTER_IP: lab.nodes.a!.ip, BOOSTER_PORT: '5169', SECOND_BOOSTER_IP: lab.nodes.b!.ip, SECOND_BOOSTER_PORT: '5169', OMFLOW_SERVER_HEARTBEAT_MS: '200',
+      ...base,
+      OMFLOW_NODE_ID: 'vip-srv',
+      OMFLOW_LOG_LEVEL: 'warn',
+      OMFLOW_SERVER_HOST: lab.nodes.srv!.ip,
+      OMFLOW_SERVER_PORT: '8000',
+      BOOSTER_IP: lab.nodes.a!.ip,
+      BOOSTER_PORT: '5169',
+      SECOND_BOOSTER_IP: lab.nodes.b!.ip,
+      SECOND_BOOSTER_PORT: '5169',
+      OMFLOW_SERVER_HEARTBEAT_MS: '200',
     });
     const srvProc = track(srv);
     all.push(srvProc);
-    await waitUntil(() => (srv.exitCode !== null ? Promise.reject(new Error(srvProc.output())) : /listening on/.test(srvProc.output())), 'app server listening', 60_000, 50);
+    await waitUntil(
+      () => (srv.exitCode !== null ? Promise.reject(new Error(srvProc.output())) : /listening on/.test(srvProc.output())),
+      'app server listening',
+      60_000,
+      50,
+    );
     cluster.startBooster(0);
     await waitUntil(async () => (await cluster.activeIndex()) === 0, 'booster a active', 60_000, 50);
     cluster.startBooster(1);
@@ -176,7 +214,10 @@ export function median(xs: number[]): number {
  * in [from, to] (answers already on the wire at the kill still arrive just after it).
  */
 export function longestPause(acks: { at: number }[], from: number, to: number): number | null {
-  const times = acks.map((a) => a.at).filter((t) => t >= from && t <= to).sort((a, b) => a - b);
+  const times = acks
+    .map((a) => a.at)
+    .filter((t) => t >= from && t <= to)
+    .sort((a, b) => a - b);
   if (times.length < 2) return null;
   let worst = 0;
   for (let i = 1; i < times.length; i++) worst = Math.max(worst, times[i]! - times[i - 1]!);

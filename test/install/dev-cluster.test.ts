@@ -2,12 +2,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { probePair } from '../../install/dev-cluster/cluster-probe.js';
-import { freePort, startOmflow, stopAll, waitFor, type RunningProcess } from '../helpers/processes.js';
-import { cleanEnv, processesMentioning, raiseTicket, runScript } from './helpers.js';
-import { OMFLOW_BIN } from '../helpers/processes.js';
 import { groupAlive } from '../../common/process-group.js';
-
+import { probePair } from '../../install/dev-cluster/cluster-probe.js';
+import { freePort, OMFLOW_BIN, type RunningProcess, startOmflow, stopAll, waitFor } from '../helpers/processes.js';
+import { cleanEnv, processesMentioning, raiseTicket, runScript } from './helpers.js';
 
 // `npm start` = `omflow dev`: the whole cluster on one machine, then a clean stop.
 describe('omflow dev (npm start)', () => {
@@ -24,8 +22,14 @@ describe('omflow dev (npm start)', () => {
   it('reaches "ready" with two boosters (one active) and the servers up, serves a ticket, and SIGTERM leaves nothing running', async () => {
     const port = await freePort();
     const password = 'Dev-test-pw-42';
-    dev = startOmflow('omflow dev', ['dev', '--servers', '2', '--port', String(port), '--dir', dir, '--admin-password', password], { OMFLOW_LOG_LEVEL: 'info' });
-    await waitFor(() => dev!.child.exitCode !== null || dev!.output().includes('is ready'), { timeoutMs: 150_000, intervalMs: 250, what: `"ready" from omflow dev` });
+    dev = startOmflow('omflow dev', ['dev', '--servers', '2', '--port', String(port), '--dir', dir, '--admin-password', password], {
+      OMFLOW_LOG_LEVEL: 'info',
+    });
+    await waitFor(() => dev!.child.exitCode !== null || dev!.output().includes('is ready'), {
+      timeoutMs: 150_000,
+      intervalMs: 250,
+      what: `"ready" from omflow dev`,
+    });
     expect(dev.child.exitCode, dev.output()).toBeNull();
     groups = JSON.parse(readFileSync(join(dir, 'pids.json'), 'utf8')) as number[];
     expect(groups.length).toBe(2 + 2 + 1); // agents, boosters, postgres

@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
+import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
 import { freePort } from '../helpers/processes.js';
 import { cleanEnv, readEnvFile, runScript, sourcePackage } from './helpers.js';
 
@@ -93,7 +93,9 @@ describe('install.sh asks its questions (interactive path)', () => {
     const sqlite = await runScript(join(pkg, 'install.sh'), [...common, '--db-type', 'sqlite'], { env: cleanEnv({ OMFLOW_CLUSTER_SECRET: 'x'.repeat(32) }) });
     expect(sqlite.code).not.toBe(0);
     expect(sqlite.stderr).toContain('SQLite is refused');
-    const sqliteUrl = await runScript(join(pkg, 'install.sh'), [...common], { env: cleanEnv({ OMFLOW_CLUSTER_SECRET: 'x'.repeat(32), OMFLOW_DB_URL: 'sqlite:///tmp/x.db' }) });
+    const sqliteUrl = await runScript(join(pkg, 'install.sh'), [...common], {
+      env: cleanEnv({ OMFLOW_CLUSTER_SECRET: 'x'.repeat(32), OMFLOW_DB_URL: 'sqlite:///tmp/x.db' }),
+    });
     expect(sqliteUrl.code).not.toBe(0);
     expect(sqliteUrl.stderr).toContain('SQLite is refused');
   });
@@ -105,10 +107,31 @@ describe('install.sh asks its questions (interactive path)', () => {
         const u = new URL(vdb.url);
         const pkg = sourcePackage('booster', join(work, `pkg-${vendor}`));
         const prefix = join(work, `root-${vendor}`);
-        const r = await runScript(join(pkg, 'install.sh'), [
-          '--prefix', prefix, '--non-interactive', '--booster-ip', '127.0.0.1', '--booster-port', String(await freePort()), '--listen', '127.0.0.1',
-          '--db-type', vendor === 'postgres' ? 'postgresql' : vendor, '--db-host', u.hostname, '--db-port', u.port, '--db-name', u.pathname.slice(1), '--db-user', decodeURIComponent(u.username),
-        ], { env: cleanEnv({ OMFLOW_DB_PASSWORD: decodeURIComponent(u.password), OMFLOW_CLUSTER_SECRET: 'unattended-secret-0123456789' }) });
+        const r = await runScript(
+          join(pkg, 'install.sh'),
+          [
+            '--prefix',
+            prefix,
+            '--non-interactive',
+            '--booster-ip',
+            '127.0.0.1',
+            '--booster-port',
+            String(await freePort()),
+            '--listen',
+            '127.0.0.1',
+            '--db-type',
+            vendor === 'postgres' ? 'postgresql' : vendor,
+            '--db-host',
+            u.hostname,
+            '--db-port',
+            u.port,
+            '--db-name',
+            u.pathname.slice(1),
+            '--db-user',
+            decodeURIComponent(u.username),
+          ],
+          { env: cleanEnv({ OMFLOW_DB_PASSWORD: decodeURIComponent(u.password), OMFLOW_CLUSTER_SECRET: 'unattended-secret-0123456789' }) },
+        );
         expect(r.code, r.stdout + r.stderr).toBe(0);
         const env = readEnvFile(readFileSync(join(prefix, 'etc/omflow/booster.env'), 'utf8'));
         expect(env.OMFLOW_CLUSTER_SECRET).toBe('unattended-secret-0123456789');
@@ -124,7 +147,19 @@ describe('install.sh asks its questions (interactive path)', () => {
     const pkg = sourcePackage('booster', join(work, 'pkg-checks'));
     const prefix = join(work, 'root-checks');
     const port = await freePort();
-    const args = ['--prefix', prefix, '--non-interactive', '--booster-ip', '127.0.0.1', '--booster-port', String(port), '--listen', '127.0.0.1', '--db-url', tdb.url];
+    const args = [
+      '--prefix',
+      prefix,
+      '--non-interactive',
+      '--booster-ip',
+      '127.0.0.1',
+      '--booster-port',
+      String(port),
+      '--listen',
+      '127.0.0.1',
+      '--db-url',
+      tdb.url,
+    ];
     const env = cleanEnv({ OMFLOW_CLUSTER_SECRET: 'checks-secret-0123456789' });
 
     const fakeNode = join(work, 'node18');
@@ -166,6 +201,10 @@ describe('install.sh asks its questions (interactive path)', () => {
 function makeCert(dir: string, name: string): { cert: string; key: string } {
   const cert = join(dir, `${name}.crt`);
   const key = join(dir, `${name}.key`);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-keyout', key, '-out', cert, '-subj', '/CN=localhost'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2', '-keyout', key, '-out', cert, '-subj', '/CN=localhost'],
+    { stdio: 'ignore' },
+  );
   return { cert, key };
 }

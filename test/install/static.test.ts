@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { INSTALL_DIR } from './helpers.js';
 
-const SCRIPTS = ['install.sh', 'uninstall.sh', 'scripts/service-common.sh', 'scripts/omflow_booster_service', 'scripts/omflow_booster_agent_service'].map((f) => join(INSTALL_DIR, f));
+const SCRIPTS = ['install.sh', 'uninstall.sh', 'scripts/service-common.sh', 'scripts/omflow_booster_service', 'scripts/omflow_booster_agent_service'].map((f) =>
+  join(INSTALL_DIR, f),
+);
 const UNITS = [
   { unit: 'omflow-booster', command: 'booster' },
   { unit: 'omflow-booster-agent', command: 'agent' },
@@ -67,7 +69,17 @@ describe('systemd units', () => {
 
     it(`${unit} is hardened and restarts on failure`, () => {
       const text = readFileSync(render(unit), 'utf8');
-      for (const line of ['NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=yes', 'PrivateTmp=yes', 'Restart=on-failure', 'RestartSec=3s', 'CapabilityBoundingSet=', 'User=', 'EnvironmentFile='])
+      for (const line of [
+        'NoNewPrivileges=yes',
+        'ProtectSystem=strict',
+        'ProtectHome=yes',
+        'PrivateTmp=yes',
+        'Restart=on-failure',
+        'RestartSec=3s',
+        'CapabilityBoundingSet=',
+        'User=',
+        'EnvironmentFile=',
+      ])
         expect(text).toContain(line);
       expect(text).toMatch(/^ReadWritePaths=\S+ \S+$/m);
       expect(text).toMatch(new RegExp(`^ExecStart=\\S+ \\S+/app/common/bin/omflow\\.mjs ${command}$`, 'm'));

@@ -1,13 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Knex } from 'knex';
-import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
-import { migrateLatest, migrationStatus } from '../../common/db/migrate.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase } from '../../common/db/create-database.js';
 import { getHelpers } from '../../common/db/helpers/index.js';
+import { migrateLatest, migrationStatus } from '../../common/db/migrate.js';
 import { CommonErrors } from '../../common/errors.js';
+import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
 import { runOmflow as runCli } from '../helpers/processes.js';
-
 
 async function schemaOf(knex: Knex, vendor: string): Promise<string[]> {
   if (vendor === 'postgres') {
@@ -25,7 +24,6 @@ async function schemaOf(knex: Knex, vendor: string): Promise<string[]> {
   );
   return [...cols.map((c: any) => Object.values(c).join(' ')), ...ix.map((c: any) => Object.values(c).join(' '))];
 }
-
 
 for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 'mysql')) {
   describe(`migrations on ${vendor}`, () => {
@@ -62,15 +60,30 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       const h = getHelpers(t.knex);
       const big = Buffer.alloc(300_000, 7);
       const patchId = await h.insertReturningId(t.knex, 'patches', {
-        version: '1.2.3', sequence: 5, manifest_b64: 'e30=', signature_b64: 'c2ln', key_id: 'k1', archive_sha256: 'a'.repeat(64),
-        archive_size: big.length, chunk_size: big.length, chunk_count: 1, created_at: h.now(),
+        version: '1.2.3',
+        sequence: 5,
+        manifest_b64: 'e30=',
+        signature_b64: 'c2ln',
+        key_id: 'k1',
+        archive_sha256: 'a'.repeat(64),
+        archive_size: big.length,
+        chunk_size: big.length,
+        chunk_count: 1,
+        created_at: h.now(),
       });
       await t.knex('patch_chunks').insert({ patch_id: patchId, chunk_index: 0, data: big });
       const chunk = await t.knex('patch_chunks').where({ patch_id: patchId }).first();
       expect(h.toBuffer(chunk.data).equals(big)).toBe(true);
       const dbNow = await t.db.now();
       expect(Math.abs(dbNow.getTime() - Date.now())).toBeLessThan(60_000);
-      await t.knex('servers').insert({ id: 'n1', url: 'http://127.0.0.1:1', draining: true, last_load: JSON.stringify({ a: 1 }), registered_at: h.nowPlusMs(-1000), updated_at: h.now() });
+      await t.knex('servers').insert({
+        id: 'n1',
+        url: 'http://127.0.0.1:1',
+        draining: true,
+        last_load: JSON.stringify({ a: 1 }),
+        registered_at: h.nowPlusMs(-1000),
+        updated_at: h.now(),
+      });
       const s = await t.knex('servers').where({ id: 'n1' }).first();
       expect(h.toBool(s.draining)).toBe(true);
       expect(h.fromJson(s.last_load)).toEqual({ a: 1 });
@@ -82,7 +95,8 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       const h = getHelpers(t.knex);
       for (const username of ['lit_50%_off', 'litx50yzoff', 'lit\\back', 'litback'])
         await t.knex('users').insert({ username, display_name: 'L', password_hash: 'x', created_at: h.now(), updated_at: h.now() });
-      const find = async (term: string) => (await t.knex('users').where(h.contains('username', term)).orderBy('username').select('username')).map((r) => r.username);
+      const find = async (term: string) =>
+        (await t.knex('users').where(h.contains('username', term)).orderBy('username').select('username')).map((r) => r.username);
       expect(await find('_50%_')).toEqual(['lit_50%_off']);
       expect(await find('t\\b')).toEqual(['lit\\back']);
       expect(await find('lit')).toHaveLength(4);
@@ -118,11 +132,24 @@ describe('database configuration errors', () => {
     const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
     expect((await runCli(['--version'], {})).stdout.trim()).toBe(version);
     const help = await runCli(['--help'], {});
-    for (const cmd of ['booster', 'agent', 'server', 'dev', 'migrate', 'license', 'patch', 'status']) expect(help.stdout).toMatch(new RegExp(`^  ${cmd} `, 'm'));
+    for (const cmd of ['booster', 'agent', 'server', 'dev', 'migrate', 'license', 'patch', 'status'])
+      expect(help.stdout).toMatch(new RegExp(`^  ${cmd} `, 'm'));
   });
 
   it('an unreachable database is a connection error with its code', async () => {
-    const db = createDatabase({ url: 'postgres://u:p@127.0.0.1:1/x', client: 'postgres', host: '', port: undefined, name: '', user: '', password: undefined, ssl: false, poolMin: 0, poolMax: 1, connectTimeoutMs: 1000 });
+    const db = createDatabase({
+      url: 'postgres://u:p@127.0.0.1:1/x',
+      client: 'postgres',
+      host: '',
+      port: undefined,
+      name: '',
+      user: '',
+      password: undefined,
+      ssl: false,
+      poolMin: 0,
+      poolMax: 1,
+      connectTimeoutMs: 1000,
+    });
     await expect(db.knex.raw('select 1')).rejects.toSatisfy((e) => CommonErrors.COMMON_ERR_DB_CONNECTION.is(e));
     await db.destroy();
   });

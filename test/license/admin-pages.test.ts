@@ -1,14 +1,14 @@
 import { createPrivateKey } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
-import { buildServer } from '../../server/app.js';
-import { createUsersService } from '../../server/features/users/service.js';
-import { createUsersStore } from '../../server/features/users/store.js';
-import { createSettingsStore, SETTING } from '../../server/features/settings/store.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLicenseVerifier, ensureLicenseState, listLicenseAudit, MAX_LICENSE_FILE_BYTES, readLicenseState } from '../../common/license/index.js';
 import { buildPatch, generatePatchKeyPair, loadTrustedKeys, RELEASE_ENTRY } from '../../common/patch/index.js';
-import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
+import { buildServer } from '../../server/app.js';
+import { createSettingsStore, SETTING } from '../../server/features/settings/store.js';
+import { createUsersService } from '../../server/features/users/service.js';
+import { createUsersStore } from '../../server/features/users/store.js';
+import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
 import { serverConfig } from '../server/helpers.js';
 import { issue, tamper, testKeyPair } from './helpers.js';
 
@@ -19,7 +19,9 @@ function multipart(fields: Record<string, string>, file?: { field: string; name:
   for (const [k, v] of Object.entries(fields)) parts.push(Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`));
   if (file)
     parts.push(
-      Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="${file.field}"; filename="${file.name}"\r\ncontent-type: application/octet-stream\r\n\r\n`),
+      Buffer.from(
+        `--${boundary}\r\ncontent-disposition: form-data; name="${file.field}"; filename="${file.name}"\r\ncontent-type: application/octet-stream\r\n\r\n`,
+      ),
       file.data,
       Buffer.from('\r\n'),
     );
@@ -37,7 +39,12 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
     let user: { cookie: string };
 
     async function login(username: string, password: string) {
-      const r = await app.inject({ method: 'POST', url: '/login', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: `username=${username}&password=${password}&next=/admin/settings` });
+      const r = await app.inject({
+        method: 'POST',
+        url: '/login',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload: `username=${username}&password=${password}&next=/admin/settings`,
+      });
       expect(r.statusCode).toBe(303);
       const cookie = String(r.headers['set-cookie']).split(';')[0];
       const page = await app.inject({ url: '/admin/settings', headers: { cookie } });
@@ -56,7 +63,9 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       await users.ensureAdmin('admin', 'admin-pass-1');
       await users.createUser({ username: 'alice', displayName: 'Alice', password: 'alice-pass-1', locale: 'en' });
       app = await buildServer({
-        config: serverConfig(t.url), db: t.db, log: pino({ level: 'silent' }),
+        config: serverConfig(t.url),
+        db: t.db,
+        log: pino({ level: 'silent' }),
         admin: {
           licenseVerifier: createLicenseVerifier({ keys: pair.keys }),
           patch: { trusted: loadTrustedKeys([patchKeys.trustedEntry], { includeVendor: false }), maxUploadBytes: 256 * 1024 },
@@ -115,7 +124,11 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
 
     it('license upload: size limit, preview, apply re-verifies what the browser sends back, audit', async () => {
       await ensureLicenseState(t.db);
-      const big = await upload('/admin/settings/license/upload', { csrf: admin.csrf }, { field: 'license', name: 'big.omflowlic', data: Buffer.alloc(MAX_LICENSE_FILE_BYTES + 10, 0x41) });
+      const big = await upload(
+        '/admin/settings/license/upload',
+        { csrf: admin.csrf },
+        { field: 'license', name: 'big.omflowlic', data: Buffer.alloc(MAX_LICENSE_FILE_BYTES + 10, 0x41) },
+      );
       expect(big.statusCode).toBe(413);
       expect(big.body).toContain('data-code="COMMON_ERR_LICENSE_TOO_LARGE"');
       const text = issue(pair, { customer: 'Preview Co.' });
@@ -124,7 +137,10 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       expect(preview.body).toContain('Preview Co.');
       expect((await readLicenseState(t.db))!.licenseText).toBeNull();
       // An altered copy coming back from the preview form is refused.
-      const forged = await form('/admin/settings/license/apply', `license=${encodeURIComponent(Buffer.from(tamper(text)).toString('base64'))}&csrf=${admin.csrf}`);
+      const forged = await form(
+        '/admin/settings/license/apply',
+        `license=${encodeURIComponent(Buffer.from(tamper(text)).toString('base64'))}&csrf=${admin.csrf}`,
+      );
       expect(forged.statusCode).toBe(400);
       expect(forged.body).toContain('data-code="COMMON_ERR_LICENSE_BAD_SIGNATURE"');
       const b64 = /name="license" value="([^"]+)"/.exec(preview.body)![1];
@@ -138,12 +154,21 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
     });
 
     it('API: an admin token reads the state and applies a license; codes for refusals; non-admins are refused', async () => {
-      const token = async (u: string, p: string) => (await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: u, password: p } })).json().token as string;
+      const token = async (u: string, p: string) =>
+        (await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: u, password: p } })).json().token as string;
       const adminAuth = { authorization: `Bearer ${await token('admin', 'admin-pass-1')}` };
       const userAuth = { authorization: `Bearer ${await token('alice', 'alice-pass-1')}` };
       const text = issue(pair, { customer: 'API Co.' });
-      expect((await app.inject({ method: 'POST', url: '/api/admin/license', headers: { ...userAuth, 'content-type': 'application/json' }, payload: text })).statusCode).toBe(403);
-      const bad = await app.inject({ method: 'POST', url: '/api/admin/license', headers: { ...adminAuth, 'content-type': 'application/json' }, payload: tamper(text) });
+      expect(
+        (await app.inject({ method: 'POST', url: '/api/admin/license', headers: { ...userAuth, 'content-type': 'application/json' }, payload: text }))
+          .statusCode,
+      ).toBe(403);
+      const bad = await app.inject({
+        method: 'POST',
+        url: '/api/admin/license',
+        headers: { ...adminAuth, 'content-type': 'application/json' },
+        payload: tamper(text),
+      });
       expect(bad.statusCode).toBe(400);
       expect(bad.json().code).toBe('COMMON_ERR_LICENSE_BAD_SIGNATURE');
       const ok = await app.inject({ method: 'POST', url: '/api/admin/license', headers: { ...adminAuth, 'content-type': 'application/json' }, payload: text });
@@ -154,14 +179,21 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
     });
 
     it('patches: a signed upload starts a rollout; halt, resume and roll back; untrusted and oversized uploads are refused', async () => {
-      const entries = [{ path: RELEASE_ENTRY, data: Buffer.from('// release\n'), mode: 0o755 }, { path: 'README.md', data: Buffer.from('v1.0.1\n') }];
+      const entries = [
+        { path: RELEASE_ENTRY, data: Buffer.from('// release\n'), mode: 0o755 },
+        { path: 'README.md', data: Buffer.from('v1.0.1\n') },
+      ];
       const { bytes } = buildPatch({ version: '1.0.1', sequence: 1, privateKey: createPrivateKey(patchKeys.privatePem), entries });
       const ok = await upload('/admin/patches', { csrf: admin.csrf }, { field: 'patch', name: 'p.tar.gz', data: bytes });
       expect(ok.statusCode).toBe(303);
       expect(ok.headers.location).toBe('/admin/patches?uploaded=1.0.1');
       const page = async () => (await app.inject({ url: '/admin/patches', headers: { cookie: admin.cookie } })).body;
       expect(await page()).toMatch(/id="rollout-state" data-state="active"/);
-      for (const [action, state] of [['halt', 'halted'], ['resume', 'active'], ['rollback', 'rolling_back']] as const) {
+      for (const [action, state] of [
+        ['halt', 'halted'],
+        ['resume', 'active'],
+        ['rollback', 'rolling_back'],
+      ] as const) {
         const r = await form(`/admin/patches/rollouts/0/${action}`, `csrf=${admin.csrf}`);
         expect(r.statusCode, action).toBe(303);
         expect(await page()).toContain(`data-state="${state}"`);

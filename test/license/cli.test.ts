@@ -16,12 +16,40 @@ describe('omflow license keygen | issue | verify (vendor tools, real child proce
     expect(statSync(`${key}.pem`).mode & 0o077).toBe(0);
     const out = join(dir, 'acme.omflowlic');
     const issued = await runCli(
-      ['license', 'issue', '--key', `${key}.pem`, '--key-id', 'test-2026', '--customer', 'ACME K.K.', '--expires', '2030-03-31', '--max-servers', '4', '--cluster-id', 'c-123', '--grace-days', '10', '--features', 'ha,patches', '--out', out],
+      [
+        'license',
+        'issue',
+        '--key',
+        `${key}.pem`,
+        '--key-id',
+        'test-2026',
+        '--customer',
+        'ACME K.K.',
+        '--expires',
+        '2030-03-31',
+        '--max-servers',
+        '4',
+        '--cluster-id',
+        'c-123',
+        '--grace-days',
+        '10',
+        '--features',
+        'ha,patches',
+        '--out',
+        out,
+      ],
       {},
     );
     expect(issued.code, issued.stderr).toBe(0);
     const lic = createLicenseVerifier({ keys: { 'test-2026': readFileSync(`${key}.pub.pem`, 'utf8') } }).verify(readFileSync(out));
-    expect(lic).toMatchObject({ customer: 'ACME K.K.', expiresAt: '2030-03-31T00:00:00.000Z', clusterId: 'c-123', graceDays: 10, limits: { maxServers: 4 }, features: ['ha', 'patches'] });
+    expect(lic).toMatchObject({
+      customer: 'ACME K.K.',
+      expiresAt: '2030-03-31T00:00:00.000Z',
+      clusterId: 'c-123',
+      graceDays: 10,
+      limits: { maxServers: 4 },
+      features: ['ha', 'patches'],
+    });
 
     const ok = await runCli(['license', 'verify', out, '--public-key', `${key}.pub.pem`, '--key-id', 'test-2026'], {});
     expect(ok.code, ok.stderr).toBe(0);

@@ -1,8 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
-import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLicenseGate } from '../../booster/license/gate.js';
 import { applyUpload, createLicenseVerifier, listLicenseAudit, readLicenseState } from '../../common/license/index.js';
+import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
 import { DAY, issue, tamper, testKeyPair } from './helpers.js';
 
 const log = pino({ level: 'silent' });
@@ -125,6 +125,5 @@ for (const vendor of vendorsUnderTest()) {
         await g.close();
       }
     });
-
   });
 }

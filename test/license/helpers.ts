@@ -1,5 +1,5 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { signLicense, type LicensePayload } from '../../common/license/index.js';
+import { type LicensePayload, signLicense } from '../../common/license/index.js';
 
 /** A key pair made by the test and injected into the verifier (never the vendor's pinned key). */
 export function testKeyPair(keyId = 'test-key-1'): { keyId: string; privateKey: KeyObject; publicPem: string; keys: Record<string, string> } {

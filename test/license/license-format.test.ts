@@ -1,7 +1,13 @@
-import { describe, expect, it } from 'vitest';
 import { generateKeyPairSync } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
 import {
-  createLicenseVerifier, evaluateLicense, LicenseErrors, MAX_LICENSE_FILE_BYTES, PINNED_LICENSE_KEYS, signLicense, type TrialRecord,
+  createLicenseVerifier,
+  evaluateLicense,
+  LicenseErrors,
+  MAX_LICENSE_FILE_BYTES,
+  PINNED_LICENSE_KEYS,
+  signLicense,
+  type TrialRecord,
 } from '../../common/license/index.js';
 import { DAY, issue, payload, tamper, testKeyPair } from './helpers.js';
 
@@ -51,10 +57,20 @@ describe('license file verification', () => {
 
   it('validity window and cluster binding', () => {
     const now = new Date();
-    expect(codeOf(() => verifier.verifyForCluster(issue(pair, { expiresAt: new Date(now.getTime() - 20 * DAY).toISOString(), graceDays: 14 }), { now, clusterId: 'c1' }))).toBe('COMMON_ERR_LICENSE_EXPIRED');
+    expect(
+      codeOf(() =>
+        verifier.verifyForCluster(issue(pair, { expiresAt: new Date(now.getTime() - 20 * DAY).toISOString(), graceDays: 14 }), { now, clusterId: 'c1' }),
+      ),
+    ).toBe('COMMON_ERR_LICENSE_EXPIRED');
     // Inside the grace period it is still accepted.
-    expect(codeOf(() => verifier.verifyForCluster(issue(pair, { expiresAt: new Date(now.getTime() - 2 * DAY).toISOString(), graceDays: 14 }), { now, clusterId: 'c1' }))).toBeUndefined();
-    expect(codeOf(() => verifier.verifyForCluster(issue(pair, { notBefore: new Date(now.getTime() + DAY).toISOString() }), { now, clusterId: 'c1' }))).toBe('COMMON_ERR_LICENSE_NOT_YET_VALID');
+    expect(
+      codeOf(() =>
+        verifier.verifyForCluster(issue(pair, { expiresAt: new Date(now.getTime() - 2 * DAY).toISOString(), graceDays: 14 }), { now, clusterId: 'c1' }),
+      ),
+    ).toBeUndefined();
+    expect(codeOf(() => verifier.verifyForCluster(issue(pair, { notBefore: new Date(now.getTime() + DAY).toISOString() }), { now, clusterId: 'c1' }))).toBe(
+      'COMMON_ERR_LICENSE_NOT_YET_VALID',
+    );
     expect(codeOf(() => verifier.verifyForCluster(issue(pair, { clusterId: 'c2' }), { now, clusterId: 'c1' }))).toBe('COMMON_ERR_LICENSE_WRONG_CLUSTER');
     expect(codeOf(() => verifier.verifyForCluster(issue(pair, { clusterId: 'c1' }), { now, clusterId: 'c1' }))).toBeUndefined();
   });

@@ -1,11 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildServer } from '../../server/app.js';
-import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
-import { serverConfig } from './helpers.js';
+import { createSettingsStore, SETTING } from '../../server/features/settings/store.js';
 import { createUsersService } from '../../server/features/users/service.js';
 import { createUsersStore } from '../../server/features/users/store.js';
-import { createSettingsStore, SETTING } from '../../server/features/settings/store.js';
+import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
+import { serverConfig } from './helpers.js';
 
 for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 'mysql')) {
   describe(`users, sessions and guards on ${vendor}`, () => {
@@ -29,8 +29,14 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
 
     it('every /api route is described in /api/openapi.json', async () => {
       const doc = (await app.inject({ url: '/api/openapi.json' })).json();
-      const documented = new Set(Object.entries(doc.paths as Record<string, Record<string, unknown>>).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`)));
-      const routes = app.omflow.routes.filter((r) => r.url.startsWith('/api/') && !r.url.startsWith('/api/admin/') && r.url !== '/api/openapi.json').map((r) => `${r.method} ${r.url}`);
+      const documented = new Set(
+        Object.entries(doc.paths as Record<string, Record<string, unknown>>).flatMap(([path, ops]) =>
+          Object.keys(ops).map((m) => `${m.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`),
+        ),
+      );
+      const routes = app.omflow.routes
+        .filter((r) => r.url.startsWith('/api/') && !r.url.startsWith('/api/admin/') && r.url !== '/api/openapi.json')
+        .map((r) => `${r.method} ${r.url}`);
       expect(routes.length).toBeGreaterThan(15);
       expect(routes.filter((r) => !documented.has(r))).toEqual([]);
     });
@@ -66,7 +72,12 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
     });
 
     it('locks the account after N failures (settings), even for the right password, then an admin unlocks it', async () => {
-      await app.inject({ method: 'POST', url: '/api/users', headers: { authorization: `Bearer ${(await login('admin', 'admin-pass-1')).json().token}` }, payload: { username: 'bob', displayName: 'Bob', password: 'bob-pass-12' } });
+      await app.inject({
+        method: 'POST',
+        url: '/api/users',
+        headers: { authorization: `Bearer ${(await login('admin', 'admin-pass-1')).json().token}` },
+        payload: { username: 'bob', displayName: 'Bob', password: 'bob-pass-12' },
+      });
       for (let i = 0; i < 2; i++) expect((await login('bob', 'wrong-pass')).json().code).toBe('SERVER_ERR_LOGIN_FAILED');
       expect((await login('bob', 'wrong-pass')).json().code).toBe('SERVER_ERR_ACCOUNT_LOCKED');
       const locked = await login('bob', 'bob-pass-12');
@@ -81,7 +92,12 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
     it('login never redirects off-site, and cookie sessions need the CSRF token on every state-changing API call', async () => {
       const form = { 'content-type': 'application/x-www-form-urlencoded' };
       for (const next of ['//evil.example', '/\\evil.example', 'https://evil.example', '/%0d%0aevil']) {
-        const r = await app.inject({ method: 'POST', url: '/login', payload: `username=admin&password=admin-pass-1&next=${encodeURIComponent(next)}`, headers: form });
+        const r = await app.inject({
+          method: 'POST',
+          url: '/login',
+          payload: `username=admin&password=admin-pass-1&next=${encodeURIComponent(next)}`,
+          headers: form,
+        });
         expect(r.statusCode).toBe(303);
         expect([next, r.headers.location]).toEqual([next, next === '/%0d%0aevil' ? next : '/']);
       }
@@ -89,7 +105,12 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       const cookie = String(ok.headers['set-cookie']).split(';')[0];
       expect(String(ok.headers['set-cookie'])).not.toContain('Secure');
       // Over TLS at the booster (it sets X-Forwarded-Proto), the session cookie is Secure.
-      const viaTls = await app.inject({ method: 'POST', url: '/login', payload: 'username=admin&password=admin-pass-1', headers: { ...form, 'x-forwarded-proto': 'https' } });
+      const viaTls = await app.inject({
+        method: 'POST',
+        url: '/login',
+        payload: 'username=admin&password=admin-pass-1',
+        headers: { ...form, 'x-forwarded-proto': 'https' },
+      });
       expect(String(viaTls.headers['set-cookie'])).toMatch(/; Secure$/);
       for (const [method, url, payload] of [
         ['POST', '/api/groups', { name: 'csrf-test' }],
@@ -128,26 +149,56 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       const anon = await app.inject({ url: '/admin/users' });
       expect(anon.statusCode).toBe(303);
       expect(anon.headers.location).toBe('/login?next=%2Fadmin%2Fusers');
-      const bad = await app.inject({ method: 'POST', url: '/login', payload: 'username=admin&password=nope', headers: { 'content-type': 'application/x-www-form-urlencoded', 'accept-language': 'ja' } });
+      const bad = await app.inject({
+        method: 'POST',
+        url: '/login',
+        payload: 'username=admin&password=nope',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'accept-language': 'ja' },
+      });
       expect(bad.statusCode).toBe(401);
       expect(bad.body).toContain('ユーザー名またはパスワードが違います');
-      const ok = await app.inject({ method: 'POST', url: '/login', payload: 'username=admin&password=admin-pass-1&next=/admin/users', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+      const ok = await app.inject({
+        method: 'POST',
+        url: '/login',
+        payload: 'username=admin&password=admin-pass-1&next=/admin/users',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      });
       expect(ok.statusCode).toBe(303);
       const cookie = String(ok.headers['set-cookie']).split(';')[0];
       const pageRes = await app.inject({ url: '/admin/users', headers: { cookie } });
       expect(pageRes.statusCode).toBe(200);
       expect(pageRes.body).toContain('href="/admin/settings"');
       const csrf = /name="csrf" value="([^"]+)"/.exec(pageRes.body)![1];
-      const noCsrf = await app.inject({ method: 'POST', url: '/admin/users', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' }, payload: 'op=create-group&name=ops' });
+      const noCsrf = await app.inject({
+        method: 'POST',
+        url: '/admin/users',
+        headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
+        payload: 'op=create-group&name=ops',
+      });
       expect(noCsrf.json().code).toBe('SERVER_ERR_CSRF');
-      const withCsrf = await app.inject({ method: 'POST', url: '/admin/users', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' }, payload: `op=create-group&name=ops&csrf=${csrf}` });
+      const withCsrf = await app.inject({
+        method: 'POST',
+        url: '/admin/users',
+        headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
+        payload: `op=create-group&name=ops&csrf=${csrf}`,
+      });
       expect(withCsrf.statusCode).toBe(200);
       expect(await t.knex('user_groups').where({ name: 'ops' }).first()).toBeTruthy();
       const alice = await t.knex('users').where({ username: 'alice' }).first();
-      const disable = await app.inject({ method: 'POST', url: '/admin/users', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' }, payload: `op=update-user&id=${alice.id}&role=user&locale=en&disabled=on&csrf=${csrf}` });
+      const disable = await app.inject({
+        method: 'POST',
+        url: '/admin/users',
+        headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
+        payload: `op=update-user&id=${alice.id}&role=user&locale=en&disabled=on&csrf=${csrf}`,
+      });
       expect(disable.statusCode).toBe(200);
       expect((await login('alice', 'alice-pass-1')).json().code).toBe('SERVER_ERR_LOGIN_FAILED');
-      await app.inject({ method: 'POST', url: '/admin/users', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' }, payload: `op=update-user&id=${alice.id}&role=user&locale=ja&csrf=${csrf}` });
+      await app.inject({
+        method: 'POST',
+        url: '/admin/users',
+        headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
+        payload: `op=update-user&id=${alice.id}&role=user&locale=ja&csrf=${csrf}`,
+      });
       const user = (await login('alice', 'alice-pass-1')).json().token;
       const notAdmin = await app.inject({ url: '/admin/users', headers: { authorization: `Bearer ${user}` } });
       expect(notAdmin.statusCode).toBe(403);

@@ -1,9 +1,9 @@
+import { type ChildProcess, spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
-import { freePort } from '../helpers/processes.js';
-import { OMFLOW, SECRET, startServerProcess, type ServerProcess } from './helpers.js';
 import { seed } from '../../server/seed.js';
+import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
+import { freePort } from '../helpers/processes.js';
+import { OMFLOW, SECRET, type ServerProcess, startServerProcess } from './helpers.js';
 
 /** The app server behind a real booster: requests are proxied with the epoch, steps are dispatched by the booster. */
 for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 'mysql')) {
@@ -20,8 +20,15 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       boosterUrl = `http://127.0.0.1:${port}`;
       booster = spawn(process.execPath, [OMFLOW, 'booster'], {
         env: {
-          PATH: process.env.PATH, OMFLOW_DB_URL: t.url, OMFLOW_CLUSTER_SECRET: SECRET, OMFLOW_NODE_ID: 'booster-e2e', OMFLOW_LOG_LEVEL: 'warn',
-          OMFLOW_BOOSTER_HOST: '127.0.0.1', OMFLOW_BOOSTER_PORT: String(port), OMFLOW_BOOSTER_SLOW_START_MS: '0', OMFLOW_DATA_DIR: '/tmp',
+          PATH: process.env.PATH,
+          OMFLOW_DB_URL: t.url,
+          OMFLOW_CLUSTER_SECRET: SECRET,
+          OMFLOW_NODE_ID: 'booster-e2e',
+          OMFLOW_LOG_LEVEL: 'warn',
+          OMFLOW_BOOSTER_HOST: '127.0.0.1',
+          OMFLOW_BOOSTER_PORT: String(port),
+          OMFLOW_BOOSTER_SLOW_START_MS: '0',
+          OMFLOW_DATA_DIR: '/tmp',
         },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
@@ -29,12 +36,21 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       booster.stderr!.on('data', (d) => (boosterOut += d));
       const deadline = Date.now() + 30_000;
       for (;;) {
-        const ok = await fetch(`${boosterUrl}/_booster/active`).then((r) => r.status === 200, () => false);
+        const ok = await fetch(`${boosterUrl}/_booster/active`).then(
+          (r) => r.status === 200,
+          () => false,
+        );
         if (ok) break;
         if (Date.now() > deadline || booster.exitCode !== null) throw new Error(`booster did not become active:\n${boosterOut}`);
         await new Promise((r) => setTimeout(r, 100));
       }
-      srv = await startServerProcess({ OMFLOW_DB_URL: t.url, OMFLOW_NODE_ID: 'srv-e2e', BOOSTER_IP: '127.0.0.1', BOOSTER_PORT: String(port), OMFLOW_SERVER_HEARTBEAT_MS: '200' });
+      srv = await startServerProcess({
+        OMFLOW_DB_URL: t.url,
+        OMFLOW_NODE_ID: 'srv-e2e',
+        BOOSTER_IP: '127.0.0.1',
+        BOOSTER_PORT: String(port),
+        OMFLOW_SERVER_HEARTBEAT_MS: '200',
+      });
     }, 90_000);
     afterAll(async () => {
       await srv?.stop();
@@ -50,7 +66,11 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       let login: Response | undefined;
       // Until the booster has the server's first heartbeat, it has nobody to proxy to.
       while (Date.now() < deadline) {
-        login = await fetch(`${boosterUrl}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: 'admin-pass-1' }) });
+        login = await fetch(`${boosterUrl}/api/auth/login`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ username: 'admin', password: 'admin-pass-1' }),
+        });
         if (login.status === 200) break;
         await new Promise((r) => setTimeout(r, 200));
       }
@@ -62,7 +82,9 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       let lastBody = '';
       while (Date.now() < deadline) {
         created = await fetch(`${boosterUrl}/api/forms/it-request/tickets`, {
-          method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, 'idempotency-key': 'e2e-1' }, body: JSON.stringify({ data: { title: 'via booster', category: 'software', amount: 5 } }),
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, 'idempotency-key': 'e2e-1' },
+          body: JSON.stringify({ data: { title: 'via booster', category: 'software', amount: 5 } }),
         });
         if (created.status === 201) break;
         lastBody = await created.text();
@@ -79,7 +101,10 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       }
       expect(ticket).toMatchObject({ state: 'open', currentStep: 'approve', data: { approvalLevel: 'team', totalWithTax: 6 } });
       const steps = await t.knex('steps').where({ ticket_id: id }).orderBy('id');
-      expect(steps.map((s) => [s.step_key, s.state, s.assigned_server])).toEqual([['triage', 'done', 'srv-e2e'], ['small', 'done', 'srv-e2e']]);
+      expect(steps.map((s) => [s.step_key, s.state, s.assigned_server])).toEqual([
+        ['triage', 'done', 'srv-e2e'],
+        ['small', 'done', 'srv-e2e'],
+      ]);
       expect(steps.every((s) => Number(s.epoch) >= 1)).toBe(true);
     }, 60_000);
   });

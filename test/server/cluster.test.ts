@@ -1,12 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
-import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
-import { runCli, SECRET, startServerProcess, type ServerProcess } from './helpers.js';
-import { seed } from '../../server/seed.js';
-import { nextTicketNumber } from '../../server/features/tickets/numbering.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH } from '../../common/protocol/headers.js';
-import { parseHeartbeat, type Heartbeat } from '../../common/protocol/messages.js';
+import { type Heartbeat, parseHeartbeat } from '../../common/protocol/messages.js';
+import { nextTicketNumber } from '../../server/features/tickets/numbering.js';
+import { seed } from '../../server/seed.js';
+import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
+import { runCli, SECRET, type ServerProcess, startServerProcess } from './helpers.js';
 
 async function json(url: string, init: RequestInit = {}): Promise<{ status: number; body: any; headers: Headers }> {
   const res = await fetch(url, { ...init, headers: { 'content-type': 'application/json', ...(init.headers as Record<string, string>) } });
@@ -45,7 +45,9 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       const results = await Promise.all(
         Array.from({ length: 200 }, (_, i) =>
           json(`${(i % 2 ? a : b).url}/api/forms/it-request/tickets`, {
-            method: 'POST', headers: auth, body: JSON.stringify({ data: { title: `load ${i}`, category: 'software', amount: i } }),
+            method: 'POST',
+            headers: auth,
+            body: JSON.stringify({ data: { title: `load ${i}`, category: 'software', amount: i } }),
           }),
         ),
       );
@@ -66,7 +68,13 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       }
       const open = await t.knex('tickets').where('title', 'like', 'load %').andWhere({ state: 'open', current_step: 'approve' }).count({ n: '*' }).first();
       expect(Number(open!.n)).toBe(200);
-      const dup = await t.knex('ticket_history').where({ action: 'step.done' }).groupBy('ticket_id', 'step').select('ticket_id', 'step').count({ n: '*' }).havingRaw('count(*) > 1');
+      const dup = await t
+        .knex('ticket_history')
+        .where({ action: 'step.done' })
+        .groupBy('ticket_id', 'step')
+        .select('ticket_id', 'step')
+        .count({ n: '*' })
+        .havingRaw('count(*) > 1');
       expect(dup).toEqual([]);
       const servers = new Set((await t.knex('steps').select('assigned_server')).map((r) => r.assigned_server));
       expect(servers.size).toBeGreaterThanOrEqual(1);
@@ -74,7 +82,11 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
 
     it('numbers keep increasing on either server; a rolled-back creation leaves a gap of its one number', async () => {
       const create = async (srv: ServerProcess, title: string) => {
-        const r = await json(`${srv.url}/api/forms/it-request/tickets`, { method: 'POST', headers: auth, body: JSON.stringify({ data: { title, category: 'software', amount: 1 } }) });
+        const r = await json(`${srv.url}/api/forms/it-request/tickets`, {
+          method: 'POST',
+          headers: auth,
+          body: JSON.stringify({ data: { title, category: 'software', amount: 1 } }),
+        });
         expect(r.status).toBe(201);
         return Number(String(r.body.number).slice('REQ-'.length));
       };
@@ -84,10 +96,12 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       expect(first).toBeGreaterThan(max);
       expect(second).toBeGreaterThan(first);
       // The sequence value is taken inside the ticket's transaction and is not given back on rollback.
-      await expect(t.knex.transaction(async (trx) => {
-        await nextTicketNumber(trx, 'REQ');
-        throw new Error('rolled back');
-      })).rejects.toThrow('rolled back');
+      await expect(
+        t.knex.transaction(async (trx) => {
+          await nextTicketNumber(trx, 'REQ');
+          throw new Error('rolled back');
+        }),
+      ).rejects.toThrow('rolled back');
       expect(await create(a, 'after rollback')).toBe(second + 2);
     });
 
@@ -95,13 +109,23 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       for (let round = 0; round < 3; round++) {
         const key = `idem-${vendor}-${round}`;
         const body = JSON.stringify({ data: { title: `keyed ${round}`, category: 'access', amount: 1 } });
-        const [x, y] = await Promise.all([a, b].map((s) => json(`${s.url}/api/forms/it-request/tickets`, { method: 'POST', headers: { ...auth, 'idempotency-key': key }, body })));
+        const [x, y] = await Promise.all(
+          [a, b].map((s) => json(`${s.url}/api/forms/it-request/tickets`, { method: 'POST', headers: { ...auth, 'idempotency-key': key }, body })),
+        );
         expect([x.status, y.status]).toEqual([201, 201]);
         expect(x.body).toEqual(y.body);
-        expect(await t.knex('tickets').where({ title: `keyed ${round}` }).count({ n: '*' }).first()).toMatchObject({ n: 1 });
+        expect(
+          await t
+            .knex('tickets')
+            .where({ title: `keyed ${round}` })
+            .count({ n: '*' })
+            .first(),
+        ).toMatchObject({ n: 1 });
       }
       const mismatch = await json(`${b.url}/api/forms/it-request/tickets`, {
-        method: 'POST', headers: { ...auth, 'idempotency-key': `idem-${vendor}-0` }, body: JSON.stringify({ data: { title: 'other', category: 'access', amount: 2 } }),
+        method: 'POST',
+        headers: { ...auth, 'idempotency-key': `idem-${vendor}-0` },
+        body: JSON.stringify({ data: { title: 'other', category: 'access', amount: 2 } }),
       });
       expect(mismatch.status).toBe(422);
       expect(mismatch.body.code).toBe('SERVER_ERR_IDEMPOTENCY_MISMATCH');
@@ -132,15 +156,34 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       hang = createServer((_req, res) => hanging.push(() => res.end('late')));
       await new Promise<void>((r) => hang.listen(0, '127.0.0.1', () => r()));
       const hookUrl = `http://127.0.0.1:${(hang.address() as { port: number }).port}/slow`;
-      srv = await startServerProcess({ OMFLOW_DB_URL: t.url, OMFLOW_NODE_ID: 'srv-stop', OMFLOW_SERVER_STOP_TIMEOUT_MS: '500', OMFLOW_SERVER_DISPATCH_POLL_MS: '100' });
+      srv = await startServerProcess({
+        OMFLOW_DB_URL: t.url,
+        OMFLOW_NODE_ID: 'srv-stop',
+        OMFLOW_SERVER_STOP_TIMEOUT_MS: '500',
+        OMFLOW_SERVER_DISPATCH_POLL_MS: '100',
+      });
       const login = await json(`${srv.url}/api/auth/login`, { method: 'POST', body: JSON.stringify({ username: 'admin', password: 'admin-pass-1' }) });
       const auth = { authorization: `Bearer ${login.body.token}` };
       const flow = await json(`${srv.url}/api/flows`, {
-        method: 'POST', headers: auth,
-        body: JSON.stringify({ flowKey: 'slow', name: 'Slow', ticketPrefix: 'SLW', definition: { start: 'call', steps: { call: { type: 'http', url: hookUrl, timeoutMs: 60_000, next: 'done' }, done: { type: 'end' } } } }),
+        method: 'POST',
+        headers: auth,
+        body: JSON.stringify({
+          flowKey: 'slow',
+          name: 'Slow',
+          ticketPrefix: 'SLW',
+          definition: { start: 'call', steps: { call: { type: 'http', url: hookUrl, timeoutMs: 60_000, next: 'done' }, done: { type: 'end' } } },
+        }),
       });
       expect(flow.status, JSON.stringify(flow.body)).toBe(201);
-      expect((await json(`${srv.url}/api/forms`, { method: 'POST', headers: auth, body: JSON.stringify({ formKey: 'slow', title: 'Slow', flowKey: 'slow', fields: [] }) })).status).toBe(201);
+      expect(
+        (
+          await json(`${srv.url}/api/forms`, {
+            method: 'POST',
+            headers: auth,
+            body: JSON.stringify({ formKey: 'slow', title: 'Slow', flowKey: 'slow', fields: [] }),
+          })
+        ).status,
+      ).toBe(201);
       expect((await json(`${srv.url}/api/forms/slow/tickets`, { method: 'POST', headers: auth, body: JSON.stringify({ data: {} }) })).status).toBe(201);
     }, 60_000);
     afterAll(async () => {
@@ -181,7 +224,9 @@ describe('heartbeats to a booster pair, fencing from replies, graceful stop', ()
           const authOk = verifyClusterRequest(SECRET, { method: req.method!, path: req.url!, headers: req.headers, body }).ok;
           if (req.url === BOOSTER_PATH.heartbeat) received.push({ booster: idx, hb: parseHeartbeat(JSON.parse(body)), authOk });
           if (req.url === BOOSTER_PATH.stepsReady) hints.push({ booster: idx, authOk });
-          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ role: idx === 0 ? 'active' : 'standby', epoch: 7, boosterId: `b${idx}`, activeUrl: null }));
+          res
+            .writeHead(200, { 'content-type': 'application/json' })
+            .end(JSON.stringify({ role: idx === 0 ? 'active' : 'standby', epoch: 7, boosterId: `b${idx}`, activeUrl: null }));
         });
       });
       await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
@@ -190,8 +235,15 @@ describe('heartbeats to a booster pair, fencing from replies, graceful stop', ()
     }
     await seed(t.db, { adminUser: 'admin', adminPassword: 'admin-pass-1', demo: true });
     srv = await startServerProcess({
-      OMFLOW_DB_URL: t.url, OMFLOW_NODE_ID: 'srv-hb', BOOSTER_IP: '127.0.0.1', BOOSTER_PORT: String(ports[0]), SECOND_BOOSTER_IP: '127.0.0.1', SECOND_BOOSTER_PORT: String(ports[1]),
-      OMFLOW_SERVER_HEARTBEAT_MS: '200', OMFLOW_AGENT_URL: 'http://127.0.0.1:5999', OMFLOW_SERVER_VERSION: '9.9.9-test',
+      OMFLOW_DB_URL: t.url,
+      OMFLOW_NODE_ID: 'srv-hb',
+      BOOSTER_IP: '127.0.0.1',
+      BOOSTER_PORT: String(ports[0]),
+      SECOND_BOOSTER_IP: '127.0.0.1',
+      SECOND_BOOSTER_PORT: String(ports[1]),
+      OMFLOW_SERVER_HEARTBEAT_MS: '200',
+      OMFLOW_AGENT_URL: 'http://127.0.0.1:5999',
+      OMFLOW_SERVER_VERSION: '9.9.9-test',
     });
   }, 60_000);
   afterAll(async () => {
@@ -201,10 +253,15 @@ describe('heartbeats to a booster pair, fencing from replies, graceful stop', ()
   });
 
   it('a ticket that reaches an automatic step wakes both boosters with a signed steps-ready hint', async () => {
-    const login = await fetch(`${srv.url}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: 'admin-pass-1' }) });
+    const login = await fetch(`${srv.url}/api/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'admin', password: 'admin-pass-1' }),
+    });
     const { token } = (await login.json()) as { token: string };
     const created = await fetch(`${srv.url}/api/forms/it-request/tickets`, {
-      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
       body: JSON.stringify({ data: { title: 'hint', category: 'software', amount: 1 } }),
     });
     expect(created.status).toBe(201);

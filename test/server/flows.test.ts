@@ -1,14 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import type { FastifyInstance } from 'fastify';
-import { buildServer } from '../../server/app.js';
-import { createTestDatabase, vendorsUnderTest, type TestDatabase } from '../helpers/db.js';
-import { serverConfig, SECRET } from './helpers.js';
-import { seed } from '../../server/seed.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signClusterRequest } from '../../common/protocol/cluster-auth.js';
-import { WIRE_ERROR } from '../../common/protocol/wire-errors.js';
 import { SERVER_PATH } from '../../common/protocol/headers.js';
 import { leaseStep } from '../../common/protocol/steps.js';
+import { WIRE_ERROR } from '../../common/protocol/wire-errors.js';
+import { buildServer } from '../../server/app.js';
+import { seed } from '../../server/seed.js';
+import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
+import { SECRET, serverConfig } from './helpers.js';
 
 /** A loopback "external system": fails `failures` times, then answers 200. */
 async function flakyServer(failures: number, failStatus = 500) {
@@ -39,15 +39,33 @@ async function waitFor<T>(fn: () => Promise<T | undefined | null | false>, what:
 
 export function httpFlow(hookUrl: string) {
   return {
-    flowKey: 'purchase', name: 'Purchase', ticketPrefix: 'PUR', slaHours: 24,
+    flowKey: 'purchase',
+    name: 'Purchase',
+    ticketPrefix: 'PUR',
+    slaHours: 24,
     definition: {
       start: 'check',
       steps: {
         check: { type: 'condition', branches: [{ when: 'amount >= 1000', next: 'big' }], default: 'small' },
         big: { type: 'compute', set: { tier: '"big"', total: 'amount * 1.1', label: '$uppercase(item) & "-" & tier' }, next: 'notify' },
         small: { type: 'compute', set: { tier: '"small"', total: 'amount' }, next: 'notify' },
-        notify: { type: 'http', url: hookUrl, body: '{"item": item, "total": total}', retries: 3, backoffMs: 20, timeoutMs: 2000, resultField: 'external', next: 'approve' },
-        approve: { type: 'form', assignee: { user: 'admin' }, fields: [{ key: 'note', label: 'Note', type: 'text', required: true }], next: 'done', onReject: 'rejected' },
+        notify: {
+          type: 'http',
+          url: hookUrl,
+          body: '{"item": item, "total": total}',
+          retries: 3,
+          backoffMs: 20,
+          timeoutMs: 2000,
+          resultField: 'external',
+          next: 'approve',
+        },
+        approve: {
+          type: 'form',
+          assignee: { user: 'admin' },
+          fields: [{ key: 'note', label: 'Note', type: 'text', required: true }],
+          next: 'done',
+          onReject: 'rejected',
+        },
         done: { type: 'end' },
         rejected: { type: 'end', state: 'rejected' },
       },
@@ -56,7 +74,9 @@ export function httpFlow(hookUrl: string) {
 }
 
 const purchaseForm = {
-  formKey: 'purchase', title: 'Purchase', flowKey: 'purchase',
+  formKey: 'purchase',
+  title: 'Purchase',
+  flowKey: 'purchase',
   fields: [
     { key: 'item', label: 'Item', type: 'text', required: true, maxLength: 50 },
     { key: 'amount', label: 'Amount', type: 'number', required: true, min: 1 },
@@ -100,7 +120,13 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
         return d.state === 'open' ? d : null;
       }, 'the ticket to reach the form step');
       expect(ticket.currentStep).toBe('approve');
-      expect(ticket.data).toMatchObject({ item: 'laptop', amount: 2000, tier: 'big', label: 'LAPTOP-big', external: { status: 200, body: { ticketRef: 'EXT-1' } } });
+      expect(ticket.data).toMatchObject({
+        item: 'laptop',
+        amount: 2000,
+        tier: 'big',
+        label: 'LAPTOP-big',
+        external: { status: 200, body: { ticketRef: 'EXT-1' } },
+      });
       expect(ticket.data.total).toBeCloseTo(2200);
       expect(hook.calls.map((c) => c.status)).toEqual([500, 500, 200]);
       expect(hook.calls.filter((c) => c.status === 200)).toHaveLength(1);
@@ -108,16 +134,33 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       expect(new Set(hook.calls.map((c) => c.key))).toEqual(new Set([`step-${stepRow.id}`]));
       expect(JSON.parse(hook.calls[2].body)).toMatchObject({ item: 'laptop', total: expect.closeTo(2200) });
       expect(ticket.history.map((h: { action: string; step: string }) => `${h.action}:${h.step ?? ''}`)).toEqual([
-        'create:', 'enter:check', 'step.done:check', 'enter:big', 'step.done:big', 'enter:notify', 'step.done:notify', 'enter:approve',
+        'create:',
+        'enter:check',
+        'step.done:check',
+        'enter:big',
+        'step.done:big',
+        'enter:notify',
+        'step.done:notify',
+        'enter:approve',
       ]);
       const tasks = (await app.inject({ url: '/api/tasks', headers: admin })).json();
       expect(tasks.items.map((x: { id: number }) => x.id)).toContain(created.id);
       // The human step validates its own fields, then the ticket completes.
       const bad = await app.inject({ method: 'POST', url: `/api/tickets/${created.id}/actions`, headers: admin, payload: { action: 'approve', data: {} } });
       expect(bad.json()).toMatchObject({ code: 'SERVER_ERR_VALIDATION', details: { fields: { note: 'required' } } });
-      const ok = await app.inject({ method: 'POST', url: `/api/tickets/${created.id}/actions`, headers: admin, payload: { action: 'approve', data: { note: 'fine' }, comment: 'thanks' } });
+      const ok = await app.inject({
+        method: 'POST',
+        url: `/api/tickets/${created.id}/actions`,
+        headers: admin,
+        payload: { action: 'approve', data: { note: 'fine' }, comment: 'thanks' },
+      });
       expect(ok.json()).toMatchObject({ state: 'completed', currentStep: 'done' });
-      const again = await app.inject({ method: 'POST', url: `/api/tickets/${created.id}/actions`, headers: admin, payload: { action: 'approve', data: { note: 'x' } } });
+      const again = await app.inject({
+        method: 'POST',
+        url: `/api/tickets/${created.id}/actions`,
+        headers: admin,
+        payload: { action: 'approve', data: { note: 'x' } },
+      });
       expect(again.json().code).toBe('SERVER_ERR_CONFLICT');
     });
 
@@ -131,16 +174,36 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
 
     it('bad submissions get field-level errors and create nothing', async () => {
       const before = await t.knex('tickets').count({ n: '*' }).first();
-      const r = await app.inject({ method: 'POST', url: '/api/forms/purchase/tickets', headers: admin, payload: { data: { item: 'x'.repeat(51), amount: 'lots', kind: 'c', when: '2026-13-45' } } });
+      const r = await app.inject({
+        method: 'POST',
+        url: '/api/forms/purchase/tickets',
+        headers: admin,
+        payload: { data: { item: 'x'.repeat(51), amount: 'lots', kind: 'c', when: '2026-13-45' } },
+      });
       expect(r.statusCode).toBe(400);
-      expect(r.json()).toMatchObject({ code: 'SERVER_ERR_VALIDATION', details: { fields: { item: 'maxLength', amount: 'type', kind: 'option', when: 'type' } } });
+      expect(r.json()).toMatchObject({
+        code: 'SERVER_ERR_VALIDATION',
+        details: { fields: { item: 'maxLength', amount: 'type', kind: 'option', when: 'type' } },
+      });
       const missing = await app.inject({ method: 'POST', url: '/api/forms/purchase/tickets', headers: admin, payload: { data: { amount: 0 } } });
       expect(missing.json().details.fields).toEqual({ item: 'required', amount: 'min' });
       const after = await t.knex('tickets').count({ n: '*' }).first();
       expect(Number(after!.n)).toBe(Number(before!.n));
-      const badFlow = await app.inject({ method: 'POST', url: '/api/flows', headers: admin, payload: { flowKey: 'x', name: 'X', ticketPrefix: 'X', definition: { start: 'a', steps: { a: { type: 'compute', set: { y: '1 +' }, next: 'nowhere' } } } } });
+      const badFlow = await app.inject({
+        method: 'POST',
+        url: '/api/flows',
+        headers: admin,
+        payload: {
+          flowKey: 'x',
+          name: 'X',
+          ticketPrefix: 'X',
+          definition: { start: 'a', steps: { a: { type: 'compute', set: { y: '1 +' }, next: 'nowhere' } } },
+        },
+      });
       expect(badFlow.json().code).toBe('SERVER_ERR_FLOW_INVALID');
-      expect(badFlow.json().details.problems.join('\n')).toMatch(/steps\.a\.set\.y is not a valid expression[\s\S]*steps\.a\.next must name a step[\s\S]*end step/);
+      expect(badFlow.json().details.problems.join('\n')).toMatch(
+        /steps\.a\.set\.y is not a valid expression[\s\S]*steps\.a\.next must name a step[\s\S]*end step/,
+      );
     });
 
     it('Idempotency-Key: a replay returns the original answer; the same key with another body is 422', async () => {
@@ -162,11 +225,27 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       const refusing = await flakyServer(1000, 422);
       try {
         const flow = await app.inject({
-          method: 'POST', url: '/api/flows', headers: admin,
-          payload: { flowKey: 'refuse', name: 'Refuse', ticketPrefix: 'RFS', definition: { start: 'call', steps: { call: { type: 'http', url: refusing.url, retries: 3, backoffMs: 10, next: 'done' }, done: { type: 'end' } } } },
+          method: 'POST',
+          url: '/api/flows',
+          headers: admin,
+          payload: {
+            flowKey: 'refuse',
+            name: 'Refuse',
+            ticketPrefix: 'RFS',
+            definition: { start: 'call', steps: { call: { type: 'http', url: refusing.url, retries: 3, backoffMs: 10, next: 'done' }, done: { type: 'end' } } },
+          },
         });
         expect(flow.statusCode, flow.body).toBe(201);
-        expect((await app.inject({ method: 'POST', url: '/api/forms', headers: admin, payload: { formKey: 'refuse', title: 'Refuse', flowKey: 'refuse', fields: [] } })).statusCode).toBe(201);
+        expect(
+          (
+            await app.inject({
+              method: 'POST',
+              url: '/api/forms',
+              headers: admin,
+              payload: { formKey: 'refuse', title: 'Refuse', flowKey: 'refuse', fields: [] },
+            })
+          ).statusCode,
+        ).toBe(201);
         const ticket = (await app.inject({ method: 'POST', url: '/api/forms/refuse/tickets', headers: admin, payload: { data: {} } })).json();
         const failed = await waitFor(async () => {
           const d = (await app.inject({ url: `/api/tickets/${ticket.id}`, headers: admin })).json();
@@ -183,9 +262,13 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       const failing = await flakyServer(1000);
       try {
         const flow = await app.inject({
-          method: 'POST', url: '/api/flows', headers: admin,
+          method: 'POST',
+          url: '/api/flows',
+          headers: admin,
           payload: {
-            flowKey: 'misc', name: 'Misc', ticketPrefix: 'MSC',
+            flowKey: 'misc',
+            name: 'Misc',
+            ticketPrefix: 'MSC',
             definition: {
               start: 'wait',
               steps: {
@@ -199,11 +282,19 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
           },
         });
         expect(flow.statusCode, flow.body).toBe(201);
-        expect((await app.inject({ method: 'POST', url: '/api/forms', headers: admin, payload: { formKey: 'misc', title: 'Misc', flowKey: 'misc', fields: [] } })).statusCode).toBe(201);
+        expect(
+          (await app.inject({ method: 'POST', url: '/api/forms', headers: admin, payload: { formKey: 'misc', title: 'Misc', flowKey: 'misc', fields: [] } }))
+            .statusCode,
+        ).toBe(201);
         const raise = async () => (await app.inject({ method: 'POST', url: '/api/forms/misc/tickets', headers: admin, payload: { data: {} } })).json();
-        const act = async (id: number, action: string) => (await app.inject({ method: 'POST', url: `/api/tickets/${id}/actions`, headers: admin, payload: { action } })).json();
+        const act = async (id: number, action: string) =>
+          (await app.inject({ method: 'POST', url: `/api/tickets/${id}/actions`, headers: admin, payload: { action } })).json();
         const detail = async (id: number) => (await app.inject({ url: `/api/tickets/${id}`, headers: admin })).json();
-        const until = (id: number, state: string) => waitFor(async () => { const d = await detail(id); return d.state === state ? d : null; }, `ticket ${id} ${state}`);
+        const until = (id: number, state: string) =>
+          waitFor(async () => {
+            const d = await detail(id);
+            return d.state === state ? d : null;
+          }, `ticket ${id} ${state}`);
 
         const a = await raise();
         expect(a).toMatchObject({ state: 'running', currentStep: 'wait' });
@@ -227,7 +318,9 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
 
         // Another user neither sees nor acts on the admin's tickets.
         await app.inject({ method: 'POST', url: '/api/users', headers: admin, payload: { username: 'eve', displayName: 'Eve', password: 'eve-pass-123' } });
-        const eve = { authorization: `Bearer ${(await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'eve', password: 'eve-pass-123' } })).json().token}` };
+        const eve = {
+          authorization: `Bearer ${(await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'eve', password: 'eve-pass-123' } })).json().token}`,
+        };
         expect((await app.inject({ url: `/api/tickets/${b.id}`, headers: eve })).json().code).toBe('SERVER_ERR_NOT_FOUND');
         expect((await app.inject({ url: '/api/tickets', headers: eve })).json().total).toBe(0);
       } finally {
@@ -236,14 +329,39 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
     });
 
     it('flows are versioned: a running ticket keeps its version, new tickets use the newest', async () => {
-      const first = (await app.inject({ method: 'POST', url: '/api/forms/it-request/tickets', headers: admin, payload: { data: { title: 'Mouse', category: 'hardware', amount: 3000 } } })).json();
+      const first = (
+        await app.inject({
+          method: 'POST',
+          url: '/api/forms/it-request/tickets',
+          headers: admin,
+          payload: { data: { title: 'Mouse', category: 'hardware', amount: 3000 } },
+        })
+      ).json();
       const flow = (await app.inject({ url: '/api/flows/it-request', headers: admin })).json();
       const v2 = { ...flow.definition, steps: { ...flow.definition.steps, small: { ...flow.definition.steps.small, set: { approvalLevel: '"v2"' } } } };
-      const dep = await app.inject({ method: 'POST', url: '/api/flows', headers: admin, payload: { flowKey: 'it-request', name: 'IT request', ticketPrefix: 'REQ', definition: v2 } });
+      const dep = await app.inject({
+        method: 'POST',
+        url: '/api/flows',
+        headers: admin,
+        payload: { flowKey: 'it-request', name: 'IT request', ticketPrefix: 'REQ', definition: v2 },
+      });
       expect(dep.json().version).toBe(2);
-      const second = (await app.inject({ method: 'POST', url: '/api/forms/it-request/tickets', headers: admin, payload: { data: { title: 'Keyboard', category: 'hardware', amount: 3000 } } })).json();
-      const a = await waitFor(async () => { const d = (await app.inject({ url: `/api/tickets/${first.id}`, headers: admin })).json(); return d.state === 'open' ? d : null; }, 'first');
-      const b = await waitFor(async () => { const d = (await app.inject({ url: `/api/tickets/${second.id}`, headers: admin })).json(); return d.state === 'open' ? d : null; }, 'second');
+      const second = (
+        await app.inject({
+          method: 'POST',
+          url: '/api/forms/it-request/tickets',
+          headers: admin,
+          payload: { data: { title: 'Keyboard', category: 'hardware', amount: 3000 } },
+        })
+      ).json();
+      const a = await waitFor(async () => {
+        const d = (await app.inject({ url: `/api/tickets/${first.id}`, headers: admin })).json();
+        return d.state === 'open' ? d : null;
+      }, 'first');
+      const b = await waitFor(async () => {
+        const d = (await app.inject({ url: `/api/tickets/${second.id}`, headers: admin })).json();
+        return d.state === 'open' ? d : null;
+      }, 'second');
       expect(a.flowVersion).toBe(1);
       expect(a.data.approvalLevel).toBe('team');
       expect(a.data.totalWithTax).toBe(3300);
@@ -272,7 +390,12 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
 
     const dispatch = (body: object) => {
       const payload = JSON.stringify(body);
-      return app.inject({ method: 'POST', url: SERVER_PATH.dispatchStep, payload, headers: { 'content-type': 'application/json', ...signClusterRequest(SECRET, 'booster-a', 'POST', SERVER_PATH.dispatchStep, payload) } });
+      return app.inject({
+        method: 'POST',
+        url: SERVER_PATH.dispatchStep,
+        payload,
+        headers: { 'content-type': 'application/json', ...signClusterRequest(SECRET, 'booster-a', 'POST', SERVER_PATH.dispatchStep, payload) },
+      });
     };
 
     it('a step dispatched with an older epoch is refused and changes nothing; the current epoch runs it', async () => {
@@ -284,7 +407,14 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       expect(stale.statusCode).toBe(409);
       expect(stale.json().code).toBe('SERVER_ERR_STALE_EPOCH');
 
-      const created = (await app.inject({ method: 'POST', url: '/api/forms/it-request/tickets', headers: admin, payload: { data: { title: 'Disk', category: 'hardware', amount: 10 } } })).json();
+      const created = (
+        await app.inject({
+          method: 'POST',
+          url: '/api/forms/it-request/tickets',
+          headers: admin,
+          payload: { data: { title: 'Disk', category: 'hardware', amount: 10 } },
+        })
+      ).json();
       expect(created.state).toBe('running');
       const step = await t.knex('steps').where({ ticket_id: created.id }).first();
       // The zombie booster (epoch 3) leased it and dispatches it.
@@ -301,14 +431,26 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       expect(await t.knex('ticket_history').where({ ticket_id: created.id }).count({ n: '*' }).first()).toEqual(historyBefore);
 
       // Unsigned or wrongly signed dispatches are refused too.
-      const unsigned = await app.inject({ method: 'POST', url: SERVER_PATH.dispatchStep, payload: { stepId: Number(step.id), epoch: 9, leaseMs: 1000, attempt: 1 } });
+      const unsigned = await app.inject({
+        method: 'POST',
+        url: SERVER_PATH.dispatchStep,
+        payload: { stepId: Number(step.id), epoch: 9, leaseMs: 1000, attempt: 1 },
+      });
       expect(unsigned.json().code).toBe('COMMON_ERR_CLUSTER_AUTH');
 
       // The current booster (epoch 5) re-leases it once the zombie's lease lapsed (forced here) and dispatches it.
-      await t.knex('steps').where({ id: step.id }).update({ lease_expires_at: new Date(Date.now() - 60_000) });
+      await t
+        .knex('steps')
+        .where({ id: step.id })
+        .update({ lease_expires_at: new Date(Date.now() - 60_000) });
       expect(await leaseStep(t.knex, { stepId: Number(step.id), serverId: 'test-node', epoch: 5, leaseMs: 60_000 })).toBe(true);
       const payload = JSON.stringify({ stepId: Number(step.id), epoch: 5, leaseMs: 60_000, attempt: 2 });
-      const signed = { method: 'POST' as const, url: SERVER_PATH.dispatchStep, payload, headers: { 'content-type': 'application/json', ...signClusterRequest(SECRET, 'booster-a', 'POST', SERVER_PATH.dispatchStep, payload) } };
+      const signed = {
+        method: 'POST' as const,
+        url: SERVER_PATH.dispatchStep,
+        payload,
+        headers: { 'content-type': 'application/json', ...signClusterRequest(SECRET, 'booster-a', 'POST', SERVER_PATH.dispatchStep, payload) },
+      };
       const accepted = await app.inject(signed);
       expect(accepted.statusCode, accepted.body).toBe(202);
       // The same signed dispatch captured and sent again is refused before the fence.

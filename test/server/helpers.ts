@@ -1,7 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { loadConfig } from '../../common/config/load.js';
 import { boostersArea, clusterArea, databaseArea, serverArea } from '../../common/config/areas/index.js';
+import { loadConfig } from '../../common/config/load.js';
 import type { ServerConfig } from '../../server/config.js';
 
 export const OMFLOW = fileURLToPath(new URL('../../common/bin/omflow.mjs', import.meta.url));

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startEmbeddedDb } from '../../install/dev-cluster/embedded-db.js';
-import { selectedVendors } from '../helpers/vendors.js';
 import { freePort } from '../helpers/processes.js';
+import { selectedVendors } from '../helpers/vendors.js';
 
 /**
  * Starts one embedded PostgreSQL for the whole run (the machine's own PostgreSQL is not

@@ -5,8 +5,8 @@ import { CommonErrors } from '../../common/errors.js';
 import { ReplayGuard, verifyClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { createClusterClient } from '../../common/protocol/cluster-client.js';
 import { HEADER } from '../../common/protocol/headers.js';
-import { WIRE_ERROR, wireErrorCode } from '../../common/protocol/wire-errors.js';
 import { readBody } from '../../common/protocol/signed-endpoint.js';
+import { WIRE_ERROR, wireErrorCode } from '../../common/protocol/wire-errors.js';
 import { ServerErrors } from '../../server/errors.js';
 
 const SECRET = 'unit-test-cluster-secret';
@@ -29,8 +29,17 @@ async function receiver(log: Got[], answer: (req: IncomingMessage, res: ServerRe
   const srv = createServer(async (req, res) => {
     const body = await readBody(req, 65536);
     const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
-    const ok = verifyClusterRequest(SECRET, { method: req.method!, path: req.url!, headers: req.headers, body }, Date.now(), { replay: guard, audiences: [new URL(url).host] }).ok;
-    log.push({ at: url, ok, audience: req.headers[HEADER.clusterAudience] as string, nonce: req.headers[HEADER.clusterNonce] as string, body: body.toString() });
+    const ok = verifyClusterRequest(SECRET, { method: req.method!, path: req.url!, headers: req.headers, body }, Date.now(), {
+      replay: guard,
+      audiences: [new URL(url).host],
+    }).ok;
+    log.push({
+      at: url,
+      ok,
+      audience: req.headers[HEADER.clusterAudience] as string,
+      nonce: req.headers[HEADER.clusterNonce] as string,
+      body: body.toString(),
+    });
     answer(req, res);
   });
   servers.push(srv);
@@ -45,7 +54,10 @@ describe('cluster client', () => {
     const active = await receiver(log, (_q, res) => res.end(JSON.stringify({ role: 'active' })));
     const client = createClusterClient({ secret: SECRET, nodeId: 'srv-1' });
     const first = await client.toEveryBooster([standby, active], 'POST', '/_booster/heartbeat', { n: 1 });
-    expect(first.map((r) => [r.url, r.ok])).toEqual([[standby, true], [active, true]]);
+    expect(first.map((r) => [r.url, r.ok])).toEqual([
+      [standby, true],
+      [active, true],
+    ]);
     expect(client.knownActive).toBe(active);
     log.length = 0;
     const second = await client.toEveryBooster([standby, active], 'POST', '/_booster/heartbeat', { n: 2 });
@@ -67,7 +79,11 @@ describe('cluster client', () => {
     const silentUrl = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
     const client = createClusterClient({ secret: SECRET, nodeId: 'a', timeoutMs: 5000 });
     const replies = await client.toEveryBooster([silentUrl, 'http://127.0.0.1:1', up], 'POST', '/x', {}, { timeoutMs: 200 });
-    expect(replies.map((r) => [r.ok, r.status])).toEqual([[false, 0], [false, 0], [true, 200]]);
+    expect(replies.map((r) => [r.ok, r.status])).toEqual([
+      [false, 0],
+      [false, 0],
+      [true, 200],
+    ]);
     expect(replies[0].error).toBeTruthy();
     silent.closeAllConnections();
   });

@@ -2,9 +2,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig, parseEnvFile } from '../../common/config/load.js';
-import { databaseArea } from '../../common/config/areas/database.js';
 import { clusterArea } from '../../common/config/areas/cluster.js';
+import { databaseArea } from '../../common/config/areas/database.js';
+import { loadConfig, parseEnvFile } from '../../common/config/load.js';
 import { OmflowError } from '../../common/errors.js';
 
 const SECRET = 'a-cluster-secret-of-enough-length';

@@ -2,11 +2,13 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { MIGRATIONS_DIR } from '../../common/db/migrate.js';
 import { getHelpers } from '../../common/db/helpers/index.js';
+import { MIGRATIONS_DIR } from '../../common/db/migrate.js';
 import { offlineKnex } from '../helpers/offline-knex.js';
 
-const files = readdirSync(MIGRATIONS_DIR).filter((f) => /^\d{8}-\d{4}-[a-z0-9-]+\.ts$/.test(f)).sort();
+const files = readdirSync(MIGRATIONS_DIR)
+  .filter((f) => /^\d{8}-\d{4}-[a-z0-9-]+\.ts$/.test(f))
+  .sort();
 
 /** Every identifier the statement names: "quoted" (Oracle, PostgreSQL) or [bracketed] (SQL Server). */
 function identifiers(sql: string): string[] {
@@ -43,10 +45,25 @@ describe('migrations compile offline for every vendor', () => {
 
   // Ticket-number sequences are created at run time (flow deploy), so the migrations above do not show their SQL.
   it.each([
-    ['mssql', /IF OBJECT_ID\(N'ticket_no_req', N'SO'\) IS NULL EXEC\(N'CREATE SEQUENCE ticket_no_req AS BIGINT START WITH 42/, /SELECT NEXT VALUE FOR ticket_no_req AS n/, /DROP SEQUENCE IF EXISTS ticket_no_req/],
-    ['oracledb', /EXECUTE IMMEDIATE 'CREATE SEQUENCE ticket_no_req START WITH 42 ORDER'.*-955/, /SELECT ticket_no_req\.NEXTVAL AS "n" FROM DUAL/, /DROP SEQUENCE ticket_no_req'.*-2289/],
+    [
+      'mssql',
+      /IF OBJECT_ID\(N'ticket_no_req', N'SO'\) IS NULL EXEC\(N'CREATE SEQUENCE ticket_no_req AS BIGINT START WITH 42/,
+      /SELECT NEXT VALUE FOR ticket_no_req AS n/,
+      /DROP SEQUENCE IF EXISTS ticket_no_req/,
+    ],
+    [
+      'oracledb',
+      /EXECUTE IMMEDIATE 'CREATE SEQUENCE ticket_no_req START WITH 42 ORDER'.*-955/,
+      /SELECT ticket_no_req\.NEXTVAL AS "n" FROM DUAL/,
+      /DROP SEQUENCE ticket_no_req'.*-2289/,
+    ],
     ['pg', /CREATE SEQUENCE IF NOT EXISTS ticket_no_req START WITH 42/, /SELECT nextval\(\$1\) AS n/, /DROP SEQUENCE IF EXISTS ticket_no_req/],
-    ['mysql2', /CREATE TABLE IF NOT EXISTS ticket_no_req \(id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY\) ENGINE=InnoDB AUTO_INCREMENT=42/, /INSERT INTO ticket_no_req \(\) VALUES \(\)/, /DROP TABLE IF EXISTS ticket_no_req/],
+    [
+      'mysql2',
+      /CREATE TABLE IF NOT EXISTS ticket_no_req \(id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY\) ENGINE=InnoDB AUTO_INCREMENT=42/,
+      /INSERT INTO ticket_no_req \(\) VALUES \(\)/,
+      /DROP TABLE IF EXISTS ticket_no_req/,
+    ],
   ] as const)('%s: ticket-number sequence SQL compiles, named within the identifier limit', async (client, create, next, drop) => {
     const { knex, statements } = offlineKnex(client);
     const h = getHelpers(knex);

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_SKEW_MS, ReplayGuard, audiencesFor, bearerMatches, signClusterRequest, verifyClusterRequest } from '../../common/protocol/cluster-auth.js';
-import { HEADER } from '../../common/protocol/headers.js';
-import { EpochFence } from '../../common/protocol/epoch.js';
-import { parseHeartbeat, parseStepDispatch } from '../../common/protocol/messages.js';
 import { CommonErrors } from '../../common/errors.js';
+import { audiencesFor, bearerMatches, MAX_SKEW_MS, ReplayGuard, signClusterRequest, verifyClusterRequest } from '../../common/protocol/cluster-auth.js';
+import { EpochFence } from '../../common/protocol/epoch.js';
+import { HEADER } from '../../common/protocol/headers.js';
+import { parseHeartbeat, parseStepDispatch } from '../../common/protocol/messages.js';
 
 const SECRET = 'unit-test-cluster-secret';
 
@@ -13,7 +13,10 @@ describe('cluster authentication', () => {
   const headers = signClusterRequest(SECRET, 'booster-1', 'POST', '/_internal/steps/dispatch', body, now);
 
   it('accepts the signed request and names the sender', () => {
-    expect(verifyClusterRequest(SECRET, { method: 'post', path: '/_internal/steps/dispatch', headers, body }, now + 10)).toEqual({ ok: true, nodeId: 'booster-1' });
+    expect(verifyClusterRequest(SECRET, { method: 'post', path: '/_internal/steps/dispatch', headers, body }, now + 10)).toEqual({
+      ok: true,
+      nodeId: 'booster-1',
+    });
   });
 
   it.each([
@@ -26,7 +29,12 @@ describe('cluster authentication', () => {
   ])('refuses %s', (_what, change: Record<string, unknown>, reason) => {
     const r = verifyClusterRequest(
       (change.secret as string) ?? SECRET,
-      { method: (change.method as string) ?? 'POST', path: (change.path as string) ?? '/_internal/steps/dispatch', headers: (change.headers as Record<string, string>) ?? headers, body: (change.body as string) ?? body },
+      {
+        method: (change.method as string) ?? 'POST',
+        path: (change.path as string) ?? '/_internal/steps/dispatch',
+        headers: (change.headers as Record<string, string>) ?? headers,
+        body: (change.body as string) ?? body,
+      },
       (change.now as number) ?? now,
     );
     expect(r).toEqual({ ok: false, reason });
@@ -55,7 +63,10 @@ describe('replay protection and audience', () => {
   it('records nothing for a bad signature (a forger cannot fill the cache or burn a nonce)', () => {
     const guard = new ReplayGuard();
     const headers = signClusterRequest(SECRET, 'agent-1', 'POST', path, body, now);
-    expect(verifyClusterRequest('another-secret-of-length', { method: 'POST', path, headers, body }, now, { replay: guard })).toEqual({ ok: false, reason: 'signature' });
+    expect(verifyClusterRequest('another-secret-of-length', { method: 'POST', path, headers, body }, now, { replay: guard })).toEqual({
+      ok: false,
+      reason: 'signature',
+    });
     expect(guard.size).toBe(0);
     expect(verifyClusterRequest(SECRET, { method: 'POST', path, headers, body }, now, { replay: guard }).ok).toBe(true);
   });
@@ -73,8 +84,14 @@ describe('replay protection and audience', () => {
   it('signs nonce and audience: neither can be changed, and another audience is refused', () => {
     const headers = signClusterRequest(SECRET, 'agent-1', 'POST', path, body, now, { audience: 'b1:5169' });
     const ok = { method: 'POST', path, body };
-    expect(verifyClusterRequest(SECRET, { ...ok, headers: { ...headers, [HEADER.clusterNonce]: 'f'.repeat(32) } }, now)).toEqual({ ok: false, reason: 'signature' });
-    expect(verifyClusterRequest(SECRET, { ...ok, headers: { ...headers, [HEADER.clusterAudience]: 'b2:5169' } }, now)).toEqual({ ok: false, reason: 'signature' });
+    expect(verifyClusterRequest(SECRET, { ...ok, headers: { ...headers, [HEADER.clusterNonce]: 'f'.repeat(32) } }, now)).toEqual({
+      ok: false,
+      reason: 'signature',
+    });
+    expect(verifyClusterRequest(SECRET, { ...ok, headers: { ...headers, [HEADER.clusterAudience]: 'b2:5169' } }, now)).toEqual({
+      ok: false,
+      reason: 'signature',
+    });
     const { [HEADER.clusterAudience]: _dropped, ...withoutAudience } = headers;
     expect(verifyClusterRequest(SECRET, { ...ok, headers: withoutAudience }, now)).toEqual({ ok: false, reason: 'signature' });
     expect(verifyClusterRequest(SECRET, { ...ok, headers }, now, { audiences: ['b2:5169'] })).toEqual({ ok: false, reason: 'audience' });

@@ -9,9 +9,21 @@ export const agentArea = defineArea({
   keys: {
     host: str('OMFLOW_AGENT_HOST', { doc: 'Address of the agent control API.', default: '0.0.0.0' }),
     // The agent's public URL is OMFLOW_AGENT_URL of the server area (the server reports it too).
-    port: int('OMFLOW_AGENT_PORT', { doc: 'Port of the agent control API (on a shared host, the next free port is taken).', default: 5169, min: 0, max: 65535 }),
-    bootstrapDir: optionalStr('OMFLOW_AGENT_BOOTSTRAP_DIR', { doc: 'Directory the first release is copied from when OMFLOW_DATA_DIR/releases is empty. Default: the installed code of the agent itself.' }),
-    releasesKeep: int('OMFLOW_AGENT_RELEASES_KEEP', { doc: 'Releases kept in OMFLOW_DATA_DIR/releases (the current one and the newest others).', default: 3, min: 2, max: 50 }),
+    port: int('OMFLOW_AGENT_PORT', {
+      doc: 'Port of the agent control API (on a shared host, the next free port is taken).',
+      default: 5169,
+      min: 0,
+      max: 65535,
+    }),
+    bootstrapDir: optionalStr('OMFLOW_AGENT_BOOTSTRAP_DIR', {
+      doc: 'Directory the first release is copied from when OMFLOW_DATA_DIR/releases is empty. Default: the installed code of the agent itself.',
+    }),
+    releasesKeep: int('OMFLOW_AGENT_RELEASES_KEEP', {
+      doc: 'Releases kept in OMFLOW_DATA_DIR/releases (the current one and the newest others).',
+      default: 3,
+      min: 2,
+      max: 50,
+    }),
     startTimeoutMs: ms('OMFLOW_AGENT_START_TIMEOUT_MS', 'Start: how long the server may take to pass its deep check (/readyz).', 60_000),
     stopTimeoutMs: ms('OMFLOW_AGENT_STOP_TIMEOUT_MS', 'Stop: SIGKILL to the process group after SIGTERM plus this long.', 15_000),
     drainTimeoutMs: ms('OMFLOW_AGENT_DRAIN_TIMEOUT_MS', 'Graceful stop: longest wait for in-flight work after asking the boosters to drain.', 30_000, 0),
@@ -20,15 +32,30 @@ export const agentArea = defineArea({
     quickTimeoutMs: ms('OMFLOW_AGENT_QUICK_CHECK_TIMEOUT_MS', 'Quick check timeout (a single timeout is retried once, not counted).', 1_000),
     deepIntervalMs: ms('OMFLOW_AGENT_DEEP_CHECK_INTERVAL_MS', 'Deep check (/readyz) period.', 10_000),
     deepTimeoutMs: ms('OMFLOW_AGENT_DEEP_CHECK_TIMEOUT_MS', 'Deep check timeout (a single timeout is retried once, not counted).', 3_000),
-    failureThreshold: int('OMFLOW_AGENT_FAILURE_THRESHOLD', { doc: 'Consecutive failed checks before the server is recovered (restarted).', default: 3, min: 1, max: 100 }),
+    failureThreshold: int('OMFLOW_AGENT_FAILURE_THRESHOLD', {
+      doc: 'Consecutive failed checks before the server is recovered (restarted).',
+      default: 3,
+      min: 1,
+      max: 100,
+    }),
     backoffMs: ms('OMFLOW_AGENT_RECOVERY_BACKOFF_MS', 'First restart delay of a recovery; doubles each time (with jitter).', 1_000, 0),
     backoffMaxMs: ms('OMFLOW_AGENT_RECOVERY_BACKOFF_MAX_MS', 'Longest restart delay.', 30_000, 0),
-    maxRecoveries: int('OMFLOW_AGENT_MAX_RECOVERIES', { doc: 'Recoveries allowed within OMFLOW_AGENT_RECOVERY_WINDOW_MS before the node is marked failed.', default: 5, min: 1, max: 1000 }),
+    maxRecoveries: int('OMFLOW_AGENT_MAX_RECOVERIES', {
+      doc: 'Recoveries allowed within OMFLOW_AGENT_RECOVERY_WINDOW_MS before the node is marked failed.',
+      default: 5,
+      min: 1,
+      max: 1000,
+    }),
     recoveryWindowMs: ms('OMFLOW_AGENT_RECOVERY_WINDOW_MS', 'Window for counting recoveries.', 300_000),
     reportIntervalMs: ms('OMFLOW_AGENT_REPORT_INTERVAL_MS', 'Period of AgentReport to the boosters (also sent on every transition).', 5_000),
     patchPollMs: ms('OMFLOW_AGENT_PATCH_POLL_MS', 'Database poll for new rollouts (fallback to the booster notice).', 10_000),
     soakMs: ms('OMFLOW_AGENT_SOAK_MS', 'Health gate: the deep check must keep passing this long after a patched start.', 10_000, 0),
-    rolloutParallelism: int('OMFLOW_AGENT_ROLLOUT_PARALLELISM', { doc: 'Nodes that may install a patch at the same time (recorded with the rollout when the patch is applied).', default: 1, min: 1, max: 100 }),
+    rolloutParallelism: int('OMFLOW_AGENT_ROLLOUT_PARALLELISM', {
+      doc: 'Nodes that may install a patch at the same time (recorded with the rollout when the patch is applied).',
+      default: 1,
+      min: 1,
+      max: 100,
+    }),
     rolloutLockTtlMs: ms('OMFLOW_AGENT_ROLLOUT_LOCK_TTL_MS', 'Rollout lock lease; renewed while a node installs, lapses if the agent dies.', 120_000, 1_000),
     trustedKeys: list('OMFLOW_PATCH_TRUSTED_KEYS', {
       doc: 'Operator patch keys trusted besides the pinned vendor key: keyId=base64(SPKI DER) entries or paths of Ed25519 public-key PEM files.',

@@ -1,6 +1,6 @@
-import { bool, defineArea, int, oneOf, optionalPort, optionalStr, str } from '../define.js';
 import { DB_CLIENTS } from '../../db/clients.js';
 import { parseDatabaseUrl } from '../../db/url.js';
+import { bool, defineArea, int, oneOf, optionalPort, optionalStr, str } from '../define.js';
 
 // Kept here too for existing importers; the list lives in common/db/clients.ts.
 export { DB_CLIENTS, type DbClientName } from '../../db/clients.js';

@@ -1,6 +1,6 @@
-import type { DbRecord } from '../row.js';
-import { CommonErrors, OmflowError } from '../../errors.js';
 import type { DbClientName } from '../../config/areas/database.js';
+import { CommonErrors, OmflowError } from '../../errors.js';
+import type { DbRecord } from '../row.js';
 
 type Kind = 'unique' | 'foreignKey' | 'notNull' | 'tooLong' | 'retryable' | 'connection';
 
@@ -20,16 +20,57 @@ type Classifier = (e: DbRecord) => Kind | undefined;
 // Vendor codes: PostgreSQL SQLSTATE, MySQL errno, SQL Server error number, Oracle ORA number.
 const CLASSIFIERS: Record<DbClientName, Classifier> = {
   postgres: (e) =>
-    ({ '23505': 'unique', '23503': 'foreignKey', '23502': 'notNull', '22001': 'tooLong', '40001': 'retryable', '40P01': 'retryable', '55P03': 'retryable', '57P01': 'connection', '08006': 'connection', '08001': 'connection', '08003': 'connection', '57P03': 'connection' } as Record<string, Kind>)[e.code],
+    (
+      ({
+        '23505': 'unique',
+        '23503': 'foreignKey',
+        '23502': 'notNull',
+        '22001': 'tooLong',
+        '40001': 'retryable',
+        '40P01': 'retryable',
+        '55P03': 'retryable',
+        '57P01': 'connection',
+        '08006': 'connection',
+        '08001': 'connection',
+        '08003': 'connection',
+        '57P03': 'connection',
+      }) as Record<string, Kind>
+    )[e.code],
   mysql: (e) =>
-    ({ 1062: 'unique', 1451: 'foreignKey', 1452: 'foreignKey', 1048: 'notNull', 1364: 'notNull', 1406: 'tooLong', 1213: 'retryable', 1205: 'retryable', 2006: 'connection', 2013: 'connection', 1040: 'connection' } as Record<number, Kind>)[e.errno] ??
-    (e.code === 'PROTOCOL_CONNECTION_LOST' ? 'connection' : undefined),
+    (
+      ({
+        1062: 'unique',
+        1451: 'foreignKey',
+        1452: 'foreignKey',
+        1048: 'notNull',
+        1364: 'notNull',
+        1406: 'tooLong',
+        1213: 'retryable',
+        1205: 'retryable',
+        2006: 'connection',
+        2013: 'connection',
+        1040: 'connection',
+      }) as Record<number, Kind>
+    )[e.errno] ?? (e.code === 'PROTOCOL_CONNECTION_LOST' ? 'connection' : undefined),
   mssql: (e) =>
-    ({ 2627: 'unique', 2601: 'unique', 547: 'foreignKey', 515: 'notNull', 8152: 'tooLong', 2628: 'tooLong', 1205: 'retryable' } as Record<number, Kind>)[e.number ?? e.originalError?.info?.number] ??
-    (e.code === 'ESOCKET' || e.code === 'ETIMEOUT' || e.code === 'ECONNCLOSED' ? 'connection' : undefined),
+    (({ 2627: 'unique', 2601: 'unique', 547: 'foreignKey', 515: 'notNull', 8152: 'tooLong', 2628: 'tooLong', 1205: 'retryable' }) as Record<number, Kind>)[
+      e.number ?? e.originalError?.info?.number
+    ] ?? (e.code === 'ESOCKET' || e.code === 'ETIMEOUT' || e.code === 'ECONNCLOSED' ? 'connection' : undefined),
   oracle: (e) =>
-    ({ 1: 'unique', 2291: 'foreignKey', 2292: 'foreignKey', 1400: 'notNull', 12899: 'tooLong', 60: 'retryable', 8177: 'retryable', 3113: 'connection', 3114: 'connection', 12541: 'connection' } as Record<number, Kind>)[e.errorNum] ??
-    (typeof e.code === 'string' && /^NJS-(500|501|503|510|521)$/.test(e.code) ? 'connection' : undefined),
+    (
+      ({
+        1: 'unique',
+        2291: 'foreignKey',
+        2292: 'foreignKey',
+        1400: 'notNull',
+        12899: 'tooLong',
+        60: 'retryable',
+        8177: 'retryable',
+        3113: 'connection',
+        3114: 'connection',
+        12541: 'connection',
+      }) as Record<number, Kind>
+    )[e.errorNum] ?? (typeof e.code === 'string' && /^NJS-(500|501|503|510|521)$/.test(e.code) ? 'connection' : undefined),
 };
 
 /** Turns a driver error into one typed OmflowError (COMMON_ERR_DB_*); others pass through untouched. */

@@ -1,4 +1,4 @@
-import { createClusterClient, type ClusterReply } from '../../../common/protocol/cluster-client.js';
+import { type ClusterReply, createClusterClient } from '../../../common/protocol/cluster-client.js';
 import { BOOSTER_PATH } from '../../../common/protocol/headers.js';
 
 /**

@@ -1,10 +1,10 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { BOOSTER_PATH } from '../../../common/protocol/headers.js';
-import { requireAdmin, verifyCsrf } from '../users/guards.js';
-import { raw } from '../../web/html.js';
 import type { ServerDeps } from '../../types.js';
+import { raw } from '../../web/html.js';
+import { requireAdmin, verifyCsrf } from '../users/guards.js';
 import type { BoosterClient, BoosterReply } from './booster-client.js';
-import { errorBox, fmtTime, html, localeOf, sendPage, t, type Form, type Locale } from './shared.js';
+import { errorBox, type Form, fmtTime, html, type Locale, localeOf, sendPage, t } from './shared.js';
 
 /** What the dashboard reads from GET /_booster/status (tolerant: unknown fields are ignored). */
 interface BoosterStatus {
@@ -16,12 +16,30 @@ interface BoosterStatus {
   uptimeMs?: number;
   license?: { state?: string; daysLeft?: number | null };
   servers?: Array<{
-    id: string; url?: string; state?: string; load?: number | null; inflight?: number; version?: string | null; agentState?: string | null;
-    draining?: boolean; routed?: boolean; reason?: string | null; runningSteps?: number | null; stepCapacity?: number | null;
+    id: string;
+    url?: string;
+    state?: string;
+    load?: number | null;
+    inflight?: number;
+    version?: string | null;
+    agentState?: string | null;
+    draining?: boolean;
+    routed?: boolean;
+    reason?: string | null;
+    runningSteps?: number | null;
+    stepCapacity?: number | null;
   }>;
 }
 
-interface EventRow { id: number; boosterId?: string; epoch?: number; kind: string; subject?: string | null; details?: unknown; createdAt?: string }
+interface EventRow {
+  id: number;
+  boosterId?: string;
+  epoch?: number;
+  kind: string;
+  subject?: string | null;
+  details?: unknown;
+  createdAt?: string;
+}
 
 export interface ClusterSnapshot {
   boosters: Array<{ url: string; reachable: boolean; status: BoosterStatus | null }>;
@@ -45,7 +63,10 @@ export function parseServerCounters(text: string): ClusterSnapshot['counters'] {
   const out: ClusterSnapshot['counters'] = {};
   const get = (id: string) => (out[id] ??= { requests: 0, latencySum: 0, latencyCount: 0 });
   for (const line of text.split('\n')) {
-    const m = /^(omflow_booster_requests_total|omflow_booster_request_duration_seconds_sum|omflow_booster_request_duration_seconds_count)\{([^}]*)\}\s+([0-9.eE+-]+)/.exec(line);
+    const m =
+      /^(omflow_booster_requests_total|omflow_booster_request_duration_seconds_sum|omflow_booster_request_duration_seconds_count)\{([^}]*)\}\s+([0-9.eE+-]+)/.exec(
+        line,
+      );
     if (!m) continue;
     const server = /(?:^|,)server="((?:[^"\\]|\\.)*)"/.exec(m[2])?.[1];
     if (!server) continue;
@@ -64,7 +85,10 @@ export async function clusterSnapshot(boosters: BoosterClient): Promise<ClusterS
   let counters: ClusterSnapshot['counters'] = {};
   let events: EventRow[] = [];
   if (active) {
-    const [metrics, ev] = await Promise.all([boosters.call(active.url, 'GET', BOOSTER_PATH.metrics), boosters.call(active.url, 'GET', `${BOOSTER_PATH.events}?limit=30`)]);
+    const [metrics, ev] = await Promise.all([
+      boosters.call(active.url, 'GET', BOOSTER_PATH.metrics),
+      boosters.call(active.url, 'GET', `${BOOSTER_PATH.events}?limit=30`),
+    ]);
     if (metrics.ok && typeof metrics.body === 'string') counters = parseServerCounters(metrics.body);
     if (ev.ok) events = ((ev.body as { events?: EventRow[] })?.events ?? []).slice(0, 30);
   }
@@ -84,12 +108,14 @@ function serversTable(l: Locale, s: ClusterSnapshot, csrf: string) {
   const active = s.boosters.find((b) => b.status?.role === 'active') ?? s.boosters.find((b) => b.status);
   const servers = active?.status?.servers ?? [];
   return html`<table id="servers-table"><thead><tr><th>${t(l, 'admin.cluster.server')}</th><th>${t(l, 'admin.cluster.state')}</th><th>${t(l, 'admin.cluster.load')}</th><th>${t(l, 'admin.cluster.inflight')}</th><th>${t(l, 'admin.cluster.version')}</th><th>${t(l, 'admin.cluster.agent')}</th><th>${t(l, 'admin.cluster.draining')}</th><th></th></tr></thead><tbody>
-  ${servers.map((v) => html`<tr data-server="${v.id}"><td>${v.id}<br><small class="muted">${v.url ?? ''}</small></td>
+  ${servers.map(
+    (v) => html`<tr data-server="${v.id}"><td>${v.id}<br><small class="muted">${v.url ?? ''}</small></td>
     <td data-field="state">${v.state ?? ''}${v.routed === false ? html`<br><small class="error">${v.reason ?? ''}</small>` : ''}</td>
     <td>${typeof v.load === 'number' ? v.load.toFixed(2) : '-'}</td><td>${v.inflight ?? 0}</td><td>${v.version ?? '-'}</td><td>${v.agentState ?? '-'}</td>
     <td data-field="draining">${v.draining ? '✔' : ''}</td>
     <td><form method="post" action="/admin/cluster/servers/${encodeURIComponent(v.id)}/${v.draining ? 'undrain' : 'drain'}"><input type="hidden" name="csrf" value="${csrf}">
-      <button type="submit" data-action="${v.draining ? 'undrain' : 'drain'}">${t(l, v.draining ? 'admin.cluster.undrain' : 'admin.cluster.drain')}</button></form></td></tr>`)}
+      <button type="submit" data-action="${v.draining ? 'undrain' : 'drain'}">${t(l, v.draining ? 'admin.cluster.undrain' : 'admin.cluster.drain')}</button></form></td></tr>`,
+  )}
   </tbody></table>`;
 }
 
@@ -158,7 +184,9 @@ export async function clusterPage(app: FastifyInstance, ctx: { deps: ServerDeps;
     const q = request.query as Form;
     const s = await clusterSnapshot(boosters);
     const f = fragments(request, s);
-    const script = CHART_SCRIPT.replace('LABEL_RPS', JSON.stringify(t(l, 'admin.cluster.rps'))).replace('LABEL_LAT', JSON.stringify(t(l, 'admin.cluster.latency'))).replace('POLL_MS', String(ctx.pollMs));
+    const script = CHART_SCRIPT.replace('LABEL_RPS', JSON.stringify(t(l, 'admin.cluster.rps')))
+      .replace('LABEL_LAT', JSON.stringify(t(l, 'admin.cluster.latency')))
+      .replace('POLL_MS', String(ctx.pollMs));
     const body = html`
       ${boosters.urls.length ? '' : errorBox(t(l, 'admin.cluster.noBooster'))}
       ${q.error ? errorBox(t(l, 'admin.cluster.actionFailed', { id: q.error })) : ''}
@@ -167,13 +195,19 @@ export async function clusterPage(app: FastifyInstance, ctx: { deps: ServerDeps;
       <section class="card"><h2>${t(l, 'admin.cluster.charts')}</h2><style>.chart{display:inline-block;margin:.3rem}.chart figcaption{font-size:.8rem}</style><div id="charts"></div></section>
       <section class="card"><h2>${t(l, 'admin.cluster.events')}</h2><div id="events-box">${raw(f.events)}</div></section>
       ${raw(script)}`;
-    const notice = q.drained ? t(l, 'admin.cluster.drained', { id: q.drained }) : q.undrained ? t(l, 'admin.cluster.undrained', { id: q.undrained }) : undefined;
+    const notice = q.drained
+      ? t(l, 'admin.cluster.drained', { id: q.drained })
+      : q.undrained
+        ? t(l, 'admin.cluster.undrained', { id: q.undrained })
+        : undefined;
     return sendPage(request, reply, { title: t(l, 'admin.cluster.title'), body, notice });
   });
 
   app.get('/admin/cluster/data', { preHandler: [requireAdmin] }, async (request, reply) => {
     const s = await clusterSnapshot(boosters);
-    return reply.header('cache-control', 'no-store').send({ at: s.at, counters: s.counters, boosters: s.boosters, events: s.events, html: fragments(request, s) });
+    return reply
+      .header('cache-control', 'no-store')
+      .send({ at: s.at, counters: s.counters, boosters: s.boosters, events: s.events, html: fragments(request, s) });
   });
 
   app.post('/admin/cluster/servers/:id/:action', { preHandler: [requireAdmin, verifyCsrf] }, async (request, reply) => {

@@ -1,11 +1,11 @@
 import type { FastifyInstance } from 'fastify';
-import { createLicenseVerifier, MAX_LICENSE_FILE_BYTES, type LicenseVerifier } from '../../../common/license/index.js';
+import { createLicenseVerifier, type LicenseVerifier, MAX_LICENSE_FILE_BYTES } from '../../../common/license/index.js';
 import { loadTrustedKeys, trustedKeysFromConfig } from '../../../common/patch/index.js';
 import type { ServerDeps } from '../../types.js';
 import { createBoosterClient } from './booster-client.js';
 import { clusterPage } from './cluster-page.js';
 import { registerAdminMessages } from './messages.js';
-import { patchesPage, type PatchPageOptions } from './patches-page.js';
+import { type PatchPageOptions, patchesPage } from './patches-page.js';
 import { settingsPage } from './settings-page.js';
 
 /**

@@ -13,7 +13,8 @@ export function registerAdminMessages(): void {
       'admin.license.licensedForever': 'Licensed to {customer} (no expiry)',
       'admin.license.grace': 'Licensed to {customer}: expired {until}, grace period {days} days left',
       'admin.license.expired': 'Expired',
-      'admin.license.expiredHelp': 'The trial has ended and no valid license is installed: the Booster answers 503 for user requests and pauses automatic steps. Nothing is deleted. Upload a license to continue.',
+      'admin.license.expiredHelp':
+        'The trial has ended and no valid license is installed: the Booster answers 503 for user requests and pauses automatic steps. Nothing is deleted. Upload a license to continue.',
       'admin.license.clusterId': 'Cluster id',
       'admin.license.copy': 'Copy',
       'admin.license.copied': 'Copied',
@@ -50,7 +51,8 @@ export function registerAdminMessages(): void {
       'admin.license.err.COMMON_ERR_LICENSE_EXPIRED': 'Expired: this license has already expired.',
       'admin.license.err.COMMON_ERR_LICENSE_NOT_YET_VALID': 'Not yet valid: this license starts later.',
       'admin.license.err.COMMON_ERR_LICENSE_WRONG_CLUSTER': 'Wrong cluster: this license was issued for another cluster id.',
-      'admin.license.warn.clock_backwards': 'The clock was moved backwards ({seconds} s behind the latest time seen). Periods are judged at the latest time seen; the trial is not extended.',
+      'admin.license.warn.clock_backwards':
+        'The clock was moved backwards ({seconds} s behind the latest time seen). Periods are judged at the latest time seen; the trial is not extended.',
       'admin.license.warn.expires_soon': 'The license expires in {days} days.',
       'admin.license.warn.grace': 'The license has expired; the grace period ends in {days} days.',
       'admin.license.warn.trial_ending': 'The trial ends in {days} days.',
@@ -125,7 +127,8 @@ export function registerAdminMessages(): void {
       'admin.license.licensedForever': '{customer} 様にライセンス済み（無期限）',
       'admin.license.grace': '{customer} 様: {until} に期限切れ、猶予期間の残り {days} 日',
       'admin.license.expired': '期限切れ',
-      'admin.license.expiredHelp': '試用期間が終了し、有効なライセンスがありません。Booster はユーザーのリクエストに 503 を返し、自動ステップを一時停止しています。データは削除されていません。ライセンスをアップロードしてください。',
+      'admin.license.expiredHelp':
+        '試用期間が終了し、有効なライセンスがありません。Booster はユーザーのリクエストに 503 を返し、自動ステップを一時停止しています。データは削除されていません。ライセンスをアップロードしてください。',
       'admin.license.clusterId': 'クラスター ID',
       'admin.license.copy': 'コピー',
       'admin.license.copied': 'コピーしました',
@@ -157,12 +160,14 @@ export function registerAdminMessages(): void {
       'admin.license.noFile': 'ライセンスファイルを選択してください。',
       'admin.license.err.COMMON_ERR_LICENSE_MALFORMED': 'ファイル形式が不正です: OMFLOW のライセンスファイルではありません。',
       'admin.license.err.COMMON_ERR_LICENSE_TOO_LARGE': 'ライセンスファイルとしては大きすぎます。',
-      'admin.license.err.COMMON_ERR_LICENSE_BAD_SIGNATURE': '署名が不正です: ファイルが改変または破損しています。ベンダーから受け取った元のファイルをアップロードしてください。',
+      'admin.license.err.COMMON_ERR_LICENSE_BAD_SIGNATURE':
+        '署名が不正です: ファイルが改変または破損しています。ベンダーから受け取った元のファイルをアップロードしてください。',
       'admin.license.err.COMMON_ERR_LICENSE_UNKNOWN_KEY': '不明な鍵です: このリリースが知らない鍵で署名されています。',
       'admin.license.err.COMMON_ERR_LICENSE_EXPIRED': '期限切れ: このライセンスは既に失効しています。',
       'admin.license.err.COMMON_ERR_LICENSE_NOT_YET_VALID': 'まだ有効ではありません: このライセンスの開始日は先です。',
       'admin.license.err.COMMON_ERR_LICENSE_WRONG_CLUSTER': 'クラスターが違います: 別のクラスター ID 向けに発行されたライセンスです。',
-      'admin.license.warn.clock_backwards': '時計が戻されました（これまでの最新時刻より {seconds} 秒遅れ）。期間は最新時刻で判定され、試用期間は延長されません。',
+      'admin.license.warn.clock_backwards':
+        '時計が戻されました（これまでの最新時刻より {seconds} 秒遅れ）。期間は最新時刻で判定され、試用期間は延長されません。',
       'admin.license.warn.expires_soon': 'ライセンスはあと {days} 日で期限切れになります。',
       'admin.license.warn.grace': 'ライセンスは期限切れです。猶予期間はあと {days} 日です。',
       'admin.license.warn.trial_ending': '試用期間はあと {days} 日で終了します。',

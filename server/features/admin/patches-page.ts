@@ -1,14 +1,22 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isOmflowError } from '../../../common/errors.js';
 import {
-  applyPatch, haltRollout, listPatches, notifyBoostersOfPatch, resumeRollout, rollbackRollout, rolloutStatus, DEFAULT_LIMITS,
-  type TarLimits, type TrustedKeys,
+  applyPatch,
+  DEFAULT_LIMITS,
+  haltRollout,
+  listPatches,
+  notifyBoostersOfPatch,
+  resumeRollout,
+  rollbackRollout,
+  rolloutStatus,
+  type TarLimits,
+  type TrustedKeys,
 } from '../../../common/patch/index.js';
-import { requireAdmin, verifyCsrf } from '../users/guards.js';
-import { raw } from '../../web/html.js';
 import type { ServerDeps } from '../../types.js';
-import { csrfField, csrfMatches, errorBox, fmtBytes, fmtTime, html, localeOf, sendPage, t, type Form } from './shared.js';
+import { raw } from '../../web/html.js';
+import { requireAdmin, verifyCsrf } from '../users/guards.js';
+import { csrfField, csrfMatches, errorBox, type Form, fmtBytes, fmtTime, html, localeOf, sendPage, t } from './shared.js';
 
 // Rollout progress updates in place: the page re-reads itself and swaps the #rollout section.
 const LIVE_SCRIPT = `<script>
@@ -36,7 +44,11 @@ export interface PatchPageOptions {
 export async function patchesPage(app: FastifyInstance, ctx: { deps: ServerDeps; patch: PatchPageOptions }): Promise<void> {
   const { deps, patch } = ctx;
 
-  async function render(request: FastifyRequest, reply: FastifyReply, extra: { notice?: string; error?: { message: string; code?: string }; status?: number } = {}) {
+  async function render(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    extra: { notice?: string; error?: { message: string; code?: string }; status?: number } = {},
+  ) {
     const l = localeOf(request);
     const [view, patches] = await Promise.all([rolloutStatus(deps.db), listPatches(deps.db, 10)]);
     const r = view.rollout;
@@ -50,11 +62,13 @@ export async function patchesPage(app: FastifyInstance, ctx: { deps: ServerDeps;
           <input type="file" id="patch-file" name="patch" accept=".tar.gz,.tgz,application/gzip" required>
           <p><button class="primary" type="submit">${t(l, 'admin.patches.submit')}</button></p></form></section>
       <section class="card" id="rollout"><h2>${t(l, 'admin.patches.rollout')}</h2>
-        ${r
-          ? html`<p><strong id="rollout-version">${r.version}</strong> (#${r.sequence}) · <span id="rollout-state" data-state="${r.state}">${r.state}</span>
+        ${
+          r
+            ? html`<p><strong id="rollout-version">${r.version}</strong> (#${r.sequence}) · <span id="rollout-state" data-state="${r.state}">${r.state}</span>
               ${r.haltedReason ? html` · <span class="error">${r.haltedReason}</span>` : ''} · ${fmtTime(r.startedAt)}</p>
             <p>${action('halt', r.state === 'active' || r.state === 'rolling_back')}${action('resume', r.state === 'halted')}${action('rollback', r.state === 'active' || r.state === 'halted')}</p>`
-          : html`<p class="muted">${t(l, 'admin.patches.none')}</p>`}
+            : html`<p class="muted">${t(l, 'admin.patches.none')}</p>`
+        }
         <table id="rollout-nodes"><thead><tr><th>${t(l, 'admin.patches.node')}</th><th>${t(l, 'admin.cluster.version')}</th><th>${t(l, 'admin.cluster.agent')}</th><th>${t(l, 'admin.cluster.state')}</th><th>${t(l, 'admin.patches.error')}</th></tr></thead><tbody>
         ${view.nodes.map((n) => html`<tr data-node="${n.serverId}"><td>${n.serverId}</td><td>${n.version ?? '-'}</td><td>${n.agentState ?? '-'}</td><td>${n.rolloutState ?? '-'}</td><td class="error">${n.error ?? ''}</td></tr>`)}
         </tbody></table></section>
@@ -68,7 +82,11 @@ export async function patchesPage(app: FastifyInstance, ctx: { deps: ServerDeps;
   app.get('/admin/patches', { preHandler: [requireAdmin] }, async (request, reply) => {
     const q = request.query as Form;
     const l = localeOf(request);
-    const notice = q.uploaded ? t(l, 'admin.patches.uploaded', { version: q.uploaded }) : q.done ? t(l, 'admin.patches.done', { action: t(l, `admin.patches.${q.done}`) }) : undefined;
+    const notice = q.uploaded
+      ? t(l, 'admin.patches.uploaded', { version: q.uploaded })
+      : q.done
+        ? t(l, 'admin.patches.done', { action: t(l, `admin.patches.${q.done}`) })
+        : undefined;
     return render(request, reply, { notice });
   });
 
@@ -90,15 +108,22 @@ export async function patchesPage(app: FastifyInstance, ctx: { deps: ServerDeps;
       } catch (err) {
         const e = err as { code?: string; statusCode?: number };
         if (e.code === 'FST_REQ_FILE_TOO_LARGE' || e.statusCode === 413)
-          return render(request, reply, { error: { message: t(l, 'admin.upload.tooLarge', { limit: fmtBytes(patch.maxUploadBytes) }), code: 'COMMON_ERR_PAYLOAD_TOO_LARGE' }, status: 413 });
+          return render(request, reply, {
+            error: { message: t(l, 'admin.upload.tooLarge', { limit: fmtBytes(patch.maxUploadBytes) }), code: 'COMMON_ERR_PAYLOAD_TOO_LARGE' },
+            status: 413,
+          });
         throw err;
       }
-      if (!csrfMatches(request, csrf)) return reply.code(403).type('application/json').send({ code: 'SERVER_ERR_CSRF', message: 'CSRF token missing or wrong' });
+      if (!csrfMatches(request, csrf))
+        return reply.code(403).type('application/json').send({ code: 'SERVER_ERR_CSRF', message: 'CSRF token missing or wrong' });
       if (!file?.length) return render(request, reply, { error: { message: t(l, 'admin.license.noFile') }, status: 400 });
       try {
         const stored = await applyPatch(deps.db, file, patch.trusted, {
-          verify: { limits: patch.limits ?? DEFAULT_LIMITS }, chunkBytes: patch.chunkBytes, parallelism: patch.parallelism,
-          appliedBy: request.user?.username, appliedOn: deps.nodeId,
+          verify: { limits: patch.limits ?? DEFAULT_LIMITS },
+          chunkBytes: patch.chunkBytes,
+          parallelism: patch.parallelism,
+          appliedBy: request.user?.username,
+          appliedOn: deps.nodeId,
         });
         await notifyBoostersOfPatch(deps.boosterUrls, { secret: deps.clusterSecret, nodeId: deps.nodeId }, stored.notice);
         deps.log.info({ version: stored.version, sequence: stored.sequence, by: request.user?.username }, 'patch uploaded on the admin page');

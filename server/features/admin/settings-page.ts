@@ -1,15 +1,22 @@
-import type { FastifyInstance, FastifyRequest, FastifyReply } from 'fastify';
 import multipart from '@fastify/multipart';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { LOG_LEVELS } from '../../../common/config/areas/cluster.js';
 import {
-  applyUpload, auditLicense, listLicenseAudit, loadLicenseEvaluation, type LicenseEvaluation, type LicenseNotice, type LicensePreview, type LicenseVerifier,
+  applyUpload,
+  auditLicense,
+  type LicenseEvaluation,
+  type LicenseNotice,
+  type LicensePreview,
+  type LicenseVerifier,
+  listLicenseAudit,
+  loadLicenseEvaluation,
 } from '../../../common/license/index.js';
-import { requireAdmin, verifyCsrf } from '../users/guards.js';
-import { SETTING } from '../settings/store.js';
 import type { ServerDeps } from '../../types.js';
-import type { BoosterClient } from './booster-client.js';
 import { raw } from '../../web/html.js';
-import { csrfField, csrfMatches, errorBox, fmtBytes, fmtTime, html, localeOf, sendPage, t, type Form, type Locale } from './shared.js';
+import { SETTING } from '../settings/store.js';
+import { requireAdmin, verifyCsrf } from '../users/guards.js';
+import type { BoosterClient } from './booster-client.js';
+import { csrfField, csrfMatches, errorBox, type Form, fmtBytes, fmtTime, html, type Locale, localeOf, sendPage, t } from './shared.js';
 
 interface Ctx {
   deps: ServerDeps;
@@ -23,7 +30,9 @@ export function stateLine(l: Locale, e: LicenseEvaluation, started: boolean): st
     case 'trial':
       return started ? t(l, 'admin.license.trial', { days: e.daysLeft ?? 0 }) : t(l, 'admin.license.trialNotStarted');
     case 'licensed':
-      return e.expiresAt ? t(l, 'admin.license.licensed', { customer: e.customer ?? '', until: fmtTime(e.expiresAt) }) : t(l, 'admin.license.licensedForever', { customer: e.customer ?? '' });
+      return e.expiresAt
+        ? t(l, 'admin.license.licensed', { customer: e.customer ?? '', until: fmtTime(e.expiresAt) })
+        : t(l, 'admin.license.licensedForever', { customer: e.customer ?? '' });
     case 'grace':
       return t(l, 'admin.license.grace', { customer: e.customer ?? '', until: fmtTime(e.expiresAt), days: e.daysLeft ?? 0 });
     case 'expired':
@@ -76,7 +85,11 @@ function previewTable(l: Locale, p: LicensePreview) {
 export async function settingsPage(app: FastifyInstance, ctx: Ctx): Promise<void> {
   const { deps, verifier, boosters } = ctx;
 
-  async function render(request: FastifyRequest, reply: FastifyReply, extra: { notice?: string; licenseError?: { message: string; code: string }; systemError?: string; status?: number } = {}) {
+  async function render(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    extra: { notice?: string; licenseError?: { message: string; code: string }; systemError?: string; status?: number } = {},
+  ) {
     const l = localeOf(request);
     const [evaluation, audit, used, values] = await Promise.all([
       loadLicenseEvaluation(deps.db, verifier, { readOnly: true, usedServers: 0 }),
@@ -87,7 +100,8 @@ export async function settingsPage(app: FastifyInstance, ctx: Ctx): Promise<void
     const usedServers = Number((used as { n?: unknown } | undefined)?.n ?? 0);
     const e = { ...evaluation, servers: { licensed: evaluation.maxServers, used: usedServers } };
     const notices = evaluation.notices.slice();
-    if (e.maxServers !== null && usedServers > e.maxServers) notices.push({ kind: 'server_limit', code: 'BOOSTER_ERR_LICENSE_SERVER_LIMIT', licensed: e.maxServers, used: usedServers });
+    if (e.maxServers !== null && usedServers > e.maxServers)
+      notices.push({ kind: 'server_limit', code: 'BOOSTER_ERR_LICENSE_SERVER_LIMIT', licensed: e.maxServers, used: usedServers });
     const started = evaluation.trialStartedAt !== null;
     const body = html`
       <section class="card" id="license">
@@ -148,10 +162,12 @@ export async function settingsPage(app: FastifyInstance, ctx: Ctx): Promise<void
       ['sessionTimeout', SETTING.sessionTimeoutMinutes, 5, 10080, 'admin.system.sessionTimeout'],
     ];
     const level = String(b.logLevel ?? '');
-    if (!(LOG_LEVELS as readonly string[]).includes(level)) return render(request, reply, { systemError: t(l, 'admin.system.invalid', { field: t(l, 'admin.system.logLevel') }), status: 400 });
+    if (!(LOG_LEVELS as readonly string[]).includes(level))
+      return render(request, reply, { systemError: t(l, 'admin.system.invalid', { field: t(l, 'admin.system.logLevel') }), status: 400 });
     for (const [field, , min, max, label] of ints) {
       const v = String(b[field] ?? '');
-      if (!/^\d{1,6}$/.test(v) || Number(v) < min || Number(v) > max) return render(request, reply, { systemError: t(l, 'admin.system.invalid', { field: t(l, label) }), status: 400 });
+      if (!/^\d{1,6}$/.test(v) || Number(v) < min || Number(v) > max)
+        return render(request, reply, { systemError: t(l, 'admin.system.invalid', { field: t(l, label) }), status: 400 });
     }
     const actor = request.user?.username ?? null;
     await deps.settings.set(SETTING.logLevel, level, actor);
@@ -183,16 +199,24 @@ export async function settingsPage(app: FastifyInstance, ctx: Ctx): Promise<void
         const e = err as { code?: string; statusCode?: number };
         if (e.code === 'FST_REQ_FILE_TOO_LARGE' || e.statusCode === 413) {
           await auditLicense(deps.db, { actor, resultCode: 'COMMON_ERR_LICENSE_TOO_LARGE', details: { stage: 'preview', limit: ctx.licenseBytes } });
-          return render(request, reply, { licenseError: { message: t(l, 'admin.upload.tooLarge', { limit: fmtBytes(ctx.licenseBytes) }), code: 'COMMON_ERR_LICENSE_TOO_LARGE' }, status: 413 });
+          return render(request, reply, {
+            licenseError: { message: t(l, 'admin.upload.tooLarge', { limit: fmtBytes(ctx.licenseBytes) }), code: 'COMMON_ERR_LICENSE_TOO_LARGE' },
+            status: 413,
+          });
         }
         if (e.code === 'FST_INVALID_MULTIPART_CONTENT_TYPE') file = undefined;
         else throw err;
       }
-      if (!csrfMatches(request, csrf)) return reply.code(403).type('application/json').send({ code: 'SERVER_ERR_CSRF', message: 'CSRF token missing or wrong' });
-      if (!file || file.length === 0) return render(request, reply, { licenseError: { message: t(l, 'admin.license.noFile'), code: 'COMMON_ERR_LICENSE_MALFORMED' }, status: 400 });
+      if (!csrfMatches(request, csrf))
+        return reply.code(403).type('application/json').send({ code: 'SERVER_ERR_CSRF', message: 'CSRF token missing or wrong' });
+      if (!file || file.length === 0)
+        return render(request, reply, { licenseError: { message: t(l, 'admin.license.noFile'), code: 'COMMON_ERR_LICENSE_MALFORMED' }, status: 400 });
       const result = await applyUpload(deps.db, verifier, file, { actor, stage: 'preview' });
       if (!result.ok)
-        return render(request, reply, { licenseError: { message: t(l, `admin.license.err.${result.error.code}`), code: result.error.code }, status: result.error.status });
+        return render(request, reply, {
+          licenseError: { message: t(l, `admin.license.err.${result.error.code}`), code: result.error.code },
+          status: result.error.status,
+        });
       const body = html`<section class="card" id="license-preview-card"><h2>${t(l, 'admin.license.preview')}</h2>
         ${previewTable(l, result.preview)}
         <form method="post" action="/admin/settings/license/apply" id="license-apply">
@@ -229,9 +253,16 @@ export async function settingsPage(app: FastifyInstance, ctx: Ctx): Promise<void
     const bytes = /^[A-Za-z0-9+/]*={0,2}$/.test(raw) ? Buffer.from(raw, 'base64') : Buffer.alloc(0);
     const result = await applyUpload(deps.db, verifier, bytes, { actor: request.user?.username ?? null, stage: 'apply' });
     if (!result.ok)
-      return render(request, reply, { licenseError: { message: t(l, `admin.license.err.${result.error.code}`), code: result.error.code }, status: result.error.status });
+      return render(request, reply, {
+        licenseError: { message: t(l, `admin.license.err.${result.error.code}`), code: result.error.code },
+        status: result.error.status,
+      });
     const replies = await boosters.licenseChanged();
-    for (const r of replies.filter((x) => !x.ok)) deps.log.warn({ booster: r.url, status: r.status, error: r.error }, 'license-changed notice not accepted; that booster picks the license up on its next refresh');
+    for (const r of replies.filter((x) => !x.ok))
+      deps.log.warn(
+        { booster: r.url, status: r.status, error: r.error },
+        'license-changed notice not accepted; that booster picks the license up on its next refresh',
+      );
     return reply.redirect('/admin/settings?applied=1', 303);
   });
 }

@@ -1,9 +1,9 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Locale } from '../../types.js';
 import { html, type Raw } from '../../web/html.js';
 import { localeOf, t } from '../../web/i18n.js';
 import { renderPage } from '../../web/layout.js';
-import type { Locale } from '../../types.js';
 
 export type Form = Record<string, string | undefined>;
 
@@ -12,7 +12,16 @@ export function sendPage(request: FastifyRequest, reply: FastifyReply, opts: { t
     .code(opts.status ?? 200)
     .header('cache-control', 'no-store')
     .type('text/html; charset=utf-8')
-    .send(renderPage({ title: opts.title, user: request.user, locale: localeOf(request), body: opts.body, csrfToken: request.session?.csrfToken, notice: opts.notice }));
+    .send(
+      renderPage({
+        title: opts.title,
+        user: request.user,
+        locale: localeOf(request),
+        body: opts.body,
+        csrfToken: request.session?.csrfToken,
+        notice: opts.notice,
+      }),
+    );
 }
 
 /** The CSRF check for multipart forms, whose fields are read inside the handler (same rule as verifyCsrf). */
@@ -39,8 +48,10 @@ export function fmtBytes(n: number): string {
 }
 
 export function errorBox(message: string | undefined, code?: string): Raw | string {
-  return message ? html`<p class="error" role="alert" id="error" data-code="${code ?? ''}">${message}${code ? html` <small>(<code>${code}</code>)</small>` : ''}</p>` : '';
+  return message
+    ? html`<p class="error" role="alert" id="error" data-code="${code ?? ''}">${message}${code ? html` <small>(<code>${code}</code>)</small>` : ''}</p>`
+    : '';
 }
 
 export type { Locale };
-export { html, t, localeOf };
+export { html, localeOf, t };

@@ -122,7 +122,8 @@ export function checkDefinition(value: unknown): string[] {
         target(`${where}.onReject`, s.onReject, true);
         target(`${where}.onSendBack`, s.onSendBack, true);
         if (s.fields !== undefined) problems.push(...checkFieldDefs(s.fields).map((p) => `${where}.${p}`));
-        if (s.assignee !== undefined && (typeof s.assignee !== 'object' || s.assignee === null)) problems.push(`${where}.assignee must be {user} | {group} | {creator: true}`);
+        if (s.assignee !== undefined && (typeof s.assignee !== 'object' || s.assignee === null))
+          problems.push(`${where}.assignee must be {user} | {group} | {creator: true}`);
         break;
       case 'condition':
         if (!Array.isArray(s.branches)) problems.push(`${where}.branches must be a list of {when, next}`);
@@ -164,12 +165,14 @@ export function checkDefinition(value: unknown): string[] {
       }
       case 'timer':
         if (s.durationMs === undefined && s.untilField === undefined) problems.push(`${where} needs durationMs or untilField`);
-        if (s.durationMs !== undefined && (!Number.isInteger(s.durationMs) || (s.durationMs as number) < 0)) problems.push(`${where}.durationMs must be a non-negative integer`);
+        if (s.durationMs !== undefined && (!Number.isInteger(s.durationMs) || (s.durationMs as number) < 0))
+          problems.push(`${where}.durationMs must be a non-negative integer`);
         target(`${where}.next`, s.next);
         break;
       case 'end':
         ends++;
-        if (s.state !== undefined && !['completed', 'rejected', 'cancelled'].includes(String(s.state))) problems.push(`${where}.state must be completed, rejected or cancelled`);
+        if (s.state !== undefined && !['completed', 'rejected', 'cancelled'].includes(String(s.state)))
+          problems.push(`${where}.state must be completed, rejected or cancelled`);
         break;
       default:
         problems.push(`${where}.type must be one of ${STEP_KINDS.join(', ')}`);

@@ -29,8 +29,14 @@ export async function addHistory(
 ): Promise<void> {
   const helpers = getHelpers(trx);
   await trx('ticket_history').insert({
-    ticket_id: h.ticketId, step: h.step, action: h.action, actor_user_id: h.actorId, node_id: h.nodeId,
-    input: h.input === undefined ? null : JSON.stringify(h.input), output: h.output === undefined ? null : JSON.stringify(h.output), created_at: helpers.now(),
+    ticket_id: h.ticketId,
+    step: h.step,
+    action: h.action,
+    actor_user_id: h.actorId,
+    node_id: h.nodeId,
+    input: h.input === undefined ? null : JSON.stringify(h.input),
+    output: h.output === undefined ? null : JSON.stringify(h.output),
+    created_at: helpers.now(),
   });
 }
 
@@ -45,7 +51,12 @@ export async function moveTo(ctx: MoveContext, stepKey: string): Promise<{ state
   const step = def.steps[stepKey];
   if (!step) throw new Error(`flow has no step ${stepKey}`);
   const row: Record<string, unknown> = {
-    current_step: stepKey, data: JSON.stringify(ctx.data), updated_at: h.now(), row_version: trx.raw('row_version + 1'), assignee_user_id: null, assignee_group_id: null,
+    current_step: stepKey,
+    data: JSON.stringify(ctx.data),
+    updated_at: h.now(),
+    row_version: trx.raw('row_version + 1'),
+    assignee_user_id: null,
+    assignee_group_id: null,
   };
   let state: string;
   let stepId: number | undefined;

@@ -21,7 +21,10 @@ export async function flowsRoutes(app: FastifyInstance, opts: { db: Database; fl
   });
 
   app.post('/api/flows', { preHandler: [requireAdmin, verifyCsrf] }, async (request, reply) =>
-    idempotentWrite(db, request, reply, async (trx) => ({ status: 201, body: await flows.deploy(trx, (request.body ?? {}) as Record<string, unknown>, request.user!.id) })),
+    idempotentWrite(db, request, reply, async (trx) => ({
+      status: 201,
+      body: await flows.deploy(trx, (request.body ?? {}) as Record<string, unknown>, request.user!.id),
+    })),
   );
 
   app.post('/api/flows/validate', { preHandler: [requireAdmin] }, async (request) => {

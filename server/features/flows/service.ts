@@ -15,13 +15,18 @@ export function createFlowsService(deps: { store: FlowsStore }) {
       if (typeof input.flowKey !== 'string' || !FLOW_KEY.test(input.flowKey)) problems.push(`flowKey must match ${FLOW_KEY}`);
       if (typeof input.name !== 'string' || !input.name.trim() || input.name.length > 255) problems.push('name is required');
       if (typeof input.ticketPrefix !== 'string' || !PREFIX.test(input.ticketPrefix)) problems.push(`ticketPrefix must match ${PREFIX} (e.g. REQ)`);
-      if (input.slaHours !== undefined && input.slaHours !== null && (!Number.isInteger(input.slaHours) || (input.slaHours as number) <= 0)) problems.push('slaHours must be a positive integer');
+      if (input.slaHours !== undefined && input.slaHours !== null && (!Number.isInteger(input.slaHours) || (input.slaHours as number) <= 0))
+        problems.push('slaHours must be a positive integer');
       problems.push(...checkDefinition(input.definition).map((p) => `definition: ${p}`));
       if (problems.length) throw ServerErrors.SERVER_ERR_FLOW_INVALID(undefined, { problems });
       await store.ensureSequence(input.ticketPrefix as string);
       const r = await store.deploy(trx, {
-        flowKey: input.flowKey as string, name: (input.name as string).trim(), ticketPrefix: input.ticketPrefix as string,
-        slaHours: (input.slaHours as number | undefined) ?? null, definition: input.definition as FlowDefinition, actorId,
+        flowKey: input.flowKey as string,
+        name: (input.name as string).trim(),
+        ticketPrefix: input.ticketPrefix as string,
+        slaHours: (input.slaHours as number | undefined) ?? null,
+        definition: input.definition as FlowDefinition,
+        actorId,
       });
       return { flowKey: input.flowKey as string, ...r };
     },

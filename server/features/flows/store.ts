@@ -1,8 +1,8 @@
 import type { Knex } from 'knex';
 import { getHelpers } from '../../../common/db/helpers/index.js';
+import type { DbRecord } from '../../../common/db/row.js';
 import { ensureTicketSequence } from '../tickets/numbering.js';
 import type { FlowDefinition } from './definition.js';
-import type { DbRecord } from '../../../common/db/row.js';
 
 export interface FlowRow {
   id: number;
@@ -21,7 +21,12 @@ export interface FlowVersionRow {
 }
 
 const toFlow = (r: DbRecord): FlowRow => ({
-  id: Number(r.id), flowKey: r.flow_key, name: r.name, ticketPrefix: r.ticket_prefix, slaHours: r.sla_hours === null || r.sla_hours === undefined ? null : Number(r.sla_hours), latestVersion: Number(r.latest_version),
+  id: Number(r.id),
+  flowKey: r.flow_key,
+  name: r.name,
+  ticketPrefix: r.ticket_prefix,
+  slaHours: r.sla_hours === null || r.sla_hours === undefined ? null : Number(r.sla_hours),
+  latestVersion: Number(r.latest_version),
 });
 
 export function createFlowsStore(knex: Knex) {
@@ -66,22 +71,39 @@ export function createFlowsStore(knex: Knex) {
     },
     async versions(flowId: number): Promise<Array<{ id: number; version: number; createdAt: Date | null }>> {
       return (await knex('flow_versions').where({ flow_id: flowId }).orderBy('version', 'desc').select('id', 'version', 'created_at')).map((r) => ({
-        id: Number(r.id), version: Number(r.version), createdAt: h.toDate(r.created_at),
+        id: Number(r.id),
+        version: Number(r.version),
+        createdAt: h.toDate(r.created_at),
       }));
     },
     /** Creates the flow on first deploy, then adds version latest+1, in one transaction. */
-    async deploy(trx: Knex.Transaction, f: { flowKey: string; name: string; ticketPrefix: string; slaHours: number | null; definition: FlowDefinition; actorId: number | null }): Promise<{ flowId: number; version: number; versionId: number }> {
+    async deploy(
+      trx: Knex.Transaction,
+      f: { flowKey: string; name: string; ticketPrefix: string; slaHours: number | null; definition: FlowDefinition; actorId: number | null },
+    ): Promise<{ flowId: number; version: number; versionId: number }> {
       let flow = await trx('flows').where({ flow_key: f.flowKey }).forUpdate().first();
       if (!flow) {
         const id = await h.insertReturningId(trx, 'flows', {
-          flow_key: f.flowKey, name: f.name, ticket_prefix: f.ticketPrefix, sla_hours: f.slaHours, latest_version: 0, created_at: h.now(), updated_at: h.now(),
+          flow_key: f.flowKey,
+          name: f.name,
+          ticket_prefix: f.ticketPrefix,
+          sla_hours: f.slaHours,
+          latest_version: 0,
+          created_at: h.now(),
+          updated_at: h.now(),
         });
         flow = { id, latest_version: 0 };
       }
       const version = Number(flow.latest_version) + 1;
-      await trx('flows').where({ id: flow.id }).update({ name: f.name, ticket_prefix: f.ticketPrefix, sla_hours: f.slaHours, latest_version: version, updated_at: h.now() });
+      await trx('flows')
+        .where({ id: flow.id })
+        .update({ name: f.name, ticket_prefix: f.ticketPrefix, sla_hours: f.slaHours, latest_version: version, updated_at: h.now() });
       const versionId = await h.insertReturningId(trx, 'flow_versions', {
-        flow_id: flow.id, version, definition: JSON.stringify(f.definition), created_by: f.actorId, created_at: h.now(),
+        flow_id: flow.id,
+        version,
+        definition: JSON.stringify(f.definition),
+        created_by: f.actorId,
+        created_at: h.now(),
       });
       return { flowId: Number(flow.id), version, versionId };
     },

@@ -1,10 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Database } from '../../../common/db/create-database.js';
 import { isOmflowError } from '../../../common/errors.js';
+import { renderField } from '../../web/fields.js';
 import { html, type Raw } from '../../web/html.js';
 import { localeOf, t } from '../../web/i18n.js';
 import { renderPage } from '../../web/layout.js';
-import { renderField } from '../../web/fields.js';
 import type { FlowsService } from '../flows/service.js';
 import type { FlowsStore } from '../flows/store.js';
 import { requireAdmin, verifyCsrf } from '../users/guards.js';
@@ -18,10 +18,17 @@ type Body = Record<string, string | undefined>;
  * /admin/forms: flows and forms as JSON documents. Deploying validates everything and adds a
  * flow version; a form can be previewed (rendered as users will see it) before it is saved.
  */
-export async function formsPages(app: FastifyInstance, opts: { db: Database; forms: FormsService; flows: FlowsService; formsStore: FormsStore; flowsStore: FlowsStore }): Promise<void> {
+export async function formsPages(
+  app: FastifyInstance,
+  opts: { db: Database; forms: FormsService; flows: FlowsService; formsStore: FormsStore; flowsStore: FlowsStore },
+): Promise<void> {
   const { db, forms, flows, formsStore, flowsStore } = opts;
 
-  async function page(request: FastifyRequest, reply: FastifyReply, state: { flowJson?: string; formJson?: string; problems?: string[]; notice?: string; preview?: Raw; status?: number } = {}) {
+  async function page(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    state: { flowJson?: string; formJson?: string; problems?: string[]; notice?: string; preview?: Raw; status?: number } = {},
+  ) {
     const l = localeOf(request);
     const q = request.query as Body;
     const [flowList, formList] = await Promise.all([flowsStore.list(), formsStore.list()]);
@@ -30,12 +37,25 @@ export async function formsPages(app: FastifyInstance, opts: { db: Database; for
     if (flowJson === undefined && q.flow) {
       const f = await flowsStore.byKey(q.flow);
       const v = f ? await flowsStore.latestVersion(f.id) : null;
-      if (f) flowJson = JSON.stringify({ flowKey: f.flowKey, name: f.name, ticketPrefix: f.ticketPrefix, slaHours: f.slaHours, definition: v?.definition }, null, 2);
+      if (f)
+        flowJson = JSON.stringify({ flowKey: f.flowKey, name: f.name, ticketPrefix: f.ticketPrefix, slaHours: f.slaHours, definition: v?.definition }, null, 2);
     }
     let formJson = state.formJson;
     if (formJson === undefined && q.form) {
       const f = await formsStore.byKey(q.form);
-      if (f) formJson = JSON.stringify({ formKey: f.formKey, title: f.title, description: f.description, flowKey: f.flowId ? keyOf.get(f.flowId) : null, published: f.published, fields: f.fields }, null, 2);
+      if (f)
+        formJson = JSON.stringify(
+          {
+            formKey: f.formKey,
+            title: f.title,
+            description: f.description,
+            flowKey: f.flowId ? keyOf.get(f.flowId) : null,
+            published: f.published,
+            fields: f.fields,
+          },
+          null,
+          2,
+        );
     }
     const csrf = request.session?.csrfToken ?? '';
     const body = html`

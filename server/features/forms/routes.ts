@@ -5,7 +5,7 @@ import { idempotentWrite } from '../../http/idempotency.js';
 import type { FlowsStore } from '../flows/store.js';
 import { requireAdmin, requireUser, verifyCsrf } from '../users/guards.js';
 import type { FormsService } from './service.js';
-import type { FormsStore, FormRow } from './store.js';
+import type { FormRow, FormsStore } from './store.js';
 
 export function formView(f: FormRow, flowKey: string | null) {
   return { id: f.id, formKey: f.formKey, title: f.title, description: f.description, fields: f.fields, flowKey, published: f.published };

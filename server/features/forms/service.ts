@@ -19,8 +19,12 @@ export function createFormsService(deps: { store: FormsStore; flows: FlowsStore 
       if (!flow) problems.push('flowKey must name a deployed flow');
       if (problems.length) throw ServerErrors.SERVER_ERR_FLOW_INVALID('The form definition is invalid', { problems });
       const id = await store.upsert(trx, {
-        formKey: input.formKey as string, title: (input.title as string).trim(), description: typeof input.description === 'string' ? input.description : null,
-        fields: input.fields as FieldDef[], flowId: flow!.id, published: input.published !== false,
+        formKey: input.formKey as string,
+        title: (input.title as string).trim(),
+        description: typeof input.description === 'string' ? input.description : null,
+        fields: input.fields as FieldDef[],
+        flowId: flow!.id,
+        published: input.published !== false,
       });
       return { id, formKey: input.formKey as string };
     },

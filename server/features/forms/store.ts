@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { getHelpers } from '../../../common/db/helpers/index.js';
-import type { FieldDef } from './fields.js';
 import type { DbRecord } from '../../../common/db/row.js';
+import type { FieldDef } from './fields.js';
 
 export interface FormRow {
   id: number;
@@ -16,8 +16,13 @@ export interface FormRow {
 export function createFormsStore(knex: Knex) {
   const h = getHelpers(knex);
   const toForm = (r: DbRecord): FormRow => ({
-    id: Number(r.id), formKey: r.form_key, title: r.title, description: r.description ?? null, fields: h.fromJson<FieldDef[]>(r.fields) ?? [],
-    flowId: r.flow_id === null || r.flow_id === undefined ? null : Number(r.flow_id), published: h.toBool(r.published),
+    id: Number(r.id),
+    formKey: r.form_key,
+    title: r.title,
+    description: r.description ?? null,
+    fields: h.fromJson<FieldDef[]>(r.fields) ?? [],
+    flowId: r.flow_id === null || r.flow_id === undefined ? null : Number(r.flow_id),
+    published: h.toBool(r.published),
   });
   return {
     async list(opts: { publishedOnly?: boolean } = {}): Promise<FormRow[]> {
@@ -30,7 +35,10 @@ export function createFormsStore(knex: Knex) {
       return r ? toForm(r) : null;
     },
     /** The form with its flow's prefix, SLA and latest version number, in one round trip (ticket creation). */
-    async withFlow(formKey: string, db: Knex | Knex.Transaction = knex): Promise<(FormRow & { flow: { id: number; ticketPrefix: string; slaHours: number | null; latestVersion: number } | null }) | null> {
+    async withFlow(
+      formKey: string,
+      db: Knex | Knex.Transaction = knex,
+    ): Promise<(FormRow & { flow: { id: number; ticketPrefix: string; slaHours: number | null; latestVersion: number } | null }) | null> {
       const r = await db('forms as f')
         .leftJoin('flows as fl', 'fl.id', 'f.flow_id')
         .where('f.form_key', formKey)
@@ -39,7 +47,10 @@ export function createFormsStore(knex: Knex) {
       const form = toForm(r);
       return {
         ...form,
-        flow: form.flowId && r.fl_prefix ? { id: form.flowId, ticketPrefix: r.fl_prefix, slaHours: r.fl_sla == null ? null : Number(r.fl_sla), latestVersion: Number(r.fl_latest) } : null,
+        flow:
+          form.flowId && r.fl_prefix
+            ? { id: form.flowId, ticketPrefix: r.fl_prefix, slaHours: r.fl_sla == null ? null : Number(r.fl_sla), latestVersion: Number(r.fl_latest) }
+            : null,
       };
     },
     async byId(id: number): Promise<FormRow | null> {
@@ -47,7 +58,14 @@ export function createFormsStore(knex: Knex) {
       return r ? toForm(r) : null;
     },
     async upsert(trx: Knex.Transaction, f: Omit<FormRow, 'id'>): Promise<number> {
-      const row = { title: f.title, description: f.description, fields: JSON.stringify(f.fields), flow_id: f.flowId, published: f.published, updated_at: h.now() };
+      const row = {
+        title: f.title,
+        description: f.description,
+        fields: JSON.stringify(f.fields),
+        flow_id: f.flowId,
+        published: f.published,
+        updated_at: h.now(),
+      };
       const existing = await trx('forms').where({ form_key: f.formKey }).forUpdate().first('id');
       if (existing) {
         await trx('forms').where({ id: existing.id }).update(row);

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Database } from '../../../common/db/create-database.js';
-import { migrationStatus } from '../../../common/db/migrate.js';
 import { getHelpers } from '../../../common/db/helpers/index.js';
+import { migrationStatus } from '../../../common/db/migrate.js';
 import { ServerErrors } from '../../errors.js';
 import type { Runtime } from '../../runtime.js';
 
@@ -20,9 +20,14 @@ export async function healthRoutes(app: FastifyInstance, opts: { db: Database; r
   });
 
   app.get('/healthz', async () => ({
-    status: 'ok', nodeId: runtime.nodeId, version: runtime.version, draining: runtime.draining,
+    status: 'ok',
+    nodeId: runtime.nodeId,
+    version: runtime.version,
+    draining: runtime.draining,
     // The agent waits for in-flight work to reach zero before stopping a drained server.
-    inflight: Math.max(0, runtime.inflight - 1) /* not counting this probe */, runningSteps: runtime.runningSteps, eventLoopLagMs: runtime.eventLoopLagMs(),
+    inflight: Math.max(0, runtime.inflight - 1) /* not counting this probe */,
+    runningSteps: runtime.runningSteps,
+    eventLoopLagMs: runtime.eventLoopLagMs(),
   }));
 
   app.get('/readyz', async (_request, reply) => {
@@ -50,8 +55,11 @@ export async function healthRoutes(app: FastifyInstance, opts: { db: Database; r
     }
     if (result.ok && runtime.draining) result = { ok: false, reason: 'draining' };
     return reply.code(result.ok ? 200 : 503).send({
-      status: result.ok ? 'ready' : 'not-ready', ...(result.ok ? {} : { code: 'SERVER_ERR_NOT_READY', reason: result.reason, pending: result.pending }),
-      nodeId: runtime.nodeId, draining: runtime.draining, tookMs: Date.now() - started,
+      status: result.ok ? 'ready' : 'not-ready',
+      ...(result.ok ? {} : { code: 'SERVER_ERR_NOT_READY', reason: result.reason, pending: result.pending }),
+      nodeId: runtime.nodeId,
+      draining: runtime.draining,
+      tookMs: Date.now() - started,
     });
   });
 }

@@ -9,7 +9,15 @@ import type { StepRunner } from './runner.js';
  * steps to itself at epoch 0 without a leader lease. Several such servers on one database
  * are safe: each lease is a conditional UPDATE that only one of them wins.
  */
-export function createLocalDispatcher(deps: { db: Database; log: Logger; nodeId: string; runtime: Runtime; runner: StepRunner; leaseMs: number; pollMs: number }) {
+export function createLocalDispatcher(deps: {
+  db: Database;
+  log: Logger;
+  nodeId: string;
+  runtime: Runtime;
+  runner: StepRunner;
+  leaseMs: number;
+  pollMs: number;
+}) {
   const { db, log, nodeId, runtime, runner, leaseMs, pollMs } = deps;
   let stopped = true;
   let wake: (() => void) | null = null;

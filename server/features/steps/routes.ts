@@ -1,11 +1,11 @@
 import type { FastifyInstance } from 'fastify';
+import type { Database } from '../../../common/db/create-database.js';
 import { CommonErrors } from '../../../common/errors.js';
 import { clusterAuthError, ReplayGuard, verifyClusterRequest } from '../../../common/protocol/cluster-auth.js';
 import type { EpochFence } from '../../../common/protocol/epoch.js';
 import { SERVER_PATH } from '../../../common/protocol/headers.js';
 import { parseStepDispatch } from '../../../common/protocol/messages.js';
 import { markStepStarted, releaseStep } from '../../../common/protocol/steps.js';
-import type { Database } from '../../../common/db/create-database.js';
 import { ServerErrors } from '../../errors.js';
 import type { Runtime } from '../../runtime.js';
 import type { StepRunner } from './runner.js';
@@ -15,7 +15,10 @@ import type { StepRunner } from './runner.js';
  * Order matters: authenticate, then fence (a stale epoch changes nothing), then take the
  * step (markStepStarted: only while it is assigned to us at that epoch), then 202 and run.
  */
-export async function stepsRoutes(app: FastifyInstance, opts: { db: Database; secret: string; nodeId: string; fence: EpochFence; runtime: Runtime; runner: StepRunner }): Promise<void> {
+export async function stepsRoutes(
+  app: FastifyInstance,
+  opts: { db: Database; secret: string; nodeId: string; fence: EpochFence; runtime: Runtime; runner: StepRunner },
+): Promise<void> {
   const { db, secret, nodeId, fence, runtime, runner } = opts;
   // The signature covers the exact bytes: keep the raw body (this plugin's scope only).
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => done(null, body));
@@ -39,7 +42,8 @@ export async function stepsRoutes(app: FastifyInstance, opts: { db: Database; se
       await releaseStep(db.knex, { ...hold, delayMs: 0 });
       throw runtime.draining ? ServerErrors.SERVER_ERR_DRAINING() : ServerErrors.SERVER_ERR_STEP_CAPACITY();
     }
-    if (!(await markStepStarted(db.knex, { ...hold, leaseMs: d.leaseMs }))) throw ServerErrors.SERVER_ERR_STEP_NOT_HELD(undefined, { stepId: d.stepId, epoch: d.epoch });
+    if (!(await markStepStarted(db.knex, { ...hold, leaseMs: d.leaseMs })))
+      throw ServerErrors.SERVER_ERR_STEP_NOT_HELD(undefined, { stepId: d.stepId, epoch: d.epoch });
     runner.start({ stepId: d.stepId, epoch: d.epoch, leaseMs: d.leaseMs });
     return reply.code(202).send({ accepted: true, stepId: d.stepId, nodeId });
   });

@@ -3,7 +3,7 @@ import type { Logger } from '../../../common/log.js';
 import { completeStep, renewStepLease, type StepRow } from '../../../common/protocol/steps.js';
 import type { Runtime } from '../../runtime.js';
 import { evaluate, type FlowDefinition, type HttpStep, type StepDef } from '../flows/definition.js';
-import { TICKET_STATE, addHistory, moveTo } from '../flows/engine.js';
+import { addHistory, moveTo, TICKET_STATE } from '../flows/engine.js';
 import type { FlowsStore } from '../flows/store.js';
 import type { TicketsStore } from '../tickets/store.js';
 
@@ -103,7 +103,8 @@ export function createStepRunner(deps: {
     switch (step.type) {
       case 'condition': {
         for (let i = 0; i < step.branches.length; i++) {
-          if (await evaluate(step.branches[i].when, data)) return { outcome: 'done', next: step.branches[i].next, result: { branch: i, next: step.branches[i].next } };
+          if (await evaluate(step.branches[i].when, data))
+            return { outcome: 'done', next: step.branches[i].next, result: { branch: i, next: step.branches[i].next } };
         }
         return { outcome: 'done', next: step.default, result: { branch: 'default', next: step.default } };
       }
@@ -158,17 +159,24 @@ export function createStepRunner(deps: {
       await db.transaction(async (trx) => {
         // Ticket row first, then the step row: the same lock order as user actions (cancel), so no deadlock.
         const t = await tickets.byId(Number(row.ticket_id), trx, true);
-        if (!(await completeStep(trx, { ...h, outcome: effect.outcome, result: effect.result, error: effect.error }))) throw new LeaseLost('lease lost before commit');
+        if (!(await completeStep(trx, { ...h, outcome: effect.outcome, result: effect.result, error: effect.error })))
+          throw new LeaseLost('lease lost before commit');
         // Cancelled or moved on meanwhile: the step is finished, the ticket is left alone.
         if (!t || t.state !== TICKET_STATE.running || t.currentStep !== row.step_key || !def) return;
         const data = { ...t.data, ...(effect.set ?? {}) };
         await addHistory(trx, {
-          ticketId: t.id, step: row.step_key, action: effect.outcome === 'done' ? 'step.done' : 'step.failed', actorId: null, nodeId,
+          ticketId: t.id,
+          step: row.step_key,
+          action: effect.outcome === 'done' ? 'step.done' : 'step.failed',
+          actorId: null,
+          nodeId,
           output: { result: effect.result, error: effect.error, set: effect.set, stepId: hold.stepId, epoch: hold.epoch },
         });
         if (effect.next) await moveTo({ trx, ticketId: t.id, createdBy: t.createdBy, def, data, actorId: null, nodeId }, effect.next);
         else
-          await trx('tickets').where({ id: t.id }).update({ state: TICKET_STATE.failed, data: JSON.stringify(data), closed_at: trx.fn.now(), row_version: trx.raw('row_version + 1') });
+          await trx('tickets')
+            .where({ id: t.id })
+            .update({ state: TICKET_STATE.failed, data: JSON.stringify(data), closed_at: trx.fn.now(), row_version: trx.raw('row_version + 1') });
       });
       deps.onCommitted?.();
     } finally {
@@ -187,7 +195,8 @@ export function createStepRunner(deps: {
       runtime.runningSteps++;
       const done = runOnce(hold, controller)
         .catch((err) => {
-          if (err instanceof LeaseLost || controller.signal.aborted) log.warn({ stepId: hold.stepId, reason: String((err as Error)?.message ?? err) }, 'step abandoned: lease lost or stopping');
+          if (err instanceof LeaseLost || controller.signal.aborted)
+            log.warn({ stepId: hold.stepId, reason: String((err as Error)?.message ?? err) }, 'step abandoned: lease lost or stopping');
           else log.warn({ err, stepId: hold.stepId }, 'step run failed; the lease will lapse and it runs again');
         })
         .finally(() => {

@@ -28,7 +28,10 @@ export async function ensureTicketSequence(knex: Knex, prefix: string): Promise<
     await h.createSequence(knex, h.ticketSequenceName(prefix), Number(row.next_value));
   } catch (err) {
     // Two servers deploying the same new prefix at once: the loser's CREATE fails; the sequence exists.
-    await h.nextSequenceValue(knex, h.ticketSequenceName(prefix)).then(() => undefined, () => Promise.reject(err));
+    await h.nextSequenceValue(knex, h.ticketSequenceName(prefix)).then(
+      () => undefined,
+      () => Promise.reject(err),
+    );
   }
 }
 

@@ -1,10 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Database } from '../../../common/db/create-database.js';
 import { isOmflowError } from '../../../common/errors.js';
+import { fieldLabel, renderField } from '../../web/fields.js';
 import { html, type Raw } from '../../web/html.js';
 import { localeOf, t } from '../../web/i18n.js';
 import { renderPage } from '../../web/layout.js';
-import { fieldLabel, renderField } from '../../web/fields.js';
 import type { FormsStore } from '../forms/store.js';
 import { requireUser, verifyCsrf } from '../users/guards.js';
 import type { UsersStore } from '../users/store.js';
@@ -25,7 +25,10 @@ const CREATED = '\u0000created';
 const fmt = (d: Date | null) => (d ? `${d.toISOString().replace('T', ' ').slice(0, 16)} UTC` : '');
 
 /** User pages: form catalogue (/), raise a ticket, my tasks, ticket list, ticket detail with actions and history. */
-export async function ticketsPages(app: FastifyInstance, opts: { db: Database; tickets: TicketsService; forms: FormsStore; users: UsersStore; onCommitted: () => void }): Promise<void> {
+export async function ticketsPages(
+  app: FastifyInstance,
+  opts: { db: Database; tickets: TicketsService; forms: FormsStore; users: UsersStore; onCommitted: () => void },
+): Promise<void> {
   const { db, tickets, forms, users, onCommitted } = opts;
 
   function table(l: ReturnType<typeof localeOf>, items: TicketRow[]): Raw {
@@ -48,7 +51,13 @@ export async function ticketsPages(app: FastifyInstance, opts: { db: Database; t
     const form = await forms.byKey((request.params as { formKey: string }).formKey);
     if (!form?.published) return send(request, reply, t(l, 'error.notFound'), html``, 404);
     const body = html`<div class="card">${form.description ? html`<p class="muted">${form.description}</p>` : ''}
-      ${Object.keys(errors).length ? html`<p class="error" role="alert">${Object.keys(errors).map((k) => fieldLabel(form.fields.find((f) => f.key === k) ?? { key: k, label: k, type: 'text' }, l)).join(', ')}</p>` : ''}
+      ${
+        Object.keys(errors).length
+          ? html`<p class="error" role="alert">${Object.keys(errors)
+              .map((k) => fieldLabel(form.fields.find((f) => f.key === k) ?? { key: k, label: k, type: 'text' }, l))
+              .join(', ')}</p>`
+          : ''
+      }
       <form method="post" action="/forms/${form.formKey}/new" novalidate><input type="hidden" name="csrf" value="${request.session?.csrfToken ?? ''}">
       ${form.fields.map((f) => renderField(f, values[f.key], errors[f.key], l))}
       <p><button class="primary" type="submit">${t(l, 'ticket.submit')}</button></p></form></div>`;
@@ -73,7 +82,12 @@ export async function ticketsPages(app: FastifyInstance, opts: { db: Database; t
     const l = localeOf(request);
     const { page, pageSize } = paging(request);
     const r = await tickets.tasks(request.user!, page, pageSize);
-    return send(request, reply, t(l, 'tasks.title'), r.items.length ? html`<div class="card">${table(l, r.items)}</div>` : html`<p class="muted">${t(l, 'tasks.empty')}</p>`);
+    return send(
+      request,
+      reply,
+      t(l, 'tasks.title'),
+      r.items.length ? html`<div class="card">${table(l, r.items)}</div>` : html`<p class="muted">${t(l, 'tasks.empty')}</p>`,
+    );
   });
 
   app.get('/tickets', { preHandler: [requireUser] }, async (request, reply) => {
@@ -92,7 +106,15 @@ export async function ticketsPages(app: FastifyInstance, opts: { db: Database; t
     return send(request, reply, t(l, 'tickets.title'), body);
   });
 
-  async function detailPage(request: FastifyRequest, reply: FastifyReply, id: number, errors: Record<string, string> = {}, values: Body = {}, status = 200, notice?: string) {
+  async function detailPage(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    id: number,
+    errors: Record<string, string> = {},
+    values: Body = {},
+    status = 200,
+    notice?: string,
+  ) {
     const l = localeOf(request);
     let d: Awaited<ReturnType<TicketsService['detail']>>;
     try {

@@ -13,7 +13,10 @@ export function paging(request: FastifyRequest): { page: number; pageSize: numbe
 }
 
 /** Ticket API: raise from a form, read with history, list/search, act, comment, my tasks. */
-export async function ticketsRoutes(app: FastifyInstance, opts: { db: Database; tickets: TicketsService; forms: FormsStore; onCommitted: () => void }): Promise<void> {
+export async function ticketsRoutes(
+  app: FastifyInstance,
+  opts: { db: Database; tickets: TicketsService; forms: FormsStore; onCommitted: () => void },
+): Promise<void> {
   const { db, tickets, forms, onCommitted } = opts;
 
   app.post('/api/forms/:formKey/tickets', { preHandler: [requireUser, verifyCsrf] }, async (request, reply) => {
@@ -28,7 +31,14 @@ export async function ticketsRoutes(app: FastifyInstance, opts: { db: Database; 
     const q = request.query as Record<string, string | undefined>;
     const { page, pageSize } = paging(request);
     const form = q.formKey ? await forms.byKey(q.formKey) : null;
-    const r = await tickets.list(request.user!, { state: q.state || undefined, q: q.q || undefined, formId: form?.id ?? (q.formKey ? -1 : undefined), mine: q.mine === 'true', page, pageSize });
+    const r = await tickets.list(request.user!, {
+      state: q.state || undefined,
+      q: q.q || undefined,
+      formId: form?.id ?? (q.formKey ? -1 : undefined),
+      mine: q.mine === 'true',
+      page,
+      pageSize,
+    });
     return { ...r, page, pageSize };
   });
 
@@ -36,7 +46,10 @@ export async function ticketsRoutes(app: FastifyInstance, opts: { db: Database; 
 
   app.post('/api/tickets/:id/actions', { preHandler: [requireUser, verifyCsrf] }, async (request, reply) => {
     const id = Number((request.params as { id: string }).id);
-    const r = await idempotentWrite(db, request, reply, async (trx) => ({ status: 200, body: await tickets.act(trx, id, request.user!, (request.body ?? {}) as Record<string, unknown>) }));
+    const r = await idempotentWrite(db, request, reply, async (trx) => ({
+      status: 200,
+      body: await tickets.act(trx, id, request.user!, (request.body ?? {}) as Record<string, unknown>),
+    }));
     onCommitted();
     return r;
   });
@@ -44,7 +57,10 @@ export async function ticketsRoutes(app: FastifyInstance, opts: { db: Database; 
   app.post('/api/tickets/:id/comments', { preHandler: [requireUser, verifyCsrf] }, async (request, reply) => {
     const id = Number((request.params as { id: string }).id);
     const comment = (request.body as { body?: unknown } | undefined)?.body;
-    return idempotentWrite(db, request, reply, async (trx) => ({ status: 201, body: await tickets.act(trx, id, request.user!, { action: 'comment', comment }) }));
+    return idempotentWrite(db, request, reply, async (trx) => ({
+      status: 201,
+      body: await tickets.act(trx, id, request.user!, { action: 'comment', comment }),
+    }));
   });
 
   app.get('/api/tasks', { preHandler: [requireUser] }, async (request) => {

@@ -1,9 +1,9 @@
 import type { Knex } from 'knex';
 import { ServerErrors } from '../../errors.js';
 import type { AuthUser } from '../../types.js';
-import type { FlowsStore } from '../flows/store.js';
-import { FINAL_STATES, TICKET_STATE, addHistory, moveTo } from '../flows/engine.js';
 import type { FormStep } from '../flows/definition.js';
+import { addHistory, FINAL_STATES, moveTo, TICKET_STATE } from '../flows/engine.js';
+import type { FlowsStore } from '../flows/store.js';
 import { checkValues, type FieldDef } from '../forms/fields.js';
 import type { FormsStore } from '../forms/store.js';
 import type { UsersStore } from '../users/store.js';
@@ -20,7 +20,12 @@ export interface TicketSummary {
   currentStep: string | null;
 }
 
-const summary = (t: Pick<TicketRow, 'id' | 'number'>, state: string, currentStep: string | null): TicketSummary => ({ id: t.id, number: t.number, state, currentStep });
+const summary = (t: Pick<TicketRow, 'id' | 'number'>, state: string, currentStep: string | null): TicketSummary => ({
+  id: t.id,
+  number: t.number,
+  state,
+  currentStep,
+});
 
 export function createTicketsService(deps: { store: TicketsStore; forms: FormsStore; flows: FlowsStore; users: UsersStore; nodeId: string }) {
   const { store, forms, flows, users, nodeId } = deps;
@@ -55,12 +60,36 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
       const flow = form.flow;
       const version = await flows.versionOf(flow.id, flow.latestVersion, trx);
       if (!version) throw ServerErrors.SERVER_ERR_CONFLICT(`Form ${formKey} has no deployed flow`);
-      const title = typeof input.title === 'string' && input.title.trim() ? input.title.trim() : typeof values.title === 'string' && values.title ? values.title : form.title;
+      const title =
+        typeof input.title === 'string' && input.title.trim()
+          ? input.title.trim()
+          : typeof values.title === 'string' && values.title
+            ? values.title
+            : form.title;
       // A sequence value: taken without waiting on other creations (see numbering.ts).
       const number = await nextTicketNumber(trx, flow.ticketPrefix);
-      const id = await store.insert(trx, { number, formId: form.id, flowVersionId: version.id, title, data: values, createdBy: user?.id ?? null, slaHours: flow.slaHours });
-      await addHistory(trx, { ticketId: id, step: null, action: 'create', actorId: user?.id ?? null, nodeId, input: values, output: { flowVersion: version.version } });
-      const moved = await moveTo({ trx, ticketId: id, createdBy: user?.id ?? null, def: version.definition, data: values, actorId: user?.id ?? null, nodeId }, version.definition.start);
+      const id = await store.insert(trx, {
+        number,
+        formId: form.id,
+        flowVersionId: version.id,
+        title,
+        data: values,
+        createdBy: user?.id ?? null,
+        slaHours: flow.slaHours,
+      });
+      await addHistory(trx, {
+        ticketId: id,
+        step: null,
+        action: 'create',
+        actorId: user?.id ?? null,
+        nodeId,
+        input: values,
+        output: { flowVersion: version.version },
+      });
+      const moved = await moveTo(
+        { trx, ticketId: id, createdBy: user?.id ?? null, def: version.definition, data: values, actorId: user?.id ?? null, nodeId },
+        version.definition.start,
+      );
       return summary({ id, number }, moved.state, moved.stepKey);
     },
 
@@ -84,7 +113,15 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
       if (action === 'cancel') {
         if (user.role !== 'admin' && t.createdBy !== user.id) throw ServerErrors.SERVER_ERR_FORBIDDEN();
         await trx('steps').where({ ticket_id: t.id }).whereIn('state', ['ready', 'assigned']).update({ state: 'cancelled', lease_expires_at: null });
-        await trx('tickets').where({ id: t.id }).update({ state: TICKET_STATE.cancelled, closed_at: trx.fn.now(), row_version: trx.raw('row_version + 1'), assignee_user_id: null, assignee_group_id: null });
+        await trx('tickets')
+          .where({ id: t.id })
+          .update({
+            state: TICKET_STATE.cancelled,
+            closed_at: trx.fn.now(),
+            row_version: trx.raw('row_version + 1'),
+            assignee_user_id: null,
+            assignee_group_id: null,
+          });
         await addHistory(trx, { ticketId: t.id, step: t.currentStep, action: 'cancel', actorId: user.id, nodeId, input: comment ? { comment } : undefined });
         return summary(t, TICKET_STATE.cancelled, t.currentStep);
       }
@@ -105,7 +142,15 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
       ctx.data = { ...t.data, ...values };
       if (!next) {
         // Reject without onReject: close as rejected.
-        await trx('tickets').where({ id: t.id }).update({ state: TICKET_STATE.rejected, closed_at: trx.fn.now(), row_version: trx.raw('row_version + 1'), assignee_user_id: null, assignee_group_id: null });
+        await trx('tickets')
+          .where({ id: t.id })
+          .update({
+            state: TICKET_STATE.rejected,
+            closed_at: trx.fn.now(),
+            row_version: trx.raw('row_version + 1'),
+            assignee_user_id: null,
+            assignee_group_id: null,
+          });
         return summary(t, TICKET_STATE.rejected, t.currentStep);
       }
       const moved = await moveTo(ctx, next);
@@ -116,14 +161,25 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
       const t = await store.byId(id);
       if (!t || !(await canSee(user, t))) throw ServerErrors.SERVER_ERR_NOT_FOUND('No such ticket');
       const [history, comments, form, version] = await Promise.all([
-        store.history(id), store.comments(id), forms.byId(t.formId), t.flowVersionId ? flows.version(t.flowVersionId) : Promise.resolve(null),
+        store.history(id),
+        store.comments(id),
+        forms.byId(t.formId),
+        t.flowVersionId ? flows.version(t.flowVersionId) : Promise.resolve(null),
       ]);
       const step = version && t.currentStep ? version.definition.steps[t.currentStep] : undefined;
       return {
         ...t,
         formKey: form?.formKey ?? null,
         flowVersion: version?.version ?? null,
-        step: step ? { key: t.currentStep, type: step.type, title: step.type === 'form' ? (step.title ?? t.currentStep) : t.currentStep, fields: step.type === 'form' ? (step.fields ?? []) : [], canSendBack: step.type === 'form' && !!step.onSendBack } : null,
+        step: step
+          ? {
+              key: t.currentStep,
+              type: step.type,
+              title: step.type === 'form' ? (step.title ?? t.currentStep) : t.currentStep,
+              fields: step.type === 'form' ? (step.fields ?? []) : [],
+              canSendBack: step.type === 'form' && !!step.onSendBack,
+            }
+          : null,
         canAct: t.state === TICKET_STATE.open && (await canAct(user, t)),
         history,
         comments,
@@ -137,7 +193,11 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
     },
 
     async tasks(user: AuthUser, page = 1, pageSize = 50) {
-      return store.list({ assignedTo: { userId: user.id, groupIds: await users.groupIdsOf(user.id), includeUnassigned: user.role === 'admin' }, page, pageSize });
+      return store.list({
+        assignedTo: { userId: user.id, groupIds: await users.groupIdsOf(user.id), includeUnassigned: user.role === 'admin' },
+        page,
+        pageSize,
+      });
     },
   };
 }

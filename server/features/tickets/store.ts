@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
-import type { DbRecord } from '../../../common/db/row.js';
 import { getHelpers } from '../../../common/db/helpers/index.js';
+import type { DbRecord } from '../../../common/db/row.js';
 
 export interface TicketRow {
   id: number;
@@ -35,11 +35,22 @@ export interface TicketFilter {
 export function createTicketsStore(knex: Knex) {
   const h = getHelpers(knex);
   const toTicket = (r: DbRecord): TicketRow => ({
-    id: Number(r.id), number: r.ticket_no, formId: Number(r.form_id), flowVersionId: r.flow_version_id == null ? null : Number(r.flow_version_id),
-    title: r.title, state: r.state, currentStep: r.current_step ?? null,
-    assigneeUserId: r.assignee_user_id == null ? null : Number(r.assignee_user_id), assigneeGroupId: r.assignee_group_id == null ? null : Number(r.assignee_group_id),
-    data: h.fromJson<Record<string, unknown>>(r.data) ?? {}, createdBy: r.created_by == null ? null : Number(r.created_by), rowVersion: Number(r.row_version),
-    dueAt: h.toDate(r.due_at), closedAt: h.toDate(r.closed_at), createdAt: h.toDate(r.created_at), updatedAt: h.toDate(r.updated_at),
+    id: Number(r.id),
+    number: r.ticket_no,
+    formId: Number(r.form_id),
+    flowVersionId: r.flow_version_id == null ? null : Number(r.flow_version_id),
+    title: r.title,
+    state: r.state,
+    currentStep: r.current_step ?? null,
+    assigneeUserId: r.assignee_user_id == null ? null : Number(r.assignee_user_id),
+    assigneeGroupId: r.assignee_group_id == null ? null : Number(r.assignee_group_id),
+    data: h.fromJson<Record<string, unknown>>(r.data) ?? {},
+    createdBy: r.created_by == null ? null : Number(r.created_by),
+    rowVersion: Number(r.row_version),
+    dueAt: h.toDate(r.due_at),
+    closedAt: h.toDate(r.closed_at),
+    createdAt: h.toDate(r.created_at),
+    updatedAt: h.toDate(r.updated_at),
   });
 
   function applyFilter(q: Knex.QueryBuilder, f: TicketFilter): Knex.QueryBuilder {
@@ -63,11 +74,31 @@ export function createTicketsStore(knex: Knex) {
 
   return {
     toTicket,
-    async insert(trx: Knex.Transaction, t: { number: string; formId: number; flowVersionId: number; title: string; data: Record<string, unknown>; createdBy: number | null; slaHours: number | null }): Promise<number> {
+    async insert(
+      trx: Knex.Transaction,
+      t: {
+        number: string;
+        formId: number;
+        flowVersionId: number;
+        title: string;
+        data: Record<string, unknown>;
+        createdBy: number | null;
+        slaHours: number | null;
+      },
+    ): Promise<number> {
       return h.insertReturningId(trx, 'tickets', {
-        ticket_no: t.number, form_id: t.formId, flow_version_id: t.flowVersionId, title: t.title.slice(0, 255), state: 'running', current_step: null,
-        data: JSON.stringify(t.data), created_by: t.createdBy, row_version: 1, due_at: t.slaHours ? h.nowPlusMs(t.slaHours * 3600_000) : null,
-        created_at: h.now(), updated_at: h.now(),
+        ticket_no: t.number,
+        form_id: t.formId,
+        flow_version_id: t.flowVersionId,
+        title: t.title.slice(0, 255),
+        state: 'running',
+        current_step: null,
+        data: JSON.stringify(t.data),
+        created_by: t.createdBy,
+        row_version: 1,
+        due_at: t.slaHours ? h.nowPlusMs(t.slaHours * 3600_000) : null,
+        created_at: h.now(),
+        updated_at: h.now(),
       });
     },
     async byId(id: number, db: Knex | Knex.Transaction = knex, lock = false): Promise<TicketRow | null> {
@@ -86,13 +117,22 @@ export function createTicketsStore(knex: Knex) {
     },
     async history(ticketId: number) {
       return (await knex('ticket_history').where({ ticket_id: ticketId }).orderBy('id')).map((r) => ({
-        id: Number(r.id), step: r.step ?? null, action: r.action, actorUserId: r.actor_user_id == null ? null : Number(r.actor_user_id), nodeId: r.node_id ?? null,
-        input: h.fromJson(r.input), output: h.fromJson(r.output), createdAt: h.toDate(r.created_at),
+        id: Number(r.id),
+        step: r.step ?? null,
+        action: r.action,
+        actorUserId: r.actor_user_id == null ? null : Number(r.actor_user_id),
+        nodeId: r.node_id ?? null,
+        input: h.fromJson(r.input),
+        output: h.fromJson(r.output),
+        createdAt: h.toDate(r.created_at),
       }));
     },
     async comments(ticketId: number) {
       return (await knex('ticket_comments').where({ ticket_id: ticketId }).orderBy('id')).map((r) => ({
-        id: Number(r.id), userId: r.user_id == null ? null : Number(r.user_id), body: r.body, createdAt: h.toDate(r.created_at),
+        id: Number(r.id),
+        userId: r.user_id == null ? null : Number(r.user_id),
+        body: r.body,
+        createdAt: h.toDate(r.created_at),
       }));
     },
     async addComment(trx: Knex.Transaction, ticketId: number, userId: number | null, body: string): Promise<number> {

@@ -1,9 +1,9 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
 import { timingSafeEqual } from 'node:crypto';
-import { ServerErrors } from '../../errors.js';
-import { renderPage } from '../../web/layout.js';
-import { localeOf, t } from '../../web/i18n.js';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { OmflowError } from '../../../common/errors.js';
+import { ServerErrors } from '../../errors.js';
+import { localeOf, t } from '../../web/i18n.js';
+import { renderPage } from '../../web/layout.js';
 
 /**
  * preHandlers for routes. API paths (/api/...) answer JSON errors {code, message};

@@ -4,7 +4,7 @@ import { ServerErrors } from '../../errors.js';
 import { html } from '../../web/html.js';
 import { localeOf, t } from '../../web/i18n.js';
 import { renderPage } from '../../web/layout.js';
-import { SESSION_COOKIE, requireAdmin, requireUser, verifyCsrf } from './guards.js';
+import { requireAdmin, requireUser, SESSION_COOKIE, verifyCsrf } from './guards.js';
 import type { UsersService } from './service.js';
 import type { UsersStore } from './store.js';
 
@@ -38,7 +38,9 @@ export async function usersPages(app: FastifyInstance, opts: { users: UsersServi
       <p><button class="primary" type="submit">${t(l, 'login.submit')}</button></p></form></div>`;
   }
 
-  app.get('/login', async (request, reply) => page(request, reply, t(localeOf(request), 'login.title'), loginForm(request, safeNext((request.query as Body).next))));
+  app.get('/login', async (request, reply) =>
+    page(request, reply, t(localeOf(request), 'login.title'), loginForm(request, safeNext((request.query as Body).next))),
+  );
 
   app.post('/login', async (request, reply) => {
     const b = (request.body ?? {}) as Body;
@@ -108,8 +110,15 @@ export async function usersPages(app: FastifyInstance, opts: { users: UsersServi
     const l = localeOf(request);
     try {
       if (b.op === 'update-user')
-        await users.updateUser(Number(b.id), { role: b.role, locale: b.locale, disabled: b.disabled === 'on', unlock: b.unlock === 'on', password: b.password ? b.password : undefined });
-      else if (b.op === 'create-user') await users.createUser({ username: b.username, displayName: b.displayName, password: b.password, role: b.role, locale: b.locale });
+        await users.updateUser(Number(b.id), {
+          role: b.role,
+          locale: b.locale,
+          disabled: b.disabled === 'on',
+          unlock: b.unlock === 'on',
+          password: b.password ? b.password : undefined,
+        });
+      else if (b.op === 'create-user')
+        await users.createUser({ username: b.username, displayName: b.displayName, password: b.password, role: b.role, locale: b.locale });
       else if (b.op === 'create-group') {
         if (!b.name || (await store.groupByName(b.name))) throw ServerErrors.SERVER_ERR_VALIDATION(undefined, { fields: { name: 'unique' } });
         await store.createGroup(b.name, null);
@@ -118,7 +127,11 @@ export async function usersPages(app: FastifyInstance, opts: { users: UsersServi
     } catch (err) {
       if (!isOmflowError(err)) throw err;
       const fields = (err.details as { fields?: Record<string, string> } | undefined)?.fields;
-      const msg = fields ? Object.entries(fields).map(([f, c]) => `${f}: ${t(l, `error.${c}`)}`).join(' ') : err.message;
+      const msg = fields
+        ? Object.entries(fields)
+            .map(([f, c]) => `${f}: ${t(l, `error.${c}`)}`)
+            .join(' ')
+        : err.message;
       return adminUsersPage(request, reply, undefined, msg, err.status);
     }
   });

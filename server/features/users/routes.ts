@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { ServerErrors } from '../../errors.js';
 import type { Database } from '../../../common/db/create-database.js';
+import { ServerErrors } from '../../errors.js';
 import { idempotentWrite } from '../../http/idempotency.js';
 import { requireAdmin, requireUser, verifyCsrf } from './guards.js';
 import type { UsersService } from './service.js';
@@ -34,7 +34,11 @@ export async function usersRoutes(app: FastifyInstance, opts: { db: Database; us
   // Everyone may list users (user fields, assignees); e-mail addresses and account state only for admins.
   app.get('/api/users', { preHandler: [requireUser] }, async (request) => ({
     items: (await store.list()).map((u) => ({
-      id: u.id, username: u.username, displayName: u.displayName, role: u.role, locale: u.locale,
+      id: u.id,
+      username: u.username,
+      displayName: u.displayName,
+      role: u.role,
+      locale: u.locale,
       ...(request.user!.role === 'admin' ? { disabled: u.disabled, email: u.email } : {}),
     })),
   }));
@@ -42,7 +46,10 @@ export async function usersRoutes(app: FastifyInstance, opts: { db: Database; us
     idempotentWrite(db, request, reply, async (trx) => ({ status: 201, body: await users.createUser((request.body ?? {}) as Body, trx) })),
   );
   app.patch('/api/users/:id', { preHandler: [requireAdmin, verifyCsrf] }, async (request, reply) =>
-    idempotentWrite(db, request, reply, async (trx) => ({ status: 200, body: await users.updateUser(Number((request.params as { id: string }).id), (request.body ?? {}) as Body, trx) })),
+    idempotentWrite(db, request, reply, async (trx) => ({
+      status: 200,
+      body: await users.updateUser(Number((request.params as { id: string }).id), (request.body ?? {}) as Body, trx),
+    })),
   );
 
   app.get('/api/groups', { preHandler: [requireUser] }, async () => ({ items: await store.groups() }));

@@ -3,7 +3,7 @@ import { ServerErrors } from '../../errors.js';
 import type { AuthSession, AuthUser, Locale, Role } from '../../types.js';
 import { SETTING, type SettingsStore } from '../settings/store.js';
 import { DUMMY_HASH, hashPassword, newToken, sha256Hex, verifyPassword } from './passwords.js';
-import type { UsersStore, UserRow } from './store.js';
+import type { UserRow, UsersStore } from './store.js';
 
 const USERNAME = /^[A-Za-z0-9._@-]{1,128}$/;
 
@@ -83,7 +83,12 @@ export function createUsersService(deps: { store: UsersStore; settings: Settings
 
     async createApiToken(userId: number, name: string, days?: number): Promise<{ id: number; token: string }> {
       const token = `omf_${newToken()}`;
-      const id = await store.createApiToken({ userId, name: name.slice(0, 128) || 'token', tokenHash: sha256Hex(token), ttlMs: days ? days * 86_400_000 : undefined });
+      const id = await store.createApiToken({
+        userId,
+        name: name.slice(0, 128) || 'token',
+        tokenHash: sha256Hex(token),
+        ttlMs: days ? days * 86_400_000 : undefined,
+      });
       return { id, token };
     },
 
@@ -91,14 +96,17 @@ export function createUsersService(deps: { store: UsersStore; settings: Settings
       const fields = checkNewUser(input);
       if (Object.keys(fields).length) throw ServerErrors.SERVER_ERR_VALIDATION(undefined, { fields });
       if (await store.byUsername(String(input.username), db)) throw ServerErrors.SERVER_ERR_VALIDATION(undefined, { fields: { username: 'unique' } });
-      const id = await store.create({
-        username: String(input.username),
-        displayName: String(input.displayName).trim(),
-        email: typeof input.email === 'string' && input.email ? input.email : null,
-        passwordHash: await hashPassword(String(input.password)),
-        role: (input.role as Role) ?? 'user',
-        locale: (input.locale as Locale) ?? 'en',
-      }, db);
+      const id = await store.create(
+        {
+          username: String(input.username),
+          displayName: String(input.displayName).trim(),
+          email: typeof input.email === 'string' && input.email ? input.email : null,
+          passwordHash: await hashPassword(String(input.password)),
+          role: (input.role as Role) ?? 'user',
+          locale: (input.locale as Locale) ?? 'en',
+        },
+        db,
+      );
       return publicUser((await store.byId(id, db))!);
     },
 
@@ -106,15 +114,19 @@ export function createUsersService(deps: { store: UsersStore; settings: Settings
       const fields = checkNewUser(input, true);
       delete fields.username;
       if (Object.keys(fields).length) throw ServerErrors.SERVER_ERR_VALIDATION(undefined, { fields });
-      const ok = await store.update(id, {
-        displayName: typeof input.displayName === 'string' ? input.displayName.trim() : undefined,
-        email: typeof input.email === 'string' ? input.email : undefined,
-        role: input.role as Role | undefined,
-        locale: input.locale as Locale | undefined,
-        disabled: typeof input.disabled === 'boolean' ? input.disabled : undefined,
-        unlock: input.unlock === true,
-        passwordHash: typeof input.password === 'string' ? await hashPassword(input.password) : undefined,
-      }, db);
+      const ok = await store.update(
+        id,
+        {
+          displayName: typeof input.displayName === 'string' ? input.displayName.trim() : undefined,
+          email: typeof input.email === 'string' ? input.email : undefined,
+          role: input.role as Role | undefined,
+          locale: input.locale as Locale | undefined,
+          disabled: typeof input.disabled === 'boolean' ? input.disabled : undefined,
+          unlock: input.unlock === true,
+          passwordHash: typeof input.password === 'string' ? await hashPassword(input.password) : undefined,
+        },
+        db,
+      );
       if (!ok) throw ServerErrors.SERVER_ERR_NOT_FOUND('No such user');
       return publicUser((await store.byId(id, db))!);
     },

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { getHelpers } from '../../../common/db/helpers/index.js';
-import type { AuthUser, Locale, Role } from '../../types.js';
 import type { DbRecord } from '../../../common/db/row.js';
+import type { AuthUser, Locale, Role } from '../../types.js';
 
 export interface UserRow extends AuthUser {
   email: string | null;
@@ -44,13 +44,28 @@ export function createUsersStore(knex: Knex) {
     async list(): Promise<UserRow[]> {
       return (await knex('users').orderBy('username')).map((r) => toUser(knex, r));
     },
-    async create(u: { username: string; displayName: string; email?: string | null; passwordHash: string; role: Role; locale: Locale }, db: Knex | Knex.Transaction = knex): Promise<number> {
+    async create(
+      u: { username: string; displayName: string; email?: string | null; passwordHash: string; role: Role; locale: Locale },
+      db: Knex | Knex.Transaction = knex,
+    ): Promise<number> {
       return h.insertReturningId(db, 'users', {
-        username: u.username, display_name: u.displayName, email: u.email ?? null, password_hash: u.passwordHash, role: u.role, locale: u.locale,
-        disabled: false, failed_logins: 0, created_at: h.now(), updated_at: h.now(),
+        username: u.username,
+        display_name: u.displayName,
+        email: u.email ?? null,
+        password_hash: u.passwordHash,
+        role: u.role,
+        locale: u.locale,
+        disabled: false,
+        failed_logins: 0,
+        created_at: h.now(),
+        updated_at: h.now(),
       });
     },
-    async update(id: number, patch: Partial<{ displayName: string; email: string | null; passwordHash: string; role: Role; locale: Locale; disabled: boolean; unlock: boolean }>, db: Knex | Knex.Transaction = knex): Promise<boolean> {
+    async update(
+      id: number,
+      patch: Partial<{ displayName: string; email: string | null; passwordHash: string; role: Role; locale: Locale; disabled: boolean; unlock: boolean }>,
+      db: Knex | Knex.Transaction = knex,
+    ): Promise<boolean> {
       const row: Record<string, unknown> = { updated_at: h.now() };
       if (patch.displayName !== undefined) row.display_name = patch.displayName;
       if (patch.email !== undefined) row.email = patch.email;
@@ -66,8 +81,13 @@ export function createUsersStore(knex: Knex) {
     },
     /** Counts a failure; locks the account for `lockMs` when it reaches `maxFailures`. True when it locked now. */
     async recordFailure(id: number, maxFailures: number, lockMs: number): Promise<boolean> {
-      await knex('users').where({ id }).update({ failed_logins: knex.raw('failed_logins + 1') });
-      const n = await knex('users').where({ id }).andWhere('failed_logins', '>=', Math.max(1, maxFailures)).update({ failed_logins: 0, locked_until: h.nowPlusMs(lockMs) });
+      await knex('users')
+        .where({ id })
+        .update({ failed_logins: knex.raw('failed_logins + 1') });
+      const n = await knex('users')
+        .where({ id })
+        .andWhere('failed_logins', '>=', Math.max(1, maxFailures))
+        .update({ failed_logins: 0, locked_until: h.nowPlusMs(lockMs) });
       return Number(n) === 1;
     },
     async recordSuccess(id: number): Promise<void> {
@@ -79,7 +99,9 @@ export function createUsersStore(knex: Knex) {
       const groups = await knex('user_groups').orderBy('name');
       const members = await knex('group_members').select('group_id', 'user_id');
       return groups.map((g) => ({
-        id: Number(g.id), name: g.name, description: g.description ?? null,
+        id: Number(g.id),
+        name: g.name,
+        description: g.description ?? null,
         members: members.filter((m) => Number(m.group_id) === Number(g.id)).map((m) => Number(m.user_id)),
       }));
     },
@@ -104,7 +126,12 @@ export function createUsersStore(knex: Knex) {
     // ---- sessions (sessions.token_hash = sha256(token)) ----
     async createSession(s: { tokenHash: string; userId: number; csrfToken: string; ttlMs: number }): Promise<void> {
       await knex('sessions').insert({
-        token_hash: s.tokenHash, user_id: s.userId, csrf_token: s.csrfToken, created_at: h.now(), last_seen_at: h.now(), expires_at: h.nowPlusMs(s.ttlMs),
+        token_hash: s.tokenHash,
+        user_id: s.userId,
+        csrf_token: s.csrfToken,
+        created_at: h.now(),
+        last_seen_at: h.now(),
+        expires_at: h.nowPlusMs(s.ttlMs),
       });
     },
     /** A live session and its user in one round trip (every authenticated request does this). */
@@ -118,7 +145,9 @@ export function createUsersStore(knex: Knex) {
     },
     /** Sliding expiry. */
     async touchSession(tokenHash: string, ttlMs: number): Promise<void> {
-      await knex('sessions').where({ token_hash: tokenHash }).update({ last_seen_at: h.now(), expires_at: h.nowPlusMs(ttlMs) });
+      await knex('sessions')
+        .where({ token_hash: tokenHash })
+        .update({ last_seen_at: h.now(), expires_at: h.nowPlusMs(ttlMs) });
     },
     async deleteSession(tokenHash: string): Promise<void> {
       await knex('sessions').where({ token_hash: tokenHash }).delete();
@@ -130,7 +159,11 @@ export function createUsersStore(knex: Knex) {
     // ---- API tokens ----
     async createApiToken(t: { userId: number; name: string; tokenHash: string; ttlMs?: number }): Promise<number> {
       return h.insertReturningId(knex, 'api_tokens', {
-        user_id: t.userId, name: t.name, token_hash: t.tokenHash, created_at: h.now(), expires_at: t.ttlMs ? h.nowPlusMs(t.ttlMs) : null,
+        user_id: t.userId,
+        name: t.name,
+        token_hash: t.tokenHash,
+        created_at: h.now(),
+        expires_at: t.ttlMs ? h.nowPlusMs(t.ttlMs) : null,
       });
     },
     async findApiToken(tokenHash: string): Promise<{ id: number; userId: number; expiresAt: Date | null } | null> {

@@ -26,7 +26,9 @@ export class MssqlHelpers extends DialectHelpers {
 
   // No CREATE SEQUENCE IF NOT EXISTS in T-SQL; NEXT VALUE FOR replaces nextval().
   override async createSequence(db: Knex, name: string, start: number): Promise<void> {
-    await db.raw(`IF OBJECT_ID(N'${this.seq(name)}', N'SO') IS NULL EXEC(N'CREATE SEQUENCE ${this.seq(name)} AS BIGINT START WITH ${this.startValue(start)} INCREMENT BY 1')`);
+    await db.raw(
+      `IF OBJECT_ID(N'${this.seq(name)}', N'SO') IS NULL EXEC(N'CREATE SEQUENCE ${this.seq(name)} AS BIGINT START WITH ${this.startValue(start)} INCREMENT BY 1')`,
+    );
   }
 
   override async nextSequenceValue(db: Knex | Knex.Transaction, name: string): Promise<number> {

@@ -50,7 +50,9 @@ export class MysqlHelpers extends DialectHelpers {
   // InnoDB hands out auto-increment values under a statement-long mutex, not the row lock, keeps
   // them on rollback, and (MySQL 8, MariaDB 10.2.4+) across restarts. One tiny row per ticket.
   override async createSequence(db: Knex, name: string, start: number): Promise<void> {
-    await db.raw(`CREATE TABLE IF NOT EXISTS ${this.seq(name)} (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY) ENGINE=InnoDB AUTO_INCREMENT=${this.startValue(start)}`);
+    await db.raw(
+      `CREATE TABLE IF NOT EXISTS ${this.seq(name)} (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY) ENGINE=InnoDB AUTO_INCREMENT=${this.startValue(start)}`,
+    );
   }
 
   override async nextSequenceValue(db: Knex | Knex.Transaction, name: string): Promise<number> {

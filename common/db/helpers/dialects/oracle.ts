@@ -28,7 +28,9 @@ export class OracleHelpers extends DialectHelpers {
   // No IF NOT EXISTS before 23c: ORA-00955 (name already used) means it exists. ORDER keeps
   // values increasing across RAC instances.
   override async createSequence(db: Knex, name: string, start: number): Promise<void> {
-    await db.raw(`BEGIN EXECUTE IMMEDIATE 'CREATE SEQUENCE ${this.seq(name)} START WITH ${this.startValue(start)} ORDER'; EXCEPTION WHEN OTHERS THEN IF SQLCODE != -955 THEN RAISE; END IF; END;`);
+    await db.raw(
+      `BEGIN EXECUTE IMMEDIATE 'CREATE SEQUENCE ${this.seq(name)} START WITH ${this.startValue(start)} ORDER'; EXCEPTION WHEN OTHERS THEN IF SQLCODE != -955 THEN RAISE; END IF; END;`,
+    );
   }
 
   override async nextSequenceValue(db: Knex | Knex.Transaction, name: string): Promise<number> {
