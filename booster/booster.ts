@@ -7,6 +7,7 @@ import type { clusterArea } from '../common/config/areas/cluster.js';
 import type { AreaValues } from '../common/config/define.js';
 import { createDatabase, type Database, type DatabaseConfig } from '../common/db/create-database.js';
 import { createLogger, type Logger } from '../common/log.js';
+import { signClusterRequest } from '../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH, HEADER, SERVER_PATH } from '../common/protocol/headers.js';
 import { Admission } from './admission.js';
 import { createControlPlane } from './control-plane.js';
@@ -92,7 +93,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     selfUrl: () => selfUrl,
     peerUrl: cfg.peerUrl ?? null,
     db: dbSignal,
-    probePeer: cfg.peerUrl ? () => probePeer(cfg.peerUrl!, cfg.probeTimeoutMs) : null,
+    probePeer: cfg.peerUrl ? () => probePeer(cfg.peerUrl!, cfg.probeTimeoutMs, secret, nodeId) : null,
   });
   const isActive = () => leadership.role === 'active';
   /** Leader-only writes (events, drains, dispatch) need a confirmed lease, not just the active role. */
@@ -361,9 +362,11 @@ function createFrontServer(
 }
 
 /** Peer probe of `/_booster/active`: 200 is "active", a 503 naming role standby is "standby", anything else no answer. */
-async function probePeer(peerUrl: string, timeoutMs: number): Promise<PeerAnswer> {
+async function probePeer(peerUrl: string, timeoutMs: number, secret: string, nodeId: string): Promise<PeerAnswer> {
   try {
-    const r = await fetch(peerUrl + BOOSTER_PATH.active, { signal: AbortSignal.timeout(timeoutMs) });
+    // Signed, so the peer adds its role and epoch to the open yes-or-no answer.
+    const headers = signClusterRequest(secret, nodeId, 'GET', BOOSTER_PATH.active);
+    const r = await fetch(peerUrl + BOOSTER_PATH.active, { headers, signal: AbortSignal.timeout(timeoutMs) });
     const body = (await r.json().catch(() => ({}))) as { role?: unknown; epoch?: unknown };
     const epoch = typeof body.epoch === 'number' ? body.epoch : 0;
     if (r.status === 200 && body.role === 'active') return { state: 'active', epoch };

@@ -81,7 +81,10 @@ export function createControlPlane(core: ControlCore) {
           // X-Booster-Active is what a standby's data-plane 503 says anyway.
           const active = core.role() === 'active';
           const to = active ? null : core.activeUrl();
-          return json(res, active ? 200 : 503, { active }, to ? { [HEADER.active]: to } : undefined);
+          // A signed probe (the peer booster) also learns role and epoch; anyone else only yes or no.
+          const peer = req.headers[HEADER.clusterSignature] !== undefined && (await endpoint.authorizeRead(req).then(() => true, () => false));
+          const body = peer ? { active, role: core.role(), epoch: core.epoch() } : { active };
+          return json(res, active ? 200 : 503, body, to ? { [HEADER.active]: to } : undefined);
         }
       }
       if (path === BOOSTER_PATH.status || path === BOOSTER_PATH.metrics || path === BOOSTER_PATH.events) await endpoint.authorizeRead(req);

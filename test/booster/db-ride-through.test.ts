@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { enqueueSteps, type FixtureServer, freePort, SECRET, startFixtureServer, until } from './fixtures.js';
@@ -93,10 +94,20 @@ function startBoosterProcess(env: Record<string, string>, out: string[]): ChildP
   return child;
 }
 
+/** A signed read of the control plane (status, metrics need credentials). */
+function signedGet(url: string, path: string, timeoutMs = 1000): Promise<Response> {
+  return fetch(url + path, { headers: signClusterRequest(SECRET, 'ride-through-test', 'GET', path), signal: AbortSignal.timeout(timeoutMs) });
+}
+
+/** `/_booster/active`'s status code, with the epoch and node id from the signed status. */
 async function activeStatus(url: string): Promise<{ status: number; epoch: number; nodeId: string } | null> {
   try {
     const r = await fetch(url + BOOSTER_PATH.active, { signal: AbortSignal.timeout(500) });
-    const body = (await r.json()) as { epoch: number; nodeId: string };
+    await r.arrayBuffer();
+    // The status view reads the database: during an outage only the role is known.
+    const body = (await signedGet(url, BOOSTER_PATH.status, 500)
+      .then((s) => s.json())
+      .catch(() => ({ epoch: Number.NaN, nodeId: '' }))) as { epoch: number; nodeId: string };
     return { status: r.status, epoch: body.epoch, nodeId: body.nodeId };
   } catch {
     return null;
@@ -104,7 +115,7 @@ async function activeStatus(url: string): Promise<{ status: number; epoch: numbe
 }
 
 async function metric(url: string, name: string): Promise<number> {
-  const text = await (await fetch(url + BOOSTER_PATH.metrics)).text();
+  const text = await (await signedGet(url, BOOSTER_PATH.metrics)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${name} `));
   return line ? Number(line.split(' ')[1]) : Number.NaN;
 }
