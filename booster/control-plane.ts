@@ -82,7 +82,12 @@ export function createControlPlane(core: ControlCore) {
           const active = core.role() === 'active';
           const to = active ? null : core.activeUrl();
           // A signed probe (the peer booster) also learns role and epoch; anyone else only yes or no.
-          const peer = req.headers[HEADER.clusterSignature] !== undefined && (await endpoint.authorizeRead(req).then(() => true, () => false));
+          const peer =
+            req.headers[HEADER.clusterSignature] !== undefined &&
+            (await endpoint.authorizeRead(req).then(
+              () => true,
+              () => false,
+            ));
           const body = peer ? { active, role: core.role(), epoch: core.epoch() } : { active };
           return json(res, active ? 200 : 503, body, to ? { [HEADER.active]: to } : undefined);
         }
