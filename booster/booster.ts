@@ -7,7 +7,7 @@ import type { clusterArea } from '../common/config/areas/cluster.js';
 import type { AreaValues } from '../common/config/define.js';
 import { createDatabase, type Database, type DatabaseConfig } from '../common/db/create-database.js';
 import { createLogger, type Logger } from '../common/log.js';
-import { signClusterRequest } from '../common/protocol/cluster-auth.js';
+import { audienceOf, signClusterRequest } from '../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH, HEADER, SERVER_PATH } from '../common/protocol/headers.js';
 import { Admission } from './admission.js';
 import { createControlPlane } from './control-plane.js';
@@ -365,7 +365,7 @@ function createFrontServer(
 async function probePeer(peerUrl: string, timeoutMs: number, secret: string, nodeId: string): Promise<PeerAnswer> {
   try {
     // Signed, so the peer adds its role and epoch to the open yes-or-no answer.
-    const headers = signClusterRequest(secret, nodeId, 'GET', BOOSTER_PATH.active);
+    const headers = signClusterRequest(secret, nodeId, 'GET', BOOSTER_PATH.active, '', Date.now(), { audience: audienceOf(peerUrl) });
     const r = await fetch(peerUrl + BOOSTER_PATH.active, { headers, signal: AbortSignal.timeout(timeoutMs) });
     const body = (await r.json().catch(() => ({}))) as { role?: unknown; epoch?: unknown };
     const epoch = typeof body.epoch === 'number' ? body.epoch : 0;
