@@ -28,7 +28,9 @@ async function callLocalAgent(ctx: CliContext, method: 'GET' | 'POST', path: str
   try {
     const res = await fetch(base + path, {
       method,
-      headers: { 'content-type': 'application/json', ...signClusterRequest(c.cluster.secret, c.cluster.nodeId, method, path, body, Date.now(), { audience: audienceOf(base) }),
+      headers: {
+        'content-type': 'application/json',
+        ...signClusterRequest(c.cluster.secret, c.cluster.nodeId, method, path, body, Date.now(), { audience: audienceOf(base) }),
       },
       body,
       signal: AbortSignal.timeout(5000),

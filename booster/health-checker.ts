@@ -52,12 +52,12 @@ export class HealthChecker {
         void this.#check(e, checkReady)
           .catch(() => false)
           .then((readyAsked) => {
-          d.busy = false;
-          const t = this.clock();
-          const settling = this.table.changing(e) || this.table.readinessSettling(e);
-          d.health = t + (settling ? this.opts.healthFastIntervalMs : this.opts.healthIntervalMs);
-          if (readyAsked) d.ready = t + (this.table.readinessSettling(e) ? this.opts.healthFastIntervalMs : this.opts.readyIntervalMs);
-        });
+            d.busy = false;
+            const t = this.clock();
+            const settling = this.table.changing(e) || this.table.readinessSettling(e);
+            d.health = t + (settling ? this.opts.healthFastIntervalMs : this.opts.healthIntervalMs);
+            if (readyAsked) d.ready = t + (this.table.readinessSettling(e) ? this.opts.healthFastIntervalMs : this.opts.readyIntervalMs);
+          });
       }
     }
   }

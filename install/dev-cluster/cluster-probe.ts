@@ -63,7 +63,10 @@ export async function probePair(boosterUrls: string[], secret: string, nodeId = 
   }
   let serversUp: string[] = [];
   if (activeUrl) {
-    const res = await get(activeUrl + BOOSTER_PATH.status, signClusterRequest(secret, nodeId, 'GET', BOOSTER_PATH.status, '', Date.now(), { audience: audienceOf(activeUrl) }));
+    const res = await get(
+      activeUrl + BOOSTER_PATH.status,
+      signClusterRequest(secret, nodeId, 'GET', BOOSTER_PATH.status, '', Date.now(), { audience: audienceOf(activeUrl) }),
+    );
     if (res?.status === 200) {
       try {
         serversUp = serversUpIn(JSON.parse(res.body));

@@ -36,7 +36,10 @@ export async function stepsRoutes(
 
   app.post(SERVER_PATH.dispatchStep, async (request, reply) => {
     const raw = typeof request.body === 'string' ? request.body : '';
-    const auth = verifyClusterRequest(secret, { method: request.method, path: request.url, headers: request.headers, body: raw }, Date.now(), { replay, audiences: opts.audiences?.() });
+    const auth = verifyClusterRequest(secret, { method: request.method, path: request.url, headers: request.headers, body: raw }, Date.now(), {
+      replay,
+      audiences: opts.audiences?.(),
+    });
     if (!auth.ok) throw clusterAuthError(auth.reason);
     let parsed: unknown;
     try {
