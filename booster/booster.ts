@@ -8,7 +8,7 @@ import type { AreaValues } from '../common/config/define.js';
 import { createDatabase, type Database, type DatabaseConfig } from '../common/db/create-database.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { audienceOf, signClusterRequest } from '../common/protocol/cluster-auth.js';
-import { BOOSTER_PATH, HEADER, SERVER_PATH } from '../common/protocol/headers.js';
+import { BOOSTER_PATH, HEADER } from '../common/protocol/headers.js';
 import { Admission } from './admission.js';
 import { createControlPlane } from './control-plane.js';
 import { QueryOutcomeAvailability } from './db-reachability.js';
