@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Booster, createBooster } from '../../booster/booster.js';
-import { createFrontDoor } from '../../booster/front-door.js';
+import { createFrontDoor, H2_MAX_CONCURRENT_STREAMS } from '../../booster/front-door.js';
 import { createLogger } from '../../common/log.js';
 import { createClusterClient } from '../../common/protocol/cluster-client.js';
 import { BOOSTER_PATH } from '../../common/protocol/headers.js';
@@ -333,7 +333,7 @@ describe('booster over TLS', () => {
     expect(seenPrints.size).toBeGreaterThanOrEqual(2);
   });
 
-  it('accepts the operator token over HTTPS and HTTP/2 only; plain HTTP on the same port keeps signed cluster calls', async () => {
+  it('accepts the operator token over HTTPS and HTTP/2 only; plain HTTP on the same port keeps signed cluster calls; h2 streams are bounded', async () => {
     const pem = makeCert();
     const token = 'operator-token-tls-0123456789abcdef';
     const b = await tlsBooster('tls-token', install('token', pem), { OMFLOW_BOOSTER_OPERATOR_TOKEN: token });
@@ -366,6 +366,9 @@ describe('booster over TLS', () => {
     expect(overHttps).toBe(200);
     const session = h2connect(b.https, { ca: pem.cert });
     cleanups.push(async () => session.close());
+    await new Promise<void>((resolve) => session.once('remoteSettings', () => resolve()));
+    // An HTTP/2 client may not open more than this many streams at once (Node's default is 2^32-1).
+    expect(session.remoteSettings.maxConcurrentStreams).toBe(H2_MAX_CONCURRENT_STREAMS);
     const s = session.request({ ':path': BOOSTER_PATH.metrics, ...auth });
     const status = await new Promise<number>((resolve, reject) => {
       s.on('response', (h) => resolve(Number(h[':status'])));
