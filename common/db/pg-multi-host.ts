@@ -83,7 +83,9 @@ export function useHostSelector(knex: Knex, selector: PgHostSelector): void {
   const client = knex.client as unknown as PgKnexClient;
   client._acquireOnlyConnection = () =>
     selector.connect((host, port) => {
-      const conn = new client.driver.Client({ ...client.connectionSettings, host, port });
+      // knex keeps the password as a hidden (non-enumerable) property: a spread would drop it.
+      const settings = client.connectionSettings;
+      const conn = new client.driver.Client({ ...settings, password: settings.password, host, port });
       const marked = conn as pg.Client & { __knex__disposed?: unknown };
       conn.on('error', (err) => {
         marked.__knex__disposed = err;
