@@ -79,6 +79,8 @@ export class Supervisor {
   private consecutive = { quick: 0, deep: 0 };
   private recoveries: number[] = [];
   private lastDeep = 0;
+  /** The last deep check said: database unreachable, for the agent too (ADR 0009). */
+  private waitingForDatabase = false;
   private chain: Promise<unknown> = Promise.resolve();
   private busy = 0;
   private closed = false;
@@ -268,6 +270,7 @@ export class Supervisor {
       await sleep(Math.min(200, Math.max(10, deadline - Date.now())));
     }
     this.consecutive = { quick: 0, deep: 0 };
+    this.waitingForDatabase = false;
     this.lastDeep = Date.now();
     if (this.state !== 'patching') this.transition('running', version);
   }
@@ -384,14 +387,17 @@ export class Supervisor {
       // Within OMFLOW_DB_OUTAGE_GRACE_MS the server answers 200 anyway; after it, 503 with this code.
       if (deep.result !== 'ok' && this.noteDatabase(deep) && this.databaseDownForAgentToo()) {
         this.consecutive.deep = 0;
+        this.waitingForDatabase = true;
         const downS = Math.round(Number(deep.body?.dbDownMs ?? 0) / 1000);
         this.transition('degraded', `database unreachable for ${downS} s; the server reconnects by itself (no restart)`);
         return;
       }
+      this.waitingForDatabase = false;
       if (deep.result !== 'ok') return this.fail(`deep check: ${deep.status ?? deep.error}`, false, 'deep');
       this.consecutive.deep = 0;
     }
-    if (this.state === 'degraded') this.transition('running', this.version ?? undefined);
+    // Degraded for the database stays so until a deep check passes again.
+    if (this.state === 'degraded' && !this.waitingForDatabase) this.transition('running', this.version ?? undefined);
   }
 
   /**

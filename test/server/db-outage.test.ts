@@ -130,7 +130,11 @@ describe('a 3 s database outage under a real agent and app server', () => {
       expect(first.tookMs).toBeLessThan(5000);
 
       // Once the server knows, requests are refused without touching the pool at all.
-      await waitFor(async () => (await call(`${base}/healthz`)).body.database === 'unreachable', { timeoutMs: 2500, intervalMs: 50, what: 'server sees the outage' });
+      await waitFor(async () => (await call(`${base}/healthz`)).body.database === 'unreachable', {
+        timeoutMs: 2500,
+        intervalMs: 50,
+        what: 'server sees the outage',
+      });
       const fast = await call(`${base}/api/tickets`, { headers: auth });
       expect(fast.status).toBe(503);
       expect(fast.body).toMatchObject({ code: 'SERVER_ERR_DB_UNAVAILABLE' });
@@ -208,7 +212,10 @@ describe('a step in flight when the database goes away runs to completion exactl
     // The external system of the http step: answers when the test says so.
     hook = createServer((req, res) => {
       req.resume();
-      calls.push({ key: req.headers['idempotency-key'] as string | undefined, answer: () => void (res.headersSent || res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}')) });
+      calls.push({
+        key: req.headers['idempotency-key'] as string | undefined,
+        answer: () => void (res.headersSent || res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}')),
+      });
     });
     await new Promise<void>((r) => hook.listen(0, '127.0.0.1', () => r()));
     srv = await startServerProcess({
