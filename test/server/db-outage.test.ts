@@ -121,6 +121,8 @@ describe('a 3 s database outage under a real agent and app server', () => {
 
     relay.cut();
     const cutAt = Date.now();
+    let firstMs = 0;
+    let fastMs = 0;
     try {
       // The first request finds its pooled connection dead and a new one refused: a 503 at once.
       const first = await call(`${base}/api/tickets`, { headers: auth });
@@ -128,6 +130,7 @@ describe('a 3 s database outage under a real agent and app server', () => {
       expect(first.body.code).toBe('SERVER_ERR_DB_UNAVAILABLE');
       expect(first.headers.get('retry-after')).toBe('2');
       expect(first.tookMs).toBeLessThan(5000);
+      firstMs = first.tookMs;
 
       // Once the server knows, requests are refused without touching the pool at all.
       await waitFor(async () => (await call(`${base}/healthz`)).body.database === 'unreachable', {
@@ -140,6 +143,7 @@ describe('a 3 s database outage under a real agent and app server', () => {
       expect(fast.body).toMatchObject({ code: 'SERVER_ERR_DB_UNAVAILABLE' });
       expect(fast.headers.get('retry-after')).toBe('2');
       expect(fast.tookMs).toBeLessThan(2000);
+      fastMs = fast.tookMs;
 
       // A browser gets a page that says what happened.
       const page = await call(`${base}/tickets`, { headers: { ...auth, accept: 'text/html' } });
@@ -160,6 +164,7 @@ describe('a 3 s database outage under a real agent and app server', () => {
     } finally {
       relay.restore();
     }
+    const restoredAt = Date.now();
 
     // Back: the pool reconnects by itself, same process.
     await waitFor(async () => (await call(`${base}/api/tickets`, { headers: auth })).status === 200, {
@@ -167,6 +172,7 @@ describe('a 3 s database outage under a real agent and app server', () => {
       intervalMs: 100,
       what: 'requests succeed again',
     });
+    const backMs = Date.now() - restoredAt;
     expect(serverPid(node)).toBe(pid);
     expect(isAlive(pid)).toBe(true);
     expect((await call(`${base}/readyz`)).body).toMatchObject({ status: 'ready' });
@@ -184,6 +190,11 @@ describe('a 3 s database outage under a real agent and app server', () => {
       timeoutMs: 10_000,
       what: 'reachable-again lines',
     });
+    const serverDownMs = linesWith(serverLog(), 'database reachable again')[0]?.downMs;
+    const agentDownMs = linesWith(node.proc.output(), 'database reachable again')[0]?.downMs;
+    console.log(
+      `outage ${OUTAGE_MS} ms: first 503 in ${firstMs} ms, known-outage 503 in ${fastMs} ms, back after restore in ${backMs} ms; downMs server ${serverDownMs}, agent ${agentDownMs}`,
+    );
     for (const [who, log] of [
       ['server', serverLog()],
       ['agent', node.proc.output()],
