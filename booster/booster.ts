@@ -210,6 +210,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     activeUrl: () => leadership.activeUrl,
     status: view.status,
     async metrics() {
+      await workers?.collect();
       for (const e of table.list) metrics.inflight.labels(e.id).set(e.inflight);
       return { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() };
     },
@@ -219,6 +220,8 @@ export function createBooster(deps: BoosterDeps): Booster {
       leadership.noteEpoch(hb.epochSeen);
       const e = await sync.heartbeat(hb);
       if (e && isActive() && table.stepRoom(e) > 0) dispatcher.poke();
+      // The server's reported load (and any state it changed) reaches every worker before the reply.
+      await workers?.synced(200);
     },
     agentReport: (r) => sync.agentReport(r),
     async drain(id, draining, reason) {
@@ -229,7 +232,10 @@ export function createBooster(deps: BoosterDeps): Booster {
     },
     leaseNotHeld: () => isActive() && !holdsLease(),
     agentUrls: () => table.list.map((e) => e.agentUrl).filter((u): u is string => !!u),
-    licenseChanged: () => gate.refresh(),
+    async licenseChanged() {
+      await gate.refresh();
+      await workers?.synced();
+    },
     stepsReady: () => {
       if (isActive()) dispatcher.poke();
     },

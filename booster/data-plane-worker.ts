@@ -42,12 +42,16 @@ export type ToWorker =
       type: 'init';
       index: number;
       workers: number;
+      /** The port to share (never 0: see DataPlaneWorkers.start). */
+      port: number;
       config: { cluster: ClusterConfig; booster: BoosterConfig };
       /** The leader's loopback listener for /_booster/. */
       controlUrl: string;
       state: WorkerState;
     }
   | { type: 'state'; state: WorkerState; ack: boolean }
+  /** Report now (a metrics scrape wants every worker's counts). */
+  | { type: 'report' }
   | { type: 'stop' };
 
 export type FromWorker =
@@ -185,8 +189,7 @@ export function startDataPlaneWorker(init: Extract<ToWorker, { type: 'init' }>, 
     setInterval(() => admission.refillFloor(), 1000),
   ];
 
-  // The configured port even when it is 0: node:cluster shares one handle per (address, port) as asked.
-  server.listen(cfg.port, cfg.host, () => send({ type: 'listening', port: (server.address() as AddressInfo).port }));
+  server.listen(init.port, cfg.host, () => send({ type: 'listening', port: (server.address() as AddressInfo).port }));
 
   let resolveStopped: () => void = () => {};
   const stopped = new Promise<void>((r) => (resolveStopped = r));
@@ -216,6 +219,8 @@ export function startDataPlaneWorker(init: Extract<ToWorker, { type: 'init' }>, 
         state = m.state;
         table.mirror(state.table);
         if (m.ack) send({ type: 'ack', seq: state.seq });
+      } else if (m.type === 'report') {
+        void report();
       } else if (m.type === 'stop' && !stopping) {
         stop().catch((err) => log.error({ err }, 'data-plane worker stop failed'));
       }

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import type { boosterArea } from '../common/config/areas/booster.js';
 import type { clusterArea } from '../common/config/areas/cluster.js';
 import type { AreaValues } from '../common/config/define.js';
+import { freePort } from '../common/free-port.js';
 import type { Logger } from '../common/log.js';
 import type { FromWorker, ToWorker, WorkerState } from './data-plane-worker.js';
 import type { BoosterMetrics } from './metrics.js';
@@ -39,6 +40,8 @@ interface Slot {
   ready: boolean;
   listening: boolean;
   ackedSeq: number;
+  /** Reports received (collect() waits for one more from each). */
+  reports: number;
   inflight: Map<string, number>;
   startedAt: number;
 }
@@ -69,10 +72,11 @@ export class DataPlaneWorkers {
     // Once set (first fork or setupPrimary) the policy is frozen for the process; every booster here wants the same.
     cluster.schedulingPolicy = cluster.SCHED_NONE;
     cluster.setupPrimary({ exec: ENTRY, execArgv: ENTRY.endsWith('.ts') ? ['--import', 'tsx'] : [], args: [] });
-    // The first worker binds the port (0: the kernel picks one); the others take the same one.
-    this.#fork(0);
-    await this.#whenListening(1);
-    for (let i = 1; i < this.#d.count; i++) this.#fork(i);
+    // node:cluster shares one socket per (address, port) asked for, across every booster of this
+    // process: two boosters asking for port 0 would share one. So port 0 becomes a concrete free
+    // port first (tests and dev only; a real booster has its port).
+    if (this.#port === 0) this.#port = await freePort(this.#d.config.booster.host);
+    for (let i = 0; i < this.#d.count; i++) this.#fork(i);
     await this.#whenListening(this.#d.count);
     return this.#port;
   }
@@ -102,7 +106,7 @@ export class DataPlaneWorkers {
 
   #fork(index: number): void {
     const worker = cluster.fork();
-    const slot: Slot = { index, worker, ready: false, listening: false, ackedSeq: 0, inflight: new Map(), startedAt: Date.now() };
+    const slot: Slot = { index, worker, ready: false, listening: false, ackedSeq: 0, reports: 0, inflight: new Map(), startedAt: Date.now() };
     this.#slots.set(index, slot);
     worker.on('message', (m: FromWorker) => this.#onMessage(slot, m));
     worker.on('error', (err) => this.#d.log.warn({ err, worker: index }, 'data-plane worker channel error'));
@@ -119,6 +123,7 @@ export class DataPlaneWorkers {
           type: 'init',
           index: slot.index,
           workers: this.#d.count,
+          port: this.#port,
           config: this.#d.config,
           controlUrl: this.#d.controlUrl(),
           state: { seq: this.#seq, ...this.#d.state() },
@@ -141,6 +146,8 @@ export class DataPlaneWorkers {
         return;
       }
       case 'report':
+        slot.reports++;
+        for (const w of [...this.#ackWaiters]) w();
         slot.inflight = new Map(m.inflight);
         for (const [id] of m.inflight) table.setInflight(id, this.#inflightOf(id));
         for (const [id, d] of m.stats) metrics.statsOf(id).add(d);
@@ -203,19 +210,35 @@ export class DataPlaneWorkers {
    */
   synced(timeoutMs = 1000): Promise<void> {
     const seq = this.#broadcast(true);
+    return this.#waitFor(() => {
+      for (const s of this.#slots.values()) if (s.listening && s.ackedSeq < seq) return false;
+      return true;
+    }, timeoutMs);
+  }
+
+  /** Asks every worker for its counts now; resolves once each answered (or after `timeoutMs`). */
+  collect(timeoutMs = 250): Promise<void> {
+    const want = new Map<Slot, number>();
+    for (const s of this.#slots.values()) {
+      if (!s.listening) continue;
+      want.set(s, s.reports + 1);
+      this.#send(s, { type: 'report' });
+    }
+    return this.#waitFor(() => [...want].every(([s, n]) => s.reports >= n || this.#slots.get(s.index) !== s), timeoutMs);
+  }
+
+  #waitFor(done: () => boolean, timeoutMs: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, timeoutMs);
-      const waiter = () => {
-        for (const s of this.#slots.values()) if (s.listening && s.ackedSeq < seq) return;
-        done();
-      };
-      function done() {
+      const finish = () => {
         clearTimeout(timer);
-        waiters.delete(waiter);
+        this.#ackWaiters.delete(waiter);
         resolve();
-      }
-      const waiters = this.#ackWaiters;
-      waiters.add(waiter);
+      };
+      const waiter = () => {
+        if (done()) finish();
+      };
+      const timer = setTimeout(finish, timeoutMs);
+      this.#ackWaiters.add(waiter);
       waiter();
     });
   }
