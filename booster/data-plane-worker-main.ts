@@ -19,4 +19,7 @@ process.on('message', (m: ToWorker) => {
   void running.stopped.then(() => process.exit(0));
 });
 process.on('disconnect', () => process.exit(running ? 1 : 0));
+// systemd (KillMode=control-group) and a terminal's Ctrl-C signal the whole group: the leader
+// orders the graceful stop, so a worker ignores them; it still exits when the leader is gone.
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => {});
 send({ type: 'ready' });

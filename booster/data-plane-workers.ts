@@ -57,6 +57,10 @@ export class DataPlaneWorkers {
   readonly #ackWaiters = new Set<() => void>();
   readonly #listenWaiters = new Set<() => void>();
   #restartTimer: NodeJS.Timeout | null = null;
+  /** `systemctl reload` signals the leader; the certificates live in the workers' front doors. */
+  readonly #forwardHup = () => {
+    for (const s of this.#slots.values()) if (s.listening) s.worker.process.kill('SIGHUP');
+  };
 
   constructor(d: DataPlaneWorkersDeps) {
     this.#d = d;
@@ -71,6 +75,7 @@ export class DataPlaneWorkers {
   async start(): Promise<number> {
     // Once set (first fork or setupPrimary) the policy is frozen for the process; every booster here wants the same.
     cluster.schedulingPolicy = cluster.SCHED_NONE;
+    process.on('SIGHUP', this.#forwardHup);
     cluster.setupPrimary({ exec: ENTRY, execArgv: ENTRY.endsWith('.ts') ? ['--import', 'tsx'] : [], args: [] });
     // node:cluster shares one socket per (address, port) asked for, across every booster of this
     // process: two boosters asking for port 0 would share one. So port 0 becomes a concrete free
@@ -249,6 +254,7 @@ export class DataPlaneWorkers {
    */
   async stop(timeoutMs: number): Promise<void> {
     this.#stopping = true;
+    process.off('SIGHUP', this.#forwardHup);
     if (this.#restartTimer) clearTimeout(this.#restartTimer);
     const slots = [...this.#slots.values()];
     const exits = slots.map((s) => (s.worker.isDead() ? Promise.resolve() : new Promise<void>((r) => s.worker.once('exit', () => r()))));
