@@ -13,6 +13,7 @@ import { createControlPlane } from './control-plane.js';
 import { DataPlaneWorkers } from './data-plane-workers.js';
 import { QueryOutcomeAvailability } from './db-reachability.js';
 import { StepDispatcher } from './dispatcher.js';
+import { loadCertificate } from './front-door.js';
 import { createFrontHandler, createFrontServer } from './front-handler.js';
 import { HealthChecker } from './health-checker.js';
 import { LeaderLease } from './leader.js';
@@ -250,6 +251,8 @@ export function createBooster(deps: BoosterDeps): Booster {
   // With workers the leader serves only /_booster/, forwarded by the workers to this loopback listener.
   const server = workerCount > 1 ? createServer({ keepAliveTimeout: 5000 }, control) : createFrontServer(cfg, log, front.onRequest, front.onUpgrade);
   if (workerCount > 1) {
+    // The front doors live in the workers: a certificate they cannot use fails here, before any fork.
+    if (cfg.tlsCertFile && cfg.tlsKeyFile) loadCertificate({ certFile: cfg.tlsCertFile, keyFile: cfg.tlsKeyFile });
     workers = new DataPlaneWorkers({
       count: workerCount,
       config: { cluster: deps.config.cluster, booster: cfg },

@@ -57,6 +57,8 @@ export type ToWorker =
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'listening'; port: number }
+  /** The listener could not open (port taken, certificate unusable): the worker exits. */
+  | { type: 'failed'; code: string; message: string }
   | { type: 'ack'; seq: number }
   | { type: 'report'; inflight: [string, number][]; stats: [string, StatsDelta][]; retries: [string, number][] }
   | { type: 'passive'; id: string; failure: boolean; weight: number }
@@ -158,6 +160,8 @@ export function startDataPlaneWorker(init: Extract<ToWorker, { type: 'init' }>, 
   const { onRequest, onUpgrade } = createFrontHandler(gate, forwarder.handle, proxy);
   const server = createFrontServer(cfg, log, onRequest, onUpgrade);
 
+  let resolveStopped: () => void = () => {};
+  const stopped = new Promise<void>((r) => (resolveStopped = r));
   const sent = new Map<string, StatsDelta>();
   const sentRetries = new Map<string, number>();
   async function report(): Promise<void> {
@@ -189,10 +193,14 @@ export function startDataPlaneWorker(init: Extract<ToWorker, { type: 'init' }>, 
     setInterval(() => admission.refillFloor(), 1000),
   ];
 
+  server.once('error', (err: Error & { code?: string }) => {
+    if (server.listening) return;
+    send({ type: 'failed', code: err.code ?? 'ERR', message: err.message });
+    for (const t of timers) clearInterval(t);
+    resolveStopped();
+  });
   server.listen(init.port, cfg.host, () => send({ type: 'listening', port: (server.address() as AddressInfo).port }));
 
-  let resolveStopped: () => void = () => {};
-  const stopped = new Promise<void>((r) => (resolveStopped = r));
   async function stop(): Promise<void> {
     stopping = true;
     const closed = new Promise<void>((r) => server.close(() => r()));

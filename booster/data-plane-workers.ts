@@ -57,6 +57,9 @@ export class DataPlaneWorkers {
   readonly #ackWaiters = new Set<() => void>();
   readonly #listenWaiters = new Set<() => void>();
   #restartTimer: NodeJS.Timeout | null = null;
+  /** Set when a worker could not listen while starting: start() fails with it instead of forking forever. */
+  #startError: Error | null = null;
+  #started = false;
   /** `systemctl reload` signals the leader; the certificates live in the workers' front doors. */
   readonly #forwardHup = () => {
     for (const s of this.#slots.values()) if (s.listening) s.worker.process.kill('SIGHUP');
@@ -82,7 +85,13 @@ export class DataPlaneWorkers {
     // port first (tests and dev only; a real booster has its port).
     if (this.#port === 0) this.#port = await freePort(this.#d.config.booster.host);
     for (let i = 0; i < this.#d.count; i++) this.#fork(i);
-    await this.#whenListening(this.#d.count);
+    try {
+      await this.#whenListening(this.#d.count);
+    } catch (err) {
+      await this.stop(5000);
+      throw err;
+    }
+    this.#started = true;
     return this.#port;
   }
 
@@ -93,6 +102,12 @@ export class DataPlaneWorkers {
         reject(new Error(`data-plane workers did not start listening within 60 s (${this.#listening()} of ${n})`));
       }, 60_000);
       const check = () => {
+        if (this.#startError) {
+          clearTimeout(timer);
+          this.#listenWaiters.delete(check);
+          reject(this.#startError);
+          return;
+        }
         if (this.#listening() < n) return;
         clearTimeout(timer);
         this.#listenWaiters.delete(check);
@@ -139,6 +154,15 @@ export class DataPlaneWorkers {
         this.#port = m.port;
         for (const w of [...this.#listenWaiters]) w();
         return;
+      case 'failed': {
+        const err = Object.assign(new Error(`data-plane worker could not listen: ${m.message}`), { code: m.code });
+        this.#d.log.error({ err, worker: slot.index }, 'data-plane worker could not listen');
+        if (!this.#started) {
+          this.#startError = err;
+          for (const w of [...this.#listenWaiters]) w();
+        }
+        return;
+      }
       case 'ack':
         slot.ackedSeq = Math.max(slot.ackedSeq, m.seq);
         for (const w of [...this.#ackWaiters]) w();
