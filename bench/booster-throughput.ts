@@ -109,7 +109,7 @@ try {
   });
   children.push({ kill: () => stop(tlsBooster) });
   await waitFor(async () => {
-    const r = await fetch(`${tlsBoosterUrl}/_booster/status`);
+    const r = await statusGet(tlsBoosterUrl);
     const st = (await r.json()) as { servers: { state: string }[] };
     return st.servers.some((s) => s.state === 'up');
   }, 'TLS booster with the upstream up');
