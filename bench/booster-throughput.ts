@@ -5,7 +5,7 @@
 // and an h2 row (h2load, nghttp2-client) for both. A multi-core section: the booster with 1 and
 // with 2 data-plane workers (OMFLOW_BOOSTER_WORKERS) and HAProxy with 2 threads, every process
 // (wrk -t2 too) on the same 2 CPUs. Every figure is the median of the interleaved rounds.
-// Usage: npx tsx bench/booster-throughput.ts [--duration 5] [--connections 50] [--rounds 3] [--no-multicore]
+// Usage: npx tsx bench/booster-throughput.ts [--duration 5] [--connections 50] [--rounds 3] [--no-multicore] [--no-tls]
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +17,8 @@ const duration = Number(args[args.indexOf('--duration') + 1] || 0) || 5;
 const connections = Number(args[args.indexOf('--connections') + 1] || 0) || 50;
 // The machine is shared: targets are measured in interleaved rounds and the median round counts.
 const multicore = !args.includes('--no-multicore');
+// --no-tls: leave the HTTPS and h2 rows out (a shorter run when only plain HTTP is asked).
+const withTls = !args.includes('--no-tls');
 const rounds = Number(args[args.indexOf('--rounds') + 1] || 0) || 3;
 const dir = mkdtempSync(join(tmpdir(), 'omflow-bench-'));
 const postLua = join(dir, 'post.lua');
@@ -201,7 +203,7 @@ backend be
     await waitFor(async () => spawnSync('curl', ['-skf', '-o', '/dev/null', `https://127.0.0.1:${tport}/`]).status === 0, 'haproxy tls');
     tlsTargets.push({ name: 'haproxy-tls', url: `https://127.0.0.1:${tport}` });
   }
-  targets.push(...tlsTargets);
+  if (withTls) targets.push(...tlsTargets);
 
   for (const kind of ['GET', 'POST 1KB']) {
     for (const t of targets) wrk(`${t.url}/`, kind !== 'GET'); // warm-up
@@ -213,7 +215,7 @@ backend be
       }
     }
   }
-  if (spawnSync('which', ['h2load']).status === 0) {
+  if (withTls && spawnSync('which', ['h2load']).status === 0) {
     for (let round = 0; round < rounds; round++) {
       for (const t of tlsTargets) {
         const r = h2load(`${t.url}/`, { duration, clients: Math.max(1, Math.round(connections / 10)), streams: 10 });
