@@ -78,19 +78,26 @@ export class DataPlaneWorkers {
   async start(): Promise<number> {
     // Once set (first fork or setupPrimary) the policy is frozen for the process; every booster here wants the same.
     cluster.schedulingPolicy = cluster.SCHED_NONE;
-    process.on('SIGHUP', this.#forwardHup);
     cluster.setupPrimary({ exec: ENTRY, execArgv: ENTRY.endsWith('.ts') ? ['--import', 'tsx'] : [], args: [] });
-    // node:cluster shares one socket per (address, port) asked for, across every booster of this
-    // process: two boosters asking for port 0 would share one. So port 0 becomes a concrete free
-    // port first (tests and dev only; a real booster has its port).
-    if (this.#port === 0) this.#port = await freePort(this.#d.config.booster.host);
-    for (let i = 0; i < this.#d.count; i++) this.#fork(i);
-    try {
-      await this.#whenListening(this.#d.count);
-    } catch (err) {
-      await this.stop(5000);
-      throw err;
+    const askedPort = this.#port;
+    for (let attempt = 1; ; attempt++) {
+      // node:cluster shares one socket per (address, port) asked for, across every booster of this
+      // process: two boosters asking for port 0 would share one. So port 0 becomes a concrete free
+      // port first (tests and dev only; a real booster has its port), taken again if another
+      // process got it in between.
+      if (askedPort === 0) this.#port = await freePort(this.#d.config.booster.host);
+      this.#startError = null;
+      this.#stopping = false;
+      for (let i = 0; i < this.#d.count; i++) this.#fork(i);
+      try {
+        await this.#whenListening(this.#d.count);
+        break;
+      } catch (err) {
+        await this.stop(5000);
+        if (askedPort !== 0 || (err as { code?: string }).code !== 'EADDRINUSE' || attempt >= 3) throw err;
+      }
     }
+    process.on('SIGHUP', this.#forwardHup);
     this.#started = true;
     return this.#port;
   }
