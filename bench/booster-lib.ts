@@ -91,7 +91,16 @@ export function tsxArgs(file: string): string[] {
 export function startBoosterProcess(cpus: string, env: Record<string, string>): ChildProcess {
   const child = spawn('taskset', ['-c', cpus, process.execPath, 'common/bin/omflow.mjs', 'booster'], {
     cwd: ROOT,
-    env: { ...process.env, OMFLOW_CLUSTER_SECRET: SECRET, OMFLOW_BOOSTER_HOST: '127.0.0.1', OMFLOW_LOG_LEVEL: 'error', OMFLOW_DATA_DIR: '/tmp', ...env },
+    // One process unless the caller asks for data-plane workers (pinning to one CPU is per process tree).
+    env: {
+      ...process.env,
+      OMFLOW_CLUSTER_SECRET: SECRET,
+      OMFLOW_BOOSTER_HOST: '127.0.0.1',
+      OMFLOW_LOG_LEVEL: 'error',
+      OMFLOW_DATA_DIR: '/tmp',
+      OMFLOW_BOOSTER_WORKERS: '1',
+      ...env,
+    },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   return child;

@@ -37,6 +37,7 @@ const b = spawn('taskset', ['-c', '1', ...cmd], {
     OMFLOW_BOOSTER_PORT: String(port),
     OMFLOW_LOG_LEVEL: 'error',
     OMFLOW_BOOSTER_SLOW_START_MS: '0',
+    OMFLOW_BOOSTER_WORKERS: '1',
   },
   stdio: 'inherit',
 });

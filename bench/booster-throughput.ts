@@ -2,10 +2,10 @@
 // a minimal undici proxy and fastify + @fastify/reply-from, in one run. wrk runs on CPU 0,
 // proxies and the upstream on CPU 1. Prints req/s, p50, p99 and each as a ratio of direct.
 // HTTPS rows: the booster and HAProxy terminating TLS with the same certificate (wrk, keep-alive),
-// and an h2 row (h2load, nghttp2-client) for both.
-// Usage: npx tsx bench/booster-throughput.ts [--duration 5] [--connections 50] [--rounds 3] [--median] [--tls-only]
-// --median: each row is the median round instead of the best one; --tls-only: only direct, the
-// plain booster and the TLS rows (HTTPS booster and HAProxy, h2), for the TLS ratios.
+// and an h2 row (h2load, nghttp2-client) for both. A multi-core section: the booster with 1 and
+// with 2 data-plane workers (OMFLOW_BOOSTER_WORKERS) and HAProxy with 2 threads, every process
+// (wrk -t2 too) on the same 2 CPUs. Every figure is the median of the interleaved rounds.
+// Usage: npx tsx bench/booster-throughput.ts [--duration 5] [--connections 50] [--rounds 3] [--no-multicore] [--no-tls] [--tls-only]
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,21 +15,13 @@ import { freePort, h2load, makeBenchCert, startBoosterProcess, startPinned, star
 const args = process.argv.slice(2);
 const duration = Number(args[args.indexOf('--duration') + 1] || 0) || 5;
 const connections = Number(args[args.indexOf('--connections') + 1] || 0) || 50;
-// The machine is shared: targets are measured in interleaved rounds and the best round counts.
+// The machine is shared: targets are measured in interleaved rounds and the median round counts.
+const multicore = !args.includes('--no-multicore');
+// --no-tls: leave the HTTPS and h2 rows out (a shorter run when only plain HTTP is asked).
+const withTls = !args.includes('--no-tls');
 const rounds = Number(args[args.indexOf('--rounds') + 1] || 0) || 3;
-const useMedian = args.includes('--median');
+// --tls-only: only direct, the plain booster and the TLS rows (HTTPS booster and HAProxy, h2).
 const tlsOnly = args.includes('--tls-only');
-/** Every round of every row, to pick the median round at the end (--median). */
-const allRounds: Map<string, { rps: number }[]> = new Map();
-const keep = <T extends { rps: number }>(key: string, r: T): void => {
-  const list = (allRounds.get(key) ?? []) as T[];
-  list.push(r);
-  allRounds.set(key, list);
-};
-const medianRound = <T extends { rps: number }>(key: string): T | undefined => {
-  const list = [...((allRounds.get(key) ?? []) as T[])].sort((a, b) => a.rps - b.rps);
-  return list[Math.floor((list.length - 1) / 2)];
-};
 const dir = mkdtempSync(join(tmpdir(), 'omflow-bench-'));
 const postLua = join(dir, 'post.lua');
 writeFileSync(postLua, `wrk.method = "POST"\nwrk.body = string.rep("x", 1024)\nwrk.headers["Content-Type"] = "application/octet-stream"\n`);
@@ -42,8 +34,8 @@ function ms(v: string): number {
   return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1);
 }
 
-function wrk(url: string, post: boolean): { rps: number; p50: number; p99: number; errors: number } {
-  const a = ['-c', '0', 'wrk', '-t1', `-c${connections}`, `-d${duration}s`, '--latency', ...(post ? ['-s', postLua] : []), url];
+function wrk(url: string, post: boolean, cpus = '0', threads = 1): { rps: number; p50: number; p99: number; errors: number } {
+  const a = ['-c', cpus, 'wrk', `-t${threads}`, `-c${connections}`, `-d${duration}s`, '--latency', ...(post ? ['-s', postLua] : []), url];
   const out = execFileSync('taskset', a, { encoding: 'utf8' });
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
   const p50 = ms(/\s50%\s+(\S+)/.exec(out)?.[1] ?? '');
@@ -55,7 +47,29 @@ function wrk(url: string, post: boolean): { rps: number; p50: number; p99: numbe
 
 const children: { kill: () => Promise<void> }[] = [];
 const results: Result[] = [];
+const samples = new Map<string, Result[]>();
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+/** One round's figures; results holds the median of every round so far (req/s, p50, p99 each). */
+function record(kind: string, name: string, r: Omit<Result, 'name' | 'kind'>): void {
+  const key = `${kind} ${name}`;
+  const list = samples.get(key) ?? [];
+  list.push({ name, kind, ...r });
+  samples.set(key, list);
+  const m: Result = {
+    name,
+    kind,
+    rps: median(list.map((x) => x.rps)),
+    p50: median(list.map((x) => x.p50)),
+    p99: median(list.map((x) => x.p99)),
+    errors: list.reduce((a, x) => a + x.errors, 0),
+  };
+  const prev = results.find((x) => x.kind === kind && x.name === name);
+  if (prev) Object.assign(prev, m);
+  else results.push(m);
+}
+const multiResults: Result[] = [];
 const h2results: { name: string; rps: number; meanMs: number; errors: number }[] = [];
+const h2rounds = new Map<string, { rps: number; meanMs: number; errors: number }[]>();
 const tlsTargets: { name: string; url: string }[] = [];
 const pg = await startPostgres();
 try {
@@ -202,47 +216,104 @@ backend be
     await waitFor(async () => spawnSync('curl', ['-skf', '-o', '/dev/null', `https://127.0.0.1:${tport}/`]).status === 0, 'haproxy tls');
     tlsTargets.push({ name: 'haproxy-tls', url: `https://127.0.0.1:${tport}` });
   }
-  targets.push(...tlsTargets);
+  if (withTls) targets.push(...tlsTargets);
 
   for (const kind of ['GET', 'POST 1KB']) {
     for (const t of targets) wrk(`${t.url}/`, kind !== 'GET'); // warm-up
     for (let round = 0; round < rounds; round++) {
       for (const t of targets) {
         const r = wrk(`${t.url}/`, kind !== 'GET');
-        keep(`${kind} ${t.name}`, r);
         process.stderr.write(`${kind} ${t.name} round ${round + 1}: ${r.rps.toFixed(0)} req/s\n`);
-        const prev = results.find((x) => x.kind === kind && x.name === t.name);
-        if (!prev) results.push({ name: t.name, kind, ...r });
-        else if (r.rps > prev.rps) Object.assign(prev, r);
+        record(kind, t.name, r);
       }
     }
   }
-  if (spawnSync('which', ['h2load']).status === 0) {
+  if (withTls && spawnSync('which', ['h2load']).status === 0) {
     for (let round = 0; round < rounds; round++) {
       for (const t of tlsTargets) {
         const r = h2load(`${t.url}/`, { duration, clients: Math.max(1, Math.round(connections / 10)), streams: 10 });
-        keep(`h2 ${t.name}`, r);
         process.stderr.write(`h2 ${t.name} round ${round + 1}: ${r.rps.toFixed(0)} req/s\n`);
+        const list = h2rounds.get(t.name) ?? [];
+        list.push(r);
+        h2rounds.set(t.name, list);
+        const mid = [...list].sort((a, b) => a.rps - b.rps)[Math.floor(list.length / 2)];
         const prev = h2results.find((x) => x.name === t.name);
-        if (!prev) h2results.push({ name: t.name, ...r });
-        else if (r.rps > prev.rps) Object.assign(prev, r);
+        if (!prev) h2results.push({ name: t.name, ...mid });
+        else Object.assign(prev, mid);
       }
     }
+  }
+  if (multicore && !tlsOnly) {
+    // Every process on CPUs 0 and 1 (wrk with two threads as well): what a second worker buys
+    // when the load generator competes for the same cores. A second upstream on both CPUs, so
+    // the one-CPU upstream above is not the ceiling; the extra boosters serve as standbys.
+    const mcUpPort = await freePort();
+    const mcUpstream = `http://127.0.0.1:${mcUpPort}`;
+    const mcTargets: { name: string; url: string }[] = [];
+    const mcBoosters: { name: string; workers: string; port: number }[] = [
+      { name: 'booster-1-worker', workers: '1', port: await freePort() },
+      { name: 'booster-2-workers', workers: '2', port: await freePort() },
+    ];
+    const mcUp = await startPinned(
+      '0,1',
+      process.execPath,
+      tsxArgs('bench/booster-upstream.ts'),
+      { PORT: String(mcUpPort), BOOSTERS: mcBoosters.map((b) => `http://127.0.0.1:${b.port}`).join(','), NODE_ID: 'bench-up-mc' },
+      /LISTENING/,
+    );
+    children.push({ kill: () => stop(mcUp.child) });
+    for (const b of mcBoosters) {
+      const child = startBoosterProcess('0,1', {
+        OMFLOW_DB_URL: pg.url,
+        OMFLOW_NODE_ID: `bench-${b.name}`,
+        OMFLOW_BOOSTER_PORT: String(b.port),
+        OMFLOW_BOOSTER_SLOW_START_MS: '0',
+        OMFLOW_BOOSTER_STANDBY_SERVES: 'true',
+        OMFLOW_BOOSTER_WORKERS: b.workers,
+      });
+      children.push({ kill: () => stop(child) });
+      const url = `http://127.0.0.1:${b.port}`;
+      await waitFor(async () => {
+        const st = (await (await statusGet(url)).json()) as { servers: { id: string; state: string }[] };
+        return st.servers.some((x) => x.id === 'bench-up-mc' && x.state === 'up');
+      }, `${b.name} with its upstream up`);
+      // Only the multi-core upstream: the one-CPU upstream heartbeats to the first boosters only.
+      mcTargets.push({ name: b.name, url });
+    }
+    const hport = await freePort();
+    const hconf = join(dir, 'haproxy-2t.cfg');
+    writeFileSync(
+      hconf,
+      `global\n  nbthread 2\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n  option http-keep-alive\n  http-reuse always\nfrontend fe\n  bind 127.0.0.1:${hport}\n  default_backend be\nbackend be\n  server s1 127.0.0.1:${mcUpPort}\n`,
+    );
+    if (spawnSync('which', ['haproxy']).status === 0) {
+      const h = await startPinned('0,1', 'haproxy', ['-f', hconf, '-db'], {});
+      children.push({ kill: () => stop(h.child) });
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${hport}/`)).ok, 'haproxy 2 threads');
+      mcTargets.push({ name: 'haproxy-2-threads', url: `http://127.0.0.1:${hport}` });
+    }
+    mcTargets.unshift({ name: 'direct', url: mcUpstream });
+    for (const kind of ['GET', 'POST 1KB']) {
+      for (const t of mcTargets) wrk(`${t.url}/`, kind !== 'GET', '0,1', 2); // warm-up
+      for (let round = 0; round < rounds; round++) {
+        for (const t of mcTargets) {
+          const r = wrk(`${t.url}/`, kind !== 'GET', '0,1', 2);
+          process.stderr.write(`2 cores ${kind} ${t.name} round ${round + 1}: ${r.rps.toFixed(0)} req/s\n`);
+          record(`2cores ${kind}`, t.name, r);
+        }
+      }
+    }
+    for (const r of results.filter((x) => x.kind.startsWith('2cores '))) multiResults.push(r);
   }
 } finally {
   for (const c of children.reverse()) await c.kill();
   await pg.stop();
 }
 
-if (useMedian) {
-  for (const r of results) Object.assign(r, medianRound(`${r.kind} ${r.name}`));
-  for (const r of h2results) Object.assign(r, medianRound(`h2 ${r.name}`));
-}
-console.log(
-  `\nbooster-throughput: wrk -t1 -c${connections} -d${duration}s on CPU 0; proxies + upstream on CPU 1; ${useMedian ? 'median' : 'best'} of ${rounds} interleaved rounds\n`,
-);
+console.log(`\nbooster-throughput: wrk -t1 -c${connections} -d${duration}s on CPU 0; proxies + upstream on CPU 1; median of ${rounds} interleaved rounds\n`);
 console.log('kind      target               req/s    x direct   p50 ms   p99 ms   errors');
 for (const kind of ['GET', 'POST 1KB']) {
+  if (!results.some((r) => r.kind === kind)) continue;
   const direct = results.find((r) => r.kind === kind && r.name === 'direct')!;
   for (const r of results.filter((x) => x.kind === kind)) {
     console.log(
@@ -272,4 +343,24 @@ if (h2results.length) {
   console.log(
     `  h2: booster / haproxy = ${bh && hh ? (bh.rps / hh.rps).toFixed(2) : 'n/a'}; mean latency booster / haproxy = ${bh && hh ? (bh.meanMs / hh.meanMs).toFixed(2) : 'n/a'}`,
   );
+}
+if (multiResults.length) {
+  console.log(
+    `\nmulti-core: wrk -t2 -c${connections} -d${duration}s, boosters, HAProxy (nbthread 2) and the upstream all on CPUs 0,1; median of ${rounds} rounds`,
+  );
+  console.log('kind      target               req/s    x direct   p50 ms   p99 ms   errors');
+  for (const kind of ['GET', 'POST 1KB']) {
+    const rows = multiResults.filter((r) => r.kind === `2cores ${kind}`);
+    const direct = rows.find((r) => r.name === 'direct');
+    for (const r of rows)
+      console.log(
+        `${kind.padEnd(9)} ${r.name.padEnd(19)} ${r.rps.toFixed(0).padStart(7)}   ${direct ? (r.rps / direct.rps).toFixed(2).padStart(6) : '   n/a'}   ${r.p50.toFixed(2).padStart(6)}   ${r.p99.toFixed(2).padStart(6)}   ${r.errors}`,
+      );
+    const one = rows.find((r) => r.name === 'booster-1-worker');
+    const two = rows.find((r) => r.name === 'booster-2-workers');
+    const ha = rows.find((r) => r.name === 'haproxy-2-threads');
+    console.log(
+      `  2 workers / 1 worker = ${one && two ? (two.rps / one.rps).toFixed(2) : 'n/a'}; booster 2 workers / haproxy 2 threads = ${two && ha ? (two.rps / ha.rps).toFixed(2) : 'n/a'}; p99 = ${two && ha ? (two.p99 / ha.p99).toFixed(2) : 'n/a'}`,
+    );
+  }
 }

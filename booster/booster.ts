@@ -1,26 +1,24 @@
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { hostname } from 'node:os';
-import type { Duplex } from 'node:stream';
+import { availableParallelism, hostname } from 'node:os';
 import type { boosterArea } from '../common/config/areas/booster.js';
 import type { clusterArea } from '../common/config/areas/cluster.js';
 import type { AreaValues } from '../common/config/define.js';
 import { createDatabase, type Database, type DatabaseConfig } from '../common/db/create-database.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { audienceOf, signClusterRequest } from '../common/protocol/cluster-auth.js';
-import { BOOSTER_PATH, HEADER } from '../common/protocol/headers.js';
+import { BOOSTER_PATH } from '../common/protocol/headers.js';
 import { Admission } from './admission.js';
 import { createControlPlane } from './control-plane.js';
+import { DataPlaneWorkers } from './data-plane-workers.js';
 import { QueryOutcomeAvailability } from './db-reachability.js';
 import { StepDispatcher } from './dispatcher.js';
-import { BoosterErrors } from './errors.js';
-import { createFrontDoor } from './front-door.js';
+import { loadCertificate } from './front-door.js';
+import { createFrontHandler, createFrontServer } from './front-handler.js';
 import { HealthChecker } from './health-checker.js';
-import { sendError } from './http-errors.js';
-import { isInternalPath } from './internal-paths.js';
 import { LeaderLease } from './leader.js';
 import { Leadership, type PeerAnswer } from './leadership.js';
-import { createLicenseGate, isGateExempt, type LicenseGate, renderGatedResponse } from './license/gate.js';
+import { createLicenseGate, type LicenseGate } from './license/gate.js';
 import { createMetrics } from './metrics.js';
 import { ReverseProxy } from './reverse-proxy.js';
 import { ServerSync } from './server-sync.js';
@@ -47,7 +45,10 @@ export interface BoosterDeps {
 
 export interface Booster {
   readonly nodeId: string;
+  /** The client-facing server; with data-plane workers, the leader's loopback /_booster/ listener. */
   readonly server: Server;
+  /** Data-plane processes: 1 is this process alone; more are workers sharing the port (ADR 0010). */
+  readonly workers: number;
   readonly table: ServerTable;
   role(): 'active' | 'standby';
   epoch(): number;
@@ -108,6 +109,7 @@ export function createBooster(deps: BoosterDeps): Booster {
 
   const onTransition = (t: Transition) => {
     log.info({ server: t.server.id, from: t.from, to: t.to, reason: t.reason }, 'server state changed');
+    workers?.push();
     // Only the active writes server transitions, so the log holds each one once.
     if (!holdsLease() || stopping) return;
     const kind =
@@ -123,6 +125,9 @@ export function createBooster(deps: BoosterDeps): Booster {
     void recordEvent(kind, t.server.id, { from: t.from, reason: t.reason });
   };
 
+  /** Data-plane processes: 0 means one per core, at most 8. */
+  const workerCount = cfg.workers === 0 ? Math.min(availableParallelism(), 8) : cfg.workers;
+  let workers: DataPlaneWorkers | null = null;
   const table = new ServerTable(cfg, clock, onTransition);
   const pools = new UpstreamPools(cfg);
   const admission = new Admission(cfg, (n) => metrics.queued.set(n));
@@ -207,6 +212,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     activeUrl: () => leadership.activeUrl,
     status: view.status,
     async metrics() {
+      await workers?.collect();
       for (const e of table.list) metrics.inflight.labels(e.id).set(e.inflight);
       return { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() };
     },
@@ -216,53 +222,56 @@ export function createBooster(deps: BoosterDeps): Booster {
       leadership.noteEpoch(hb.epochSeen);
       const e = await sync.heartbeat(hb);
       if (e && isActive() && table.stepRoom(e) > 0) dispatcher.poke();
+      // The server's reported load (and any state it changed) reaches every worker before the reply.
+      await workers?.synced(200);
     },
     agentReport: (r) => sync.agentReport(r),
-    drain: (id, draining, reason) => sync.drain(id, draining, reason),
+    async drain(id, draining, reason) {
+      const known = await sync.drain(id, draining, reason);
+      // With workers: answer only once every worker routes on the new state.
+      if (known) await workers?.synced();
+      return known;
+    },
     leaseNotHeld: () => isActive() && !holdsLease(),
     agentUrls: () => table.list.map((e) => e.agentUrl).filter((u): u is string => !!u),
-    licenseChanged: () => gate.refresh(),
+    async licenseChanged() {
+      await gate.refresh();
+      await workers?.synced();
+    },
     stepsReady: () => {
       if (isActive()) dispatcher.poke();
     },
   });
 
   const serves = () => isActive() || cfg.standbyServes;
-
-  function onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const url = req.url ?? '/';
-    if (url.startsWith(BOOSTER_PATH.prefix)) {
-      control(req, res);
-      return;
-    }
-    if (stopping && req.httpVersionMajor < 2) res.setHeader('connection', 'close');
-    if (!serves()) {
-      const activeUrl = leadership.activeUrl;
-      sendError(res, BoosterErrors.BOOSTER_ERR_STANDBY(), activeUrl ? { 'retry-after': '1', [HEADER.active]: activeUrl } : { 'retry-after': '1' });
-      return;
-    }
-    if (isInternalPath(url)) {
-      sendError(res, BoosterErrors.BOOSTER_ERR_INTERNAL_PATH());
-      return;
-    }
-    if (!gate.allowsDistribution() && !isGateExempt(url)) {
-      const g = renderGatedResponse(req.headers.accept);
-      res.writeHead(g.status, { ...g.headers, 'content-length': Buffer.byteLength(g.body) });
-      return void res.end(g.body);
-    }
-    proxy.handle(req, res);
+  const front = createFrontHandler(
+    { serves, activeUrl: () => leadership.activeUrl, stopping: () => stopping, allowsDistribution: () => gate.allowsDistribution() },
+    control,
+    proxy,
+  );
+  // With workers the leader serves only /_booster/, forwarded by the workers to this loopback listener.
+  const server = workerCount > 1 ? createServer({ keepAliveTimeout: 5000 }, control) : createFrontServer(cfg, log, front.onRequest, front.onUpgrade);
+  if (workerCount > 1) {
+    // The front doors live in the workers: a certificate they cannot use fails here, before any fork.
+    if (cfg.tlsCertFile && cfg.tlsKeyFile) loadCertificate({ certFile: cfg.tlsCertFile, keyFile: cfg.tlsKeyFile });
+    workers = new DataPlaneWorkers({
+      count: workerCount,
+      config: { cluster: deps.config.cluster, booster: cfg },
+      log,
+      table,
+      metrics,
+      controlUrl: () => `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      state: () => ({
+        serves: serves(),
+        activeUrl: leadership.activeUrl,
+        stopping,
+        allowsDistribution: gate.allowsDistribution(),
+        epoch: leadership.currentEpoch(),
+        table: table.snapshot(),
+      }),
+    });
+    leadership.onTransition(() => workers?.push());
   }
-
-  function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const url = req.url ?? '/';
-    if (!serves() || isInternalPath(url) || url.startsWith(BOOSTER_PATH.prefix) || (!gate.allowsDistribution() && !isGateExempt(url))) {
-      socket.end('HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n');
-      return;
-    }
-    proxy.upgrade(req, socket, head);
-  }
-
-  const server = createFrontServer(cfg, log, onRequest, onUpgrade);
 
   const timers: NodeJS.Timeout[] = [];
   let listening = false;
@@ -271,13 +280,14 @@ export function createBooster(deps: BoosterDeps): Booster {
   async function listen(): Promise<string> {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(cfg.port, cfg.host, () => resolve());
+      if (workers) server.listen(0, '127.0.0.1', () => resolve());
+      else server.listen(cfg.port, cfg.host, () => resolve());
     });
     listening = true;
-    const port = (server.address() as AddressInfo).port;
-    if (!selfUrl) selfUrl = `http://${cfg.host === '0.0.0.0' || cfg.host === '::' ? hostname() : cfg.host}:${port}`;
     await gate.start();
     table.setMaxServers(gate.maxServers());
+    const port = workers ? await workers.start() : (server.address() as AddressInfo).port;
+    if (!selfUrl) selfUrl = `http://${cfg.host === '0.0.0.0' || cfg.host === '::' ? hostname() : cfg.host}:${port}`;
     await refreshServers();
     await registerNode(true).catch((err) => log.warn({ err }, 'could not register booster node'));
     health.start();
@@ -285,6 +295,7 @@ export function createBooster(deps: BoosterDeps): Booster {
       setInterval(() => {
         table.setMaxServers(gate.maxServers());
         table.evaluate();
+        workers?.push(); // load, gate and epoch reach the workers at least every 100 ms
       }, 100),
       setInterval(() => void refreshServers(), 1000),
       setInterval(() => admission.refillFloor(), 1000),
@@ -299,21 +310,30 @@ export function createBooster(deps: BoosterDeps): Booster {
 
   async function shutdown(): Promise<void> {
     stopping = true;
+    workers?.push();
     leadership.stop();
     for (const t of timers) clearInterval(t);
     health.stop();
-    const closed = listening ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
-    server.closeIdleConnections();
+    // Workers close their listeners and finish their requests while the lease is handed over.
+    const workersStopped = listening ? workers?.stop(35_000) : undefined;
+    const closed = listening && !workers ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
+    if (!workers) server.closeIdleConnections();
     await dispatcher.stop();
     if (leadership.role === 'active') await vip?.release(); // the address goes before the lease does
     const released = await leadership.resign();
+    workers?.push();
     if (released !== null) await recordEvent('release', nodeId, { epoch: released });
     // In-flight requests finish; idle keep-alive connections are closed as they go idle.
-    const drainTimer = setInterval(() => server.closeIdleConnections(), 50);
+    const drainTimer = workers ? undefined : setInterval(() => server.closeIdleConnections(), 50);
     let giveUp: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all([closed, proxy.whenIdle()]), new Promise((r) => (giveUp = setTimeout(r, 30_000)))]);
+    await Promise.race([Promise.all([closed, proxy.whenIdle(), workersStopped]), new Promise((r) => (giveUp = setTimeout(r, 30_000)))]);
     clearTimeout(giveUp);
     clearInterval(drainTimer);
+    if (workers && listening) {
+      const controlClosed = new Promise<void>((r) => server.close(() => r()));
+      server.closeAllConnections();
+      await controlClosed;
+    }
     server.closeAllConnections();
     admission.close();
     await pools.close();
@@ -326,6 +346,7 @@ export function createBooster(deps: BoosterDeps): Booster {
   return {
     nodeId,
     server,
+    workers: workerCount,
     table,
     role: () => leadership.role,
     epoch: () => leadership.currentEpoch(),
@@ -333,34 +354,6 @@ export function createBooster(deps: BoosterDeps): Booster {
     listen,
     close: () => (closing ??= shutdown()),
   };
-}
-
-/**
- * The one place the client-facing server is made: plain node:http, or with a certificate the
- * TLS / HTTP/2 front door (booster/front-door.ts). No framework on the hot path.
- */
-function createFrontServer(
-  cfg: BoosterConfig,
-  log: Logger,
-  onRequest: (req: IncomingMessage, res: ServerResponse) => void,
-  onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void,
-): Server {
-  const server = createFrontDoor(
-    {
-      tls: cfg.tlsCertFile && cfg.tlsKeyFile ? { certFile: cfg.tlsCertFile, keyFile: cfg.tlsKeyFile } : null,
-      redirectPort: cfg.httpRedirectPort,
-      host: cfg.host,
-      log,
-      server: { keepAliveTimeout: 5000, requestTimeout: 0, headersTimeout: 30_000 },
-    },
-    onRequest,
-  );
-  server.timeout = cfg.idleTimeoutMs;
-  server.on('upgrade', onUpgrade);
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n');
-  });
-  return server;
 }
 
 /** Peer probe of `/_booster/active`: 200 is "active", a 503 naming role standby is "standby", anything else no answer. */

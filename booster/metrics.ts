@@ -63,6 +63,8 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     requests,
     latency,
     statsOf,
+    /** Every server's plain counters (a data-plane worker sends their growth to the leader). */
+    stats: stats as ReadonlyMap<string, RequestStats>,
     inflight,
     retries,
     ejections,
@@ -84,6 +86,14 @@ export type BoosterMetrics = ReturnType<typeof createMetrics>;
 export const CLASSES = ['2xx', '3xx', '4xx', '5xx', 'error'] as const;
 const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/** Plain counters of RequestStats as they travel from a data-plane worker to the leader. */
+export interface StatsDelta {
+  counts: number[];
+  buckets: number[];
+  sum: number;
+  observed: number;
+}
+
 /** Per-server request counts and time-to-headers histogram, in plain numbers. */
 export class RequestStats {
   readonly counts = [0, 0, 0, 0, 0];
@@ -95,6 +105,29 @@ export class RequestStats {
   /** status null: no response (error). */
   count(status: number | null): void {
     this.counts[status === null ? 4 : status >= 500 ? 3 : status >= 400 ? 2 : status >= 300 ? 1 : 0]++;
+  }
+
+  /** Adds a worker's growth since its last report (leader with data-plane workers). */
+  add(d: StatsDelta): void {
+    for (let i = 0; i < this.counts.length; i++) this.counts[i] += d.counts[i] ?? 0;
+    for (let i = 0; i < this.buckets.length; i++) this.buckets[i] += d.buckets[i] ?? 0;
+    this.sum += d.sum;
+    this.observed += d.observed;
+  }
+
+  /** Growth since `since` (a copy taken at the last report), or null when nothing changed. */
+  deltaSince(since: StatsDelta): StatsDelta | null {
+    if (this.observed === since.observed && this.counts.every((c, i) => c === since.counts[i])) return null;
+    return {
+      counts: this.counts.map((c, i) => c - since.counts[i]),
+      buckets: this.buckets.map((b, i) => b - since.buckets[i]),
+      sum: this.sum - since.sum,
+      observed: this.observed - since.observed,
+    };
+  }
+
+  copy(): StatsDelta {
+    return { counts: [...this.counts], buckets: [...this.buckets], sum: this.sum, observed: this.observed };
   }
 
   observe(seconds: number): void {

@@ -70,6 +70,28 @@ export type ServerView = Readonly<ServerEntry>;
 
 export type Transition = { server: ServerView; from: ServerState; to: ServerState; reason: string };
 
+/**
+ * What a data-plane worker needs of one server to route exactly like the leader (ADR 0010):
+ * the leader's state and the inputs of the choice. Times are relative (each process has its
+ * own monotonic clock).
+ */
+export interface MirroredServer {
+  id: string;
+  url: string;
+  weight: number;
+  state: ServerState;
+  heartbeat: Heartbeat | null;
+  /** ms the server has been routable (slow start); -1: not routable. */
+  upForMs: number;
+  /** ms of passive ejection left. */
+  ejectedForMs: number;
+}
+
+export interface TableMirror {
+  servers: MirroredServer[];
+  maxServers: number | null;
+}
+
 export class ServerTable {
   readonly #servers = new Map<string, ServerEntry>();
   #list: ServerEntry[] = [];
@@ -235,6 +257,61 @@ export class ServerTable {
 
   get routable(): readonly ServerView[] {
     return this.#routable;
+  }
+
+  /** The leader's table as a worker mirrors it: states, load inputs, slow start, ejection. */
+  snapshot(now = this.clock()): TableMirror {
+    const servers: MirroredServer[] = [];
+    for (const e of this.#list) {
+      const state = this.stateOf(e, now);
+      servers.push({
+        id: e.id,
+        url: e.url,
+        weight: e.weight,
+        state,
+        heartbeat: e.heartbeat,
+        upForMs: state === 'up' && e.upSince > 0 ? now - e.upSince : -1,
+        ejectedForMs: e.ejectedUntil > now ? e.ejectedUntil - now : 0,
+      });
+    }
+    return { servers, maxServers: this.#maxServers };
+  }
+
+  /**
+   * A worker takes the leader's snapshot: each entry is set so that stateOf() gives the
+   * leader's state, routing inputs are the leader's; local in-flight counts and error
+   * streaks stay. Servers the leader no longer lists are dropped.
+   */
+  mirror(m: TableMirror): void {
+    const now = this.clock();
+    this.#maxServers = m.maxServers;
+    const seen = new Set<string>();
+    for (const s of m.servers) {
+      seen.add(s.id);
+      const e = this.#entry({ id: s.id, url: s.url, weight: s.weight });
+      e.heartbeat = s.heartbeat;
+      e.heartbeatAt = s.state === 'down' ? 0 : now;
+      e.healthy = s.state !== 'down';
+      e.ready = true;
+      e.drainingDb = s.state === 'draining';
+      e.ejectedUntil = s.state === 'ejected' ? now + Math.max(1, s.ejectedForMs) : 0;
+    }
+    if (seen.size !== this.#servers.size) {
+      for (const id of [...this.#servers.keys()]) if (!seen.has(id)) this.#servers.delete(id);
+      this.#list = [...this.#servers.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    }
+    this.evaluate();
+    // After evaluate: a local down → up transition must not restart the leader's slow start.
+    for (const s of m.servers) {
+      const e = this.#servers.get(s.id);
+      if (e) e.upSince = s.upForMs >= 0 ? now - s.upForMs : 0;
+    }
+  }
+
+  /** Leader with workers: in-flight counts are the sum the workers report (status and metrics). */
+  setInflight(id: string, inflight: number): void {
+    const e = this.#servers.get(id);
+    if (e) e.inflight = inflight;
   }
 
   /** Slow-start factor in (0, 1]. */

@@ -300,6 +300,8 @@ export function boosterConfig(nodeId: string, overrides: Record<string, string |
       OMFLOW_BOOSTER_HOST: '127.0.0.1',
       OMFLOW_BOOSTER_PORT: 0,
       OMFLOW_BOOSTER_SLOW_START_MS: 0,
+      // One process unless OMFLOW_TEST_BOOSTER_WORKERS asks for data-plane workers (the same suites run both ways).
+      OMFLOW_BOOSTER_WORKERS: Number(process.env.OMFLOW_TEST_BOOSTER_WORKERS ?? 1),
       OMFLOW_BOOSTER_HEALTH_INTERVAL_MS: 200,
       OMFLOW_BOOSTER_HEALTH_FAST_INTERVAL_MS: 50,
       OMFLOW_BOOSTER_HEARTBEAT_TIMEOUT_MS: 3000,

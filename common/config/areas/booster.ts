@@ -15,6 +15,12 @@ export const boosterArea = defineArea({
       doc: 'URL at which peers, servers and clients reach this booster (shown in X-Booster-Active). Defaults to http://<host>:<port>.',
     }),
     peerUrl: httpUrl('OMFLOW_BOOSTER_PEER_URL', { doc: 'URL of the other booster of the pair (probed for fast failure detection). Empty: no peer.' }),
+    workers: int('OMFLOW_BOOSTER_WORKERS', {
+      doc: 'Data-plane worker processes sharing the listening socket (0: one per core, at most 8; 1: a single process as before). With more than one, a leader process keeps leadership, health checks, step dispatch and /_booster/ (ADR 0010).',
+      default: 0,
+      min: 0,
+      max: 64,
+    }),
     standbyServes: bool('OMFLOW_BOOSTER_STANDBY_SERVES', { doc: 'Let the standby proxy data-plane requests too instead of answering 503.', default: false }),
     leaseMs: int('OMFLOW_BOOSTER_LEASE_MS', { doc: 'Leader lease length in the database.', default: 800, min: 200 }),
     renewMs: int('OMFLOW_BOOSTER_RENEW_MS', { doc: 'How often the active renews the leader lease.', default: 200, min: 20 }),

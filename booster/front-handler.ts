@@ -1,0 +1,91 @@
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { boosterArea } from '../common/config/areas/booster.js';
+import type { AreaValues } from '../common/config/define.js';
+import type { Logger } from '../common/log.js';
+import { BOOSTER_PATH, HEADER } from '../common/protocol/headers.js';
+import { BoosterErrors } from './errors.js';
+import { createFrontDoor } from './front-door.js';
+import { sendError } from './http-errors.js';
+import { isInternalPath } from './internal-paths.js';
+import { isGateExempt, renderGatedResponse } from './license/gate.js';
+import type { ReverseProxy } from './reverse-proxy.js';
+
+type BoosterConfig = AreaValues<(typeof boosterArea)['keys']>;
+
+/**
+ * What the client-facing port needs to know of the booster to route a request: role, license
+ * gate, stopping. In a single process it reads the leader directly; in a data-plane worker it
+ * reads the state the leader last pushed (ADR 0010). Same checks, same answers, both ways.
+ */
+export interface FrontGate {
+  /** Active, or a standby configured to serve. */
+  serves(): boolean;
+  activeUrl(): string | null;
+  stopping(): boolean;
+  allowsDistribution(): boolean;
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+
+/** The hot path: prefix check for /_booster/ → role / `/_internal/` / license gate → proxy. */
+export function createFrontHandler(gate: FrontGate, control: Handler, proxy: ReverseProxy): { onRequest: Handler; onUpgrade: UpgradeHandler } {
+  function onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const url = req.url ?? '/';
+    if (url.startsWith(BOOSTER_PATH.prefix)) {
+      control(req, res);
+      return;
+    }
+    if (gate.stopping() && req.httpVersionMajor < 2) res.setHeader('connection', 'close');
+    if (!gate.serves()) {
+      const activeUrl = gate.activeUrl();
+      sendError(res, BoosterErrors.BOOSTER_ERR_STANDBY(), activeUrl ? { 'retry-after': '1', [HEADER.active]: activeUrl } : { 'retry-after': '1' });
+      return;
+    }
+    if (isInternalPath(url)) {
+      sendError(res, BoosterErrors.BOOSTER_ERR_INTERNAL_PATH());
+      return;
+    }
+    if (!gate.allowsDistribution() && !isGateExempt(url)) {
+      const g = renderGatedResponse(req.headers.accept);
+      res.writeHead(g.status, { ...g.headers, 'content-length': Buffer.byteLength(g.body) });
+      return void res.end(g.body);
+    }
+    proxy.handle(req, res);
+  }
+
+  function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const url = req.url ?? '/';
+    if (!gate.serves() || isInternalPath(url) || url.startsWith(BOOSTER_PATH.prefix) || (!gate.allowsDistribution() && !isGateExempt(url))) {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n');
+      return;
+    }
+    proxy.upgrade(req, socket, head);
+  }
+
+  return { onRequest, onUpgrade };
+}
+
+/**
+ * The one place the client-facing server is made: plain node:http, or with a certificate the
+ * TLS / HTTP/2 front door (booster/front-door.ts). No framework on the hot path.
+ */
+export function createFrontServer(cfg: BoosterConfig, log: Logger, onRequest: Handler, onUpgrade: UpgradeHandler): Server {
+  const server = createFrontDoor(
+    {
+      tls: cfg.tlsCertFile && cfg.tlsKeyFile ? { certFile: cfg.tlsCertFile, keyFile: cfg.tlsKeyFile } : null,
+      redirectPort: cfg.httpRedirectPort,
+      host: cfg.host,
+      log,
+      server: { keepAliveTimeout: 5000, requestTimeout: 0, headersTimeout: 30_000 },
+    },
+    onRequest,
+  );
+  server.timeout = cfg.idleTimeoutMs;
+  server.on('upgrade', onUpgrade);
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n');
+  });
+  return server;
+}
