@@ -3,9 +3,12 @@
 // demo flow's automatic steps at the same time. Database: an embedded PostgreSQL (fsync off)
 // unless --db URL is given (e.g. the MariaDB: mysql://omflow:omflow-ci@127.0.0.1:3307/<db>).
 // --form simple: a form whose flow starts at a human step (creation alone, no automatic steps).
-// Usage: npx tsx bench/server-tickets.ts [--duration 10] [--connections 32] [--db URL] [--form it-request|simple]
+// --statements (embedded PostgreSQL only): pg_stat_statements on; prints the SQL statements per
+// ticket (every statement the server ran, steps included, divided by tickets created).
+// Prints the CPU the server process and the database used (cores) over the measured window.
+// Usage: npx tsx bench/server-tickets.ts [--duration 10] [--connections 32] [--db URL] [--form it-request|simple] [--statements] [--pool-max 10]
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +24,25 @@ const flag = (name: string) => (args.includes(`--${name}`) ? args[args.indexOf(`
 const duration = Number(flag('duration') ?? 10);
 const connections = Number(flag('connections') ?? 32);
 const formKey = flag('form') === 'simple' ? 'bench-simple' : 'it-request';
+const statements = args.includes('--statements');
+const poolMax = flag('pool-max') ?? '10';
+
+/** CPU ticks (1/100 s) of a process; with `children`, also of its live children and their reaped ones (the postmaster's backends). */
+function cpuTicks(pid: number, children = false): number {
+  let sum = 0;
+  for (const d of children ? readdirSync('/proc') : [String(pid)]) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const st = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      if (Number(d) === pid) sum += Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0);
+      else if (Number(f[1]) === pid) sum += Number(f[11]) + Number(f[12]);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return sum;
+}
 const OMFLOW = fileURLToPath(new URL('../common/bin/omflow.mjs', import.meta.url));
 
 let pg: EmbeddedPostgres | null = null;
@@ -38,7 +60,15 @@ if (!url) {
     password: 'bench',
     persistent: false,
     createPostgresUser: root,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off'],
+    postgresFlags: [
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'fsync=off',
+      '-c',
+      'synchronous_commit=off',
+      ...(statements ? ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=all'] : []),
+    ],
     onLog: () => {},
   });
   await pg.initialise();
@@ -46,6 +76,7 @@ if (!url) {
   await pg.createDatabase('omflow');
   url = `postgres://postgres:bench@127.0.0.1:${port}/omflow`;
 }
+const postmaster = dir ? Number(readFileSync(join(dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]) : 0;
 const db = createDatabase({
   url,
   client: 'postgres',
@@ -101,7 +132,7 @@ const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' 
     OMFLOW_NODE_ID: 'bench',
     OMFLOW_LOG_LEVEL: 'warn',
     OMFLOW_SERVER_PORT: String(port),
-    OMFLOW_DB_POOL_MAX: '10',
+    OMFLOW_DB_POOL_MAX: poolMax,
   },
   stdio: ['ignore', 'pipe', 'inherit'],
 });
@@ -148,9 +179,21 @@ try {
     );
   };
   await run(Date.now() + 1000, false);
+  if (statements) {
+    await db.knex.raw('create extension if not exists pg_stat_statements');
+    await db.knex.raw('select pg_stat_statements_reset()');
+  }
+  const counted0 = Number((await db.knex('tickets').count({ n: '*' }).first())!.n);
+  const server0 = cpuTicks(child.pid!);
+  const db0 = postmaster ? cpuTicks(postmaster, true) : 0;
   const started = Date.now();
   await run(started + duration * 1000, true);
   const seconds = (Date.now() - started) / 1000;
+  const serverCores = (cpuTicks(child.pid!) - server0) / 100 / seconds;
+  const dbCores = postmaster ? (cpuTicks(postmaster, true) - db0) / 100 / seconds : Number.NaN;
+  // Let the automatic steps of the measured tickets finish so every statement they cause is counted.
+  await new Promise((r) => setTimeout(r, 1500));
+  const counted = Number((await db.knex('tickets').count({ n: '*' }).first())!.n) - counted0;
   latencies.sort((a, b) => a - b);
   const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]?.toFixed(1);
   const total = Number((await db.knex('tickets').count({ n: '*' }).first())!.n) - before;
@@ -158,6 +201,20 @@ try {
     `server-tickets: ${(latencies.length / seconds).toFixed(0)} tickets/s created on one server, form ${formKey} (${db.vendor}${pg ? ', embedded, fsync off' : ''}), ${connections} connections, ${seconds.toFixed(1)} s`,
   );
   console.log(`  latency p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms; errors ${errors}; tickets in database ${total} (incl. warm-up)`);
+  console.log(`  CPU: server ${serverCores.toFixed(2)} cores, database ${dbCores.toFixed(2)} cores (pool max ${poolMax})`);
+  if (statements) {
+    const rows = (
+      await db.knex.raw(
+        `select calls, round(total_exec_time::numeric, 0) as ms, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) as q from pg_stat_statements
+         where dbid = (select oid from pg_database where datname = current_database()) order by calls desc limit 25`,
+      )
+    ).rows as { calls: number; ms: number; q: string }[];
+    const all = Number(
+      (await db.knex.raw('select sum(calls) as n from pg_stat_statements where dbid = (select oid from pg_database where datname = current_database())')).rows[0].n,
+    );
+    console.log(`  statements per ticket (all, ${counted} tickets measured): ${(all / Math.max(1, counted)).toFixed(1)}; the most frequent:`);
+    for (const r of rows) console.log(`  ${(Number(r.calls) / Math.max(1, counted)).toFixed(2).padStart(6)}  ${r.q}`);
+  }
 } finally {
   await pool.close();
   child.kill('SIGTERM');

@@ -84,6 +84,8 @@ export interface LeaseRequest {
   leaseMs: number;
   /** The leader lease the grant depends on; omitted only by a standalone server (epoch 0). */
   leader?: { holder: string };
+  /** The leaser runs the step itself (standalone server): marked started in the same statement. */
+  started?: boolean;
 }
 
 /** Grants one step to a server. True when this call won the row. */
@@ -108,7 +110,7 @@ export async function leaseStep(knex: Knex | Knex.Transaction, req: LeaseRequest
     epoch: req.epoch,
     lease_expires_at: h.nowPlusMs(req.leaseMs),
     assigned_at: h.now(),
-    started_at: null,
+    started_at: req.started ? h.now() : null,
     attempt: knex.raw('attempt + 1'),
     dispatch_count: knex.raw('dispatch_count + 1'),
     updated_at: h.now(),
