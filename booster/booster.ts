@@ -9,7 +9,7 @@ import { createDatabase, type Database, type DatabaseConfig } from '../common/db
 import { createLogger, type Logger } from '../common/log.js';
 import { signClusterRequest } from '../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH, HEADER, SERVER_PATH } from '../common/protocol/headers.js';
-import { Admission } from './admission.js';
+import { Admission, DbPressurePolicy, requestKind } from './admission.js';
 import { createControlPlane } from './control-plane.js';
 import { QueryOutcomeAvailability } from './db-reachability.js';
 import { StepDispatcher } from './dispatcher.js';
@@ -125,6 +125,8 @@ export function createBooster(deps: BoosterDeps): Booster {
   const table = new ServerTable(cfg, clock, onTransition);
   const pools = new UpstreamPools(cfg);
   const admission = new Admission(cfg, (n) => metrics.queued.set(n));
+  const dbPressure = new DbPressurePolicy(cfg, () => table.routable, clock);
+  metrics.readAdmitShareFrom(() => dbPressure.share);
   const proxy = new ReverseProxy({ table, admission, pools, metrics, log, epoch: () => leadership.currentEpoch(), opts: cfg });
   const health = new HealthChecker(table, pools, cfg, clock, log);
   const sync = new ServerSync(table, store, clock);
@@ -190,6 +192,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     gate,
     store,
     log,
+    dbPressure,
   });
 
   // ---- http ----
@@ -247,6 +250,11 @@ export function createBooster(deps: BoosterDeps): Booster {
       const g = renderGatedResponse(req.headers.accept);
       res.writeHead(g.status, { ...g.headers, 'content-length': Buffer.byteLength(g.body) });
       return void res.end(g.body);
+    }
+    if (!dbPressure.admit(requestKind(url, req.headers[HEADER.idempotencyKey]))) {
+      metrics.dbPressureShed.inc();
+      sendError(res, BoosterErrors.BOOSTER_ERR_DB_PRESSURE(), { 'retry-after': String(dbPressure.retryAfterSeconds) });
+      return;
     }
     proxy.handle(req, res);
   }

@@ -116,7 +116,11 @@ export function enterEntry(ctx: Pick<MoveContext, 'ticketId' | 'actorId' | 'node
  * (same transaction, so a committed ticket never lacks its step). `history` rows written
  * before the 'enter' row go in the same round trip. Returns the new state.
  */
-export async function moveTo(ctx: MoveContext, stepKey: string, history: readonly HistoryEntry[] = []): Promise<{ state: string; stepKey: string; stepId?: number }> {
+export async function moveTo(
+  ctx: MoveContext,
+  stepKey: string,
+  history: readonly HistoryEntry[] = [],
+): Promise<{ state: string; stepKey: string; stepId?: number }> {
   const { trx } = ctx;
   const h = getHelpers(trx);
   const p = await placeOn(ctx, stepKey);

@@ -1,6 +1,6 @@
 import type { Database } from '../../../common/db/create-database.js';
-import type { Logger } from '../../../common/log.js';
 import { getHelpers } from '../../../common/db/helpers/index.js';
+import type { Logger } from '../../../common/log.js';
 import { completeStep, renewStepLease } from '../../../common/protocol/steps.js';
 import type { Runtime } from '../../runtime.js';
 import { evaluate, type FlowDefinition, type HttpStep, type StepDef } from '../flows/definition.js';
