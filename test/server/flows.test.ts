@@ -462,8 +462,12 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
         return r.state === 'done' ? r : null;
       }, 'the step to finish');
       expect(Number(done.epoch)).toBe(5);
+      // The pure step that follows (compute 'small') ran at once in the same fenced transaction:
+      // same server, same epoch; the ticket waits at the human step.
       const next = await t.knex('steps').where({ ticket_id: created.id }).andWhere('id', '>', step.id).first();
-      expect(next).toMatchObject({ step_key: 'small', state: 'ready' });
+      expect(next).toMatchObject({ step_key: 'small', state: 'done', assigned_server: 'test-node' });
+      expect(Number(next.epoch)).toBe(5);
+      expect(await t.knex('tickets').where({ id: created.id }).first('state', 'current_step')).toEqual({ state: 'open', current_step: 'approve' });
     });
   });
 }

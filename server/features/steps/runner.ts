@@ -1,7 +1,7 @@
 import type { Database } from '../../../common/db/create-database.js';
 import { getHelpers } from '../../../common/db/helpers/index.js';
 import type { Logger } from '../../../common/log.js';
-import { completeStep, renewStepLease } from '../../../common/protocol/steps.js';
+import { completeStep, recordChainedStep, renewStepLease, type StepType } from '../../../common/protocol/steps.js';
 import type { Runtime } from '../../runtime.js';
 import { evaluate, type FlowDefinition, type HttpStep, type StepDef } from '../flows/definition.js';
 import { addHistoryRows, enqueuePlaced, enterEntry, type HistoryEntry, type Placement, placeOn, TICKET_STATE } from '../flows/engine.js';
@@ -25,6 +25,9 @@ interface Effect {
 }
 
 class LeaseLost extends Error {}
+
+/** Pure steps run at once after a step, in its transaction; beyond this the next one is queued (a loop of pure steps cannot hold a transaction forever). */
+export const MAX_CHAINED_STEPS = 16;
 
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
@@ -163,6 +166,27 @@ export function createStepRunner(deps: {
           effect = { outcome: 'failed', next: null, result: null, error: [e?.code, e?.message].filter(Boolean).join(' ') || String(err) };
         }
       }
+      // Pure steps that follow (condition, compute: no I/O, no clock) run at once, before the
+      // transaction, and are committed with this step under its lease instead of a queue round
+      // each (bounded: a loop of pure steps goes back through the queue every MAX_CHAINED_STEPS).
+      const chain: { stepKey: string; stepType: StepType; effect: Effect }[] = [];
+      let data = { ...(ticket?.data ?? {}), ...(effect.set ?? {}) };
+      let next = effect.next;
+      while (ticket && def && next && chain.length < MAX_CHAINED_STEPS) {
+        const nextDef = def.steps[next];
+        if (!nextDef || (nextDef.type !== 'condition' && nextDef.type !== 'compute')) break;
+        let e: Effect;
+        try {
+          e = await execute(hold.stepId, nextDef, data, controller.signal);
+        } catch (err) {
+          if (controller.signal.aborted) throw err;
+          const x = err as { code?: string; message?: string };
+          e = { outcome: 'failed', next: null, result: null, error: [x?.code, x?.message].filter(Boolean).join(' ') || String(err) };
+        }
+        chain.push({ stepKey: next, stepType: nextDef.type, effect: e });
+        data = { ...data, ...(e.set ?? {}) };
+        next = e.next;
+      }
       await db.transaction(async (trx) => {
         const hh = getHelpers(trx);
         // Ticket row first, then the step row: the same lock order as user actions (cancel), so no
@@ -171,26 +195,49 @@ export function createStepRunner(deps: {
         let placed: Placement | null = null;
         let applied = false;
         if (ticket && def && ticket.state === TICKET_STATE.running && ticket.currentStep === stepKey) {
-          const data = { ...ticket.data, ...(effect.set ?? {}) };
           const columns: Record<string, unknown> = { data: JSON.stringify(data), updated_at: hh.now(), row_version: trx.raw('row_version + 1') };
-          if (effect.next) {
-            placed = await placeOn({ trx, def, data, createdBy: ticket.createdBy }, effect.next);
+          if (next) {
+            placed = await placeOn({ trx, def, data, createdBy: ticket.createdBy }, next);
             Object.assign(columns, placed.columns);
-          } else Object.assign(columns, { state: TICKET_STATE.failed, closed_at: hh.now() });
+          } else Object.assign(columns, { state: TICKET_STATE.failed, closed_at: hh.now(), ...(chain.length ? { current_step: chain.at(-1)!.stepKey } : {}) });
           applied = Number(await trx('tickets').where({ id: ticket.id, row_version: ticket.rowVersion }).update(columns)) === 1;
         }
         if (!(await completeStep(trx, { ...h, outcome: effect.outcome, result: effect.result, error: effect.error })))
           throw new LeaseLost('lease lost before commit');
         if (!applied || !ticket) return;
         const actor = { ticketId: ticket.id, actorId: null, nodeId };
+        const history: HistoryEntry[] = [
+          {
+            ...actor,
+            step: stepKey,
+            action: effect.outcome === 'done' ? 'step.done' : 'step.failed',
+            output: { result: effect.result, error: effect.error, set: effect.set, stepId: hold.stepId, epoch: hold.epoch },
+          },
+        ];
+        for (const c of chain) {
+          const id = await recordChainedStep(trx, {
+            ticketId: ticket.id,
+            stepKey: c.stepKey,
+            stepType: c.stepType,
+            serverId: nodeId,
+            epoch: hold.epoch,
+            outcome: c.effect.outcome,
+            result: c.effect.result,
+            error: c.effect.error,
+          });
+          history.push(
+            { ...actor, step: c.stepKey, action: 'enter', output: { state: TICKET_STATE.running, stepId: id } },
+            {
+              ...actor,
+              step: c.stepKey,
+              action: c.effect.outcome === 'done' ? 'step.done' : 'step.failed',
+              output: { result: c.effect.result, error: c.effect.error, set: c.effect.set, stepId: id, epoch: hold.epoch, chainedTo: hold.stepId },
+            },
+          );
+        }
         const stepId = placed ? await enqueuePlaced(trx, ticket.id, placed) : undefined;
-        const done: HistoryEntry = {
-          ...actor,
-          step: stepKey,
-          action: effect.outcome === 'done' ? 'step.done' : 'step.failed',
-          output: { result: effect.result, error: effect.error, set: effect.set, stepId: hold.stepId, epoch: hold.epoch },
-        };
-        await addHistoryRows(trx, placed ? [done, enterEntry(actor, placed, stepId)] : [done]);
+        if (placed) history.push(enterEntry(actor, placed, stepId));
+        await addHistoryRows(trx, history);
       });
       deps.onCommitted?.();
     } finally {
