@@ -107,8 +107,9 @@ export class Admission {
  * server reports its database round-trip time and pool wait in its heartbeat. When every
  * routable server reports one of them at or above the threshold, the database (shared by all)
  * is the bottleneck and new work would only queue until it times out: the share of new,
- * non-keyed work admitted is halved at each adjustment while the pressure lasts and grows back
- * by a quarter at each adjustment without it (multiplicative decrease, additive increase), so
+ * non-keyed work admitted is cut at each adjustment while the pressure lasts (by half, or by
+ * threshold/figure when that is smaller) and grows back by a quarter at each adjustment without
+ * it (multiplicative decrease, additive increase); without routable servers it is kept, so
  * the admitted load settles near what the database sustains instead of oscillating between all
  * and nothing. Keyed retries (Idempotency-Key) and health checks always pass. One server under
  * pressure while another is not sheds nothing: the picker's load score steers work away.
@@ -149,17 +150,29 @@ export class DbPressurePolicy {
     private readonly clock: () => number,
   ) {}
 
-  /** Under pressure: every routable server reports round-trip time or pool wait at or above the threshold. */
-  pressuredNow(): boolean {
+  /**
+   * How far over the threshold the cluster is: the least pressured routable server's worse figure
+   * over the threshold (≥ 1: under pressure). 0 when a server is below it or reports nothing;
+   * null without routable servers (nothing to learn: no adjustment).
+   */
+  severity(): number | null {
     const t = this.opts.dbPressureMs;
-    if (t <= 0) return false;
+    if (t <= 0) return 0;
     const list = this.servers();
-    if (list.length === 0) return false;
+    if (list.length === 0) return null;
+    let least = Number.POSITIVE_INFINITY;
     for (const s of list) {
       const db = s.heartbeat?.db;
-      if (!db || (db.rttMs < t && db.poolWaitMs < t)) return false;
+      const worse = db ? Math.max(db.rttMs, db.poolWaitMs) : 0;
+      if (worse < t) return 0;
+      least = Math.min(least, worse);
     }
-    return true;
+    return least / t;
+  }
+
+  /** Under pressure: every routable server reports round-trip time or pool wait at or above the threshold. */
+  pressuredNow(): boolean {
+    return (this.severity() ?? 0) >= 1;
   }
 
   #adjust(): void {
@@ -167,9 +180,16 @@ export class DbPressurePolicy {
     const periods = Math.min(4, Math.floor((now - this.#adjustedAt) / ADJUST_EVERY_MS));
     if (periods < 1) return;
     this.#adjustedAt = now;
-    this.#pressured = this.pressuredNow();
-    // Idle periods without pressure count as periods of recovery.
-    this.#share = this.#pressured ? Math.max(MIN_ADMIT_SHARE, this.#share / 2) : Math.min(1, this.#share + INCREASE * periods);
+    const severity = this.severity();
+    // No routable server: nothing is learnt (a server taken out by the overload must not come
+    // back to a flood because the share grew back while it was away).
+    if (severity === null) return;
+    this.#pressured = severity >= 1;
+    // Under pressure the share shrinks by at least half, more the further over the threshold
+    // (4 s of pool wait at 500 ms: to an eighth at once); idle periods without pressure count as
+    // periods of recovery.
+    if (this.#pressured) this.#share = Math.max(MIN_ADMIT_SHARE, this.#share * Math.min(0.5, 1 / severity));
+    else this.#share = Math.min(1, this.#share + INCREASE * periods);
   }
 
   /** True: let the request in. False: answer 503 BOOSTER_ERR_DB_PRESSURE with Retry-After. */

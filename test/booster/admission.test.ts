@@ -122,8 +122,10 @@ describe('DbPressurePolicy: admission under database pressure', () => {
     return { policy, servers, admitted, tick: (ms = ADJUST_EVERY_MS) => (now += ms) };
   }
   const calm = { heartbeat: { db: { rttMs: 2, poolWaitMs: 0 } } };
-  const pressed = { heartbeat: { db: { rttMs: 3, poolWaitMs: 900 } } };
-  const slowDb = { heartbeat: { db: { rttMs: 450, poolWaitMs: 0 } } };
+  // Just over the 200 ms threshold: the share halves (a deeper cut needs figures over 2× it).
+  const pressed = { heartbeat: { db: { rttMs: 3, poolWaitMs: 300 } } };
+  const slowDb = { heartbeat: { db: { rttMs: 250, poolWaitMs: 0 } } };
+  const swamped = { heartbeat: { db: { rttMs: 5, poolWaitMs: 1600 } } };
 
   it('admits everything while no server reports pressure', () => {
     const w = world();
@@ -176,6 +178,33 @@ describe('DbPressurePolicy: admission under database pressure', () => {
     w.servers[1] = { heartbeat: {} };
     w.tick();
     expect(w.admitted(100)).toBe(100);
+  });
+
+  it('cuts deeper the further over the threshold: 1600 ms of pool wait at 200 ms admits an eighth at once', () => {
+    const w = world();
+    w.servers.push(swamped);
+    expect(w.admitted(80)).toBe(10);
+    expect(w.policy.share).toBe(1 / 8);
+    w.tick();
+    w.admitted(1);
+    expect(w.policy.share).toBe(MIN_ADMIT_SHARE);
+  });
+
+  it('keeps the share while no server is routable: a server taken out by the overload does not come back to a flood', () => {
+    const w = world();
+    w.servers.push(pressed);
+    w.admitted(1);
+    expect(w.policy.share).toBe(0.5);
+    w.servers.length = 0;
+    for (let i = 0; i < 5; i++) {
+      w.tick();
+      w.admitted(1);
+    }
+    expect(w.policy.share).toBe(0.5);
+    w.servers.push(calm);
+    w.tick();
+    w.admitted(1);
+    expect(w.policy.share).toBe(0.75);
   });
 
   it('sheds nothing without routable servers (that is BOOSTER_ERR_NO_SERVER) or when turned off', () => {
