@@ -19,7 +19,7 @@ import { Pool } from 'undici';
 import { createDatabase } from '../common/db/create-database.js';
 import { migrateLatest } from '../common/db/migrate.js';
 import { seed } from '../server/seed.js';
-import { freePort, ROOT, SECRET, startBoosterProcess, stop, waitFor } from './booster-lib.js';
+import { freePort, ROOT, SECRET, startBoosterProcess, statusGet, stop, waitFor } from './booster-lib.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : undefined);
@@ -199,8 +199,8 @@ async function measure(n: number, clients: number, prefix: string): Promise<void
   pool = null;
 }
 
-const upServers = async () =>
-  ((await (await fetch(`${boosterUrl}/_booster/status`)).json()) as { servers: { state: string }[] }).servers.filter((s) => s.state === 'up').length;
+// /_booster/status wants credentials: signed with the bench's cluster secret.
+const upServers = async () => ((await (await statusGet(boosterUrl)).json()) as { servers: { state: string }[] }).servers.filter((s) => s.state === 'up').length;
 
 try {
   children.push(
