@@ -3,9 +3,15 @@
 // demo flow's automatic steps at the same time. Database: an embedded PostgreSQL (fsync off)
 // unless --db URL is given (e.g. the MariaDB: mysql://omflow:omflow-ci@127.0.0.1:3307/<db>).
 // --form simple: a form whose flow starts at a human step (creation alone, no automatic steps).
-// Usage: npx tsx bench/server-tickets.ts [--duration 10] [--connections 32] [--db URL] [--form it-request|simple]
+// --statements (embedded PostgreSQL only): pg_stat_statements on; prints the SQL statements per
+// ticket (every statement the server ran, steps included, divided by tickets created).
+// Prints the CPU the server process and the database used (cores) over the measured window.
+// --baseline DIR: also runs the server of another checkout (e.g. /work/main) in alternating rounds
+// (--rounds, default 2) against the same database, and prints the ratio: before/after in one run.
+// --keyed: every creation carries a fresh Idempotency-Key.
+// Usage: npx tsx bench/server-tickets.ts [--duration 10] [--connections 32] [--db URL] [--form it-request|simple] [--statements] [--pool-max 10] [--keyed] [--baseline DIR] [--rounds N]
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +27,25 @@ const flag = (name: string) => (args.includes(`--${name}`) ? args[args.indexOf(`
 const duration = Number(flag('duration') ?? 10);
 const connections = Number(flag('connections') ?? 32);
 const formKey = flag('form') === 'simple' ? 'bench-simple' : 'it-request';
-const OMFLOW = fileURLToPath(new URL('../common/bin/omflow.mjs', import.meta.url));
+const statements = args.includes('--statements');
+const poolMax = flag('pool-max') ?? '10';
+
+/** CPU ticks (1/100 s) of a process; with `children`, also of its live children and their reaped ones (the postmaster's backends). */
+function cpuTicks(pid: number, children = false): number {
+  let sum = 0;
+  for (const d of children ? readdirSync('/proc') : [String(pid)]) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const st = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      if (Number(d) === pid) sum += Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0);
+      else if (Number(f[1]) === pid) sum += Number(f[11]) + Number(f[12]);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return sum;
+}
 
 let pg: EmbeddedPostgres | null = null;
 let dir = '';
@@ -38,7 +62,15 @@ if (!url) {
     password: 'bench',
     persistent: false,
     createPostgresUser: root,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off'],
+    postgresFlags: [
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'fsync=off',
+      '-c',
+      'synchronous_commit=off',
+      ...(statements ? ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=all'] : []),
+    ],
     onLog: () => {},
   });
   await pg.initialise();
@@ -46,6 +78,7 @@ if (!url) {
   await pg.createDatabase('omflow');
   url = `postgres://postgres:bench@127.0.0.1:${port}/omflow`;
 }
+const postmaster = dir ? Number(readFileSync(join(dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]) : 0;
 const db = createDatabase({
   url,
   client: 'postgres',
@@ -89,79 +122,131 @@ if (formKey === 'bench-simple' && !(await db.knex('forms').where({ form_key: for
     }),
   );
 }
-const before = Number((await db.knex('tickets').count({ n: '*' }).first())!.n);
+const keyed = args.includes('--keyed');
+const baseline = flag('baseline');
+const rounds = Number(flag('rounds') ?? (baseline ? 2 : 1));
 
-const port = await freePort();
-// BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the server.
-const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), OMFLOW, 'server'], {
-  env: {
-    PATH: process.env.PATH,
-    OMFLOW_DB_URL: url,
-    OMFLOW_CLUSTER_SECRET: 'bench-cluster-secret-0123456789',
-    OMFLOW_NODE_ID: 'bench',
-    OMFLOW_LOG_LEVEL: 'warn',
-    OMFLOW_SERVER_PORT: String(port),
-    OMFLOW_DB_POOL_MAX: '10',
-  },
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
-await new Promise<void>((resolve, reject) => {
-  let out = '';
-  child.stdout!.on('data', (d) => {
-    out += d;
-    if (out.includes('listening on')) resolve();
+/** One measured cell: a server started from `root` (this tree or the baseline's), driven, stopped. */
+async function cell(root: string, label: string): Promise<number> {
+  const before = Number((await db.knex('tickets').count({ n: '*' }).first())!.n);
+  const port = await freePort();
+  // BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the server.
+  const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), join(root, 'common/bin/omflow.mjs'), 'server'], {
+    env: {
+      PATH: process.env.PATH,
+      OMFLOW_DB_URL: url,
+      OMFLOW_CLUSTER_SECRET: 'bench-cluster-secret-0123456789',
+      OMFLOW_NODE_ID: 'bench',
+      OMFLOW_LOG_LEVEL: 'warn',
+      OMFLOW_SERVER_PORT: String(port),
+      OMFLOW_DB_POOL_MAX: poolMax,
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
   });
-  child.on('exit', () => reject(new Error('server exited')));
-});
-const base = `http://127.0.0.1:${port}`;
-const pool = new Pool(base, { connections });
-try {
-  const login = await pool.request({
-    path: '/api/auth/login',
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username: 'bench', password: 'bench-password' }),
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes('listening on')) resolve();
+    });
+    child.on('exit', () => reject(new Error('server exited')));
   });
-  const { token } = (await login.body.json()) as { token: string };
-  const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
-  const latencies: number[] = [];
-  let errors = 0;
-  let i = 0;
-  // Warm-up (JIT, pool) for 1 s, then measure.
-  const run = async (until: number, record: boolean) => {
-    await Promise.all(
-      Array.from({ length: connections }, async () => {
-        while (Date.now() < until) {
-          const t0 = performance.now();
-          const res = await pool.request({
-            path: `/api/forms/${formKey}/tickets`,
-            method: 'POST',
-            headers,
-            body: JSON.stringify({ data: { title: `bench ${i++}`, category: 'software', amount: i % 200_000 } }),
-          });
-          await res.body.text();
-          if (!record) continue;
-          if (res.statusCode === 201) latencies.push(performance.now() - t0);
-          else errors++;
-        }
-      }),
+  const pool = new Pool(`http://127.0.0.1:${port}`, { connections });
+  try {
+    const login = await pool.request({
+      path: '/api/auth/login',
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'bench', password: 'bench-password' }),
+    });
+    const { token } = (await login.body.json()) as { token: string };
+    const headers: Record<string, string> = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
+    const latencies: number[] = [];
+    let errors = 0;
+    let i = 0;
+    const run = async (until: number, record: boolean) => {
+      await Promise.all(
+        Array.from({ length: connections }, async () => {
+          while (Date.now() < until) {
+            const t0 = performance.now();
+            const n = i++;
+            const res = await pool.request({
+              path: `/api/forms/${formKey}/tickets`,
+              method: 'POST',
+              headers: keyed ? { ...headers, 'idempotency-key': `${label}-${process.pid}-${before}-${n}` } : headers,
+              body: JSON.stringify({ data: { title: `bench ${n}`, category: 'software', amount: n % 200_000 } }),
+            });
+            await res.body.text();
+            if (!record) continue;
+            if (res.statusCode === 201) latencies.push(performance.now() - t0);
+            else errors++;
+          }
+        }),
+      );
+    };
+    // Warm-up (JIT, pool) for 1 s, then measure.
+    await run(Date.now() + 1000, false);
+    if (statements) {
+      await db.knex.raw('create extension if not exists pg_stat_statements');
+      await db.knex.raw('select pg_stat_statements_reset()');
+    }
+    const counted0 = Number((await db.knex('tickets').count({ n: '*' }).first())!.n);
+    const server0 = cpuTicks(child.pid!);
+    const db0 = postmaster ? cpuTicks(postmaster, true) : 0;
+    const started = Date.now();
+    await run(started + duration * 1000, true);
+    const seconds = (Date.now() - started) / 1000;
+    const serverCores = (cpuTicks(child.pid!) - server0) / 100 / seconds;
+    const dbCores = postmaster ? (cpuTicks(postmaster, true) - db0) / 100 / seconds : Number.NaN;
+    // Let the automatic steps of the measured tickets finish so every statement they cause is counted.
+    const pendingSteps = async () => Number((await db.knex('steps').whereIn('state', ['ready', 'assigned']).count({ n: '*' }).first())!.n);
+    const backlog = await pendingSteps();
+    for (let w = 0; w < 100 && (await pendingSteps()) > 0; w++) await new Promise((r) => setTimeout(r, 100));
+    const counted = Number((await db.knex('tickets').count({ n: '*' }).first())!.n) - counted0;
+    latencies.sort((a, b) => a - b);
+    const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]?.toFixed(1);
+    const total = Number((await db.knex('tickets').count({ n: '*' }).first())!.n) - before;
+    const rate = latencies.length / seconds;
+    console.log(
+      `server-tickets [${label}]: ${rate.toFixed(0)} tickets/s created on one server, form ${formKey}${keyed ? ' (Idempotency-Key on each)' : ''} (${db.vendor}${pg ? ', embedded, fsync off' : ''}), ${connections} connections, ${seconds.toFixed(1)} s`,
     );
-  };
-  await run(Date.now() + 1000, false);
-  const started = Date.now();
-  await run(started + duration * 1000, true);
-  const seconds = (Date.now() - started) / 1000;
-  latencies.sort((a, b) => a - b);
-  const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]?.toFixed(1);
-  const total = Number((await db.knex('tickets').count({ n: '*' }).first())!.n) - before;
-  console.log(
-    `server-tickets: ${(latencies.length / seconds).toFixed(0)} tickets/s created on one server, form ${formKey} (${db.vendor}${pg ? ', embedded, fsync off' : ''}), ${connections} connections, ${seconds.toFixed(1)} s`,
-  );
-  console.log(`  latency p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms; errors ${errors}; tickets in database ${total} (incl. warm-up)`);
+    console.log(
+      `  latency p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms; errors ${errors}; tickets in database ${total} (incl. warm-up); steps still queued at the end ${backlog}`,
+    );
+    console.log(`  CPU: server ${serverCores.toFixed(2)} cores, database ${dbCores.toFixed(2)} cores (pool max ${poolMax})`);
+    if (statements) {
+      const where = 'dbid = (select oid from pg_database where datname = current_database())';
+      const rows = (
+        await db.knex.raw(
+          `select calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) as q from pg_stat_statements where ${where} and toplevel order by calls desc limit 25`,
+        )
+      ).rows as { calls: number; q: string }[];
+      const all = Number((await db.knex.raw(`select sum(calls) as n from pg_stat_statements where ${where} and toplevel`)).rows[0].n);
+      console.log(
+        `  statements per ticket (sent by clients, steps included, bench's own count queries too; ${counted} tickets): ${(all / Math.max(1, counted)).toFixed(1)}; the most frequent:`,
+      );
+      for (const r of rows) console.log(`  ${(Number(r.calls) / Math.max(1, counted)).toFixed(2).padStart(6)}  ${r.q}`);
+    }
+    return rate;
+  } finally {
+    await pool.close();
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+  }
+}
+
+try {
+  const here = fileURLToPath(new URL('..', import.meta.url));
+  const rates: Record<string, number[]> = { baseline: [], this: [] };
+  for (let r = 0; r < rounds; r++) {
+    if (baseline) rates.baseline.push(await cell(baseline, 'baseline'));
+    rates.this.push(await cell(here, 'this'));
+  }
+  if (baseline) {
+    const sum = (a: number[]) => a.reduce((x, y) => x + y, 0);
+    console.log(`ratio this / baseline (tickets/s, mean of ${rounds} alternating rounds): ${(sum(rates.this) / sum(rates.baseline)).toFixed(2)}`);
+  }
 } finally {
-  await pool.close();
-  child.kill('SIGTERM');
-  await new Promise((r) => child.once('exit', r));
   await db.destroy();
   if (pg) await pg.stop().catch(() => {});
   if (dir) rmSync(dir, { recursive: true, force: true });

@@ -5,7 +5,10 @@
 // whether adding servers adds tickets or only queues them at the database.
 // Database: an embedded PostgreSQL (fsync off) unless --db URL is given (e.g. the MariaDB:
 // mysql://omflow:omflow-ci@127.0.0.1:3307/<db>, whose CPU is then not measured).
-// Usage: npx tsx bench/tickets-through-booster.ts [--duration 5] [--clients 8,32] [--servers 1,2,3] [--db URL] [--form it-request|simple]
+// --baseline DIR: for each server count, the same cells are also run with the app servers of
+// another checkout (e.g. /work/main), its servers started just before this tree's: before/after in
+// one run, against the same booster (this tree's, shedding off) and database.
+// Usage: npx tsx bench/tickets-through-booster.ts [--duration 5] [--clients 8,32] [--servers 1,2,3] [--db URL] [--form it-request|simple] [--baseline DIR]
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -16,7 +19,7 @@ import { Pool } from 'undici';
 import { createDatabase } from '../common/db/create-database.js';
 import { migrateLatest } from '../common/db/migrate.js';
 import { seed } from '../server/seed.js';
-import { freePort, ROOT, SECRET, startBoosterProcess, stop, waitFor } from './booster-lib.js';
+import { freePort, ROOT, SECRET, startBoosterProcess, statusGet, stop, waitFor } from './booster-lib.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : undefined);
@@ -24,6 +27,7 @@ const duration = Number(flag('duration') ?? 5);
 const clientCounts = (flag('clients') ?? '8,32').split(',').map(Number);
 const serverCounts = (flag('servers') ?? '1,2,3').split(',').map(Number);
 const formKey = flag('form') === 'simple' ? 'bench-simple' : 'it-request';
+const baseline = flag('baseline');
 
 /** CPU ticks of the postmaster and all its children (backends come and go: exited ones are counted by the postmaster's cutime). */
 function dbTicks(postmaster: number): number {
@@ -121,14 +125,14 @@ const boosterUrl = `http://127.0.0.1:${boosterPort}`;
 const children: ChildProcess[] = [];
 let pool: Pool | null = null;
 
-async function startServer(i: number): Promise<ChildProcess> {
+async function startServer(i: number, root = ROOT, tag = 's'): Promise<ChildProcess> {
   const port = await freePort();
-  const child = spawn(process.execPath, [join(ROOT, 'common/bin/omflow.mjs'), 'server'], {
+  const child = spawn(process.execPath, [join(root, 'common/bin/omflow.mjs'), 'server'], {
     env: {
       PATH: process.env.PATH,
       OMFLOW_DB_URL: url,
       OMFLOW_CLUSTER_SECRET: SECRET,
-      OMFLOW_NODE_ID: `bench-s${i}`,
+      OMFLOW_NODE_ID: `bench-${tag}${i}`,
       OMFLOW_LOG_LEVEL: 'warn',
       OMFLOW_SERVER_PORT: String(port),
       OMFLOW_DB_POOL_MAX: '10',
@@ -141,8 +145,62 @@ async function startServer(i: number): Promise<ChildProcess> {
   return child;
 }
 
-const upServers = async () =>
-  ((await (await fetch(`${boosterUrl}/_booster/status`)).json()) as { servers: { state: string }[] }).servers.filter((s) => s.state === 'up').length;
+async function measure(n: number, clients: number, prefix: string): Promise<void> {
+  pool = new Pool(boosterUrl, { connections: clients });
+  const login = await pool.request({
+    path: '/api/auth/login',
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'bench', password: 'bench-password' }),
+  });
+  const { token } = (await login.body.json()) as { token: string };
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
+  const latencies: number[] = [];
+  let errors = 0;
+  const statuses = new Map<number, number>();
+  let i = 0;
+  const run = async (until: number, record: boolean) => {
+    await Promise.all(
+      Array.from({ length: clients }, async () => {
+        while (Date.now() < until) {
+          const t0 = performance.now();
+          const res = await pool!.request({
+            path: `/api/forms/${formKey}/tickets`,
+            method: 'POST',
+            headers,
+            body: JSON.stringify({ data: { title: `bench ${i++}`, category: 'software', amount: i % 200_000 } }),
+          });
+          await res.body.text();
+          if (!record) continue;
+          if (res.statusCode === 201) latencies.push(performance.now() - t0);
+          else {
+            errors++;
+            statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
+          }
+        }
+      }),
+    );
+  };
+  await run(Date.now() + 1000, false);
+  const d0 = postmaster ? dbTicks(postmaster) : 0;
+  const m0 = machineBusyTicks();
+  const t0 = Date.now();
+  await run(t0 + duration * 1000, true);
+  const seconds = (Date.now() - t0) / 1000;
+  const dbCpu = postmaster ? dbTicks(postmaster) - d0 : 0;
+  const busy = machineBusyTicks() - m0;
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number) => (latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN).toFixed(1);
+  const share = postmaster ? `${((100 * dbCpu) / Math.max(1, busy)).toFixed(0)}% (${(dbCpu / 100 / seconds).toFixed(2)})` : 'n/a';
+  console.log(
+    `${prefix}${String(n).padStart(7)} ${String(clients).padStart(7)} ${(latencies.length / seconds).toFixed(0).padStart(10)} ${pct(0.5).padStart(8)} ${pct(0.99).padStart(8)} ${String(errors).padStart(7)}  ${share}${statuses.size ? `  (errors by status: ${[...statuses].map(([k, v]) => `${k}×${v}`).join(', ')})` : ''}`,
+  );
+  await pool.close();
+  pool = null;
+}
+
+// /_booster/status wants credentials: signed with the bench's cluster secret.
+const upServers = async () => ((await (await statusGet(boosterUrl)).json()) as { servers: { state: string }[] }).servers.filter((s) => s.state === 'up').length;
 
 try {
   children.push(
@@ -152,6 +210,8 @@ try {
       OMFLOW_BOOSTER_PORT: String(boosterPort),
       OMFLOW_BOOSTER_ADVERTISE_URL: boosterUrl,
       OMFLOW_BOOSTER_SLOW_START_MS: '0',
+      // Throughput, not admission: the booster never sheds here (bench/tickets-overload does).
+      OMFLOW_BOOSTER_DB_PRESSURE_MS: '0',
       OMFLOW_LOG_LEVEL: 'error',
     }),
   );
@@ -159,63 +219,30 @@ try {
   console.log(
     `tickets-through-booster: form ${formKey} (${db.vendor}${pg ? ', embedded, fsync off' : ''}), ${duration} s per cell after 1 s warm-up, one booster`,
   );
-  console.log('servers clients  tickets/s   p50 ms   p99 ms  errors  db CPU share (cores)');
-  let started = 0;
+  console.log(`${baseline ? 'tree     ' : ''}servers clients  tickets/s   p50 ms   p99 ms  errors  db CPU share (cores)`);
+  const trees: [string, string, string][] = baseline
+    ? [
+        ['baseline', baseline, 'b'],
+        ['this', ROOT, 's'],
+      ]
+    : [['this', ROOT, 's']];
   for (const n of serverCounts) {
-    while (started < n) await startServer(++started);
-    await waitFor(async () => (await upServers()) >= n, `${n} servers up`, 60_000);
-    for (const clients of clientCounts) {
-      pool = new Pool(boosterUrl, { connections: clients });
-      const login = await pool.request({
-        path: '/api/auth/login',
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ username: 'bench', password: 'bench-password' }),
-      });
-      const { token } = (await login.body.json()) as { token: string };
-      const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
-      const latencies: number[] = [];
-      let errors = 0;
-      const statuses = new Map<number, number>();
-      let i = 0;
-      const run = async (until: number, record: boolean) => {
-        await Promise.all(
-          Array.from({ length: clients }, async () => {
-            while (Date.now() < until) {
-              const t0 = performance.now();
-              const res = await pool!.request({
-                path: `/api/forms/${formKey}/tickets`,
-                method: 'POST',
-                headers,
-                body: JSON.stringify({ data: { title: `bench ${i++}`, category: 'software', amount: i % 200_000 } }),
-              });
-              await res.body.text();
-              if (!record) continue;
-              if (res.statusCode === 201) latencies.push(performance.now() - t0);
-              else {
-                errors++;
-                statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
-              }
-            }
-          }),
+    for (const [label, root, tag] of trees) {
+      const mine: ChildProcess[] = [];
+      for (let k = 1; k <= n; k++) mine.push(await startServer(k, root, tag));
+      await waitFor(async () => (await upServers()) === n, `${n} ${label} servers up`, 60_000);
+      for (const clients of clientCounts) {
+        await measure(n, clients, baseline ? `${label.padEnd(8)} ` : '');
+        // The steps of the measured tickets run before the next cell, so no cell inherits a backlog.
+        await waitFor(
+          async () => Number((await db.knex('steps').whereIn('state', ['ready', 'assigned']).count({ n: '*' }).first())!.n) === 0,
+          'steps drained',
+          300_000,
         );
-      };
-      await run(Date.now() + 1000, false);
-      const d0 = postmaster ? dbTicks(postmaster) : 0;
-      const m0 = machineBusyTicks();
-      const t0 = Date.now();
-      await run(t0 + duration * 1000, true);
-      const seconds = (Date.now() - t0) / 1000;
-      const dbCpu = postmaster ? dbTicks(postmaster) - d0 : 0;
-      const busy = machineBusyTicks() - m0;
-      latencies.sort((a, b) => a - b);
-      const pct = (p: number) => (latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN).toFixed(1);
-      const share = postmaster ? `${((100 * dbCpu) / Math.max(1, busy)).toFixed(0)}% (${(dbCpu / 100 / seconds).toFixed(2)})` : 'n/a';
-      console.log(
-        `${String(n).padStart(7)} ${String(clients).padStart(7)} ${(latencies.length / seconds).toFixed(0).padStart(10)} ${pct(0.5).padStart(8)} ${pct(0.99).padStart(8)} ${String(errors).padStart(7)}  ${share}${statuses.size ? `  (errors by status: ${[...statuses].map(([k, v]) => `${k}×${v}`).join(', ')})` : ''}`,
-      );
-      await pool.close();
-      pool = null;
+      }
+      // Stopped gracefully (they report draining, then stop heartbeating): the next set starts alone.
+      for (const c of mine) await stop(c);
+      await waitFor(async () => (await upServers()) === 0, 'servers gone', 60_000);
     }
   }
   const dup = await db.knex('tickets').groupBy('ticket_no').select('ticket_no').count({ n: '*' }).havingRaw('count(*) > 1');

@@ -8,7 +8,7 @@ import { createDatabase, type Database, type DatabaseConfig } from '../common/db
 import { createLogger, type Logger } from '../common/log.js';
 import { audienceOf, signClusterRequest } from '../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH } from '../common/protocol/headers.js';
-import { Admission } from './admission.js';
+import { Admission, DbPressurePolicy } from './admission.js';
 import { createControlPlane } from './control-plane.js';
 import { DataPlaneWorkers } from './data-plane-workers.js';
 import { QueryOutcomeAvailability } from './db-reachability.js';
@@ -131,6 +131,8 @@ export function createBooster(deps: BoosterDeps): Booster {
   const table = new ServerTable(cfg, clock, onTransition);
   const pools = new UpstreamPools(cfg);
   const admission = new Admission(cfg, (n) => metrics.queued.set(n));
+  const dbPressure = new DbPressurePolicy(cfg, () => table.routable, clock);
+  metrics.readAdmitShareFrom(() => dbPressure.share);
   const proxy = new ReverseProxy({ table, admission, pools, metrics, log, epoch: () => leadership.currentEpoch(), opts: cfg });
   const health = new HealthChecker(table, pools, cfg, clock, log);
   const sync = new ServerSync(table, store, clock);
@@ -196,6 +198,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     gate,
     store,
     log,
+    dbPressure,
   });
 
   // ---- http ----
@@ -248,6 +251,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     { serves, activeUrl: () => leadership.activeUrl, stopping: () => stopping, allowsDistribution: () => gate.allowsDistribution() },
     control,
     proxy,
+    { policy: dbPressure, onShed: () => metrics.dbPressureShed.inc() },
   );
   // With workers the leader serves only /_booster/, forwarded by the workers to this loopback listener.
   const server = workerCount > 1 ? createServer({ keepAliveTimeout: 5000 }, control) : createFrontServer(cfg, log, front.onRequest, front.onUpgrade);

@@ -5,7 +5,7 @@ import type { boosterArea } from '../common/config/areas/booster.js';
 import type { clusterArea } from '../common/config/areas/cluster.js';
 import type { AreaValues } from '../common/config/define.js';
 import type { Logger } from '../common/log.js';
-import { Admission } from './admission.js';
+import { Admission, DbPressurePolicy } from './admission.js';
 import { BoosterErrors } from './errors.js';
 import { createFrontHandler, createFrontServer, type FrontGate } from './front-handler.js';
 import { sendError } from './http-errors.js';
@@ -148,6 +148,7 @@ export function startDataPlaneWorker(init: Extract<ToWorker, { type: 'init' }>, 
   table.mirror(state.table);
   const pools = new UpstreamPools(cfg);
   const admission = new Admission(cfg, () => {});
+  const dbPressure = new DbPressurePolicy(cfg, () => table.routable, clock);
   const metrics = createMetrics();
   const proxy = new ReverseProxy({ table, admission, pools, metrics, log, epoch: () => state.epoch, opts: cfg });
   const forwarder = createLeaderForwarder(init.controlUrl);
@@ -157,7 +158,7 @@ export function startDataPlaneWorker(init: Extract<ToWorker, { type: 'init' }>, 
     stopping: () => stopping || state.stopping,
     allowsDistribution: () => state.allowsDistribution,
   };
-  const { onRequest, onUpgrade } = createFrontHandler(gate, forwarder.handle, proxy);
+  const { onRequest, onUpgrade } = createFrontHandler(gate, forwarder.handle, proxy, { policy: dbPressure, onShed: () => metrics.dbPressureShed.inc() });
   const server = createFrontServer(cfg, log, onRequest, onUpgrade);
 
   let resolveStopped: () => void = () => {};

@@ -27,6 +27,11 @@ export const BoosterErrors = defineErrors({
     message: 'No server slot became free within the queue timeout',
     hint: 'Transient overload: retry after Retry-After. See OMFLOW_BOOSTER_QUEUE_TIMEOUT_MS.',
   },
+  BOOSTER_ERR_DB_PRESSURE: {
+    status: 503,
+    message: 'The database is saturated; new work is shed until it recovers',
+    hint: 'Transient: retry after Retry-After (an Idempotency-Key retry is always let through). The app servers report database round-trip time and pool wait above OMFLOW_BOOSTER_DB_PRESSURE_MS; see `omflow status` and the database.',
+  },
   BOOSTER_ERR_UPSTREAM: {
     status: 502,
     message: 'The app server failed to answer the request',

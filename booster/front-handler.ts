@@ -4,6 +4,7 @@ import type { boosterArea } from '../common/config/areas/booster.js';
 import type { AreaValues } from '../common/config/define.js';
 import type { Logger } from '../common/log.js';
 import { BOOSTER_PATH, HEADER } from '../common/protocol/headers.js';
+import { type DbPressurePolicy, requestKind } from './admission.js';
 import { BoosterErrors } from './errors.js';
 import { createFrontDoor } from './front-door.js';
 import { sendError } from './http-errors.js';
@@ -29,8 +30,19 @@ export interface FrontGate {
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
-/** The hot path: prefix check for /_booster/ → role / `/_internal/` / license gate → proxy. */
-export function createFrontHandler(gate: FrontGate, control: Handler, proxy: ReverseProxy): { onRequest: Handler; onUpgrade: UpgradeHandler } {
+/** Admission under database pressure (ADR 0011): each process runs the policy on its own table (a worker's mirrors the leader's heartbeats). */
+export interface FrontPressure {
+  policy: Pick<DbPressurePolicy, 'admit' | 'retryAfterSeconds'>;
+  onShed: () => void;
+}
+
+/** The hot path: prefix check for /_booster/ → role / `/_internal/` / license gate / database pressure → proxy. */
+export function createFrontHandler(
+  gate: FrontGate,
+  control: Handler,
+  proxy: ReverseProxy,
+  pressure: FrontPressure,
+): { onRequest: Handler; onUpgrade: UpgradeHandler } {
   function onRequest(req: IncomingMessage, res: ServerResponse): void {
     const url = req.url ?? '/';
     if (url.startsWith(BOOSTER_PATH.prefix)) {
@@ -51,6 +63,11 @@ export function createFrontHandler(gate: FrontGate, control: Handler, proxy: Rev
       const g = renderGatedResponse(req.headers.accept);
       res.writeHead(g.status, { ...g.headers, 'content-length': Buffer.byteLength(g.body) });
       return void res.end(g.body);
+    }
+    if (!pressure.policy.admit(requestKind(url, req.headers[HEADER.idempotencyKey]))) {
+      pressure.onShed();
+      sendError(res, BoosterErrors.BOOSTER_ERR_DB_PRESSURE(), { 'retry-after': String(pressure.policy.retryAfterSeconds) });
+      return;
     }
     proxy.handle(req, res);
   }

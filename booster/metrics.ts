@@ -58,6 +58,24 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
   const dbReachable = new Gauge({ name: 'omflow_booster_db_reachable', help: '1 while the database answers this booster', registers: [registry] });
   const dbOutages = new Counter({ name: 'omflow_booster_db_outages_total', help: 'Times the database stopped answering this booster', registers: [registry] });
   const queued = new Gauge({ name: 'omflow_booster_queue_length', help: 'Requests waiting for a server slot', registers: [registry] });
+  const dbPressureShed = new Counter({
+    name: 'omflow_booster_db_pressure_shed_total',
+    help: 'New requests answered 503 BOOSTER_ERR_DB_PRESSURE (admission under database pressure)',
+    registers: [registry],
+  });
+  let admitShare = () => 1;
+  new Gauge({
+    name: 'omflow_booster_db_pressure_admit_share',
+    help: 'Share of new non-keyed requests admitted (1: no shedding)',
+    registers: [registry],
+    collect() {
+      this.set(admitShare());
+    },
+  });
+  /** The admitted share is read at scrape time from the pressure policy. */
+  const readAdmitShareFrom = (fn: () => number) => {
+    admitShare = fn;
+  };
   return {
     registry,
     requests,
@@ -74,6 +92,8 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     stepsDispatched,
     stepsReassigned,
     queued,
+    dbPressureShed,
+    readAdmitShareFrom,
     leaseHeld,
     dbReachable,
     dbOutages,

@@ -1,4 +1,5 @@
 import type { Logger } from '../common/log.js';
+import type { DbPressurePolicy } from './admission.js';
 import type { Leadership } from './leadership.js';
 import type { LicenseGate } from './license/gate.js';
 import type { ServerTable } from './server-table.js';
@@ -21,6 +22,7 @@ export interface StatusDeps {
   gate: LicenseGate;
   store: ClusterStore;
   log: Logger;
+  dbPressure: DbPressurePolicy;
 }
 
 export function createStatusView(d: StatusDeps) {
@@ -53,6 +55,7 @@ export function createStatusView(d: StatusDeps) {
         activeUrl: leadership.activeUrl,
         uptimeMs: Date.now() - d.startedAt,
         licenseAllowsDistribution: gate.allowsDistribution(),
+        dbPressure: { pressured: d.dbPressure.pressuredNow(), admitShare: d.dbPressure.share, shed: d.dbPressure.shed },
         servers: table.list.map((e) => ({
           id: e.id,
           url: e.url,
@@ -69,6 +72,7 @@ export function createStatusView(d: StatusDeps) {
           lastHeartbeatMsAgo: e.heartbeatAt ? Math.round(now - e.heartbeatAt) : null,
           runningSteps: e.heartbeat?.runningSteps ?? null,
           stepCapacity: e.heartbeat?.stepCapacity ?? null,
+          db: e.heartbeat?.db ?? null,
         })),
         license: gate.status(used),
         boosters,

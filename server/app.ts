@@ -10,6 +10,7 @@ import { EpochFence } from '../common/protocol/epoch.js';
 import { HEADER, SERVER_PATH } from '../common/protocol/headers.js';
 import { releaseAllSteps } from '../common/protocol/steps.js';
 import type { ServerConfig } from './config.js';
+import { createDbPressureSampler } from './db-pressure.js';
 import { ServerErrors } from './errors.js';
 import { type AdminFeatureOptions, adminFeature } from './features/admin/index.js';
 import { flowsRoutes } from './features/flows/routes.js';
@@ -158,6 +159,8 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
   await app.register(adminFeature, { ...opts.admin, deps });
 
   let heartbeat: ReturnType<typeof createHeartbeat> | null = null;
+  // Reported in every heartbeat; the boosters shed new work when it climbs (admission under database pressure).
+  const dbPressure = createDbPressureSampler(db.knex);
   const timers: NodeJS.Timeout[] = [];
   let shutdownPromise: Promise<void> | null = null;
   let deadline = Date.now();
@@ -198,6 +201,7 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
         availability: db.availability,
         log,
         intervalMs: config.server.heartbeatMs,
+        dbPressure,
       });
       heartbeat.start();
       dispatcher?.start();
@@ -234,6 +238,7 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
     });
     if (given) log.info({ steps: given }, 'step leases given back');
     await heartbeat?.stop(true);
+    dbPressure.close();
     runtime.close();
     if (ownsDb) await db.destroy();
   });

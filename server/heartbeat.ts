@@ -5,6 +5,7 @@ import { type ClusterReply, createClusterClient } from '../common/protocol/clust
 import type { EpochFence } from '../common/protocol/epoch.js';
 import { BOOSTER_PATH } from '../common/protocol/headers.js';
 import type { Heartbeat, HeartbeatReply } from '../common/protocol/messages.js';
+import type { DbPressureSampler } from './db-pressure.js';
 import type { Runtime } from './runtime.js';
 
 /** knex's tarn pool: connections in use and acquirers waiting. */
@@ -31,6 +32,8 @@ export function createHeartbeat(deps: {
   availability?: DatabaseAvailabilityMonitor;
   log: Logger;
   intervalMs: number;
+  /** Database round-trip time and pool wait since the last report (omitted: not reported). */
+  dbPressure?: DbPressureSampler;
 }) {
   const { boosterUrls, secret, nodeId, runtime, fence, log } = deps;
   const client = createClusterClient({ secret, nodeId, timeoutMs: Math.max(500, deps.intervalMs) });
@@ -52,6 +55,7 @@ export function createHeartbeat(deps: {
       eventLoopLagMs: runtime.eventLoopLagMs(true),
       dbPool: poolStats(deps.knex),
       ...(deps.availability && !deps.availability.isUp() ? { dbUnreachableMs: deps.availability.downForMs() } : {}),
+      ...(deps.dbPressure ? { db: deps.dbPressure.sample() } : {}),
       cpu: runtime.cpu(),
       rssBytes: process.memoryUsage.rss(),
       draining: runtime.draining,

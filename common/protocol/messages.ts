@@ -1,5 +1,16 @@
 import { CommonErrors } from '../errors.js';
 
+/**
+ * A server's view of its database over the last heartbeat interval: the median query time
+ * (round trip plus execution) and how long requests waited for a pooled connection (the mean
+ * wait of granted acquires, or the age of the oldest one still waiting if longer). Boosters
+ * shed new work when these climb past OMFLOW_BOOSTER_DB_PRESSURE_MS.
+ */
+export interface HeartbeatDb {
+  rttMs: number;
+  poolWaitMs: number;
+}
+
 /** Server → boosters, every second, active first. */
 export interface Heartbeat {
   nodeId: string;
@@ -18,6 +29,8 @@ export interface Heartbeat {
   dbPool: { used: number; waiting: number };
   /** Set while this server cannot reach the database: for how long (ms). */
   dbUnreachableMs?: number;
+  /** Optional: servers of older releases do not send it (a booster then sees no pressure from them). */
+  db?: HeartbeatDb;
   cpu: number;
   rssBytes: number;
   draining: boolean;
@@ -122,6 +135,10 @@ export function parseHeartbeat(value: unknown): Heartbeat {
   checkUrl(hb.url, 'url', 'heartbeat');
   if (hb.agentUrl !== undefined && hb.agentUrl !== null) checkUrl(hb.agentUrl, 'agentUrl', 'heartbeat');
   check(hb.dbPool, { used: 'number', waiting: 'number' }, 'heartbeat.dbPool');
+  if (hb.db !== undefined && hb.db !== null) {
+    check(hb.db, { rttMs: 'number', poolWaitMs: 'number' }, 'heartbeat.db');
+    if (hb.db.rttMs < 0 || hb.db.poolWaitMs < 0) throw CommonErrors.COMMON_ERR_BAD_REQUEST('heartbeat.db: rttMs and poolWaitMs must not be negative');
+  } else delete hb.db;
   return hb;
 }
 

@@ -57,6 +57,45 @@ export async function enqueueStep(
   });
 }
 
+/**
+ * A pure step (condition, compute) that follows a step inside the same fenced transaction: the
+ * holder of the previous step's lease ran it at once, so its row is written already finished, with
+ * the same server and epoch. If that transaction's completeStep fails, this row rolls back with it.
+ */
+export async function recordChainedStep(
+  trx: Knex.Transaction,
+  step: {
+    ticketId: number;
+    stepKey: string;
+    stepType: StepType;
+    serverId: string;
+    epoch: number;
+    outcome: 'done' | 'failed';
+    result?: unknown;
+    error?: string;
+  },
+): Promise<number> {
+  const h = getHelpers(trx);
+  return h.insertReturningId(trx, 'steps', {
+    ticket_id: step.ticketId,
+    step_key: step.stepKey,
+    step_type: step.stepType,
+    state: step.outcome === 'done' ? STEP_STATE.done : STEP_STATE.failed,
+    attempt: 1,
+    dispatch_count: 0,
+    assigned_server: step.serverId,
+    epoch: step.epoch,
+    ready_at: h.now(),
+    assigned_at: h.now(),
+    started_at: h.now(),
+    finished_at: h.now(),
+    result: step.result === undefined ? null : JSON.stringify(step.result),
+    last_error: step.error ? step.error.slice(0, 2000) : null,
+    created_at: h.now(),
+    updated_at: h.now(),
+  });
+}
+
 /** Steps a dispatcher may hand out now: ready and due, or assigned with a lapsed lease. Oldest first. */
 export async function findDispatchableSteps(knex: Knex, limit: number): Promise<StepRow[]> {
   const h = getHelpers(knex);
@@ -84,6 +123,8 @@ export interface LeaseRequest {
   leaseMs: number;
   /** The leader lease the grant depends on; omitted only by a standalone server (epoch 0). */
   leader?: { holder: string };
+  /** The leaser runs the step itself (standalone server): marked started in the same statement. */
+  started?: boolean;
 }
 
 /** Grants one step to a server. True when this call won the row. */
@@ -108,7 +149,7 @@ export async function leaseStep(knex: Knex | Knex.Transaction, req: LeaseRequest
     epoch: req.epoch,
     lease_expires_at: h.nowPlusMs(req.leaseMs),
     assigned_at: h.now(),
-    started_at: null,
+    started_at: req.started ? h.now() : null,
     attempt: knex.raw('attempt + 1'),
     dispatch_count: knex.raw('dispatch_count + 1'),
     updated_at: h.now(),

@@ -17,7 +17,8 @@ const KEY_TTL_MS = 24 * 3600_000;
 /**
  * Runs a write with Idempotency-Key semantics. The key row is inserted first in the SAME
  * transaction as the write and completed with the response before commit, so:
- * - a replay (same principal, key and request) returns the stored response;
+ * - a replay (same principal, key and request) returns the stored response (found when the
+ *   key's INSERT fails on the unique index, so a new key costs no look-up first);
  * - the same key with a different request is 422 SERVER_ERR_IDEMPOTENCY_MISMATCH;
  * - two concurrent requests with one key (on two servers) race on the unique index: the
  *   loser's insert waits for the winner's commit, fails as duplicate, and answers the
@@ -48,8 +49,8 @@ export async function idempotentWrite(
     return reply.code(Number(row.status_code)).header('idempotent-replayed', 'true').send(h.fromJson(row.response_body));
   };
 
-  const early = await replay();
-  if (early) return early;
+  // No look-up before the write: the key's INSERT is the look-up. A new key (the common case)
+  // costs no extra round trip; a replay fails on the unique index and answers from the row.
   try {
     const out = await db.transaction(async (trx) => {
       const id = await h.insertReturningId(trx, 'idempotency_keys', {

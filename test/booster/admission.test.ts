@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { Admission, type AdmissionTimers, RETRY_FLOOR } from '../../booster/admission.js';
+import {
+  ADJUST_EVERY_MS,
+  Admission,
+  type AdmissionTimers,
+  DbPressurePolicy,
+  type DbPressureSource,
+  MIN_ADMIT_SHARE,
+  RETRY_FLOOR,
+  requestKind,
+} from '../../booster/admission.js';
 
 /** Manual timers: nothing fires until the test moves time. */
 function manualTimers() {
@@ -92,5 +101,127 @@ describe('Admission: retry budget', () => {
     const a = new Admission({ queueSize: 1, queueTimeoutMs: 1, retryBudgetPercent: 100 });
     for (let i = 0; i < 1000; i++) a.earn();
     expect(a.retryTokens).toBe(100);
+  });
+});
+
+describe('DbPressurePolicy: admission under database pressure', () => {
+  /** Fake servers whose heartbeats the test sets, and a clock it moves. */
+  function world(threshold = 200) {
+    let now = 0;
+    const servers: { heartbeat: { db?: { rttMs: number; poolWaitMs: number } } | null }[] = [];
+    const policy = new DbPressurePolicy(
+      { dbPressureMs: threshold, dbPressureRetryAfterS: 2 },
+      () => servers as DbPressureSource[],
+      () => now,
+    );
+    const admitted = (n: number, kind: 'new' | 'keyed' | 'health' = 'new') => {
+      let ok = 0;
+      for (let i = 0; i < n; i++) if (policy.admit(kind)) ok++;
+      return ok;
+    };
+    return { policy, servers, admitted, tick: (ms = ADJUST_EVERY_MS) => (now += ms) };
+  }
+  const calm = { heartbeat: { db: { rttMs: 2, poolWaitMs: 0 } } };
+  // Just over the 200 ms threshold: the share halves (a deeper cut needs figures over 2× it).
+  const pressed = { heartbeat: { db: { rttMs: 3, poolWaitMs: 300 } } };
+  const slowDb = { heartbeat: { db: { rttMs: 250, poolWaitMs: 0 } } };
+  const swamped = { heartbeat: { db: { rttMs: 5, poolWaitMs: 1600 } } };
+
+  it('admits everything while no server reports pressure', () => {
+    const w = world();
+    w.servers.push(calm, calm);
+    expect(w.admitted(100)).toBe(100);
+    w.tick();
+    expect(w.admitted(100)).toBe(100);
+    expect(w.policy.shed).toBe(0);
+  });
+
+  it('halves the admitted share of new work each second while every server is pressured; keyed and health requests always pass', () => {
+    const w = world();
+    w.servers.push(pressed, slowDb); // pool wait on one, round-trip time on the other: both over 200 ms
+    expect(w.admitted(100)).toBe(50);
+    expect(w.policy.pressured).toBe(true);
+    w.tick();
+    expect(w.admitted(100)).toBe(25);
+    expect(w.admitted(50, 'keyed')).toBe(50);
+    expect(w.admitted(50, 'health')).toBe(50);
+    for (let i = 0; i < 10; i++) w.tick();
+    // never below the floor: a trickle still reaches the servers so recovery is seen
+    expect(w.policy.share).toBe(0.25);
+    for (let i = 0; i < 6; i++) {
+      w.tick();
+      w.admitted(1);
+    }
+    expect(w.policy.share).toBe(MIN_ADMIT_SHARE);
+    expect(w.admitted(160)).toBe(10);
+  });
+
+  it('grows the share back by a quarter per second once the pressure is gone (idle seconds count)', () => {
+    const w = world();
+    w.servers.push(pressed);
+    w.admitted(1);
+    w.tick();
+    w.admitted(1);
+    expect(w.policy.share).toBe(0.25);
+    w.servers[0] = calm;
+    w.tick();
+    expect(w.admitted(100)).toBe(50);
+    w.tick(3 * ADJUST_EVERY_MS);
+    expect(w.admitted(100)).toBe(100);
+    expect(w.policy.share).toBe(1);
+  });
+
+  it('sheds nothing while one server is still free of pressure, or reports no figures (older release)', () => {
+    const w = world();
+    w.servers.push(pressed, calm);
+    expect(w.admitted(100)).toBe(100);
+    w.servers[1] = { heartbeat: {} };
+    w.tick();
+    expect(w.admitted(100)).toBe(100);
+  });
+
+  it('cuts deeper the further over the threshold: 1600 ms of pool wait at 200 ms admits an eighth at once', () => {
+    const w = world();
+    w.servers.push(swamped);
+    expect(w.admitted(80)).toBe(10);
+    expect(w.policy.share).toBe(1 / 8);
+    w.tick();
+    w.admitted(1);
+    expect(w.policy.share).toBe(MIN_ADMIT_SHARE);
+  });
+
+  it('keeps the share while no server is routable: a server taken out by the overload does not come back to a flood', () => {
+    const w = world();
+    w.servers.push(pressed);
+    w.admitted(1);
+    expect(w.policy.share).toBe(0.5);
+    w.servers.length = 0;
+    for (let i = 0; i < 5; i++) {
+      w.tick();
+      w.admitted(1);
+    }
+    expect(w.policy.share).toBe(0.5);
+    w.servers.push(calm);
+    w.tick();
+    w.admitted(1);
+    expect(w.policy.share).toBe(0.75);
+  });
+
+  it('sheds nothing without routable servers (that is BOOSTER_ERR_NO_SERVER) or when turned off', () => {
+    const w = world();
+    expect(w.admitted(10)).toBe(10);
+    const off = world(0);
+    off.servers.push(pressed);
+    expect(off.admitted(10)).toBe(10);
+    expect(off.policy.pressuredNow()).toBe(false);
+  });
+
+  it('classifies requests: Idempotency-Key → keyed, /healthz and /readyz → health, the rest → new', () => {
+    expect(requestKind('/api/forms/x/tickets', 'k-1')).toBe('keyed');
+    expect(requestKind('/api/forms/x/tickets', '')).toBe('new');
+    expect(requestKind('/healthz', undefined)).toBe('health');
+    expect(requestKind('/readyz?deep=1', undefined)).toBe('health');
+    expect(requestKind('/healthzz', undefined)).toBe('new');
+    expect(requestKind('/api/tickets', undefined)).toBe('new');
   });
 });

@@ -328,6 +328,42 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       }
     });
 
+    it('pure steps after a step run in its transaction, at most MAX_CHAINED_STEPS in a row: a loop of 40 goes back through the queue', async () => {
+      const loopFlow = {
+        flowKey: 'loop',
+        name: 'Loop',
+        ticketPrefix: 'LOOP',
+        definition: {
+          start: 'inc',
+          steps: {
+            inc: { type: 'compute', set: { n: '$exists(n) ? n + 1 : 1' }, next: 'more' },
+            more: { type: 'condition', branches: [{ when: 'n < 20', next: 'inc' }], default: 'review' },
+            review: { type: 'form', assignee: { user: 'admin' }, next: 'done' },
+            done: { type: 'end' },
+          },
+        },
+      };
+      expect((await app.inject({ method: 'POST', url: '/api/flows', headers: admin, payload: loopFlow })).statusCode).toBe(201);
+      const form = { formKey: 'loop', title: 'Loop', flowKey: 'loop', fields: [{ key: 'title', label: 'Title', type: 'text' }] };
+      expect((await app.inject({ method: 'POST', url: '/api/forms', headers: admin, payload: form })).statusCode).toBe(201);
+      const created = (await app.inject({ method: 'POST', url: '/api/forms/loop/tickets', headers: admin, payload: { data: { title: 'x' } } })).json();
+      const ticket = await waitFor(async () => {
+        const d = (await app.inject({ url: `/api/tickets/${created.id}`, headers: admin })).json();
+        return d.state === 'open' ? d : null;
+      }, 'the loop to end at the human step');
+      expect(ticket).toMatchObject({ currentStep: 'review', data: { n: 20 } });
+      // 40 pure steps: the first and every one after 16 chained ones went through the queue.
+      const steps = await t.knex('steps').where({ ticket_id: created.id }).orderBy('id').select('step_key', 'state', 'dispatch_count');
+      expect(steps).toHaveLength(40);
+      expect(steps.every((r) => r.state === 'done')).toBe(true);
+      const queued = steps.map((r, i) => (Number(r.dispatch_count) > 0 ? i : -1)).filter((i) => i >= 0);
+      expect(queued).toEqual([0, 17, 34]);
+      const history = ticket.history.map((h: { action: string; step: string }) => `${h.action}:${h.step ?? ''}`);
+      expect(history.slice(0, 5)).toEqual(['create:', 'enter:inc', 'step.done:inc', 'enter:more', 'step.done:more']);
+      expect(history.filter((x: string) => x.startsWith('step.done:'))).toHaveLength(40);
+      expect(history.at(-1)).toBe('enter:review');
+    });
+
     it('flows are versioned: a running ticket keeps its version, new tickets use the newest', async () => {
       const first = (
         await app.inject({
@@ -462,8 +498,12 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
         return r.state === 'done' ? r : null;
       }, 'the step to finish');
       expect(Number(done.epoch)).toBe(5);
+      // The pure step that follows (compute 'small') ran at once in the same fenced transaction:
+      // same server, same epoch; the ticket waits at the human step.
       const next = await t.knex('steps').where({ ticket_id: created.id }).andWhere('id', '>', step.id).first();
-      expect(next).toMatchObject({ step_key: 'small', state: 'ready' });
+      expect(next).toMatchObject({ step_key: 'small', state: 'done', assigned_server: 'test-node' });
+      expect(Number(next.epoch)).toBe(5);
+      expect(await t.knex('tickets').where({ id: created.id }).first('state', 'current_step')).toEqual({ state: 'open', current_step: 'approve' });
     });
   });
 }

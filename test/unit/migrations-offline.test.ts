@@ -89,3 +89,24 @@ describe('migrations compile offline for every vendor', () => {
     await knex.destroy();
   });
 });
+
+describe('insertRowsInOrder: one statement where the vendor assigns ids in VALUES order, one per row elsewhere', () => {
+  const rows = [
+    { ticket_id: 1, action: 'create' },
+    { ticket_id: 1, action: 'enter' },
+  ];
+  for (const [client, expected] of [
+    ['pg', 1],
+    ['mysql2', 1],
+    ['mssql', 2],
+    ['oracledb', 2],
+  ] as const) {
+    it(`${client}: ${expected} statement(s) for 2 rows, in the order given`, async () => {
+      const { knex, statements } = offlineKnex(client);
+      await getHelpers(knex).insertRowsInOrder(knex, 'ticket_history', rows);
+      expect(statements).toHaveLength(expected);
+      if (expected === 2) expect(statements.every((s) => /insert/i.test(s))).toBe(true);
+      await knex.destroy();
+    });
+  }
+});

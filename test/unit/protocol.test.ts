@@ -150,4 +150,28 @@ describe('message validation', () => {
     expect(() => parseStepDispatch({ stepId: -1, epoch: 1, leaseMs: 1, attempt: 1 })).toThrow(expect.objectContaining({ code: 'COMMON_ERR_BAD_REQUEST' }));
     expect(parseStepDispatch({ stepId: 5, epoch: 0, leaseMs: 1000, attempt: 1 })).toMatchObject({ stepId: 5 });
   });
+
+  it('takes the database figures of a heartbeat when present and valid; a heartbeat without them (older server) still parses', () => {
+    const hb = {
+      nodeId: 'n1',
+      url: 'http://127.0.0.1:8000',
+      version: '1',
+      seq: 1,
+      startedAt: new Date().toISOString(),
+      inflight: 0,
+      runningSteps: 0,
+      stepCapacity: 8,
+      eventLoopLagMs: 0,
+      dbPool: { used: 0, waiting: 0 },
+      cpu: 0,
+      rssBytes: 1,
+      draining: false,
+      epochSeen: 0,
+    };
+    expect(parseHeartbeat({ ...hb }).db).toBeUndefined();
+    expect(parseHeartbeat({ ...hb, db: { rttMs: 1.5, poolWaitMs: 700 } }).db).toEqual({ rttMs: 1.5, poolWaitMs: 700 });
+    for (const db of [{ rttMs: 'x', poolWaitMs: 1 }, { rttMs: 1 }, { rttMs: -1, poolWaitMs: 0 }, 'slow']) {
+      expect(() => parseHeartbeat({ ...hb, db })).toThrow(expect.objectContaining({ code: CommonErrors.COMMON_ERR_BAD_REQUEST.code }));
+    }
+  });
 });

@@ -84,6 +84,17 @@ export const boosterArea = defineArea({
     }),
     queueSize: int('OMFLOW_BOOSTER_QUEUE_SIZE', { doc: 'Requests that may wait for a free server slot; beyond it: 503.', default: 1000, min: 0 }),
     queueTimeoutMs: int('OMFLOW_BOOSTER_QUEUE_TIMEOUT_MS', { doc: 'Longest wait in the queue before a 503 with Retry-After.', default: 5000, min: 1 }),
+    dbPressureMs: int('OMFLOW_BOOSTER_DB_PRESSURE_MS', {
+      doc: 'Admission under database pressure: when every routable server reports a database round-trip time (median query time) or a connection-pool wait at or above this (ms) in its heartbeat, the share of new work admitted is cut each second (by half, or by threshold/figure when smaller; it grows back by a quarter each second without pressure); the rest is answered 503 BOOSTER_ERR_DB_PRESSURE with Retry-After. Requests with an Idempotency-Key and /healthz, /readyz always pass. 0: off.',
+      default: 500,
+      min: 0,
+    }),
+    dbPressureRetryAfterS: int('OMFLOW_BOOSTER_DB_PRESSURE_RETRY_AFTER_S', {
+      doc: 'Retry-After (seconds) of a request shed under database pressure.',
+      default: 2,
+      min: 1,
+      max: 120,
+    }),
     connectTimeoutMs: int('OMFLOW_BOOSTER_CONNECT_TIMEOUT_MS', { doc: 'Timeout of a TCP connect to a server.', default: 2000, min: 10 }),
     headersTimeoutMs: int('OMFLOW_BOOSTER_HEADERS_TIMEOUT_MS', { doc: 'Timeout until a server sends response headers.', default: 60000, min: 10 }),
     idleTimeoutMs: int('OMFLOW_BOOSTER_IDLE_TIMEOUT_MS', {

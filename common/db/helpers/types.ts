@@ -140,6 +140,16 @@ export class DialectHelpers {
     return this.insertedId(await db(table).insert(row, ['id']));
   }
 
+  /**
+   * Inserts rows whose generated ids must follow the order given (history read back by id), in
+   * as few round trips as the vendor allows. PostgreSQL assigns a multi-row VALUES list's
+   * identities in list order, and so does MySQL/InnoDB for such "simple inserts"
+   * (consecutive auto-increment values), so one statement does.
+   */
+  async insertRowsInOrder(db: Knex | Knex.Transaction, table: string, rows: readonly Record<string, unknown>[]): Promise<void> {
+    if (rows.length) await db(table).insert(rows as Record<string, unknown>[]);
+  }
+
   /** Id of the row just inserted by `insert(...).returning('id')`. */
   insertedId(rows: unknown[]): number {
     const first = rows[0] as unknown;

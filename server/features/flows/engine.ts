@@ -23,66 +23,111 @@ export interface MoveContext {
   nodeId: string;
 }
 
-export async function addHistory(
-  trx: Knex.Transaction,
-  h: { ticketId: number; step: string | null; action: string; actorId: number | null; nodeId: string; input?: unknown; output?: unknown },
-): Promise<void> {
+export interface HistoryEntry {
+  ticketId: number;
+  step: string | null;
+  action: string;
+  actorId: number | null;
+  nodeId: string;
+  input?: unknown;
+  output?: unknown;
+}
+
+export async function addHistory(trx: Knex.Transaction, h: HistoryEntry): Promise<void> {
+  await addHistoryRows(trx, [h]);
+}
+
+/** Several history rows in one round trip; their ids follow the order given (see insertRowsInOrder). */
+export async function addHistoryRows(trx: Knex.Transaction, entries: readonly HistoryEntry[]): Promise<void> {
+  if (entries.length === 0) return;
   const helpers = getHelpers(trx);
-  await trx('ticket_history').insert({
-    ticket_id: h.ticketId,
-    step: h.step,
-    action: h.action,
-    actor_user_id: h.actorId,
-    node_id: h.nodeId,
-    input: h.input === undefined ? null : JSON.stringify(h.input),
-    output: h.output === undefined ? null : JSON.stringify(h.output),
-    created_at: helpers.now(),
-  });
+  await helpers.insertRowsInOrder(
+    trx,
+    'ticket_history',
+    entries.map((h) => ({
+      ticket_id: h.ticketId,
+      step: h.step,
+      action: h.action,
+      actor_user_id: h.actorId,
+      node_id: h.nodeId,
+      input: h.input === undefined ? null : JSON.stringify(h.input),
+      output: h.output === undefined ? null : JSON.stringify(h.output),
+      created_at: helpers.now(),
+    })),
+  );
+}
+
+/** What entering a step does to the ticket row, decided before anything is written. */
+export interface Placement {
+  state: string;
+  stepKey: string;
+  /** Ticket columns to write: state, current_step, assignees, closed_at. */
+  columns: Record<string, unknown>;
+  /** An automatic step to enqueue (after the ticket row exists). */
+  enqueue?: { stepType: StepType; delayMs: number };
+}
+
+/** Decides the ticket's state on `stepKey` (looks up a named assignee); writes nothing. */
+export async function placeOn(ctx: Pick<MoveContext, 'trx' | 'def' | 'data' | 'createdBy'>, stepKey: string): Promise<Placement> {
+  const { trx, def } = ctx;
+  const h = getHelpers(trx);
+  const step = def.steps[stepKey];
+  if (!step) throw new Error(`flow has no step ${stepKey}`);
+  const columns: Record<string, unknown> = { current_step: stepKey, assignee_user_id: null, assignee_group_id: null };
+  if (step.type === 'form') {
+    const a = step.assignee ?? {};
+    if (a.user) columns.assignee_user_id = (await trx('users').where({ username: a.user }).first('id'))?.id ?? null;
+    else if (a.group) columns.assignee_group_id = (await trx('user_groups').where({ name: a.group }).first('id'))?.id ?? null;
+    else if (a.creator) columns.assignee_user_id = ctx.createdBy;
+    columns.state = TICKET_STATE.open;
+    return { state: TICKET_STATE.open, stepKey, columns };
+  }
+  if (step.type === 'end') {
+    const state = step.state ?? TICKET_STATE.completed;
+    columns.state = state;
+    columns.closed_at = h.now();
+    return { state, stepKey, columns };
+  }
+  let delayMs = 0;
+  if (step.type === 'timer') {
+    if (step.durationMs !== undefined) delayMs = step.durationMs;
+    else if (step.untilField) {
+      const at = Date.parse(String(ctx.data[step.untilField] ?? ''));
+      delayMs = Number.isFinite(at) ? Math.max(0, at - Date.now()) : 0;
+    }
+  }
+  columns.state = TICKET_STATE.running;
+  return { state: TICKET_STATE.running, stepKey, columns, enqueue: { stepType: step.type as StepType, delayMs } };
+}
+
+/** Writes the step row a placement asks for; returns its id. */
+export async function enqueuePlaced(trx: Knex.Transaction, ticketId: number, p: Placement): Promise<number | undefined> {
+  return p.enqueue ? enqueueStep(trx, { ticketId, stepKey: p.stepKey, stepType: p.enqueue.stepType, delayMs: p.enqueue.delayMs }) : undefined;
+}
+
+/** The history row of entering a step. */
+export function enterEntry(ctx: Pick<MoveContext, 'ticketId' | 'actorId' | 'nodeId'>, p: Placement, stepId: number | undefined): HistoryEntry {
+  return { ticketId: ctx.ticketId, step: p.stepKey, action: 'enter', actorId: ctx.actorId, nodeId: ctx.nodeId, output: { state: p.state, stepId } };
 }
 
 /**
  * Moves a ticket onto `stepKey` inside the caller's transaction: a human step waits for its
  * assignee, an end step closes the ticket, an automatic step becomes a row of the step queue
- * (same transaction, so a committed ticket never lacks its step). Returns the new state.
+ * (same transaction, so a committed ticket never lacks its step). `history` rows written
+ * before the 'enter' row go in the same round trip. Returns the new state.
  */
-export async function moveTo(ctx: MoveContext, stepKey: string): Promise<{ state: string; stepKey: string; stepId?: number }> {
-  const { trx, def } = ctx;
+export async function moveTo(
+  ctx: MoveContext,
+  stepKey: string,
+  history: readonly HistoryEntry[] = [],
+): Promise<{ state: string; stepKey: string; stepId?: number }> {
+  const { trx } = ctx;
   const h = getHelpers(trx);
-  const step = def.steps[stepKey];
-  if (!step) throw new Error(`flow has no step ${stepKey}`);
-  const row: Record<string, unknown> = {
-    current_step: stepKey,
-    data: JSON.stringify(ctx.data),
-    updated_at: h.now(),
-    row_version: trx.raw('row_version + 1'),
-    assignee_user_id: null,
-    assignee_group_id: null,
-  };
-  let state: string;
-  let stepId: number | undefined;
-  if (step.type === 'form') {
-    state = TICKET_STATE.open;
-    const a = step.assignee ?? {};
-    if (a.user) row.assignee_user_id = (await trx('users').where({ username: a.user }).first('id'))?.id ?? null;
-    else if (a.group) row.assignee_group_id = (await trx('user_groups').where({ name: a.group }).first('id'))?.id ?? null;
-    else if (a.creator) row.assignee_user_id = ctx.createdBy;
-  } else if (step.type === 'end') {
-    state = step.state ?? TICKET_STATE.completed;
-    row.closed_at = h.now();
-  } else {
-    state = TICKET_STATE.running;
-    let delayMs = 0;
-    if (step.type === 'timer') {
-      if (step.durationMs !== undefined) delayMs = step.durationMs;
-      else if (step.untilField) {
-        const at = Date.parse(String(ctx.data[step.untilField] ?? ''));
-        delayMs = Number.isFinite(at) ? Math.max(0, at - Date.now()) : 0;
-      }
-    }
-    stepId = await enqueueStep(trx, { ticketId: ctx.ticketId, stepKey, stepType: step.type as StepType, delayMs });
-  }
-  row.state = state;
-  await trx('tickets').where({ id: ctx.ticketId }).update(row);
-  await addHistory(trx, { ticketId: ctx.ticketId, step: stepKey, action: 'enter', actorId: ctx.actorId, nodeId: ctx.nodeId, output: { state, stepId } });
-  return { state, stepKey, stepId };
+  const p = await placeOn(ctx, stepKey);
+  const stepId = await enqueuePlaced(trx, ctx.ticketId, p);
+  await trx('tickets')
+    .where({ id: ctx.ticketId })
+    .update({ ...p.columns, data: JSON.stringify(ctx.data), updated_at: h.now(), row_version: trx.raw('row_version + 1') });
+  await addHistoryRows(trx, [...history, enterEntry(ctx, p, stepId)]);
+  return { state: p.state, stepKey, stepId };
 }

@@ -1,7 +1,7 @@
 import { levelFor } from '../../../common/db/availability.js';
 import type { Database } from '../../../common/db/create-database.js';
 import type { Logger } from '../../../common/log.js';
-import { findDispatchableSteps, leaseStep, markStepStarted } from '../../../common/protocol/steps.js';
+import { findDispatchableSteps, leaseStep } from '../../../common/protocol/steps.js';
 import type { Runtime } from '../../runtime.js';
 import type { StepRunner } from './runner.js';
 
@@ -32,8 +32,8 @@ export function createLocalDispatcher(deps: {
     for (const row of rows) {
       if (stopped || runtime.runningSteps >= runtime.stepCapacity) break;
       const hold = { stepId: Number(row.id), serverId: nodeId, epoch: 0, leaseMs };
-      if (!(await leaseStep(db.knex, hold))) continue;
-      if (!(await markStepStarted(db.knex, hold))) continue;
+      // Leased and started in one statement: this server is the runner.
+      if (!(await leaseStep(db.knex, { ...hold, started: true }))) continue;
       runner.start({ stepId: hold.stepId, epoch: 0, leaseMs });
     }
   }

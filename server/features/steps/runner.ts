@@ -1,10 +1,11 @@
 import { levelFor } from '../../../common/db/availability.js';
 import type { Database } from '../../../common/db/create-database.js';
+import { getHelpers } from '../../../common/db/helpers/index.js';
 import type { Logger } from '../../../common/log.js';
-import { completeStep, renewStepLease, type StepRow } from '../../../common/protocol/steps.js';
+import { completeStep, recordChainedStep, renewStepLease, type StepType } from '../../../common/protocol/steps.js';
 import type { Runtime } from '../../runtime.js';
 import { evaluate, type FlowDefinition, type HttpStep, type StepDef } from '../flows/definition.js';
-import { addHistory, moveTo, TICKET_STATE } from '../flows/engine.js';
+import { addHistoryRows, enqueuePlaced, enterEntry, type HistoryEntry, type Placement, placeOn, TICKET_STATE } from '../flows/engine.js';
 import type { FlowsStore } from '../flows/store.js';
 import type { TicketsStore } from '../tickets/store.js';
 
@@ -25,6 +26,9 @@ interface Effect {
 }
 
 class LeaseLost extends Error {}
+
+/** Pure steps run at once after a step, in its transaction; beyond this the next one is queued (a loop of pure steps cannot hold a transaction forever). */
+export const MAX_CHAINED_STEPS = 16;
 
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
@@ -139,12 +143,18 @@ export function createStepRunner(deps: {
         .catch((err) => log[levelFor(err)]({ err, stepId: hold.stepId }, 'step lease renewal failed'));
     }, renewEvery);
     try {
-      const row = (await db.knex('steps').where({ id: hold.stepId }).first()) as StepRow | undefined;
+      // The step and its ticket in one read; the ticket is not locked while the step runs.
+      const row = await db
+        .knex('steps as s')
+        .leftJoin('tickets as t', 't.id', 's.ticket_id')
+        .where('s.id', hold.stepId)
+        .first('t.*', 's.step_key as s_step_key', 's.ticket_id as s_ticket_id');
       if (!row) return;
-      const ticket = await tickets.byId(Number(row.ticket_id));
+      const stepKey = row.s_step_key as string;
+      const ticket = row.id == null ? null : tickets.toTicket(row);
       const version = ticket?.flowVersionId ? await flows.version(ticket.flowVersionId) : null;
       const def: FlowDefinition | undefined = version?.definition;
-      const stepDef = def?.steps[row.step_key];
+      const stepDef = def?.steps[stepKey];
       let effect: Effect;
       if (!ticket || !def || !stepDef) effect = { outcome: 'failed', next: null, result: null, error: 'ticket or flow step is gone' };
       else {
@@ -157,27 +167,78 @@ export function createStepRunner(deps: {
           effect = { outcome: 'failed', next: null, result: null, error: [e?.code, e?.message].filter(Boolean).join(' ') || String(err) };
         }
       }
+      // Pure steps that follow (condition, compute: no I/O, no clock) run at once, before the
+      // transaction, and are committed with this step under its lease instead of a queue round
+      // each (bounded: a loop of pure steps goes back through the queue every MAX_CHAINED_STEPS).
+      const chain: { stepKey: string; stepType: StepType; effect: Effect }[] = [];
+      let data = { ...(ticket?.data ?? {}), ...(effect.set ?? {}) };
+      let next = effect.next;
+      while (ticket && def && next && chain.length < MAX_CHAINED_STEPS) {
+        const nextDef = def.steps[next];
+        if (!nextDef || (nextDef.type !== 'condition' && nextDef.type !== 'compute')) break;
+        let e: Effect;
+        try {
+          e = await execute(hold.stepId, nextDef, data, controller.signal);
+        } catch (err) {
+          if (controller.signal.aborted) throw err;
+          const x = err as { code?: string; message?: string };
+          e = { outcome: 'failed', next: null, result: null, error: [x?.code, x?.message].filter(Boolean).join(' ') || String(err) };
+        }
+        chain.push({ stepKey: next, stepType: nextDef.type, effect: e });
+        data = { ...data, ...(e.set ?? {}) };
+        next = e.next;
+      }
       await db.transaction(async (trx) => {
-        // Ticket row first, then the step row: the same lock order as user actions (cancel), so no deadlock.
-        const t = await tickets.byId(Number(row.ticket_id), trx, true);
+        const hh = getHelpers(trx);
+        // Ticket row first, then the step row: the same lock order as user actions (cancel), so no
+        // deadlock. The ticket changes only if nobody changed it since it was read (row_version):
+        // cancelled or moved on meanwhile, the step is finished and the ticket is left alone.
+        let placed: Placement | null = null;
+        let applied = false;
+        if (ticket && def && ticket.state === TICKET_STATE.running && ticket.currentStep === stepKey) {
+          const columns: Record<string, unknown> = { data: JSON.stringify(data), updated_at: hh.now(), row_version: trx.raw('row_version + 1') };
+          if (next) {
+            placed = await placeOn({ trx, def, data, createdBy: ticket.createdBy }, next);
+            Object.assign(columns, placed.columns);
+          } else Object.assign(columns, { state: TICKET_STATE.failed, closed_at: hh.now(), ...(chain.length ? { current_step: chain.at(-1)!.stepKey } : {}) });
+          applied = Number(await trx('tickets').where({ id: ticket.id, row_version: ticket.rowVersion }).update(columns)) === 1;
+        }
         if (!(await completeStep(trx, { ...h, outcome: effect.outcome, result: effect.result, error: effect.error })))
           throw new LeaseLost('lease lost before commit');
-        // Cancelled or moved on meanwhile: the step is finished, the ticket is left alone.
-        if (!t || t.state !== TICKET_STATE.running || t.currentStep !== row.step_key || !def) return;
-        const data = { ...t.data, ...(effect.set ?? {}) };
-        await addHistory(trx, {
-          ticketId: t.id,
-          step: row.step_key,
-          action: effect.outcome === 'done' ? 'step.done' : 'step.failed',
-          actorId: null,
-          nodeId,
-          output: { result: effect.result, error: effect.error, set: effect.set, stepId: hold.stepId, epoch: hold.epoch },
-        });
-        if (effect.next) await moveTo({ trx, ticketId: t.id, createdBy: t.createdBy, def, data, actorId: null, nodeId }, effect.next);
-        else
-          await trx('tickets')
-            .where({ id: t.id })
-            .update({ state: TICKET_STATE.failed, data: JSON.stringify(data), closed_at: trx.fn.now(), row_version: trx.raw('row_version + 1') });
+        if (!applied || !ticket) return;
+        const actor = { ticketId: ticket.id, actorId: null, nodeId };
+        const history: HistoryEntry[] = [
+          {
+            ...actor,
+            step: stepKey,
+            action: effect.outcome === 'done' ? 'step.done' : 'step.failed',
+            output: { result: effect.result, error: effect.error, set: effect.set, stepId: hold.stepId, epoch: hold.epoch },
+          },
+        ];
+        for (const c of chain) {
+          const id = await recordChainedStep(trx, {
+            ticketId: ticket.id,
+            stepKey: c.stepKey,
+            stepType: c.stepType,
+            serverId: nodeId,
+            epoch: hold.epoch,
+            outcome: c.effect.outcome,
+            result: c.effect.result,
+            error: c.effect.error,
+          });
+          history.push(
+            { ...actor, step: c.stepKey, action: 'enter', output: { state: TICKET_STATE.running, stepId: id } },
+            {
+              ...actor,
+              step: c.stepKey,
+              action: c.effect.outcome === 'done' ? 'step.done' : 'step.failed',
+              output: { result: c.effect.result, error: c.effect.error, set: c.effect.set, stepId: id, epoch: hold.epoch, chainedTo: hold.stepId },
+            },
+          );
+        }
+        const stepId = placed ? await enqueuePlaced(trx, ticket.id, placed) : undefined;
+        if (placed) history.push(enterEntry(actor, placed, stepId));
+        await addHistoryRows(trx, history);
       });
       deps.onCommitted?.();
     } finally {

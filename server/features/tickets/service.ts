@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { ServerErrors } from '../../errors.js';
 import type { AuthUser } from '../../types.js';
 import type { FormStep } from '../flows/definition.js';
-import { addHistory, FINAL_STATES, moveTo, TICKET_STATE } from '../flows/engine.js';
+import { addHistory, addHistoryRows, enqueuePlaced, enterEntry, FINAL_STATES, moveTo, placeOn, TICKET_STATE } from '../flows/engine.js';
 import type { FlowsStore } from '../flows/store.js';
 import { checkValues, type FieldDef } from '../forms/fields.js';
 import type { FormsStore } from '../forms/store.js';
@@ -66,31 +66,31 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
           : typeof values.title === 'string' && values.title
             ? values.title
             : form.title;
+      // The row is written once, already placed on the flow's first step: no UPDATE after the
+      // INSERT, and both history rows in one statement (round trips are what a creation costs).
+      const placed = await placeOn({ trx, def: version.definition, data: values, createdBy: user?.id ?? null }, version.definition.start);
       // A sequence value: taken without waiting on other creations (see numbering.ts).
       const number = await nextTicketNumber(trx, flow.ticketPrefix);
-      const id = await store.insert(trx, {
-        number,
-        formId: form.id,
-        flowVersionId: version.id,
-        title,
-        data: values,
-        createdBy: user?.id ?? null,
-        slaHours: flow.slaHours,
-      });
-      await addHistory(trx, {
-        ticketId: id,
-        step: null,
-        action: 'create',
-        actorId: user?.id ?? null,
-        nodeId,
-        input: values,
-        output: { flowVersion: version.version },
-      });
-      const moved = await moveTo(
-        { trx, ticketId: id, createdBy: user?.id ?? null, def: version.definition, data: values, actorId: user?.id ?? null, nodeId },
-        version.definition.start,
+      const id = await store.insert(
+        trx,
+        {
+          number,
+          formId: form.id,
+          flowVersionId: version.id,
+          title,
+          data: values,
+          createdBy: user?.id ?? null,
+          slaHours: flow.slaHours,
+        },
+        placed.columns,
       );
-      return summary({ id, number }, moved.state, moved.stepKey);
+      const actor = { ticketId: id, actorId: user?.id ?? null, nodeId };
+      const stepId = await enqueuePlaced(trx, id, placed);
+      await addHistoryRows(trx, [
+        { ...actor, step: null, action: 'create', input: values, output: { flowVersion: version.version } },
+        enterEntry(actor, placed, stepId),
+      ]);
+      return summary({ id, number }, placed.state, placed.stepKey);
     },
 
     /** A human action on the ticket's current form step (or comment / cancel). */

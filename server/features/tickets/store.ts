@@ -85,20 +85,21 @@ export function createTicketsStore(knex: Knex) {
         createdBy: number | null;
         slaHours: number | null;
       },
+      /** Where the ticket starts (state, current step, assignees): written with the row itself. */
+      placement: Record<string, unknown> = { state: 'running', current_step: null },
     ): Promise<number> {
       return h.insertReturningId(trx, 'tickets', {
         ticket_no: t.number,
         form_id: t.formId,
         flow_version_id: t.flowVersionId,
         title: t.title.slice(0, 255),
-        state: 'running',
-        current_step: null,
         data: JSON.stringify(t.data),
         created_by: t.createdBy,
         row_version: 1,
         due_at: t.slaHours ? h.nowPlusMs(t.slaHours * 3600_000) : null,
         created_at: h.now(),
         updated_at: h.now(),
+        ...placement,
       });
     },
     async byId(id: number, db: Knex | Knex.Transaction = knex, lock = false): Promise<TicketRow | null> {

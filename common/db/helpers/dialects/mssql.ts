@@ -34,4 +34,9 @@ export class MssqlHelpers extends DialectHelpers {
   override async nextSequenceValue(db: Knex | Knex.Transaction, name: string): Promise<number> {
     return Number(this.rawRows(await db.raw(`SELECT NEXT VALUE FOR ${this.seq(name)} AS n`))[0].n);
   }
+
+  // SQL Server documents no order for the IDENTITY values of a multi-row INSERT (only INSERT … SELECT … ORDER BY), so one row per statement.
+  override async insertRowsInOrder(db: Knex | Knex.Transaction, table: string, rows: readonly Record<string, unknown>[]): Promise<void> {
+    for (const row of rows) await db(table).insert(row);
+  }
 }

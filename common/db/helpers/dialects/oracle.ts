@@ -40,4 +40,9 @@ export class OracleHelpers extends DialectHelpers {
   override async dropSequence(db: Knex, name: string): Promise<void> {
     await db.raw(`BEGIN EXECUTE IMMEDIATE 'DROP SEQUENCE ${this.seq(name)}'; EXCEPTION WHEN OTHERS THEN IF SQLCODE != -2289 THEN RAISE; END IF; END;`);
   }
+
+  // Oracle documents no order for the identity values of a multi-row insert (INSERT ALL / INSERT … SELECT), so one row per statement.
+  override async insertRowsInOrder(db: Knex | Knex.Transaction, table: string, rows: readonly Record<string, unknown>[]): Promise<void> {
+    for (const row of rows) await db(table).insert(row);
+  }
 }

