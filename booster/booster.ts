@@ -132,7 +132,17 @@ export function createBooster(deps: BoosterDeps): Booster {
   const pools = new UpstreamPools(cfg);
   const admission = new Admission(cfg, (n) => metrics.queued.set(n));
   const dbPressure = new DbPressurePolicy(cfg, () => table.routable, clock);
-  metrics.readAdmitShareFrom(() => dbPressure.share);
+  // With workers the policy that sheds runs in each of them; status and metrics show theirs.
+  const pressureView = {
+    pressuredNow: () => dbPressure.pressuredNow(),
+    get share() {
+      return workers ? workers.pressure.admitShare : dbPressure.share;
+    },
+    get shed() {
+      return workers ? workers.pressure.shed : dbPressure.shed;
+    },
+  };
+  metrics.readAdmitShareFrom(() => pressureView.share);
   const proxy = new ReverseProxy({ table, admission, pools, metrics, log, epoch: () => leadership.currentEpoch(), opts: cfg });
   const health = new HealthChecker(table, pools, cfg, clock, log);
   const sync = new ServerSync(table, store, clock);
@@ -198,7 +208,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     gate,
     store,
     log,
-    dbPressure,
+    dbPressure: pressureView,
   });
 
   // ---- http ----

@@ -60,7 +60,15 @@ export type FromWorker =
   /** The listener could not open (port taken, certificate unusable): the worker exits. */
   | { type: 'failed'; code: string; message: string }
   | { type: 'ack'; seq: number }
-  | { type: 'report'; inflight: [string, number][]; stats: [string, StatsDelta][]; retries: [string, number][] }
+  | {
+      type: 'report';
+      inflight: [string, number][];
+      stats: [string, StatsDelta][];
+      retries: [string, number][];
+      /** Requests shed under database pressure since the last report, and the admitted share now (ADR 0011). */
+      shed: number;
+      admitShare: number;
+    }
   | { type: 'passive'; id: string; failure: boolean; weight: number }
   | { type: 'stopped' };
 
@@ -165,6 +173,7 @@ export function startDataPlaneWorker(init: Extract<ToWorker, { type: 'init' }>, 
   const stopped = new Promise<void>((r) => (resolveStopped = r));
   const sent = new Map<string, StatsDelta>();
   const sentRetries = new Map<string, number>();
+  let sentShed = 0;
   async function report(): Promise<void> {
     const inflight: [string, number][] = table.list.map((e) => [e.id, e.inflight]);
     const stats: [string, StatsDelta][] = [];
@@ -185,7 +194,9 @@ export function startDataPlaneWorker(init: Extract<ToWorker, { type: 'init' }>, 
         sentRetries.set(reason, v.value);
       }
     }
-    send({ type: 'report', inflight, stats, retries });
+    const shed = dbPressure.shed - sentShed;
+    sentShed = dbPressure.shed;
+    send({ type: 'report', inflight, stats, retries, shed, admitShare: dbPressure.share });
   }
   const timers = [
     setInterval(() => void report(), WORKER_REPORT_MS),

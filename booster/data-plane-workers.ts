@@ -44,6 +44,7 @@ interface Slot {
   reports: number;
   inflight: Map<string, number>;
   startedAt: number;
+  admitShare: number;
 }
 
 export class DataPlaneWorkers {
@@ -54,6 +55,7 @@ export class DataPlaneWorkers {
   #stopping = false;
   #port: number;
   #restarts = 0;
+  #shed = 0;
   readonly #ackWaiters = new Set<() => void>();
   readonly #listenWaiters = new Set<() => void>();
   #restartTimer: NodeJS.Timeout | null = null;
@@ -72,6 +74,13 @@ export class DataPlaneWorkers {
 
   get count(): number {
     return this.#d.count;
+  }
+
+  /** Database pressure as the workers apply it: requests they shed, and the lowest share one admits. */
+  get pressure(): { shed: number; admitShare: number } {
+    let admitShare = 1;
+    for (const s of this.#slots.values()) admitShare = Math.min(admitShare, s.admitShare);
+    return { shed: this.#shed, admitShare };
   }
 
   /** Forks every worker; resolves with the shared port once all of them listen. */
@@ -133,7 +142,7 @@ export class DataPlaneWorkers {
 
   #fork(index: number): void {
     const worker = cluster.fork();
-    const slot: Slot = { index, worker, ready: false, listening: false, ackedSeq: 0, reports: 0, inflight: new Map(), startedAt: Date.now() };
+    const slot: Slot = { index, worker, ready: false, listening: false, ackedSeq: 0, reports: 0, inflight: new Map(), startedAt: Date.now(), admitShare: 1 };
     this.#slots.set(index, slot);
     worker.on('message', (m: FromWorker) => this.#onMessage(slot, m));
     worker.on('error', (err) => this.#d.log.warn({ err, worker: index }, 'data-plane worker channel error'));
@@ -188,6 +197,9 @@ export class DataPlaneWorkers {
         for (const [id] of m.inflight) table.setInflight(id, this.#inflightOf(id));
         for (const [id, d] of m.stats) metrics.statsOf(id).add(d);
         for (const [reason, n] of m.retries) metrics.retries.labels(reason).inc(n);
+        if (m.shed > 0) metrics.dbPressureShed.inc(m.shed);
+        this.#shed += m.shed;
+        slot.admitShare = m.admitShare;
         return;
       case 'stopped':
         return;

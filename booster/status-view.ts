@@ -22,7 +22,7 @@ export interface StatusDeps {
   gate: LicenseGate;
   store: ClusterStore;
   log: Logger;
-  dbPressure: DbPressurePolicy;
+  dbPressure: Pick<DbPressurePolicy, 'pressuredNow' | 'share' | 'shed'>;
 }
 
 export function createStatusView(d: StatusDeps) {
