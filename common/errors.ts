@@ -69,6 +69,16 @@ export const CommonErrors = defineErrors({
       'SQLite cannot be used: every Booster and app server of a cluster must share one database server over the network (PostgreSQL, MySQL/MariaDB, SQL Server or Oracle)',
     hint: 'Point OMFLOW_DB_URL at a PostgreSQL, MySQL/MariaDB, SQL Server or Oracle server.',
   },
+  COMMON_ERR_DB_URL_INVALID: {
+    status: 500,
+    message: 'OMFLOW_DB_URL is malformed',
+    hint: 'Fix the URL as the message says: scheme://user:password@host:port/database (PostgreSQL: host1:port1,host2:port2 for several hosts).',
+  },
+  COMMON_ERR_DB_URL_UNSUPPORTED: {
+    status: 500,
+    message: 'OMFLOW_DB_URL asks for something this vendor or OMFLOW does not support',
+    hint: 'Several hosts and target_session_attrs (any, read-write, primary) are for PostgreSQL only; put MaxScale, HAProxy or a Galera virtual IP in front of MySQL/MariaDB.',
+  },
   COMMON_ERR_DB_UNIQUE: {
     status: 409,
     message: 'A row with the same unique value already exists',

@@ -4,11 +4,17 @@ import type { databaseArea } from '../config/areas/database.js';
 import type { AreaValues } from '../config/define.js';
 import { CommonErrors } from '../errors.js';
 import type { Logger } from '../log.js';
-import { isRetryable, translateDbError } from './errors/translate.js';
+import { DatabaseAvailabilityMonitor } from './availability.js';
+import { isRetryable, mustDiscardConnection, translateDbError } from './errors/translate.js';
 import { getHelpers } from './helpers/index.js';
+import { discardConnection, PgHostSelector, useHostSelector } from './pg-multi-host.js';
 import { type DatabaseTarget, DEFAULT_PORTS, parseDatabaseUrl } from './url.js';
 
-export type DatabaseConfig = AreaValues<(typeof databaseArea)['keys']>;
+/** The database area's values; keys added later are optional so hand-built configs (tests, benches) keep compiling. */
+export type DatabaseConfig = Omit<AreaValues<(typeof databaseArea)['keys']>, 'outageGraceMs'> & { outageGraceMs?: number };
+
+/** OMFLOW_DB_OUTAGE_GRACE_MS's default, for configs built by hand. */
+export const DEFAULT_OUTAGE_GRACE_MS = 10_000;
 
 // int8 and numeric counts come back as strings from pg; our ids and counters stay < 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
@@ -20,7 +26,17 @@ export function resolveTarget(cfg: DatabaseConfig): DatabaseTarget {
     if (!parsed.ok) throw CommonErrors.COMMON_ERR_CONFIG_INVALID(`OMFLOW_DB_URL ${parsed.message}`);
     return { ...parsed.value, password: parsed.value.password ?? cfg.password };
   }
-  return { client: cfg.client, host: cfg.host, port: cfg.port, database: cfg.name, user: cfg.user, password: cfg.password, params: {} };
+  return {
+    client: cfg.client,
+    host: cfg.host,
+    port: cfg.port,
+    hosts: [{ host: cfg.host, port: cfg.port }],
+    targetSessionAttrs: 'any',
+    database: cfg.name,
+    user: cfg.user,
+    password: cfg.password,
+    params: {},
+  };
 }
 
 /** The callback-style mysql2 connection knex hands to `afterCreate`. */
@@ -102,6 +118,13 @@ export function knexConfigFor(target: DatabaseTarget, cfg: Pick<DatabaseConfig, 
 export interface Database {
   knex: Knex;
   vendor: DatabaseTarget['client'];
+  /**
+   * Reachability seen by this process's own queries (common/db/availability.ts), when the
+   * process asked for it (`createDatabase(cfg, { availability: true })`). While it says
+   * unreachable, queries fail at once with COMMON_ERR_DB_CONNECTION instead of waiting for a
+   * pool timeout; a probe finds the database again.
+   */
+  availability?: DatabaseAvailabilityMonitor;
   /** Runs fn in a transaction, retrying deadlocks/serialization failures a few times. */
   transaction<T>(fn: (trx: Knex.Transaction) => Promise<T>, attempts?: number): Promise<T>;
   /** The database's clock. */
@@ -109,8 +132,17 @@ export interface Database {
   destroy(): Promise<void>;
 }
 
+export interface CreateDatabaseOptions {
+  log?: Logger;
+  /**
+   * Watch reachability (one WARN/INFO line per outage on `log`) and fail fast while the
+   * database is unreachable. The booster keeps its own lease-driven signal instead.
+   */
+  availability?: boolean;
+}
+
 /** Creates the pooled knex instance for a process, with driver errors translated once. */
-export function createDatabase(cfg: DatabaseConfig, opts: { log?: Logger } = {}): Database {
+export function createDatabase(cfg: DatabaseConfig, opts: CreateDatabaseOptions = {}): Database {
   const target = resolveTarget(cfg);
   // knex's own messages (e.g. "Acquire connection error") go to our logger; the error itself
   // reaches the caller translated, so it is only worth a debug line here.
@@ -125,8 +157,48 @@ export function createDatabase(cfg: DatabaseConfig, opts: { log?: Logger } = {})
     },
   };
   const knex = knexFactory(config);
-  wrapErrors(knex, target.client);
-  return wrapDatabase(knex, target.client);
+  if (target.client === 'postgres' && (target.hosts.length > 1 || target.targetSessionAttrs !== 'any'))
+    useHostSelector(knex, new PgHostSelector(target.hosts, target.targetSessionAttrs, DEFAULT_PORTS.postgres));
+  const availability = opts.availability
+    ? new DatabaseAvailabilityMonitor({
+        probe: () => probeOnOwnConnection(knex),
+        log,
+        graceMs: cfg.outageGraceMs ?? DEFAULT_OUTAGE_GRACE_MS,
+        probeTimeoutMs: Math.min(cfg.connectTimeoutMs, 2000),
+      })
+    : undefined;
+  wrapErrors(knex, target.client, availability);
+  const db = wrapDatabase(knex, target.client);
+  if (!availability) return db;
+  return {
+    ...db,
+    availability,
+    async destroy() {
+      availability.stop();
+      await db.destroy();
+    },
+  };
+}
+
+/** The knex internals a probe uses: a connection outside the pool, one statement, closed again. */
+interface RawClient {
+  acquireRawConnection(): Promise<unknown>;
+  destroyRawConnection(conn: unknown): Promise<void>;
+  _query(conn: unknown, obj: { sql: string; bindings: unknown[] }): Promise<unknown>;
+}
+
+/**
+ * One round trip on a connection of its own: the pool may be full of queries that hang, and a
+ * pooled connection may be a dead one. With a multi-host URL this also finds a new primary.
+ */
+async function probeOnOwnConnection(knex: Knex): Promise<void> {
+  const client = knex.client as unknown as RawClient;
+  const conn = await client.acquireRawConnection();
+  try {
+    await client._query(conn, { sql: getHelpers(knex).pingSql(), bindings: [] });
+  } finally {
+    await client.destroyRawConnection(conn).catch(() => {});
+  }
 }
 
 export function wrapDatabase(knex: Knex, vendor: DatabaseTarget['client']): Database {
@@ -156,17 +228,46 @@ export function wrapDatabase(knex: Knex, vendor: DatabaseTarget['client']): Data
   };
 }
 
-/** Makes every query on this knex reject with translated errors, so callers see stable codes. */
-export function wrapErrors(knex: Knex, vendor: DatabaseTarget['client']): void {
+/**
+ * Makes every query on this knex reject with translated errors, so callers see stable codes.
+ * With `availability`: queries report their outcome to it, and while it says unreachable a
+ * connection is refused at once (COMMON_ERR_DB_CONNECTION) instead of after the pool timeout.
+ * A connection whose error shows it can no longer serve us (PostgreSQL 25006: the host became
+ * read-only, a demoted primary) is marked so the pool destroys it instead of handing it out again.
+ */
+export function wrapErrors(knex: Knex, vendor: DatabaseTarget['client'], availability?: DatabaseAvailabilityMonitor): void {
   const client = knex.client as Record<'query' | 'acquireConnection', (...args: unknown[]) => Promise<unknown>>;
-  for (const method of ['query', 'acquireConnection'] as const) {
-    const original = client[method].bind(client);
-    client[method] = async (...args: unknown[]) => {
-      try {
-        return await original(...args);
-      } catch (err) {
-        throw translateDbError(vendor, err);
-      }
-    };
+  const query = client.query.bind(client);
+  const acquire = client.acquireConnection.bind(client);
+  const translatedQuery = async (...args: unknown[]) => {
+    try {
+      return await query(...args);
+    } catch (err) {
+      if (mustDiscardConnection(vendor, err)) discardConnection(args[0], err);
+      throw translateDbError(vendor, err);
+    }
+  };
+  const translatedAcquire = async (...args: unknown[]) => {
+    try {
+      return await acquire(...args);
+    } catch (err) {
+      throw translateDbError(vendor, err);
+    }
+  };
+  if (!availability) {
+    client.query = translatedQuery;
+    client.acquireConnection = translatedAcquire;
+    return;
   }
+  client.query = (...args: unknown[]) => availability.track(translatedQuery(...args));
+  client.acquireConnection = async (...args: unknown[]) => {
+    if (!availability.isUp())
+      throw CommonErrors.COMMON_ERR_DB_CONNECTION(undefined, { unreachableForMs: availability.downForMs(), graceMs: availability.graceMs });
+    try {
+      return await translatedAcquire(...args);
+    } catch (err) {
+      if (CommonErrors.COMMON_ERR_DB_CONNECTION.is(err)) availability.failed();
+      throw err;
+    }
+  };
 }

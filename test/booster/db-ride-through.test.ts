@@ -1,10 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { TcpRelay as Relay } from '../helpers/tcp-relay.js';
 import { enqueueSteps, type FixtureServer, freePort, SECRET, startFixtureServer, until } from './fixtures.js';
 
 /**
@@ -15,69 +15,6 @@ import { enqueueSteps, type FixtureServer, freePort, SECRET, startFixtureServer,
  * directly, so steps can be queued during the outage.
  */
 const root = fileURLToPath(new URL('../..', import.meta.url));
-
-class Relay {
-  readonly #pairs = new Set<[Socket, Socket]>();
-  #server: Server | null = null;
-  #paused = false;
-  #cut = false;
-  port = 0;
-  constructor(
-    private readonly host: string,
-    private readonly targetPort: number,
-  ) {}
-
-  async start(): Promise<void> {
-    this.#server = createServer((client) => {
-      if (this.#cut) return void client.destroy();
-      const upstream = connect(this.targetPort, this.host);
-      const pair: [Socket, Socket] = [client, upstream];
-      this.#pairs.add(pair);
-      client.pipe(upstream);
-      upstream.pipe(client);
-      const drop = () => {
-        client.destroy();
-        upstream.destroy();
-        this.#pairs.delete(pair);
-      };
-      client.on('error', drop).on('close', drop);
-      upstream.on('error', drop).on('close', drop);
-      if (this.#paused) for (const s of pair) s.pause();
-    });
-    await new Promise<void>((r) => this.#server!.listen(0, '127.0.0.1', () => r()));
-    this.port = (this.#server.address() as AddressInfo).port;
-  }
-
-  /** Stall: nothing is read either way until resume (bytes wait in the kernel buffers). */
-  pause(): void {
-    this.#paused = true;
-    for (const pair of this.#pairs) for (const s of pair) s.pause();
-  }
-
-  resume(): void {
-    this.#paused = false;
-    for (const pair of this.#pairs) for (const s of pair) s.resume();
-  }
-
-  /** Restart: every connection reset, new ones refused until restore. */
-  cut(): void {
-    this.#cut = true;
-    for (const [a, b] of this.#pairs) {
-      a.resetAndDestroy();
-      b.destroy();
-    }
-    this.#pairs.clear();
-  }
-
-  restore(): void {
-    this.#cut = false;
-  }
-
-  async stop(): Promise<void> {
-    this.cut();
-    await new Promise<void>((r) => this.#server?.close(() => r()) ?? r());
-  }
-}
 
 function startBoosterProcess(env: Record<string, string>, out: string[]): ChildProcess {
   const child = spawn(process.execPath, ['common/bin/omflow.mjs', 'booster'], {

@@ -10,7 +10,7 @@ export const databaseArea = defineArea({
   title: 'Database (shared by every Booster, agent and app server)',
   keys: {
     url: optionalStr('OMFLOW_DB_URL', {
-      doc: 'Connection URL: postgres://, mysql:// (MariaDB too), mssql:// or oracle://user:pass@host:port/service. Wins over the separate keys. SQLite is refused.',
+      doc: 'Connection URL: postgres://, mysql:// (MariaDB too), mssql:// or oracle://user:pass@host:port/service. Wins over the separate keys. SQLite is refused. PostgreSQL may list several hosts the libpq way, postgres://u:p@h1:5432,h2:5432/db?target_session_attrs=read-write (any, read-write or primary): every new connection tries them in order and keeps the first that fits, so a promoted replica is found on its own. MySQL/MariaDB take one host: put MaxScale, HAProxy or a Galera virtual IP in front.',
       secret: true,
     }),
     client: oneOf('OMFLOW_DB_CLIENT', DB_CLIENTS, { doc: 'Vendor when OMFLOW_DB_URL is not set.', default: 'postgres' }),
@@ -22,7 +22,17 @@ export const databaseArea = defineArea({
     ssl: bool('OMFLOW_DB_SSL', { doc: 'Use TLS to the database.', default: false }),
     poolMin: int('OMFLOW_DB_POOL_MIN', { doc: 'Minimum pooled connections per process.', default: 0, min: 0, max: 100 }),
     poolMax: int('OMFLOW_DB_POOL_MAX', { doc: 'Maximum pooled connections per process.', default: 10, min: 1, max: 500 }),
-    connectTimeoutMs: int('OMFLOW_DB_CONNECT_TIMEOUT_MS', { doc: 'Connection and pool acquire timeout.', default: 5000, min: 100 }),
+    connectTimeoutMs: int('OMFLOW_DB_CONNECT_TIMEOUT_MS', {
+      doc: 'Connection and pool acquire timeout (per host of a multi-host URL).',
+      default: 5000,
+      min: 100,
+    }),
+    outageGraceMs: int('OMFLOW_DB_OUTAGE_GRACE_MS', {
+      doc: 'A database outage shorter than this is a hiccup: app servers stay ready for the boosters and agents do not restart them (requests that need the database get 503 SERVER_ERR_DB_UNAVAILABLE at once meanwhile). After it, /readyz answers 503 and boosters may mark servers down; agents still never restart a server for a database outage.',
+      default: 10_000,
+      min: 0,
+      max: 3_600_000,
+    }),
   },
   check(values, report) {
     if (values.url !== undefined) {

@@ -15,6 +15,11 @@ const FACTORY: Record<Kind, (typeof CommonErrors)[keyof typeof CommonErrors]> = 
 
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ESOCKET']);
 
+// Errors without a code: knex's pool timeout, and node-postgres when the socket closed under a
+// query or the client is already broken.
+const CONNECTION_MESSAGES =
+  /Timeout acquiring a connection|^Connection terminated|Client has encountered a connection error|Client was closed and is not queryable|no PostgreSQL host accepted/;
+
 type Classifier = (e: DbRecord) => Kind | undefined;
 
 // Vendor codes: PostgreSQL SQLSTATE, MySQL errno, SQL Server error number, Oracle ORA number.
@@ -34,6 +39,10 @@ const CLASSIFIERS: Record<DbClientName, Classifier> = {
         '08001': 'connection',
         '08003': 'connection',
         '57P03': 'connection',
+        // read_only_sql_transaction: the host is (now) a standby or read-only, e.g. a demoted
+        // primary; the connection is discarded (mustDiscardConnection) and the next one looks
+        // for a writable host, so for callers it is "no writable database right now".
+        '25006': 'connection',
       }) as Record<string, Kind>
     )[e.code],
   mysql: (e) =>
@@ -78,11 +87,20 @@ export function translateDbError(vendor: DbClientName, err: unknown): unknown {
   if (err instanceof OmflowError || err === null || typeof err !== 'object') return err;
   const e = err as DbRecord;
   let kind = CLASSIFIERS[vendor](e);
-  if (!kind && (NETWORK_CODES.has(e.code) || /Timeout acquiring a connection/.test(String(e.message)))) kind = 'connection';
+  if (!kind && (NETWORK_CODES.has(e.code) || CONNECTION_MESSAGES.test(String(e.message)))) kind = 'connection';
   if (!kind) return err;
   return FACTORY[kind](undefined, { vendorCode: e.code ?? e.errno ?? e.number ?? e.errorNum, constraint: e.constraint }, { cause: err });
 }
 
 export function isRetryable(err: unknown): boolean {
   return CommonErrors.COMMON_ERR_DB_RETRYABLE.is(err);
+}
+
+/**
+ * True when the connection that raised `err` must not serve another query: PostgreSQL 25006
+ * (read_only_sql_transaction) means the host became read-only (a demoted primary, a standby
+ * after a failover); a new connection finds the writable host.
+ */
+export function mustDiscardConnection(vendor: DbClientName, err: unknown): boolean {
+  return vendor === 'postgres' && (err as DbRecord | null)?.code === '25006';
 }
