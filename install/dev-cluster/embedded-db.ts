@@ -195,7 +195,14 @@ export async function startEmbeddedDb(opts: EmbeddedDbOptions): Promise<Embedded
 }
 
 /** Runs `postgres` on an existing data directory in its own process group (as `owner` when given). */
-export function startPostgresProcess(bin: string, dataDir: string, port: number, settings: Record<string, string>, logFile: string, owner?: Owner): ManagedProcess {
+export function startPostgresProcess(
+  bin: string,
+  dataDir: string,
+  port: number,
+  settings: Record<string, string>,
+  logFile: string,
+  owner?: Owner,
+): ManagedProcess {
   const args = ['-D', dataDir, '-p', String(port), ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])];
   if (!owner) return spawnGroup('postgres', bin, args, { env: { ...process.env, LC_ALL: 'C' }, cwd: dataDir, logFile });
   // spawnGroup cannot switch users; setpriv keeps the pid (exec), so the group is still ours to kill.

@@ -159,7 +159,16 @@ export async function startPostgresHa(opts: { replica: boolean }): Promise<Postg
     mkdirSync(parent, { mode: 0o700 });
     if (owner) chownSync(parent, owner.uid, owner.gid);
     const dataDir = join(parent, 'data');
-    await asPostgres('pg_basebackup', ['-D', dataDir, '-R', '-X', 'stream', '--checkpoint=fast', '-d', `postgres://postgres:${password}@127.0.0.1:${primaryPort}/postgres`]);
+    await asPostgres('pg_basebackup', [
+      '-D',
+      dataDir,
+      '-R',
+      '-X',
+      'stream',
+      '--checkpoint=fast',
+      '-d',
+      `postgres://postgres:${password}@127.0.0.1:${primaryPort}/postgres`,
+    ]);
     const logFile = join(dir, 'replica.log');
     // The replica retries its primary every 200 ms (default 5 s): with synchronous commit, the
     // primary's commits wait for it after every primary restart.
