@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDatabase, type Database } from '../../common/db/create-database.js';
@@ -17,7 +17,6 @@ import { freePort, type RunningProcess, startOmflow, waitFor } from '../helpers/
  */
 export const CHAOS_SECRET = 'chaos-cluster-secret-0123456789abc';
 const ADMIN = { user: 'admin', password: 'Chaos-pass-1' };
-const NODES = 2;
 
 export interface ChaosCluster {
   boosters: { id: string; url: string; proc: RunningProcess }[];
@@ -28,20 +27,45 @@ export interface ChaosCluster {
   /** Id of the booster whose /_booster/active answers 200 ('' none, ids joined by '+' when both). */
   activeBooster(): Promise<string>;
   /** Last lines of every process, for a failure message. */
-  logs(): string;
+  logs(chars?: number): string;
   stop(): Promise<void>;
 }
 
-export async function startChaosCluster(opts: { name: string; dbUrl: string; env?: Record<string, string> }): Promise<ChaosCluster> {
-  const work = mkdtempSync(join(tmpdir(), `omflow-chaos-${opts.name}-`));
+export const CHAOS_ADMIN = ADMIN;
+
+export interface ChaosClusterOptions {
+  name: string;
+  dbUrl: string;
+  /** App servers, each with its agent (default 2). */
+  nodes?: number;
+  /** Migrate and seed (admin, demo flow and form) first; false on a restored database. Default true. */
+  prepare?: boolean;
+  env?: Record<string, string>;
+}
+
+export async function startChaosCluster(opts: ChaosClusterOptions): Promise<ChaosCluster> {
+  const NODES = opts.nodes ?? 2;
+  const work = mkdtempSync(join(tmpdir(), `omflow-chaos-cluster-${opts.name}-`));
   const db = createDatabase(dbConfig(opts.dbUrl));
   const procs: RunningProcess[] = [];
   const boosters: ChaosCluster['boosters'] = [];
   const agents: RunningProcess[] = [];
   const stop = async () => {
     // Agents (and their servers) first, so no server is left heartbeating to a stopped booster.
-    await Promise.all(agents.map((p) => p.stop(10_000)));
+    // The grace covers the agent's drain + server stop + SIGKILL chain (timings set below).
+    await Promise.all(agents.map((p) => p.stop(20_000)));
     await Promise.all(boosters.map((b) => b.proc.stop(10_000)));
+    // An app server runs in its own process group (the agent's): if an agent died before stopping
+    // it, it must not outlive the test. Its command line names its release below `work`.
+    const left = pidsRunningFrom(work);
+    if (left.length) console.warn(`chaos: ${left.length} app server(s) outlived their stopped agent; SIGKILL to ${left.join(', ')}`);
+    for (const pid of left) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Gone meanwhile.
+      }
+    }
     await db.destroy();
     rmSync(work, { recursive: true, force: true });
   };
@@ -60,8 +84,10 @@ export async function startChaosCluster(opts: { name: string; dbUrl: string; env
     return answers.filter(Boolean).join('+');
   };
   try {
-    await migrateLatest(db.knex);
-    await seed(db, { adminUser: ADMIN.user, adminPassword: ADMIN.password, demo: true });
+    if (opts.prepare !== false) {
+      await migrateLatest(db.knex);
+      await seed(db, { adminUser: ADMIN.user, adminPassword: ADMIN.password, demo: true });
+    }
     const base = { OMFLOW_CLUSTER_SECRET: CHAOS_SECRET, OMFLOW_DB_URL: opts.dbUrl, ...opts.env };
     const ports = [await freePort(), await freePort()];
     for (const [i, port] of ports.entries()) {
@@ -84,6 +110,11 @@ export async function startChaosCluster(opts: { name: string; dbUrl: string; env
       const id = `${opts.name}-node-${i}`;
       const proc = startOmflow(id, ['agent'], {
         ...base,
+        // A quick stop at the end of the test: short drain and server stop windows.
+        OMFLOW_AGENT_DRAIN_SETTLE_MS: '200',
+        OMFLOW_AGENT_DRAIN_TIMEOUT_MS: '2000',
+        OMFLOW_AGENT_STOP_TIMEOUT_MS: '5000',
+        OMFLOW_SERVER_STOP_TIMEOUT_MS: '2000',
         OMFLOW_NODE_ID: id,
         OMFLOW_DATA_DIR: join(work, id),
         BOOSTER_IP: '127.0.0.1',
@@ -113,13 +144,25 @@ export async function startChaosCluster(opts: { name: string; dbUrl: string; env
     });
     if (login.status !== 200) throw new Error(`login through the booster: HTTP ${login.status}`);
     const token = ((await login.json()) as { token: string }).token;
+    // A just-started server can still fail its first deep checks (a cold /readyz): the cluster is
+    // ready for the test once reads through the active booster succeed several times in a row.
+    let inARow = 0;
+    await waitFor(
+      async () => {
+        const r = await fetch(`${boosters[0]!.url}/api/forms`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5000) });
+        await r.arrayBuffer();
+        inARow = r.status === 200 ? inARow + 1 : 0;
+        return inARow >= 10;
+      },
+      { what: 'reads through the booster succeeding', timeoutMs: 60_000, intervalMs: 200 },
+    );
     return {
       boosters,
       agents,
       db,
       token,
       activeBooster,
-      logs: () => procs.map((p) => `--- ${p.name}\n${p.output().slice(-3000)}`).join('\n'),
+      logs: (chars = 3000) => procs.map((p) => `--- ${p.name}\n${p.output().slice(-chars)}`).join('\n'),
       stop,
     };
   } catch (err) {
@@ -127,6 +170,20 @@ export async function startChaosCluster(opts: { name: string; dbUrl: string; env
     await stop().catch(() => {});
     throw new Error(`${(err as Error).message}\n${logs}`);
   }
+}
+
+/** Processes whose command line mentions `dir` (the app servers an agent started from its releases there). */
+function pidsRunningFrom(dir: string): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(dir)) pids.push(Number(name));
+    } catch {
+      // Exited while we looked.
+    }
+  }
+  return pids;
 }
 
 export interface Ack {

@@ -19,7 +19,7 @@ describe.skipIf(missing !== null)(`chaos: PostgreSQL stall, restart and failover
   beforeAll(async () => {
     ha = await startPostgresHa({ replica: true });
     expect(await ha.replicaSyncState()).toBe('sync');
-    cluster = await startChaosCluster({ name: 'pg', dbUrl: ha.multiHostUrl });
+    cluster = await startChaosCluster({ name: 'pg', dbUrl: ha.multiHostUrl, env: process.env.CHAOS_VERBOSE ? { OMFLOW_LOG_LEVEL: 'info' } : {} });
   }, 180_000);
 
   afterAll(async () => {
@@ -29,6 +29,7 @@ describe.skipIf(missing !== null)(`chaos: PostgreSQL stall, restart and failover
 
   const expectUserChecks = (r: CaseResult, spec: CaseSpec) => {
     console.log(formatResult(r));
+    if (process.env.CHAOS_VERBOSE) console.log(cluster.logs(40_000));
     const why = `${formatResult(r)}\n${cluster.logs()}`;
     expect(r.acked, why).toBeGreaterThan(20);
     expect(r.lost, why).toBe(0);
