@@ -66,7 +66,8 @@ export class Agent {
     const c = opts.config;
     this.releases = new ReleaseStore(c.cluster.dataDir, { keep: c.agent.releasesKeep, nodeModules: join(opts.installRoot ?? INSTALL_ROOT, 'node_modules') });
     this.boosters = new BoosterClient(boosterUrlsOf(c.boosters), { secret: c.cluster.secret, nodeId: c.cluster.nodeId }, opts.log);
-    this.db = opts.db ?? createDatabase(c.database);
+    // The agent's own view of the database: one log line per outage, and the restart rule of ADR 0009.
+    this.db = opts.db ?? createDatabase(c.database, { log: opts.log, availability: true });
     this.agentPidFile = join(c.cluster.dataDir, 'agent.pid');
     this.drainedFile = join(c.cluster.dataDir, 'drained-by-agent');
   }
@@ -152,6 +153,7 @@ export class Agent {
       drain: async (reason) => void (await this.drain(reason)),
       undrain: async () => void (await this.undrain()),
       onTransition: () => void this.report(),
+      database: this.db.availability,
     });
     this.worker = new RolloutWorker({
       db: this.db,

@@ -1,3 +1,4 @@
+import { levelFor } from '../common/db/availability.js';
 import type { Database } from '../common/db/create-database.js';
 import { isOmflowError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
@@ -73,7 +74,7 @@ export class RolloutWorker {
         this.lastError = null;
       } catch (err) {
         this.lastError = describe(err);
-        this.deps.log.warn({ err }, 'rollout step failed; retrying at the next poll');
+        this.deps.log[levelFor(err)]({ err }, 'rollout step failed; retrying at the next poll');
       }
       if (this.closed) break;
       // While another node holds the lock, look again soon (rollouts are sequential).
@@ -144,7 +145,7 @@ export class RolloutWorker {
               this.deps.log.warn({ slot }, 'rollout lock lost');
             }
           })
-          .catch((err) => this.deps.log.warn({ err }, 'rollout lock renewal failed'));
+          .catch((err) => this.deps.log[levelFor(err)]({ err }, 'rollout lock renewal failed'));
       },
       Math.max(200, Math.floor(timings.lockTtlMs / 3)),
     );

@@ -12,6 +12,9 @@ import { type ProbeResult, probe } from './health.js';
 import { cmdlineOf, isAlive, isZombie, readJsonFile, removeFile, signalGroup, sleep, writeJsonFile } from './process-control.js';
 import type { ReleaseStore } from './releases.js';
 
+/** The app server's code for "the database, not this server, failed" (server/errors.ts; the agent imports no server code). */
+const DB_UNAVAILABLE = 'SERVER_ERR_DB_UNAVAILABLE';
+
 export interface SupervisorTimings {
   startTimeoutMs: number;
   stopTimeoutMs: number;
@@ -43,6 +46,12 @@ export interface SupervisorDeps {
   undrain: () => Promise<void>;
   onTransition: (state: AgentState, detail?: string) => void;
   random?: () => number;
+  /**
+   * The agent's own view of the database (its availability monitor): tells a database outage
+   * (the agent cannot reach it either: wait, a restart fixes nothing) from a server that lost
+   * its way to a database the agent reaches (restart as for any failure). See ADR 0009.
+   */
+  database?: { isUp(): boolean; failed(): void };
 }
 
 interface PidFile {
@@ -70,6 +79,8 @@ export class Supervisor {
   private consecutive = { quick: 0, deep: 0 };
   private recoveries: number[] = [];
   private lastDeep = 0;
+  /** The last deep check said: database unreachable, for the agent too (ADR 0009). */
+  private waitingForDatabase = false;
   private chain: Promise<unknown> = Promise.resolve();
   private busy = 0;
   private closed = false;
@@ -137,6 +148,16 @@ export class Supervisor {
     if (this.pid !== null && (!isAlive(this.pid) || isZombie(this.pid))) return { result: 'fail', error: 'process is gone' };
     const r = await probe(this.checkBase + SERVER_PATH.healthz, this.deps.timings.quickTimeoutMs);
     return r.result === 'timeout' ? probe(this.checkBase + SERVER_PATH.healthz, this.deps.timings.quickTimeoutMs) : r;
+  }
+
+  /**
+   * The server says the database is unreachable (its /healthz or /readyz body). The agent's
+   * monitor is told, so it probes on its own connection and logs the outage once.
+   */
+  private noteDatabase(r: ProbeResult): boolean {
+    const down = r.body?.database === 'unreachable' || r.body?.code === DB_UNAVAILABLE;
+    if (down) this.deps.database?.failed();
+    return down;
   }
 
   /** /readyz: can it serve (database reachable, migrations done). One timeout is retried. */
@@ -238,6 +259,10 @@ export class Supervisor {
       }
       const r = await probe(this.checkBase + SERVER_PATH.readyz, Math.min(this.deps.timings.deepTimeoutMs, Math.max(100, deadline - Date.now())));
       if (r.result === 'ok') break;
+      this.noteDatabase(r);
+      // Started, but the database is down: waiting (or restarting) would not bring it back;
+      // the monitor reports it as degraded and the server connects when the database returns.
+      if (r.body?.code === DB_UNAVAILABLE && this.databaseDownForAgentToo()) break;
       if (Date.now() >= deadline) {
         await this.stopProcess();
         throw AgentErrors.AGENT_ERR_START_TIMEOUT(undefined, { version, last: r });
@@ -245,6 +270,7 @@ export class Supervisor {
       await sleep(Math.min(200, Math.max(10, deadline - Date.now())));
     }
     this.consecutive = { quick: 0, deep: 0 };
+    this.waitingForDatabase = false;
     this.lastDeep = Date.now();
     if (this.state !== 'patching') this.transition('running', version);
   }
@@ -353,14 +379,35 @@ export class Supervisor {
     if (!this.isRunning()) return this.fail('the app server process is gone', true);
     if (quick.result !== 'ok') return this.fail(`quick check: ${quick.status ?? quick.error}`, false, 'quick');
     this.consecutive.quick = 0;
+    this.noteDatabase(quick);
     if (Date.now() - this.lastDeep >= t.deepIntervalMs) {
       this.lastDeep = Date.now();
       const deep = await this.deepCheck();
       if (this.busy > 0 || this.closed) return;
+      // Within OMFLOW_DB_OUTAGE_GRACE_MS the server answers 200 anyway; after it, 503 with this code.
+      if (deep.result !== 'ok' && this.noteDatabase(deep) && this.databaseDownForAgentToo()) {
+        this.consecutive.deep = 0;
+        this.waitingForDatabase = true;
+        const downS = Math.round(Number(deep.body?.dbDownMs ?? 0) / 1000);
+        this.transition('degraded', `database unreachable for ${downS} s; the server reconnects by itself (no restart)`);
+        return;
+      }
+      this.waitingForDatabase = false;
       if (deep.result !== 'ok') return this.fail(`deep check: ${deep.status ?? deep.error}`, false, 'deep');
       this.consecutive.deep = 0;
     }
-    if (this.state === 'degraded') this.transition('running', this.version ?? undefined);
+    // Degraded for the database stays so until a deep check passes again.
+    if (this.state === 'degraded' && !this.waitingForDatabase) this.transition('running', this.version ?? undefined);
+  }
+
+  /**
+   * True unless the agent itself reaches the database: then the server's own connection is at
+   * fault, and a restart is today's answer. The quick checks have told the agent's monitor
+   * long before the grace ends, so its probe has settled by then. Without a monitor the
+   * server's word is taken.
+   */
+  private databaseDownForAgentToo(): boolean {
+    return this.deps.database ? !this.deps.database.isUp() : true;
   }
 
   private async fail(detail: string, dead: boolean, kind?: 'quick' | 'deep'): Promise<void> {

@@ -95,6 +95,13 @@ function onResponseDrain(this: TaggedResponse): void {
   this[EXCHANGE]?.answering?.resumeUpstream?.();
 }
 
+/** An app server's 503 that blames the database (HEADER.dbUnavailable); only looked for on a 503. */
+function hasDbUnavailable(rawHeaders: Buffer[]): boolean {
+  for (let i = 0; i < rawHeaders.length; i += 2)
+    if (rawHeaders[i].length === HEADER.dbUnavailable.length && rawHeaders[i].toString('latin1').toLowerCase() === HEADER.dbUnavailable) return true;
+  return false;
+}
+
 /** A passive failure: the table decides on ejection, the metrics count it. */
 function passiveFailure(s: Shared, e: ServerView, weight: number): void {
   if (s.table.recordFailure(e, weight)) s.metrics.ejections.labels(e.id).inc();
@@ -388,9 +395,13 @@ class Attempt {
     const e = this.e;
     this.headersAt = performance.now();
     this.status = statusCode;
-    if (statusCode >= 500) passiveFailure(x.s, e, 1);
-    else x.s.table.recordSuccess(e);
-    if (RETRY_STATUS.has(statusCode) && x.mayRetry('status')) {
+    // The server's database is unreachable: every server shares it, so this is neither the
+    // server's fault (no passive failure, no ejection) nor worth a retry elsewhere (same answer, more load).
+    const dbDown = statusCode === 503 && hasDbUnavailable(rawHeaders);
+    if (statusCode >= 500) {
+      if (!dbDown) passiveFailure(x.s, e, 1);
+    } else x.s.table.recordSuccess(e);
+    if (RETRY_STATUS.has(statusCode) && !dbDown && x.mayRetry('status')) {
       const abort = x.abortCurrent;
       this.superseded = true;
       this.settle();

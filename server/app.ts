@@ -2,6 +2,7 @@ import formbody from '@fastify/formbody';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { boosterUrlsOf } from '../common/config/areas/boosters.js';
 import { LOG_LEVELS } from '../common/config/areas/cluster.js';
+import { levelFor } from '../common/db/availability.js';
 import { createDatabase, type Database } from '../common/db/create-database.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { EpochFence } from '../common/protocol/epoch.js';
@@ -82,7 +83,8 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
   const { config } = opts;
   const log = opts.log ?? createLogger({ name: 'server', level: config.cluster.logLevel, nodeId: config.cluster.nodeId });
   const ownsDb = !opts.db;
-  const db = opts.db ?? createDatabase(config.database);
+  // The server watches the database's reachability: fast 503s during an outage, /readyz grace.
+  const db = opts.db ?? createDatabase(config.database, { log, availability: true });
   const nodeId = config.cluster.nodeId;
   const fence = opts.fence ?? new EpochFence();
   const settings = createSettingsStore(db.knex);
@@ -163,7 +165,7 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
       const level = await settings.get(SETTING.logLevel);
       if (level && (LOG_LEVELS as readonly string[]).includes(level) && level !== log.level) log.level = level;
     } catch (err) {
-      log.warn({ err }, 'reading settings failed');
+      log[levelFor(err)]({ err }, 'reading settings failed');
     }
   }
   async function purge(): Promise<void> {
@@ -171,7 +173,7 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
       await purgeIdempotencyKeys(db.knex);
       await usersStore.deleteExpiredSessions();
     } catch (err) {
-      log.warn({ err }, 'purging expired idempotency keys and sessions failed');
+      log[levelFor(err)]({ err }, 'purging expired idempotency keys and sessions failed');
     }
   }
 
@@ -189,6 +191,7 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
         runtime,
         fence,
         knex: db.knex,
+        availability: db.availability,
         log,
         intervalMs: config.server.heartbeatMs,
       });

@@ -77,6 +77,11 @@ export const ServerErrors = defineErrors({
     message: 'The server is not ready (database unreachable, migrations pending or stopping)',
     hint: 'Check the database and run `omflow migrate latest`.',
   },
+  SERVER_ERR_DB_UNAVAILABLE: {
+    status: 503,
+    message: 'The database cannot be reached right now; try again shortly',
+    hint: 'Transient: the server answers at once instead of waiting, with Retry-After, and reconnects by itself when the database is back. Nothing was changed. If it lasts, check the database (docs/operator-guide.md).',
+  },
   SERVER_ERR_INTERNAL: {
     status: 500,
     message: 'Internal server error',

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import type { DatabaseAvailabilityMonitor } from '../common/db/availability.js';
 import type { Logger } from '../common/log.js';
 import { type ClusterReply, createClusterClient } from '../common/protocol/cluster-client.js';
 import type { EpochFence } from '../common/protocol/epoch.js';
@@ -26,6 +27,8 @@ export function createHeartbeat(deps: {
   runtime: Runtime;
   fence: EpochFence;
   knex: Knex;
+  /** Heartbeats need no database: they go on during an outage and say how long it has lasted. */
+  availability?: DatabaseAvailabilityMonitor;
   log: Logger;
   intervalMs: number;
 }) {
@@ -48,6 +51,7 @@ export function createHeartbeat(deps: {
       stepCapacity: runtime.stepCapacity,
       eventLoopLagMs: runtime.eventLoopLagMs(true),
       dbPool: poolStats(deps.knex),
+      ...(deps.availability && !deps.availability.isUp() ? { dbUnreachableMs: deps.availability.downForMs() } : {}),
       cpu: runtime.cpu(),
       rssBytes: process.memoryUsage.rss(),
       draining: runtime.draining,

@@ -33,14 +33,7 @@ export const OPENAPI = {
         properties: {
           code: {
             type: 'string',
-            enum: [
-              ...Object.keys(ServerErrors),
-              'COMMON_ERR_BAD_REQUEST',
-              'COMMON_ERR_PAYLOAD_TOO_LARGE',
-              'COMMON_ERR_DB_CONNECTION',
-              'COMMON_ERR_DB_RETRYABLE',
-              'COMMON_ERR_DB_UNIQUE',
-            ],
+            enum: [...Object.keys(ServerErrors), 'COMMON_ERR_BAD_REQUEST', 'COMMON_ERR_PAYLOAD_TOO_LARGE', 'COMMON_ERR_DB_RETRYABLE', 'COMMON_ERR_DB_UNIQUE'],
           },
           message: { type: 'string' },
           details: { type: 'object', description: 'SERVER_ERR_VALIDATION: {fields: {fieldKey: reasonCode}}; SERVER_ERR_FLOW_INVALID: {problems: [string]}' },

@@ -190,3 +190,16 @@ const MAX_HUNG_PROBES = 3;
 function isNoAnswer(err: unknown): boolean {
   return CommonErrors.COMMON_ERR_DB_CONNECTION.is(err);
 }
+
+/**
+ * True for "the database did not answer" (COMMON_ERR_DB_CONNECTION). Background loops log such
+ * failures at debug: the monitor already logged the outage once, a line per tick would flood.
+ */
+export function isDatabaseUnreachable(err: unknown): boolean {
+  return isNoAnswer(err);
+}
+
+/** WARN for a real failure, debug while the database is unreachable (logged once elsewhere). */
+export function levelFor(err: unknown): 'warn' | 'debug' {
+  return isNoAnswer(err) ? 'debug' : 'warn';
+}

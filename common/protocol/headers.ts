@@ -20,6 +20,11 @@ export const HEADER = {
   clusterAudience: 'x-omflow-audience',
   /** The node id of the sender of a cluster-internal request. */
   clusterNode: 'x-omflow-node',
+  /**
+   * On an app server's 503 SERVER_ERR_DB_UNAVAILABLE: the database, not this server, failed.
+   * Boosters do not count it against the server (every server shares the database).
+   */
+  dbUnavailable: 'x-omflow-db-unavailable',
 } as const;
 
 /** Paths on the booster (port 5169). Everything under /_booster/ is control plane. */

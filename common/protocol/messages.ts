@@ -16,6 +16,8 @@ export interface Heartbeat {
   stepCapacity: number;
   eventLoopLagMs: number;
   dbPool: { used: number; waiting: number };
+  /** Set while this server cannot reach the database: for how long (ms). */
+  dbUnreachableMs?: number;
   cpu: number;
   rssBytes: number;
   draining: boolean;
@@ -108,6 +110,7 @@ export function parseHeartbeat(value: unknown): Heartbeat {
       stepCapacity: 'number',
       eventLoopLagMs: 'number',
       dbPool: 'object',
+      dbUnreachableMs: 'number?',
       cpu: 'number',
       rssBytes: 'number',
       draining: 'boolean',

@@ -183,6 +183,11 @@ export async function startFixtureServer(opts: {
         holds.push(() => res.end('data: last\n\n'));
         return;
       }
+      if (path === '/db-down') {
+        // What a real app server answers while its database is unreachable.
+        res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '2', [HEADER.dbUnavailable]: '1' });
+        return void res.end(JSON.stringify({ code: 'SERVER_ERR_DB_UNAVAILABLE', server: opts.id }));
+      }
       if (path === '/fail') {
         res.writeHead(503, { 'content-type': 'application/json' });
         return void res.end(JSON.stringify({ server: opts.id }));

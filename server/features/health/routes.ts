@@ -1,13 +1,20 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Database } from '../../../common/db/create-database.js';
 import { getHelpers } from '../../../common/db/helpers/index.js';
 import { migrationStatus } from '../../../common/db/migrate.js';
+import { CommonErrors } from '../../../common/errors.js';
+import { HEADER } from '../../../common/protocol/headers.js';
 import { ServerErrors } from '../../errors.js';
+import { DB_RETRY_AFTER_S } from '../../http/errors.js';
 import type { Runtime } from '../../runtime.js';
 
 /**
- * /healthz: the process and its event loop answer (no I/O). /readyz: a database round trip
- * and no pending migration, bounded by `timeoutMs`; 503 while draining.
+ * /healthz: the process and its event loop answer (no I/O; it says whether the database is
+ * reachable as this process last saw it). /readyz: a database round trip and no pending
+ * migration, bounded by `timeoutMs`; 503 while draining. A database outage shorter than
+ * OMFLOW_DB_OUTAGE_GRACE_MS keeps a server that was ready ready (200, `database: 'unreachable'`):
+ * every server shares the database, so marking them down buys nothing for a hiccup. After the
+ * grace: 503 SERVER_ERR_DB_UNAVAILABLE, which agents never answer with a restart (ADR 0009).
  */
 export async function healthRoutes(app: FastifyInstance, opts: { db: Database; runtime: Runtime; timeoutMs: number }): Promise<void> {
   const { db, runtime, timeoutMs } = opts;
@@ -19,7 +26,12 @@ export async function healthRoutes(app: FastifyInstance, opts: { db: Database; r
     if (request.headers['x-forwarded-for'] !== undefined) throw ServerErrors.SERVER_ERR_NOT_FOUND();
   });
 
+  const availability = db.availability;
+  const dbState = () =>
+    availability ? { database: availability.isUp() ? ('reachable' as const) : ('unreachable' as const), dbDownMs: availability.downForMs() } : {};
+
   app.get('/healthz', async () => ({
+    ...dbState(),
     status: 'ok',
     nodeId: runtime.nodeId,
     version: runtime.version,
@@ -30,8 +42,39 @@ export async function healthRoutes(app: FastifyInstance, opts: { db: Database; r
     eventLoopLagMs: runtime.eventLoopLagMs(),
   }));
 
+  /** The answer while the database is unreachable: ready within the grace (if it was ready before), else 503. */
+  function duringOutage(reply: FastifyReply, started: number) {
+    const downMs = availability?.downForMs() ?? 0;
+    const graceMs = availability?.graceMs ?? 0;
+    if (migrationsCurrent && !runtime.draining && downMs < graceMs)
+      return reply
+        .code(200)
+        .send({ status: 'ready', database: 'unreachable', dbDownMs: downMs, graceMs, nodeId: runtime.nodeId, draining: false, tookMs: Date.now() - started });
+    if (runtime.draining) return null;
+    return reply
+      .code(503)
+      .header('retry-after', String(DB_RETRY_AFTER_S))
+      .header(HEADER.dbUnavailable, '1')
+      .send({
+        status: 'not-ready',
+        code: ServerErrors.SERVER_ERR_DB_UNAVAILABLE.code,
+        reason: 'database unreachable',
+        database: 'unreachable',
+        dbDownMs: downMs,
+        graceMs,
+        nodeId: runtime.nodeId,
+        draining: runtime.draining,
+        tookMs: Date.now() - started,
+      });
+  }
+
   app.get('/readyz', async (_request, reply) => {
     const started = Date.now();
+    // Known unreachable: answer at once (the monitor's probe is already looking for it).
+    if (availability && !availability.isUp()) {
+      const sent = duringOutage(reply, started);
+      if (sent) return sent;
+    }
     let timer: NodeJS.Timeout | undefined;
     const check = async () => {
       await db.knex.raw(getHelpers(db.knex).pingSql());
@@ -46,12 +89,20 @@ export async function healthRoutes(app: FastifyInstance, opts: { db: Database; r
       timer = setTimeout(() => resolve({ ok: false, reason: `no database answer within ${timeoutMs} ms` }), timeoutMs);
     });
     let result: { ok: boolean; reason?: string; pending?: string[] };
+    let noAnswer = false;
     try {
       result = await Promise.race([check(), timeout]);
+      noAnswer = !result.ok && result.pending === undefined;
     } catch (err) {
       result = { ok: false, reason: (err as { code?: string }).code ?? 'database error' };
+      noAnswer = CommonErrors.COMMON_ERR_DB_CONNECTION.is(err);
     } finally {
       clearTimeout(timer);
+    }
+    // No answer from the database: an outage (maybe not yet confirmed by the monitor's probe).
+    if (noAnswer && availability) {
+      const sent = duringOutage(reply, started);
+      if (sent) return sent;
     }
     if (result.ok && runtime.draining) result = { ok: false, reason: 'draining' };
     return reply.code(result.ok ? 200 : 503).send({

@@ -1,3 +1,4 @@
+import { levelFor } from '../../../common/db/availability.js';
 import type { Database } from '../../../common/db/create-database.js';
 import type { Logger } from '../../../common/log.js';
 import { findDispatchableSteps, leaseStep, markStepStarted } from '../../../common/protocol/steps.js';
@@ -43,7 +44,7 @@ export function createLocalDispatcher(deps: {
       try {
         await tick();
       } catch (err) {
-        log.warn({ err }, 'step dispatcher tick failed; retrying');
+        log[levelFor(err)]({ err }, 'step dispatcher tick failed; retrying');
       }
       if (stopped) break;
       if (kicked) continue;

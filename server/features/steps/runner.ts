@@ -1,3 +1,4 @@
+import { levelFor } from '../../../common/db/availability.js';
 import type { Database } from '../../../common/db/create-database.js';
 import type { Logger } from '../../../common/log.js';
 import { completeStep, renewStepLease, type StepRow } from '../../../common/protocol/steps.js';
@@ -135,7 +136,7 @@ export function createStepRunner(deps: {
         .then((ok) => {
           if (!ok) controller.abort(new LeaseLost('lease lost'));
         })
-        .catch((err) => log.warn({ err, stepId: hold.stepId }, 'step lease renewal failed'));
+        .catch((err) => log[levelFor(err)]({ err, stepId: hold.stepId }, 'step lease renewal failed'));
     }, renewEvery);
     try {
       const row = (await db.knex('steps').where({ id: hold.stepId }).first()) as StepRow | undefined;
