@@ -84,7 +84,7 @@ describe.skipIf(missing !== null)(`backup and restore of the cluster's database 
 
     // Restore and start the services again (no migrate, no seed: everything comes from the dump).
     await run(join(PG_BIN, 'pg_restore'), ['--create', '--exit-on-error', `--dbname=${maintenance}`, dump]);
-    cluster = await startChaosCluster({ name: 'backup', dbUrl: url, nodes: 1, prepare: false, env: { OMFLOW_LOG_LEVEL: 'info' } });
+    cluster = await startChaosCluster({ name: 'backup', dbUrl: url, nodes: 1, prepare: false });
     const c2 = cluster;
     const knex = c2.db.knex;
 
