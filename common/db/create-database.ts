@@ -170,6 +170,9 @@ export function createDatabase(cfg: DatabaseConfig, opts: CreateDatabaseOptions 
   wrapErrors(knex, target.client, availability);
   const db = wrapDatabase(knex, target.client);
   if (!availability) return db;
+  availability.onChange((up) => {
+    if (!up) discardIdleConnections(knex);
+  });
   return {
     ...db,
     availability,
@@ -178,6 +181,16 @@ export function createDatabase(cfg: DatabaseConfig, opts: CreateDatabaseOptions 
       await db.destroy();
     },
   };
+}
+
+/**
+ * Once the database is known unreachable, no idle pooled connection is trusted again: after a
+ * restart they are dead, after a network partition they may look alive and hang the first
+ * query. Marked, they are destroyed at their next acquire and replaced by fresh connections.
+ */
+function discardIdleConnections(knex: Knex): void {
+  const pool = (knex.client as { pool?: { free?: { resource: unknown }[] } }).pool;
+  for (const idle of pool?.free ?? []) discardConnection(idle.resource, 'database unreachable');
 }
 
 /** The knex internals a probe uses: a connection outside the pool, one statement, closed again. */

@@ -1,8 +1,14 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDatabase } from '../../common/db/create-database.js';
+import { migrateLatest } from '../../common/db/migrate.js';
+import { freePort } from '../../common/free-port.js';
+import { groupAlive } from '../../common/process-group.js';
 import { BOOSTER_PATH } from '../../common/protocol/headers.js';
+import { type EmbeddedDb, startEmbeddedDb } from '../../install/dev-cluster/embedded-db.js';
 import { seed } from '../../server/seed.js';
 import { type AgentNode, killServerGroup, makeAgentNode, serverPid, startBoosterRecorder, waitForState } from '../agent/harness.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
@@ -121,6 +127,8 @@ describe('a 3 s database outage under a real agent and app server', () => {
 
     relay.cut();
     const cutAt = Date.now();
+    let firstMs = 0;
+    let fastMs = 0;
     try {
       // The first request finds its pooled connection dead and a new one refused: a 503 at once.
       const first = await call(`${base}/api/tickets`, { headers: auth });
@@ -128,6 +136,7 @@ describe('a 3 s database outage under a real agent and app server', () => {
       expect(first.body.code).toBe('SERVER_ERR_DB_UNAVAILABLE');
       expect(first.headers.get('retry-after')).toBe('2');
       expect(first.tookMs).toBeLessThan(5000);
+      firstMs = first.tookMs;
 
       // Once the server knows, requests are refused without touching the pool at all.
       await waitFor(async () => (await call(`${base}/healthz`)).body.database === 'unreachable', {
@@ -140,6 +149,7 @@ describe('a 3 s database outage under a real agent and app server', () => {
       expect(fast.body).toMatchObject({ code: 'SERVER_ERR_DB_UNAVAILABLE' });
       expect(fast.headers.get('retry-after')).toBe('2');
       expect(fast.tookMs).toBeLessThan(2000);
+      fastMs = fast.tookMs;
 
       // A browser gets a page that says what happened.
       const page = await call(`${base}/tickets`, { headers: { ...auth, accept: 'text/html' } });
@@ -160,6 +170,7 @@ describe('a 3 s database outage under a real agent and app server', () => {
     } finally {
       relay.restore();
     }
+    const restoredAt = Date.now();
 
     // Back: the pool reconnects by itself, same process.
     await waitFor(async () => (await call(`${base}/api/tickets`, { headers: auth })).status === 200, {
@@ -167,6 +178,7 @@ describe('a 3 s database outage under a real agent and app server', () => {
       intervalMs: 100,
       what: 'requests succeed again',
     });
+    const backMs = Date.now() - restoredAt;
     expect(serverPid(node)).toBe(pid);
     expect(isAlive(pid)).toBe(true);
     expect((await call(`${base}/readyz`)).body).toMatchObject({ status: 'ready' });
@@ -184,6 +196,11 @@ describe('a 3 s database outage under a real agent and app server', () => {
       timeoutMs: 10_000,
       what: 'reachable-again lines',
     });
+    const serverDownMs = linesWith(serverLog(), 'database reachable again')[0]?.downMs;
+    const agentDownMs = linesWith(node.proc.output(), 'database reachable again')[0]?.downMs;
+    console.log(
+      `outage ${OUTAGE_MS} ms: first 503 in ${firstMs} ms, known-outage 503 in ${fastMs} ms, back after restore in ${backMs} ms; downMs server ${serverDownMs}, agent ${agentDownMs}`,
+    );
     for (const [who, log] of [
       ['server', serverLog()],
       ['agent', node.proc.output()],
@@ -284,5 +301,84 @@ describe('a step in flight when the database goes away runs to completion exactl
     // Exactly one outage, logged once each way.
     expect(linesWith(srv.output(), 'database unreachable')).toHaveLength(1);
     expect(linesWith(srv.output(), 'database reachable again')).toHaveLength(1);
+  }, 90_000);
+});
+
+describe('a real PostgreSQL restart (fast shutdown, start again on the same port)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'omflow-pg-restart-'));
+  let pgPort = 0;
+  let pgDb: EmbeddedDb;
+  let srv: ServerProcess;
+  const startPg = () => startEmbeddedDb({ dir, port: pgPort, fresh: false, logFile: join(dir, 'postgres.log'), onProgress: () => {}, maxConnections: 50 });
+
+  beforeAll(async () => {
+    pgPort = await freePort();
+    pgDb = await startPg();
+    const db = createDatabase({
+      url: pgDb.url,
+      client: 'postgres',
+      host: '',
+      port: undefined,
+      name: '',
+      user: '',
+      password: undefined,
+      ssl: false,
+      poolMin: 0,
+      poolMax: 2,
+      connectTimeoutMs: 5000,
+    });
+    try {
+      await migrateLatest(db.knex);
+      await seed(db, { adminUser: 'admin', adminPassword: 'admin-pass-1', demo: false });
+    } finally {
+      await db.destroy();
+    }
+    srv = await startServerProcess({ OMFLOW_DB_URL: pgDb.url, OMFLOW_NODE_ID: 'dbo-restart', OMFLOW_LOG_LEVEL: 'info', OMFLOW_DB_CONNECT_TIMEOUT_MS: '10000' });
+  }, 120_000);
+
+  afterAll(async () => {
+    await srv?.stop();
+    await pgDb?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('pooled connections killed by the restart are replaced; requests fail fast meanwhile and succeed after, same process', async () => {
+    const login = await call(`${srv.url}/api/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'admin', password: 'admin-pass-1' }),
+    });
+    const auth = { authorization: `Bearer ${login.body.token}` };
+    // Several pooled connections, all of which the restart will terminate (57P01).
+    await Promise.all([1, 2, 3, 4].map(() => call(`${srv.url}/api/tickets`, { headers: auth })));
+    const pid = srv.child.pid!;
+
+    // Fast shutdown (SIGINT): backends are terminated, as in `pg_ctl restart -m fast`.
+    process.kill(-pgDb.process.pid, 'SIGINT');
+    for (let i = 0; i < 300 && groupAlive(pgDb.process.pid); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(groupAlive(pgDb.process.pid)).toBe(false);
+    const down = await call(`${srv.url}/api/tickets`, { headers: auth });
+    expect(down.status).toBe(503);
+    expect(down.body.code).toBe('SERVER_ERR_DB_UNAVAILABLE');
+    expect(down.tookMs).toBeLessThan(5000);
+
+    pgDb = await startPg();
+    const upAt = Date.now();
+    await waitFor(async () => (await call(`${srv.url}/api/tickets`, { headers: auth })).status === 200, {
+      timeoutMs: 15_000,
+      intervalMs: 50,
+      what: 'requests succeed again',
+    });
+    const backMs = Date.now() - upAt;
+    // Every pooled connection works again: several at once.
+    const again = await Promise.all([1, 2, 3, 4].map(() => call(`${srv.url}/api/tickets`, { headers: auth })));
+    expect(again.map((r) => r.status)).toEqual([200, 200, 200, 200]);
+    expect(srv.child.pid).toBe(pid);
+    expect(srv.child.exitCode).toBeNull();
+    await waitFor(() => linesWith(srv.output(), 'database reachable again').length > 0, { timeoutMs: 5000, what: 'reachable-again line' });
+    expect(linesWith(srv.output(), 'database unreachable')).toHaveLength(1);
+    const back = linesWith(srv.output(), 'database reachable again');
+    expect(back).toHaveLength(1);
+    console.log(`real restart: 503 in ${down.tookMs} ms while down; requests succeed ${backMs} ms after PostgreSQL accepts again; downMs ${back[0].downMs}`);
   }, 90_000);
 });
