@@ -9,21 +9,35 @@ import type { ManagedProcess } from '../../install/dev-cluster/process-group.js'
 import { freePort } from '../helpers/processes.js';
 
 /**
- * A PostgreSQL of the chaos suite's own (Debian's binaries, not the suite's shared embedded one,
- * which must never stall): a primary and, when asked, a synchronous streaming replica made with
+ * A PostgreSQL of the chaos suite's own (Debian's binaries, the newest /usr/lib/postgresql/<major>
+ * or OMFLOW_TEST_PG_BIN; not the suite's shared embedded one, which must never stall): a primary and, when asked, a synchronous streaming replica made with
  * `pg_basebackup -R`, so a commit is acknowledged only once the replica has flushed it. The
  * test plays the failover manager (Patroni/repmgr in production): it kills the primary and runs
  * `pg_ctl promote` on the replica. Started with the dev cluster's starter (embedded-db.ts), so
  * as root the server runs as the `postgres` user from a 0755 temporary directory.
  */
-export const PG_BIN = process.env.OMFLOW_TEST_PG_BIN ?? '/usr/lib/postgresql/15/bin';
+export const PG_BIN = process.env.OMFLOW_TEST_PG_BIN ?? debianPostgresBin();
+
+/** The newest Debian PostgreSQL server install (/usr/lib/postgresql/<major>/bin), 15 when none. */
+function debianPostgresBin(): string {
+  const root = '/usr/lib/postgresql';
+  const majors = existsSync(root)
+    ? readdirSync(root)
+        .filter((v) => /^\d+$/.test(v) && existsSync(join(root, v, 'bin', 'pg_basebackup')))
+        .map(Number)
+        .sort((a, b) => b - a)
+    : [];
+  return join(root, String(majors[0] ?? 15), 'bin');
+}
 
 const run = promisify(execFile);
 
 /** Why the chaos suite cannot run its own PostgreSQL here, or null. */
 export function postgresBinariesMissing(): string | null {
   const missing = ['initdb', 'postgres', 'pg_ctl', 'pg_basebackup', 'pg_dump', 'pg_restore'].filter((b) => !existsSync(join(PG_BIN, b)));
-  return missing.length ? `PostgreSQL server binaries missing in ${PG_BIN}: ${missing.join(', ')} (install postgresql-15)` : null;
+  return missing.length
+    ? `PostgreSQL server binaries missing in ${PG_BIN}: ${missing.join(', ')} (Debian: apt-get install postgresql, or set OMFLOW_TEST_PG_BIN)`
+    : null;
 }
 
 /** Settings of both servers. fsync off: kill -9 of postgres leaves the OS page cache intact, only a host crash would need it. */

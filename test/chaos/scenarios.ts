@@ -122,7 +122,7 @@ export async function runOutageCase(cluster: ChaosCluster, spec: CaseSpec): Prom
   }
   const lost = acks.filter((a) => {
     const e = byKey.get(a.key);
-    return !e || !e.numbers.includes(a.number);
+    return !e?.numbers.includes(a.number);
   }).length;
   const duplicated = [...byKey.values()].filter((e) => e.numbers.length > 1).length;
   const done: { ticket_id: number | string; n: number | string }[] = (await knex('ticket_history')
