@@ -197,6 +197,13 @@ export async function startPostgresHa(opts: { replica: boolean }): Promise<Postg
     try {
       await c.query(`ALTER SYSTEM SET synchronous_standby_names = '*'`);
       await c.query('SELECT pg_reload_conf()');
+      // The reload is asynchronous: commits wait for the replica once it is listed as sync.
+      for (let i = 0; ; i++) {
+        const r = await c.query<{ sync_state: string }>('SELECT sync_state FROM pg_stat_replication');
+        if (r.rows[0]?.sync_state === 'sync') break;
+        if (i >= 200) throw new Error(`replica not synchronous after 10 s: ${JSON.stringify(r.rows)}`);
+        await sleep(50);
+      }
     } finally {
       await c.end();
     }
