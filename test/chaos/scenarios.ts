@@ -29,6 +29,8 @@ export interface CaseResult {
   errorKinds: Record<string, number>;
   /** First attempts that failed (saved or not by the retry). */
   firstFailures: number;
+  /** Attempts the active booster refused for lack of a ready server (`BOOSTER_ERR_NO_SERVER`), first tries and retries. */
+  noServer: number;
   /** Acknowledged, but no row with the key, or a row with another number. */
   lost: number;
   /** Keys with more than one row. */
@@ -158,6 +160,7 @@ export async function runOutageCase(cluster: ChaosCluster, spec: CaseSpec): Prom
     errors: load.errors.length,
     errorKinds,
     firstFailures: load.firstFailures,
+    noServer: (load.firstFailureKinds['HTTP 503 BOOSTER_ERR_NO_SERVER'] ?? 0) + (errorKinds['HTTP 503 BOOSTER_ERR_NO_SERVER'] ?? 0),
     lost,
     duplicated,
     stepsNotOnce,
@@ -182,7 +185,7 @@ export function formatResult(r: CaseResult): string {
     .join(', ');
   return [
     `${r.name.padEnd(22)} outage ${String(r.outageMs).padStart(5)} ms  unavailable ${String(r.unavailableMs).padStart(5)} ms  back→first ack ${String(r.recoveryMs).padStart(5)} ms`,
-    `${''.padEnd(22)} takeovers ${r.takeovers} (active ${r.activeBefore} → ${r.activeAfter})  acked ${r.acked}  errors after 1 retry ${r.errors}${kinds ? ` (${kinds})` : ''}  first-try failures ${r.firstFailures}`,
+    `${''.padEnd(22)} takeovers ${r.takeovers} (active ${r.activeBefore} → ${r.activeAfter})  acked ${r.acked}  errors after 1 retry ${r.errors}${kinds ? ` (${kinds})` : ''}  first-try failures ${r.firstFailures} (no server: ${r.noServer})`,
     `${''.padEnd(22)} lost ${r.lost}  duplicated ${r.duplicated}  steps not once ${r.stepsNotOnce}  goal ${r.goal.holds ? 'HOLDS' : `MISSED: ${r.goal.failed.join('; ')}`}`,
   ].join('\n');
 }
