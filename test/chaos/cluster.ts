@@ -26,6 +26,8 @@ export interface ChaosCluster {
   token: string;
   /** Id of the booster whose /_booster/active answers 200 ('' none, ids joined by '+' when both). */
   activeBooster(): Promise<string>;
+  /** Times the boosters took a server out of rotation (their INFO line "server state changed" to down), so far. */
+  serversMarkedDown(): number;
   /** Last lines of every process, for a failure message. */
   logs(chars?: number): string;
   stop(): Promise<void>;
@@ -101,6 +103,8 @@ export async function startChaosCluster(opts: ChaosClusterOptions): Promise<Chao
         // Deep checks (/readyz) every 250 ms instead of 5 s: whether a server stays in rotation
         // through an outage is then seen on every run, not on one in six.
         OMFLOW_BOOSTER_READY_INTERVAL_MS: '250',
+        // INFO: the boosters' "server state changed" lines are what serversMarkedDown() counts.
+        OMFLOW_LOG_LEVEL: 'info',
       });
       procs.push(proc);
       boosters.push({ id, url, proc });
@@ -163,6 +167,7 @@ export async function startChaosCluster(opts: ChaosClusterOptions): Promise<Chao
       db,
       token,
       activeBooster,
+      serversMarkedDown: () => boosters.reduce((n, b) => n + (b.proc.output().match(/"from":"up","to":"down"/g)?.length ?? 0), 0),
       logs: (chars = 3000) => procs.map((p) => `--- ${p.name}\n${p.output().slice(-chars)}`).join('\n'),
       stop,
     };

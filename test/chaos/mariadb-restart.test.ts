@@ -32,6 +32,7 @@ describe.skipIf(missing !== null)(`chaos: MariaDB restart under ticket load${mis
     expect(r.lost, why).toBe(0);
     expect(r.duplicated, why).toBe(0);
     expect(r.stepsNotOnce, why).toBe(0);
+    expect(r.serversMarkedDown, why).toBe(0);
     expect(r.noServer, why).toBe(0);
     expect(r.takeovers, why).toBe(0);
     expect(r.activeAfter, why).toBe(r.activeBefore);

@@ -36,6 +36,7 @@ describe.skipIf(missing !== null)(`chaos: PostgreSQL stall, restart and failover
     expect(r.duplicated, why).toBe(0);
     expect(r.stepsNotOnce, why).toBe(0);
     // ADR 0009: a server stays in rotation through an outage shorter than the grace.
+    expect(r.serversMarkedDown, why).toBe(0);
     expect(r.noServer, why).toBe(0);
     if (!spec.takeoverAllowed) {
       expect(r.takeovers, why).toBe(0);

@@ -29,6 +29,8 @@ export interface CaseResult {
   errorKinds: Record<string, number>;
   /** First attempts that failed (saved or not by the retry). */
   firstFailures: number;
+  /** Times a booster took a server out of rotation during the case (either booster). */
+  serversMarkedDown: number;
   /** Attempts the active booster refused for lack of a ready server (`BOOSTER_ERR_NO_SERVER`), first tries and retries. */
   noServer: number;
   /** Acknowledged, but no row with the key, or a row with another number. */
@@ -69,6 +71,7 @@ export async function runOutageCase(cluster: ChaosCluster, spec: CaseSpec): Prom
   const activeBefore = await waitFor(async () => (await cluster.activeBooster()) || false, 'an active booster', 30_000);
   const takeoversBefore = Number((await knex('booster_events').where({ kind: 'takeover' }).count({ n: '*' }))[0]!.n);
 
+  const markedDownBefore = cluster.serversMarkedDown();
   const activesSeen = new Set<string>([activeBefore]);
   let sampling = true;
   const sampler = (async () => {
@@ -160,6 +163,7 @@ export async function runOutageCase(cluster: ChaosCluster, spec: CaseSpec): Prom
     errors: load.errors.length,
     errorKinds,
     firstFailures: load.firstFailures,
+    serversMarkedDown: cluster.serversMarkedDown() - markedDownBefore,
     noServer: (load.firstFailureKinds['HTTP 503 BOOSTER_ERR_NO_SERVER'] ?? 0) + (errorKinds['HTTP 503 BOOSTER_ERR_NO_SERVER'] ?? 0),
     lost,
     duplicated,
@@ -185,7 +189,7 @@ export function formatResult(r: CaseResult): string {
     .join(', ');
   return [
     `${r.name.padEnd(22)} outage ${String(r.outageMs).padStart(5)} ms  unavailable ${String(r.unavailableMs).padStart(5)} ms  back→first ack ${String(r.recoveryMs).padStart(5)} ms`,
-    `${''.padEnd(22)} takeovers ${r.takeovers} (active ${r.activeBefore} → ${r.activeAfter})  acked ${r.acked}  errors after 1 retry ${r.errors}${kinds ? ` (${kinds})` : ''}  first-try failures ${r.firstFailures} (no server: ${r.noServer})`,
+    `${''.padEnd(22)} takeovers ${r.takeovers} (active ${r.activeBefore} → ${r.activeAfter})  acked ${r.acked}  errors after 1 retry ${r.errors}${kinds ? ` (${kinds})` : ''}  first-try failures ${r.firstFailures} (no server: ${r.noServer}), servers taken out of rotation ${r.serversMarkedDown}`,
     `${''.padEnd(22)} lost ${r.lost}  duplicated ${r.duplicated}  steps not once ${r.stepsNotOnce}  goal ${r.goal.holds ? 'HOLDS' : `MISSED: ${r.goal.failed.join('; ')}`}`,
   ].join('\n');
 }
