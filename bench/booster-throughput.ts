@@ -3,7 +3,9 @@
 // proxies and the upstream on CPU 1. Prints req/s, p50, p99 and each as a ratio of direct.
 // HTTPS rows: the booster and HAProxy terminating TLS with the same certificate (wrk, keep-alive),
 // and an h2 row (h2load, nghttp2-client) for both.
-// Usage: npx tsx bench/booster-throughput.ts [--duration 5] [--connections 50] [--rounds 3]
+// Usage: npx tsx bench/booster-throughput.ts [--duration 5] [--connections 50] [--rounds 3] [--median] [--tls-only]
+// --median: each row is the median round instead of the best one; --tls-only: only direct, the
+// plain booster and the TLS rows (HTTPS booster and HAProxy, h2), for the TLS ratios.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,6 +17,19 @@ const duration = Number(args[args.indexOf('--duration') + 1] || 0) || 5;
 const connections = Number(args[args.indexOf('--connections') + 1] || 0) || 50;
 // The machine is shared: targets are measured in interleaved rounds and the best round counts.
 const rounds = Number(args[args.indexOf('--rounds') + 1] || 0) || 3;
+const useMedian = args.includes('--median');
+const tlsOnly = args.includes('--tls-only');
+/** Every round of every row, to pick the median round at the end (--median). */
+const allRounds: Map<string, { rps: number }[]> = new Map();
+const keep = <T extends { rps: number }>(key: string, r: T): void => {
+  const list = (allRounds.get(key) ?? []) as T[];
+  list.push(r);
+  allRounds.set(key, list);
+};
+const medianRound = <T extends { rps: number }>(key: string): T | undefined => {
+  const list = [...((allRounds.get(key) ?? []) as T[])].sort((a, b) => a.rps - b.rps);
+  return list[Math.floor((list.length - 1) / 2)];
+};
 const dir = mkdtempSync(join(tmpdir(), 'omflow-bench-'));
 const postLua = join(dir, 'post.lua');
 writeFileSync(postLua, `wrk.method = "POST"\nwrk.body = string.rep("x", 1024)\nwrk.headers["Content-Type"] = "application/octet-stream"\n`);
@@ -85,7 +100,7 @@ try {
   });
   children.push({ kill: () => stop(tlsBooster) });
   await waitFor(async () => {
-    const r = await fetch(`${tlsBoosterUrl}/_booster/status`);
+    const r = await statusGet(tlsBoosterUrl);
     const st = (await r.json()) as { servers: { state: string }[] };
     return st.servers.some((s) => s.state === 'up');
   }, 'TLS booster with the upstream up');
@@ -96,39 +111,47 @@ try {
     { name: 'booster', url: boosterUrl },
   ];
 
-  const undiciPort = await freePort();
-  const u = await startPinned('1', process.execPath, tsxArgs('bench/booster-undici-proxy.ts'), { PORT: String(undiciPort), UPSTREAM: upstream }, /LISTENING/);
-  children.push({ kill: () => stop(u.child) });
-  targets.push({ name: 'undici-minimal', url: `http://127.0.0.1:${undiciPort}` });
+  if (!tlsOnly) await startOtherProxies();
+  async function startOtherProxies(): Promise<void> {
+    const undiciPort = await freePort();
+    const u = await startPinned('1', process.execPath, tsxArgs('bench/booster-undici-proxy.ts'), { PORT: String(undiciPort), UPSTREAM: upstream }, /LISTENING/);
+    children.push({ kill: () => stop(u.child) });
+    targets.push({ name: 'undici-minimal', url: `http://127.0.0.1:${undiciPort}` });
 
-  const fastifyPort = await freePort();
-  const f = await startPinned('1', process.execPath, tsxArgs('bench/booster-fastify-proxy.ts'), { PORT: String(fastifyPort), UPSTREAM: upstream }, /LISTENING/);
-  children.push({ kill: () => stop(f.child) });
-  targets.push({ name: 'fastify-reply-from', url: `http://127.0.0.1:${fastifyPort}` });
+    const fastifyPort = await freePort();
+    const f = await startPinned(
+      '1',
+      process.execPath,
+      tsxArgs('bench/booster-fastify-proxy.ts'),
+      { PORT: String(fastifyPort), UPSTREAM: upstream },
+      /LISTENING/,
+    );
+    children.push({ kill: () => stop(f.child) });
+    targets.push({ name: 'fastify-reply-from', url: `http://127.0.0.1:${fastifyPort}` });
 
-  if (spawnSync('which', ['nginx']).status === 0) {
-    const port = await freePort();
-    const conf = join(dir, 'nginx.conf');
-    writeFileSync(
-      conf,
-      `daemon off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/nginx.err warn;
+    if (spawnSync('which', ['nginx']).status === 0) {
+      const port = await freePort();
+      const conf = join(dir, 'nginx.conf');
+      writeFileSync(
+        conf,
+        `daemon off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/nginx.err warn;
 events { worker_connections 4096; }
 http { access_log off; upstream up { server 127.0.0.1:${upPort}; keepalive 256; }
   server { listen 127.0.0.1:${port}; client_body_buffer_size 64k;
     location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_request_buffering off; proxy_buffering off; } } }
 `,
-    );
-    const n = await startPinned('1', 'nginx', ['-c', conf, '-p', dir], {});
-    children.push({ kill: () => stop(n.child) });
-    await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/`)).ok, 'nginx');
-    targets.push({ name: 'nginx', url: `http://127.0.0.1:${port}` });
-  }
-  if (spawnSync('which', ['haproxy']).status === 0) {
-    const port = await freePort();
-    const conf = join(dir, 'haproxy.cfg');
-    writeFileSync(
-      conf,
-      `global
+      );
+      const n = await startPinned('1', 'nginx', ['-c', conf, '-p', dir], {});
+      children.push({ kill: () => stop(n.child) });
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/`)).ok, 'nginx');
+      targets.push({ name: 'nginx', url: `http://127.0.0.1:${port}` });
+    }
+    if (spawnSync('which', ['haproxy']).status === 0) {
+      const port = await freePort();
+      const conf = join(dir, 'haproxy.cfg');
+      writeFileSync(
+        conf,
+        `global
   nbthread 1
   maxconn 4096
 defaults
@@ -144,12 +167,14 @@ frontend fe
 backend be
   server s1 127.0.0.1:${upPort}
 `,
-    );
-    const h = await startPinned('1', 'haproxy', ['-f', conf, '-db'], {});
-    children.push({ kill: () => stop(h.child) });
-    await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/`)).ok, 'haproxy');
-    targets.push({ name: 'haproxy', url: `http://127.0.0.1:${port}` });
-
+      );
+      const h = await startPinned('1', 'haproxy', ['-f', conf, '-db'], {});
+      children.push({ kill: () => stop(h.child) });
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/`)).ok, 'haproxy');
+      targets.push({ name: 'haproxy', url: `http://127.0.0.1:${port}` });
+    }
+  }
+  if (spawnSync('which', ['haproxy']).status === 0) {
     const tport = await freePort();
     const tconf = join(dir, 'haproxy-tls.cfg');
     writeFileSync(
@@ -184,6 +209,7 @@ backend be
     for (let round = 0; round < rounds; round++) {
       for (const t of targets) {
         const r = wrk(`${t.url}/`, kind !== 'GET');
+        keep(`${kind} ${t.name}`, r);
         process.stderr.write(`${kind} ${t.name} round ${round + 1}: ${r.rps.toFixed(0)} req/s\n`);
         const prev = results.find((x) => x.kind === kind && x.name === t.name);
         if (!prev) results.push({ name: t.name, kind, ...r });
@@ -195,6 +221,7 @@ backend be
     for (let round = 0; round < rounds; round++) {
       for (const t of tlsTargets) {
         const r = h2load(`${t.url}/`, { duration, clients: Math.max(1, Math.round(connections / 10)), streams: 10 });
+        keep(`h2 ${t.name}`, r);
         process.stderr.write(`h2 ${t.name} round ${round + 1}: ${r.rps.toFixed(0)} req/s\n`);
         const prev = h2results.find((x) => x.name === t.name);
         if (!prev) h2results.push({ name: t.name, ...r });
@@ -207,7 +234,13 @@ backend be
   await pg.stop();
 }
 
-console.log(`\nbooster-throughput: wrk -t1 -c${connections} -d${duration}s on CPU 0; proxies + upstream on CPU 1; best of ${rounds} interleaved rounds\n`);
+if (useMedian) {
+  for (const r of results) Object.assign(r, medianRound(`${r.kind} ${r.name}`));
+  for (const r of h2results) Object.assign(r, medianRound(`h2 ${r.name}`));
+}
+console.log(
+  `\nbooster-throughput: wrk -t1 -c${connections} -d${duration}s on CPU 0; proxies + upstream on CPU 1; ${useMedian ? 'median' : 'best'} of ${rounds} interleaved rounds\n`,
+);
 console.log('kind      target               req/s    x direct   p50 ms   p99 ms   errors');
 for (const kind of ['GET', 'POST 1KB']) {
   const direct = results.find((r) => r.kind === kind && r.name === 'direct')!;

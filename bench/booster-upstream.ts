@@ -3,7 +3,7 @@
 // set — stores keyed writes (POST /tickets with Idempotency-Key) once, like the real server.
 import { createServer } from 'node:http';
 import knexFactory from 'knex';
-import { signClusterRequest } from '../common/protocol/cluster-auth.js';
+import { audienceOf, signClusterRequest } from '../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH } from '../common/protocol/headers.js';
 
 const port = Number(process.env.PORT ?? 0);
@@ -84,7 +84,10 @@ server.listen(port, '127.0.0.1', () => {
       await fetch(b + BOOSTER_PATH.heartbeat, {
         method: 'POST',
         body,
-        headers: { 'content-type': 'application/json', ...signClusterRequest(secret, id, 'POST', BOOSTER_PATH.heartbeat, body) },
+        headers: {
+          'content-type': 'application/json',
+          ...signClusterRequest(secret, id, 'POST', BOOSTER_PATH.heartbeat, body, Date.now(), { audience: audienceOf(b) }),
+        },
         signal: AbortSignal.timeout(500),
       }).then(
         (r) => r.arrayBuffer(),

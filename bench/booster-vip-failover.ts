@@ -4,22 +4,69 @@
 // on a private bridge; the database over its unix socket). Prints the client-visible gap (the
 // longest pause between acknowledged tickets around each kill), tickets failed after one client
 // retry, and acknowledged tickets lost. Needs root (ip netns) and iputils arping.
-// Usage: npx tsx bench/booster-vip-failover.ts [--trials 20]
+// Usage: npx tsx bench/booster-vip-failover.ts [--trials 20] [--logs] [--stop-post]
+// (--logs keeps each new active's log; --stop-post: see below)
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createDatabase } from '../common/db/create-database.js';
 import { seed } from '../server/seed.js';
 import { dbConfig } from '../test/helpers/db.js';
 import { netnsUnavailable } from '../test/helpers/netns.js';
-import { LOGIN, longestPause, median, startVipCluster, VIP, type VipCluster, waitUntil } from '../test/helpers/vip-cluster.js';
+import { type ClientOutcome, LOGIN, longestPause, median, startVipCluster, VIP, type VipCluster, waitUntil } from '../test/helpers/vip-cluster.js';
 import { SECRET, startPostgres } from './booster-lib.js';
 
 const args = process.argv.slice(2);
 const trials = Number(args[args.indexOf('--trials') + 1] || 0) || 20;
+// By default the killed booster's address stays in its namespace until it restarts, so clients
+// still sent there get RSTs (fast errors, retried by the client). --stop-post does what the VIP
+// drop-in's ExecStopPost does on a real host (docs/operator-guide.md): remove it at once, so
+// clients meet silence until the new owner's gratuitous ARP, as after a host crash (a lost SYN
+// is retransmitted after 1 s): fewer failed requests, a longer gap.
+const stopPost = args.includes('--stop-post');
 const why = netnsUnavailable();
 if (why) {
   console.error(`booster-vip-failover cannot run: ${why}`);
   process.exit(1);
 }
 const names = ['a', 'b'];
+const logDir = args.includes('--logs') ? mkdtempSync(`${tmpdir()}/omflow-vip-bench-`) : null;
+if (logDir) console.error(`booster logs of each trial's new active go to ${logDir}`);
+
+/** The client namespace's ARP entry for the VIP, with the booster whose MAC it names. */
+function clientNeighbour(c: VipCluster): string {
+  const entry = c.lab.ipIn('cli', ['neigh', 'show', VIP]).trim() || 'none';
+  const mac = /lladdr (\S+)/.exec(entry)?.[1];
+  const owner = names.find((n) => mac && c.lab.ipIn(n, ['-o', 'link', 'show', 'eth0']).includes(mac));
+  return `${entry}${owner ? ` (booster ${owner})` : ''}`;
+}
+
+/** The new active's leadership/VIP log lines and the client's failed attempts, as "+ms what" after the kill. */
+function trialTimeline(killedAt: number, boosterLog: string, outcome: ClientOutcome): string[] {
+  const rows: [number, string][] = [];
+  for (const line of boosterLog.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    let rec: { time?: string; msg?: string; reason?: string; epoch?: number };
+    try {
+      rec = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    const at = Date.parse(rec.time ?? '');
+    if (!(at >= killedAt - 200) || !rec.msg) continue;
+    if (!/active|virtual IP|stepping down|lease|peer booster|ARP/.test(rec.msg)) continue;
+    rows.push([at - killedAt, `booster: ${rec.msg}${rec.reason ? ` (${rec.reason})` : ''}`]);
+  }
+  for (const f of outcome.failures) if (f.at >= killedAt - 200) rows.push([f.at - killedAt, `client attempt failed: ${f.why}`]);
+  const acks = outcome.acks.filter((a) => a.at >= killedAt - 1000).sort((a, b) => a.at - b.at);
+  let worst: [number, number] | null = null;
+  for (let i = 1; i < acks.length; i++) if (!worst || acks[i]!.at - acks[i - 1]!.at > acks[worst[1]]!.at - acks[worst[0]]!.at) worst = [i - 1, i];
+  if (worst) {
+    rows.push([acks[worst[0]]!.at - killedAt, 'client: last ack before the gap']);
+    rows.push([acks[worst[1]]!.at - killedAt, `client: first ack after the gap (that attempt took ${acks[worst[1]]!.took} ms)`]);
+  }
+  for (const a of acks) if (a.at > killedAt && (a.took ?? 0) > 1000) rows.push([a.at - killedAt, `client: slow ack, the attempt took ${a.took} ms`]);
+  return rows.sort((a, b) => a[0] - b[0]).map(([ms, what]) => `+${ms} ms ${what}`);
+}
 const vipCidr = `${VIP}/24`;
 const pg = await startPostgres();
 const db = createDatabase(dbConfig(pg.url));
@@ -49,9 +96,10 @@ try {
     const other = 1 - dead;
     const failedBefore = client.outcome.failed;
     const killedAt = Date.now();
-    await c.kill9(dead);
+    await c.kill9(dead, { stopPost });
     await waitUntil(async () => (await holder()) === other, 'takeover with the VIP', 30_000, 5);
     takeovers.push(Date.now() - killedAt);
+    const neighAtTakeover = `+${Date.now() - killedAt} ms client neighbour entry for the VIP: ${clientNeighbour(c)}`;
     await waitUntil(() => client.outcome.acks.filter((a) => a.at > killedAt).length >= 10, 'tickets after the takeover', 60_000);
     const gap = longestPause(client.outcome.acks, killedAt - 1000, Date.now());
     gaps.push(gap ?? NaN);
@@ -63,14 +111,16 @@ try {
       60_000,
       50,
     );
-    const whys = new Map<string, number>();
-    for (const f of client.outcome.failures) if (f.at >= killedAt - 1000) whys.set(f.why.slice(0, 40), (whys.get(f.why.slice(0, 40)) ?? 0) + 1);
     const flaps = /stepping down to standby/.test(c.boosters[other]!.output())
       ? ' (this booster has stepped down at least once since it started: a renewal stalled)'
       : '';
     process.stderr.write(
-      `trial ${t + 1}/${trials}: killed ${names[dead]}, takeover with VIP ${takeovers[t]} ms, client-visible gap ${gap} ms, ${failedPerTrial[t]} failed after one retry [${[...whys].map(([w, n]) => `${w} x${n}`).join(', ')}]${flaps}\n`,
+      `trial ${t + 1}/${trials}: killed ${names[dead]}, takeover with VIP ${takeovers[t]} ms, client-visible gap ${gap} ms, ${failedPerTrial[t]} failed after one retry${flaps}\n`,
     );
+    // Where the time went: the new active's own log and every failed client attempt, in ms after the kill.
+    const timeline = [...trialTimeline(killedAt, c.boosters[other]!.output(), client.outcome), neighAtTakeover];
+    process.stderr.write(`${timeline.map((l) => `    ${l}`).join('\n')}\n`);
+    if (logDir) writeFileSync(`${logDir}/trial-${t + 1}-${names[other]}.log`, c.boosters[other]!.output());
     client.outcome.failures.length = 0;
     await new Promise((r) => setTimeout(r, 500));
   }
@@ -87,7 +137,7 @@ try {
   const dup = await db.knex('tickets').select('title').count({ n: '*' }).groupBy('title').havingRaw('count(*) > 1');
   const max = (xs: number[]) => Math.max(...xs);
   console.log(
-    `\nbooster-vip-failover: ${trials} trials of kill -9 on the active, a client of 4 workers raising tickets through ${VIP}:5169 from its own namespace`,
+    `\nbooster-vip-failover: ${trials} trials of kill -9 on the active${stopPost ? ' (then the drop-in ExecStopPost: address removed)' : ' (stale address left until restart)'}, a client of 4 workers raising tickets through ${VIP}:5169 from its own namespace`,
   );
   console.log(
     `client-visible gap ms: median ${median(gaps).toFixed(0)}, max ${max(gaps).toFixed(0)}, min ${Math.min(...gaps).toFixed(0)} (goal: median <= 1500, max <= 3000)`,

@@ -16,7 +16,7 @@ import {
   notifyBoostersOfPatch,
   rolloutStatus,
 } from '../common/patch/index.js';
-import { signClusterRequest } from '../common/protocol/cluster-auth.js';
+import { audienceOf, signClusterRequest } from '../common/protocol/cluster-auth.js';
 import { AGENT_PATH, HEADER } from '../common/protocol/headers.js';
 import { freePort, ROOT, SECRET, startPostgres } from './booster-lib.js';
 
@@ -55,7 +55,7 @@ async function waitUntil(fn: () => Promise<boolean>, what: string, timeoutMs = 9
 
 async function agentStatus(port: number): Promise<{ state: string; version: string }> {
   const res = await fetch(`http://127.0.0.1:${port}${AGENT_PATH.status}`, {
-    headers: signClusterRequest(SECRET, 'bench', 'GET', AGENT_PATH.status),
+    headers: signClusterRequest(SECRET, 'bench', 'GET', AGENT_PATH.status, '', Date.now(), { audience: audienceOf(`http://127.0.0.1:${port}`) }),
     signal: AbortSignal.timeout(3000),
   });
   return (await res.json()) as { state: string; version: string };

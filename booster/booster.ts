@@ -7,8 +7,8 @@ import type { clusterArea } from '../common/config/areas/cluster.js';
 import type { AreaValues } from '../common/config/define.js';
 import { createDatabase, type Database, type DatabaseConfig } from '../common/db/create-database.js';
 import { createLogger, type Logger } from '../common/log.js';
-import { signClusterRequest } from '../common/protocol/cluster-auth.js';
-import { BOOSTER_PATH, HEADER, SERVER_PATH } from '../common/protocol/headers.js';
+import { audienceOf, signClusterRequest } from '../common/protocol/cluster-auth.js';
+import { BOOSTER_PATH, HEADER } from '../common/protocol/headers.js';
 import { Admission } from './admission.js';
 import { createControlPlane } from './control-plane.js';
 import { QueryOutcomeAvailability } from './db-reachability.js';
@@ -17,6 +17,7 @@ import { BoosterErrors } from './errors.js';
 import { createFrontDoor } from './front-door.js';
 import { HealthChecker } from './health-checker.js';
 import { sendError } from './http-errors.js';
+import { isInternalPath } from './internal-paths.js';
 import { LeaderLease } from './leader.js';
 import { Leadership, type PeerAnswer } from './leadership.js';
 import { createLicenseGate, isGateExempt, type LicenseGate, renderGatedResponse } from './license/gate.js';
@@ -199,6 +200,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     bodyLimit: cfg.controlBodyLimit,
     log,
     operatorToken: cfg.operatorToken,
+    tokenNeedsTls: !!(cfg.tlsCertFile && cfg.tlsKeyFile),
     selfUrls: () => [selfUrl],
     role: () => leadership.role,
     epoch: () => leadership.currentEpoch(),
@@ -239,7 +241,7 @@ export function createBooster(deps: BoosterDeps): Booster {
       sendError(res, BoosterErrors.BOOSTER_ERR_STANDBY(), activeUrl ? { 'retry-after': '1', [HEADER.active]: activeUrl } : { 'retry-after': '1' });
       return;
     }
-    if (url.startsWith(SERVER_PATH.internalPrefix)) {
+    if (isInternalPath(url)) {
       sendError(res, BoosterErrors.BOOSTER_ERR_INTERNAL_PATH());
       return;
     }
@@ -253,7 +255,7 @@ export function createBooster(deps: BoosterDeps): Booster {
 
   function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const url = req.url ?? '/';
-    if (!serves() || url.startsWith(SERVER_PATH.internalPrefix) || url.startsWith(BOOSTER_PATH.prefix) || (!gate.allowsDistribution() && !isGateExempt(url))) {
+    if (!serves() || isInternalPath(url) || url.startsWith(BOOSTER_PATH.prefix) || (!gate.allowsDistribution() && !isGateExempt(url))) {
       socket.end('HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n');
       return;
     }
@@ -365,7 +367,7 @@ function createFrontServer(
 async function probePeer(peerUrl: string, timeoutMs: number, secret: string, nodeId: string): Promise<PeerAnswer> {
   try {
     // Signed, so the peer adds its role and epoch to the open yes-or-no answer.
-    const headers = signClusterRequest(secret, nodeId, 'GET', BOOSTER_PATH.active);
+    const headers = signClusterRequest(secret, nodeId, 'GET', BOOSTER_PATH.active, '', Date.now(), { audience: audienceOf(peerUrl) });
     const r = await fetch(peerUrl + BOOSTER_PATH.active, { headers, signal: AbortSignal.timeout(timeoutMs) });
     const body = (await r.json().catch(() => ({}))) as { role?: unknown; epoch?: unknown };
     const epoch = typeof body.epoch === 'number' ? body.epoch : 0;

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isOmflowError } from '../common/errors.js';
+import { CommonErrors, isOmflowError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { audiencesFor } from '../common/protocol/cluster-auth.js';
 import { createClusterClient } from '../common/protocol/cluster-client.js';
@@ -23,6 +23,13 @@ export interface ControlCore {
   log: Logger;
   /** OMFLOW_BOOSTER_OPERATOR_TOKEN: Bearer token for the read-only paths. */
   operatorToken?: string;
+  /**
+   * The port speaks TLS: the operator token is then accepted over TLS only. Plain HTTP on the
+   * same port stays open to signed cluster calls (HMAC, nothing secret on the wire), but a
+   * Bearer token sent in clear is refused, so a mis-set scrape (http://) fails loudly instead
+   * of working while it shows the token to the users' network.
+   */
+  tokenNeedsTls?: boolean;
   /** URLs this booster is reached by (advertise URL); signed calls for another audience are refused. */
   selfUrls?: () => readonly (string | null | undefined)[];
   role(): 'active' | 'standby';
@@ -50,6 +57,11 @@ export interface ControlCore {
 export const STEPS_READY_PATH = BOOSTER_PATH.stepsReady;
 
 const DRAIN = /^\/_booster\/servers\/([^/]+)\/(drain|undrain)$/;
+
+/** True for HTTPS and HTTP/2 requests (h2 requests expose the TLS socket through a proxy). */
+function overTls(req: IncomingMessage): boolean {
+  return (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true;
+}
 
 export function createControlPlane(core: ControlCore) {
   // The booster's URL is known only after listen; the accepted audiences are computed once per URL.
@@ -92,7 +104,18 @@ export function createControlPlane(core: ControlCore) {
           return json(res, active ? 200 : 503, body, to ? { [HEADER.active]: to } : undefined);
         }
       }
-      if (path === BOOSTER_PATH.status || path === BOOSTER_PATH.metrics || path === BOOSTER_PATH.events) await endpoint.authorizeRead(req);
+      if (path === BOOSTER_PATH.status || path === BOOSTER_PATH.metrics || path === BOOSTER_PATH.events) {
+        if (core.tokenNeedsTls && req.headers[HEADER.clusterSignature] === undefined && req.headers.authorization !== undefined && !overTls(req)) {
+          req.resume();
+          throw CommonErrors.COMMON_ERR_OPERATOR_AUTH(
+            'The operator token is accepted over HTTPS only: use https:// (and replace the token, it crossed the network in clear)',
+            {
+              reason: 'plain-http',
+            },
+          );
+        }
+        await endpoint.authorizeRead(req);
+      }
       switch (path) {
         case BOOSTER_PATH.status:
           return json(res, 200, await core.status());

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import type { Logger } from '../common/log.js';
-import { signClusterRequest } from '../common/protocol/cluster-auth.js';
+import { audienceOf, signClusterRequest } from '../common/protocol/cluster-auth.js';
 import { SERVER_PATH } from '../common/protocol/headers.js';
 import type { StepDispatch } from '../common/protocol/messages.js';
 import { findDispatchableSteps, leaseStep, releaseStep, STEP_STATE } from '../common/protocol/steps.js';
@@ -155,7 +155,10 @@ export class StepDispatcher {
         method: 'POST',
         path,
         body,
-        headers: { 'content-type': 'application/json', ...signClusterRequest(this.d.secret, this.d.nodeId, 'POST', path, body) },
+        headers: {
+          'content-type': 'application/json',
+          ...signClusterRequest(this.d.secret, this.d.nodeId, 'POST', path, body, Date.now(), { audience: audienceOf(e.url) }),
+        },
         signal: AbortSignal.timeout(2000),
       });
       status = r.statusCode;

@@ -108,6 +108,9 @@ function redirectToHttps(req: IncomingMessage, res: ServerResponse, tlsPort: num
   res.end();
 }
 
+/** Concurrent streams one HTTP/2 client connection may have open. */
+export const H2_MAX_CONCURRENT_STREAMS = 128;
+
 /**
  * Builds the listener of the booster port. The answer is always a node:http Server (listen,
  * address, close, closeIdleConnections, closeAllConnections, 'upgrade' and 'clientError' and
@@ -131,7 +134,9 @@ export function createFrontDoor(opts: FrontDoorOptions, onRequest: Handler): Ser
     redirectToHttps(req, res, tlsPort);
   });
   const secure = createSecureServer(
-    { ...current.options, allowHTTP1: true },
+    // Node's default lets one HTTP/2 connection open 2^32-1 concurrent streams; a client on the
+    // users' network gets what nginx and HAProxy allow (128 and 100), the rest waits in its queue.
+    { ...current.options, allowHTTP1: true, settings: { maxConcurrentStreams: H2_MAX_CONCURRENT_STREAMS } },
     onRequest as unknown as (req: Http2ServerRequest, res: Http2ServerResponse) => void,
   );
   // HTTP/1.1 over TLS is served by node:http's machinery inside the secure server; same timeouts.

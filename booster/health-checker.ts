@@ -5,7 +5,9 @@ import type { UpstreamPools } from './upstream-pools.js';
 
 /**
  * Active health checks: quick /healthz on every live server (faster while its state is
- * settling), deep /readyz less often. Results feed the table's rise/fall counters.
+ * settling), deep /readyz less often, but at the fast interval again while readiness is failing
+ * or not back yet (so a server out for readiness returns within a few fast checks, not at the
+ * next deep one). Results feed the table's rise/fall counters.
  */
 export class HealthChecker {
   #timer: NodeJS.Timeout | null = null;
@@ -47,12 +49,15 @@ export class HealthChecker {
       if (now >= d.health) {
         d.busy = true;
         const checkReady = now >= d.ready;
-        void this.#check(e, checkReady).finally(() => {
-          d.busy = false;
-          const t = this.clock();
-          d.health = t + (this.table.changing(e) ? this.opts.healthFastIntervalMs : this.opts.healthIntervalMs);
-          if (checkReady) d.ready = t + this.opts.readyIntervalMs;
-        });
+        void this.#check(e, checkReady)
+          .catch(() => false)
+          .then((readyAsked) => {
+            d.busy = false;
+            const t = this.clock();
+            const settling = this.table.changing(e) || this.table.readinessSettling(e);
+            d.health = t + (settling ? this.opts.healthFastIntervalMs : this.opts.healthIntervalMs);
+            if (readyAsked) d.ready = t + (this.table.readinessSettling(e) ? this.opts.healthFastIntervalMs : this.opts.readyIntervalMs);
+          });
       }
     }
   }
@@ -68,13 +73,13 @@ export class HealthChecker {
     }
   }
 
-  async #check(e: ServerView, ready: boolean): Promise<void> {
+  /** One /healthz, then /readyz when due and the server is alive; true when /readyz was asked. */
+  async #check(e: ServerView, ready: boolean): Promise<boolean> {
     const ok = await this.#probe(e, SERVER_PATH.healthz);
-    let r: boolean | undefined;
-    if (ok && ready) {
-      r = await this.#probe(e, SERVER_PATH.readyz);
-      if (r !== e.ready) this.log.info({ server: e.id, ready: r }, 'server readiness changed');
-    }
+    const r = ok && ready ? await this.#probe(e, SERVER_PATH.readyz) : undefined;
+    const was = e.ready;
     this.table.recordHealth(e, ok, r);
+    if (e.ready !== was) this.log.info({ server: e.id, ready: e.ready }, 'server readiness changed');
+    return r !== undefined;
   }
 }

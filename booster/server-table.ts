@@ -36,7 +36,10 @@ export interface ServerEntry {
   healthy: boolean | null;
   okStreak: number;
   failStreak: number;
+  /** Deep readiness (/readyz), with the same rise/fall as health: one slow answer is not an outage. */
   ready: boolean;
+  readyOkStreak: number;
+  readyFailStreak: number;
   /** Passive failure accounting. */
   errorStreak: number;
   ejectedUntil: number;
@@ -109,6 +112,8 @@ export class ServerTable {
         okStreak: 0,
         failStreak: 0,
         ready: true,
+        readyOkStreak: 0,
+        readyFailStreak: 0,
         errorStreak: 0,
         ejectedUntil: 0,
         ejections: 0,
@@ -323,10 +328,23 @@ export class ServerTable {
     return true;
   }
 
-  /** Result of an active check; `ready` when /readyz was asked too. */
+  /**
+   * Result of an active check; `ready` when /readyz was asked too. Readiness rises and falls
+   * like health (healthRise/healthFall consecutive results): a single /readyz that was slow on a
+   * loaded host used to take the server out until the next deep check, 5 s later, and a standby
+   * that became active meanwhile answered 503 BOOSTER_ERR_NO_SERVER for those seconds.
+   */
   recordHealth(v: ServerView, ok: boolean, ready?: boolean): void {
     const e = v as ServerEntry;
-    if (ready !== undefined) e.ready = ready;
+    if (ready === true) {
+      e.readyFailStreak = 0;
+      e.readyOkStreak++;
+      if (!e.ready && e.readyOkStreak >= this.opts.healthRise) e.ready = true;
+    } else if (ready === false) {
+      e.readyOkStreak = 0;
+      e.readyFailStreak++;
+      if (e.ready && e.readyFailStreak >= this.opts.healthFall) e.ready = false;
+    }
     if (ok) {
       e.okStreak++;
       e.failStreak = 0;
@@ -338,6 +356,11 @@ export class ServerTable {
       if (e.healthy === null || (e.healthy !== false && e.failStreak >= this.opts.healthFall)) e.healthy = false;
     }
     this.evaluate();
+  }
+
+  /** True while a server's readiness is failing or not yet back, so the checker asks /readyz again soon. */
+  readinessSettling(e: ServerView): boolean {
+    return !e.ready || e.readyFailStreak > 0;
   }
 
   /** True while a server's health is settling, so the checker polls it faster. */

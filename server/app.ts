@@ -5,6 +5,7 @@ import { LOG_LEVELS } from '../common/config/areas/cluster.js';
 import { levelFor } from '../common/db/availability.js';
 import { createDatabase, type Database } from '../common/db/create-database.js';
 import { createLogger, type Logger } from '../common/log.js';
+import { audiencesFor } from '../common/protocol/cluster-auth.js';
 import { EpochFence } from '../common/protocol/epoch.js';
 import { HEADER, SERVER_PATH } from '../common/protocol/headers.js';
 import { releaseAllSteps } from '../common/protocol/steps.js';
@@ -143,7 +144,9 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
   const onCommitted = () => kick();
 
   await app.register(healthRoutes, { db, runtime, timeoutMs: config.server.readyTimeoutMs });
-  await app.register(stepsRoutes, { db, secret: config.cluster.secret, nodeId, fence, runtime, runner });
+  // The URL boosters dial (the heartbeat's url) is known once listening: dispatches must be signed for it.
+  let dispatchAudiences: string[] | undefined;
+  await app.register(stepsRoutes, { db, secret: config.cluster.secret, nodeId, fence, runtime, runner, audiences: () => dispatchAudiences });
   await app.register(usersRoutes, { db, users, store: usersStore });
   await app.register(usersPages, { users, store: usersStore, cookieSecure: config.server.cookieSecure });
   await app.register(formsRoutes, { db, forms, store: formsStore, flows: flowsStore });
@@ -182,6 +185,7 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
     runtime,
     routes,
     startBackground(url: string) {
+      dispatchAudiences = audiencesFor([config.server.publicUrl ?? url]);
       heartbeat = createHeartbeat({
         boosterUrls: deps.boosterUrls,
         secret: config.cluster.secret,

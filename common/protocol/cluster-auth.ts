@@ -110,7 +110,10 @@ export class ReplayGuard {
 export interface VerifyOptions {
   /** Remembers nonces: without it a valid call is accepted any number of times within the window. */
   replay?: ReplayGuard;
-  /** When given, a call signed for another audience is refused. Calls signed without one are still accepted. */
+  /**
+   * When given, a call signed for another audience, or for none, is refused: a call captured on
+   * its way to one receiver cannot be replayed to another (each has its own ReplayGuard).
+   */
   audiences?: readonly string[];
 }
 
@@ -140,7 +143,7 @@ export function verifyClusterRequest(
   if (Math.abs(now - Number(ts)) > MAX_SKEW_MS) return { ok: false, reason: 'skew' };
   const expected = Buffer.from(mac(secret, ts, nonce, aud, req.method, req.path, req.body), 'hex');
   if (!timingSafeEqual(expected, Buffer.from(sig, 'hex'))) return { ok: false, reason: 'signature' };
-  if (aud && opts.audiences && !opts.audiences.includes(aud.toLowerCase())) return { ok: false, reason: 'audience' };
+  if (opts.audiences && !opts.audiences.includes(aud.toLowerCase())) return { ok: false, reason: 'audience' };
   if (opts.replay) {
     const r = opts.replay.admit(nonce, Number(ts) + MAX_SKEW_MS, now);
     if (r !== 'ok') return { ok: false, reason: r };

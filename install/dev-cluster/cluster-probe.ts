@@ -1,5 +1,5 @@
 import { request } from 'undici';
-import { signClusterRequest } from '../../common/protocol/cluster-auth.js';
+import { audienceOf, signClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH } from '../../common/protocol/headers.js';
 
 /** What the dev CLI (and the install tests) need to know about a booster pair. */
@@ -63,7 +63,10 @@ export async function probePair(boosterUrls: string[], secret: string, nodeId = 
   }
   let serversUp: string[] = [];
   if (activeUrl) {
-    const res = await get(activeUrl + BOOSTER_PATH.status, signClusterRequest(secret, nodeId, 'GET', BOOSTER_PATH.status));
+    const res = await get(
+      activeUrl + BOOSTER_PATH.status,
+      signClusterRequest(secret, nodeId, 'GET', BOOSTER_PATH.status, '', Date.now(), { audience: audienceOf(activeUrl) }),
+    );
     if (res?.status === 200) {
       try {
         serversUp = serversUpIn(JSON.parse(res.body));

@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { signClusterRequest, verifyClusterRequest } from '../../common/protocol/cluster-auth.js';
+import { audienceOf, signClusterRequest, verifyClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { AGENT_PATH, BOOSTER_PATH } from '../../common/protocol/headers.js';
 import { freePort, type RunningProcess, startOmflow, waitFor } from '../helpers/processes.js';
 import { FIXTURE_RELEASE } from './helpers.js';
@@ -37,7 +37,12 @@ export async function startBoosterRecorder(): Promise<{ port: number; calls: Rec
         for (const port of agentPorts)
           void fetch(`http://127.0.0.1:${port}${AGENT_PATH.patchNotice}`, {
             method: 'POST',
-            headers: { 'content-type': 'application/json', ...signClusterRequest(SECRET, 'recorder', 'POST', AGENT_PATH.patchNotice, body.toString()) },
+            headers: {
+              'content-type': 'application/json',
+              ...signClusterRequest(SECRET, 'recorder', 'POST', AGENT_PATH.patchNotice, body.toString(), Date.now(), {
+                audience: audienceOf(`http://127.0.0.1:${port}`),
+              }),
+            },
             body: body.toString(),
           }).catch(() => undefined);
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
@@ -134,7 +139,10 @@ export async function agentCall(node: AgentNode, method: 'GET' | 'POST', path: s
   const body = method === 'POST' ? '{}' : undefined;
   const res = await fetch(`http://127.0.0.1:${node.agentPort}${path}`, {
     method,
-    headers: { 'content-type': 'application/json', ...signClusterRequest(SECRET, 'test', method, path, body) },
+    headers: {
+      'content-type': 'application/json',
+      ...signClusterRequest(SECRET, 'test', method, path, body, Date.now(), { audience: audienceOf(`http://127.0.0.1:${node.agentPort}`) }),
+    },
     body,
     signal: AbortSignal.timeout(5000),
   });

@@ -1,10 +1,12 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BoosterClient } from '../../agent/booster-client.js';
 import { buildControlApi } from '../../agent/control-api.js';
 import { createBooster } from '../../booster/booster.js';
+import { audiencesFor, signClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { createClusterClient } from '../../common/protocol/cluster-client.js';
 import { EpochFence } from '../../common/protocol/epoch.js';
 import { AGENT_PATH, BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
@@ -12,7 +14,7 @@ import { WIRE_ERROR } from '../../common/protocol/wire-errors.js';
 import { createHeartbeat } from '../../server/heartbeat.js';
 import { Runtime } from '../../server/runtime.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
-import { boosterConfig, SECRET, silentLog, until } from './fixtures.js';
+import { boosterConfig, SECRET, silentLog, startFixtureServer, until } from './fixtures.js';
 
 /**
  * The control plane as an attacker on the users' network sees it: reads need credentials,
@@ -171,6 +173,96 @@ describe('authenticated control plane', () => {
     } finally {
       cap.stop();
     }
+  });
+
+  it('a call signed for no audience is refused by a booster and by an agent, and changes nothing', async () => {
+    const b = await startBooster('auth-noaud');
+    await until(() => b.role() === 'active', 'booster active');
+    // A valid heartbeat, signed with the cluster secret but for no receiver in particular.
+    const hb = JSON.stringify({
+      nodeId: 'hb-3',
+      url: 'http://127.0.0.1:1',
+      version: '1.0.0',
+      seq: 1,
+      startedAt: new Date().toISOString(),
+      inflight: 0,
+      runningSteps: 0,
+      stepCapacity: 4,
+      eventLoopLagMs: 0,
+      dbPool: { used: 0, waiting: 0 },
+      cpu: 0,
+      rssBytes: 0,
+      draining: false,
+      epochSeen: 0,
+    });
+    const r = await request(b.base + BOOSTER_PATH.heartbeat, {
+      method: 'POST',
+      body: hb,
+      headers: { 'content-type': 'application/json', ...signClusterRequest(SECRET, 'hb-3', 'POST', BOOSTER_PATH.heartbeat, hb) },
+    });
+    expect(r.statusCode).toBe(401);
+    expect(await r.body.json()).toMatchObject({ code: WIRE_ERROR.clusterAuth, details: { reason: 'audience' } });
+    expect(b.table.servers.get('hb-3')).toBeUndefined();
+
+    let drains = 0;
+    let agentBase = '';
+    const api = buildControlApi({
+      secret: SECRET,
+      log: silentLog,
+      audiences: () => (agentBase ? audiencesFor([agentBase]) : undefined),
+      handlers: {
+        status: () => ({ state: 'running' }),
+        drain: async () => ({ drains: ++drains }),
+        undrain: async () => ({}),
+        restart: async () => ({}),
+        patchNotice: () => ({ ok: true }),
+      },
+    });
+    await new Promise<void>((res) => api.listen(0, '127.0.0.1', () => res()));
+    cleanups.push(() => new Promise((res) => api.close(res)));
+    agentBase = `http://127.0.0.1:${(api.address() as AddressInfo).port}`;
+    const drain = await request(agentBase + AGENT_PATH.drain, {
+      method: 'POST',
+      body: '{}',
+      headers: { 'content-type': 'application/json', ...signClusterRequest(SECRET, 'booster-x', 'POST', AGENT_PATH.drain, '{}') },
+    });
+    expect(drain.statusCode).toBe(401);
+    expect(await drain.body.json()).toMatchObject({ code: WIRE_ERROR.clusterAuth, details: { reason: 'audience' } });
+    expect(drains).toBe(0);
+    // Addressed to it, the same call works.
+    expect((await createClusterClient({ secret: SECRET, nodeId: 'booster-x' }).call(agentBase, 'POST', AGENT_PATH.drain, {})).status).toBe(200);
+    expect(drains).toBe(1);
+  });
+
+  it('the data plane refuses /_internal/ however it is spelled; nothing reaches the app server', async () => {
+    const b = await startBooster('auth-internal');
+    await until(() => b.role() === 'active', 'booster active');
+    const f = await startFixtureServer({ id: 'int-1', boosters: [b.base], knex: tdb.knex });
+    cleanups.push(() => f.stop());
+    await f.heartbeatNow();
+    await until(() => b.table.routable.length >= 1, 'server routable');
+    const port = Number(new URL(b.base).port);
+    for (const path of [
+      '/_internal/steps/dispatch',
+      '/%5Finternal/steps/dispatch',
+      '/%5finternal/steps/%64ispatch',
+      '/x/../_internal/steps/dispatch',
+      '/x/%2e%2e/_internal/steps/dispatch',
+    ]) {
+      // node:http sends the path exactly as written (no URL normalisation on the client side).
+      const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        httpRequest({ host: '127.0.0.1', port, path, method: 'POST', headers: { 'content-type': 'application/json' } }, (m) => {
+          let text = '';
+          m.on('data', (d: Buffer) => (text += d));
+          m.on('end', () => resolve({ status: m.statusCode ?? 0, body: text }));
+        })
+          .on('error', reject)
+          .end('{}');
+      });
+      expect(res.status, path).toBe(403);
+      expect(JSON.parse(res.body).code, path).toBe('BOOSTER_ERR_INTERNAL_PATH');
+    }
+    expect(f.seen.filter((x) => /internal/i.test(decodeURIComponent(x.url)))).toEqual([]);
   });
 
   it('the agent control API refuses unsigned and replayed calls', async () => {

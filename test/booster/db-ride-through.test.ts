@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { signClusterRequest } from '../../common/protocol/cluster-auth.js';
+import { audienceOf, signClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { TcpRelay as Relay } from '../helpers/tcp-relay.js';
@@ -33,7 +33,10 @@ function startBoosterProcess(env: Record<string, string>, out: string[]): ChildP
 
 /** A signed read of the control plane (status, metrics need credentials). */
 function signedGet(url: string, path: string, timeoutMs = 1000): Promise<Response> {
-  return fetch(url + path, { headers: signClusterRequest(SECRET, 'ride-through-test', 'GET', path), signal: AbortSignal.timeout(timeoutMs) });
+  return fetch(url + path, {
+    headers: signClusterRequest(SECRET, 'ride-through-test', 'GET', path, '', Date.now(), { audience: audienceOf(url) }),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
 }
 
 /** `/_booster/active`'s status code, with the epoch and node id from the signed status. */

@@ -7,7 +7,7 @@ import { clusterArea } from '../../common/config/areas/cluster.js';
 import { loadConfig } from '../../common/config/load.js';
 import { getHelpers } from '../../common/db/helpers/index.js';
 import { createLogger } from '../../common/log.js';
-import { signClusterRequest, verifyClusterRequest } from '../../common/protocol/cluster-auth.js';
+import { audienceOf, signClusterRequest, verifyClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { EpochFence } from '../../common/protocol/epoch.js';
 import { BOOSTER_PATH, HEADER, SERVER_PATH } from '../../common/protocol/headers.js';
 import { type Heartbeat, parseStepDispatch } from '../../common/protocol/messages.js';
@@ -232,7 +232,10 @@ export async function startFixtureServer(opts: {
         const r = await fetch(b + BOOSTER_PATH.heartbeat, {
           method: 'POST',
           body,
-          headers: { 'content-type': 'application/json', ...signClusterRequest(SECRET, opts.id, 'POST', BOOSTER_PATH.heartbeat, body) },
+          headers: {
+            'content-type': 'application/json',
+            ...signClusterRequest(SECRET, opts.id, 'POST', BOOSTER_PATH.heartbeat, body, Date.now(), { audience: audienceOf(b) }),
+          },
           signal: AbortSignal.timeout(1000),
         });
         const reply = (await r.json()) as { epoch?: number; role?: string };
@@ -322,7 +325,7 @@ export async function signedPost(url: string, path: string, value: unknown, secr
   return fetch(url + path, {
     method: 'POST',
     body,
-    headers: { 'content-type': 'application/json', ...signClusterRequest(secret, 'test', 'POST', path, body) },
+    headers: { 'content-type': 'application/json', ...signClusterRequest(secret, 'test', 'POST', path, body, Date.now(), { audience: audienceOf(url) }) },
   });
 }
 

@@ -85,7 +85,7 @@ describe('ServerTable', () => {
     expect(table.setAgentState('nope', 'running', 'http://agent')).toBe(false);
   });
 
-  it('health: falls after healthFall failures, rises after healthRise passes; readiness takes it down at once', () => {
+  it('health and readiness: each falls after healthFall failures and rises after healthRise passes', () => {
     const { table, hb } = setup();
     hb('a');
     const a = table.servers.get('a')!;
@@ -98,10 +98,20 @@ describe('ServerTable', () => {
     expect(table.stateOf(a)).toBe('down');
     table.recordHealth(a, true);
     expect(table.stateOf(a)).toBe('up');
+    // One failed /readyz (slow on a loaded host) is not an outage; healthFall of them are.
+    table.recordHealth(a, true, false);
+    expect(table.stateOf(a)).toBe('up');
+    expect(table.readinessSettling(a)).toBe(true);
+    table.recordHealth(a, true, true);
+    table.recordHealth(a, true, false);
+    expect(table.stateOf(a)).toBe('up');
     table.recordHealth(a, true, false);
     expect(table.stateOf(a)).toBe('down');
     table.recordHealth(a, true, true);
+    expect(table.stateOf(a)).toBe('down');
+    table.recordHealth(a, true, true);
     expect(table.stateOf(a)).toBe('up');
+    expect(table.readinessSettling(a)).toBe(false);
   });
 
   it('passive ejection after consecutive 5xx, never the last server, doubling on repeats', () => {

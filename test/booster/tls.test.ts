@@ -10,10 +10,12 @@ import { Writable } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Booster, createBooster } from '../../booster/booster.js';
-import { createFrontDoor } from '../../booster/front-door.js';
+import { createFrontDoor, H2_MAX_CONCURRENT_STREAMS } from '../../booster/front-door.js';
 import { createLogger } from '../../common/log.js';
+import { createClusterClient } from '../../common/protocol/cluster-client.js';
+import { BOOSTER_PATH } from '../../common/protocol/headers.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
-import { boosterConfig, type FixtureServer, freePort, silentLog, startFixtureServer, until } from './fixtures.js';
+import { boosterConfig, type FixtureServer, freePort, SECRET, silentLog, startFixtureServer, until } from './fixtures.js';
 
 /** HTTPS, HTTP/2 and certificate reloads of an in-process booster, with certificates made by openssl. */
 let tdb: TestDatabase;
@@ -329,6 +331,51 @@ describe('booster over TLS', () => {
     await Promise.all(loops);
     expect(failures).toEqual([]);
     expect(seenPrints.size).toBeGreaterThanOrEqual(2);
+  });
+
+  it('accepts the operator token over HTTPS and HTTP/2 only; plain HTTP on the same port keeps signed cluster calls; h2 streams are bounded', async () => {
+    const pem = makeCert();
+    const token = 'operator-token-tls-0123456789abcdef';
+    const b = await tlsBooster('tls-token', install('token', pem), { OMFLOW_BOOSTER_OPERATOR_TOKEN: token });
+    const auth = { authorization: `Bearer ${token}` };
+    // In clear on the TLS port: refused, with the reason, and nothing about the cluster.
+    const plain = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      httpRequest(`${b.base}${BOOSTER_PATH.status}`, { headers: auth }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      })
+        .on('error', reject)
+        .end();
+    });
+    expect(plain.status).toBe(401);
+    expect(JSON.parse(plain.body)).toMatchObject({ code: 'COMMON_ERR_OPERATOR_AUTH', details: { reason: 'plain-http' } });
+    expect(plain.body).not.toContain('tls-token');
+    // Signed, the same plain request is a cluster call and is answered.
+    const signed = await createClusterClient({ secret: SECRET, nodeId: 'test' }).call(b.base, 'GET', BOOSTER_PATH.status);
+    expect(signed.status).toBe(200);
+    // Over HTTPS/1.1 and HTTP/2 the token works.
+    const overHttps = await new Promise<number>((resolve, reject) => {
+      httpsRequest(`${b.https}${BOOSTER_PATH.status}`, { ca: pem.cert, agent: false, headers: auth }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      })
+        .on('error', reject)
+        .end();
+    });
+    expect(overHttps).toBe(200);
+    const session = h2connect(b.https, { ca: pem.cert });
+    cleanups.push(async () => session.close());
+    await new Promise<void>((resolve) => session.once('remoteSettings', () => resolve()));
+    // An HTTP/2 client may not open more than this many streams at once (Node's default is 2^32-1).
+    expect(session.remoteSettings.maxConcurrentStreams).toBe(H2_MAX_CONCURRENT_STREAMS);
+    const s = session.request({ ':path': BOOSTER_PATH.metrics, ...auth });
+    const status = await new Promise<number>((resolve, reject) => {
+      s.on('response', (h) => resolve(Number(h[':status'])));
+      s.on('error', reject);
+    });
+    s.resume();
+    expect(status).toBe(200);
   });
 
   it('refuses to start with a key that does not match its certificate', async () => {

@@ -8,7 +8,7 @@ import { boosterArea, clusterArea } from '../../common/config/areas/index.js';
 import { loadConfig } from '../../common/config/load.js';
 import { createDatabase, type Database } from '../../common/db/create-database.js';
 import type { LicenseVerifier } from '../../common/license/index.js';
-import { signClusterRequest } from '../../common/protocol/cluster-auth.js';
+import { audienceOf, signClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH } from '../../common/protocol/headers.js';
 import { buildServer } from '../../server/app.js';
 import { createHeartbeat } from '../../server/heartbeat.js';
@@ -136,7 +136,7 @@ export async function boosterStatus(url: string): Promise<{
   servers: Array<{ id: string; state: string; draining: boolean }>;
 }> {
   const r = await fetch(url + BOOSTER_PATH.status, {
-    headers: signClusterRequest(SECRET, 'test', 'GET', BOOSTER_PATH.status),
+    headers: signClusterRequest(SECRET, 'test', 'GET', BOOSTER_PATH.status, '', Date.now(), { audience: audienceOf(url) }),
     signal: AbortSignal.timeout(3000),
   });
   if (!r.ok) throw new Error(`status ${r.status}`);

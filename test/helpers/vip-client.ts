@@ -1,7 +1,7 @@
 // A client that keeps raising tickets against one address (the VIP), run as its own process in
 // its own network namespace by test/booster/vip.test.ts and bench/booster-vip-failover.ts.
 // Every ticket carries an Idempotency-Key; a failed attempt is retried once with the same key
-// after RETRY_MS. Prints one line per outcome: `ack <ms> <key>`, `failed <ms> <key>`, `retry <ms>`.
+// after RETRY_MS. Prints one line per outcome: `ack <ms> <key> <took ms>`, `failed <ms> <key>`, `retry <ms>`.
 import { randomUUID } from 'node:crypto';
 
 const target = process.env.TARGET!;
@@ -33,7 +33,10 @@ async function login(): Promise<string> {
 }
 
 let lastWhy = '';
+/** How long the last attempt took (printed with each ack: a slow ack shows where a gap went). */
+let lastMs = 0;
 async function attempt(token: string, key: string): Promise<boolean> {
+  const started = Date.now();
   try {
     const r = await fetch(`${target}/api/forms/${form}/tickets`, {
       method: 'POST',
@@ -42,10 +45,12 @@ async function attempt(token: string, key: string): Promise<boolean> {
       signal: AbortSignal.timeout(2000),
     });
     const body = await r.text();
-    lastWhy = `${r.status} ${body.slice(0, 80).replace(/\s+/g, ' ')}`;
+    lastMs = Date.now() - started;
+    lastWhy = `${r.status} ${body.slice(0, 80).replace(/\s+/g, ' ')} after ${lastMs} ms`;
     return r.status === 200 || r.status === 201;
   } catch (err) {
-    lastWhy = String((err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name); // reset, refused or timed out
+    // reset, refused or timed out, and how long the attempt took (a lost SYN shows as ~1000/3000 ms)
+    lastWhy = `${String((err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name)} after ${Date.now() - started} ms`;
     return false;
   }
 }
@@ -57,12 +62,12 @@ await Promise.all(
     while (running) {
       const key = randomUUID();
       if (await attempt(token, key)) {
-        out(`ack ${Date.now()} ${key}`);
+        out(`ack ${Date.now()} ${key} ${lastMs}`);
         continue;
       }
       out(`retry ${Date.now()} ${lastWhy}`);
       await sleep(retryMs);
-      if (await attempt(token, key)) out(`ack ${Date.now()} ${key}`);
+      if (await attempt(token, key)) out(`ack ${Date.now()} ${key} ${lastMs}`);
       else {
         out(`failed ${Date.now()} ${key} ${lastWhy}`);
         await sleep(50);

@@ -20,7 +20,8 @@ export interface Proc {
 }
 
 export interface ClientOutcome {
-  acks: { at: number; key: string }[];
+  /** `took`: how long the acknowledged attempt lasted. */
+  acks: { at: number; key: string; took?: number }[];
   failed: number;
   retried: number;
   /** Why attempts failed: the status and body start, or the network error code. */
@@ -33,7 +34,12 @@ export interface VipCluster {
   startBooster(i: number): Proc;
   /** Index of the lease holder, per the database (-1: none live). */
   activeIndex(): Promise<number>;
-  kill9(i: number): Promise<void>;
+  /**
+   * kill -9 of booster i. `stopPost`: then do what the VIP drop-in's ExecStopPost does on a real
+   * host (docs/operator-guide.md): remove the address the dead process could not remove. Without
+   * it the address stays in the namespace, answering with RSTs, until the booster restarts.
+   */
+  kill9(i: number, opts?: { stopPost?: boolean }): Promise<void>;
   startClient(): Promise<{ proc: Proc; outcome: ClientOutcome; stop(): Promise<void> }>;
   destroy(): Promise<void>;
 }
@@ -127,11 +133,18 @@ export async function startVipCluster(opts: { dbUrl: string; knex: Knex; secret:
       if (!live.rows[0]?.live) return -1;
       return BOOSTERS.findIndex((b) => `vip-${b}` === row.holder);
     },
-    async kill9(i) {
+    async kill9(i, killOpts) {
       const p = boosters[i]!;
       process.kill(p.child.pid!, 'SIGKILL'); // `ip netns exec` exec'd node: this pid is the booster itself
       await p.exited;
       boosters[i] = null;
+      if (killOpts?.stopPost) {
+        try {
+          lab.ipIn(BOOSTERS[i]!, ['-4', 'addr', 'del', `${VIP}/24`, 'dev', 'eth0']);
+        } catch {
+          // not there (the booster was not carrying it): ExecStopPost's leading '-' ignores this too
+        }
+      }
     },
     async startClient() {
       const outcome: ClientOutcome = { acks: [], failed: 0, retried: 0, failures: [] };
@@ -144,8 +157,8 @@ export async function startVipCluster(opts: { dbUrl: string; knex: Knex; secret:
         LOGIN_PASSWORD: LOGIN.password,
       });
       const p = track(child, (line) => {
-        const [kind, at, key] = line.split(' ');
-        if (kind === 'ack') outcome.acks.push({ at: Number(at), key: key! });
+        const [kind, at, key, took] = line.split(' ');
+        if (kind === 'ack') outcome.acks.push({ at: Number(at), key: key!, took: Number(took) });
         else if (kind === 'failed') {
           outcome.failed++;
           outcome.failures.push({ at: Number(at), why: line.split(' ').slice(3).join(' ') });

@@ -100,6 +100,15 @@ describe('replay protection and audience', () => {
     expect(verifyClusterRequest(SECRET, { ...ok, headers: withoutNonce }, now)).toEqual({ ok: false, reason: 'missing' });
   });
 
+  it('a receiver that knows its audiences refuses a call signed for no audience (it could be replayed to any receiver)', () => {
+    const unaddressed = signClusterRequest(SECRET, 'agent-1', 'POST', path, body, now);
+    const audiences = audiencesFor(['http://b1:5169']);
+    expect(verifyClusterRequest(SECRET, { method: 'POST', path, body, headers: unaddressed }, now, { audiences })).toEqual({ ok: false, reason: 'audience' });
+    // Signed for this receiver: accepted.
+    const addressed = signClusterRequest(SECRET, 'agent-1', 'POST', path, body, now, { audience: 'b1:5169' });
+    expect(verifyClusterRequest(SECRET, { method: 'POST', path, body, headers: addressed }, now, { audiences }).ok).toBe(true);
+  });
+
   it('signs every send anew', () => {
     const a = signClusterRequest(SECRET, 'n', 'POST', path, body, now);
     const b = signClusterRequest(SECRET, 'n', 'POST', path, body, now);

@@ -39,9 +39,21 @@ export const boosterArea = defineArea({
       min: 10,
     }),
     healthTimeoutMs: int('OMFLOW_BOOSTER_HEALTH_TIMEOUT_MS', { doc: 'Timeout of one /healthz or /readyz check.', default: 500, min: 10 }),
-    readyIntervalMs: int('OMFLOW_BOOSTER_READY_INTERVAL_MS', { doc: 'Interval of deep /readyz checks.', default: 5000, min: 50 }),
-    healthRise: int('OMFLOW_BOOSTER_HEALTH_RISE', { doc: 'Consecutive passing checks that bring a failed server back.', default: 2, min: 1 }),
-    healthFall: int('OMFLOW_BOOSTER_HEALTH_FALL', { doc: 'Consecutive failing checks that take a server out.', default: 2, min: 1 }),
+    readyIntervalMs: int('OMFLOW_BOOSTER_READY_INTERVAL_MS', {
+      doc: 'Interval of deep /readyz checks of a ready server; a server whose /readyz is failing is asked again at OMFLOW_BOOSTER_HEALTH_FAST_INTERVAL_MS.',
+      default: 5000,
+      min: 50,
+    }),
+    healthRise: int('OMFLOW_BOOSTER_HEALTH_RISE', {
+      doc: 'Consecutive passing checks (/healthz, and /readyz on its own) that bring a failed server back.',
+      default: 2,
+      min: 1,
+    }),
+    healthFall: int('OMFLOW_BOOSTER_HEALTH_FALL', {
+      doc: 'Consecutive failing checks (/healthz, and /readyz on its own) that take a server out.',
+      default: 2,
+      min: 1,
+    }),
     ejectAfter5xx: int('OMFLOW_BOOSTER_EJECT_AFTER_5XX', {
       doc: 'Consecutive 5xx answers (or connect errors count 5) that eject a server passively.',
       default: 5,

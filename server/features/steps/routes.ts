@@ -17,7 +17,16 @@ import type { StepRunner } from './runner.js';
  */
 export async function stepsRoutes(
   app: FastifyInstance,
-  opts: { db: Database; secret: string; nodeId: string; fence: EpochFence; runtime: Runtime; runner: StepRunner },
+  opts: {
+    db: Database;
+    secret: string;
+    nodeId: string;
+    fence: EpochFence;
+    runtime: Runtime;
+    runner: StepRunner;
+    /** Audiences this server accepts (its URL, known once listening); a dispatch signed for another server is refused. */
+    audiences?: () => readonly string[] | undefined;
+  },
 ): Promise<void> {
   const { db, secret, nodeId, fence, runtime, runner } = opts;
   // The signature covers the exact bytes: keep the raw body (this plugin's scope only).
@@ -27,7 +36,10 @@ export async function stepsRoutes(
 
   app.post(SERVER_PATH.dispatchStep, async (request, reply) => {
     const raw = typeof request.body === 'string' ? request.body : '';
-    const auth = verifyClusterRequest(secret, { method: request.method, path: request.url, headers: request.headers, body: raw }, Date.now(), { replay });
+    const auth = verifyClusterRequest(secret, { method: request.method, path: request.url, headers: request.headers, body: raw }, Date.now(), {
+      replay,
+      audiences: opts.audiences?.(),
+    });
     if (!auth.ok) throw clusterAuthError(auth.reason);
     let parsed: unknown;
     try {
