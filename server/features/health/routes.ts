@@ -16,6 +16,15 @@ import type { Runtime } from '../../runtime.js';
  * every server shares the database, so marking them down buys nothing for a hiccup. After the
  * grace: 503 SERVER_ERR_DB_UNAVAILABLE, which agents never answer with a restart (ADR 0009).
  */
+/**
+ * A database that does not answer at all (a stall: SIGSTOP, a full disk, a lock pile-up) makes the
+ * ping hang, and the monitor needs a second or more to call it unreachable. The boosters' check
+ * gives up after OMFLOW_BOOSTER_HEALTH_TIMEOUT_MS (500 ms) and takes the server out of rotation
+ * until its next deep check (5 s): so a server that was ready answers from the grace rule once
+ * the ping has been silent this long, instead of waiting for `timeoutMs`.
+ */
+const SILENT_DB_ANSWER_MS = 250;
+
 export async function healthRoutes(app: FastifyInstance, opts: { db: Database; runtime: Runtime; timeoutMs: number }): Promise<void> {
   const { db, runtime, timeoutMs } = opts;
   let migrationsCurrent = false;
@@ -85,8 +94,10 @@ export async function healthRoutes(app: FastifyInstance, opts: { db: Database; r
       }
       return { ok: true as boolean, reason: undefined as string | undefined, pending: undefined as string[] | undefined };
     };
+    // Only a server that was ready gets the early answer; a starting one waits for its real check.
+    const early = availability && migrationsCurrent && !runtime.draining ? Math.min(SILENT_DB_ANSWER_MS, timeoutMs) : timeoutMs;
     const timeout = new Promise<{ ok: false; reason: string }>((resolve) => {
-      timer = setTimeout(() => resolve({ ok: false, reason: `no database answer within ${timeoutMs} ms` }), timeoutMs);
+      timer = setTimeout(() => resolve({ ok: false, reason: `no database answer within ${early} ms` }), early);
     });
     let result: { ok: boolean; reason?: string; pending?: string[] };
     let noAnswer = false;
