@@ -381,7 +381,9 @@ async function probePeer(peerUrl: string, timeoutMs: number, secret: string, nod
     if (r.status === 200 && body.role === 'active') return { state: 'active', epoch };
     if (r.status === 503 && body.role === 'standby') return { state: 'standby', epoch };
     return { state: 'no-answer', epoch: 0 };
-  } catch {
-    return { state: 'no-answer', epoch: 0 };
+  } catch (err) {
+    // fetch wraps the socket error: ECONNREFUSED means the peer's host is up and nothing listens.
+    const refused = (err as { cause?: { code?: string } }).cause?.code === 'ECONNREFUSED';
+    return { state: 'no-answer', epoch: 0, refused };
   }
 }

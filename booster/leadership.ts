@@ -75,7 +75,17 @@ export interface PeerAnswer {
   state: PeerState;
   /** The epoch it reports (0 when it did not answer). */
   epoch: number;
+  /** No answer because the peer's host refused the connection: nothing listens there, the process is gone. */
+  refused?: boolean;
 }
+
+/**
+ * Missed probes in a row (timeouts, resets) before a peer that answered counts as gone. One lost
+ * probe is load or a keep-alive race, not a dead booster, and acting on it lets a standby race the
+ * riding-through active for the lease the moment the database answers again. A refused connection
+ * is certain at once, so kill -9 of the process costs no extra probe.
+ */
+export const PEER_MISSES = 2;
 
 /** What the rule sees. */
 export interface LeadershipState {
@@ -187,6 +197,7 @@ export class Leadership {
   #leaderEpoch = 0;
   #activeUrl: string | null = null;
   #peer: PeerAnswer = NO_ANSWER;
+  #peerMisses = 0;
   #lastRenewOk = 0;
   /** Active whose lease is not confirmed (lease-unsure emitted, lease-regained not yet). */
   #riding = false;
@@ -393,6 +404,8 @@ export class Leadership {
   async probe(): Promise<void> {
     if (!this.d.probePeer || this.#stopped || !this.#rule.probes(this.state, this.d.clock())) return;
     const answer = await this.d.probePeer().catch(() => NO_ANSWER);
+    if (answer.state === 'no-answer' && this.#peer.state !== 'no-answer' && !answer.refused && ++this.#peerMisses < PEER_MISSES) return;
+    this.#peerMisses = 0;
     const was = this.#peer;
     this.#peer = answer;
     if (answer.state !== was.state) {

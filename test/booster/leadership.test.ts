@@ -137,7 +137,9 @@ class Net {
   readonly cut = new Set<string>();
   probe(from: string, to: string): PeerAnswer {
     const peer = this.nodes.get(to);
-    if (!peer || this.dead.has(to) || this.cut.has(from) || this.cut.has(to)) return { state: 'no-answer', epoch: 0 };
+    // A dead process refuses connections at once; a cut link just stays silent.
+    if (!peer || this.dead.has(to)) return { state: 'no-answer', epoch: 0, refused: true };
+    if (this.cut.has(from) || this.cut.has(to)) return { state: 'no-answer', epoch: 0 };
     return { state: peer.l.role, epoch: peer.l.currentEpoch() };
   }
 }
@@ -378,11 +380,21 @@ describe('Leadership', () => {
     await time.advance(1500);
     expect(at('acquire', 0)).toEqual([]);
     expect(new Set(gaps(at('read', 0)))).toEqual(new Set([OPTS.standbyPollMs]));
+    // One probe that times out is not a dead peer; a second in a row is.
     peer = { state: 'no-answer', epoch: 0 };
+    await time.advance(OPTS.probeMs);
+    expect(b.peerAlive).toBe(true);
+    expect(at('acquire', 0)).toEqual([]);
+    peer = { state: 'active', epoch: 3 };
+    await time.advance(OPTS.probeMs);
+    peer = { state: 'no-answer', epoch: 0 };
+    await time.advance(OPTS.probeMs);
+    expect(b.peerAlive).toBe(true); // misses must be in a row
+    expect(at('acquire', 0)).toEqual([]);
     const lostAt = time.now + OPTS.probeMs - (time.now % OPTS.probeMs);
     await time.advance(OPTS.probeMs);
     expect(b.peerAlive).toBe(false);
-    expect(at('acquire', 0)[0]).toBe(lostAt); // tried at once when the probe failed
+    expect(at('acquire', 0)[0]).toBe(lostAt); // tried at once when the second probe in a row failed
     await time.advance(500);
     expect(new Set(gaps(at('acquire', lostAt)))).toEqual(new Set([OPTS.fastPollMs]));
     expect(time.pendingDelays()).toEqual([OPTS.fastPollMs]);
