@@ -329,6 +329,10 @@ for (const kind of ['GET', 'POST 1KB']) {
   );
   const bt = get('booster-tls');
   const ht = get('haproxy-tls');
+  if (!withTls) {
+    console.log('');
+    continue;
+  }
   console.log(
     `  HTTPS keep-alive: booster-tls / haproxy-tls = ${bt && ht ? (bt.rps / ht.rps).toFixed(2) : 'n/a'}; p99 = ${bt && ht ? (bt.p99 / ht.p99).toFixed(2) : 'n/a'}; booster-tls / booster (TLS cost) = ${bt ? (bt.rps / b.rps).toFixed(2) : 'n/a'}\n`,
   );
