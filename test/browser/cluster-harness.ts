@@ -76,6 +76,10 @@ export async function startMiniCluster(t: TestDatabase, verifier: LicenseVerifie
           OMFLOW_BOOSTER_HEALTH_TIMEOUT_MS: '5000',
           OMFLOW_BOOSTER_HEALTH_FALL: '5',
           OMFLOW_BOOSTER_SLOW_START_MS: '0',
+          // One process: the suite moves the gate's injected clock and calls gate.refresh() in this
+          // process, which workers would only see at the next 100 ms push (production goes through
+          // /_booster/license-changed, which waits for every worker). Workers: test/booster/workers.test.ts.
+          OMFLOW_BOOSTER_WORKERS: '1',
         },
       });
       const db = createDatabase(t.config);
