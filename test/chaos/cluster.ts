@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDatabase, type Database } from '../../common/db/create-database.js';
@@ -8,7 +8,7 @@ import { createClusterClient } from '../../common/protocol/cluster-client.js';
 import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
 import { seed } from '../../server/seed.js';
 import { dbConfig } from '../helpers/db.js';
-import { freePort, type RunningProcess, startOmflow, waitFor } from '../helpers/processes.js';
+import { freePort, killProcessesRunningFrom, type RunningProcess, startOmflow, waitFor } from '../helpers/processes.js';
 
 /**
  * The product as an operator runs it, for the chaos suite: a Booster pair and two agents, each
@@ -57,15 +57,8 @@ export async function startChaosCluster(opts: ChaosClusterOptions): Promise<Chao
     await Promise.all(boosters.map((b) => b.proc.stop(10_000)));
     // An app server runs in its own process group (the agent's): if an agent died before stopping
     // it, it must not outlive the test. Its command line names its release below `work`.
-    const left = pidsRunningFrom(work);
+    const left = killProcessesRunningFrom(work);
     if (left.length) console.warn(`chaos: ${left.length} app server(s) outlived their stopped agent; SIGKILL to ${left.join(', ')}`);
-    for (const pid of left) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // Gone meanwhile.
-      }
-    }
     await db.destroy();
     rmSync(work, { recursive: true, force: true });
   };
@@ -176,20 +169,6 @@ export async function startChaosCluster(opts: ChaosClusterOptions): Promise<Chao
     await stop().catch(() => {});
     throw new Error(`${(err as Error).message}\n${logs}`);
   }
-}
-
-/** Processes whose command line mentions `dir` (the app servers an agent started from its releases there). */
-function pidsRunningFrom(dir: string): number[] {
-  const pids: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
-    try {
-      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(dir)) pids.push(Number(name));
-    } catch {
-      // Exited while we looked.
-    }
-  }
-  return pids;
 }
 
 export interface Ack {

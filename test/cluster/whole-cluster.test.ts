@@ -7,7 +7,7 @@ import { applyPatch, buildPatch, collectDirectory, generatePatchKeyPair, loadTru
 import { createClusterClient } from '../../common/protocol/cluster-client.js';
 import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { freePort, REPO_ROOT, type RunningProcess, startOmflow, stopAll, waitFor } from '../helpers/processes.js';
+import { freePort, killProcessesRunningFrom, REPO_ROOT, type RunningProcess, startOmflow, stopAll, waitFor } from '../helpers/processes.js';
 
 /**
  * The whole product as an operator runs it: a Booster pair, three agents each starting a real
@@ -86,6 +86,9 @@ describe('whole cluster: Booster pair, three agents, real app servers', () => {
         OMFLOW_AGENT_SOAK_MS: '1000',
         OMFLOW_AGENT_PATCH_POLL_MS: '1000',
         OMFLOW_AGENT_DRAIN_SETTLE_MS: '1000',
+        // stopAll() gives each process 5 s: drain and server stop must fit in it.
+        OMFLOW_AGENT_DRAIN_TIMEOUT_MS: '2000',
+        OMFLOW_SERVER_STOP_TIMEOUT_MS: '2000',
       });
     }
     // Both boosters see every server up: the standby's table is warm.
@@ -104,6 +107,7 @@ describe('whole cluster: Booster pair, three agents, real app servers', () => {
 
   afterAll(async () => {
     await stopAll();
+    if (work) killProcessesRunningFrom(work);
     await t?.drop();
     if (work) rmSync(work, { recursive: true, force: true });
   });

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export { freePort } from '../../common/free-port.js';
@@ -124,4 +125,25 @@ export function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * SIGKILL to every process whose command line mentions `dir`, and their pids. An app server runs
+ * in its own process group (its agent's resource): when an agent is stopped before it stopped its
+ * server (a short grace, a crash), the server must not outlive the test. Its command line names
+ * its release below the test's work directory.
+ */
+export function killProcessesRunningFrom(dir: string): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      if (!readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(dir)) continue;
+      process.kill(Number(name), 'SIGKILL');
+      pids.push(Number(name));
+    } catch {
+      // Exited while we looked.
+    }
+  }
+  return pids;
 }
