@@ -32,6 +32,18 @@ async function admin(db: EmbeddedDb, sql: string): Promise<void> {
 async function setReadOnly(db: EmbeddedDb, on: boolean): Promise<void> {
   await admin(db, `ALTER SYSTEM SET default_transaction_read_only = ${on ? 'on' : 'off'}`);
   await admin(db, 'SELECT pg_reload_conf()');
+  // pg_reload_conf() only signals the postmaster. Once a new session sees the value, the postmaster
+  // has re-read its files and signalled every backend, so each open session applies it at its next
+  // statement (without this wait a pooled session could still take one write).
+  const want = on ? 'on' : 'off';
+  for (let i = 0; i < 100; i++) {
+    const c = new pg.Client({ connectionString: db.url.replace(/:[^:@/]*@/, `:${PASSWORD}@`) });
+    await c.connect();
+    const seen = await c.query<{ default_transaction_read_only: string }>('SHOW default_transaction_read_only').finally(() => c.end());
+    if (seen.rows[0].default_transaction_read_only === want) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`default_transaction_read_only never became ${want}`);
 }
 
 function configFor(url: string): DatabaseConfig {
