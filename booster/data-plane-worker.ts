@@ -63,6 +63,8 @@ export type FromWorker =
   | {
       type: 'report';
       inflight: [string, number][];
+      /** Each server's adaptive concurrency limit in this worker (booster/concurrency-limit.ts). */
+      limits: [string, number][];
       stats: [string, StatsDelta][];
       retries: [string, number][];
       /** Requests shed under database pressure since the last report, and the admitted share now (ADR 0011). */
@@ -176,6 +178,7 @@ export function startDataPlaneWorker(init: Extract<ToWorker, { type: 'init' }>, 
   let sentShed = 0;
   async function report(): Promise<void> {
     const inflight: [string, number][] = table.list.map((e) => [e.id, e.inflight]);
+    const limits: [string, number][] = table.list.map((e) => [e.id, table.concurrencyLimitOf(e)]);
     const stats: [string, StatsDelta][] = [];
     for (const [id, s] of metrics.stats) {
       const since = sent.get(id) ?? { counts: [0, 0, 0, 0, 0], buckets: s.buckets.map(() => 0), sum: 0, observed: 0 };
@@ -196,7 +199,7 @@ export function startDataPlaneWorker(init: Extract<ToWorker, { type: 'init' }>, 
     }
     const shed = dbPressure.shed - sentShed;
     sentShed = dbPressure.shed;
-    send({ type: 'report', inflight, stats, retries, shed, admitShare: dbPressure.share });
+    send({ type: 'report', inflight, limits, stats, retries, shed, admitShare: dbPressure.share });
   }
   const timers = [
     setInterval(() => void report(), WORKER_REPORT_MS),

@@ -43,6 +43,7 @@ interface Slot {
   /** Reports received (collect() waits for one more from each). */
   reports: number;
   inflight: Map<string, number>;
+  limits: Map<string, number>;
   startedAt: number;
   admitShare: number;
 }
@@ -142,7 +143,18 @@ export class DataPlaneWorkers {
 
   #fork(index: number): void {
     const worker = cluster.fork();
-    const slot: Slot = { index, worker, ready: false, listening: false, ackedSeq: 0, reports: 0, inflight: new Map(), startedAt: Date.now(), admitShare: 1 };
+    const slot: Slot = {
+      index,
+      worker,
+      ready: false,
+      listening: false,
+      ackedSeq: 0,
+      reports: 0,
+      inflight: new Map(),
+      limits: new Map(),
+      startedAt: Date.now(),
+      admitShare: 1,
+    };
     this.#slots.set(index, slot);
     worker.on('message', (m: FromWorker) => this.#onMessage(slot, m));
     worker.on('error', (err) => this.#d.log.warn({ err, worker: index }, 'data-plane worker channel error'));
@@ -195,6 +207,8 @@ export class DataPlaneWorkers {
         for (const w of [...this.#ackWaiters]) w();
         slot.inflight = new Map(m.inflight);
         for (const [id] of m.inflight) table.setInflight(id, this.#inflightOf(id));
+        slot.limits = new Map(m.limits);
+        for (const [id] of m.limits) table.setReportedLimit(id, this.#limitOf(id));
         for (const [id, d] of m.stats) metrics.statsOf(id).add(d);
         for (const [reason, n] of m.retries) metrics.retries.labels(reason).inc(n);
         if (m.shed > 0) metrics.dbPressureShed.inc(m.shed);
@@ -209,6 +223,13 @@ export class DataPlaneWorkers {
   #inflightOf(id: string): number {
     let n = 0;
     for (const s of this.#slots.values()) n += s.inflight.get(id) ?? 0;
+    return n;
+  }
+
+  /** The booster's concurrency limit for a server: each worker learns its own, together they allow the sum. */
+  #limitOf(id: string): number {
+    let n = 0;
+    for (const s of this.#slots.values()) n += s.limits.get(id) ?? 0;
     return n;
   }
 

@@ -25,7 +25,7 @@ export const BoosterErrors = defineErrors({
   BOOSTER_ERR_QUEUE_TIMEOUT: {
     status: 503,
     message: 'No server slot became free within the queue timeout',
-    hint: 'Transient overload: retry after Retry-After. See OMFLOW_BOOSTER_QUEUE_TIMEOUT_MS.',
+    hint: "Transient overload: retry after Retry-After. Requests over a server's concurrency limit wait in the booster: up to OMFLOW_BOOSTER_QUEUE_TIMEOUT_MS, or 500 ms while the queue holds an overload (ADR 0013). Add servers if it persists.",
   },
   BOOSTER_ERR_DB_PRESSURE: {
     status: 503,

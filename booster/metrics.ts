@@ -34,6 +34,12 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     labelNames: ['server'] as const,
     registers: [registry],
   });
+  const concurrencyLimit = new Gauge({
+    name: 'omflow_booster_concurrency_limit',
+    help: "Requests that may wait for a server's response headers at once (adaptive limit; with workers their sum)",
+    labelNames: ['server'] as const,
+    registers: [registry],
+  });
   const retries = new Counter({
     name: 'omflow_booster_retries_total',
     help: 'Requests retried on another server',
@@ -84,6 +90,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     /** Every server's plain counters (a data-plane worker sends their growth to the leader). */
     stats: stats as ReadonlyMap<string, RequestStats>,
     inflight,
+    concurrencyLimit,
     retries,
     ejections,
     takeovers,

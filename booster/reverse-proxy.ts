@@ -278,6 +278,8 @@ class Exchange {
   readonly tried = new Set<string>();
   readonly requestId = { value: '' };
   attempts = 0;
+  /** When the request first waited for a server slot (0: never); its whole wait is bounded by the queue timeout. */
+  queuedAt = 0;
   responded = false;
   readonly keyed: boolean;
   readonly idempotent: boolean;
@@ -317,7 +319,12 @@ class Exchange {
         return;
       }
       if (e === undefined) {
-        const wait = s.admission.waitForSlot();
+        // Woken but beaten to the slot: back to the head of the queue, with the wait left.
+        const now = performance.now();
+        const again = this.queuedAt !== 0;
+        if (!again) this.queuedAt = now;
+        const left = s.admission.queueTimeoutMs - (now - this.queuedAt);
+        const wait = left > 0 ? s.admission.waitForSlot(left, again, this.queuedAt) : Promise.resolve(false);
         if (wait === null) return sendError(this.res, BoosterErrors.BOOSTER_ERR_OVERLOADED());
         if (!(await wait)) return sendError(this.res, BoosterErrors.BOOSTER_ERR_QUEUE_TIMEOUT());
         continue;
@@ -330,11 +337,11 @@ class Exchange {
       } catch {
         return sendError(this.res, BoosterErrors.BOOSTER_ERR_NO_SERVER()); // pools closed: the booster is stopping
       }
-      s.table.startRequest(e);
+      const pendingAtSend = s.table.startRequest(e);
       const body = this.mode === 'stream' ? this.req : this.body;
       pool.dispatch(
         { method: this.method as Dispatcher.HttpMethod, path: this.req.url ?? '/', headers: this.headers, body },
-        new Attempt(this, e) as unknown as Dispatcher.DispatchHandler,
+        new Attempt(this, e, pendingAtSend) as unknown as Dispatcher.DispatchHandler,
       );
       return;
     }
@@ -370,6 +377,7 @@ class Attempt {
   constructor(
     readonly x: Exchange,
     readonly e: ServerView,
+    readonly pendingAtSend: number,
   ) {}
 
   /** The server slot is free again: count the outcome and wake a queued request. */
@@ -377,7 +385,7 @@ class Attempt {
     if (this.settled) return;
     this.settled = true;
     const s = this.x.s;
-    s.table.endRequest(this.e);
+    s.table.endRequest(this.e, this.headersAt !== 0);
     const stats = s.metrics.statsOf(this.e.id);
     stats.count(this.status);
     if (this.headersAt) stats.observe((this.headersAt - this.startedAt) / 1000);
@@ -395,6 +403,9 @@ class Attempt {
     const e = this.e;
     this.headersAt = performance.now();
     this.status = statusCode;
+    // The server has done its work: its adaptive limit learns the time, and a queued request may take the slot.
+    x.s.table.headersReceived(e, this.headersAt - this.startedAt, this.pendingAtSend);
+    x.s.admission.release();
     // The server's database is unreachable: every server shares it, so this is neither the
     // server's fault (no passive failure, no ejection) nor worth a retry elsewhere (same answer, more load).
     const dbDown = statusCode === 503 && hasDbUnavailable(rawHeaders);

@@ -1,4 +1,5 @@
 import type { AgentState, Heartbeat } from '../common/protocol/messages.js';
+import { ConcurrencyLimit, type ConcurrencyLimitOptions, DEFAULT_LIMIT_OPTIONS } from './concurrency-limit.js';
 
 /**
  * The booster's view of the app servers: what heartbeats, health checks, passive failures
@@ -18,6 +19,10 @@ export interface TableOptions {
   maxEjectedPercent: number;
   slowStartMs: number;
   maxInflightPerServer: number;
+  /** Learn each server's concurrency limit from its time to headers (booster/concurrency-limit.ts); false: only the fixed maximum. */
+  adaptiveLimit?: boolean;
+  /** Tuning of the adaptive limit (tests); its maximum is always maxInflightPerServer. */
+  limitOptions?: Partial<Omit<ConcurrencyLimitOptions, 'max'>>;
 }
 
 export interface ServerEntry {
@@ -47,6 +52,12 @@ export interface ServerEntry {
   /** When the server last became routable (slow start). */
   upSince: number;
   inflight: number;
+  /** Proxied requests still waiting for the server's response headers (what the adaptive limit bounds). */
+  pending: number;
+  /** Adaptive concurrency limit (null: off). */
+  limiter: ConcurrencyLimit | null;
+  /** Leader with workers: the sum of the workers' limits (each worker learns its own). */
+  reportedLimit: number | null;
   /** Steps dispatched since the last heartbeat (not yet in its runningSteps). */
   outstandingSteps: number;
   /** Last state reported through onTransition. */
@@ -141,6 +152,11 @@ export class ServerTable {
         ejections: 0,
         upSince: 0,
         inflight: 0,
+        pending: 0,
+        limiter: this.opts.adaptiveLimit
+          ? new ConcurrencyLimit({ ...DEFAULT_LIMIT_OPTIONS, ...this.opts.limitOptions, max: this.opts.maxInflightPerServer }, this.clock())
+          : null,
+        reportedLimit: null,
         outstandingSteps: 0,
         lastState: 'down',
         licensed: true,
@@ -189,13 +205,41 @@ export class ServerTable {
     return true;
   }
 
-  /** A proxied request starts on a server (counts against its in-flight limit). */
-  startRequest(v: ServerView): void {
-    (v as ServerEntry).inflight++;
+  /** A proxied request starts on a server (counts against its limits); returns how many were waiting for its headers before it. */
+  startRequest(v: ServerView): number {
+    const e = v as ServerEntry;
+    e.inflight++;
+    return e.pending++;
   }
 
-  endRequest(v: ServerView): void {
-    (v as ServerEntry).inflight--;
+  /** The server's response headers arrived after `ms`; `pendingAtSend` is what startRequest returned. */
+  headersReceived(v: ServerView, ms: number, pendingAtSend: number): void {
+    const e = v as ServerEntry;
+    e.pending--;
+    e.limiter?.sample(ms, pendingAtSend, this.clock());
+  }
+
+  /** The request is over; `headersSeen` false when it ended before headersReceived (its pending slot is freed here). */
+  endRequest(v: ServerView, headersSeen: boolean): void {
+    const e = v as ServerEntry;
+    e.inflight--;
+    if (!headersSeen) e.pending--;
+  }
+
+  /** Room for one more request: under the fixed in-flight maximum and the adaptive limit. */
+  hasRoom(e: ServerView): boolean {
+    return e.inflight < this.opts.maxInflightPerServer && (e.limiter === null || e.pending < e.limiter.limit);
+  }
+
+  /** The concurrency limit to show: the workers' sum, this process's own, or the fixed maximum. */
+  concurrencyLimitOf(e: ServerView): number {
+    return e.reportedLimit ?? e.limiter?.limit ?? this.opts.maxInflightPerServer;
+  }
+
+  /** Leader with workers: the sum of the workers' adaptive limits for a server (status and metrics). */
+  setReportedLimit(id: string, limit: number): void {
+    const e = this.#servers.get(id);
+    if (e) e.reportedLimit = limit;
   }
 
   /** A step was leased to this server and is on its way (until its next heartbeat counts it). */
@@ -332,17 +376,17 @@ export class ServerTable {
    * Power of two choices: two distinct candidates drawn by weight, the lower of
    * (reported load + local in-flight + 1) / weight wins. A server in slow start is taken only
    * with probability ramp, so its share grows smoothly. Servers at the in-flight limit are
-   * skipped. Returns undefined when none has room (caller queues) and null when none is routable.
+   * skipped, and so are those at their adaptive limit. Returns undefined when none has room
+   * (caller queues) and null when none is routable.
    */
   pick(exclude?: ReadonlySet<string>, random: () => number = Math.random): ServerView | null | undefined {
     let pool = this.#routable;
     if (pool.length === 0) pool = this.#panicPool();
     if (exclude?.size) pool = pool.filter((e) => !exclude.has(e.id));
     if (pool.length === 0) return null;
-    const max = this.opts.maxInflightPerServer;
     let free = pool;
-    if (pool.some((e) => e.inflight >= max)) {
-      free = pool.filter((e) => e.inflight < max);
+    if (!pool.every((e) => this.hasRoom(e))) {
+      free = pool.filter((e) => this.hasRoom(e));
       if (free.length === 0) return undefined;
     }
     if (free.length === 1) return free[0];

@@ -8,6 +8,8 @@ import {
   MIN_ADMIT_SHARE,
   RETRY_FLOOR,
   requestKind,
+  STANDING_INTERVAL_MS,
+  STANDING_TARGET_MS,
 } from '../../booster/admission.js';
 
 /** Manual timers: nothing fires until the test moves time. */
@@ -21,6 +23,7 @@ function manualTimers() {
       return next++;
     },
     clearTimeout: (h) => void pending.delete(h as number),
+    now: () => now,
   };
   const advance = (ms: number) => {
     now += ms;
@@ -75,6 +78,57 @@ describe('Admission: slot queue', () => {
     expect(await Promise.all(waits)).toEqual([false, false]);
     expect(a.waitForSlot()).toBeNull();
     expect(t.pending.size).toBe(0);
+  });
+});
+
+describe('Admission: a standing queue (CoDel)', () => {
+  it('while waiters have been leaving late for a whole interval, new waiters wait at most the interval', async () => {
+    const t = manualTimers();
+    const a = new Admission({ queueSize: 100, queueTimeoutMs: 5000, retryBudgetPercent: 20 }, undefined, t.timers);
+    const first = a.waitForSlot()!;
+    t.advance(STANDING_INTERVAL_MS + 100);
+    expect(a.standing).toBe(true);
+    const second = a.waitForSlot()!;
+    t.advance(STANDING_INTERVAL_MS);
+    expect(await second).toBe(false); // shortened: it would only have waited behind the overload
+    expect(await settled(first)).toBe('pending'); // joined before: keeps its full timeout
+    a.release();
+    expect(await first).toBe(true);
+    // The queue emptied: the next waiter has the full timeout again.
+    expect(a.standing).toBe(false);
+    const third = a.waitForSlot()!;
+    t.advance(STANDING_INTERVAL_MS + 100);
+    expect(await settled(third)).toBe('pending');
+  });
+
+  it('a burst that drains quickly never shortens the wait', async () => {
+    const t = manualTimers();
+    const a = new Admission({ queueSize: 100, queueTimeoutMs: 5000, retryBudgetPercent: 20 }, undefined, t.timers);
+    for (let i = 0; i < 20; i++) {
+      const burst = [a.waitForSlot()!, a.waitForSlot()!, a.waitForSlot()!];
+      t.advance(STANDING_TARGET_MS / 2);
+      for (const _ of burst) a.release(); // each leaves within the target
+      expect(await Promise.all(burst)).toEqual([true, true, true]);
+    }
+    expect(a.standing).toBe(false);
+    const late = a.waitForSlot()!;
+    t.advance(STANDING_INTERVAL_MS + 100);
+    expect(await settled(late)).toBe('pending');
+  });
+
+  it('a waiter that lost its slot waits again at the head, for what is left of its timeout, even when the queue is full', async () => {
+    const t = manualTimers();
+    const a = new Admission({ queueSize: 1, queueTimeoutMs: 1000, retryBudgetPercent: 20 }, undefined, t.timers);
+    const normal = a.waitForSlot()!;
+    expect(a.waitForSlot()).toBeNull();
+    const back = a.waitForSlot(300, true)!;
+    a.release();
+    expect(await back).toBe(true);
+    expect(await settled(normal)).toBe('pending');
+    const again = a.waitForSlot(300, true)!;
+    t.advance(300);
+    expect(await again).toBe(false);
+    expect(await settled(normal)).toBe('pending');
   });
 });
 

@@ -49,6 +49,11 @@ export interface FixtureServer {
   uploadBytes: number;
   /** Resolvers for held /hold requests. */
   release: () => void;
+  /** /work models a database-bound server: `workSlots` requests are worked on at once for `workMs` each, the rest wait inside. */
+  workSlots: number;
+  workMs: number;
+  /** Most /work requests inside the server at once (worked on or waiting for a slot). */
+  workPeak: number;
   boosters: string[];
   heartbeatNow(): Promise<void>;
   stopHeartbeats(): void;
@@ -85,6 +90,9 @@ export async function startFixtureServer(opts: {
     dispatches: [],
     fence: new EpochFence(),
     uploadBytes: 0,
+    workSlots: 4,
+    workMs: 10,
+    workPeak: 0,
     boosters: opts.boosters,
     release: () => {
       for (const h of holds.splice(0)) h();
@@ -96,6 +104,9 @@ export async function startFixtureServer(opts: {
     stop: async () => {},
   };
   let running = 0;
+  let working = 0;
+  let inside = 0;
+  const workQueue: (() => void)[] = [];
 
   async function runStep(stepId: number, epoch: number, leaseMs: number): Promise<void> {
     const knex = opts.knex!;
@@ -168,6 +179,22 @@ export async function startFixtureServer(opts: {
       if (path === '/reset-once' && f.resets > 0) {
         f.resets--;
         req.socket.destroy();
+        return;
+      }
+      if (path === '/work') {
+        f.workPeak = Math.max(f.workPeak, ++inside);
+        const work = () => {
+          working++;
+          setTimeout(() => {
+            working--;
+            inside--;
+            workQueue.shift()?.();
+            res.writeHead(200, { 'content-type': 'application/json' });
+            res.end(JSON.stringify({ server: opts.id, worked: true }));
+          }, f.workMs);
+        };
+        if (working < f.workSlots) work();
+        else workQueue.push(work);
         return;
       }
       if (path === '/hold') {

@@ -167,7 +167,7 @@ describe('ServerTable', () => {
     table.startRequest(b);
     table.startRequest(b);
     expect(table.pick()).toBeUndefined();
-    table.endRequest(b);
+    table.endRequest(b, false);
     expect(table.pick()?.id).toBe('b');
     expect(table.pick(new Set(['a', 'b']))).toBeNull();
   });

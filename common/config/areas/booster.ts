@@ -82,8 +82,16 @@ export const boosterArea = defineArea({
       default: 256,
       min: 1,
     }),
+    adaptiveLimit: bool('OMFLOW_BOOSTER_ADAPTIVE_LIMIT', {
+      doc: "Learn each server's concurrency limit from its response times (requests waiting for its response headers; from 20, between 4 and OMFLOW_BOOSTER_MAX_INFLIGHT_PER_SERVER): when the median time to headers climbs past 1.5 × the no-load time (measured at start and every minute with at most 4 at once), the limit is cut and requests over it wait in the booster's queue instead of piling up in the server. false: only the fixed maximum.",
+      default: true,
+    }),
     queueSize: int('OMFLOW_BOOSTER_QUEUE_SIZE', { doc: 'Requests that may wait for a free server slot; beyond it: 503.', default: 1000, min: 0 }),
-    queueTimeoutMs: int('OMFLOW_BOOSTER_QUEUE_TIMEOUT_MS', { doc: 'Longest wait in the queue before a 503 with Retry-After.', default: 5000, min: 1 }),
+    queueTimeoutMs: int('OMFLOW_BOOSTER_QUEUE_TIMEOUT_MS', {
+      doc: 'Longest wait in the queue before a 503 BOOSTER_ERR_QUEUE_TIMEOUT with Retry-After. While the queue holds an overload (no request left it within 50 ms for 500 ms), new waiters wait at most 500 ms.',
+      default: 5000,
+      min: 1,
+    }),
     dbPressureMs: int('OMFLOW_BOOSTER_DB_PRESSURE_MS', {
       doc: 'Admission under database pressure: when every routable server reports a database round-trip time (median query time) or a connection-pool wait at or above this (ms) in its heartbeat, the share of new work admitted is cut each second (by half, or by threshold/figure when smaller; it grows back by a quarter each second without pressure); the rest is answered 503 BOOSTER_ERR_DB_PRESSURE with Retry-After. Requests with an Idempotency-Key and /healthz, /readyz always pass. 0: off.',
       default: 500,
