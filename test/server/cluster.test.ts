@@ -3,8 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH } from '../../common/protocol/headers.js';
 import { type Heartbeat, parseHeartbeat } from '../../common/protocol/messages.js';
+import { createFlowsService } from '../../server/features/flows/service.js';
+import { createFlowsStore } from '../../server/features/flows/store.js';
+import { createFormsService } from '../../server/features/forms/service.js';
+import { createFormsStore } from '../../server/features/forms/store.js';
 import { nextTicketNumber } from '../../server/features/tickets/numbering.js';
-import { seed } from '../../server/seed.js';
+import { DEMO_FIELDS, seed } from '../../server/seed.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
 import { runCli, SECRET, type ServerProcess, startServerProcess } from './helpers.js';
 
@@ -269,6 +273,55 @@ describe('heartbeats to a booster pair, fencing from replies, graceful stop', ()
     while (new Set(hints.map((h) => h.booster)).size < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     expect(new Set(hints.map((h) => h.booster))).toEqual(new Set([0, 1]));
     expect(hints.every((h) => h.authOk)).toBe(true);
+  }, 30_000);
+
+  it('a ticket that waits at a human step sends no hint: the boosters would find nothing to dispatch', async () => {
+    const flowsStore = createFlowsStore(t.db.knex);
+    await t.db.transaction((trx) =>
+      createFlowsService({ store: flowsStore }).deploy(
+        trx,
+        {
+          flowKey: 'human-first',
+          name: 'Human first',
+          ticketPrefix: 'HUM',
+          definition: { start: 'review', steps: { review: { type: 'form', assignee: { user: 'admin' }, next: 'done' }, done: { type: 'end' } } },
+        },
+        null,
+      ),
+    );
+    await t.db.transaction((trx) =>
+      createFormsService({ store: createFormsStore(t.db.knex), flows: flowsStore }).save(trx, {
+        formKey: 'human-first',
+        title: 'Human first',
+        flowKey: 'human-first',
+        fields: DEMO_FIELDS,
+      }),
+    );
+    const login = await fetch(`${srv.url}/api/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'admin', password: 'admin-pass-1' }),
+    });
+    const { token } = (await login.json()) as { token: string };
+    const raise = (formKey: string) =>
+      fetch(`${srv.url}/api/forms/${formKey}/tickets`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: JSON.stringify({ data: { title: 'no hint', category: 'software', amount: 1 } }),
+      });
+    const hintsBefore = hints.length;
+    expect((await raise('human-first')).status).toBe(201);
+    // A hint goes out right after the commit; three more heartbeats at both boosters come after it.
+    const beats = (i: number) => received.filter((r) => r.booster === i).length;
+    const [b0, b1] = [beats(0), beats(1)];
+    const deadline = Date.now() + 10_000;
+    while ((beats(0) < b0 + 3 || beats(1) < b1 + 3) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(beats(0)).toBeGreaterThanOrEqual(b0 + 3);
+    expect(hints.length).toBe(hintsBefore);
+    // The same channel carries the hint of a ticket at an automatic step.
+    expect((await raise('it-request')).status).toBe(201);
+    while (hints.length === hintsBefore && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(hints.length).toBeGreaterThan(hintsBefore);
   }, 30_000);
 
   it('reports load to both boosters in order, signed; learns the epoch; reports draining and exits on SIGTERM', async () => {

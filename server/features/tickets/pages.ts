@@ -9,7 +9,7 @@ import type { FormsStore } from '../forms/store.js';
 import { requireUser, verifyCsrf } from '../users/guards.js';
 import type { UsersStore } from '../users/store.js';
 import { paging } from './routes.js';
-import type { TicketsService } from './service.js';
+import { atAutomaticStep, type TicketsService } from './service.js';
 import type { TicketRow } from './store.js';
 
 type Body = Record<string, string | undefined>;
@@ -69,7 +69,7 @@ export async function ticketsPages(
     const body = (request.body ?? {}) as Body;
     try {
       const created = await db.transaction((trx) => tickets.create(trx, (request.params as { formKey: string }).formKey, { data: body }, request.user));
-      onCommitted();
+      if (atAutomaticStep(created)) onCommitted();
       return reply.redirect(`/tickets/${created.id}?created=1`, 303);
     } catch (err) {
       const fields = isOmflowError(err) ? (err.details as { fields?: Record<string, string> } | undefined)?.fields : undefined;
@@ -166,8 +166,8 @@ export async function ticketsPages(
     const body = (request.body ?? {}) as Body;
     const { action, comment, csrf: _csrf, ...data } = body;
     try {
-      await db.transaction((trx) => tickets.act(trx, id, request.user!, { action, comment, data }));
-      onCommitted();
+      const acted = await db.transaction((trx) => tickets.act(trx, id, request.user!, { action, comment, data }));
+      if (atAutomaticStep(acted)) onCommitted();
       return reply.redirect(`/tickets/${id}`, 303);
     } catch (err) {
       if (!isOmflowError(err) || err.status >= 500) throw err;

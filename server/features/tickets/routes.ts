@@ -3,7 +3,7 @@ import type { Database } from '../../../common/db/create-database.js';
 import { idempotentWrite } from '../../http/idempotency.js';
 import type { FormsStore } from '../forms/store.js';
 import { requireUser, verifyCsrf } from '../users/guards.js';
-import type { TicketsService } from './service.js';
+import { atAutomaticStep, type TicketsService } from './service.js';
 
 export function paging(request: FastifyRequest): { page: number; pageSize: number } {
   const q = request.query as Record<string, string | undefined>;
@@ -22,8 +22,13 @@ export async function ticketsRoutes(
   app.post('/api/forms/:formKey/tickets', { preHandler: [requireUser, verifyCsrf] }, async (request, reply) => {
     const { formKey } = request.params as { formKey: string };
     const body = (request.body ?? {}) as { data?: unknown; title?: unknown };
-    const r = await idempotentWrite(db, request, reply, async (trx) => ({ status: 201, body: await tickets.create(trx, formKey, body, request.user) }));
-    onCommitted();
+    let stepQueued = false;
+    const r = await idempotentWrite(db, request, reply, async (trx) => {
+      const created = await tickets.create(trx, formKey, body, request.user);
+      stepQueued = atAutomaticStep(created);
+      return { status: 201, body: created };
+    });
+    if (stepQueued) onCommitted();
     return r;
   });
 
@@ -46,11 +51,13 @@ export async function ticketsRoutes(
 
   app.post('/api/tickets/:id/actions', { preHandler: [requireUser, verifyCsrf] }, async (request, reply) => {
     const id = Number((request.params as { id: string }).id);
-    const r = await idempotentWrite(db, request, reply, async (trx) => ({
-      status: 200,
-      body: await tickets.act(trx, id, request.user!, (request.body ?? {}) as Record<string, unknown>),
-    }));
-    onCommitted();
+    let stepQueued = false;
+    const r = await idempotentWrite(db, request, reply, async (trx) => {
+      const acted = await tickets.act(trx, id, request.user!, (request.body ?? {}) as Record<string, unknown>);
+      stepQueued = atAutomaticStep(acted);
+      return { status: 200, body: acted };
+    });
+    if (stepQueued) onCommitted();
     return r;
   });
 

@@ -20,6 +20,13 @@ export interface TicketSummary {
   currentStep: string | null;
 }
 
+/**
+ * A ticket left at an automatic step has a step on the queue: only then is the dispatcher worth
+ * telling after the commit (a steps-ready hint costs every booster a query of the step queue; a
+ * human step or a closed ticket gives it nothing to find).
+ */
+export const atAutomaticStep = (s: TicketSummary): boolean => s.state === TICKET_STATE.running;
+
 const summary = (t: Pick<TicketRow, 'id' | 'number'>, state: string, currentStep: string | null): TicketSummary => ({
   id: t.id,
   number: t.number,
