@@ -192,8 +192,9 @@ try {
     const limits: number[] = [];
     const sampler = setInterval(() => {
       void statusGet(boosterUrl)
-        .then((r) => r.json() as Promise<{ servers: { concurrencyLimit: number }[] }>)
-        .then((st) => limits.push(st.servers[0]?.concurrencyLimit ?? Number.NaN))
+        .then((r) => r.json() as Promise<{ servers: { id: string; concurrencyLimit: number }[] }>)
+        // The earlier modes' servers are still listed (down): read this mode's.
+        .then((st) => limits.push(st.servers.find((s) => s.id === `bench-s${n}`)?.concurrencyLimit ?? Number.NaN))
         .catch(() => {});
     }, 1000);
     await offer(boosterUrl, rate, duration, mode);

@@ -28,8 +28,9 @@ const realTimers: AdmissionTimers = {
  * queue within STANDING_TARGET_MS of joining it for STANDING_INTERVAL_MS, the queue is not
  * absorbing a burst but holding an overload; new waiters then wait at most STANDING_INTERVAL_MS
  * instead of the queue timeout. A FIFO queue in overload otherwise serves every request after
- * nearly the full timeout, and the p99 becomes the timeout; this way it stays near the interval
- * while bursts keep the long wait.
+ * nearly the full timeout, and the p99 becomes the timeout; this way it stays near the interval.
+ * A burst that drains quickly keeps the long wait; one that needs more than the interval to drain
+ * is an overload too, and its tail is told to come back (503 with Retry-After).
  */
 export const STANDING_TARGET_MS = 50;
 export const STANDING_INTERVAL_MS = 500;

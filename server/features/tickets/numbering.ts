@@ -41,6 +41,17 @@ export async function nextTicketNumber(trx: Knex.Transaction, prefix: string): P
   return formatTicketNumber(prefix, await h.nextSequenceValue(trx, h.ticketSequenceName(prefix)));
 }
 
+/**
+ * The ticket number as an expression the ticket's INSERT evaluates (PostgreSQL: the number costs
+ * no round trip of its own; read it back with RETURNING); null where the vendor cannot, and the
+ * caller takes it first (nextTicketNumber). Not async on purpose: a knex Raw is thenable, and an
+ * async function returning one would run it.
+ */
+export function ticketNumberInInsert(trx: Knex.Transaction, prefix: string): Knex.Raw | null {
+  const h = getHelpers(trx);
+  return h.formattedSequenceValueInInsert(prefix, h.ticketSequenceName(prefix));
+}
+
 export function formatTicketNumber(prefix: string, n: number): string {
   return `${prefix}-${String(n).padStart(6, '0')}`;
 }

@@ -7,7 +7,7 @@ import type { FlowsStore } from '../flows/store.js';
 import { checkValues, type FieldDef } from '../forms/fields.js';
 import type { FormsStore } from '../forms/store.js';
 import type { UsersStore } from '../users/store.js';
-import { nextTicketNumber } from './numbering.js';
+import { nextTicketNumber, ticketNumberInInsert } from './numbering.js';
 import type { TicketFilter, TicketRow, TicketsStore } from './store.js';
 
 export const ACTIONS = ['approve', 'submit', 'reject', 'send_back', 'comment', 'cancel'] as const;
@@ -76,12 +76,11 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
       // The row is written once, already placed on the flow's first step: no UPDATE after the
       // INSERT, and both history rows in one statement (round trips are what a creation costs).
       const placed = await placeOn({ trx, def: version.definition, data: values, createdBy: user?.id ?? null }, version.definition.start);
-      // A sequence value: taken without waiting on other creations (see numbering.ts).
-      const number = await nextTicketNumber(trx, flow.ticketPrefix);
-      const id = await store.insert(
+      // A sequence value: taken without waiting on other creations (see numbering.ts), inside the INSERT where the vendor allows.
+      const { id, number } = await store.insert(
         trx,
         {
-          number,
+          number: ticketNumberInInsert(trx, flow.ticketPrefix) ?? (await nextTicketNumber(trx, flow.ticketPrefix)),
           formId: form.id,
           flowVersionId: version.id,
           title,

@@ -77,7 +77,8 @@ export function createTicketsStore(knex: Knex) {
     async insert(
       trx: Knex.Transaction,
       t: {
-        number: string;
+        /** A number taken already, or the expression that takes it (ticketNumberInInsert). */
+        number: string | Knex.Raw;
         formId: number;
         flowVersionId: number;
         title: string;
@@ -87,8 +88,8 @@ export function createTicketsStore(knex: Knex) {
       },
       /** Where the ticket starts (state, current step, assignees): written with the row itself. */
       placement: Record<string, unknown> = { state: 'running', current_step: null },
-    ): Promise<number> {
-      return h.insertReturningId(trx, 'tickets', {
+    ): Promise<{ id: number; number: string }> {
+      const row = {
         ticket_no: t.number,
         form_id: t.formId,
         flow_version_id: t.flowVersionId,
@@ -100,7 +101,10 @@ export function createTicketsStore(knex: Knex) {
         created_at: h.now(),
         updated_at: h.now(),
         ...placement,
-      });
+      };
+      if (typeof t.number === 'string') return { id: await h.insertReturningId(trx, 'tickets', row), number: t.number };
+      const [r] = (await trx('tickets').insert(row, ['id', 'ticket_no'])) as { id: number | string; ticket_no: string }[];
+      return { id: Number(r.id), number: r.ticket_no };
     },
     async byId(id: number, db: Knex | Knex.Transaction = knex, lock = false): Promise<TicketRow | null> {
       const q = db('tickets').where({ id }).first();

@@ -16,4 +16,12 @@ export class PostgresHelpers extends DialectHelpers {
   override selectNowSql(): string {
     return 'SELECT clock_timestamp() AS now';
   }
+
+  // lpad truncates a longer string: pad to at least 6 digits, never cut one (as padStart does).
+  override formattedSequenceValueInInsert(prefix: string, name: string): Knex.Raw {
+    return this.knex.raw(`(SELECT ?::text || '-' || lpad(n::text, greatest(6, length(n::text)), '0') FROM (SELECT nextval(?) AS n) s)`, [
+      prefix,
+      this.seq(name),
+    ]);
+  }
 }
