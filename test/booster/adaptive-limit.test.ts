@@ -1,8 +1,7 @@
 import { request } from 'undici';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createBooster } from '../../booster/booster.js';
-import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
-import { boosterConfig, silentLog, startFixtureServer, until } from './fixtures.js';
+import { boosterConfig, boosterSuiteDatabase, silentLog, startFixtureServer, until } from './fixtures.js';
 
 /**
  * The adaptive concurrency limit with a real booster in front of a real loopback server that
@@ -10,33 +9,21 @@ import { boosterConfig, silentLog, startFixtureServer, until } from './fixtures.
  * rest wait inside it). A burst far over what it can work on must wait in the booster, not pile
  * up in the server, and every request must be answered.
  */
-let tdb: TestDatabase;
-const cleanups: (() => Promise<unknown>)[] = [];
-
-beforeAll(async () => {
-  tdb = await createTestDatabase(vendorsUnderTest()[0], { migrate: true });
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-  await tdb.knex('servers').del();
-  await tdb.knex('booster_lease').update({ holder: null, expires_at: new Date(0) });
-});
-afterAll(async () => {
-  await tdb?.drop();
-});
+const suite = boosterSuiteDatabase();
+const { cleanups } = suite;
 
 const BURST = 300;
 
 async function burstThrough(adaptive: boolean): Promise<{ answers: { status: number; code?: string; retryAfter?: string }[]; peak: number; limit: number }> {
   const b = createBooster({
     config: boosterConfig(`al-${adaptive}`, { OMFLOW_BOOSTER_ADAPTIVE_LIMIT: adaptive, OMFLOW_BOOSTER_QUEUE_TIMEOUT_MS: 20_000 }),
-    db: tdb.db,
+    db: suite.db.db,
     log: silentLog,
   });
   const base = await b.listen();
   cleanups.push(() => b.close());
   await until(() => b.role() === 'active', 'booster active');
-  const f = await startFixtureServer({ id: `work-${adaptive}`, boosters: [base], knex: tdb.knex });
+  const f = await startFixtureServer({ id: `work-${adaptive}`, boosters: [base], knex: suite.db.knex });
   cleanups.push(() => f.stop());
   f.workMs = 30; // the burst (300) takes 2.25 s of work: it is all offered long before the server could have done it
   await f.heartbeatNow();

@@ -2,32 +2,19 @@ import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type Booster, createBooster } from '../../booster/booster.js';
 import type { LicenseGate } from '../../booster/license/gate.js';
 import { audienceOf, signClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
-import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
-import { boosterConfig, type FixtureServer, SECRET, signedPost, silentLog, startFixtureServer, until } from './fixtures.js';
+import { boosterConfig, boosterSuiteDatabase, type FixtureServer, SECRET, signedPost, silentLog, startFixtureServer, until } from './fixtures.js';
 
 /** The data plane of one in-process booster in front of real loopback servers. */
-let tdb: TestDatabase;
-const cleanups: (() => Promise<unknown>)[] = [];
-
-beforeAll(async () => {
-  tdb = await createTestDatabase(vendorsUnderTest()[0], { migrate: true });
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-  await tdb.knex('servers').del();
-  await tdb.knex('booster_lease').update({ holder: null, expires_at: new Date(0) });
-});
-afterAll(async () => {
-  await tdb?.drop();
-});
+const suite = boosterSuiteDatabase();
+const { cleanups } = suite;
 
 async function startBooster(id: string, overrides: Record<string, string | number | boolean> = {}, gate?: LicenseGate): Promise<Booster & { base: string }> {
-  const b = createBooster({ config: boosterConfig(id, overrides), db: tdb.db, log: silentLog, licenseGate: gate });
+  const b = createBooster({ config: boosterConfig(id, overrides), db: suite.db.db, log: silentLog, licenseGate: gate });
   const base = await b.listen();
   cleanups.push(() => b.close());
   return Object.assign(b, { base });
@@ -36,7 +23,7 @@ async function startBooster(id: string, overrides: Record<string, string | numbe
 async function servers(base: string, ids: string[], opts: { stepCapacity?: number } = {}): Promise<FixtureServer[]> {
   const out: FixtureServer[] = [];
   for (const id of ids) {
-    const f = await startFixtureServer({ id, boosters: [base], knex: tdb.knex, stepCapacity: opts.stepCapacity });
+    const f = await startFixtureServer({ id, boosters: [base], knex: suite.db.knex, stepCapacity: opts.stepCapacity });
     cleanups.push(() => f.stop());
     out.push(f);
   }
@@ -216,8 +203,8 @@ describe('booster data plane', () => {
     await until(() => a.seen.some((s) => s.url === '/hold'), 'held request reached d1');
     const r = await signedPost(b.base, BOOSTER_PATH.drain('d1'), { reason: 'patch' });
     expect(r.status).toBe(200);
-    const row = await tdb.knex('servers').where('id', 'd1').first();
-    expect(tdb.db.vendor && Boolean(Number(row.draining) || row.draining === true)).toBe(true);
+    const row = await suite.db.knex('servers').where('id', 'd1').first();
+    expect(suite.db.db.vendor && Boolean(Number(row.draining) || row.draining === true)).toBe(true);
     for (let i = 0; i < 10; i++) expect((await get(b.base, '/n')).headers[HEADER.upstream]).toBe('d2');
     a.release();
     const done = await held;
@@ -357,7 +344,7 @@ describe('booster data plane', () => {
     expect(((await malformed.json()) as { code: string }).code).toBe('COMMON_ERR_BAD_REQUEST');
     const huge = await signedPost(b.base, BOOSTER_PATH.heartbeat, { ...hb, pad: 'x'.repeat(200_000) });
     expect(huge.status).toBe(413);
-    expect(await tdb.knex('servers').where('id', 'evil').first()).toBeUndefined();
+    expect(await suite.db.knex('servers').where('id', 'evil').first()).toBeUndefined();
     expect(b.table.servers.has('evil')).toBe(false);
     const st = (await signedGet(b.base, BOOSTER_PATH.status)).json();
     expect(st.servers).toEqual([]);

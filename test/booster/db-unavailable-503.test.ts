@@ -1,8 +1,7 @@
 import { request } from 'undici';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type Booster, createBooster } from '../../booster/booster.js';
-import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
-import { boosterConfig, type FixtureServer, silentLog, startFixtureServer, until } from './fixtures.js';
+import { boosterConfig, boosterSuiteDatabase, type FixtureServer, silentLog, startFixtureServer, until } from './fixtures.js';
 
 /**
  * An app server's `503 SERVER_ERR_DB_UNAVAILABLE` (marked by X-Omflow-Db-Unavailable) blames
@@ -10,26 +9,14 @@ import { boosterConfig, type FixtureServer, silentLog, startFixtureServer, until
  * does not count it as a passive failure (no ejection) and does not retry it elsewhere (every
  * server would say the same; a retry only adds load). A plain 503 still does both.
  */
-let tdb: TestDatabase;
-const cleanups: (() => Promise<unknown>)[] = [];
-
-beforeAll(async () => {
-  tdb = await createTestDatabase(vendorsUnderTest()[0], { migrate: true });
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-  await tdb.knex('servers').del();
-  await tdb.knex('booster_lease').update({ holder: null, expires_at: new Date(0) });
-});
-afterAll(async () => {
-  await tdb?.drop();
-});
+const suite = boosterSuiteDatabase();
+const { cleanups } = suite;
 
 async function clusterOf(id: string, serverIds: string[]): Promise<{ b: Booster & { base: string }; fixtures: FixtureServer[] }> {
   // Eject after 2 failures, at most 100 % of the servers (the last one is always kept).
   const b = createBooster({
     config: boosterConfig(id, { OMFLOW_BOOSTER_EJECT_AFTER_5XX: 2, OMFLOW_BOOSTER_MAX_EJECTED_PERCENT: 100, OMFLOW_BOOSTER_EJECT_MS: 60_000 }),
-    db: tdb.db,
+    db: suite.db.db,
     log: silentLog,
   });
   const base = await b.listen();
@@ -37,7 +24,7 @@ async function clusterOf(id: string, serverIds: string[]): Promise<{ b: Booster 
   await until(() => b.role() === 'active', 'booster active');
   const fixtures: FixtureServer[] = [];
   for (const sid of serverIds) {
-    const f = await startFixtureServer({ id: sid, boosters: [base], knex: tdb.knex });
+    const f = await startFixtureServer({ id: sid, boosters: [base], knex: suite.db.knex });
     cleanups.push(() => f.stop());
     fixtures.push(f);
   }

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net';
 import type { Knex } from 'knex';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { boosterArea } from '../../common/config/areas/booster.js';
 import { clusterArea } from '../../common/config/areas/cluster.js';
 import { loadConfig } from '../../common/config/load.js';
@@ -12,6 +13,7 @@ import { EpochFence } from '../../common/protocol/epoch.js';
 import { BOOSTER_PATH, HEADER, SERVER_PATH } from '../../common/protocol/headers.js';
 import { type Heartbeat, parseStepDispatch } from '../../common/protocol/messages.js';
 import { completeStep, enqueueStep, markStepStarted } from '../../common/protocol/steps.js';
+import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
 
 export { freePort } from '../../common/free-port.js';
 
@@ -386,4 +388,31 @@ export async function enqueueSteps(knex: Knex, n: number): Promise<number[]> {
   const ids: number[] = [];
   for (let i = 0; i < n; i++) ids.push(await enqueueStep(knex, { ticketId, stepKey: `s${i}`, stepType: 'compute' }));
   return ids;
+}
+
+/**
+ * The migrated database of a suite of in-process boosters (call at the top of a test file):
+ * after each test what it pushed on `cleanups` is stopped, last first, and the servers and the
+ * leader lease are reset; after all the database is dropped.
+ */
+export function boosterSuiteDatabase(): { readonly db: TestDatabase; readonly cleanups: (() => Promise<unknown>)[] } {
+  let db: TestDatabase | undefined;
+  const cleanups: (() => Promise<unknown>)[] = [];
+  beforeAll(async () => {
+    db = await createTestDatabase(vendorsUnderTest()[0], { migrate: true });
+  });
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
+    await db!.knex('servers').del();
+    await db!.knex('booster_lease').update({ holder: null, expires_at: new Date(0) });
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+  return {
+    get db() {
+      return db!;
+    },
+    cleanups,
+  };
 }

@@ -1,34 +1,21 @@
 import cluster from 'node:cluster';
 import { request } from 'undici';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type Booster, createBooster } from '../../booster/booster.js';
 import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
-import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
-import { boosterConfig, type FixtureServer, signedPost, silentLog, startFixtureServer, until } from './fixtures.js';
+import { boosterConfig, boosterSuiteDatabase, type FixtureServer, signedPost, silentLog, startFixtureServer, until } from './fixtures.js';
 
 /**
  * A booster with two data-plane workers (ADR 0010): real forked processes sharing the port,
  * a leader owning the lease and /_booster/, real loopback app servers.
  */
-let tdb: TestDatabase;
-const cleanups: (() => Promise<unknown>)[] = [];
-
-beforeAll(async () => {
-  tdb = await createTestDatabase(vendorsUnderTest()[0], { migrate: true });
-});
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
-  await tdb.knex('servers').del();
-  await tdb.knex('booster_lease').update({ holder: null, expires_at: new Date(0) });
-});
-afterAll(async () => {
-  await tdb?.drop();
-});
+const suite = boosterSuiteDatabase();
+const { cleanups } = suite;
 
 const liveWorkers = () => Object.values(cluster.workers ?? {}).filter((w) => w && !w.isDead());
 
 async function startBooster(id: string, overrides: Record<string, string | number | boolean> = {}): Promise<Booster & { base: string }> {
-  const b = createBooster({ config: boosterConfig(id, { OMFLOW_BOOSTER_WORKERS: 2, ...overrides }), db: tdb.db, log: silentLog });
+  const b = createBooster({ config: boosterConfig(id, { OMFLOW_BOOSTER_WORKERS: 2, ...overrides }), db: suite.db.db, log: silentLog });
   const base = await b.listen();
   cleanups.push(() => b.close());
   return Object.assign(b, { base });
@@ -37,7 +24,7 @@ async function startBooster(id: string, overrides: Record<string, string | numbe
 async function servers(base: string, ids: string[]): Promise<FixtureServer[]> {
   const out: FixtureServer[] = [];
   for (const id of ids) {
-    const f = await startFixtureServer({ id, boosters: [base], knex: tdb.knex });
+    const f = await startFixtureServer({ id, boosters: [base], knex: suite.db.knex });
     cleanups.push(() => f.stop());
     out.push(f);
   }
