@@ -58,6 +58,10 @@ describe('booster with data-plane workers', () => {
       'requests reach both servers',
       10_000,
     );
+    // Each worker learns its own concurrency limit per server; the leader shows their sum (each is at least 4).
+    await until(() => (b.table.servers.get('w1')?.reportedLimit ?? 0) >= 8, 'the workers reported their limits');
+    const w1 = b.table.servers.get('w1')!;
+    expect(b.table.concurrencyLimitOf(w1)).toBe(w1.reportedLimit);
     // The epoch goes upstream from the workers too.
     const lastSeen = [...a.seen, ...c.seen].find((x) => x.url === '/spread');
     expect(Number(lastSeen?.headers[HEADER.epoch])).toBe(b.epoch());
