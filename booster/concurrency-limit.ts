@@ -17,8 +17,8 @@
  *   with `tolerance` × the baseline (and at least `minQueueDelayMs` above it, so jitter of
  *   sub-millisecond answers is not overload). Above it the limit is cut by the ratio of the two,
  *   by a tenth at least and by a quarter at most (deeper cuts fall below the server's knee and
- *   lose throughput); otherwise, when the limit was reached in the
- *   window, it grows by a tenth (at least 1).
+ *   lose throughput); otherwise, when the limit was reached in the window, it grows by a tenth
+ *   (at least 1).
  * Medians, not means: one slow report among quick answers is not overload. Only time to headers
  * counts, so a long download or an SSE stream holds no slot.
  */
