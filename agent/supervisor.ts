@@ -244,6 +244,9 @@ export class Supervisor {
     let exited = false;
     child.once('exit', (code, signal) => {
       exited = true;
+      // What the server started shares its group and must not outlive it: a server that crashed
+      // (or died during start, when no stop follows) would leave orphans behind.
+      signalGroup(pid, 'SIGKILL');
       if (this.child === child) this.child = null;
       if (!this.expectingExit && !this.closed) {
         this.deps.log.warn({ pid, code, signal }, 'app server exited');

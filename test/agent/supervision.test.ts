@@ -118,6 +118,9 @@ describe('agent supervision of the app server', () => {
     });
     expect(booster.rejected).toBe(0);
     expect(serverProcesses(node)).toEqual([]);
+    // A server that died during its start leaves nothing behind: its child went with its group.
+    const orphan = Number(readFileSync(node.env.FIXTURE_CHILD_PID_FILE, 'utf8'));
+    await waitFor(() => !isAlive(orphan), { what: 'the crashed server child gone', timeoutMs: 5000 });
     // It stays failed: no more restarts until an operator acts.
     const reports = booster.calls.filter((c) => c.body?.state === 'recovering').length;
     await new Promise((r) => setTimeout(r, 1000));
