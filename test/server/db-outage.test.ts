@@ -11,7 +11,7 @@ import { BOOSTER_PATH } from '../../common/protocol/headers.js';
 import { type EmbeddedDb, startEmbeddedDb } from '../../install/dev-cluster/embedded-db.js';
 import { seed } from '../../server/seed.js';
 import { type AgentNode, killServerGroup, makeAgentNode, serverPid, startBoosterRecorder, waitForState } from '../agent/harness.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { createTestDatabase, dbConfig, type TestDatabase } from '../helpers/db.js';
 import { isAlive, stopAll, waitFor } from '../helpers/processes.js';
 import { TcpRelay } from '../helpers/tcp-relay.js';
 import { type ServerProcess, startServerProcess } from './helpers.js';
@@ -314,19 +314,7 @@ describe('a real PostgreSQL restart (fast shutdown, start again on the same port
   beforeAll(async () => {
     pgPort = await freePort();
     pgDb = await startPg();
-    const db = createDatabase({
-      url: pgDb.url,
-      client: 'postgres',
-      host: '',
-      port: undefined,
-      name: '',
-      user: '',
-      password: undefined,
-      ssl: false,
-      poolMin: 0,
-      poolMax: 2,
-      connectTimeoutMs: 5000,
-    });
+    const db = createDatabase(dbConfig(pgDb.url, { poolMax: 2 }));
     try {
       await migrateLatest(db.knex);
       await seed(db, { adminUser: 'admin', adminPassword: 'admin-pass-1', demo: false });
