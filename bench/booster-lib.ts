@@ -207,3 +207,88 @@ export function h2load(url: string, opts: { duration: number; clients: number; s
   const meanMs = v ? Number(v[1]) * (v[2] === 'us' ? 0.001 : v[2] === 's' ? 1000 : 1) : NaN;
   return { rps, meanMs, errors: (r ? Number(r[3]) + Number(r[4]) : 0) + non2xx };
 }
+
+/** wrk's script for the 1 KB POST rows, written into `dir`; returns its path. */
+export function writePostScript(dir: string): string {
+  const path = join(dir, 'post.lua');
+  writeFileSync(path, `wrk.method = "POST"\nwrk.body = string.rep("x", 1024)\nwrk.headers["Content-Type"] = "application/octet-stream"\n`);
+  return path;
+}
+
+export interface WrkFigures {
+  rps: number;
+  /** ms */
+  p50: number;
+  /** ms */
+  p99: number;
+  /** Non-2xx/3xx answers and socket errors. */
+  errors: number;
+  requests: number;
+}
+
+/** wrk's "1.23ms" / "456.00us" / "1.02s" in ms. */
+function wrkMs(v: string): number {
+  const m = /([\d.]+)(us|ms|s)/.exec(v);
+  if (!m) return Number.NaN;
+  return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1);
+}
+
+/** One wrk run pinned to `cpus` (default CPU 0, one thread); a POST when `postScript` is given. */
+export function wrk(url: string, o: { connections: number; durationS: number; postScript?: string; cpus?: string; threads?: number }): WrkFigures {
+  const a = [
+    '-c',
+    o.cpus ?? '0',
+    'wrk',
+    `-t${o.threads ?? 1}`,
+    `-c${o.connections}`,
+    `-d${o.durationS}s`,
+    '--latency',
+    ...(o.postScript ? ['-s', o.postScript] : []),
+    url,
+  ];
+  const out = execFileSync('taskset', a, { encoding: 'utf8' });
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]),
+    p50: wrkMs(/\s50%\s+(\S+)/.exec(out)?.[1] ?? ''),
+    p99: wrkMs(/\s99%\s+(\S+)/.exec(out)?.[1] ?? ''),
+    errors: non2xx + (sock ? sock.slice(1).reduce((n, x) => n + Number(x), 0) : 0),
+    requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? 0),
+  };
+}
+
+export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/**
+ * Figures of interleaved rounds, per kind and target: `results` holds each figure's median over
+ * the rounds so far (the machine is shared: the median round counts); the `summed` ones (counts)
+ * add up instead.
+ */
+export class RoundMedians<F extends { [K in keyof F]: number }> {
+  readonly results: ({ kind: string; name: string } & F)[] = [];
+  readonly #rounds = new Map<string, F[]>();
+
+  constructor(private readonly summed: readonly (keyof F)[] = []) {}
+
+  record(kind: string, name: string, f: F): void {
+    const key = `${kind} ${name}`;
+    const list = this.#rounds.get(key) ?? [];
+    list.push(f);
+    this.#rounds.set(key, list);
+    const m = {} as Record<string, number>;
+    for (const k of Object.keys(f) as (keyof F & string)[]) {
+      const xs = list.map((x) => x[k] as number);
+      m[k] = this.summed.includes(k) ? xs.reduce((a, x) => a + x, 0) : median(xs);
+    }
+    const row = { kind, name, ...(m as F) };
+    const prev = this.results.find((x) => x.kind === kind && x.name === name);
+    if (prev) Object.assign(prev, row);
+    else this.results.push(row);
+  }
+
+  /** Every round's figures of one target so far (for ratios paired by round). */
+  roundsOf(kind: string, name: string): readonly F[] | undefined {
+    return this.#rounds.get(`${kind} ${name}`);
+  }
+}

@@ -6,11 +6,26 @@
 // with 2 data-plane workers (OMFLOW_BOOSTER_WORKERS) and HAProxy with 2 threads, every process
 // (wrk -t2 too) on the same 2 CPUs. Every figure is the median of the interleaved rounds.
 // Usage: npx tsx bench/booster-throughput.ts [--duration 5] [--connections 50] [--rounds 3] [--no-multicore] [--no-tls] [--tls-only]
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, h2load, makeBenchCert, startBoosterProcess, startPinned, startPostgres, statusGet, stop, tsxArgs, waitFor } from './booster-lib.js';
+import {
+  freePort,
+  h2load,
+  makeBenchCert,
+  RoundMedians,
+  startBoosterProcess,
+  startPinned,
+  startPostgres,
+  statusGet,
+  stop,
+  tsxArgs,
+  type WrkFigures,
+  waitFor,
+  writePostScript,
+  wrk,
+} from './booster-lib.js';
 
 const args = process.argv.slice(2);
 const duration = Number(args[args.indexOf('--duration') + 1] || 0) || 5;
@@ -23,50 +38,18 @@ const rounds = Number(args[args.indexOf('--rounds') + 1] || 0) || 3;
 // --tls-only: only direct, the plain booster and the TLS rows (HTTPS booster and HAProxy, h2).
 const tlsOnly = args.includes('--tls-only');
 const dir = mkdtempSync(join(tmpdir(), 'omflow-bench-'));
-const postLua = join(dir, 'post.lua');
-writeFileSync(postLua, `wrk.method = "POST"\nwrk.body = string.rep("x", 1024)\nwrk.headers["Content-Type"] = "application/octet-stream"\n`);
+const postLua = writePostScript(dir);
 
 type Result = { name: string; kind: string; rps: number; p50: number; p99: number; errors: number };
 
-function ms(v: string): number {
-  const m = /([\d.]+)(us|ms|s)/.exec(v);
-  if (!m) return NaN;
-  return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1);
-}
-
-function wrk(url: string, post: boolean, cpus = '0', threads = 1): { rps: number; p50: number; p99: number; errors: number } {
-  const a = ['-c', cpus, 'wrk', `-t${threads}`, `-c${connections}`, `-d${duration}s`, '--latency', ...(post ? ['-s', postLua] : []), url];
-  const out = execFileSync('taskset', a, { encoding: 'utf8' });
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
-  const p50 = ms(/\s50%\s+(\S+)/.exec(out)?.[1] ?? '');
-  const p99 = ms(/\s99%\s+(\S+)/.exec(out)?.[1] ?? '');
-  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
-  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  return { rps, p50, p99, errors: non2xx + (sock ? sock.slice(1).reduce((s, x) => s + Number(x), 0) : 0) };
-}
+/** wrk on `cpus` with `threads` threads; a 1 KB POST unless `post` is false. */
+const load = (url: string, post: boolean, cpus = '0', threads = 1) =>
+  wrk(url, { connections, durationS: duration, postScript: post ? postLua : undefined, cpus, threads });
 
 const children: { kill: () => Promise<void> }[] = [];
-const results: Result[] = [];
-const samples = new Map<string, Result[]>();
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-/** One round's figures; results holds the median of every round so far (req/s, p50, p99 each). */
-function record(kind: string, name: string, r: Omit<Result, 'name' | 'kind'>): void {
-  const key = `${kind} ${name}`;
-  const list = samples.get(key) ?? [];
-  list.push({ name, kind, ...r });
-  samples.set(key, list);
-  const m: Result = {
-    name,
-    kind,
-    rps: median(list.map((x) => x.rps)),
-    p50: median(list.map((x) => x.p50)),
-    p99: median(list.map((x) => x.p99)),
-    errors: list.reduce((a, x) => a + x.errors, 0),
-  };
-  const prev = results.find((x) => x.kind === kind && x.name === name);
-  if (prev) Object.assign(prev, m);
-  else results.push(m);
-}
+const rows = new RoundMedians<Omit<Result, 'name' | 'kind'>>(['errors']);
+const results: Result[] = rows.results;
+const record = (kind: string, name: string, r: WrkFigures) => rows.record(kind, name, { rps: r.rps, p50: r.p50, p99: r.p99, errors: r.errors });
 const multiResults: Result[] = [];
 const h2results: { name: string; rps: number; meanMs: number; errors: number }[] = [];
 const h2rounds = new Map<string, { rps: number; meanMs: number; errors: number }[]>();
@@ -219,10 +202,10 @@ backend be
   if (withTls) targets.push(...tlsTargets);
 
   for (const kind of ['GET', 'POST 1KB']) {
-    for (const t of targets) wrk(`${t.url}/`, kind !== 'GET'); // warm-up
+    for (const t of targets) load(`${t.url}/`, kind !== 'GET'); // warm-up
     for (let round = 0; round < rounds; round++) {
       for (const t of targets) {
-        const r = wrk(`${t.url}/`, kind !== 'GET');
+        const r = load(`${t.url}/`, kind !== 'GET');
         process.stderr.write(`${kind} ${t.name} round ${round + 1}: ${r.rps.toFixed(0)} req/s\n`);
         record(kind, t.name, r);
       }
@@ -294,10 +277,10 @@ backend be
     }
     mcTargets.unshift({ name: 'direct', url: mcUpstream });
     for (const kind of ['GET', 'POST 1KB']) {
-      for (const t of mcTargets) wrk(`${t.url}/`, kind !== 'GET', '0,1', 2); // warm-up
+      for (const t of mcTargets) load(`${t.url}/`, kind !== 'GET', '0,1', 2); // warm-up
       for (let round = 0; round < rounds; round++) {
         for (const t of mcTargets) {
-          const r = wrk(`${t.url}/`, kind !== 'GET', '0,1', 2);
+          const r = load(`${t.url}/`, kind !== 'GET', '0,1', 2);
           process.stderr.write(`2 cores ${kind} ${t.name} round ${round + 1}: ${r.rps.toFixed(0)} req/s\n`);
           record(`2cores ${kind}`, t.name, r);
         }

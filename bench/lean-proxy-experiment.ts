@@ -11,11 +11,11 @@
 // Pool.dispatch), http-undici (node:http + undici Pool.dispatch: the booster's shape without its logic).
 // Besides req/s and latency, every row has the CPU its own process spent per request (/proc, user + kernel).
 // Usage: npx tsx bench/lean-proxy-experiment.ts [--duration 3] [--connections 50] [--rounds 3] [--profile] [--profile-consume] [--only lean,haproxy]
-import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, startPinned, stop, tsxArgs, waitFor } from './booster-lib.js';
+import { freePort, median, RoundMedians, startPinned, stop, tsxArgs, type WrkFigures, waitFor, writePostScript, wrk } from './booster-lib.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: number) => Number(args[args.indexOf(name) + 1] || 0) || dflt;
@@ -27,29 +27,10 @@ const profile = args.includes('--profile') || args.includes('--profile-consume')
 const profileConsume = args.includes('--profile-consume');
 const only = args.includes('--only') ? new Set(args[args.indexOf('--only') + 1].split(',')) : null;
 const dir = mkdtempSync(join(tmpdir(), 'omflow-lean-'));
-const postLua = join(dir, 'post.lua');
-writeFileSync(postLua, `wrk.method = "POST"\nwrk.body = string.rep("x", 1024)\nwrk.headers["Content-Type"] = "application/octet-stream"\n`);
+const postLua = writePostScript(dir);
 
-type Figures = { rps: number; p50: number; p99: number; errors: number; requests: number; cpuUs: number; sysUs: number; upCpuUs: number };
+type Figures = WrkFigures & { cpuUs: number; sysUs: number; upCpuUs: number };
 type Result = Figures & { name: string; kind: string };
-
-function ms(v: string): number {
-  const m = /([\d.]+)(us|ms|s)/.exec(v);
-  if (!m) return NaN;
-  return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1);
-}
-
-function wrk(url: string, post: boolean): Figures {
-  const a = ['-c', '0', 'wrk', '-t1', `-c${connections}`, `-d${duration}s`, '--latency', ...(post ? ['-s', postLua] : []), url];
-  const out = execFileSync('taskset', a, { encoding: 'utf8' });
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
-  const p50 = ms(/\s50%\s+(\S+)/.exec(out)?.[1] ?? '');
-  const p99 = ms(/\s99%\s+(\S+)/.exec(out)?.[1] ?? '');
-  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
-  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
-  return { rps, p50, p99, errors: non2xx + (sock ? sock.slice(1).reduce((s, x) => s + Number(x), 0) : 0), requests, cpuUs: NaN, sysUs: NaN, upCpuUs: NaN };
-}
 
 /** CPU time (user + system, all threads) a process has used, in µs (/proc/<pid>/stat, 100 Hz ticks). */
 function cpuUs(pid: number | undefined, sysOnly = false): number {
@@ -64,37 +45,19 @@ function measure(t: Target, post: boolean): Figures {
   const c0 = cpuUs(t.pid);
   const s0 = cpuUs(t.pid, true);
   const u0 = cpuUs(upPid);
-  const r = wrk(`${t.url}/`, post);
+  const r: Figures = { ...load(`${t.url}/`, post), cpuUs: Number.NaN, sysUs: Number.NaN, upCpuUs: Number.NaN };
   r.cpuUs = (cpuUs(t.pid) - c0) / r.requests;
   r.sysUs = (cpuUs(t.pid, true) - s0) / r.requests;
   if (t.pid !== upPid) r.upCpuUs = (cpuUs(upPid) - u0) / r.requests;
   return r;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const samples = new Map<string, Result[]>();
-const results: Result[] = [];
-function record(kind: string, name: string, r: Figures): void {
-  const key = `${kind} ${name}`;
-  const list = samples.get(key) ?? [];
-  list.push({ name, kind, ...r });
-  samples.set(key, list);
-  const m: Result = {
-    name,
-    kind,
-    rps: median(list.map((x) => x.rps)),
-    p50: median(list.map((x) => x.p50)),
-    p99: median(list.map((x) => x.p99)),
-    errors: list.reduce((a, x) => a + x.errors, 0),
-    requests: list.reduce((a, x) => a + x.requests, 0),
-    cpuUs: median(list.map((x) => x.cpuUs)),
-    sysUs: median(list.map((x) => x.sysUs)),
-    upCpuUs: median(list.map((x) => x.upCpuUs)),
-  };
-  const prev = results.find((x) => x.kind === kind && x.name === name);
-  if (prev) Object.assign(prev, m);
-  else results.push(m);
-}
+/** wrk -t1 on CPU 0; a 1 KB POST unless `post` is false. */
+const load = (url: string, post: boolean) => wrk(url, { connections, durationS: duration, postScript: post ? postLua : undefined });
+
+const rows = new RoundMedians<Figures>(['errors', 'requests']);
+const results: Result[] = rows.results;
+const record = (kind: string, name: string, r: Figures) => rows.record(kind, name, r);
 
 const children: { kill: () => Promise<void> }[] = [];
 type Target = { name: string; url: string; pid?: number };
@@ -204,7 +167,7 @@ try {
   }
 
   for (const kind of ['GET', 'POST 1KB']) {
-    for (const t of targets) wrk(`${t.url}/`, kind !== 'GET'); // warm-up
+    for (const t of targets) load(`${t.url}/`, kind !== 'GET'); // warm-up
     for (let round = 0; round < rounds; round++) {
       for (const t of targets) {
         const r = measure(t, kind !== 'GET');
@@ -220,8 +183,8 @@ try {
       const profDir = mkdtempSync(join(dir, 'prof-'));
       const port = await freePort();
       const l = await leanServer('proxy', port, upstream, ['--cpu-prof', `--cpu-prof-dir=${profDir}`], { LEAN_CONSUME: profileConsume ? '1' : '0' });
-      wrk(`http://127.0.0.1:${port}/`, kind !== 'GET'); // warm-up
-      const r = wrk(`http://127.0.0.1:${port}/`, kind !== 'GET');
+      load(`http://127.0.0.1:${port}/`, kind !== 'GET'); // warm-up
+      const r = load(`http://127.0.0.1:${port}/`, kind !== 'GET');
       process.stderr.write(`profile ${kind}: ${r.rps.toFixed(0)} req/s under the profiler\n`);
       // --cpu-prof writes on a normal exit; the server exits on SIGINT (give it time to write)
       const exited = new Promise((r) => l.child.once('exit', r));
@@ -238,6 +201,7 @@ try {
   }
 } finally {
   for (const c of children.reverse()) await c.kill();
+  rmSync(dir, { recursive: true, force: true });
 }
 
 console.log(`\nlean-proxy-experiment: wrk -t1 -c${connections} -d${duration}s on CPU 0; servers + upstream on CPU 1; median of ${rounds} interleaved rounds\n`);
@@ -256,9 +220,9 @@ for (const kind of ['GET', 'POST 1KB']) {
     );
   }
   // Paired per round (the same minute of a noisy shared machine): median of the round ratios.
-  const paired = (a: string, b: string, f: (x: Result) => number) => {
-    const xs = samples.get(`${kind} ${a}`);
-    const ys = samples.get(`${kind} ${b}`);
+  const paired = (a: string, b: string, f: (x: Figures) => number) => {
+    const xs = rows.roundsOf(kind, a);
+    const ys = rows.roundsOf(kind, b);
     if (!xs || !ys) return 'n/a';
     return median(xs.map((x, i) => f(x) / f(ys[i]))).toFixed(2);
   };
