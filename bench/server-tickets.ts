@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { freePort } from '../common/free-port.js';
 import { cpuTicks, startEmbeddedPostgres } from './booster-lib.js';
-import { prepareTicketBenchDb } from './ticket-bench-db.js';
+import { benchAuthHeaders, prepareTicketBenchDb } from './ticket-bench-db.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : undefined);
@@ -64,14 +64,7 @@ async function cell(root: string, label: string): Promise<number> {
   });
   const pool = new Pool(`http://127.0.0.1:${port}`, { connections });
   try {
-    const login = await pool.request({
-      path: '/api/auth/login',
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ username: 'bench', password: 'bench-password' }),
-    });
-    const { token } = (await login.body.json()) as { token: string };
-    const headers: Record<string, string> = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
+    const headers = await benchAuthHeaders(pool);
     const latencies: number[] = [];
     let errors = 0;
     let i = 0;

@@ -1,5 +1,6 @@
 // The database the ticket benches share: migrated, seeded (admin `bench`), and, for
 // `--form bench-simple`, a form whose flow has no automatic step (ticket creation alone).
+import type { Pool } from 'undici';
 import { createDatabase, type Database } from '../common/db/create-database.js';
 import { migrateLatest } from '../common/db/migrate.js';
 import { createFlowsService } from '../server/features/flows/service.js';
@@ -37,4 +38,20 @@ export async function prepareTicketBenchDb(url: string, formKey: string): Promis
     );
   }
   return db;
+}
+
+/** Logs in as the bench admin through `pool` (retried while the server is not yet routable); the headers of an authenticated JSON request. */
+export async function benchAuthHeaders(pool: Pool): Promise<Record<string, string>> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const r = await pool.request({
+      path: '/api/auth/login',
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'bench', password: 'bench-password' }),
+    });
+    const answer = (await r.body.json()) as { token?: string };
+    if (r.statusCode === 200 && answer.token) return { 'content-type': 'application/json', authorization: `Bearer ${answer.token}` };
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  throw new Error('bench login failed');
 }

@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { Pool } from 'undici';
 import { freePort, ROOT, SECRET, startBoosterProcess, startEmbeddedPostgres, statusGet, stop, waitFor } from './booster-lib.js';
 import { offerOpenLoop, printOpenLoop } from './open-loop.js';
-import { prepareTicketBenchDb } from './ticket-bench-db.js';
+import { benchAuthHeaders, prepareTicketBenchDb } from './ticket-bench-db.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : undefined);
@@ -84,21 +84,6 @@ async function startCluster(pressure: string, adaptive: boolean, n: number): Pro
   return { boosterUrl, procs: [server, booster] };
 }
 
-async function login(pool: Pool): Promise<Record<string, string>> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const r = await pool.request({
-      path: '/api/auth/login',
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ username: 'bench', password: 'bench-password' }),
-    });
-    const answer = (await r.body.json()) as { token?: string };
-    if (r.statusCode === 200 && answer.token) return { 'content-type': 'application/json', authorization: `Bearer ${answer.token}` };
-    await new Promise((res) => setTimeout(res, 200));
-  }
-  throw new Error('login through the booster failed');
-}
-
 const queuedSteps = async () => Number((await db.knex('steps').whereIn('state', ['ready', 'assigned']).count({ n: '*' }).first())!.n);
 
 let seq = 0;
@@ -110,7 +95,7 @@ const body = () => {
 /** Closed loop: `clients` clients back to back for `seconds`; tickets/s. */
 async function sustainable(boosterUrl: string, seconds: number): Promise<number> {
   const pool = new Pool(boosterUrl, { connections: clients });
-  const headers = await login(pool);
+  const headers = await benchAuthHeaders(pool);
   let ok = 0;
   const run = async (until: number, count: boolean) =>
     Promise.all(
@@ -132,7 +117,7 @@ async function sustainable(boosterUrl: string, seconds: number): Promise<number>
 /** Open loop at `rate`/s for `seconds` through the booster: the ticket creation, printed per outcome. */
 async function offer(boosterUrl: string, rate: number, seconds: number, label: string): Promise<void> {
   const pool = new Pool(boosterUrl, { connections: 1024, pipelining: 1 });
-  const headers = await login(pool);
+  const headers = await benchAuthHeaders(pool);
   printOpenLoop(
     label,
     rate,

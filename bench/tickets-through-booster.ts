@@ -15,7 +15,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Pool } from 'undici';
 import { cpuTicks, freePort, ROOT, SECRET, startBoosterProcess, startEmbeddedPostgres, statusGet, stop, waitFor } from './booster-lib.js';
-import { prepareTicketBenchDb } from './ticket-bench-db.js';
+import { benchAuthHeaders, prepareTicketBenchDb } from './ticket-bench-db.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : undefined);
@@ -64,14 +64,7 @@ async function startServer(i: number, root = ROOT, tag = 's'): Promise<ChildProc
 
 async function measure(n: number, clients: number, prefix: string): Promise<void> {
   pool = new Pool(boosterUrl, { connections: clients });
-  const login = await pool.request({
-    path: '/api/auth/login',
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username: 'bench', password: 'bench-password' }),
-  });
-  const { token } = (await login.body.json()) as { token: string };
-  const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
+  const headers = await benchAuthHeaders(pool);
   const latencies: number[] = [];
   let errors = 0;
   const statuses = new Map<number, number>();
