@@ -3,39 +3,16 @@
 import type { Pool } from 'undici';
 import { createDatabase, type Database } from '../common/db/create-database.js';
 import { migrateLatest } from '../common/db/migrate.js';
-import { createFlowsService } from '../server/features/flows/service.js';
-import { createFlowsStore } from '../server/features/flows/store.js';
-import { createFormsService } from '../server/features/forms/service.js';
-import { createFormsStore } from '../server/features/forms/store.js';
-import { DEMO_FIELDS, seed } from '../server/seed.js';
+import { seed } from '../server/seed.js';
 import { dbConfig } from '../test/helpers/db.js';
+import { deployHumanFirstForm } from '../test/helpers/forms.js';
 
 export async function prepareTicketBenchDb(url: string, formKey: string): Promise<Database> {
   const db = createDatabase(dbConfig(url, { poolMax: 2 }));
   await migrateLatest(db.knex);
   await seed(db, { adminUser: 'bench', adminPassword: 'bench-password', demo: true });
   if (formKey === 'bench-simple' && !(await db.knex('forms').where({ form_key: formKey }).first())) {
-    const flowsStore = createFlowsStore(db.knex);
-    await db.transaction((trx) =>
-      createFlowsService({ store: flowsStore }).deploy(
-        trx,
-        {
-          flowKey: 'bench-simple',
-          name: 'Bench',
-          ticketPrefix: 'BEN',
-          definition: { start: 'review', steps: { review: { type: 'form', assignee: { user: 'bench' }, next: 'done' }, done: { type: 'end' } } },
-        },
-        null,
-      ),
-    );
-    await db.transaction((trx) =>
-      createFormsService({ store: createFormsStore(db.knex), flows: flowsStore }).save(trx, {
-        formKey,
-        title: 'Bench',
-        flowKey: 'bench-simple',
-        fields: DEMO_FIELDS,
-      }),
-    );
+    await deployHumanFirstForm(db, { key: formKey, title: 'Bench', ticketPrefix: 'BEN', assignee: 'bench' });
   }
   return db;
 }

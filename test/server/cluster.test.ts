@@ -3,13 +3,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH } from '../../common/protocol/headers.js';
 import { type Heartbeat, parseHeartbeat } from '../../common/protocol/messages.js';
-import { createFlowsService } from '../../server/features/flows/service.js';
-import { createFlowsStore } from '../../server/features/flows/store.js';
-import { createFormsService } from '../../server/features/forms/service.js';
-import { createFormsStore } from '../../server/features/forms/store.js';
 import { nextTicketNumber } from '../../server/features/tickets/numbering.js';
-import { DEMO_FIELDS, seed } from '../../server/seed.js';
+import { seed } from '../../server/seed.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
+import { deployHumanFirstForm } from '../helpers/forms.js';
 import { runCli, SECRET, type ServerProcess, startServerProcess } from './helpers.js';
 
 async function json(url: string, init: RequestInit = {}): Promise<{ status: number; body: any; headers: Headers }> {
@@ -292,27 +289,7 @@ describe('heartbeats to a booster pair, fencing from replies, graceful stop', ()
   }, 30_000);
 
   it('a ticket that waits at a human step sends no hint: the boosters would find nothing to dispatch', async () => {
-    const flowsStore = createFlowsStore(t.db.knex);
-    await t.db.transaction((trx) =>
-      createFlowsService({ store: flowsStore }).deploy(
-        trx,
-        {
-          flowKey: 'human-first',
-          name: 'Human first',
-          ticketPrefix: 'HUM',
-          definition: { start: 'review', steps: { review: { type: 'form', assignee: { user: 'admin' }, next: 'done' }, done: { type: 'end' } } },
-        },
-        null,
-      ),
-    );
-    await t.db.transaction((trx) =>
-      createFormsService({ store: createFormsStore(t.db.knex), flows: flowsStore }).save(trx, {
-        formKey: 'human-first',
-        title: 'Human first',
-        flowKey: 'human-first',
-        fields: DEMO_FIELDS,
-      }),
-    );
+    await deployHumanFirstForm(t.db, { key: 'human-first', title: 'Human first', ticketPrefix: 'HUM', assignee: 'admin' });
     const login = await fetch(`${srv.url}/api/auth/login`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
