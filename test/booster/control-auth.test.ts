@@ -14,7 +14,7 @@ import { WIRE_ERROR } from '../../common/protocol/wire-errors.js';
 import { createHeartbeat } from '../../server/heartbeat.js';
 import { Runtime } from '../../server/runtime.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
-import { boosterConfig, SECRET, silentLog, startFixtureServer, until } from './fixtures.js';
+import { boosterConfig, idleHeartbeat, SECRET, silentLog, startFixtureServer, until } from './fixtures.js';
 
 /**
  * The control plane as an attacker on the users' network sees it: reads need credentials,
@@ -179,22 +179,7 @@ describe('authenticated control plane', () => {
     const b = await startBooster('auth-noaud');
     await until(() => b.role() === 'active', 'booster active');
     // A valid heartbeat, signed with the cluster secret but for no receiver in particular.
-    const hb = JSON.stringify({
-      nodeId: 'hb-3',
-      url: 'http://127.0.0.1:1',
-      version: '1.0.0',
-      seq: 1,
-      startedAt: new Date().toISOString(),
-      inflight: 0,
-      runningSteps: 0,
-      stepCapacity: 4,
-      eventLoopLagMs: 0,
-      dbPool: { used: 0, waiting: 0 },
-      cpu: 0,
-      rssBytes: 0,
-      draining: false,
-      epochSeen: 0,
-    });
+    const hb = JSON.stringify(idleHeartbeat({ nodeId: 'hb-3', url: 'http://127.0.0.1:1', version: '1.0.0', startedAt: new Date().toISOString() }));
     const r = await request(b.base + BOOSTER_PATH.heartbeat, {
       method: 'POST',
       body: hb,

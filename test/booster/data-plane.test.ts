@@ -7,7 +7,17 @@ import { type Booster, createBooster } from '../../booster/booster.js';
 import type { LicenseGate } from '../../booster/license/gate.js';
 import { audienceOf, signClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
-import { boosterConfig, boosterSuiteDatabase, type FixtureServer, SECRET, signedPost, silentLog, startFixtureServer, until } from './fixtures.js';
+import {
+  boosterConfig,
+  boosterSuiteDatabase,
+  type FixtureServer,
+  idleHeartbeat,
+  SECRET,
+  signedPost,
+  silentLog,
+  startFixtureServer,
+  until,
+} from './fixtures.js';
 
 /** The data plane of one in-process booster in front of real loopback servers. */
 const suite = boosterSuiteDatabase();
@@ -318,22 +328,7 @@ describe('booster data plane', () => {
 
   it('refuses forged, malformed and oversized control calls and registers nothing', async () => {
     const b = await activeBooster('dp-auth');
-    const hb = {
-      nodeId: 'evil',
-      url: 'http://127.0.0.1:1',
-      version: '1',
-      seq: 1,
-      startedAt: 'x',
-      inflight: 0,
-      runningSteps: 0,
-      stepCapacity: 1,
-      eventLoopLagMs: 0,
-      dbPool: { used: 0, waiting: 0 },
-      cpu: 0,
-      rssBytes: 0,
-      draining: false,
-      epochSeen: 0,
-    };
+    const hb = idleHeartbeat({ nodeId: 'evil', url: 'http://127.0.0.1:1', startedAt: 'x', stepCapacity: 1 });
     const forged = await signedPost(b.base, BOOSTER_PATH.heartbeat, hb, 'wrong-secret-wrong-secret');
     expect(forged.status).toBe(401);
     expect(((await forged.json()) as { code: string }).code).toBe('COMMON_ERR_CLUSTER_AUTH');

@@ -65,6 +65,25 @@ export interface FixtureServer {
   stop(): Promise<void>;
 }
 
+/** A heartbeat of an idle, healthy server; `fields` sets who it is and anything else a test needs. */
+export function idleHeartbeat(fields: Pick<Heartbeat, 'nodeId' | 'url'> & Partial<Heartbeat>): Heartbeat {
+  return {
+    version: '1',
+    seq: 1,
+    startedAt: 'start-1',
+    inflight: 0,
+    runningSteps: 0,
+    stepCapacity: 4,
+    eventLoopLagMs: 0,
+    dbPool: { used: 0, waiting: 0 },
+    cpu: 0,
+    rssBytes: 0,
+    draining: false,
+    epochSeen: 0,
+    ...fields,
+  };
+}
+
 export async function startFixtureServer(opts: {
   id: string;
   boosters: string[];
@@ -239,7 +258,7 @@ export async function startFixtureServer(opts: {
   f.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
   f.heartbeatNow = async () => {
-    const hb: Heartbeat = {
+    const hb = idleHeartbeat({
       nodeId: opts.id,
       url: f.url,
       version: '1.0.0',
@@ -248,13 +267,10 @@ export async function startFixtureServer(opts: {
       inflight: f.reportedInflight ?? inflight,
       runningSteps: running,
       stepCapacity: f.stepCapacity,
-      eventLoopLagMs: 0,
-      dbPool: { used: 0, waiting: 0 },
-      cpu: 0,
       rssBytes: process.memoryUsage.rss(),
       draining: f.draining,
       epochSeen: f.fence.highest,
-    };
+    });
     const body = JSON.stringify(hb);
     for (const b of f.boosters) {
       try {

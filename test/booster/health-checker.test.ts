@@ -6,6 +6,7 @@ import { ServerTable, type Transition } from '../../booster/server-table.js';
 import { UpstreamPools } from '../../booster/upstream-pools.js';
 import { createLogger } from '../../common/log.js';
 import { SERVER_PATH } from '../../common/protocol/headers.js';
+import { idleHeartbeat } from './fixtures.js';
 
 /**
  * The health checker against a real loopback app server whose /readyz answers from a script.
@@ -53,22 +54,7 @@ function checkerFor(url: string) {
     () => performance.now(),
     (t) => transitions.push({ ...t }),
   );
-  table.heartbeat({
-    nodeId: 'srv',
-    url,
-    version: '1',
-    seq: 1,
-    startedAt: 'start-1',
-    inflight: 0,
-    runningSteps: 0,
-    stepCapacity: 4,
-    eventLoopLagMs: 0,
-    dbPool: { used: 0, waiting: 0 },
-    cpu: 0,
-    rssBytes: 0,
-    draining: false,
-    epochSeen: 0,
-  });
+  table.heartbeat(idleHeartbeat({ nodeId: 'srv', url }));
   const pools = new UpstreamPools({ connectTimeoutMs: 1000, headersTimeoutMs: 1000, idleTimeoutMs: 1000, keepAliveMs: 1000, connectionsPerServer: 2 });
   const checker = new HealthChecker(
     table,

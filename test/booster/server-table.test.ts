@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ServerTable, type TableOptions, type Transition } from '../../booster/server-table.js';
 import type { Heartbeat } from '../../common/protocol/messages.js';
+import { idleHeartbeat } from './fixtures.js';
 
 /** ServerTable is pure policy: driven here by a hand-moved clock and scripted heartbeats. */
 const OPTS: TableOptions = {
@@ -26,23 +27,7 @@ function setup(opts: Partial<TableOptions> = {}) {
   const hb = (id: string, extra: Partial<Heartbeat> = {}) => {
     const seq = (seqs.get(id) ?? 0) + 1;
     seqs.set(id, seq);
-    return table.heartbeat({
-      nodeId: id,
-      url: `http://127.0.0.1:${9000 + seqs.size}`,
-      version: '1',
-      seq,
-      startedAt: 'start-1',
-      inflight: 0,
-      runningSteps: 0,
-      stepCapacity: 4,
-      eventLoopLagMs: 0,
-      dbPool: { used: 0, waiting: 0 },
-      cpu: 0,
-      rssBytes: 0,
-      draining: false,
-      epochSeen: 0,
-      ...extra,
-    });
+    return table.heartbeat(idleHeartbeat({ nodeId: id, url: `http://127.0.0.1:${9000 + seqs.size}`, seq, ...extra }));
   };
   return { table, transitions, hb, advance: (ms: number) => (now += ms), at: () => now };
 }
