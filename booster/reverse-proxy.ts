@@ -385,11 +385,11 @@ class Attempt {
     if (this.settled) return;
     this.settled = true;
     const s = this.x.s;
-    s.table.endRequest(this.e, this.headersAt !== 0);
+    // Requests wait only while no server has room: wake one when this server has room again.
+    if (s.table.endRequest(this.e, this.headersAt !== 0)) s.admission.release();
     const stats = s.metrics.statsOf(this.e.id);
     stats.count(this.status);
     if (this.headersAt) stats.observe((this.headersAt - this.startedAt) / 1000);
-    s.admission.release();
   }
 
   onConnect(abort: (err?: Error) => void): void {
@@ -404,8 +404,7 @@ class Attempt {
     this.headersAt = performance.now();
     this.status = statusCode;
     // The server has done its work: its adaptive limit learns the time, and a queued request may take the slot.
-    x.s.table.headersReceived(e, this.headersAt - this.startedAt, this.pendingAtSend);
-    x.s.admission.release();
+    if (x.s.table.headersReceived(e, this.headersAt - this.startedAt, this.pendingAtSend)) x.s.admission.release();
     // The server's database is unreachable: every server shares it, so this is neither the
     // server's fault (no passive failure, no ejection) nor worth a retry elsewhere (same answer, more load).
     const dbDown = statusCode === 503 && hasDbUnavailable(rawHeaders);

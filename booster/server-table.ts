@@ -212,18 +212,31 @@ export class ServerTable {
     return e.pending++;
   }
 
-  /** The server's response headers arrived after `ms`; `pendingAtSend` is what startRequest returned. */
-  headersReceived(v: ServerView, ms: number, pendingAtSend: number): void {
+  /**
+   * The server's response headers arrived after `ms`; `pendingAtSend` is what startRequest
+   * returned. True when this freed a slot of a limit that bounds the server and it has room:
+   * one queued request may take it (a slot no limit was short of makes no room).
+   */
+  headersReceived(v: ServerView, ms: number, pendingAtSend: number): boolean {
     const e = v as ServerEntry;
     e.pending--;
     e.limiter?.sample(ms, pendingAtSend, this.clock());
+    return e.limiter !== null && this.hasRoom(e);
   }
 
-  /** The request is over; `headersSeen` false when it ended before headersReceived (its pending slot is freed here). */
-  endRequest(v: ServerView, headersSeen: boolean): void {
+  /**
+   * The request is over; `headersSeen` false when it ended before headersReceived (its pending
+   * slot is freed here). True, as for headersReceived, when a queued request may take its slot.
+   */
+  endRequest(v: ServerView, headersSeen: boolean): boolean {
     const e = v as ServerEntry;
+    let freed = e.inflight >= this.opts.maxInflightPerServer;
     e.inflight--;
-    if (!headersSeen) e.pending--;
+    if (!headersSeen) {
+      e.pending--;
+      if (e.limiter) freed = true;
+    }
+    return freed && this.hasRoom(e);
   }
 
   /** Room for one more request: under the fixed in-flight maximum and the adaptive limit. */
