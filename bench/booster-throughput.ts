@@ -1,5 +1,6 @@
 // bench/booster-throughput: GET and 1 KB POST through the booster vs directly vs nginx, HAProxy,
-// a minimal undici proxy and fastify + @fastify/reply-from, in one run. wrk runs on CPU 0,
+// a minimal undici proxy and fastify + @fastify/reply-from, in one run; the booster twice: as
+// configured (lean HTTP/1.1 path on) and with OMFLOW_BOOSTER_LEAN_HTTP1=false (node:http + undici). wrk runs on CPU 0,
 // proxies and the upstream on CPU 1. Prints req/s, p50, p99 and each as a ratio of direct.
 // HTTPS rows: the booster and HAProxy terminating TLS with the same certificate (wrk, keep-alive),
 // and an h2 row (h2load, nghttp2-client) for both. A multi-core section: the booster with 1 and
@@ -63,12 +64,15 @@ try {
   // A second booster with the certificate, serving as standby (the cluster API stays plain on its port).
   const tlsPort = await freePort();
   const tlsBoosterUrl = `http://127.0.0.1:${tlsPort}`;
+  // A third booster with the lean HTTP/1.1 path off (node:http + undici only), as a standby that serves.
+  const nodeHttpPort = await freePort();
+  const nodeHttpBoosterUrl = `http://127.0.0.1:${nodeHttpPort}`;
   const cert = makeBenchCert(dir);
   const up = await startPinned(
     '1',
     process.execPath,
     tsxArgs('bench/booster-upstream.ts'),
-    { PORT: String(upPort), BOOSTERS: `${boosterUrl},${tlsBoosterUrl}`, NODE_ID: 'bench-up' },
+    { PORT: String(upPort), BOOSTERS: `${boosterUrl},${tlsBoosterUrl},${nodeHttpBoosterUrl}`, NODE_ID: 'bench-up' },
     /LISTENING/,
   );
   children.push({ kill: () => stop(up.child) });
@@ -110,6 +114,21 @@ try {
 
   if (!tlsOnly) await startOtherProxies();
   async function startOtherProxies(): Promise<void> {
+    const nodeHttpBooster = startBoosterProcess('1', {
+      OMFLOW_DB_URL: pg.url,
+      OMFLOW_NODE_ID: 'bench-booster-node-http',
+      OMFLOW_BOOSTER_PORT: String(nodeHttpPort),
+      OMFLOW_BOOSTER_SLOW_START_MS: '0',
+      OMFLOW_BOOSTER_STANDBY_SERVES: 'true',
+      OMFLOW_BOOSTER_LEAN_HTTP1: 'false',
+    });
+    children.push({ kill: () => stop(nodeHttpBooster) });
+    await waitFor(async () => {
+      const st = (await (await statusGet(nodeHttpBoosterUrl)).json()) as { servers: { state: string }[] };
+      return st.servers.some((x) => x.state === 'up');
+    }, 'node:http booster with the upstream up');
+    targets.push({ name: 'booster-node-http', url: nodeHttpBoosterUrl });
+
     const undiciPort = await freePort();
     const u = await startPinned('1', process.execPath, tsxArgs('bench/booster-undici-proxy.ts'), { PORT: String(undiciPort), UPSTREAM: upstream }, /LISTENING/);
     children.push({ kill: () => stop(u.child) });
@@ -308,6 +327,8 @@ for (const kind of ['GET', 'POST 1KB']) {
   const b = get('booster')!;
   const fr = get('fastify-reply-from');
   const ha = get('haproxy');
+  const nh = get('booster-node-http');
+  if (nh) console.log(`  booster (lean HTTP/1.1) / booster with OMFLOW_BOOSTER_LEAN_HTTP1=false = ${(b.rps / nh.rps).toFixed(2)}`);
   console.log(
     `  booster / fastify-reply-from = ${fr ? (b.rps / fr.rps).toFixed(2) : 'n/a'} (goal >= 1.5); booster / haproxy = ${ha ? (b.rps / ha.rps).toFixed(2) : 'n/a'} (goal >= 0.5); p99 booster / haproxy = ${ha ? (b.p99 / ha.p99).toFixed(2) : 'n/a'} (goal <= 2)`,
   );

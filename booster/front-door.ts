@@ -7,6 +7,7 @@ import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import type { Logger } from '../common/log.js';
 import { BOOSTER_PATH } from '../common/protocol/headers.js';
 import { BoosterErrors } from './errors.js';
+import { attachLeanFront, leanHttp1Available } from './http1/front-connection.js';
 
 /**
  * The listeners of the booster port. Without a certificate: a plain node:http server, as before.
@@ -31,6 +32,8 @@ export interface FrontDoorOptions {
   server: ServerOptions;
   /** Poll interval of the certificate files (fs.watchFile follows renames and symlink swaps). */
   watchIntervalMs?: number;
+  /** Plain HTTP/1.1 on the lean path (ADR 0014), bodies up to this size held; null: node:http only. TLS ports ignore it. */
+  leanMaxHeldBodyBytes?: number | null;
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -120,7 +123,19 @@ export const H2_MAX_CONCURRENT_STREAMS = 128;
 export function createFrontDoor(opts: FrontDoorOptions, onRequest: Handler): Server {
   if (!opts.tls) {
     if (opts.redirectPort !== undefined) opts.log.warn('OMFLOW_BOOSTER_HTTP_REDIRECT_PORT ignored: no TLS certificate configured');
-    return createServer(opts.server, onRequest);
+    const server = createServer(opts.server, onRequest);
+    if (opts.leanMaxHeldBodyBytes != null) {
+      if (!leanHttp1Available) opts.log.warn("OMFLOW_BOOSTER_LEAN_HTTP1 ignored: this Node has no process.binding('http_parser'); node:http serves everything");
+      else
+        attachLeanFront(server, {
+          onRequest: onRequest as never,
+          handsOver: (url) => url.startsWith(BOOSTER_PATH.prefix),
+          maxHeldBodyBytes: opts.leanMaxHeldBodyBytes,
+          keepAliveTimeoutMs: opts.server.keepAliveTimeout ?? 5000,
+          headersTimeoutMs: opts.server.headersTimeout || 30_000,
+        });
+    }
+    return server;
   }
   const tls = opts.tls;
   const log = opts.log;

@@ -7,6 +7,8 @@ import { HEADER } from '../common/protocol/headers.js';
 import type { Admission } from './admission.js';
 import { BoosterErrors } from './errors.js';
 import { nextRequestId, sendError } from './http-errors.js';
+import { headerOf, LeanRequest } from './http1/front-connection.js';
+import type { Http1Pool } from './http1/upstream-client.js';
 import type { BoosterMetrics } from './metrics.js';
 import type { ServerTable, ServerView } from './server-table.js';
 import type { UpstreamPool, UpstreamPools } from './upstream-pools.js';
@@ -95,10 +97,16 @@ function onResponseDrain(this: TaggedResponse): void {
   this[EXCHANGE]?.answering?.resumeUpstream?.();
 }
 
+/** Raw header names and values: Buffers from undici, strings from the lean client. */
+type RawHeader = Buffer | string;
+function latin1(v: RawHeader): string {
+  return typeof v === 'string' ? v : v.toString('latin1');
+}
+
 /** An app server's 503 that blames the database (HEADER.dbUnavailable); only looked for on a 503. */
-function hasDbUnavailable(rawHeaders: Buffer[]): boolean {
+function hasDbUnavailable(rawHeaders: RawHeader[]): boolean {
   for (let i = 0; i < rawHeaders.length; i += 2)
-    if (rawHeaders[i].length === HEADER.dbUnavailable.length && rawHeaders[i].toString('latin1').toLowerCase() === HEADER.dbUnavailable) return true;
+    if (rawHeaders[i].length === HEADER.dbUnavailable.length && latin1(rawHeaders[i]).toLowerCase() === HEADER.dbUnavailable) return true;
   return false;
 }
 
@@ -141,6 +149,15 @@ export class ReverseProxy {
   handle(req: IncomingMessage, res: ServerResponse): void {
     this.#s.counter.active++;
     const method = req.method ?? 'GET';
+    if (req instanceof LeanRequest) {
+      // The lean front read the whole (small) body already.
+      const x = new Exchange(this.#s, req, res, method, req.heldBody === null ? 'none' : 'buffer');
+      x.body = req.heldBody;
+      (res as TaggedResponse)[EXCHANGE] = x;
+      res.on('close', onResponseClose);
+      void x.start();
+      return;
+    }
     const cl = req.headers['content-length'];
     const te = req.headers['transfer-encoding'];
     let mode: 'none' | 'buffer' | 'stream' = 'none';
@@ -298,7 +315,7 @@ class Exchange {
   ) {
     this.headers = buildUpstreamHeaders(req, this.requestId, s.epoch());
     this.idempotent = IDEMPOTENT.has(method);
-    this.keyed = req.headers[HEADER.idempotencyKey] !== undefined;
+    this.keyed = headerOf(req, HEADER.idempotencyKey) !== undefined;
     s.admission.earn();
   }
 
@@ -331,15 +348,17 @@ class Exchange {
       }
       this.attempts++;
       this.tried.add(e.id);
-      let pool: UpstreamPool;
+      let pool: UpstreamPool | Http1Pool;
       try {
-        pool = s.pools.get(e).pool;
+        const up = s.pools.get(e);
+        // A body in memory (or none) can take the lean client; a streamed one needs undici.
+        pool = this.mode !== 'stream' && up.http1 !== null ? up.http1 : up.pool;
       } catch {
         return sendError(this.res, BoosterErrors.BOOSTER_ERR_NO_SERVER()); // pools closed: the booster is stopping
       }
       const pendingAtSend = s.table.startRequest(e);
       const body = this.mode === 'stream' ? this.req : this.body;
-      pool.dispatch(
+      (pool as UpstreamPool).dispatch(
         { method: this.method as Dispatcher.HttpMethod, path: this.req.url ?? '/', headers: this.headers, body },
         new Attempt(this, e, pendingAtSend) as unknown as Dispatcher.DispatchHandler,
       );
@@ -397,7 +416,7 @@ class Attempt {
     if (this.x.res.destroyed) abort(new Error('client went away'));
   }
 
-  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText?: string): boolean {
+  onHeaders(statusCode: number, rawHeaders: RawHeader[], resume: () => void, statusText?: string): boolean {
     if (statusCode < 200) return true; // 1xx: the final response follows
     const x = this.x;
     const e = this.e;
@@ -424,9 +443,9 @@ class Attempt {
     this.resumeUpstream = resume;
     const out: string[] = [];
     for (let i = 0; i < rawHeaders.length; i += 2) {
-      const name = rawHeaders[i].toString('latin1');
+      const name = latin1(rawHeaders[i]);
       if (HOP_BY_HOP.has(name.length < 32 ? name.toLowerCase() : name)) continue;
-      out.push(name, rawHeaders[i + 1].toString('latin1'));
+      out.push(name, latin1(rawHeaders[i + 1]));
     }
     out.push(HEADER.upstream, e.id);
     const res = x.res;

@@ -1,4 +1,5 @@
 import { type Dispatcher, Pool } from 'undici';
+import { Http1Pool } from './http1/upstream-client.js';
 
 /**
  * One connection pool per app server, shared by the reverse proxy, the health checker and
@@ -13,6 +14,8 @@ export interface UpstreamPoolOptions {
   idleTimeoutMs: number;
   keepAliveMs: number;
   connectionsPerServer: number;
+  /** Also open a lean HTTP/1.1 pool per server (for requests whose body is in memory); default false. */
+  leanHttp1?: boolean;
 }
 
 export type PoolFactory = (origin: string, opts: UpstreamPoolOptions) => UpstreamPool;
@@ -20,6 +23,8 @@ export type PoolFactory = (origin: string, opts: UpstreamPoolOptions) => Upstrea
 export interface Upstream {
   readonly pool: UpstreamPool;
   readonly origin: URL;
+  /** The lean HTTP/1.1 pool of the same server (null: off, not http:, or unavailable). */
+  readonly http1: Http1Pool | null;
 }
 
 /** What a pool is keyed on: a server's id and its current URL. */
@@ -41,6 +46,10 @@ export const undiciPoolFactory: PoolFactory = (origin, o) =>
 
 type Slot = Upstream & { url: string };
 
+function closeSlot(p: Slot): Promise<void> {
+  return Promise.all([p.pool.close().catch(() => {}), p.http1?.close()]).then(() => {});
+}
+
 export class UpstreamPools {
   readonly #pools = new Map<string, Slot>();
   #closing: Promise<void> | null = null;
@@ -56,9 +65,10 @@ export class UpstreamPools {
     let p = this.#pools.get(t.id);
     if (p === undefined || p.url !== t.url) {
       if (this.#closing || this.#destroyed) throw new Error('upstream pools are closed');
-      if (p) void p.pool.close().catch(() => {});
+      if (p) void closeSlot(p);
       const origin = new URL(t.url);
-      p = { url: t.url, origin, pool: this.factory(origin.origin, this.opts) };
+      const http1 = this.opts.leanHttp1 && origin.protocol === 'http:' && Http1Pool.available ? new Http1Pool(origin.origin, this.opts) : null;
+      p = { url: t.url, origin, pool: this.factory(origin.origin, this.opts), http1 };
       this.#pools.set(t.id, p);
     }
     return p;
@@ -70,13 +80,16 @@ export class UpstreamPools {
 
   /** Drains: in-flight requests finish, then the connections close. Same promise on every call. */
   close(): Promise<void> {
-    return (this.#closing ??= Promise.all([...this.#pools.values()].map((p) => p.pool.close().catch(() => {}))).then(() => {}));
+    return (this.#closing ??= Promise.all([...this.#pools.values()].map(closeSlot)).then(() => {}));
   }
 
   /** Aborts everything at once. Idempotent. */
   destroy(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
-    for (const p of this.#pools.values()) void p.pool.destroy().catch(() => {});
+    for (const p of this.#pools.values()) {
+      void p.pool.destroy().catch(() => {});
+      void p.http1?.destroy();
+    }
   }
 }

@@ -128,6 +128,10 @@ export const boosterArea = defineArea({
       min: 0,
       max: 100,
     }),
+    leanHttp1: bool('OMFLOW_BOOSTER_LEAN_HTTP1', {
+      doc: "Serve plain HTTP/1.1 keep-alive traffic on the lean path (ADR 0014): client connections read by Node's llhttp without node:http's request objects, and requests whose body is absent or held (see OMFLOW_BOOSTER_REPLAYABLE_BODY_BYTES) sent over a lean keep-alive pool. Upgrades, Expect, chunked or large uploads, pipelined requests and the /_booster/ API are handed to node:http on the same connection; TLS and HTTP/2 always use node:http. false: node:http and undici for everything.",
+      default: true,
+    }),
     replayableBodyBytes: int('OMFLOW_BOOSTER_REPLAYABLE_BODY_BYTES', {
       doc: 'Request bodies up to this size (with Content-Length) are held so a retry can resend them; larger bodies stream and are only retried when they were never read.',
       default: 65536,
