@@ -89,6 +89,20 @@ try {
     const st = (await r.json()) as { role: string; servers: { state: string }[] };
     return st.role === 'active' && st.servers.some((s) => s.state === 'up');
   }, 'booster active with the upstream up');
+  // Started right after the first: its port was picked early and must not meet an outgoing connection's.
+  const nodeHttpBooster = startBoosterProcess('1', {
+    OMFLOW_DB_URL: pg.url,
+    OMFLOW_NODE_ID: 'bench-booster-node-http',
+    OMFLOW_BOOSTER_PORT: String(nodeHttpPort),
+    OMFLOW_BOOSTER_SLOW_START_MS: '0',
+    OMFLOW_BOOSTER_STANDBY_SERVES: 'true',
+    OMFLOW_BOOSTER_LEAN_HTTP1: 'false',
+  });
+  children.push({ kill: () => stop(nodeHttpBooster) });
+  await waitFor(async () => {
+    const st = (await (await statusGet(nodeHttpBoosterUrl)).json()) as { servers: { state: string }[] };
+    return st.servers.some((x) => x.state === 'up');
+  }, 'node:http booster with the upstream up');
 
   const tlsBooster = startBoosterProcess('1', {
     OMFLOW_DB_URL: pg.url,
@@ -111,24 +125,10 @@ try {
     { name: 'direct', url: upstream },
     { name: 'booster', url: boosterUrl },
   ];
+  if (!tlsOnly) targets.push({ name: 'booster-node-http', url: nodeHttpBoosterUrl });
 
   if (!tlsOnly) await startOtherProxies();
   async function startOtherProxies(): Promise<void> {
-    const nodeHttpBooster = startBoosterProcess('1', {
-      OMFLOW_DB_URL: pg.url,
-      OMFLOW_NODE_ID: 'bench-booster-node-http',
-      OMFLOW_BOOSTER_PORT: String(nodeHttpPort),
-      OMFLOW_BOOSTER_SLOW_START_MS: '0',
-      OMFLOW_BOOSTER_STANDBY_SERVES: 'true',
-      OMFLOW_BOOSTER_LEAN_HTTP1: 'false',
-    });
-    children.push({ kill: () => stop(nodeHttpBooster) });
-    await waitFor(async () => {
-      const st = (await (await statusGet(nodeHttpBoosterUrl)).json()) as { servers: { state: string }[] };
-      return st.servers.some((x) => x.state === 'up');
-    }, 'node:http booster with the upstream up');
-    targets.push({ name: 'booster-node-http', url: nodeHttpBoosterUrl });
-
     const undiciPort = await freePort();
     const u = await startPinned('1', process.execPath, tsxArgs('bench/booster-undici-proxy.ts'), { PORT: String(undiciPort), UPSTREAM: upstream }, /LISTENING/);
     children.push({ kill: () => stop(u.child) });

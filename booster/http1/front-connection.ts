@@ -87,9 +87,12 @@ export class LeanRequest {
   }
 }
 
-function uncorkLater(res: LeanResponse): void {
-  res.uncork();
+function flushLater(res: LeanResponse): void {
+  res.flushHead();
 }
+
+/** Above this, a chunk is not copied to join the head: two writes instead. */
+const JOIN_LIMIT = 16 * 1024;
 
 /** A header of either kind of request, by its lower-case name. */
 export function headerOf(req: IncomingMessage | LeanRequest, lowerName: string): string | undefined {
@@ -112,7 +115,8 @@ export class LeanResponse {
   #chunked = false;
   #noBody: boolean;
   #close = false;
-  #corked = false;
+  /** The head, until the first body bytes join it in one write (or the next tick sends it alone). */
+  #pendingHead: string | null = null;
   #onClose: Listener[] | null = null;
   #onDrain: Listener[] | null = null;
 
@@ -181,38 +185,64 @@ export class LeanResponse {
     else if (this.req.httpVersionMinor === 0) head += 'connection: keep-alive\r\n';
     if (!hasDate) head += `date: ${httpDate()}\r\n`;
     head += '\r\n';
-    const s = this.conn.socket;
-    // Head and first body chunk leave in one write, as node:http does.
-    s.cork();
-    this.#corked = true;
-    process.nextTick(uncorkLater, this);
-    s.write(head, 'latin1');
+    // The head waits for the first body chunk, so both leave in one write (as node:http does with
+    // cork); an answer whose body comes later (SSE) gets its head on the next tick.
+    this.#pendingHead = head;
+    process.nextTick(flushLater, this);
     return this;
   }
 
-  uncork(): void {
-    if (!this.#corked) return;
-    this.#corked = false;
-    this.conn.socket.uncork();
+  flushHead(): void {
+    const head = this.#pendingHead;
+    if (head === null) return;
+    this.#pendingHead = null;
+    if (!this.destroyed) this.conn.socket.write(head, 'latin1');
+  }
+
+  /** One write of [pending head] + prefix + chunk + suffix (prefix and suffix are chunk framing). */
+  #send(prefix: string, chunk: Buffer | string | null, suffix: string): boolean {
+    const s = this.conn.socket;
+    const head = this.#pendingHead;
+    this.#pendingHead = null;
+    const pre = head === null ? prefix : head + prefix;
+    if (chunk === null || chunk.length === 0) return pre.length + suffix.length === 0 ? true : s.write(pre + suffix, 'latin1');
+    const body = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    if (pre.length === 0 && suffix.length === 0) return s.write(body);
+    if (body.length > JOIN_LIMIT) {
+      s.cork();
+      s.write(pre, 'latin1');
+      s.write(body);
+      const ok = suffix.length === 0 ? true : s.write(suffix, 'latin1');
+      s.uncork();
+      return ok && s.writableLength < s.writableHighWaterMark;
+    }
+    // Header bytes are latin1: one byte per character.
+    const out = Buffer.allocUnsafe(pre.length + body.length + suffix.length);
+    out.write(pre, 0, 'latin1');
+    body.copy(out, pre.length);
+    if (suffix.length > 0) out.write(suffix, pre.length + body.length, 'latin1');
+    return s.write(out);
   }
 
   write(chunk: Buffer | string): boolean {
     if (this.destroyed || this.writableFinished) return false;
     if (!this.headersSent) this.writeHead(this.statusCode);
     if (this.#noBody || chunk.length === 0) return true;
-    const s = this.conn.socket;
-    if (!this.#chunked) return s.write(chunk);
-    s.write(`${Buffer.byteLength(chunk).toString(16)}\r\n`, 'latin1');
-    s.write(chunk);
-    return s.write('\r\n', 'latin1');
+    if (!this.#chunked) return this.#send('', chunk, '');
+    return this.#send(`${Buffer.byteLength(chunk).toString(16)}\r\n`, chunk, '\r\n');
   }
 
   end(chunk?: Buffer | string): this {
     if (this.destroyed || this.writableFinished) return this;
-    if (chunk !== undefined) this.write(chunk);
-    else if (!this.headersSent) this.writeHead(this.statusCode);
-    if (this.#chunked) this.conn.socket.write('0\r\n\r\n', 'latin1');
-    this.uncork();
+    if (chunk !== undefined && chunk.length > 0) {
+      if (!this.headersSent) this.writeHead(this.statusCode);
+      if (this.#noBody) this.#send('', null, '');
+      else if (this.#chunked) this.#send(`${Buffer.byteLength(chunk).toString(16)}\r\n`, chunk, '\r\n0\r\n\r\n');
+      else this.#send('', chunk, '');
+    } else {
+      if (!this.headersSent) this.writeHead(this.statusCode);
+      this.#send(this.#chunked ? '0\r\n\r\n' : '', null, '');
+    }
     this.writableFinished = true;
     this.conn.responseDone(this, this.#close);
     this.emit('close');
@@ -223,7 +253,7 @@ export class LeanResponse {
   destroy(_err?: Error): this {
     if (this.destroyed) return this;
     this.destroyed = true;
-    this.uncork();
+    this.#pendingHead = null;
     this.conn.socket.destroy();
     return this;
   }

@@ -32,6 +32,7 @@ function codedError(code: string, message: string): Error {
 }
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 /** One request on its way through the pool. */
 class PooledRequest {
@@ -96,19 +97,25 @@ class UpConn {
     p[b.HTTPParser.kOnHeadersComplete] = this.#onHeadersComplete;
     p[b.HTTPParser.kOnBody] = this.#onBody;
     p[b.HTTPParser.kOnMessageComplete] = this.#onMessageComplete;
-    const s = connect({ host, port, noDelay: true });
+    // Reads land in one shared buffer (no stream 'data' path): llhttp copies body bytes out and
+    // gives headers as strings, and a read is parsed before the next one can arrive.
+    const s = connect({
+      host,
+      port,
+      noDelay: true,
+      onread: {
+        buffer: READ_BUFFER,
+        callback: (n: number) => {
+          this.#onRead(READ_BUFFER.subarray(0, n));
+          return true; // backpressure pauses the socket itself (onData → pause)
+        },
+      },
+    });
     this.socket = s;
     s.setTimeout(connectTimeoutMs, () => {
       if (s.connecting) this.fail(codedError('UND_ERR_CONNECT_TIMEOUT', `Connect Timeout Error (${connectTimeoutMs} ms)`));
     });
     s.once('connect', () => s.setTimeout(0));
-    s.on('data', (d: Buffer) => {
-      if (this.req === null) return this.fail(codedError('UND_ERR_SOCKET', 'data from the server on an idle connection'));
-      const r = p.execute(d);
-      if (r instanceof Error) this.fail(codedError('UND_ERR_SOCKET', `bad response from the server: ${r.message}`));
-      else if (this.dead) this.fail(codedError('UND_ERR_SOCKET', 'the connection cannot be reused'));
-      else if (this.req === null) this.pool.release(this);
-    });
     s.on('end', () => {
       // A response without a length ends with the connection.
       if (this.req?.headersSeen) {
@@ -119,6 +126,17 @@ class UpConn {
     });
     s.on('error', (err) => this.fail(err));
     s.on('close', () => this.fail(codedError('UND_ERR_SOCKET', 'other side closed')));
+  }
+
+  #onRead(d: Buffer): void {
+    if (this.req === null) {
+      this.fail(codedError('UND_ERR_SOCKET', 'data from the server on an idle connection'));
+      return;
+    }
+    const r = this.parser.execute(d);
+    if (r instanceof Error) this.fail(codedError('UND_ERR_SOCKET', `bad response from the server: ${r.message}`));
+    else if (this.dead) this.fail(codedError('UND_ERR_SOCKET', 'the connection cannot be reused'));
+    else if (this.req === null) this.pool.release(this);
   }
 
   /** Writes the request: head and held body in one write. */
@@ -143,10 +161,11 @@ class UpConn {
     const s = this.socket;
     if (s.isPaused()) s.resume(); // the last answer may have left it paused by backpressure
     if (o.body !== null && o.body.length > 0) {
-      s.cork();
-      s.write(head, 'latin1');
-      s.write(o.body);
-      s.uncork();
+      // One buffer, one write: header bytes are latin1, one byte per character.
+      const out = Buffer.allocUnsafe(head.length + o.body.length);
+      out.write(head, 0, 'latin1');
+      o.body.copy(out, head.length);
+      s.write(out);
     } else s.write(head, 'latin1');
   }
 
