@@ -49,6 +49,10 @@ export interface FixtureServer {
   dispatches: { stepId: number; epoch: number }[];
   fence: EpochFence;
   uploadBytes: number;
+  /** /big?bytes=N: times its writes found the client (the booster) not reading (backpressure reached the server). */
+  bigStalls: number;
+  /** Bytes of /big answers handed to the socket so far. */
+  bigWritten: number;
   /** Resolvers for held /hold requests. */
   release: () => void;
   /** /work models a database-bound server: `workSlots` requests are worked on at once for `workMs` each, the rest wait inside. */
@@ -111,6 +115,8 @@ export async function startFixtureServer(opts: {
     dispatches: [],
     fence: new EpochFence(),
     uploadBytes: 0,
+    bigStalls: 0,
+    bigWritten: 0,
     workSlots: 4,
     workMs: 10,
     workPeak: 0,
@@ -230,6 +236,26 @@ export async function startFixtureServer(opts: {
         res.write('data: first\n\n');
         holds.push(() => res.end('data: last\n\n'));
         return;
+      }
+      if (path === '/big') {
+        // A large download written with backpressure, as a real server streams a file.
+        let left = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('bytes') ?? 0);
+        const chunk = Buffer.alloc(64 * 1024, 'b');
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': left });
+        const pump = () => {
+          while (left > 0) {
+            const n = Math.min(left, chunk.length);
+            left -= n;
+            f.bigWritten += n;
+            if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
+              f.bigStalls++;
+              res.once('drain', pump);
+              return;
+            }
+          }
+          res.end();
+        };
+        return void pump();
       }
       if (path === '/db-down') {
         // What a real app server answers while its database is unreachable.

@@ -149,6 +149,58 @@ describe('lean HTTP/1.1 front', () => {
     expect(chunked).toContain('"bytes":7');
   });
 
+  it('streams a large download to a slow reader with backpressure all the way to the server, and frees the slot when the reader leaves', async () => {
+    const { b, base, s } = await activeBoosterWithServer('lean-big');
+    const total = 32 * 1024 * 1024;
+    const u = new URL(base);
+    const sock = connect(Number(u.port), u.hostname);
+    cleanups.push(async () => sock.destroy());
+    sock.pause(); // read nothing for now: the kernel buffers fill, then the booster's, then it must stop reading the server
+    sock.write(`GET /big?bytes=${total} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await until(() => s.bigStalls > 0, 'the server sees backpressure');
+    // While the client reads nothing, the server's writes stop short of the whole body: the
+    // booster holds a bounded amount (socket buffers), not the download.
+    let last = -1;
+    await until(
+      async () => {
+        const now = s.bigWritten;
+        const still = now === last;
+        last = now;
+        await new Promise((r) => setTimeout(r, 100));
+        return still;
+      },
+      'the server stalls',
+      10_000,
+    );
+    expect(s.bigWritten).toBeLessThan(total / 2);
+    let received = 0;
+    let headEnd = -1;
+    let head = '';
+    await new Promise<void>((resolve, reject) => {
+      sock.on('data', (d: Buffer) => {
+        if (headEnd < 0) {
+          head += d.toString('latin1');
+          headEnd = head.indexOf('\r\n\r\n');
+          if (headEnd >= 0) received = Buffer.byteLength(head, 'latin1') - headEnd - 4;
+        } else received += d.length;
+        if (received >= total) resolve();
+      });
+      sock.on('error', reject);
+      sock.resume();
+    });
+    expect(head.startsWith('HTTP/1.1 200 OK')).toBe(true);
+    expect(head.toLowerCase()).toContain(`content-length: ${total}`);
+    expect(received).toBe(total);
+
+    // A reader that goes away mid-download: the upstream request is aborted and the slot freed.
+    const gone = connect(Number(u.port), u.hostname);
+    gone.pause();
+    gone.write(`GET /big?bytes=${total} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await until(() => b.table.routable[0]?.inflight === 1, 'download in flight');
+    gone.destroy();
+    await until(() => b.table.routable[0]?.inflight === 0, 'slot freed');
+  });
+
   it('answers an HTTP/1.0 client without chunking: a body of unknown length ends with the connection', async () => {
     const { base } = await activeBoosterWithServer('lean-http10');
     // The server answers chunked; an HTTP/1.0 client cannot read chunks, so the booster closes instead, even when asked to keep it.
