@@ -3,6 +3,7 @@ import { type AddressInfo, connect, type Socket } from 'node:net';
 import { Client } from 'undici';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Booster, createBooster } from '../../booster/booster.js';
+import { attachLeanFront, type LeanRequest, type LeanResponse } from '../../booster/http1/front-connection.js';
 import { type Http1Handler, Http1Pool } from '../../booster/http1/upstream-client.js';
 import { boosterConfig, boosterSuiteDatabase, type FixtureServer, silentLog, startFixtureServer, until } from './fixtures.js';
 
@@ -337,5 +338,70 @@ describe('lean HTTP/1.1 upstream client', () => {
     for (const s of servers) s.closeIdleConnections();
     await new Promise((res) => setTimeout(res, 50));
     expect(await send(ka, 'GET', '/')).toMatchObject({ status: 200, body: 'ok' });
+  });
+});
+
+describe('lean HTTP/1.1 front: connection timeouts and graceful close', () => {
+  /** A node:http server with the lean front and short timeouts; /hold answers when released. */
+  async function leanServer(): Promise<{ port: number; server: Server; release: () => void }> {
+    const held: LeanResponse[] = [];
+    const answer = (res: LeanResponse) => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': 2 });
+      res.end('ok');
+    };
+    const server = createServer();
+    attachLeanFront(server, {
+      onRequest: (req: LeanRequest, res: LeanResponse) => (req.url === '/hold' ? held.push(res) : answer(res)),
+      handsOver: () => false,
+      maxHeldBodyBytes: 1024,
+      keepAliveTimeoutMs: 300,
+      headersTimeoutMs: 200,
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    cleanups.push(async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    });
+    return { port: (server.address() as AddressInfo).port, server, release: () => held.splice(0).forEach(answer) };
+  }
+
+  /** A client connection that records what it receives and when the server closed it. */
+  function client(port: number) {
+    const sock = connect(port, '127.0.0.1');
+    cleanups.push(async () => sock.destroy());
+    const state = { text: '', closed: false };
+    sock.on('data', (d: Buffer) => (state.text += d.toString('latin1')));
+    sock.on('close', () => (state.closed = true));
+    sock.on('error', () => {});
+    return { sock, state };
+  }
+
+  it('answers 408 and closes a head that never completes (slow-loris), and closes idle keep-alive connections', async () => {
+    const { port } = await leanServer();
+    const slow = client(port);
+    slow.sock.write('GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+    await until(() => slow.state.closed, 'slow head closed', 5000);
+    expect(statusLines(slow.state.text)).toEqual(['HTTP/1.1 408 Request Timeout']);
+
+    const idle = client(port);
+    idle.sock.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    await until(() => statusLines(idle.state.text).length === 1, 'answer');
+    expect(idle.state.closed).toBe(false);
+    await until(() => idle.state.closed, 'idle connection closed after the keep-alive timeout', 5000);
+  });
+
+  it('closeIdleConnections closes idle connections and leaves one with a request in progress until its answer', async () => {
+    const { port, server, release } = await leanServer();
+    const idle = client(port);
+    idle.sock.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    const busy = client(port);
+    busy.sock.write('GET /hold HTTP/1.1\r\nHost: x\r\n\r\n');
+    await until(() => statusLines(idle.state.text).length === 1, 'idle answered');
+    server.closeIdleConnections();
+    await until(() => idle.state.closed, 'idle closed');
+    expect(busy.state.closed).toBe(false);
+    release();
+    await until(() => statusLines(busy.state.text).length === 1, 'held request answered');
+    expect(busy.state.text).toContain('ok');
   });
 });
