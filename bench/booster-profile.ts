@@ -3,7 +3,7 @@
 // Usage: npx tsx bench/booster-profile.ts [--post] [--target booster|undici|fastify]
 // (--target undici|fastify measures the baselines' CPU per request instead, without a profile)
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, ROOT, SECRET, startPinned, startPostgres, statusGet, stop, tsxArgs, waitFor } from './booster-lib.js';
@@ -66,7 +66,9 @@ try {
   await pg.stop();
 }
 const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'))!;
-const prof = JSON.parse(readFileSync(join(dir, file), 'utf8')) as {
+const profText = readFileSync(join(dir, file), 'utf8');
+rmSync(dir, { recursive: true, force: true });
+const prof = JSON.parse(profText) as {
   nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount: number }[];
   samples: number[];
   timeDeltas: number[];

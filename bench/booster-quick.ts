@@ -4,7 +4,7 @@
 // (steadier than req/s on a shared machine).
 // Usage: npx tsx bench/booster-quick.ts [--rounds 5] [--duration 3] [--post]
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, startBoosterProcess, startPinned, startPostgres, statusGet, stop, tsxArgs, waitFor } from './booster-lib.js';
@@ -105,4 +105,5 @@ try {
 } finally {
   for (const k of kill.reverse()) await k();
   await pg.stop();
+  rmSync(dir, { recursive: true, force: true });
 }

@@ -104,6 +104,7 @@ describe('a 3 s database outage under a real agent and app server', () => {
     await recorder?.close();
     await relay?.stop();
     await tdb?.drop();
+    if (node) rmSync(node.dataDir, { recursive: true, force: true });
   });
 
   it('fails fast with 503 SERVER_ERR_DB_UNAVAILABLE + Retry-After, stays ready, and serves again with the same process', async () => {

@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { clusterArea } from '../../common/config/areas/cluster.js';
 import { databaseArea } from '../../common/config/areas/database.js';
 import { loadConfig, parseEnvFile } from '../../common/config/load.js';
@@ -21,6 +21,11 @@ function problemsOf(fn: () => unknown): { key: string; message: string }[] {
 }
 
 describe('configuration', () => {
+  const cleanupDirs: string[] = [];
+  afterAll(() => {
+    for (const d of cleanupDirs) rmSync(d, { recursive: true, force: true });
+  });
+
   it('reports every problem at once, each by key', () => {
     const problems = problemsOf(() =>
       loadConfig([databaseArea, clusterArea], {
@@ -49,6 +54,7 @@ describe('configuration', () => {
 
   it('layers defaults < file < environment and reads *_FILE secrets', () => {
     const dir = mkdtempSync(join(tmpdir(), 'omflow-config-'));
+    cleanupDirs.push(dir);
     writeFileSync(join(dir, 'secret'), `${SECRET}\n`);
     writeFileSync(join(dir, 'omflow.env'), `# comment\nOMFLOW_DB_HOST=file-host\nOMFLOW_DB_NAME="from file"\nOMFLOW_DB_PASSWORD=pw\nOMFLOW_LOG_LEVEL=debug\n`);
     const config = loadConfig([databaseArea, clusterArea], {
