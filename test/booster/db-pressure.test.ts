@@ -58,6 +58,9 @@ describe.runIf(vendorsUnderTest().includes('postgres'))('admission under databas
         // Likewise the adaptive limit (ADR 0013, its own tests): the admitted requests that wait at
         // the blocked server would bring it to 4 and queue the health checks asserted below.
         OMFLOW_BOOSTER_ADAPTIVE_LIMIT: 'false',
+        // One process: the test tells shed from proxied by the booster's counters, which data-plane
+        // workers report only every 100 ms (one poll could then see two decisions at once).
+        OMFLOW_BOOSTER_WORKERS: '1',
         OMFLOW_DATA_DIR: '/tmp',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -159,9 +162,10 @@ describe.runIf(vendorsUnderTest().includes('postgres'))('admission under databas
       seen = now;
       return shed;
     };
-    // The share is recomputed once a second when work arrives: until the first shed request it
-    // may still be 1 (a whole second had not passed since the last calm request). After it, the
-    // share is at most a half, so at least every second one of the next 8 is shed.
+    // The share is recomputed when work arrives, at most once a second: until a second has passed
+    // since the last calm request it is still 1. After the pause the first new request cuts it to
+    // a half or less (so it is shed), and at least every second one of the next 8 is shed too.
+    await new Promise((r) => setTimeout(r, 1100));
     let primed = false;
     for (let i = 0; i < 8 && !primed; i++) primed = await sendNew(`prime ${i}`);
     expect(primed).toBe(true);
