@@ -8,7 +8,7 @@ import { type CliContext, parseFlags } from '../../common/cli/context.js';
 import { createDatabase } from '../../common/db/create-database.js';
 import { migrateLatest } from '../../common/db/migrate.js';
 import { parseDatabaseUrl } from '../../common/db/url.js';
-import { freePort } from '../../common/free-port.js';
+import { freePort, portFree } from '../../common/free-port.js';
 import { groupAlive } from '../../common/process-group.js';
 import { probePair } from './cluster-probe.js';
 import { type EmbeddedDb, startEmbeddedDb } from './embedded-db.js';
@@ -118,14 +118,6 @@ function makeDevCertificate(dir: string): Promise<{ certFile: string; keyFile: s
         : resolve({ certFile, keyFile }),
     ),
   );
-}
-
-function portFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
-  });
 }
 
 /** Process groups a previous `omflow dev` left behind (it was SIGKILLed): stop them before reusing ports. */

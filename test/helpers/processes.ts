@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-export { freePort } from '../../common/free-port.js';
+export { freePort, freePortRun } from '../../common/free-port.js';
 
 export const OMFLOW_BIN = fileURLToPath(new URL('../../common/bin/omflow.mjs', import.meta.url));
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { groupAlive } from '../../common/process-group.js';
 import { probePair } from '../../install/dev-cluster/cluster-probe.js';
-import { freePort, OMFLOW_BIN, type RunningProcess, startOmflow, stopAll, waitFor } from '../helpers/processes.js';
+import { freePortRun, OMFLOW_BIN, type RunningProcess, startOmflow, stopAll, waitFor } from '../helpers/processes.js';
 import { cleanEnv, processesMentioning, raiseTicket, runScript } from './helpers.js';
 
 // `npm start` = `omflow dev`: the whole cluster on one machine, then a clean stop.
@@ -20,7 +20,8 @@ describe('omflow dev (npm start)', () => {
   });
 
   it('reaches "ready" with two boosters (one active) and the servers up, serves a ticket, and SIGTERM leaves nothing running', async () => {
-    const port = await freePort();
+    // omflow dev takes --port and the next one (the second booster).
+    const port = await freePortRun(2);
     const password = 'Dev-test-pw-42';
     dev = startOmflow('omflow dev', ['dev', '--servers', '2', '--port', String(port), '--dir', dir, '--admin-password', password], {
       OMFLOW_LOG_LEVEL: 'info',
