@@ -7,7 +7,8 @@ import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import type { Logger } from '../common/log.js';
 import { BOOSTER_PATH } from '../common/protocol/headers.js';
 import { BoosterErrors } from './errors.js';
-import { attachLeanFront, leanHttp1Available } from './http1/front-connection.js';
+import { attachLeanFront } from './http1/front-connection.js';
+import { leanHttp1Available } from './http1/llhttp.js';
 
 /**
  * The listeners of the booster port. Without a certificate: a plain node:http server, as before.

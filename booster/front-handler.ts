@@ -8,7 +8,7 @@ import { type DbPressurePolicy, requestKind } from './admission.js';
 import { BoosterErrors } from './errors.js';
 import { createFrontDoor } from './front-door.js';
 import { sendError } from './http-errors.js';
-import { headerOf } from './http1/front-connection.js';
+import { idempotencyKeyOf } from './http1/front-connection.js';
 import { isInternalPath } from './internal-paths.js';
 import { isGateExempt, renderGatedResponse } from './license/gate.js';
 import type { ReverseProxy } from './reverse-proxy.js';
@@ -65,7 +65,7 @@ export function createFrontHandler(
       res.writeHead(g.status, { ...g.headers, 'content-length': Buffer.byteLength(g.body) });
       return void res.end(g.body);
     }
-    if (!pressure.policy.admit(requestKind(url, headerOf(req, HEADER.idempotencyKey)))) {
+    if (!pressure.policy.admit(requestKind(url, idempotencyKeyOf(req)))) {
       pressure.onShed();
       sendError(res, BoosterErrors.BOOSTER_ERR_DB_PRESSURE(), { 'retry-after': String(pressure.policy.retryAfterSeconds) });
       return;

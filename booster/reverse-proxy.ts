@@ -7,7 +7,7 @@ import { HEADER } from '../common/protocol/headers.js';
 import type { Admission } from './admission.js';
 import { BoosterErrors } from './errors.js';
 import { nextRequestId, sendError } from './http-errors.js';
-import { headerOf, LeanRequest } from './http1/front-connection.js';
+import { idempotencyKeyOf, LeanRequest } from './http1/front-connection.js';
 import type { Http1Pool } from './http1/upstream-client.js';
 import type { BoosterMetrics } from './metrics.js';
 import type { ServerTable, ServerView } from './server-table.js';
@@ -315,7 +315,7 @@ class Exchange {
   ) {
     this.headers = buildUpstreamHeaders(req, this.requestId, s.epoch());
     this.idempotent = IDEMPOTENT.has(method);
-    this.keyed = headerOf(req, HEADER.idempotencyKey) !== undefined;
+    this.keyed = idempotencyKeyOf(req) !== undefined;
     s.admission.earn();
   }
 

@@ -1,4 +1,5 @@
 import { type Dispatcher, Pool } from 'undici';
+import { leanHttp1Available } from './http1/llhttp.js';
 import { Http1Pool } from './http1/upstream-client.js';
 
 /**
@@ -67,7 +68,7 @@ export class UpstreamPools {
       if (this.#closing || this.#destroyed) throw new Error('upstream pools are closed');
       if (p) void closeSlot(p);
       const origin = new URL(t.url);
-      const http1 = this.opts.leanHttp1 && origin.protocol === 'http:' && Http1Pool.available ? new Http1Pool(origin.origin, this.opts) : null;
+      const http1 = this.opts.leanHttp1 && origin.protocol === 'http:' && leanHttp1Available ? new Http1Pool(origin.origin, this.opts) : null;
       p = { url: t.url, origin, pool: this.factory(origin.origin, this.opts), http1 };
       this.#pools.set(t.id, p);
     }

@@ -1,5 +1,6 @@
 import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
+import { HEADER } from '../../common/protocol/headers.js';
 import { type LlhttpParser, llhttp, newParser, STOP_AFTER_HEAD } from './llhttp.js';
 
 /**
@@ -39,12 +40,6 @@ const BAD_REQUEST = 'HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-le
 const HEADERS_TOO_LARGE = 'HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n';
 const REQUEST_TIMEOUT = 'HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n';
 
-function hostCount(h: string[]): number {
-  let n = 0;
-  for (let i = 0; i < h.length; i += 2) if (h[i].length === 4 && h[i].toLowerCase() === 'host') n++;
-  return n;
-}
-
 /** The request as the front handler and the proxy see it (the node:http names they read). */
 export class LeanRequest {
   readonly httpVersionMajor = 1;
@@ -59,17 +54,12 @@ export class LeanRequest {
     readonly url: string,
     readonly httpVersionMinor: number,
     readonly rawHeaders: string[],
+    /** Found by the one pass over the head that decides the path (admission and retries read it). */
+    readonly idempotencyKey: string | undefined,
   ) {}
 
   get destroyed(): boolean {
     return this.socket.destroyed;
-  }
-
-  /** One header by its lower-case name, without building the whole object (the hot path reads one or two). */
-  header(lowerName: string): string | undefined {
-    const raw = this.rawHeaders;
-    for (let i = 0; i < raw.length; i += 2) if (raw[i].length === lowerName.length && raw[i].toLowerCase() === lowerName) return raw[i + 1];
-    return undefined;
   }
 
   /** Lower-cased names; repeats joined with ", " (only built when read). */
@@ -94,10 +84,10 @@ function flushLater(res: LeanResponse): void {
 /** Above this, a chunk is not copied to join the head: two writes instead. */
 const JOIN_LIMIT = 16 * 1024;
 
-/** A header of either kind of request, by its lower-case name. */
-export function headerOf(req: IncomingMessage | LeanRequest, lowerName: string): string | undefined {
-  if (req instanceof LeanRequest) return req.header(lowerName);
-  const v = req.headers[lowerName];
+/** The Idempotency-Key of either kind of request (no header object built on the lean path). */
+export function idempotencyKeyOf(req: IncomingMessage | LeanRequest): string | undefined {
+  if (req instanceof LeanRequest) return req.idempotencyKey;
+  const v = req.headers[HEADER.idempotencyKey];
   return Array.isArray(v) ? v.join(', ') : v;
 }
 
@@ -341,36 +331,47 @@ export class LeanConnection {
     this.#url = '';
     this.headBegunAt = 0;
     const methodName = llhttp!.methods[method];
-    if (minor === 1 && hostCount(h) !== 1) {
+    // One pass over the head: Host count, whether the body can be held, the Idempotency-Key.
+    const maxHeld = this.front.options.maxHeldBodyBytes;
+    let hosts = 0;
+    let holdable = true;
+    let idempotencyKey: string | undefined;
+    for (let i = 0; i < h.length; i += 2) {
+      const n = h[i].length;
+      if (n !== 4 && n !== 6 && n !== 14 && n !== 15 && n !== 17) continue;
+      const name = h[i].toLowerCase();
+      if (name === 'host') hosts++;
+      else if (name === 'expect' || name === 'transfer-encoding') holdable = false;
+      else if (name === 'content-length') holdable &&= Number(h[i + 1]) <= maxHeld;
+      else if (name === HEADER.idempotencyKey) idempotencyKey ??= h[i + 1];
+    }
+    if (minor === 1 && hosts !== 1) {
       // RFC 9112 §3.2: exactly one Host on HTTP/1.1. node:http would answer 400 but go on to parse
       // a request pipelined behind it; here nothing after a refused head is read.
       this.#refused = true;
       return STOP_AFTER_HEAD;
     }
-    if (this.current !== null || upgrade || major !== 1 || !this.#leanEligible(methodName, u, h)) {
+    // The common case stays: no Expect/Transfer-Encoding, a body small enough to hold, an
+    // origin-form path outside the control plane, one request at a time.
+    const lean =
+      holdable &&
+      this.current === null &&
+      !upgrade &&
+      major === 1 &&
+      u.charCodeAt(0) === 47 /* '/' */ &&
+      methodName !== 'CONNECT' &&
+      !this.front.options.handsOver(u);
+    if (!lean) {
       let head = `${methodName} ${u} HTTP/${major}.${minor}\r\n`;
       for (let i = 0; i < h.length; i += 2) head += `${h[i]}: ${h[i + 1]}\r\n`;
       this.#handOver = { head: `${head}\r\n`, rest: null };
       return STOP_AFTER_HEAD;
     }
-    const req = new LeanRequest(this.socket, methodName, u, minor, h);
+    const req = new LeanRequest(this.socket, methodName, u, minor, h, idempotencyKey);
     const res = new LeanResponse(this, req, keepAlive);
     this.#reading = { req, res, chunks: [] };
     return 0;
   };
-
-  /** The common case: no Expect/Transfer-Encoding, a held-size body, a path and Host node:http would accept. */
-  #leanEligible(method: string, url: string, h: string[]): boolean {
-    if (url.charCodeAt(0) !== 47 /* '/' */ || method === 'CONNECT' || this.front.options.handsOver(url)) return false;
-    for (let i = 0; i < h.length; i += 2) {
-      const n = h[i].length;
-      if (n !== 6 && n !== 14 && n !== 17) continue;
-      const name = h[i].toLowerCase();
-      if (name === 'expect' || name === 'transfer-encoding') return false;
-      if (name === 'content-length' && Number(h[i + 1]) > this.front.options.maxHeldBodyBytes) return false;
-    }
-    return true;
-  }
 
   readonly #onMessageComplete = (): void => {
     const r = this.#reading;
@@ -513,9 +514,6 @@ export class LeanFront {
     for (const c of this.#conns) c.socket.destroy();
   }
 }
-
-/** The lean path can run on this Node (its parser binding is there). */
-export const leanHttp1Available = llhttp !== null;
 
 /**
  * Puts the lean front in front of a plain node:http server: new connections go to the lean

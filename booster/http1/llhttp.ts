@@ -53,6 +53,9 @@ function load(): Binding | null {
 
 export const llhttp = load();
 
+/** The lean path can run on this Node (its parser binding is there). */
+export const leanHttp1Available = llhttp !== null;
+
 /** Largest request or response head (node:http's default is 16 KiB too). */
 export const MAX_HEAD_BYTES = 16 * 1024;
 

@@ -262,11 +262,6 @@ export class Http1Pool {
     this.#opts = opts;
   }
 
-  /** The lean client can run here (Node still exposes its parser). */
-  static get available(): boolean {
-    return llhttp !== null;
-  }
-
   dispatch(opts: Http1RequestOptions, handler: Http1Handler): boolean {
     const r = new PooledRequest(this, opts, handler);
     handler.onConnect((err) => r.abort(err));
