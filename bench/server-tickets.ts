@@ -5,7 +5,9 @@
 // --form simple: a form whose flow starts at a human step (creation alone, no automatic steps).
 // --statements (embedded PostgreSQL only): pg_stat_statements on; prints the SQL statements per
 // ticket (every statement the server ran, steps included, divided by tickets created).
-// Prints the CPU the server process and the database used (cores) over the measured window.
+// Prints the CPU the server process and the database used (cores) over the measured window, and
+// when automatic steps were left queued, the sustained rate: tickets over the window plus the time
+// their last steps took (a server that creates fast but leaves its steps behind is not faster).
 // --baseline DIR: also runs the server of another checkout (e.g. /work/main) in alternating rounds
 // (--rounds, default 2) against the same database, and prints the ratio: before/after in one run.
 // --keyed: every creation carries a fresh Idempotency-Key.
@@ -38,7 +40,7 @@ const baseline = flag('baseline');
 const rounds = Number(flag('rounds') ?? (baseline ? 2 : 1));
 
 /** One measured cell: a server started from `root` (this tree or the baseline's), driven, stopped. */
-async function cell(root: string, label: string): Promise<number> {
+async function cell(root: string, label: string): Promise<{ rate: number; sustained: number }> {
   const before = Number((await db.knex('tickets').count({ n: '*' }).first())!.n);
   const port = await freePort();
   // BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the server.
@@ -105,7 +107,9 @@ async function cell(root: string, label: string): Promise<number> {
     // Let the automatic steps of the measured tickets finish so every statement they cause is counted.
     const pendingSteps = async () => Number((await db.knex('steps').whereIn('state', ['ready', 'assigned']).count({ n: '*' }).first())!.n);
     const backlog = await pendingSteps();
-    for (let w = 0; w < 100 && (await pendingSteps()) > 0; w++) await new Promise((r) => setTimeout(r, 100));
+    const drainStart = Date.now();
+    for (let w = 0; w < 600 && (await pendingSteps()) > 0; w++) await new Promise((r) => setTimeout(r, 100));
+    const drainSeconds = (Date.now() - drainStart) / 1000;
     const counted = Number((await db.knex('tickets').count({ n: '*' }).first())!.n) - counted0;
     latencies.sort((a, b) => a - b);
     const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]?.toFixed(1);
@@ -118,6 +122,12 @@ async function cell(root: string, label: string): Promise<number> {
       `  latency p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms; errors ${errors}; tickets in database ${total} (incl. warm-up); steps still queued at the end ${backlog}`,
     );
     console.log(`  CPU: server ${serverCores.toFixed(2)} cores, database ${dbCores.toFixed(2)} cores (pool max ${poolMax})`);
+    // Steps left queued are work still owed: tickets over the window plus the time to finish them.
+    const sustained = latencies.length / (seconds + (backlog > 0 ? drainSeconds : 0));
+    if (backlog > 0)
+      console.log(
+        `  sustained: ${sustained.toFixed(0)} tickets/s created and their automatic steps done (the last steps took ${drainSeconds.toFixed(1)} s more)`,
+      );
     if (statements) {
       const where = 'dbid = (select oid from pg_database where datname = current_database())';
       const rows = (
@@ -131,7 +141,7 @@ async function cell(root: string, label: string): Promise<number> {
       );
       for (const r of rows) console.log(`  ${(Number(r.calls) / Math.max(1, counted)).toFixed(2).padStart(6)}  ${r.q}`);
     }
-    return rate;
+    return { rate, sustained };
   } finally {
     await pool.close();
     child.kill('SIGTERM');
@@ -141,14 +151,14 @@ async function cell(root: string, label: string): Promise<number> {
 
 try {
   const here = fileURLToPath(new URL('..', import.meta.url));
-  const rates: Record<string, number[]> = { baseline: [], this: [] };
+  const cells: Record<string, { rate: number; sustained: number }[]> = { baseline: [], this: [] };
   for (let r = 0; r < rounds; r++) {
-    if (baseline) rates.baseline.push(await cell(baseline, 'baseline'));
-    rates.this.push(await cell(here, 'this'));
+    if (baseline) cells.baseline.push(await cell(baseline, 'baseline'));
+    cells.this.push(await cell(here, 'this'));
   }
   if (baseline) {
-    const sum = (a: number[]) => a.reduce((x, y) => x + y, 0);
-    console.log(`ratio this / baseline (tickets/s, mean of ${rounds} alternating rounds): ${(sum(rates.this) / sum(rates.baseline)).toFixed(2)}`);
+    const ratio = (k: 'rate' | 'sustained') => (cells.this.reduce((x, c) => x + c[k], 0) / cells.baseline.reduce((x, c) => x + c[k], 0)).toFixed(2);
+    console.log(`ratio this / baseline (mean of ${rounds} alternating rounds): tickets/s created ${ratio('rate')}, sustained ${ratio('sustained')}`);
   }
 } finally {
   await db.destroy();

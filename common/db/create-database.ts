@@ -11,7 +11,10 @@ import { discardConnection, PgHostSelector, useHostSelector } from './pg-multi-h
 import { type DatabaseTarget, DEFAULT_PORTS, parseDatabaseUrl } from './url.js';
 
 /** The database area's values; keys added later are optional so hand-built configs (tests, benches) keep compiling. */
-export type DatabaseConfig = Omit<AreaValues<(typeof databaseArea)['keys']>, 'outageGraceMs'> & { outageGraceMs?: number };
+export type DatabaseConfig = Omit<AreaValues<(typeof databaseArea)['keys']>, 'outageGraceMs' | 'preparedStatements'> & {
+  outageGraceMs?: number;
+  preparedStatements?: boolean;
+};
 
 /** OMFLOW_DB_OUTAGE_GRACE_MS's default, for configs built by hand. */
 export const DEFAULT_OUTAGE_GRACE_MS = 10_000;
@@ -157,6 +160,7 @@ export function createDatabase(cfg: DatabaseConfig, opts: CreateDatabaseOptions 
     },
   };
   const knex = knexFactory(config);
+  getHelpers(knex).preparedStatements = cfg.preparedStatements ?? true;
   if (target.client === 'postgres' && (target.hosts.length > 1 || target.targetSessionAttrs !== 'any'))
     useHostSelector(knex, new PgHostSelector(target.hosts, target.targetSessionAttrs, DEFAULT_PORTS.postgres));
   const availability = opts.availability

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { getHelpers } from '../db/helpers/index.js';
+import { type DialectHelpers, getHelpers } from '../db/helpers/index.js';
 
 /**
  * The step-queue protocol, shared by the booster (dispatcher) and the app server (runner,
@@ -43,8 +43,12 @@ export async function enqueueStep(
   trx: Knex | Knex.Transaction,
   step: { ticketId: number; stepKey: string; stepType: StepType; delayMs?: number },
 ): Promise<number> {
-  const h = getHelpers(trx);
-  return h.insertReturningId(trx, 'steps', {
+  return getHelpers(trx).insertReturningId(trx, 'steps', readyStepRow(getHelpers(trx), step));
+}
+
+/** The `steps` row of a step put on the queue (its ticket id left out when the ticket is inserted with it). */
+export function readyStepRow(h: DialectHelpers, step: { ticketId?: number; stepKey: string; stepType: StepType; delayMs?: number }): Record<string, unknown> {
+  return {
     ticket_id: step.ticketId,
     step_key: step.stepKey,
     step_type: step.stepType,
@@ -54,7 +58,7 @@ export async function enqueueStep(
     ready_at: step.delayMs ? h.nowPlusMs(step.delayMs) : h.now(),
     created_at: h.now(),
     updated_at: h.now(),
-  });
+  };
 }
 
 /**

@@ -23,17 +23,19 @@ const KEY_TTL_MS = 24 * 3600_000;
  * - two concurrent requests with one key (on two servers) race on the unique index: the
  *   loser's insert waits for the winner's commit, fails as duplicate, and answers the
  *   winner's stored response. Exactly one write happens.
- * Without the header the write simply runs in a transaction.
+ * Without the header the write simply runs in a transaction, or as `alone` when given: a write
+ * that is atomic by itself (ticket creation: one statement where the vendor allows).
  */
 export async function idempotentWrite(
   db: Database,
   request: FastifyRequest,
   reply: FastifyReply,
   write: (trx: Knex.Transaction) => Promise<Outcome>,
+  alone: (db: Database) => Promise<Outcome> = (d) => d.transaction(write),
 ): Promise<FastifyReply> {
   const rawKey = request.headers[HEADER.idempotencyKey];
   if (typeof rawKey !== 'string' || rawKey === '') {
-    const out = await db.transaction(write);
+    const out = await alone(db);
     return reply.code(out.status).send(out.body);
   }
   if (rawKey.length > 255) throw CommonErrors.COMMON_ERR_BAD_REQUEST('Idempotency-Key is longer than 255 characters');

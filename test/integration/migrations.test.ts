@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDatabase } from '../../common/db/create-database.js';
+import { createDatabase, type Database } from '../../common/db/create-database.js';
 import { getHelpers } from '../../common/db/helpers/index.js';
 import { migrateLatest, migrationStatus } from '../../common/db/migrate.js';
 import { CommonErrors } from '../../common/errors.js';
-import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
+import { createTestDatabase, dbConfig, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
 import { runOmflow as runCli } from '../helpers/processes.js';
 
 async function schemaOf(knex: Knex, vendor: string): Promise<string[]> {
@@ -101,6 +101,95 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       expect(await find('t\\b')).toEqual(['lit\\back']);
       expect(await find('lit')).toHaveLength(4);
       expect((await t.db.now()).getTime()).toBeGreaterThan(0);
+    });
+
+    it('insertWithChildren: a row and its children in one atomic statement on PostgreSQL, prepared once per connection; nothing elsewhere', async () => {
+      await t.knex.schema.createTable('iwc_parent', (tb) => {
+        tb.bigIncrements('id');
+        tb.string('code', 16).notNullable();
+      });
+      await t.knex.schema.createTable('iwc_child', (tb) => {
+        tb.bigIncrements('id');
+        tb.bigInteger('parent_id').notNullable();
+        tb.string('label', 8).notNullable();
+      });
+      await t.knex.schema.createTable('iwc_note', (tb) => {
+        tb.bigIncrements('id');
+        tb.bigInteger('parent_id').notNullable();
+        tb.text('body').notNullable();
+      });
+      // One connection: the prepared statement, if any, is on it.
+      const run = async (preparedStatements: boolean, f: (db: Database) => Promise<void>) => {
+        const db = createDatabase(dbConfig(t.url, { poolMax: 1, preparedStatements }));
+        try {
+          await f(db);
+        } finally {
+          await db.destroy();
+        }
+      };
+      const insert = (db: Database, code: string, labels: string[]) =>
+        getHelpers(db.knex).insertWithChildren(
+          db.knex,
+          'iwc_parent',
+          { code },
+          ['id', 'code'],
+          [{ table: 'iwc_child', fk: 'parent_id', rows: labels.map((label) => ({ label })) }],
+        );
+      const prepared = async (db: Database) => Number((await db.knex.raw('SELECT count(*) AS n FROM pg_prepared_statements')).rows[0].n);
+      const children = async (parentId: unknown) =>
+        (
+          await t
+            .knex('iwc_child')
+            .where({ parent_id: Number(parentId) })
+            .orderBy('id')
+            .select('label')
+        ).map((r) => r.label);
+
+      if (vendor !== 'postgres') {
+        await run(true, async (db) => expect(await insert(db, 'a', ['x'])).toBeNull());
+        expect(await t.knex('iwc_parent').count({ n: '*' }).first()).toMatchObject({ n: 0 });
+        return;
+      }
+      await run(true, async (db) => {
+        const first = await insert(db, 'a', ['x', 'y', 'z']);
+        expect(first).toMatchObject({ code: 'a' });
+        expect(await children(first!.id)).toEqual(['x', 'y', 'z']);
+        await insert(db, 'b', ['x', 'y', 'z']);
+        expect(await prepared(db)).toBe(1);
+        // A column type changed under a running process (a schema patch during a rolling upgrade):
+        // the prepared statement's result stays the same type, so it keeps working.
+        await t.knex.raw('ALTER TABLE iwc_parent ALTER COLUMN code TYPE varchar(32)');
+        expect(await insert(db, 'c-after-alter', ['x', 'y', 'z'])).toMatchObject({ code: 'c-after-alter' });
+        // A child the database refuses: nothing of the statement is written.
+        await expect(insert(db, 'd', ['x', 'too-long-label'])).rejects.toSatisfy((e) => CommonErrors.COMMON_ERR_DB_TOO_LONG.is(e));
+        expect(await t.knex('iwc_parent').where({ code: 'd' }).count({ n: '*' }).first()).toMatchObject({ n: 0 });
+        // A later set names an earlier one's new id inside JSON text, written as JSON.stringify would.
+        const h = getHelpers(db.knex);
+        const withNote = await h.insertWithChildren(
+          db.knex,
+          'iwc_parent',
+          { code: 'f' },
+          ['id'],
+          [
+            { table: 'iwc_child', fk: 'parent_id', rows: [{ label: 'named' }], as: 'named_child' },
+            { table: 'iwc_note', fk: 'parent_id', rows: [{ body: h.jsonTextWithInsertedId({ state: 'x', n: 1 }, 'childId', 'named_child') }] },
+          ],
+        );
+        const child = await t
+          .knex('iwc_child')
+          .where({ parent_id: Number(withNote!.id) })
+          .first('id');
+        const note = await t
+          .knex('iwc_note')
+          .where({ parent_id: Number(withNote!.id) })
+          .first('body');
+        expect(note.body).toBe(JSON.stringify({ state: 'x', n: 1, childId: Number(child.id) }));
+      });
+      // OMFLOW_DB_PREPARED_STATEMENTS=false (a pooler that cannot keep them): the same write, unnamed.
+      await run(false, async (db) => {
+        expect(await children((await insert(db, 'e', ['x']))!.id)).toEqual(['x']);
+        expect(await prepared(db)).toBe(0);
+      });
     });
 
     it('translates driver errors into stable codes', async () => {

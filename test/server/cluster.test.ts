@@ -60,6 +60,12 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       expect(new Set(rows.map((r) => r.ticket_no))).toEqual(new Set(numbers));
       // One sequence per prefix and no creation rolled back: exactly REQ-000001 … REQ-000200.
       expect([...numbers].sort()).toEqual(Array.from({ length: 200 }, (_, i) => `REQ-${String(i + 1).padStart(6, '0')}`));
+      // Each was written with its first step's queue row, and its 'enter' history row names that row.
+      for (const r of results.slice(0, 20)) {
+        const [step] = await t.knex('steps').where({ ticket_id: r.body.id, step_key: 'triage' }).select('id');
+        const enter = await t.knex('ticket_history').where({ ticket_id: r.body.id, action: 'enter', step: 'triage' }).first('output');
+        expect(enter.output).toBe(JSON.stringify({ state: 'running', stepId: Number(step.id) }));
+      }
       // Each server ran the automatic steps once: every ticket reaches the approval step.
       const deadline = Date.now() + 60_000;
       while (Date.now() < deadline) {
@@ -146,6 +152,47 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       });
       expect(mismatch.status).toBe(422);
       expect(mismatch.body.code).toBe('SERVER_ERR_IDEMPOTENCY_MISMATCH');
+    });
+
+    it('a form that starts at a human step: every creation writes its ticket and both history rows, or nothing at all', async () => {
+      // PostgreSQL writes such a creation as one statement (no transaction); MySQL in a transaction.
+      await deployHumanFirstForm(t.db, { key: 'human-first', title: 'Human first', ticketPrefix: 'HUM', assignee: 'admin' });
+      const create = (srv: ServerProcess, title: string) =>
+        json(`${srv.url}/api/forms/human-first/tickets`, {
+          method: 'POST',
+          headers: auth,
+          body: JSON.stringify({ data: { title, category: 'software', amount: 1 } }),
+        });
+      const results = await Promise.all(Array.from({ length: 40 }, (_, i) => create(i % 2 ? a : b, `human ${i}`)));
+      expect(results.filter((r) => r.status !== 201).map((r) => r.body)).toEqual([]);
+      expect(results.map((r) => r.body.number).sort()).toEqual(Array.from({ length: 40 }, (_, i) => `HUM-${String(i + 1).padStart(6, '0')}`));
+      const adminId = (await t.knex('users').where({ username: 'admin' }).first('id')).id;
+      for (const r of results) {
+        expect(r.body).toMatchObject({ state: 'open', currentStep: 'review' });
+        const row = await t.knex('tickets').where({ id: r.body.id }).first('ticket_no', 'state', 'current_step', 'assignee_user_id');
+        expect(row).toMatchObject({ ticket_no: r.body.number, state: 'open', current_step: 'review', assignee_user_id: adminId });
+        const history = await t.knex('ticket_history').where({ ticket_id: r.body.id }).orderBy('id').select('action', 'step', 'output');
+        expect(history.map((h) => [h.action, h.step])).toEqual([
+          ['create', null],
+          ['enter', 'review'],
+        ]);
+        const entered = history[1].output;
+        expect(typeof entered === 'string' ? JSON.parse(entered) : entered).toEqual({ state: 'open' });
+      }
+      // A history row the database refuses leaves no ticket behind: one atomic write. Its number is
+      // taken and not given back (a gap of one), as with a rolled-back transaction.
+      const input = vendor === 'postgres' ? 'input::text' : 'input';
+      await t.knex.raw(`ALTER TABLE ticket_history ADD CONSTRAINT history_refuses_one CHECK (${input} IS NULL OR ${input} NOT LIKE '%refused history%')`);
+      try {
+        const refused = await create(b, 'refused history');
+        expect(refused.status).toBeGreaterThanOrEqual(500);
+        expect(await t.knex('tickets').where({ title: 'refused history' }).count({ n: '*' }).first()).toMatchObject({ n: 0 });
+      } finally {
+        await t.knex.raw('ALTER TABLE ticket_history DROP CONSTRAINT history_refuses_one');
+      }
+      const after = await create(a, 'after the refused one');
+      expect(after.body.number).toBe('HUM-000042');
+      expect(await t.knex('ticket_history').where({ ticket_id: after.body.id }).count({ n: '*' }).first()).toMatchObject({ n: 2 });
     });
 
     it('sessions live in the database: a token from one server works on the other; /readyz checks the database', async () => {

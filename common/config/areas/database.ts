@@ -27,6 +27,10 @@ export const databaseArea = defineArea({
       default: 5000,
       min: 100,
     }),
+    preparedStatements: bool('OMFLOW_DB_PREPARED_STATEMENTS', {
+      doc: 'Run the hottest fixed statements (PostgreSQL: a ticket creation) as prepared statements, parsed and planned once per connection. Turn off behind a pooler that cannot keep prepared statements across transactions (PgBouncer before 1.21 in transaction mode).',
+      default: true,
+    }),
     outageGraceMs: int('OMFLOW_DB_OUTAGE_GRACE_MS', {
       doc: 'A database outage shorter than this is a hiccup: app servers stay ready for the boosters and agents do not restart them (requests that need the database get 503 SERVER_ERR_DB_UNAVAILABLE at once meanwhile). After it, /readyz answers 503 and boosters may mark servers down; agents still never restart a server for a database outage.',
       default: 10_000,

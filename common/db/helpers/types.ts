@@ -5,10 +5,23 @@ import type { DbClientName } from '../../config/areas/database.js';
  * Everything that differs between the four vendors, in one place. The base class is the
  * portable behaviour; each dialect overrides only what its vendor forces, with the reason.
  */
+/** Rows for insertWithChildren: `fk` is set to the parent's new id; `as` names them for later sets. */
+export interface ChildRows {
+  table: string;
+  fk: string;
+  rows: readonly Record<string, unknown>[];
+  as?: string;
+}
+
 export class DialectHelpers {
   readonly name: DbClientName = 'postgres';
   /** Longest table, column, index or constraint name the vendor accepts. */
   readonly maxIdentifierLength: number = 63;
+  /**
+   * Hot statements of a fixed shape may run as named prepared statements (OMFLOW_DB_PREPARED_STATEMENTS;
+   * off behind a pooler that cannot keep them, e.g. PgBouncer before 1.21 in transaction mode).
+   */
+  preparedStatements = true;
 
   constructor(protected readonly knex: Knex) {}
 
@@ -157,6 +170,42 @@ export class DialectHelpers {
    */
   async insertRowsInOrder(db: Knex | Knex.Transaction, table: string, rows: readonly Record<string, unknown>[]): Promise<void> {
     if (rows.length) await db(table).insert(rows as Record<string, unknown>[]);
+  }
+
+  /**
+   * `(SELECT id FROM table WHERE column = value)` as a value of the INSERT or UPDATE that needs it
+   * (`column` unique): the write looks the id up itself, NULL when there is no such row, one round
+   * trip fewer than reading it first. Null where the vendor takes no subquery in INSERT … VALUES.
+   */
+  idLookedUpInWrite(db: Knex, table: string, column: string, value: string | number): Knex.QueryBuilder | null {
+    return db(table).where(column, value).select('id');
+  }
+
+  /**
+   * Inserts `row` into `table` and, in the SAME statement, child rows that point at it (`fk` set to
+   * the new row's `id`; each table's ids in list order, as insertRowsInOrder). A child set named
+   * `as` can be referred to by later sets' values (jsonTextWithInsertedId). One statement is atomic
+   * on its own, so a creation this way needs no transaction: no BEGIN, no COMMIT, one round trip
+   * instead of several. Returns the new row's `returning` columns as text, or null where the
+   * vendor cannot (nothing is written then; the caller inserts in a transaction).
+   */
+  async insertWithChildren(
+    _db: Knex | Knex.Transaction,
+    _table: string,
+    _row: Record<string, unknown>,
+    _returning: readonly string[],
+    _children: readonly ChildRows[],
+  ): Promise<Record<string, string> | null> {
+    return null;
+  }
+
+  /**
+   * Inside insertWithChildren: the JSON text of `value` with `key` set to the id of the one row
+   * inserted as `as`, exactly as JSON.stringify writes it. Null where insertWithChildren is not
+   * supported.
+   */
+  jsonTextWithInsertedId(_value: Record<string, unknown>, _key: string, _as: string): Knex.Raw | null {
+    return null;
   }
 
   /** Id of the row just inserted by `insert(...).returning('id')`. */

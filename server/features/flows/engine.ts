@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { getHelpers } from '../../../common/db/helpers/index.js';
+import { type DialectHelpers, getHelpers } from '../../../common/db/helpers/index.js';
 import { enqueueStep, type StepType } from '../../../common/protocol/steps.js';
 import type { FlowDefinition } from './definition.js';
 
@@ -44,17 +44,22 @@ export async function addHistoryRows(trx: Knex.Transaction, entries: readonly Hi
   await helpers.insertRowsInOrder(
     trx,
     'ticket_history',
-    entries.map((h) => ({
-      ticket_id: h.ticketId,
-      step: h.step,
-      action: h.action,
-      actor_user_id: h.actorId,
-      node_id: h.nodeId,
-      input: h.input === undefined ? null : JSON.stringify(h.input),
-      output: h.output === undefined ? null : JSON.stringify(h.output),
-      created_at: helpers.now(),
-    })),
+    entries.map((h) => historyRow(helpers, h)),
   );
+}
+
+/** The `ticket_history` row of an entry. */
+export function historyRow(helpers: DialectHelpers, h: Omit<HistoryEntry, 'ticketId'> & { ticketId?: number }): Record<string, unknown> {
+  return {
+    ticket_id: h.ticketId,
+    step: h.step,
+    action: h.action,
+    actor_user_id: h.actorId,
+    node_id: h.nodeId,
+    input: h.input === undefined ? null : JSON.stringify(h.input),
+    output: h.output === undefined ? null : JSON.stringify(h.output),
+    created_at: helpers.now(),
+  };
 }
 
 /** What entering a step does to the ticket row, decided before anything is written. */
@@ -67,8 +72,12 @@ export interface Placement {
   enqueue?: { stepType: StepType; delayMs: number };
 }
 
-/** Decides the ticket's state on `stepKey` (looks up a named assignee); writes nothing. */
-export async function placeOn(ctx: Pick<MoveContext, 'trx' | 'def' | 'data' | 'createdBy'>, stepKey: string): Promise<Placement> {
+/**
+ * Decides the ticket's state on `stepKey`; writes nothing, so `trx` may also be the database itself
+ * (a creation reads before it writes). A named assignee is looked up by the write that uses the
+ * columns, or read here where the vendor cannot.
+ */
+export async function placeOn(ctx: Pick<MoveContext, 'def' | 'data' | 'createdBy'> & { trx: Knex }, stepKey: string): Promise<Placement> {
   const { trx, def } = ctx;
   const h = getHelpers(trx);
   const step = def.steps[stepKey];
@@ -76,8 +85,12 @@ export async function placeOn(ctx: Pick<MoveContext, 'trx' | 'def' | 'data' | 'c
   const columns: Record<string, unknown> = { current_step: stepKey, assignee_user_id: null, assignee_group_id: null };
   if (step.type === 'form') {
     const a = step.assignee ?? {};
-    if (a.user) columns.assignee_user_id = (await trx('users').where({ username: a.user }).first('id'))?.id ?? null;
-    else if (a.group) columns.assignee_group_id = (await trx('user_groups').where({ name: a.group }).first('id'))?.id ?? null;
+    // The write looks the assignee up where the vendor allows (a round trip fewer); unknown: unassigned.
+    // A query builder is thenable: it is stored, never awaited (that would run it here).
+    const named = async (table: string, column: string, value: string): Promise<{ id: unknown } | undefined> => trx(table).where(column, value).first('id');
+    if (a.user) columns.assignee_user_id = h.idLookedUpInWrite(trx, 'users', 'username', a.user) ?? (await named('users', 'username', a.user))?.id ?? null;
+    else if (a.group)
+      columns.assignee_group_id = h.idLookedUpInWrite(trx, 'user_groups', 'name', a.group) ?? (await named('user_groups', 'name', a.group))?.id ?? null;
     else if (a.creator) columns.assignee_user_id = ctx.createdBy;
     columns.state = TICKET_STATE.open;
     return { state: TICKET_STATE.open, stepKey, columns };
@@ -105,9 +118,16 @@ export async function enqueuePlaced(trx: Knex.Transaction, ticketId: number, p: 
   return p.enqueue ? enqueueStep(trx, { ticketId, stepKey: p.stepKey, stepType: p.enqueue.stepType, delayMs: p.enqueue.delayMs }) : undefined;
 }
 
-/** The history row of entering a step. */
-export function enterEntry(ctx: Pick<MoveContext, 'ticketId' | 'actorId' | 'nodeId'>, p: Placement, stepId: number | undefined): HistoryEntry {
-  return { ticketId: ctx.ticketId, step: p.stepKey, action: 'enter', actorId: ctx.actorId, nodeId: ctx.nodeId, output: { state: p.state, stepId } };
+/** The history row of entering a step; a creation's has no ticket id yet (set by insertWithChildren). */
+export function enterEntry<C extends Pick<MoveContext, 'actorId' | 'nodeId'> & { ticketId?: number }>(ctx: C, p: Placement, stepId: number | undefined) {
+  return {
+    ticketId: ctx.ticketId as C['ticketId'],
+    step: p.stepKey,
+    action: 'enter',
+    actorId: ctx.actorId,
+    nodeId: ctx.nodeId,
+    output: { state: p.state, stepId },
+  };
 }
 
 /**

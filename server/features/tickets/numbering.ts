@@ -47,7 +47,7 @@ export async function nextTicketNumber(trx: Knex.Transaction, prefix: string): P
  * caller takes it first (nextTicketNumber). Not async on purpose: a knex Raw is thenable, and an
  * async function returning one would run it.
  */
-export function ticketNumberInInsert(trx: Knex.Transaction, prefix: string): Knex.Raw | null {
+export function ticketNumberInInsert(trx: Knex, prefix: string): Knex.Raw | null {
   const h = getHelpers(trx);
   return h.formattedSequenceValueInInsert(prefix, h.ticketSequenceName(prefix));
 }

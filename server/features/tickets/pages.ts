@@ -68,7 +68,7 @@ export async function ticketsPages(
   app.post('/forms/:formKey/new', { preHandler: [requireUser, verifyCsrf] }, async (request, reply) => {
     const body = (request.body ?? {}) as Body;
     try {
-      const created = await db.transaction((trx) => tickets.create(trx, (request.params as { formKey: string }).formKey, { data: body }, request.user));
+      const created = await tickets.createAlone(db, (request.params as { formKey: string }).formKey, { data: body }, request.user);
       if (atAutomaticStep(created)) onCommitted();
       return reply.redirect(`/tickets/${created.id}?created=1`, 303);
     } catch (err) {

@@ -3,7 +3,7 @@ import type { Database } from '../../../common/db/create-database.js';
 import { idempotentWrite } from '../../http/idempotency.js';
 import type { FormsStore } from '../forms/store.js';
 import { requireUser, verifyCsrf } from '../users/guards.js';
-import { atAutomaticStep, type TicketsService } from './service.js';
+import { atAutomaticStep, type TicketSummary, type TicketsService } from './service.js';
 
 export function paging(request: FastifyRequest): { page: number; pageSize: number } {
   const q = request.query as Record<string, string | undefined>;
@@ -23,11 +23,17 @@ export async function ticketsRoutes(
     const { formKey } = request.params as { formKey: string };
     const body = (request.body ?? {}) as { data?: unknown; title?: unknown };
     let stepQueued = false;
-    const r = await idempotentWrite(db, request, reply, async (trx) => {
-      const created = await tickets.create(trx, formKey, body, request.user);
+    const answer = (created: TicketSummary) => {
       stepQueued = atAutomaticStep(created);
       return { status: 201, body: created };
-    });
+    };
+    const r = await idempotentWrite(
+      db,
+      request,
+      reply,
+      async (trx) => answer(await tickets.create(trx, formKey, body, request.user)),
+      async (alone) => answer(await tickets.createAlone(alone, formKey, body, request.user)),
+    );
     if (stepQueued) onCommitted();
     return r;
   });

@@ -1,14 +1,28 @@
 import type { Knex } from 'knex';
+import type { Database } from '../../../common/db/create-database.js';
+import { getHelpers } from '../../../common/db/helpers/index.js';
+import { readyStepRow } from '../../../common/protocol/steps.js';
 import { ServerErrors } from '../../errors.js';
 import type { AuthUser } from '../../types.js';
 import type { FormStep } from '../flows/definition.js';
-import { addHistory, addHistoryRows, enqueuePlaced, enterEntry, FINAL_STATES, moveTo, placeOn, TICKET_STATE } from '../flows/engine.js';
+import {
+  addHistory,
+  addHistoryRows,
+  enqueuePlaced,
+  enterEntry,
+  FINAL_STATES,
+  type HistoryEntry,
+  historyRow,
+  moveTo,
+  placeOn,
+  TICKET_STATE,
+} from '../flows/engine.js';
 import type { FlowsStore } from '../flows/store.js';
 import { checkValues, type FieldDef } from '../forms/fields.js';
 import type { FormsStore } from '../forms/store.js';
 import type { UsersStore } from '../users/store.js';
 import { nextTicketNumber, ticketNumberInInsert } from './numbering.js';
-import type { TicketFilter, TicketRow, TicketsStore } from './store.js';
+import type { NewTicket, TicketFilter, TicketRow, TicketsStore } from './store.js';
 
 export const ACTIONS = ['approve', 'submit', 'reject', 'send_back', 'comment', 'cancel'] as const;
 export type TicketAction = (typeof ACTIONS)[number];
@@ -37,7 +51,7 @@ const summary = (t: Pick<TicketRow, 'id' | 'number'>, state: string, currentStep
 export function createTicketsService(deps: { store: TicketsStore; forms: FormsStore; flows: FlowsStore; users: UsersStore; nodeId: string }) {
   const { store, forms, flows, users, nodeId } = deps;
 
-  async function fieldErrors(fields: FieldDef[], input: unknown, trx: Knex | Knex.Transaction) {
+  async function fieldErrors(fields: FieldDef[], input: unknown, trx: Knex) {
     const r = checkValues(fields, input && typeof input === 'object' ? (input as Record<string, unknown>) : {});
     for (const u of r.users) if (!(await trx('users').where({ username: u.username }).first('id'))) r.errors[u.key] = 'user';
     if (Object.keys(r.errors).length) throw ServerErrors.SERVER_ERR_VALIDATION(undefined, { fields: r.errors });
@@ -55,48 +69,84 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
     return user.role === 'admin' || t.createdBy === user.id || (await canAct(user, t));
   }
 
+  /** What a creation reads and decides before it writes anything. */
+  async function prepare(db: Knex, formKey: string, input: { data?: unknown; title?: unknown }, user: AuthUser | null) {
+    const form = await forms.withFlow(formKey, db);
+    if (!form?.published || !form.flow) throw ServerErrors.SERVER_ERR_NOT_FOUND(`No published form ${formKey}`);
+    const values = await fieldErrors(form.fields, input.data, db);
+    const flow = form.flow;
+    const version = await flows.versionOf(flow.id, flow.latestVersion, db);
+    if (!version) throw ServerErrors.SERVER_ERR_CONFLICT(`Form ${formKey} has no deployed flow`);
+    const title =
+      typeof input.title === 'string' && input.title.trim() ? input.title.trim() : typeof values.title === 'string' && values.title ? values.title : form.title;
+    // The row is written once, already placed on the flow's first step: no UPDATE after the
+    // INSERT, and both history rows in the same round trip (round trips are what a creation costs).
+    const placed = await placeOn({ trx: db, def: version.definition, data: values, createdBy: user?.id ?? null }, version.definition.start);
+    const ticket = (number: NewTicket['number']): NewTicket => ({
+      number,
+      formId: form.id,
+      flowVersionId: version.id,
+      title,
+      data: values,
+      createdBy: user?.id ?? null,
+      slaHours: flow.slaHours,
+    });
+    /** Both history rows of the creation; the ticket's id is set by whoever inserts them. */
+    const history = (stepId: number | undefined): Omit<HistoryEntry, 'ticketId'>[] => {
+      const actor = { actorId: user?.id ?? null, nodeId };
+      return [{ ...actor, step: null, action: 'create', input: values, output: { flowVersion: version.version } }, enterEntry(actor, placed, stepId)];
+    };
+    return { prefix: flow.ticketPrefix, placed, ticket, history };
+  }
+  type Creation = Awaited<ReturnType<typeof prepare>>;
+
+  async function write(trx: Knex.Transaction, c: Creation): Promise<TicketSummary> {
+    const one = await writeInOneStatement(trx, c);
+    if (one) return one;
+    // A sequence value: taken without waiting on other creations (see numbering.ts), inside the INSERT where the vendor allows.
+    const number = ticketNumberInInsert(trx, c.prefix) ?? (await nextTicketNumber(trx, c.prefix));
+    const { id, number: taken } = await store.insert(trx, c.ticket(number), c.placed.columns);
+    const stepId = await enqueuePlaced(trx, id, c.placed);
+    await addHistoryRows(
+      trx,
+      c.history(stepId).map((e) => ({ ...e, ticketId: id })),
+    );
+    return summary({ id, number: taken }, c.placed.state, c.placed.stepKey);
+  }
+
+  /**
+   * Ticket, number, first step and history in one statement, or null (nothing written) where the
+   * vendor cannot. The 'enter' row names the step row's id, which only the statement knows.
+   */
+  async function writeInOneStatement(db: Knex, c: Creation): Promise<TicketSummary | null> {
+    const number = ticketNumberInInsert(db, c.prefix);
+    if (!number) return null;
+    const h = getHelpers(db);
+    const [create, enter] = c.history(undefined).map((e) => historyRow(h, e));
+    const step = c.placed.enqueue && readyStepRow(h, { stepKey: c.placed.stepKey, ...c.placed.enqueue });
+    if (step) enter.output = h.jsonTextWithInsertedId({ state: c.placed.state }, 'stepId', 'new_step');
+    const created = await store.insertWithChildren(db, c.ticket(number), c.placed.columns, { step, history: [create, enter] });
+    return created && summary(created, c.placed.state, c.placed.stepKey);
+  }
+
   return {
     canAct,
     canSee,
 
     /** Validates the submission (field-level errors), then creates the ticket in `trx` and moves it to the flow's first step. */
     async create(trx: Knex.Transaction, formKey: string, input: { data?: unknown; title?: unknown }, user: AuthUser | null): Promise<TicketSummary> {
-      const form = await forms.withFlow(formKey, trx);
-      if (!form?.published || !form.flow) throw ServerErrors.SERVER_ERR_NOT_FOUND(`No published form ${formKey}`);
-      const values = await fieldErrors(form.fields, input.data, trx);
-      const flow = form.flow;
-      const version = await flows.versionOf(flow.id, flow.latestVersion, trx);
-      if (!version) throw ServerErrors.SERVER_ERR_CONFLICT(`Form ${formKey} has no deployed flow`);
-      const title =
-        typeof input.title === 'string' && input.title.trim()
-          ? input.title.trim()
-          : typeof values.title === 'string' && values.title
-            ? values.title
-            : form.title;
-      // The row is written once, already placed on the flow's first step: no UPDATE after the
-      // INSERT, and both history rows in one statement (round trips are what a creation costs).
-      const placed = await placeOn({ trx, def: version.definition, data: values, createdBy: user?.id ?? null }, version.definition.start);
-      // A sequence value: taken without waiting on other creations (see numbering.ts), inside the INSERT where the vendor allows.
-      const { id, number } = await store.insert(
-        trx,
-        {
-          number: ticketNumberInInsert(trx, flow.ticketPrefix) ?? (await nextTicketNumber(trx, flow.ticketPrefix)),
-          formId: form.id,
-          flowVersionId: version.id,
-          title,
-          data: values,
-          createdBy: user?.id ?? null,
-          slaHours: flow.slaHours,
-        },
-        placed.columns,
-      );
-      const actor = { ticketId: id, actorId: user?.id ?? null, nodeId };
-      const stepId = await enqueuePlaced(trx, id, placed);
-      await addHistoryRows(trx, [
-        { ...actor, step: null, action: 'create', input: values, output: { flowVersion: version.version } },
-        enterEntry(actor, placed, stepId),
-      ]);
-      return summary({ id, number }, placed.state, placed.stepKey);
+      return write(trx, await prepare(trx, formKey, input, user));
+    },
+
+    /**
+     * The same creation, atomic by itself (no caller transaction, no Idempotency-Key): ONE statement
+     * where the vendor allows (ticket, number, first step, both history rows; no BEGIN/COMMIT). Its reads run before it, outside any transaction: inside one
+     * they would lock nothing either, so a form unpublished meanwhile races the same way. Otherwise
+     * the writes run in a transaction of their own.
+     */
+    async createAlone(database: Database, formKey: string, input: { data?: unknown; title?: unknown }, user: AuthUser | null): Promise<TicketSummary> {
+      const c = await prepare(database.knex, formKey, input, user);
+      return (await writeInOneStatement(database.knex, c)) ?? database.transaction((trx) => write(trx, c));
     },
 
     /** A human action on the ticket's current form step (or comment / cancel). */

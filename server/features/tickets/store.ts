@@ -32,8 +32,32 @@ export interface TicketFilter {
   pageSize: number;
 }
 
+export interface NewTicket {
+  /** A number taken already, or the expression that takes it (ticketNumberInInsert). */
+  number: string | Knex.Raw;
+  formId: number;
+  flowVersionId: number;
+  title: string;
+  data: Record<string, unknown>;
+  createdBy: number | null;
+  slaHours: number | null;
+}
+
 export function createTicketsStore(knex: Knex) {
   const h = getHelpers(knex);
+  const ticketRow = (t: NewTicket, placement: Record<string, unknown>): Record<string, unknown> => ({
+    ticket_no: t.number,
+    form_id: t.formId,
+    flow_version_id: t.flowVersionId,
+    title: t.title.slice(0, 255),
+    data: JSON.stringify(t.data),
+    created_by: t.createdBy,
+    row_version: 1,
+    due_at: t.slaHours ? h.nowPlusMs(t.slaHours * 3600_000) : null,
+    created_at: h.now(),
+    updated_at: h.now(),
+    ...placement,
+  });
   const toTicket = (r: DbRecord): TicketRow => ({
     id: Number(r.id),
     number: r.ticket_no,
@@ -76,35 +100,37 @@ export function createTicketsStore(knex: Knex) {
     toTicket,
     async insert(
       trx: Knex.Transaction,
-      t: {
-        /** A number taken already, or the expression that takes it (ticketNumberInInsert). */
-        number: string | Knex.Raw;
-        formId: number;
-        flowVersionId: number;
-        title: string;
-        data: Record<string, unknown>;
-        createdBy: number | null;
-        slaHours: number | null;
-      },
+      t: NewTicket,
       /** Where the ticket starts (state, current step, assignees): written with the row itself. */
       placement: Record<string, unknown> = { state: 'running', current_step: null },
     ): Promise<{ id: number; number: string }> {
-      const row = {
-        ticket_no: t.number,
-        form_id: t.formId,
-        flow_version_id: t.flowVersionId,
-        title: t.title.slice(0, 255),
-        data: JSON.stringify(t.data),
-        created_by: t.createdBy,
-        row_version: 1,
-        due_at: t.slaHours ? h.nowPlusMs(t.slaHours * 3600_000) : null,
-        created_at: h.now(),
-        updated_at: h.now(),
-        ...placement,
-      };
+      const row = ticketRow(t, placement);
       if (typeof t.number === 'string') return { id: await h.insertReturningId(trx, 'tickets', row), number: t.number };
       const [r] = (await trx('tickets').insert(row, ['id', 'ticket_no'])) as { id: number | string; ticket_no: string }[];
       return { id: Number(r.id), number: r.ticket_no };
+    },
+    /**
+     * The ticket, its first step's queue row (if any) and its history rows in ONE statement where
+     * the vendor can (insertWithChildren): atomic without a transaction. Null where it cannot;
+     * nothing is written then. `history` may refer to the step row as `new_step`.
+     */
+    async insertWithChildren(
+      db: Knex,
+      t: NewTicket,
+      placement: Record<string, unknown>,
+      rows: { step?: Record<string, unknown>; history: readonly Record<string, unknown>[] },
+    ): Promise<{ id: number; number: string } | null> {
+      const r = await h.insertWithChildren(
+        db,
+        'tickets',
+        ticketRow(t, placement),
+        ['id', 'ticket_no'],
+        [
+          { table: 'steps', fk: 'ticket_id', rows: rows.step ? [rows.step] : [], as: 'new_step' },
+          { table: 'ticket_history', fk: 'ticket_id', rows: rows.history },
+        ],
+      );
+      return r && { id: Number(r.id), number: r.ticket_no };
     },
     async byId(id: number, db: Knex | Knex.Transaction = knex, lock = false): Promise<TicketRow | null> {
       const q = db('tickets').where({ id }).first();

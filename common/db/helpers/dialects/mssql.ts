@@ -11,6 +11,11 @@ export class MssqlHelpers extends DialectHelpers {
     return this.knex.raw(`?? LIKE ? ESCAPE '\\'`, [column, `%${escaped}%`]);
   }
 
+  // "Subqueries are not allowed in this context" in INSERT … VALUES: the caller reads the id first.
+  override idLookedUpInWrite(): null {
+    return null;
+  }
+
   // T-SQL has no INTERVAL type.
   override now(): Knex.Raw {
     return this.knex.raw('SYSDATETIMEOFFSET()');

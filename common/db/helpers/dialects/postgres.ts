@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
-import { DialectHelpers } from '../types.js';
+import { type ChildRows, DialectHelpers } from '../types.js';
 
 export class PostgresHelpers extends DialectHelpers {
   override readonly name = 'postgres' as const;
@@ -23,5 +24,46 @@ export class PostgresHelpers extends DialectHelpers {
       prefix,
       this.seq(name),
     ]);
+  }
+
+  // Data-modifying CTEs: every one runs exactly once, to completion, within the one statement.
+  // Columns come back as text: the statement's result type then never changes, which a named
+  // (prepared) statement needs (a schema patch changing a column's type would otherwise make
+  // PostgreSQL refuse it: "cached plan must not change result type").
+  override async insertWithChildren(
+    db: Knex | Knex.Transaction,
+    table: string,
+    row: Record<string, unknown>,
+    returning: readonly string[],
+    children: readonly ChildRows[],
+  ): Promise<Record<string, string>> {
+    const newId = db.raw('(SELECT "id" FROM "new_row")');
+    const q = db.with('new_row', db(table).insert(row, [...new Set(['id', ...returning])]));
+    children.forEach((c, i) => {
+      if (!c.rows.length) return;
+      const insert = db(c.table).insert(c.rows.map((r) => ({ ...r, [c.fk]: newId })));
+      q.with(c.as ?? `children_${i}`, c.as ? insert.returning('id') : insert);
+    });
+    q.select(returning.map((c) => db.raw('??::text AS ??', [c, c]))).from('new_row');
+    const [created] = (await this.prepared(q)) as Record<string, string>[];
+    return created;
+  }
+
+  override jsonTextWithInsertedId(value: Record<string, unknown>, key: string, as: string): Knex.Raw {
+    if (key in value) throw new Error(`${key} is set already`);
+    // JSON.stringify puts the added key last: the text is the same as it would write.
+    const text = JSON.stringify({ ...value, [key]: 0 });
+    return this.knex.raw(`(SELECT ? || "id"::text || '}' FROM ??)`, [text.slice(0, -2), as]);
+  }
+
+  /**
+   * Names the statement (a prepared statement per connection, parsed and planned once instead of
+   * at every run) when prepared statements are on; its name is its text's hash, so one name never
+   * means two texts. Only for statements of a fixed shape and result type.
+   */
+  private prepared<T extends Knex.QueryBuilder>(q: T): T {
+    if (!this.preparedStatements) return q;
+    const name = `omflow_${createHash('sha1').update(q.toSQL().sql).digest('hex').slice(0, 20)}`;
+    return q.options({ name }) as T;
   }
 }
