@@ -79,7 +79,7 @@ export function createBooster(deps: BoosterDeps): Booster {
   let selfUrl = cfg.advertiseUrl ?? '';
   let stopping = false;
 
-  // "Database reachable?" from our own queries; the shared monitor can replace it behind DatabaseAvailability.
+  // "Database reachable?" from the lease loop's and the dispatcher's own queries (db-reachability.ts).
   const dbSignal = new QueryOutcomeAvailability(clock, log, cfg.renewDeadlineMs);
   metrics.dbReachable.set(1);
   dbSignal.onChange((up) => {

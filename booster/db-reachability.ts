@@ -1,15 +1,13 @@
+import type { DatabaseAvailabilityView } from '../common/db/availability.js';
 import type { Logger } from '../common/log.js';
 
 /**
- * "Is the database reachable?" as the booster sees it. Consumers (metrics, logs, status) only
- * need `DatabaseAvailability`, so the shared monitor (common/db/availability.ts) can replace the
- * implementation below without touching them.
+ * "Is the database reachable?" as the booster sees it: the view every process has
+ * (common/db/availability.ts), derived here from the lease loop's own queries instead of probes.
+ * The lease decides leadership, so the booster's signal must come from the lease queries: a probe
+ * on a connection of its own could answer while they hang.
  */
-export interface DatabaseAvailability {
-  isUp(): boolean;
-  /** Called on every change; `downMs` is set when the database is back. */
-  onChange(l: (up: boolean, downMs?: number) => void): void;
-}
+export type DatabaseAvailability = DatabaseAvailabilityView;
 
 /** Where the booster's own queries report their outcome (a no-op once the shared monitor is used). */
 export interface QueryOutcomeSink {

@@ -2,9 +2,9 @@ import { CommonErrors } from '../errors.js';
 import type { Logger } from '../log.js';
 
 /**
- * "Is the database reachable?" for one process, derived from its own queries plus a cheap
- * probe while in doubt. Same shape as the booster's `DatabaseAvailability`
- * (booster/db-reachability.ts), so either can stand behind it.
+ * "Is the database reachable?" for one process. Servers and agents derive it from their own
+ * queries plus a cheap probe while in doubt (DatabaseAvailabilityMonitor); the booster from its
+ * lease queries alone (booster/db-reachability.ts).
  */
 export interface DatabaseAvailabilityView {
   isUp(): boolean;

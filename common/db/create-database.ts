@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
 import type { databaseArea } from '../config/areas/database.js';
@@ -7,6 +8,7 @@ import type { Logger } from '../log.js';
 import { DatabaseAvailabilityMonitor } from './availability.js';
 import { isRetryable, mustDiscardConnection, translateDbError } from './errors/translate.js';
 import { getHelpers } from './helpers/index.js';
+import { PREPARE_OPTION } from './helpers/types.js';
 import { discardConnection, PgHostSelector, useHostSelector } from './pg-multi-host.js';
 import { type DatabaseTarget, DEFAULT_PORTS, parseDatabaseUrl } from './url.js';
 
@@ -160,7 +162,7 @@ export function createDatabase(cfg: DatabaseConfig, opts: CreateDatabaseOptions 
     },
   };
   const knex = knexFactory(config);
-  getHelpers(knex).preparedStatements = cfg.preparedStatements ?? true;
+  if (target.client === 'postgres' && (cfg.preparedStatements ?? true)) namePreparedStatements(knex);
   if (target.client === 'postgres' && (target.hosts.length > 1 || target.targetSessionAttrs !== 'any'))
     useHostSelector(knex, new PgHostSelector(target.hosts, target.targetSessionAttrs, DEFAULT_PORTS.postgres));
   const availability = opts.availability
@@ -252,6 +254,32 @@ export function wrapDatabase(knex: Knex, vendor: DatabaseTarget['client']): Data
  * A connection whose error shows it can no longer serve us (PostgreSQL 25006: the host became
  * read-only, a demoted primary) is marked so the pool destroys it instead of handing it out again.
  */
+/**
+ * PostgreSQL: a statement the helpers marked (`prepared`) runs as a named prepared statement, named
+ * by its text's hash, so one name never means two texts. pg parses it once per connection.
+ * A prepared statement keeps the parameter types of its first parse: if a schema patch changes a
+ * column it writes, re-planning fails (42804, 0A000) on that connection at every run. The
+ * connection is then discarded, and the next one prepares the statement against the new schema.
+ */
+function namePreparedStatements(knex: Knex): void {
+  type QueryObject = { sql?: string; options?: Record<string, unknown> };
+  const client = knex.client as { query: (conn: unknown, obj: QueryObject) => Promise<unknown> };
+  const query = client.query.bind(client);
+  client.query = async (conn, obj) => {
+    if (!obj?.options?.[PREPARE_OPTION] || !obj.sql) return query(conn, obj);
+    obj.options = { ...obj.options, name: `omflow_${createHash('sha1').update(obj.sql).digest('hex').slice(0, 20)}` };
+    try {
+      return await query(conn, obj);
+    } catch (err) {
+      if (STALE_PREPARED_STATEMENT.has(String((err as { code?: unknown } | null)?.code))) discardConnection(conn, err);
+      throw err;
+    }
+  };
+}
+
+/** Plan invalid after a schema change: datatype mismatch, cached plan's result changed, undefined column or table. */
+const STALE_PREPARED_STATEMENT = new Set(['42804', '0A000', '42703', '42P01']);
+
 export function wrapErrors(knex: Knex, vendor: DatabaseTarget['client'], availability?: DatabaseAvailabilityMonitor): void {
   const client = knex.client as Record<'query' | 'acquireConnection', (...args: unknown[]) => Promise<unknown>>;
   const query = client.query.bind(client);

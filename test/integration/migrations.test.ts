@@ -107,6 +107,7 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       await t.knex.schema.createTable('iwc_parent', (tb) => {
         tb.bigIncrements('id');
         tb.string('code', 16).notNullable();
+        tb.string('tag', 36).notNullable();
       });
       await t.knex.schema.createTable('iwc_child', (tb) => {
         tb.bigIncrements('id');
@@ -131,7 +132,7 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
         getHelpers(db.knex).insertWithChildren(
           db.knex,
           'iwc_parent',
-          { code },
+          { code, tag: '1' },
           ['id', 'code'],
           [{ table: 'iwc_child', fk: 'parent_id', rows: labels.map((label) => ({ label })) }],
         );
@@ -160,6 +161,13 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
         // the prepared statement's result stays the same type, so it keeps working.
         await t.knex.raw('ALTER TABLE iwc_parent ALTER COLUMN code TYPE varchar(32)');
         expect(await insert(db, 'c-after-alter', ['x', 'y', 'z'])).toMatchObject({ code: 'c-after-alter' });
+        // A column it writes changes type (varchar → integer): the statement prepared with a varchar
+        // parameter cannot be re-planned, on that connection, ever. That run fails; its connection
+        // is discarded, and the next run prepares the statement again against the new schema.
+        await t.knex.raw('ALTER TABLE iwc_parent ALTER COLUMN tag TYPE integer USING 0');
+        await expect(insert(db, 'stale', ['x', 'y', 'z'])).rejects.toThrow(/is of type integer/);
+        expect(await insert(db, 'fresh', ['x', 'y', 'z'])).toMatchObject({ code: 'fresh' });
+        expect(await prepared(db)).toBe(1);
         // A child the database refuses: nothing of the statement is written.
         await expect(insert(db, 'd', ['x', 'too-long-label'])).rejects.toSatisfy((e) => CommonErrors.COMMON_ERR_DB_TOO_LONG.is(e));
         expect(await t.knex('iwc_parent').where({ code: 'd' }).count({ n: '*' }).first()).toMatchObject({ n: 0 });
@@ -168,7 +176,7 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
         const withNote = await h.insertWithChildren(
           db.knex,
           'iwc_parent',
-          { code: 'f' },
+          { code: 'f', tag: 1 },
           ['id'],
           [
             { table: 'iwc_child', fk: 'parent_id', rows: [{ label: 'named' }], as: 'named_child' },

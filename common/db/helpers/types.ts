@@ -5,6 +5,9 @@ import type { DbClientName } from '../../config/areas/database.js';
  * Everything that differs between the four vendors, in one place. The base class is the
  * portable behaviour; each dialect overrides only what its vendor forces, with the reason.
  */
+/** The query option that asks for a prepared statement (see `prepared`, `namePreparedStatements`). */
+export const PREPARE_OPTION = 'omflowPrepare';
+
 /** Rows for insertWithChildren: `fk` is set to the parent's new id; `as` names them for later sets. */
 export interface ChildRows {
   table: string;
@@ -17,12 +20,6 @@ export class DialectHelpers {
   readonly name: DbClientName = 'postgres';
   /** Longest table, column, index or constraint name the vendor accepts. */
   readonly maxIdentifierLength: number = 63;
-  /**
-   * Hot statements of a fixed shape may run as named prepared statements (OMFLOW_DB_PREPARED_STATEMENTS;
-   * off behind a pooler that cannot keep them, e.g. PgBouncer before 1.21 in transaction mode).
-   */
-  preparedStatements = true;
-
   constructor(protected readonly knex: Knex) {}
 
   // ---- schema ----
@@ -170,6 +167,16 @@ export class DialectHelpers {
    */
   async insertRowsInOrder(db: Knex | Knex.Transaction, table: string, rows: readonly Record<string, unknown>[]): Promise<void> {
     if (rows.length) await db(table).insert(rows as Record<string, unknown>[]);
+  }
+
+  /**
+   * Marks a hot statement to run as a prepared statement where the vendor's driver supports it
+   * (PostgreSQL, unless OMFLOW_DB_PREPARED_STATEMENTS=false): parsed and planned once per
+   * connection. Only for statements whose result columns never change type: no `SELECT *` (a
+   * column added by a patch would make PostgreSQL refuse the plan).
+   */
+  prepared<T extends Knex.QueryBuilder>(q: T): T {
+    return q;
   }
 
   /**

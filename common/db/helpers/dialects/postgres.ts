@@ -1,6 +1,5 @@
-import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
-import { type ChildRows, DialectHelpers } from '../types.js';
+import { type ChildRows, DialectHelpers, PREPARE_OPTION } from '../types.js';
 
 export class PostgresHelpers extends DialectHelpers {
   override readonly name = 'postgres' as const;
@@ -56,14 +55,7 @@ export class PostgresHelpers extends DialectHelpers {
     return this.knex.raw(`(SELECT ? || "id"::text || '}' FROM ??)`, [text.slice(0, -2), as]);
   }
 
-  /**
-   * Names the statement (a prepared statement per connection, parsed and planned once instead of
-   * at every run) when prepared statements are on; its name is its text's hash, so one name never
-   * means two texts. Only for statements of a fixed shape and result type.
-   */
-  private prepared<T extends Knex.QueryBuilder>(q: T): T {
-    if (!this.preparedStatements) return q;
-    const name = `omflow_${createHash('sha1').update(q.toSQL().sql).digest('hex').slice(0, 20)}`;
-    return q.options({ name }) as T;
+  override prepared<T extends Knex.QueryBuilder>(q: T): T {
+    return q.options({ [PREPARE_OPTION]: true }) as T;
   }
 }
