@@ -8,9 +8,10 @@
 // --baseline DIR: for each server count, the same cells are also run with the app servers of
 // another checkout (e.g. /work/main), its servers started just before this tree's: before/after in
 // one run, against the same booster (this tree's, shedding off) and database.
-// --warmup S (default 5): load before the first cell of each set of servers. New processes are
-// cold (JIT tiers, pooled connections, the database's per-connection caches and prepared
-// statements); with 1 s only, the first cell of a set read 313 tickets/s and the next one 559.
+// --warmup S (default 5): seconds of load per server before the first cell of each set of servers
+// (3 servers: 15 s). New processes are cold (JIT tiers, pooled connections, the database's
+// per-connection caches and prepared statements), and each of n servers gets 1/n of the load, so
+// it warms n times slower: with 5 s for 3 servers, four cells in a row read 437, 522, 661, 708.
 // Usage: npx tsx bench/tickets-through-booster.ts [--duration 5] [--warmup 5] [--clients 8,32] [--servers 1,2,3] [--db URL] [--form it-request|simple] [--baseline DIR]
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
@@ -131,7 +132,7 @@ try {
   );
   await waitFor(async () => (await fetch(`${boosterUrl}/_booster/active`)).status === 200, 'booster active');
   console.log(
-    `tickets-through-booster: form ${formKey} (${db.vendor}${pg ? ', embedded, fsync off' : ''}), ${duration} s per cell after 1 s warm-up (${warmup} s for a new set of servers), one booster`,
+    `tickets-through-booster: form ${formKey} (${db.vendor}${pg ? ', embedded, fsync off' : ''}), ${duration} s per cell after 1 s warm-up (${warmup} s per server for a new set of servers), one booster`,
   );
   console.log(`${baseline ? 'tree     ' : ''}servers clients  tickets/s   p50 ms   p99 ms  errors  db CPU share (cores)`);
   const trees: [string, string, string][] = baseline
@@ -146,7 +147,7 @@ try {
       for (let k = 1; k <= n; k++) mine.push(await startServer(k, root, tag));
       await waitFor(async () => (await upServers()) === n, `${n} ${label} servers up`, 60_000);
       for (const [c, clients] of clientCounts.entries()) {
-        await measure(n, clients, baseline ? `${label.padEnd(8)} ` : '', c === 0 ? Math.max(1, warmup) : 1);
+        await measure(n, clients, baseline ? `${label.padEnd(8)} ` : '', c === 0 ? Math.max(1, warmup * n) : 1);
         // The steps of the measured tickets run before the next cell, so no cell inherits a backlog.
         await waitFor(
           async () => Number((await db.knex('steps').whereIn('state', ['ready', 'assigned']).count({ n: '*' }).first())!.n) === 0,
