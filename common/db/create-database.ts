@@ -248,13 +248,6 @@ export function wrapDatabase(knex: Knex, vendor: DatabaseTarget['client']): Data
 }
 
 /**
- * Makes every query on this knex reject with translated errors, so callers see stable codes.
- * With `availability`: queries report their outcome to it, and while it says unreachable a
- * connection is refused at once (COMMON_ERR_DB_CONNECTION) instead of after the pool timeout.
- * A connection whose error shows it can no longer serve us (PostgreSQL 25006: the host became
- * read-only, a demoted primary) is marked so the pool destroys it instead of handing it out again.
- */
-/**
  * PostgreSQL: a statement the helpers marked (`prepared`) runs as a named prepared statement, named
  * by its text's hash, so one name never means two texts. pg parses it once per connection.
  * A prepared statement keeps the parameter types of its first parse: if a schema patch changes a
@@ -280,6 +273,13 @@ function namePreparedStatements(knex: Knex): void {
 /** Plan invalid after a schema change: datatype mismatch, cached plan's result changed, undefined column or table. */
 const STALE_PREPARED_STATEMENT = new Set(['42804', '0A000', '42703', '42P01']);
 
+/**
+ * Makes every query on this knex reject with translated errors, so callers see stable codes.
+ * With `availability`: queries report their outcome to it, and while it says unreachable a
+ * connection is refused at once (COMMON_ERR_DB_CONNECTION) instead of after the pool timeout.
+ * A connection whose error shows it can no longer serve us (PostgreSQL 25006: the host became
+ * read-only, a demoted primary) is marked so the pool destroys it instead of handing it out again.
+ */
 export function wrapErrors(knex: Knex, vendor: DatabaseTarget['client'], availability?: DatabaseAvailabilityMonitor): void {
   const client = knex.client as Record<'query' | 'acquireConnection', (...args: unknown[]) => Promise<unknown>>;
   const query = client.query.bind(client);

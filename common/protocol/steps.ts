@@ -43,7 +43,8 @@ export async function enqueueStep(
   trx: Knex | Knex.Transaction,
   step: { ticketId: number; stepKey: string; stepType: StepType; delayMs?: number },
 ): Promise<number> {
-  return getHelpers(trx).insertReturningId(trx, 'steps', readyStepRow(getHelpers(trx), step));
+  const h = getHelpers(trx);
+  return h.insertReturningId(trx, 'steps', readyStepRow(h, step));
 }
 
 /** The `steps` row of a step put on the queue (its ticket id left out when the ticket is inserted with it). */

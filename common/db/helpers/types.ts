@@ -1,10 +1,6 @@
 import type { Knex } from 'knex';
 import type { DbClientName } from '../../config/areas/database.js';
 
-/**
- * Everything that differs between the four vendors, in one place. The base class is the
- * portable behaviour; each dialect overrides only what its vendor forces, with the reason.
- */
 /** The query option that asks for a prepared statement (see `prepared`, `namePreparedStatements`). */
 export const PREPARE_OPTION = 'omflowPrepare';
 
@@ -16,10 +12,15 @@ export interface ChildRows {
   as?: string;
 }
 
+/**
+ * Everything that differs between the four vendors, in one place. The base class is the
+ * portable behaviour; each dialect overrides only what its vendor forces, with the reason.
+ */
 export class DialectHelpers {
   readonly name: DbClientName = 'postgres';
   /** Longest table, column, index or constraint name the vendor accepts. */
   readonly maxIdentifierLength: number = 63;
+
   constructor(protected readonly knex: Knex) {}
 
   // ---- schema ----
