@@ -69,12 +69,3 @@ export function newParser(b: Binding, type: number): LlhttpParser {
   p.initialize(type, {}, MAX_HEAD_BYTES, b.HTTPParser.kLenientNone);
   return p;
 }
-
-/** Tokens of a Connection header that name more hop-by-hop headers (besides close, keep-alive, upgrade). */
-export function connectionTokens(value: string, into: Set<string> | null): Set<string> | null {
-  for (const t of value.split(',')) {
-    const tok = t.trim().toLowerCase();
-    if (tok && tok !== 'close' && tok !== 'keep-alive' && tok !== 'upgrade') (into ??= new Set()).add(tok);
-  }
-  return into;
-}

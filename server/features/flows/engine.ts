@@ -87,10 +87,9 @@ export async function placeOn(ctx: Pick<MoveContext, 'def' | 'data' | 'createdBy
     const a = step.assignee ?? {};
     // The write looks the assignee up where the vendor allows (a round trip fewer); unknown: unassigned.
     // A query builder is thenable: it is stored, never awaited (that would run it here).
-    const named = async (table: string, column: string, value: string): Promise<{ id: unknown } | undefined> => trx(table).where(column, value).first('id');
-    if (a.user) columns.assignee_user_id = h.idLookedUpInWrite(trx, 'users', 'username', a.user) ?? (await named('users', 'username', a.user))?.id ?? null;
-    else if (a.group)
-      columns.assignee_group_id = h.idLookedUpInWrite(trx, 'user_groups', 'name', a.group) ?? (await named('user_groups', 'name', a.group))?.id ?? null;
+    const readId = async (table: string, column: string, value: string) => (await trx(table).where(column, value).first('id'))?.id ?? null;
+    if (a.user) columns.assignee_user_id = h.idLookedUpInWrite(trx, 'users', 'username', a.user) ?? (await readId('users', 'username', a.user));
+    else if (a.group) columns.assignee_group_id = h.idLookedUpInWrite(trx, 'user_groups', 'name', a.group) ?? (await readId('user_groups', 'name', a.group));
     else if (a.creator) columns.assignee_user_id = ctx.createdBy;
     columns.state = TICKET_STATE.open;
     return { state: TICKET_STATE.open, stepKey, columns };
