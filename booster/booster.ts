@@ -265,6 +265,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     control,
     proxy,
     { policy: dbPressure, onShed: () => metrics.dbPressureShed.inc() },
+    log,
   );
   // With workers the leader serves only /_booster/, forwarded by the workers to this loopback listener.
   const server = workerCount > 1 ? createServer({ keepAliveTimeout: 5000 }, control) : createFrontServer(cfg, log, front.onRequest, front.onUpgrade);

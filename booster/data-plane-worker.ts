@@ -118,23 +118,55 @@ export class MirroredServerTable extends ServerTable {
   }
 }
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings']);
 
-/** /_booster/ at a worker: streamed to the leader's loopback listener, answer streamed back. */
-function createLeaderForwarder(controlUrl: string): { handle(req: IncomingMessage, res: ServerResponse): void; close(): void } {
+/**
+ * The request head for the HTTP/1.1 hop to the primary: hop-by-hop headers dropped, and an
+ * HTTP/2 request's pseudo-headers (`:method`, `:path`, `:scheme`, `:authority`) turned into what
+ * HTTP/1.1 says instead (`:authority` is the Host); http.request throws on a name with a colon.
+ */
+export function forwardedHeaders(rawHeaders: readonly string[]): OutgoingHttpHeaders {
+  const headers: OutgoingHttpHeaders = {};
+  let authority: string | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i].toLowerCase();
+    if (name.charCodeAt(0) === 58 /* ':' */) {
+      if (name === ':authority') authority = rawHeaders[i + 1];
+      continue;
+    }
+    if (HOP_BY_HOP.has(name)) continue;
+    const prev = headers[name];
+    // Repeated headers stay repeated (cookie crumbs of HTTP/2 are joined as RFC 9113 8.2.3 says).
+    if (prev === undefined) headers[name] = rawHeaders[i + 1];
+    else if (name === 'cookie') headers[name] = `${prev}; ${rawHeaders[i + 1]}`;
+    else headers[name] = Array.isArray(prev) ? [...prev, rawHeaders[i + 1]] : [String(prev), rawHeaders[i + 1]];
+  }
+  if (headers.host === undefined && authority !== undefined) headers.host = authority;
+  return headers;
+}
+
+/** /_booster/ at a worker: streamed to the primary's loopback listener, answer streamed back. */
+function createLeaderForwarder(controlUrl: string, log: Logger): { handle(req: IncomingMessage, res: ServerResponse): void; close(): void } {
   const target = new URL(controlUrl);
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
   return {
     handle(req, res) {
-      const headers: OutgoingHttpHeaders = {};
-      for (const [k, v] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
-      const up = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers, agent }, (ur) => {
-        const out: string[] = [];
-        const raw = ur.rawHeaders;
-        for (let i = 0; i < raw.length; i += 2) if (!HOP_BY_HOP.has(raw[i].toLowerCase())) out.push(raw[i], raw[i + 1]);
-        res.writeHead(ur.statusCode ?? 502, out);
-        pipeline(ur, res, () => {});
-      });
+      const up = request(
+        { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: forwardedHeaders(req.rawHeaders), agent },
+        (ur) => {
+          const out: string[] = [];
+          const raw = ur.rawHeaders;
+          for (let i = 0; i < raw.length; i += 2) if (!HOP_BY_HOP.has(raw[i].toLowerCase())) out.push(raw[i], raw[i + 1]);
+          try {
+            res.writeHead(ur.statusCode ?? 502, out);
+          } catch (err) {
+            ur.destroy();
+            log.error({ err, path: req.url }, 'could not relay the answer of the primary to a /_booster/ request');
+            return sendError(res, BoosterErrors.BOOSTER_ERR_INTERNAL());
+          }
+          pipeline(ur, res, () => {});
+        },
+      );
       up.on('error', () => sendError(res, BoosterErrors.BOOSTER_ERR_LEADER_UNREACHABLE()));
       pipeline(req, up, () => {});
     },
@@ -161,14 +193,14 @@ export function startDataPlaneWorker(init: Extract<ToWorker, { type: 'init' }>, 
   const dbPressure = new DbPressurePolicy(cfg, () => table.routable, clock);
   const metrics = createMetrics();
   const proxy = new ReverseProxy({ table, admission, pools, metrics, log, epoch: () => state.epoch, opts: cfg });
-  const forwarder = createLeaderForwarder(init.controlUrl);
+  const forwarder = createLeaderForwarder(init.controlUrl, log);
   const gate: FrontGate = {
     serves: () => state.serves,
     activeUrl: () => state.activeUrl,
     stopping: () => stopping || state.stopping,
     allowsDistribution: () => state.allowsDistribution,
   };
-  const { onRequest, onUpgrade } = createFrontHandler(gate, forwarder.handle, proxy, { policy: dbPressure, onShed: () => metrics.dbPressureShed.inc() });
+  const { onRequest, onUpgrade } = createFrontHandler(gate, forwarder.handle, proxy, { policy: dbPressure, onShed: () => metrics.dbPressureShed.inc() }, log);
   const server = createFrontServer(cfg, log, onRequest, onUpgrade);
 
   let resolveStopped: () => void = () => {};

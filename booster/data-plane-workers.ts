@@ -239,6 +239,7 @@ export class DataPlaneWorkers {
     for (const id of slot.inflight.keys()) this.#d.table.setInflight(id, this.#inflightOf(id));
     for (const w of [...this.#ackWaiters]) w();
     if (this.#stopping) return;
+    this.#d.metrics.workerExits.inc();
     // A worker that lived a while starts over at the shortest delay; one that keeps dying backs off.
     if (Date.now() - slot.startedAt > 10_000) this.#restarts = 0;
     const delay = Math.min(5000, 100 * 2 ** this.#restarts++);

@@ -67,4 +67,9 @@ export const BoosterErrors = defineErrors({
     message: 'The data-plane worker could not reach its leader process for a /_booster/ request',
     hint: 'Transient while the booster starts, stops or restarts its leader; retry after Retry-After. If it persists, the booster process needs a restart (see its log).',
   },
+  BOOSTER_ERR_INTERNAL: {
+    status: 500,
+    message: 'The booster failed to handle this request',
+    hint: 'A defect in the booster, not in the request or the servers: the request was not proxied and the process keeps serving. The booster log has the error with the request id; report it.',
+  },
 });

@@ -43,8 +43,9 @@ export function createFrontHandler(
   control: Handler,
   proxy: ReverseProxy,
   pressure: FrontPressure,
+  log: Logger,
 ): { onRequest: Handler; onUpgrade: UpgradeHandler } {
-  function onRequest(req: IncomingMessage, res: ServerResponse): void {
+  function route(req: IncomingMessage, res: ServerResponse): void {
     const url = req.url ?? '/';
     if (url.startsWith(BOOSTER_PATH.prefix)) {
       control(req, res);
@@ -73,7 +74,26 @@ export function createFrontHandler(
     proxy.handle(req, res);
   }
 
+  /** A throw on the way to the proxy is a defect: that request gets 500 with a code, the process keeps serving everyone else. */
+  function onRequest(req: IncomingMessage, res: ServerResponse): void {
+    try {
+      route(req, res);
+    } catch (err) {
+      log.error({ err, method: req.method, path: req.url }, 'request handling failed');
+      sendError(res, BoosterErrors.BOOSTER_ERR_INTERNAL());
+    }
+  }
+
   function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    try {
+      upgrade(req, socket, head);
+    } catch (err) {
+      log.error({ err, method: req.method, path: req.url }, 'upgrade handling failed');
+      socket.destroy();
+    }
+  }
+
+  function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const url = req.url ?? '/';
     if (!gate.serves() || isInternalPath(url) || url.startsWith(BOOSTER_PATH.prefix) || (!gate.allowsDistribution() && !isGateExempt(url))) {
       socket.end('HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n');

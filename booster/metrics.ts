@@ -69,6 +69,11 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     help: 'New requests answered 503 BOOSTER_ERR_DB_PRESSURE (admission under database pressure)',
     registers: [registry],
   });
+  const workerExits = new Counter({
+    name: 'omflow_booster_worker_exits_total',
+    help: 'Data-plane workers that exited while the booster was running (each is forked again)',
+    registers: [registry],
+  });
   let admitShare = () => 1;
   new Gauge({
     name: 'omflow_booster_db_pressure_admit_share',
@@ -104,6 +109,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     leaseHeld,
     dbReachable,
     dbOutages,
+    workerExits,
   };
 }
 

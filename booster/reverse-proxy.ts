@@ -155,7 +155,7 @@ export class ReverseProxy {
       x.body = req.heldBody;
       (res as TaggedResponse)[EXCHANGE] = x;
       res.on('close', onResponseClose);
-      void x.start();
+      x.run();
       return;
     }
     const cl = req.headers['content-length'];
@@ -176,11 +176,11 @@ export class ReverseProxy {
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
         x.body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-        void x.start();
+        x.run();
       });
       req.on('error', () => res.destroy());
     } else {
-      void x.start();
+      x.run();
     }
   }
 
@@ -325,6 +325,15 @@ class Exchange {
     return !this.req.readableDidRead && !this.req.destroyed;
   }
 
+  /** Starts (or restarts) the exchange; a throw on the way is a defect that answers 500, never an unhandled rejection. */
+  run(): void {
+    this.start().catch((err: unknown) => {
+      this.s.log.error({ err, requestId: this.requestId.value }, 'proxying a request failed');
+      this.abortCurrent?.(err as Error);
+      sendError(this.res, BoosterErrors.BOOSTER_ERR_INTERNAL());
+    });
+  }
+
   async start(): Promise<void> {
     const s = this.s;
     for (;;) {
@@ -377,7 +386,7 @@ class Exchange {
 
   retry(reason: 'connect' | 'status' | 'reset'): void {
     this.s.metrics.retries.labels(reason).inc();
-    void this.start();
+    this.run();
   }
 }
 
@@ -449,7 +458,17 @@ class Attempt {
     }
     out.push(HEADER.upstream, e.id);
     const res = x.res;
-    res.writeHead(statusCode, (x.req.httpVersionMajor < 2 && statusText) || undefined, out);
+    try {
+      res.writeHead(statusCode, (x.req.httpVersionMajor < 2 && statusText) || undefined, out);
+    } catch (err) {
+      // A head the client's protocol cannot carry (HTTP/2 refuses some HTTP/1.1 headers): 502, not a crash.
+      x.s.log.warn({ err, server: e.id, requestId: x.requestId.value }, 'the server answered a head that cannot be relayed');
+      this.superseded = true;
+      this.settle();
+      x.abortCurrent?.(err as Error);
+      sendError(res, BoosterErrors.BOOSTER_ERR_UPSTREAM());
+      return false;
+    }
     res.on('drain', onResponseDrain);
     return true;
   }
