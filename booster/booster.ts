@@ -22,7 +22,7 @@ import { createLicenseGate, type LicenseGate } from './license/gate.js';
 import { createMetrics } from './metrics.js';
 import { ReverseProxy } from './reverse-proxy.js';
 import { ServerSync } from './server-sync.js';
-import { ServerTable, type Transition } from './server-table.js';
+import { ServerTable, type Transition } from './server-table/server-table.js';
 import { createStatusView } from './status-view.js';
 import { ClusterStore } from './stores.js';
 import { UpstreamPools } from './upstream-pools.js';

@@ -11,7 +11,7 @@ import { createFrontHandler, createFrontServer, type FrontGate } from './front-h
 import { sendError } from './http-errors.js';
 import { createMetrics, type StatsDelta } from './metrics.js';
 import { ReverseProxy } from './reverse-proxy.js';
-import { type ServerEntry, ServerTable, type ServerView, type TableMirror } from './server-table.js';
+import { type ServerEntry, ServerTable, type ServerView, type TableMirror } from './server-table/server-table.js';
 import { UpstreamPools } from './upstream-pools.js';
 
 /**

@@ -7,7 +7,7 @@ import { freePort } from '../common/free-port.js';
 import type { Logger } from '../common/log.js';
 import type { FromWorker, ToWorker, WorkerState } from './data-plane-worker.js';
 import type { BoosterMetrics } from './metrics.js';
-import type { ServerTable } from './server-table.js';
+import type { ServerTable } from './server-table/server-table.js';
 
 /**
  * The leader's side of the data-plane workers (ADR 0010): forks them through node:cluster with

@@ -6,7 +6,7 @@ import type { StepDispatch } from '../common/protocol/messages.js';
 import { findDispatchableSteps, leaseStep, releaseStep, STEP_STATE } from '../common/protocol/steps.js';
 import type { QueryOutcomeSink } from './db-reachability.js';
 import type { BoosterMetrics } from './metrics.js';
-import type { ServerTable, ServerView } from './server-table.js';
+import type { ServerTable, ServerView } from './server-table/server-table.js';
 import type { UpstreamPools } from './upstream-pools.js';
 
 /**

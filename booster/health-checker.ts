@@ -1,6 +1,6 @@
 import type { Logger } from '../common/log.js';
 import { SERVER_PATH } from '../common/protocol/headers.js';
-import type { ServerTable, ServerView } from './server-table.js';
+import type { ServerTable, ServerView } from './server-table/server-table.js';
 import type { UpstreamPools } from './upstream-pools.js';
 
 /**

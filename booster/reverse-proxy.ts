@@ -10,7 +10,7 @@ import { nextRequestId, sendError } from './http-errors.js';
 import { idempotencyKeyOf, LeanRequest } from './http1/front-connection.js';
 import type { Http1Pool } from './http1/upstream-client.js';
 import type { BoosterMetrics } from './metrics.js';
-import type { ServerTable, ServerView } from './server-table.js';
+import type { ServerTable, ServerView } from './server-table/server-table.js';
 import type { UpstreamPool, UpstreamPools } from './upstream-pools.js';
 
 /**

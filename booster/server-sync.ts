@@ -1,5 +1,5 @@
 import type { AgentReport, Heartbeat } from '../common/protocol/messages.js';
-import type { ServerTable, ServerView } from './server-table.js';
+import type { ServerTable, ServerView } from './server-table/server-table.js';
 import type { ClusterStore } from './stores.js';
 
 /**

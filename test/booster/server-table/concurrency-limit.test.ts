@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConcurrencyLimit, type ConcurrencyLimitOptions, DEFAULT_LIMIT_OPTIONS } from '../../booster/concurrency-limit.js';
+import { ConcurrencyLimit, type ConcurrencyLimitOptions, DEFAULT_LIMIT_OPTIONS } from '../../../booster/server-table/concurrency-limit.js';
 
 /** The limiter is pure: driven here by a simulated server whose time to headers follows its load. */
 const OPTS: ConcurrencyLimitOptions = { ...DEFAULT_LIMIT_OPTIONS, max: 256 };

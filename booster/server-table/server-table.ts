@@ -1,4 +1,4 @@
-import type { AgentState, Heartbeat } from '../common/protocol/messages.js';
+import type { AgentState, Heartbeat } from '../../common/protocol/messages.js';
 import { ConcurrencyLimit, type ConcurrencyLimitOptions, DEFAULT_LIMIT_OPTIONS } from './concurrency-limit.js';
 
 /**

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { ServerTable, type TableOptions, type Transition } from '../../booster/server-table.js';
-import type { Heartbeat } from '../../common/protocol/messages.js';
-import { idleHeartbeat } from './fixtures.js';
+import { ServerTable, type TableOptions, type Transition } from '../../../booster/server-table/server-table.js';
+import type { Heartbeat } from '../../../common/protocol/messages.js';
+import { idleHeartbeat } from '../fixtures.js';
 
 /** ServerTable is pure policy: driven here by a hand-moved clock and scripted heartbeats. */
 const OPTS: TableOptions = {

@@ -1,7 +1,7 @@
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
-import { createBooster } from '../../booster/booster.js';
-import { boosterConfig, boosterSuiteDatabase, silentLog, startFixtureServer, until } from './fixtures.js';
+import { createBooster } from '../../../booster/booster.js';
+import { boosterConfig, boosterSuiteDatabase, silentLog, startFixtureServer, until } from '../fixtures.js';
 
 /**
  * The adaptive concurrency limit with a real booster in front of a real loopback server that
