@@ -4,7 +4,7 @@ import { audienceOf, signClusterRequest } from '../common/protocol/cluster-auth.
 import { SERVER_PATH } from '../common/protocol/headers.js';
 import type { StepDispatch } from '../common/protocol/messages.js';
 import { findDispatchableSteps, leaseStep, releaseStep, STEP_STATE } from '../common/protocol/steps.js';
-import type { QueryOutcomeSink } from './db-reachability.js';
+import type { QueryOutcomeSink } from './leadership/db-reachability.js';
 import type { BoosterMetrics } from './metrics.js';
 import type { ServerTable, ServerView } from './server-table/server-table.js';
 import type { UpstreamPools } from './upstream-pools.js';

@@ -1,6 +1,6 @@
 import type { Logger } from '../common/log.js';
 import type { DbPressurePolicy } from './admission.js';
-import type { Leadership } from './leadership.js';
+import type { Leadership } from './leadership/leadership.js';
 import type { LicenseGate } from './license/gate.js';
 import type { ServerTable } from './server-table/server-table.js';
 import type { ClusterStore } from './stores.js';

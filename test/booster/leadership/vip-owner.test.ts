@@ -1,15 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CommandRunner, createVipOwner } from '../../booster/vip.js';
-import { boosterArea } from '../../common/config/areas/booster.js';
-import { loadConfig } from '../../common/config/load.js';
-import { parseDatabaseUrl } from '../../common/db/url.js';
-import type { OmflowError } from '../../common/errors.js';
-import { seed } from '../../server/seed.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { netnsUnavailable } from '../helpers/netns.js';
-import { LOGIN, longestPause, startVipCluster, VIP, type VipCluster, waitUntil } from '../helpers/vip-cluster.js';
-import { SECRET, silentLog } from './fixtures.js';
+import { type CommandRunner, createVipOwner } from '../../../booster/leadership/vip-owner.js';
+import { boosterArea } from '../../../common/config/areas/booster.js';
+import { loadConfig } from '../../../common/config/load.js';
+import { parseDatabaseUrl } from '../../../common/db/url.js';
+import type { OmflowError } from '../../../common/errors.js';
+import { seed } from '../../../server/seed.js';
+import { createTestDatabase, type TestDatabase } from '../../helpers/db.js';
+import { netnsUnavailable } from '../../helpers/netns.js';
+import { LOGIN, longestPause, startVipCluster, VIP, type VipCluster, waitUntil } from '../../helpers/vip-cluster.js';
+import { SECRET, silentLog } from '../fixtures.js';
 
 describe('VIP configuration', () => {
   const problems = (env: Record<string, string>) => {

@@ -1,5 +1,5 @@
-import type { DatabaseAvailabilityView } from '../common/db/availability.js';
-import type { Logger } from '../common/log.js';
+import type { DatabaseAvailabilityView } from '../../common/db/availability.js';
+import type { Logger } from '../../common/log.js';
 
 /**
  * "Is the database reachable?" as the booster sees it: the view every process has

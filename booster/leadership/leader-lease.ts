@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { getHelpers } from '../common/db/helpers/index.js';
+import { getHelpers } from '../../common/db/helpers/index.js';
 import type { LeaseStore } from './leadership.js';
 
 /**

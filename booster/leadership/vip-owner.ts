@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Logger } from '../common/log.js';
+import type { Logger } from '../../common/log.js';
 
 /**
  * The virtual IP owned through the leader lease (like Pacemaker's IPaddr2, fenced by our epoch):

@@ -1,14 +1,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Booster, createBooster } from '../../booster/booster.js';
-import { createClusterClient } from '../../common/protocol/cluster-client.js';
-import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
-import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
-import { boosterConfig, enqueueSteps, type FixtureServer, freePort, SECRET, silentLog, startBlackHole, startFixtureServer, until } from './fixtures.js';
+import { type Booster, createBooster } from '../../../booster/booster.js';
+import { createClusterClient } from '../../../common/protocol/cluster-client.js';
+import { BOOSTER_PATH, HEADER } from '../../../common/protocol/headers.js';
+import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../../helpers/db.js';
+import { boosterConfig, enqueueSteps, type FixtureServer, freePort, SECRET, silentLog, startBlackHole, startFixtureServer, until } from '../fixtures.js';
 
 /** Two boosters as real processes on one database: kill -9 of the active, partition from the peer. */
-const root = fileURLToPath(new URL('../..', import.meta.url));
+const root = fileURLToPath(new URL('../../..', import.meta.url));
 
 function startBoosterProcess(env: Record<string, string>): ChildProcess {
   const child = spawn(process.execPath, ['common/bin/omflow.mjs', 'booster'], {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { LeaseInfo } from '../../booster/leader.js';
+import type { LeaseInfo } from '../../../booster/leadership/leader-lease.js';
 import {
   Leadership,
   type LeadershipOptions,
@@ -8,8 +8,8 @@ import {
   type LeaseStore,
   type PeerAnswer,
   RIDE_THROUGH_GRACE_MS,
-} from '../../booster/leadership.js';
-import { silentLog } from './fixtures.js';
+} from '../../../booster/leadership/leadership.js';
+import { silentLog } from '../fixtures.js';
 
 /**
  * Leadership with simulated time: a hand-moved clock, timers that fire only when the test moves

@@ -1,6 +1,6 @@
-import type { Logger } from '../common/log.js';
+import type { Logger } from '../../common/log.js';
 import type { QueryOutcomeSink } from './db-reachability.js';
-import type { LeaseInfo } from './leader.js';
+import type { LeaseInfo } from './leader-lease.js';
 
 /**
  * Active/standby: the election loop around the leader lease, the renewal watchdog and the

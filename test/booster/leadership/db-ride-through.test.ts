@@ -1,11 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { audienceOf, signClusterRequest } from '../../common/protocol/cluster-auth.js';
-import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { TcpRelay as Relay } from '../helpers/tcp-relay.js';
-import { enqueueSteps, type FixtureServer, freePort, SECRET, startFixtureServer, until } from './fixtures.js';
+import { audienceOf, signClusterRequest } from '../../../common/protocol/cluster-auth.js';
+import { BOOSTER_PATH, HEADER } from '../../../common/protocol/headers.js';
+import { createTestDatabase, type TestDatabase } from '../../helpers/db.js';
+import { TcpRelay as Relay } from '../../helpers/tcp-relay.js';
+import { enqueueSteps, type FixtureServer, freePort, SECRET, startFixtureServer, until } from '../fixtures.js';
 
 /**
  * Two boosters as real processes whose only path to PostgreSQL is a TCP relay in this test:
@@ -14,7 +14,7 @@ import { enqueueSteps, type FixtureServer, freePort, SECRET, startFixtureServer,
  * refused). The shared test database itself keeps running, and the fixture app server reaches it
  * directly, so steps can be queued during the outage.
  */
-const root = fileURLToPath(new URL('../..', import.meta.url));
+const root = fileURLToPath(new URL('../../..', import.meta.url));
 
 function startBoosterProcess(env: Record<string, string>, out: string[]): ChildProcess {
   const child = spawn(process.execPath, ['common/bin/omflow.mjs', 'booster'], {
