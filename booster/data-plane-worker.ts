@@ -5,14 +5,14 @@ import type { boosterArea } from '../common/config/areas/booster.js';
 import type { clusterArea } from '../common/config/areas/cluster.js';
 import type { AreaValues } from '../common/config/define.js';
 import type { Logger } from '../common/log.js';
-import { Admission, DbPressurePolicy } from './admission.js';
+import { Admission, DbPressurePolicy } from './data-plane/admission.js';
 import { BoosterErrors } from './errors.js';
-import { createFrontHandler, createFrontServer, type FrontGate } from './front-handler.js';
+import { createFrontHandler, createFrontServer, type FrontGate } from './data-plane/front-router.js';
 import { sendError } from './http-errors.js';
 import { createMetrics, type StatsDelta } from './metrics.js';
-import { ReverseProxy } from './reverse-proxy.js';
+import { ReverseProxy } from './data-plane/reverse-proxy.js';
 import { type ServerEntry, ServerTable, type ServerView, type TableMirror } from './server-table/server-table.js';
-import { UpstreamPools } from './upstream-pools.js';
+import { UpstreamPools } from './data-plane/upstream-pools.js';
 
 /**
  * A data-plane worker (ADR 0010): one of OMFLOW_BOOSTER_WORKERS processes that share the

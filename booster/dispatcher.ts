@@ -7,7 +7,7 @@ import { findDispatchableSteps, leaseStep, releaseStep, STEP_STATE } from '../co
 import type { QueryOutcomeSink } from './leadership/db-reachability.js';
 import type { BoosterMetrics } from './metrics.js';
 import type { ServerTable, ServerView } from './server-table/server-table.js';
-import type { UpstreamPools } from './upstream-pools.js';
+import type { UpstreamPools } from './data-plane/upstream-pools.js';
 
 /**
  * Hands ready steps to the least-loaded healthy server: lease in the database (fenced by the

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HealthChecker } from '../../booster/health-checker.js';
 import { ServerTable, type Transition } from '../../booster/server-table/server-table.js';
-import { UpstreamPools } from '../../booster/upstream-pools.js';
+import { UpstreamPools } from '../../booster/data-plane/upstream-pools.js';
 import { createLogger } from '../../common/log.js';
 import { SERVER_PATH } from '../../common/protocol/headers.js';
 import { idleHeartbeat } from './fixtures.js';

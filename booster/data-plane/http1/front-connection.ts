@@ -1,6 +1,6 @@
 import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import { HEADER } from '../../common/protocol/headers.js';
+import { HEADER } from '../../../common/protocol/headers.js';
 import { type LlhttpParser, llhttp, newParser, STOP_AFTER_HEAD } from './llhttp.js';
 
 /**

@@ -10,7 +10,7 @@ import {
   requestKind,
   STANDING_INTERVAL_MS,
   STANDING_TARGET_MS,
-} from '../../booster/admission.js';
+} from '../../../booster/data-plane/admission.js';
 
 /** Manual timers: nothing fires until the test moves time. */
 function manualTimers() {

@@ -4,9 +4,9 @@ import { createServer, type IncomingMessage, Server, type ServerOptions, type Se
 import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
-import type { Logger } from '../common/log.js';
-import { BOOSTER_PATH } from '../common/protocol/headers.js';
-import { BoosterErrors } from './errors.js';
+import type { Logger } from '../../common/log.js';
+import { BOOSTER_PATH } from '../../common/protocol/headers.js';
+import { BoosterErrors } from '../errors.js';
 import { attachLeanFront } from './http1/front-connection.js';
 import { leanHttp1Available } from './http1/llhttp.js';
 

@@ -2,10 +2,10 @@ import { createServer, type Server } from 'node:http';
 import { type AddressInfo, connect, type Socket } from 'node:net';
 import { Client } from 'undici';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type Booster, createBooster } from '../../booster/booster.js';
-import { attachLeanFront, type LeanRequest, type LeanResponse } from '../../booster/http1/front-connection.js';
-import { type Http1Handler, Http1Pool } from '../../booster/http1/upstream-client.js';
-import { boosterConfig, boosterSuiteDatabase, type FixtureServer, silentLog, startFixtureServer, until } from './fixtures.js';
+import { type Booster, createBooster } from '../../../../booster/booster.js';
+import { attachLeanFront, type LeanRequest, type LeanResponse } from '../../../../booster/data-plane/http1/front-connection.js';
+import { type Http1Handler, Http1Pool } from '../../../../booster/data-plane/http1/http1-pool.js';
+import { boosterConfig, boosterSuiteDatabase, type FixtureServer, silentLog, startFixtureServer, until } from '../../fixtures.js';
 
 /**
  * The lean HTTP/1.1 path (ADR 0014) through a real booster and real loopback servers: what it

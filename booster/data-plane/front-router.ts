@@ -1,16 +1,16 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { boosterArea } from '../common/config/areas/booster.js';
-import type { AreaValues } from '../common/config/define.js';
-import type { Logger } from '../common/log.js';
-import { BOOSTER_PATH, HEADER } from '../common/protocol/headers.js';
+import type { boosterArea } from '../../common/config/areas/booster.js';
+import type { AreaValues } from '../../common/config/define.js';
+import type { Logger } from '../../common/log.js';
+import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
 import { type DbPressurePolicy, requestKind } from './admission.js';
-import { BoosterErrors } from './errors.js';
-import { createFrontDoor } from './front-door.js';
-import { sendError } from './http-errors.js';
+import { BoosterErrors } from '../errors.js';
+import { createFrontDoor } from './listener.js';
+import { sendError } from '../http-errors.js';
 import { idempotencyKeyOf } from './http1/front-connection.js';
 import { isInternalPath } from './internal-paths.js';
-import { isGateExempt, renderGatedResponse } from './license/gate.js';
+import { isGateExempt, renderGatedResponse } from '../license/gate.js';
 import type { ReverseProxy } from './reverse-proxy.js';
 
 type BoosterConfig = AreaValues<(typeof boosterArea)['keys']>;

@@ -1,7 +1,7 @@
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
-import { type Booster, createBooster } from '../../booster/booster.js';
-import { boosterConfig, boosterSuiteDatabase, type FixtureServer, silentLog, startFixtureServer, until } from './fixtures.js';
+import { type Booster, createBooster } from '../../../booster/booster.js';
+import { boosterConfig, boosterSuiteDatabase, type FixtureServer, silentLog, startFixtureServer, until } from '../fixtures.js';
 
 /**
  * An app server's `503 SERVER_ERR_DB_UNAVAILABLE` (marked by X-Omflow-Db-Unavailable) blames

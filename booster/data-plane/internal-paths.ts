@@ -1,4 +1,4 @@
-import { SERVER_PATH } from '../common/protocol/headers.js';
+import { SERVER_PATH } from '../../common/protocol/headers.js';
 
 /**
  * Whether a data-plane request targets the app servers' cluster-only paths (/_internal/...).

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isInternalPath } from '../../booster/internal-paths.js';
+import { isInternalPath } from '../../../booster/data-plane/internal-paths.js';
 
 describe('isInternalPath', () => {
   it('sees /_internal/ however the path spells it for the app server router', () => {

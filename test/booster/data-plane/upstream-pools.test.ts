@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type PoolFactory, type UpstreamPool, UpstreamPools } from '../../booster/upstream-pools.js';
+import { type PoolFactory, type UpstreamPool, UpstreamPools } from '../../../booster/data-plane/upstream-pools.js';
 
 /** UpstreamPools with a fake factory: one pool per server, replaced when its URL changes. */
 const OPTS = { connectTimeoutMs: 1, headersTimeoutMs: 1, idleTimeoutMs: 1, keepAliveMs: 1, connectionsPerServer: 1 };

@@ -3,10 +3,10 @@ import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
-import { type Booster, createBooster } from '../../booster/booster.js';
-import type { LicenseGate } from '../../booster/license/gate.js';
-import { audienceOf, signClusterRequest } from '../../common/protocol/cluster-auth.js';
-import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
+import { type Booster, createBooster } from '../../../booster/booster.js';
+import type { LicenseGate } from '../../../booster/license/gate.js';
+import { audienceOf, signClusterRequest } from '../../../common/protocol/cluster-auth.js';
+import { BOOSTER_PATH, HEADER } from '../../../common/protocol/headers.js';
 import {
   boosterConfig,
   boosterSuiteDatabase,
@@ -17,7 +17,7 @@ import {
   silentLog,
   startFixtureServer,
   until,
-} from './fixtures.js';
+} from '../fixtures.js';
 
 /** The data plane of one in-process booster in front of real loopback servers. */
 const suite = boosterSuiteDatabase();

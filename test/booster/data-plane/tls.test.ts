@@ -9,13 +9,13 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type Booster, createBooster } from '../../booster/booster.js';
-import { createFrontDoor, H2_MAX_CONCURRENT_STREAMS } from '../../booster/front-door.js';
-import { createLogger } from '../../common/log.js';
-import { createClusterClient } from '../../common/protocol/cluster-client.js';
-import { BOOSTER_PATH } from '../../common/protocol/headers.js';
-import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
-import { boosterConfig, type FixtureServer, freePort, SECRET, silentLog, startFixtureServer, until } from './fixtures.js';
+import { type Booster, createBooster } from '../../../booster/booster.js';
+import { createFrontDoor, H2_MAX_CONCURRENT_STREAMS } from '../../../booster/data-plane/listener.js';
+import { createLogger } from '../../../common/log.js';
+import { createClusterClient } from '../../../common/protocol/cluster-client.js';
+import { BOOSTER_PATH } from '../../../common/protocol/headers.js';
+import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../../helpers/db.js';
+import { boosterConfig, type FixtureServer, freePort, SECRET, silentLog, startFixtureServer, until } from '../fixtures.js';
 
 /** HTTPS, HTTP/2 and certificate reloads of an in-process booster, with certificates made by openssl. */
 let tdb: TestDatabase;

@@ -1,11 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HEADER } from '../../common/protocol/headers.js';
-import { seed } from '../../server/seed.js';
-import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
-import { freePort } from '../helpers/processes.js';
-import { OMFLOW, SECRET, type ServerProcess, startServerProcess } from '../server/helpers.js';
+import { HEADER } from '../../../common/protocol/headers.js';
+import { seed } from '../../../server/seed.js';
+import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../../helpers/db.js';
+import { freePort } from '../../helpers/processes.js';
+import { OMFLOW, SECRET, type ServerProcess, startServerProcess } from '../../server/helpers.js';
 
 const OPERATOR_TOKEN = 'db-pressure-operator-token-0123456789';
 
