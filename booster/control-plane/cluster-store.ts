@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
-import { getHelpers } from '../common/db/helpers/index.js';
-import { CommonErrors, isOmflowError } from '../common/errors.js';
-import type { AgentState, Heartbeat } from '../common/protocol/messages.js';
+import { getHelpers } from '../../common/db/helpers/index.js';
+import { CommonErrors, isOmflowError } from '../../common/errors.js';
+import type { AgentState, Heartbeat } from '../../common/protocol/messages.js';
 
 /** What the booster keeps in the shared database: servers, booster nodes, the event log. */
 export interface ServerRow {

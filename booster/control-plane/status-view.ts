@@ -1,9 +1,9 @@
-import type { Logger } from '../common/log.js';
-import type { DbPressurePolicy } from './data-plane/admission.js';
-import type { Leadership } from './leadership/leadership.js';
-import type { LicenseGate } from './license/gate.js';
-import type { ServerTable } from './server-table/server-table.js';
-import type { ClusterStore } from './stores.js';
+import type { Logger } from '../../common/log.js';
+import type { DbPressurePolicy } from '../data-plane/admission.js';
+import type { Leadership } from '../leadership/leadership.js';
+import type { LicenseGate } from '../license/gate.js';
+import type { ServerTable } from '../server-table/server-table.js';
+import type { ClusterStore } from './cluster-store.js';
 
 /**
  * The open read views of `/_booster/status` and `/_booster/events`. They are unauthenticated

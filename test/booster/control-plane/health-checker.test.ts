@@ -1,12 +1,12 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { HealthChecker } from '../../booster/health-checker.js';
-import { ServerTable, type Transition } from '../../booster/server-table/server-table.js';
-import { UpstreamPools } from '../../booster/data-plane/upstream-pools.js';
-import { createLogger } from '../../common/log.js';
-import { SERVER_PATH } from '../../common/protocol/headers.js';
-import { idleHeartbeat } from './fixtures.js';
+import { HealthChecker } from '../../../booster/control-plane/health-checker.js';
+import { ServerTable, type Transition } from '../../../booster/server-table/server-table.js';
+import { UpstreamPools } from '../../../booster/data-plane/upstream-pools.js';
+import { createLogger } from '../../../common/log.js';
+import { SERVER_PATH } from '../../../common/protocol/headers.js';
+import { idleHeartbeat } from '../fixtures.js';
 
 /**
  * The health checker against a real loopback app server whose /readyz answers from a script.

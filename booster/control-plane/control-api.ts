@@ -1,14 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { CommonErrors, isOmflowError } from '../common/errors.js';
-import type { Logger } from '../common/log.js';
-import { audiencesFor } from '../common/protocol/cluster-auth.js';
-import { createClusterClient } from '../common/protocol/cluster-client.js';
-import { AGENT_PATH, BOOSTER_PATH, HEADER } from '../common/protocol/headers.js';
-import { type Heartbeat, type HeartbeatReply, parseAgentReport, parseHeartbeat, parsePatchNotice } from '../common/protocol/messages.js';
-import { createSignedEndpoint, sendJson as json, sendWireError } from '../common/protocol/signed-endpoint.js';
-import { WIRE_ERROR } from '../common/protocol/wire-errors.js';
-import { BoosterErrors } from './errors.js';
-import { sendError } from './http-errors.js';
+import { CommonErrors, isOmflowError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import { audiencesFor } from '../../common/protocol/cluster-auth.js';
+import { createClusterClient } from '../../common/protocol/cluster-client.js';
+import { AGENT_PATH, BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
+import { type Heartbeat, type HeartbeatReply, parseAgentReport, parseHeartbeat, parsePatchNotice } from '../../common/protocol/messages.js';
+import { createSignedEndpoint, sendJson as json, sendWireError } from '../../common/protocol/signed-endpoint.js';
+import { WIRE_ERROR } from '../../common/protocol/wire-errors.js';
+import { BoosterErrors } from '../errors.js';
+import { sendError } from '../http-errors.js';
 
 /**
  * The /_booster/ API: a tiny router, no framework. GET active is open and says only whether

@@ -3,18 +3,18 @@ import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BoosterClient } from '../../agent/booster-client.js';
-import { buildControlApi } from '../../agent/control-api.js';
-import { createBooster } from '../../booster/booster.js';
-import { audiencesFor, signClusterRequest } from '../../common/protocol/cluster-auth.js';
-import { createClusterClient } from '../../common/protocol/cluster-client.js';
-import { EpochFence } from '../../common/protocol/epoch.js';
-import { AGENT_PATH, BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
-import { WIRE_ERROR } from '../../common/protocol/wire-errors.js';
-import { createHeartbeat } from '../../server/heartbeat.js';
-import { Runtime } from '../../server/runtime.js';
-import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
-import { boosterConfig, idleHeartbeat, SECRET, silentLog, startFixtureServer, until } from './fixtures.js';
+import { BoosterClient } from '../../../agent/booster-client.js';
+import { buildControlApi } from '../../../agent/control-api.js';
+import { createBooster } from '../../../booster/booster.js';
+import { audiencesFor, signClusterRequest } from '../../../common/protocol/cluster-auth.js';
+import { createClusterClient } from '../../../common/protocol/cluster-client.js';
+import { EpochFence } from '../../../common/protocol/epoch.js';
+import { AGENT_PATH, BOOSTER_PATH, HEADER } from '../../../common/protocol/headers.js';
+import { WIRE_ERROR } from '../../../common/protocol/wire-errors.js';
+import { createHeartbeat } from '../../../server/heartbeat.js';
+import { Runtime } from '../../../server/runtime.js';
+import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../../helpers/db.js';
+import { boosterConfig, idleHeartbeat, SECRET, silentLog, startFixtureServer, until } from '../fixtures.js';
 
 /**
  * The control plane as an attacker on the users' network sees it: reads need credentials,

@@ -2,14 +2,14 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createBooster } from '../../booster/booster.js';
-import { STEPS_READY_PATH } from '../../booster/control-plane.js';
-import type { LicenseGate } from '../../booster/license/gate.js';
-import { run as statusRun } from '../../booster/status-cli.js';
-import { verifyClusterRequest } from '../../common/protocol/cluster-auth.js';
-import { AGENT_PATH, BOOSTER_PATH } from '../../common/protocol/headers.js';
-import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
-import { boosterConfig, enqueueSteps, type FixtureServer, SECRET, signedPost, silentLog, startFixtureServer, until } from './fixtures.js';
+import { createBooster } from '../../../booster/booster.js';
+import { STEPS_READY_PATH } from '../../../booster/control-plane/control-api.js';
+import type { LicenseGate } from '../../../booster/license/gate.js';
+import { run as statusRun } from '../../../booster/status-cli.js';
+import { verifyClusterRequest } from '../../../common/protocol/cluster-auth.js';
+import { AGENT_PATH, BOOSTER_PATH } from '../../../common/protocol/headers.js';
+import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../../helpers/db.js';
+import { boosterConfig, enqueueSteps, type FixtureServer, SECRET, signedPost, silentLog, startFixtureServer, until } from '../fixtures.js';
 
 /** Step dispatch, graceful hand-over, agent reports, patch notices and `omflow status`. */
 let tdb: TestDatabase;

@@ -1,6 +1,6 @@
-import type { AgentReport, Heartbeat } from '../common/protocol/messages.js';
-import type { ServerTable, ServerView } from './server-table/server-table.js';
-import type { ClusterStore } from './stores.js';
+import type { AgentReport, Heartbeat } from '../../common/protocol/messages.js';
+import type { ServerTable, ServerView } from '../server-table/server-table.js';
+import type { ClusterStore } from './cluster-store.js';
 
 /**
  * Keeps the in-memory server table and the `servers` rows in step: the table is refreshed from
