@@ -12,7 +12,7 @@ import { Admission, DbPressurePolicy } from './data-plane/admission.js';
 import { createControlPlane } from './control-plane/control-api.js';
 import { DataPlaneWorkers } from './data-plane-workers.js';
 import { QueryOutcomeAvailability } from './leadership/db-reachability.js';
-import { StepDispatcher } from './dispatcher.js';
+import { StepDispatcher } from './steps/step-dispatcher.js';
 import { loadCertificate } from './data-plane/listener.js';
 import { createFrontHandler, createFrontServer } from './data-plane/front-router.js';
 import { HealthChecker } from './control-plane/health-checker.js';

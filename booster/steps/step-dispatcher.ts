@@ -1,13 +1,13 @@
 import type { Knex } from 'knex';
-import type { Logger } from '../common/log.js';
-import { audienceOf, signClusterRequest } from '../common/protocol/cluster-auth.js';
-import { SERVER_PATH } from '../common/protocol/headers.js';
-import type { StepDispatch } from '../common/protocol/messages.js';
-import { findDispatchableSteps, leaseStep, releaseStep, STEP_STATE } from '../common/protocol/steps.js';
-import type { QueryOutcomeSink } from './leadership/db-reachability.js';
-import type { BoosterMetrics } from './metrics.js';
-import type { ServerTable, ServerView } from './server-table/server-table.js';
-import type { UpstreamPools } from './data-plane/upstream-pools.js';
+import type { Logger } from '../../common/log.js';
+import { audienceOf, signClusterRequest } from '../../common/protocol/cluster-auth.js';
+import { SERVER_PATH } from '../../common/protocol/headers.js';
+import type { StepDispatch } from '../../common/protocol/messages.js';
+import { findDispatchableSteps, leaseStep, releaseStep, STEP_STATE } from '../../common/protocol/steps.js';
+import type { QueryOutcomeSink } from '../leadership/db-reachability.js';
+import type { BoosterMetrics } from '../metrics.js';
+import type { ServerTable, ServerView } from '../server-table/server-table.js';
+import type { UpstreamPools } from '../data-plane/upstream-pools.js';
 
 /**
  * Hands ready steps to the least-loaded healthy server: lease in the database (fenced by the
