@@ -1,7 +1,7 @@
 import type { Logger } from '../../common/log.js';
 import { SERVER_PATH } from '../../common/protocol/headers.js';
-import type { ServerTable, ServerView } from '../server-table/server-table.js';
 import type { UpstreamPools } from '../data-plane/upstream-pools.js';
+import type { ServerTable, ServerView } from '../server-table/server-table.js';
 
 /**
  * Active health checks: quick /healthz on every live server (faster while its state is

@@ -4,13 +4,13 @@ import type { boosterArea } from '../../common/config/areas/booster.js';
 import type { AreaValues } from '../../common/config/define.js';
 import type { Logger } from '../../common/log.js';
 import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
-import { type DbPressurePolicy, requestKind } from './admission.js';
 import { BoosterErrors } from '../errors.js';
-import { createFrontDoor } from './listener.js';
 import { sendError } from '../http-errors.js';
+import { isGateExempt, renderGatedResponse } from '../license/gate.js';
+import { type DbPressurePolicy, requestKind } from './admission.js';
 import { idempotencyKeyOf } from './http1/front-connection.js';
 import { isInternalPath } from './internal-paths.js';
-import { isGateExempt, renderGatedResponse } from '../license/gate.js';
+import { createFrontDoor } from './listener.js';
 import type { ReverseProxy } from './reverse-proxy.js';
 
 type BoosterConfig = AreaValues<(typeof boosterArea)['keys']>;

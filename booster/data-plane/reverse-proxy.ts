@@ -4,13 +4,13 @@ import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Logger } from '../../common/log.js';
 import { HEADER } from '../../common/protocol/headers.js';
-import type { Admission } from './admission.js';
 import { BoosterErrors } from '../errors.js';
 import { nextRequestId, sendError } from '../http-errors.js';
-import { idempotencyKeyOf, LeanRequest } from './http1/front-connection.js';
-import type { Http1Pool } from './http1/http1-pool.js';
 import type { BoosterMetrics } from '../metrics.js';
 import type { ServerTable, ServerView } from '../server-table/server-table.js';
+import type { Admission } from './admission.js';
+import { idempotencyKeyOf, LeanRequest } from './http1/front-connection.js';
+import type { Http1Pool } from './http1/http1-pool.js';
 import type { UpstreamPool, UpstreamPools } from './upstream-pools.js';
 
 /**

@@ -1,6 +1,6 @@
 import { type Dispatcher, Pool } from 'undici';
-import { leanHttp1Available } from './http1/llhttp.js';
 import { Http1Pool } from './http1/http1-pool.js';
+import { leanHttp1Available } from './http1/llhttp.js';
 
 /**
  * One connection pool per app server, shared by the reverse proxy, the health checker and

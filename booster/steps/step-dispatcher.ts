@@ -4,10 +4,10 @@ import { audienceOf, signClusterRequest } from '../../common/protocol/cluster-au
 import { SERVER_PATH } from '../../common/protocol/headers.js';
 import type { StepDispatch } from '../../common/protocol/messages.js';
 import { findDispatchableSteps, leaseStep, releaseStep, STEP_STATE } from '../../common/protocol/steps.js';
+import type { UpstreamPools } from '../data-plane/upstream-pools.js';
 import type { QueryOutcomeSink } from '../leadership/db-reachability.js';
 import type { BoosterMetrics } from '../metrics.js';
 import type { ServerTable, ServerView } from '../server-table/server-table.js';
-import type { UpstreamPools } from '../data-plane/upstream-pools.js';
 
 /**
  * Hands ready steps to the least-loaded healthy server: lease in the database (fenced by the

@@ -1,13 +1,13 @@
 import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
-import type { boosterArea } from '../common/config/areas/booster.js';
-import type { clusterArea } from '../common/config/areas/cluster.js';
-import type { AreaValues } from '../common/config/define.js';
-import { freePort } from '../common/free-port.js';
-import type { Logger } from '../common/log.js';
-import type { FromWorker, ToWorker, WorkerState } from './data-plane-worker.js';
-import type { BoosterMetrics } from './metrics.js';
-import type { ServerTable } from './server-table/server-table.js';
+import type { boosterArea } from '../../common/config/areas/booster.js';
+import type { clusterArea } from '../../common/config/areas/cluster.js';
+import type { AreaValues } from '../../common/config/define.js';
+import { freePort } from '../../common/free-port.js';
+import type { Logger } from '../../common/log.js';
+import type { BoosterMetrics } from '../metrics.js';
+import type { ServerTable } from '../server-table/server-table.js';
+import type { FromWorker, ToWorker, WorkerState } from './worker.js';
 
 /**
  * The leader's side of the data-plane workers (ADR 0010): forks them through node:cluster with
@@ -19,7 +19,7 @@ import type { ServerTable } from './server-table/server-table.js';
 type BoosterConfig = AreaValues<(typeof boosterArea)['keys']>;
 type ClusterConfig = AreaValues<(typeof clusterArea)['keys']>;
 
-const ENTRY = fileURLToPath(new URL(`./data-plane-worker-main${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url));
+const ENTRY = fileURLToPath(new URL(`./worker-main${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url));
 
 export interface DataPlaneWorkersDeps {
   count: number;

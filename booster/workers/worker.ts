@@ -1,18 +1,18 @@
 import { Agent, type IncomingMessage, type OutgoingHttpHeaders, request, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream';
-import type { boosterArea } from '../common/config/areas/booster.js';
-import type { clusterArea } from '../common/config/areas/cluster.js';
-import type { AreaValues } from '../common/config/define.js';
-import type { Logger } from '../common/log.js';
-import { Admission, DbPressurePolicy } from './data-plane/admission.js';
-import { BoosterErrors } from './errors.js';
-import { createFrontHandler, createFrontServer, type FrontGate } from './data-plane/front-router.js';
-import { sendError } from './http-errors.js';
-import { createMetrics, type StatsDelta } from './metrics.js';
-import { ReverseProxy } from './data-plane/reverse-proxy.js';
-import { type ServerEntry, ServerTable, type ServerView, type TableMirror } from './server-table/server-table.js';
-import { UpstreamPools } from './data-plane/upstream-pools.js';
+import type { boosterArea } from '../../common/config/areas/booster.js';
+import type { clusterArea } from '../../common/config/areas/cluster.js';
+import type { AreaValues } from '../../common/config/define.js';
+import type { Logger } from '../../common/log.js';
+import { Admission, DbPressurePolicy } from '../data-plane/admission.js';
+import { createFrontHandler, createFrontServer, type FrontGate } from '../data-plane/front-router.js';
+import { ReverseProxy } from '../data-plane/reverse-proxy.js';
+import { UpstreamPools } from '../data-plane/upstream-pools.js';
+import { BoosterErrors } from '../errors.js';
+import { sendError } from '../http-errors.js';
+import { createMetrics, type StatsDelta } from '../metrics.js';
+import { type ServerEntry, ServerTable, type ServerView, type TableMirror } from '../server-table/server-table.js';
 
 /**
  * A data-plane worker (ADR 0010): one of OMFLOW_BOOSTER_WORKERS processes that share the

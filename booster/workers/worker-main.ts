@@ -2,8 +2,8 @@
 // It waits for the leader's init message, then serves the shared listening socket. A worker
 // never outlives its leader: when the IPC channel closes (leader stopped or killed), it exits
 // at once, so a dead leader's workers never answer with a stale role or epoch.
-import { createLogger } from '../common/log.js';
-import { type FromWorker, type RunningWorker, startDataPlaneWorker, type ToWorker } from './data-plane-worker.js';
+import { createLogger } from '../../common/log.js';
+import { type FromWorker, type RunningWorker, startDataPlaneWorker, type ToWorker } from './worker.js';
 
 const send = (m: FromWorker) => {
   if (process.connected) process.send?.(m);

@@ -7,10 +7,10 @@ import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Booster, createBooster } from '../../booster/booster.js';
-import { audienceOf, signClusterRequest } from '../../common/protocol/cluster-auth.js';
-import { BOOSTER_PATH } from '../../common/protocol/headers.js';
-import { boosterConfig, boosterSuiteDatabase, idleHeartbeat, SECRET, silentLog, until } from './fixtures.js';
+import { type Booster, createBooster } from '../../../booster/booster.js';
+import { audienceOf, signClusterRequest } from '../../../common/protocol/cluster-auth.js';
+import { BOOSTER_PATH } from '../../../common/protocol/headers.js';
+import { boosterConfig, boosterSuiteDatabase, idleHeartbeat, SECRET, silentLog, until } from '../fixtures.js';
 
 /**
  * The default configuration's front door (data-plane workers, TLS on) under every transport a

@@ -1,9 +1,9 @@
 import cluster from 'node:cluster';
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
-import { type Booster, createBooster } from '../../booster/booster.js';
-import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
-import { boosterConfig, boosterSuiteDatabase, type FixtureServer, signedPost, silentLog, startFixtureServer, until } from './fixtures.js';
+import { type Booster, createBooster } from '../../../booster/booster.js';
+import { BOOSTER_PATH, HEADER } from '../../../common/protocol/headers.js';
+import { boosterConfig, boosterSuiteDatabase, type FixtureServer, signedPost, silentLog, startFixtureServer, until } from '../fixtures.js';
 
 /**
  * A booster with two data-plane workers (ADR 0010): real forked processes sharing the port,
