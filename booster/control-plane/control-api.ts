@@ -8,7 +8,7 @@ import { type Heartbeat, type HeartbeatReply, parseAgentReport, parseHeartbeat, 
 import { createSignedEndpoint, sendJson as json, sendWireError } from '../../common/protocol/signed-endpoint.js';
 import { WIRE_ERROR } from '../../common/protocol/wire-errors.js';
 import { BoosterErrors } from '../errors.js';
-import { sendError } from '../http-errors.js';
+import { sendError } from '../replies.js';
 
 /**
  * The /_booster/ API: a tiny router, no framework. GET active is open and says only whether

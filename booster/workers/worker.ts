@@ -10,8 +10,8 @@ import { createFrontHandler, createFrontServer, type FrontGate } from '../data-p
 import { ReverseProxy } from '../data-plane/reverse-proxy.js';
 import { UpstreamPools } from '../data-plane/upstream-pools.js';
 import { BoosterErrors } from '../errors.js';
-import { sendError } from '../http-errors.js';
 import { createMetrics, type StatsDelta } from '../metrics.js';
+import { sendError } from '../replies.js';
 import { type ServerEntry, ServerTable, type ServerView, type TableMirror } from '../server-table/server-table.js';
 
 /**

@@ -1,14 +1,14 @@
-import type { CliContext } from '../common/cli/context.js';
-import { parseFlags } from '../common/cli/context.js';
-import { boosterArea } from '../common/config/areas/booster.js';
-import { clusterArea } from '../common/config/areas/cluster.js';
-import { databaseArea } from '../common/config/areas/database.js';
-import { loadConfig } from '../common/config/load.js';
-import { createDatabase } from '../common/db/create-database.js';
-import { createLogger } from '../common/log.js';
-import { packageVersion } from '../common/package-version.js';
-import { createBooster } from './booster.js';
-import { createLicenseGate } from './license/gate.js';
+import type { CliContext } from '../../common/cli/context.js';
+import { parseFlags } from '../../common/cli/context.js';
+import { boosterArea } from '../../common/config/areas/booster.js';
+import { clusterArea } from '../../common/config/areas/cluster.js';
+import { databaseArea } from '../../common/config/areas/database.js';
+import { loadConfig } from '../../common/config/load.js';
+import { createDatabase } from '../../common/db/create-database.js';
+import { createLogger } from '../../common/log.js';
+import { packageVersion } from '../../common/package-version.js';
+import { createBooster } from '../booster.js';
+import { createLicenseGate } from '../license/gate.js';
 
 const HELP = `Usage: omflow booster
 

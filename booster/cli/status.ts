@@ -1,11 +1,11 @@
 import { request } from 'undici';
-import type { CliContext } from '../common/cli/context.js';
-import { parseFlags } from '../common/cli/context.js';
-import { boosterArea } from '../common/config/areas/booster.js';
-import { clusterArea } from '../common/config/areas/cluster.js';
-import { loadConfig } from '../common/config/load.js';
-import { createClusterClient } from '../common/protocol/cluster-client.js';
-import { BOOSTER_PATH, DEFAULT_PORT } from '../common/protocol/headers.js';
+import type { CliContext } from '../../common/cli/context.js';
+import { parseFlags } from '../../common/cli/context.js';
+import { boosterArea } from '../../common/config/areas/booster.js';
+import { clusterArea } from '../../common/config/areas/cluster.js';
+import { loadConfig } from '../../common/config/load.js';
+import { createClusterClient } from '../../common/protocol/cluster-client.js';
+import { BOOSTER_PATH, DEFAULT_PORT } from '../../common/protocol/headers.js';
 
 const HELP = `Usage: omflow status [--booster URL] [--json] [--events N]
 

@@ -7,7 +7,7 @@ import { loadConfig } from '../../common/config/load.js';
 import { type LicensePayload, signLicense } from '../../common/license/format.js';
 import { createLicenseVerifier } from '../../common/license/verifier.js';
 import { BOOSTER_PATH } from '../../common/protocol/headers.js';
-import { controlCredentials, getControl } from '../status-cli.js';
+import { controlCredentials, getControl } from './status.js';
 
 const USAGE = `Usage:
   omflow license status [--url http://BOOSTER:5169] [--json]
