@@ -6,8 +6,6 @@ import type { clusterArea } from '../common/config/areas/cluster.js';
 import type { AreaValues } from '../common/config/define.js';
 import { createDatabase, type Database, type DatabaseConfig } from '../common/db/create-database.js';
 import { createLogger, type Logger } from '../common/log.js';
-import { audienceOf, signClusterRequest } from '../common/protocol/cluster-auth.js';
-import { BOOSTER_PATH } from '../common/protocol/headers.js';
 import { ClusterStore } from './control-plane/cluster-store.js';
 import { createControlPlane } from './control-plane/control-api.js';
 import { HealthChecker } from './control-plane/health-checker.js';
@@ -20,7 +18,8 @@ import { ReverseProxy } from './data-plane/reverse-proxy.js';
 import { UpstreamPools } from './data-plane/upstream-pools.js';
 import { QueryOutcomeAvailability } from './leadership/db-reachability.js';
 import { LeaderLease } from './leadership/leader-lease.js';
-import { Leadership, type PeerAnswer } from './leadership/leadership.js';
+import { Leadership } from './leadership/leadership.js';
+import { createPeerProbe } from './leadership/peer-probe.js';
 import { createVipOwner } from './leadership/vip-owner.js';
 import { createLicenseGate, type LicenseGate } from './license/gate.js';
 import { createMetrics } from './metrics.js';
@@ -95,7 +94,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     selfUrl: () => selfUrl,
     peerUrl: cfg.peerUrl ?? null,
     db: dbSignal,
-    probePeer: cfg.peerUrl ? () => probePeer(cfg.peerUrl!, cfg.probeTimeoutMs, secret, nodeId) : null,
+    probePeer: cfg.peerUrl ? createPeerProbe({ peerUrl: cfg.peerUrl, timeoutMs: cfg.probeTimeoutMs, secret, nodeId }) : null,
   });
   const isActive = () => leadership.role === 'active';
   /** Leader-only writes (events, drains, dispatch) need a confirmed lease, not just the active role. */
@@ -372,22 +371,4 @@ export function createBooster(deps: BoosterDeps): Booster {
     listen,
     close: () => (closing ??= shutdown()),
   };
-}
-
-/** Peer probe of `/_booster/active`: 200 is "active", a 503 naming role standby is "standby", anything else no answer. */
-async function probePeer(peerUrl: string, timeoutMs: number, secret: string, nodeId: string): Promise<PeerAnswer> {
-  try {
-    // Signed, so the peer adds its role and epoch to the open yes-or-no answer.
-    const headers = signClusterRequest(secret, nodeId, 'GET', BOOSTER_PATH.active, '', Date.now(), { audience: audienceOf(peerUrl) });
-    const r = await fetch(peerUrl + BOOSTER_PATH.active, { headers, signal: AbortSignal.timeout(timeoutMs) });
-    const body = (await r.json().catch(() => ({}))) as { role?: unknown; epoch?: unknown };
-    const epoch = typeof body.epoch === 'number' ? body.epoch : 0;
-    if (r.status === 200 && body.role === 'active') return { state: 'active', epoch };
-    if (r.status === 503 && body.role === 'standby') return { state: 'standby', epoch };
-    return { state: 'no-answer', epoch: 0 };
-  } catch (err) {
-    // fetch wraps the socket error: ECONNREFUSED means the peer's host is up and nothing listens.
-    const refused = (err as { cause?: { code?: string } }).cause?.code === 'ECONNREFUSED';
-    return { state: 'no-answer', epoch: 0, refused };
-  }
 }

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { getHelpers } from '../../common/db/helpers/index.js';
-import type { LeaseStore } from './leadership.js';
+import type { LeaseInfo, LeaseStore } from './lease-store.js';
 
 /**
  * The leader lease: one row booster_lease(name='leader'), timed by the database's clock.
@@ -9,14 +9,6 @@ import type { LeaseStore } from './leadership.js';
  * the election loop lives in leadership.ts.
  */
 export const LEADER = 'leader';
-
-export interface LeaseInfo {
-  holder: string | null;
-  holderUrl: string | null;
-  epoch: number;
-  /** False when the lease has lapsed (database clock). */
-  live: boolean;
-}
 
 export class LeaderLease implements LeaseStore {
   constructor(

@@ -1,27 +1,16 @@
 import type { Logger } from '../../common/log.js';
 import type { QueryOutcomeSink } from './db-reachability.js';
-import type { LeaseInfo } from './leader-lease.js';
+import { type LeadershipOptions, LeadershipRule, type LeadershipState, type RenewOutcome, type Role, type StepDownReason } from './leadership-rule.js';
+import type { LeaseInfo, LeaseStore } from './lease-store.js';
+import { PEER_MISSES, type PeerAnswer } from './peer-probe.js';
 
 /**
  * Active/standby: the election loop around the leader lease, the renewal watchdog and the
  * peer probe. Only the database decides who is active (the lease); the peer probe only makes
- * a standby poll faster. Transitions go out to listeners (dispatcher, metrics, events log,
- * later a virtual-IP owner); when to step down and when to try to acquire is decided in
- * `LeadershipRule` alone. Clock, timers, lease and probe are injected, so tests drive them.
+ * a standby poll faster. Transitions go out to listeners (the active's duties, active-duties.ts);
+ * when to step down and when to try to acquire is decided in `LeadershipRule` alone
+ * (leadership-rule.ts). Clock, timers, lease and probe are injected, so tests drive them.
  */
-export type Role = 'active' | 'standby';
-
-/** The lease as the loop needs it (`LeaderLease` in SQL; a fake in tests). */
-export interface LeaseStore {
-  /** Takes the lease when it has lapsed: the new, larger epoch, or null. */
-  tryAcquire(): Promise<number | null>;
-  /** Extends our lease at this epoch; false when it is no longer ours. */
-  renew(epoch: number): Promise<boolean>;
-  /** Lets our lease lapse now (graceful stop). */
-  release(epoch: number): Promise<void>;
-  read(): Promise<LeaseInfo>;
-}
-
 export interface LeadershipTimers {
   setTimeout(fn: () => void, ms: number): unknown;
   clearTimeout(handle: unknown): void;
@@ -29,31 +18,12 @@ export interface LeadershipTimers {
   clearInterval(handle: unknown): void;
 }
 
-export const realTimers: LeadershipTimers = {
+const realTimers: LeadershipTimers = {
   setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
   setInterval: (fn, ms) => setInterval(fn, ms).unref(),
   clearInterval: (h) => clearInterval(h as NodeJS.Timeout),
 };
-
-export interface LeadershipOptions {
-  renewMs: number;
-  /** No renewal confirmed for this long (< lease length): the lease may lapse, so lease-needing work pauses. */
-  renewDeadlineMs: number;
-  standbyPollMs: number;
-  fastPollMs: number;
-  probeMs: number;
-  /**
-   * A standby whose peer still answers "active" takes a lapsed lease only after it has seen it
-   * lapsed this long while the database answered it (the active lost the database, not the
-   * standby). Default RIDE_THROUGH_GRACE_MS.
-   */
-  rideThroughGraceMs?: number;
-}
-
-export const RIDE_THROUGH_GRACE_MS = 10_000;
-
-export type StepDownReason = 'leader lease lost' | 'newer epoch seen';
 
 export type LeadershipTransition =
   | { kind: 'became-active'; epoch: number }
@@ -65,105 +35,6 @@ export type LeadershipTransition =
 
 /** Became-active listeners may be async: the loop waits for them before its next decision. */
 export type LeadershipListener = (t: LeadershipTransition) => void | Promise<void>;
-
-/** Outcome of one renewal: renewed, refused by the database (not ours any more), or no answer. */
-export type RenewOutcome = 'renewed' | 'refused' | 'error';
-
-/** What the peer's `GET /_booster/active` said: 200 (active), 503 with role standby, or nothing usable. */
-export type PeerState = 'active' | 'standby' | 'no-answer';
-export interface PeerAnswer {
-  state: PeerState;
-  /** The epoch it reports (0 when it did not answer). */
-  epoch: number;
-  /** No answer because the peer's host refused the connection: nothing listens there, the process is gone. */
-  refused?: boolean;
-}
-
-/**
- * Missed probes in a row (timeouts, resets) before a peer that answered counts as gone. One lost
- * probe is load or a keep-alive race, not a dead booster, and acting on it lets a standby race the
- * riding-through active for the lease the moment the database answers again. A refused connection
- * is certain at once, so kill -9 of the process costs no extra probe.
- */
-export const PEER_MISSES = 2;
-
-/** What the rule sees. */
-export interface LeadershipState {
-  readonly role: Role;
-  readonly epoch: number;
-  /** Clock time at the start of the last good renewal (or of the acquisition). */
-  readonly lastRenewOk: number;
-  readonly hasPeer: boolean;
-  readonly peer: PeerState;
-  /** Standby: since when the lease row has been seen lapsed while the peer answered "active" (null: not seen). */
-  readonly lapsedSince: number | null;
-}
-
-export type ReacquireDecision =
-  | { kind: 'regained'; epoch: number }
-  | { kind: 'adopt'; epoch: number }
-  | { kind: 'step-down'; reason: StepDownReason }
-  | { kind: 'retry' };
-
-/**
- * The decision rule, in one place (the safety argument is docs/adr/0008-ride-through-database-outages.md).
- * - The lease is *held* while the last good renewal started less than renewDeadlineMs ago (so it
- *   cannot have lapsed on the database clock); only then does lease-needing work run.
- * - A renewal with no answer changes nothing: the active stays active for the data plane and
- *   keeps retrying ("ride through"); nobody else can take the lease while the database is away.
- * - A refused renewal makes it try to re-acquire at once (that only succeeds on a lapsed
- *   lease, at a new epoch); it steps down only when someone else holds a live lease, or when
- *   anyone (a server's epochSeen, the peer) shows a newer epoch.
- * - A standby tries to acquire when it has no peer, or its peer does not answer or answers
- *   "standby"; not while the peer answers "active", unless it has seen the lease lapsed for
- *   rideThroughGraceMs with the database answering it.
- */
-export class LeadershipRule {
-  readonly #graceMs: number;
-  constructor(private readonly o: LeadershipOptions) {
-    this.#graceMs = o.rideThroughGraceMs ?? RIDE_THROUGH_GRACE_MS;
-  }
-
-  holdsLease(s: LeadershipState, now: number): boolean {
-    return s.role === 'active' && now - s.lastRenewOk < this.o.renewDeadlineMs;
-  }
-
-  /** After a renewal: keep going, or find out whether the lease can be taken again. */
-  afterRenew(outcome: RenewOutcome): 'keep' | 'reacquire' {
-    return outcome === 'refused' ? 'reacquire' : 'keep';
-  }
-
-  /** After a refused renewal: what the acquisition and the lease row say. */
-  afterReacquire(got: number | null, row: LeaseInfo | null, me: string): ReacquireDecision {
-    if (got !== null) return { kind: 'regained', epoch: got };
-    if (!row) return { kind: 'retry' };
-    if (row.live && row.holder === me) return { kind: 'adopt', epoch: row.epoch };
-    if (row.live) return { kind: 'step-down', reason: 'leader lease lost' };
-    return { kind: 'retry' };
-  }
-
-  /** An epoch seen elsewhere (server heartbeat, peer answer): newer than ours means someone acquired after us. */
-  newerEpoch(s: LeadershipState, seen: number): StepDownReason | null {
-    return s.role === 'active' && seen > s.epoch ? 'newer epoch seen' : null;
-  }
-
-  /** Whether a standby should try to take the lease at this poll. */
-  shouldTryAcquire(s: LeadershipState, now: number): boolean {
-    if (!s.hasPeer || s.peer !== 'active') return true;
-    return s.lapsedSince !== null && now - s.lapsedSince >= this.#graceMs;
-  }
-
-  /** Whether the peer is probed: by a standby, and by an active riding through (to learn of a newer active). */
-  probes(s: LeadershipState, now: number): boolean {
-    return s.role === 'standby' || !this.holdsLease(s, now);
-  }
-
-  /** Wait before the next election step. */
-  nextCheckMs(s: LeadershipState): number {
-    if (s.role === 'active') return this.o.renewMs;
-    return s.hasPeer && s.peer === 'active' ? this.o.standbyPollMs : this.o.fastPollMs;
-  }
-}
 
 export interface LeadershipDeps {
   lease: LeaseStore;

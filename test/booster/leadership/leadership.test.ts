@@ -1,14 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import type { LeaseInfo } from '../../../booster/leadership/leader-lease.js';
-import {
-  Leadership,
-  type LeadershipOptions,
-  type LeadershipTimers,
-  type LeadershipTransition,
-  type LeaseStore,
-  type PeerAnswer,
-  RIDE_THROUGH_GRACE_MS,
-} from '../../../booster/leadership/leadership.js';
+import { Leadership, type LeadershipTimers, type LeadershipTransition } from '../../../booster/leadership/leadership.js';
+import { type LeadershipOptions, RIDE_THROUGH_GRACE_MS } from '../../../booster/leadership/leadership-rule.js';
+import type { LeaseInfo, LeaseStore } from '../../../booster/leadership/lease-store.js';
+import type { PeerAnswer } from '../../../booster/leadership/peer-probe.js';
 import { silentLog } from '../fixtures.js';
 
 /**
