@@ -1,21 +1,21 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism, hostname } from 'node:os';
-import type { boosterArea } from '../common/config/areas/booster.js';
-import type { clusterArea } from '../common/config/areas/cluster.js';
-import type { AreaValues } from '../common/config/define.js';
 import { createDatabase, type Database, type DatabaseConfig } from '../common/db/create-database.js';
 import { createLogger, type Logger } from '../common/log.js';
+import type { BoosterConfig, ClusterConfig } from './config.js';
+import { createClusterEvents } from './control-plane/cluster-events.js';
 import { ClusterStore } from './control-plane/cluster-store.js';
-import { createControlPlane } from './control-plane/control-api.js';
+import { createControlApi } from './control-plane/control-api.js';
 import { HealthChecker } from './control-plane/health-checker.js';
 import { ServerSync } from './control-plane/server-sync.js';
 import { createStatusView } from './control-plane/status-view.js';
-import { Admission, DbPressurePolicy } from './data-plane/admission.js';
-import { createFrontHandler, createFrontServer } from './data-plane/front-router.js';
-import { loadCertificate } from './data-plane/listener.js';
-import { ReverseProxy } from './data-plane/reverse-proxy.js';
+import { createDataPlane, DRAIN_MS } from './data-plane/data-plane.js';
+import { DbPressurePolicy } from './data-plane/db-pressure.js';
+import type { FrontGate } from './data-plane/front-router.js';
+import { loadCertificate } from './data-plane/tls-certificate.js';
 import { UpstreamPools } from './data-plane/upstream-pools.js';
+import { createActiveDuties } from './leadership/active-duties.js';
 import { QueryOutcomeAvailability } from './leadership/db-reachability.js';
 import { LeaderLease } from './leadership/leader-lease.js';
 import { Leadership } from './leadership/leadership.js';
@@ -23,12 +23,10 @@ import { createPeerProbe } from './leadership/peer-probe.js';
 import { createVipOwner } from './leadership/vip-owner.js';
 import { createLicenseGate, type LicenseGate } from './license/gate.js';
 import { createMetrics } from './metrics.js';
-import { ServerTable, type Transition } from './server-table/server-table.js';
+import { snapshotOf } from './server-table/mirrored-table.js';
+import { ServerTable } from './server-table/server-table.js';
 import { StepDispatcher } from './steps/step-dispatcher.js';
-import { DataPlaneWorkers } from './workers/worker-pool.js';
-
-export type BoosterConfig = AreaValues<(typeof boosterArea)['keys']>;
-export type ClusterConfig = AreaValues<(typeof clusterArea)['keys']>;
+import { WorkerPool } from './workers/worker-pool.js';
 
 export interface BoosterDeps {
   config: { cluster: ClusterConfig; booster: BoosterConfig; database?: DatabaseConfig };
@@ -44,7 +42,7 @@ export interface BoosterDeps {
 
 export interface Booster {
   readonly nodeId: string;
-  /** The client-facing server; with data-plane workers, the leader's loopback /_booster/ listener. */
+  /** The client-facing server; with data-plane workers, the primary's loopback /_booster/ listener. */
   readonly server: Server;
   /** Data-plane processes: 1 is this process alone; more are workers sharing the port (ADR 0010). */
   readonly workers: number;
@@ -59,8 +57,9 @@ export interface Booster {
 }
 
 /**
- * The composition root of the booster: db → stores → table, pools, admission → proxy, health,
- * leadership, dispatcher → http server. Wiring only; each part holds its own logic.
+ * The composition root of the booster, wiring only: database → stores → table, pools →
+ * leadership and its duties, health, server sync, step dispatch → the /_booster/ API → the data
+ * plane, here or in N workers behind this primary (ADR 0010). Each part holds its own logic.
  */
 export function createBooster(deps: BoosterDeps): Booster {
   const cfg = deps.config.booster;
@@ -75,10 +74,13 @@ export function createBooster(deps: BoosterDeps): Booster {
   const metrics = createMetrics({ defaults: ownDb });
   const store = new ClusterStore(db.knex);
   const startedAt = Date.now();
+  /** Data-plane processes: 0 means one per core, at most 8. */
+  const workerCount = cfg.workers === 0 ? Math.min(availableParallelism(), 8) : cfg.workers;
   let selfUrl = cfg.advertiseUrl ?? '';
   let stopping = false;
+  let workers: WorkerPool | null = null;
 
-  // "Database reachable?" from the lease loop's and the dispatcher's own queries (db-reachability.ts).
+  // Leadership: the lease decides; "database reachable?" comes from its own queries.
   const dbSignal = new QueryOutcomeAvailability(clock, log, cfg.renewDeadlineMs);
   metrics.dbReachable.set(1);
   dbSignal.onChange((up) => {
@@ -99,54 +101,23 @@ export function createBooster(deps: BoosterDeps): Booster {
   const isActive = () => leadership.role === 'active';
   /** Leader-only writes (events, drains, dispatch) need a confirmed lease, not just the active role. */
   const holdsLease = () => leadership.holdsLease();
-  const recordEvent = (kind: string, subject: string | null, details?: unknown) =>
-    store
-      .recordEvent({ boosterId: nodeId, epoch: leadership.epoch, kind, subject, details })
-      .catch((err) => log.warn({ err, kind }, 'could not record booster event'));
+  const events = createClusterEvents({ store, nodeId, log, epoch: () => leadership.epoch });
   const registerNode = (started: boolean, role: string = leadership.role) =>
     store.upsertNode({ id: nodeId, url: selfUrl, role, epoch: leadership.epoch, pid: process.pid, version, started });
 
-  const onTransition = (t: Transition) => {
+  // The server table and what feeds it.
+  const table = new ServerTable(cfg, clock, (t) => {
     log.info({ server: t.server.id, from: t.from, to: t.to, reason: t.reason }, 'server state changed');
     workers?.push();
     // Only the active writes server transitions, so the log holds each one once.
-    if (!holdsLease() || stopping) return;
-    const kind =
-      t.to === 'up'
-        ? t.from === 'draining'
-          ? 'server-undrained'
-          : 'server-up'
-        : t.to === 'down'
-          ? 'server-down'
-          : t.to === 'ejected'
-            ? 'server-ejected'
-            : 'server-drained';
-    void recordEvent(kind, t.server.id, { from: t.from, reason: t.reason });
-  };
-
-  /** Data-plane processes: 0 means one per core, at most 8. */
-  const workerCount = cfg.workers === 0 ? Math.min(availableParallelism(), 8) : cfg.workers;
-  let workers: DataPlaneWorkers | null = null;
-  const table = new ServerTable(cfg, clock, onTransition);
+    if (holdsLease() && !stopping) void events.serverTransition(t);
+  });
   const pools = new UpstreamPools(cfg);
-  const admission = new Admission(cfg, (n) => metrics.queued.set(n));
-  const dbPressure = new DbPressurePolicy(cfg, () => table.routable, clock);
-  // With workers the policy that sheds runs in each of them; status and metrics show theirs.
-  const pressureView = {
-    pressuredNow: () => dbPressure.pressuredNow(),
-    get share() {
-      return workers ? workers.pressure.admitShare : dbPressure.share;
-    },
-    get shed() {
-      return workers ? workers.pressure.shed : dbPressure.shed;
-    },
-  };
-  metrics.readAdmitShareFrom(() => pressureView.share);
-  const proxy = new ReverseProxy({ table, admission, pools, metrics, log, epoch: () => leadership.currentEpoch(), opts: cfg });
   const health = new HealthChecker(table, pools, cfg, clock, log);
   const sync = new ServerSync(table, store, clock);
   const refreshServers = () => sync.refresh().catch((err) => log.warn({ err }, 'could not refresh servers'));
-  const vip = cfg.vip && cfg.vipInterface ? createVipOwner({ address: cfg.vip, iface: cfg.vipInterface, arpCount: cfg.vipArpCount, log }) : null;
+
+  // What the active does, started and stopped by leadership transitions.
   const dispatcher = new StepDispatcher({
     knex: db.knex,
     table,
@@ -159,42 +130,28 @@ export function createBooster(deps: BoosterDeps): Booster {
     epoch: () => leadership.epoch,
     allowed: () => holdsLease() && gate.allowsDistribution(),
     db: dbSignal,
-    onReassigned: (stepId, previous, to) => void recordEvent('step-reassigned', String(stepId), { from: previous, to }),
+    onReassigned: (stepId, previous, to) => void events.record('step-reassigned', String(stepId), { from: previous, to }),
     onStaleEpoch: () => void leadership.tick(),
   });
+  const vip = cfg.vip && cfg.vipInterface ? createVipOwner({ address: cfg.vip, iface: cfg.vipInterface, arpCount: cfg.vipArpCount, log }) : null;
+  leadership.onTransition(
+    createActiveDuties({ metrics, vip, nodeId, record: events.record, registerNode: () => registerNode(false), refreshServers, steps: dispatcher }),
+  );
 
-  leadership.onTransition(async (t) => {
-    if (t.kind === 'became-active') {
-      metrics.takeovers.inc();
-      metrics.epoch.set(t.epoch);
-      metrics.active.set(1);
-      metrics.leaseHeld.set(1);
-      void vip?.claim(t.epoch); // only now that the lease with this epoch is held
-      void recordEvent('takeover', nodeId, { epoch: t.epoch });
-      void registerNode(false).catch(() => {});
-      // Fresh drain flags and weights before the first dispatch round.
-      await refreshServers();
-      dispatcher.start();
-    } else if (t.kind === 'lease-unsure') {
-      metrics.leaseHeld.set(0);
-    } else if (t.kind === 'lease-regained') {
-      metrics.leaseHeld.set(1);
-      metrics.epoch.set(t.epoch);
-      if (t.epoch !== t.previousEpoch) void recordEvent('lease-reacquired', nodeId, { epoch: t.epoch, previousEpoch: t.previousEpoch });
-      void registerNode(false).catch(() => {});
-      await refreshServers();
-      dispatcher.poke();
-    } else {
-      metrics.active.set(0);
-      metrics.leaseHeld.set(0);
-      void vip?.release(); // before the lease can lapse: step-down comes RENEW_DEADLINE_MS after the last good renewal
-      metrics.epoch.set(0);
-      void dispatcher.stop();
-      void recordEvent('step-down', nodeId, { epoch: t.epoch, reason: t.reason });
-      void registerNode(false).catch(() => {});
-    }
-  });
+  // Database pressure (ADR 0011): the data plane sheds with this policy; with workers each runs its own, and status and metrics show theirs.
+  const dbPressure = new DbPressurePolicy(cfg, () => table.routable, clock);
+  const pressure = {
+    pressuredNow: () => dbPressure.pressuredNow(),
+    get share() {
+      return workers ? workers.pressure.admitShare : dbPressure.share;
+    },
+    get shed() {
+      return workers ? workers.pressure.shed : dbPressure.shed;
+    },
+  };
+  metrics.readAdmitShareFrom(() => pressure.share);
 
+  // The /_booster/ API.
   const view = createStatusView({
     nodeId,
     version,
@@ -207,11 +164,9 @@ export function createBooster(deps: BoosterDeps): Booster {
     gate,
     store,
     log,
-    dbPressure: pressureView,
+    dbPressure: pressure,
   });
-
-  // ---- http ----
-  const control = createControlPlane({
+  const control = createControlApi({
     secret,
     nodeId,
     bodyLimit: cfg.controlBodyLimit,
@@ -258,20 +213,22 @@ export function createBooster(deps: BoosterDeps): Booster {
     },
   });
 
-  const serves = () => isActive() || cfg.standbyServes;
-  const front = createFrontHandler(
-    { serves, activeUrl: () => leadership.activeUrl, stopping: () => stopping, allowsDistribution: () => gate.allowsDistribution() },
-    control,
-    proxy,
-    { policy: dbPressure, onShed: () => metrics.dbPressureShed.inc() },
-    log,
-  );
-  // With workers the leader serves only /_booster/, forwarded by the workers to this loopback listener.
-  const server = workerCount > 1 ? createServer({ keepAliveTimeout: 5000 }, control) : createFrontServer(cfg, log, front.onRequest, front.onUpgrade);
-  if (workerCount > 1) {
-    // The front doors live in the workers: a certificate they cannot use fails here, before any fork.
+  // The data plane: in this process, or in the workers with this primary serving /_booster/ on loopback.
+  const front: FrontGate = {
+    serves: () => isActive() || cfg.standbyServes,
+    activeUrl: () => leadership.activeUrl,
+    stopping: () => stopping,
+    allowsDistribution: () => gate.allowsDistribution(),
+  };
+  const plane =
+    workerCount > 1
+      ? null
+      : createDataPlane({ cfg, table, pools, metrics, log, pressure: dbPressure, epoch: () => leadership.currentEpoch(), gate: front, control });
+  const server = plane?.server ?? createServer({ keepAliveTimeout: 5000 }, control);
+  if (!plane) {
+    // The listeners live in the workers: a certificate they cannot use fails here, before any fork.
     if (cfg.tlsCertFile && cfg.tlsKeyFile) loadCertificate({ certFile: cfg.tlsCertFile, keyFile: cfg.tlsKeyFile });
-    workers = new DataPlaneWorkers({
+    workers = new WorkerPool({
       count: workerCount,
       config: { cluster: deps.config.cluster, booster: cfg },
       log,
@@ -279,12 +236,12 @@ export function createBooster(deps: BoosterDeps): Booster {
       metrics,
       controlUrl: () => `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
       state: () => ({
-        serves: serves(),
-        activeUrl: leadership.activeUrl,
+        serves: front.serves(),
+        activeUrl: front.activeUrl(),
         stopping,
-        allowsDistribution: gate.allowsDistribution(),
+        allowsDistribution: front.allowsDistribution(),
         epoch: leadership.currentEpoch(),
-        table: table.snapshot(),
+        table: snapshotOf(table, clock()),
       }),
     });
     leadership.onTransition(() => workers?.push());
@@ -295,15 +252,11 @@ export function createBooster(deps: BoosterDeps): Booster {
   let closing: Promise<void> | null = null;
 
   async function listen(): Promise<string> {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      if (workers) server.listen(0, '127.0.0.1', () => resolve());
-      else server.listen(cfg.port, cfg.host, () => resolve());
-    });
+    let port = plane ? await plane.listen(cfg.port) : await listenOnLoopback(server);
     listening = true;
     await gate.start();
     table.setMaxServers(gate.maxServers());
-    const port = workers ? await workers.start() : (server.address() as AddressInfo).port;
+    if (workers) port = await workers.start();
     if (!selfUrl) selfUrl = `http://${cfg.host === '0.0.0.0' || cfg.host === '::' ? hostname() : cfg.host}:${port}`;
     await refreshServers();
     await registerNode(true).catch((err) => log.warn({ err }, 'could not register booster node'));
@@ -315,7 +268,6 @@ export function createBooster(deps: BoosterDeps): Booster {
         workers?.push(); // load, gate and epoch reach the workers at least every 100 ms
       }, 100),
       setInterval(() => void refreshServers(), 1000),
-      setInterval(() => admission.refillFloor(), 1000),
       setInterval(() => void registerNode(false).catch(() => {}), 5000),
     );
     for (const t of timers) t.unref();
@@ -331,28 +283,21 @@ export function createBooster(deps: BoosterDeps): Booster {
     leadership.stop();
     for (const t of timers) clearInterval(t);
     health.stop();
-    // Workers close their listeners and finish their requests while the lease is handed over.
-    const workersStopped = listening ? workers?.stop(35_000) : undefined;
-    const closed = listening && !workers ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
-    if (!workers) server.closeIdleConnections();
+    // The data plane stops accepting and finishes its requests while the lease is handed over.
+    const drained = plane ? plane.close() : listening ? workers?.stop(DRAIN_MS + 5000) : undefined;
     await dispatcher.stop();
     if (leadership.role === 'active') await vip?.release(); // the address goes before the lease does
     const released = await leadership.resign();
     workers?.push();
-    if (released !== null) await recordEvent('release', nodeId, { epoch: released });
-    // In-flight requests finish; idle keep-alive connections are closed as they go idle.
-    const drainTimer = workers ? undefined : setInterval(() => server.closeIdleConnections(), 50);
+    if (released !== null) await events.record('release', nodeId, { epoch: released });
     let giveUp: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all([closed, proxy.whenIdle(), workersStopped]), new Promise((r) => (giveUp = setTimeout(r, 30_000)))]);
+    await Promise.race([drained, new Promise((r) => (giveUp = setTimeout(r, DRAIN_MS)))]);
     clearTimeout(giveUp);
-    clearInterval(drainTimer);
-    if (workers && listening) {
+    if (!plane && listening) {
       const controlClosed = new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();
       await controlClosed;
     }
-    server.closeAllConnections();
-    admission.close();
     await pools.close();
     await registerNode(false, 'stopped').catch(() => {});
     await gate.close();
@@ -371,4 +316,12 @@ export function createBooster(deps: BoosterDeps): Booster {
     listen,
     close: () => (closing ??= shutdown()),
   };
+}
+
+/** The primary's /_booster/ listener when the workers hold the booster port; resolves with its port. */
+function listenOnLoopback(server: Server): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port));
+  });
 }

@@ -63,7 +63,7 @@ function overTls(req: IncomingMessage): boolean {
   return (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true;
 }
 
-export function createControlPlane(core: ControlCore) {
+export function createControlApi(core: ControlCore) {
   // The booster's URL is known only after listen; the accepted audiences are computed once per URL.
   let memo: { key: string; list: string[] } | null = null;
   const audiences = (urls: readonly (string | null | undefined)[]) => {

@@ -1,5 +1,5 @@
 import type { Logger } from '../../common/log.js';
-import type { DbPressurePolicy } from '../data-plane/admission.js';
+import type { DbPressurePolicy } from '../data-plane/db-pressure.js';
 import type { Leadership } from '../leadership/leadership.js';
 import type { LicenseGate } from '../license/gate.js';
 import type { ServerTable } from '../server-table/server-table.js';

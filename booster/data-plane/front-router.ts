@@ -1,24 +1,19 @@
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { boosterArea } from '../../common/config/areas/booster.js';
-import type { AreaValues } from '../../common/config/define.js';
 import type { Logger } from '../../common/log.js';
 import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
 import { BoosterErrors } from '../errors.js';
 import { isGateExempt, renderGatedResponse } from '../license/gate.js';
 import { sendError } from '../replies.js';
-import { type DbPressurePolicy, requestKind } from './admission.js';
-import { idempotencyKeyOf } from './http1/front-connection.js';
+import { type DbPressurePolicy, requestKind } from './db-pressure.js';
 import { isInternalPath } from './internal-paths.js';
-import { createFrontDoor } from './listener.js';
+import { idempotencyKeyOf } from './request.js';
 import type { ReverseProxy } from './reverse-proxy.js';
-
-type BoosterConfig = AreaValues<(typeof boosterArea)['keys']>;
 
 /**
  * What the client-facing port needs to know of the booster to route a request: role, license
- * gate, stopping. In a single process it reads the leader directly; in a data-plane worker it
- * reads the state the leader last pushed (ADR 0010). Same checks, same answers, both ways.
+ * gate, stopping. In a single process it reads leadership and the gate directly; in a data-plane
+ * worker it reads the state the primary last pushed (ADR 0010). Same checks, same answers, both ways.
  */
 export interface FrontGate {
   /** Active, or a standby configured to serve. */
@@ -28,17 +23,17 @@ export interface FrontGate {
   allowsDistribution(): boolean;
 }
 
-type Handler = (req: IncomingMessage, res: ServerResponse) => void;
-type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+export type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
-/** Admission under database pressure (ADR 0011): each process runs the policy on its own table (a worker's mirrors the leader's heartbeats). */
+/** Admission under database pressure (ADR 0011): each process runs the policy on its own table (a worker's mirrors the primary's heartbeats). */
 export interface FrontPressure {
   policy: Pick<DbPressurePolicy, 'admit' | 'retryAfterSeconds'>;
   onShed: () => void;
 }
 
 /** The hot path: prefix check for /_booster/ → role / `/_internal/` / license gate / database pressure → proxy. */
-export function createFrontHandler(
+export function createFrontRouter(
   gate: FrontGate,
   control: Handler,
   proxy: ReverseProxy,
@@ -103,28 +98,4 @@ export function createFrontHandler(
   }
 
   return { onRequest, onUpgrade };
-}
-
-/**
- * The one place the client-facing server is made: plain node:http, or with a certificate the
- * TLS / HTTP/2 front door (booster/front-door.ts). No framework on the hot path.
- */
-export function createFrontServer(cfg: BoosterConfig, log: Logger, onRequest: Handler, onUpgrade: UpgradeHandler): Server {
-  const server = createFrontDoor(
-    {
-      tls: cfg.tlsCertFile && cfg.tlsKeyFile ? { certFile: cfg.tlsCertFile, keyFile: cfg.tlsKeyFile } : null,
-      redirectPort: cfg.httpRedirectPort,
-      host: cfg.host,
-      log,
-      leanMaxHeldBodyBytes: cfg.leanHttp1 ? cfg.replayableBodyBytes : null,
-      server: { keepAliveTimeout: 5000, requestTimeout: 0, headersTimeout: 30_000 },
-    },
-    onRequest,
-  );
-  server.timeout = cfg.idleTimeoutMs;
-  server.on('upgrade', onUpgrade);
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n');
-  });
-  return server;
 }

@@ -1,14 +1,12 @@
-import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { unwatchFile, watchFile } from 'node:fs';
 import { createServer, type IncomingMessage, Server, type ServerOptions, type ServerResponse } from 'node:http';
 import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
-import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import type { Logger } from '../../common/log.js';
 import { BOOSTER_PATH } from '../../common/protocol/headers.js';
-import { BoosterErrors } from '../errors.js';
 import { attachLeanFront } from './http1/front-connection.js';
 import { leanHttp1Available } from './http1/llhttp.js';
+import { type CertificateFiles, type LoadedCertificate, loadCertificate } from './tls-certificate.js';
 
 /**
  * The listeners of the booster port. Without a certificate: a plain node:http server, as before.
@@ -19,13 +17,8 @@ import { leanHttp1Available } from './http1/llhttp.js';
  * (0x16 opens a TLS handshake). Certificates reload on SIGHUP and when the files change;
  * existing connections keep the context they were opened with.
  */
-export interface FrontDoorTls {
-  certFile: string;
-  keyFile: string;
-}
-
-export interface FrontDoorOptions {
-  tls?: FrontDoorTls | null;
+export interface ListenerOptions {
+  tls?: CertificateFiles | null;
   /** Plain-HTTP port that only redirects to HTTPS (needs tls). */
   redirectPort?: number;
   host: string;
@@ -38,66 +31,6 @@ export interface FrontDoorOptions {
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
-
-/** Mozilla "intermediate": forward-secret AEAD suites only for TLS 1.2; TLS 1.3 suites are all modern. */
-const CIPHERS = [
-  'ECDHE-ECDSA-AES128-GCM-SHA256',
-  'ECDHE-RSA-AES128-GCM-SHA256',
-  'ECDHE-ECDSA-AES256-GCM-SHA384',
-  'ECDHE-RSA-AES256-GCM-SHA384',
-  'ECDHE-ECDSA-CHACHA20-POLY1305',
-  'ECDHE-RSA-CHACHA20-POLY1305',
-].join(':');
-const TLS_BASE: SecureContextOptions = { minVersion: 'TLSv1.2', ciphers: CIPHERS, honorCipherOrder: false };
-
-export interface LoadedCertificate {
-  options: SecureContextOptions;
-  subject: string;
-  fingerprint256: string;
-  validTo: string;
-}
-
-/**
- * Reads and checks a certificate (PEM, chain allowed) and its key: parseable, the key matches
- * the leaf certificate, not expired, and OpenSSL accepts the pair. Throws BOOSTER_ERR_TLS_CERTIFICATE.
- */
-export function loadCertificate(files: FrontDoorTls, now = Date.now()): LoadedCertificate {
-  const fail = (reason: string, cause?: unknown) =>
-    BoosterErrors.BOOSTER_ERR_TLS_CERTIFICATE(
-      `${BoosterErrors.BOOSTER_ERR_TLS_CERTIFICATE.spec.message}: ${reason}`,
-      { certFile: files.certFile, keyFile: files.keyFile, reason },
-      { cause },
-    );
-  let cert: Buffer;
-  let key: Buffer;
-  try {
-    cert = readFileSync(files.certFile);
-    key = readFileSync(files.keyFile);
-  } catch (err) {
-    throw fail(`cannot read: ${(err as Error).message}`, err);
-  }
-  let leaf: X509Certificate;
-  try {
-    leaf = new X509Certificate(cert);
-  } catch (err) {
-    throw fail('the certificate file holds no PEM certificate', err);
-  }
-  try {
-    if (!leaf.checkPrivateKey(createPrivateKey(key))) throw fail('the key does not match the certificate');
-  } catch (err) {
-    if (BoosterErrors.BOOSTER_ERR_TLS_CERTIFICATE.is(err)) throw err;
-    throw fail('the key file holds no PEM private key', err);
-  }
-  if (Date.parse(leaf.validTo) < now) throw fail(`the certificate expired on ${leaf.validTo}`);
-  if (Date.parse(leaf.validFrom) > now) throw fail(`the certificate is not valid before ${leaf.validFrom}`);
-  const options = { ...TLS_BASE, cert, key };
-  try {
-    createSecureContext(options);
-  } catch (err) {
-    throw fail(`OpenSSL refused the pair: ${(err as Error).message}`, err);
-  }
-  return { options, subject: leaf.subject.replace(/\n/g, ', '), fingerprint256: leaf.fingerprint256, validTo: leaf.validTo };
-}
 
 /** Where a plain request on a TLS port or on the redirect port goes instead: same host, the TLS port. */
 function redirectToHttps(req: IncomingMessage, res: ServerResponse, tlsPort: number): void {
@@ -121,7 +54,7 @@ export const H2_MAX_CONCURRENT_STREAMS = 128;
  * `timeout` behave as before); with TLS it also owns the secure server, the redirect listener,
  * the file watch and the SIGHUP handler, and closing it closes them.
  */
-export function createFrontDoor(opts: FrontDoorOptions, onRequest: Handler): Server {
+export function createListener(opts: ListenerOptions, onRequest: Handler): Server {
   if (!opts.tls) {
     if (opts.redirectPort !== undefined) opts.log.warn('OMFLOW_BOOSTER_HTTP_REDIRECT_PORT ignored: no TLS certificate configured');
     const server = createServer(opts.server, onRequest);
@@ -274,16 +207,5 @@ export function createFrontDoor(opts: FrontDoorOptions, onRequest: Handler): Ser
     secure.close(() => {});
     return close(cb);
   };
-  Object.assign(plain, { reloadCertificate: reload, redirectServer: () => redirect });
   return plain;
-}
-
-/** The reload hook of a TLS front door (tests and tools); undefined for a plain one. */
-export function reloadHookOf(server: Server): ((why: string) => boolean) | undefined {
-  return (server as Server & { reloadCertificate?: (why: string) => boolean }).reloadCertificate;
-}
-
-/** The redirect listener of a TLS front door once listening, if configured. */
-export function redirectServerOf(server: Server): Server | null {
-  return (server as Server & { redirectServer?: () => Server | null }).redirectServer?.() ?? null;
 }

@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Dispatcher } from 'undici';
 import type { Logger } from '../../common/log.js';
 import { HEADER } from '../../common/protocol/headers.js';
 import { BoosterErrors } from '../errors.js';
@@ -9,12 +8,11 @@ import type { BoosterMetrics } from '../metrics.js';
 import { nextRequestId, sendError } from '../replies.js';
 import type { ServerTable, ServerView } from '../server-table/server-table.js';
 import type { Admission } from './admission.js';
-import { idempotencyKeyOf, LeanRequest } from './http1/front-connection.js';
-import type { Http1Pool } from './http1/http1-pool.js';
-import type { UpstreamPool, UpstreamPools } from './upstream-pools.js';
+import { type BodyMode, bodyModeOf, HeldRequest, idempotencyKeyOf } from './request.js';
+import type { Upstream, UpstreamHandler, UpstreamPools } from './upstream-pools.js';
 
 /**
- * The data plane: a streaming reverse proxy on undici. Mechanism only (streaming, attempts,
+ * The data plane: a streaming reverse proxy over the upstream pools. Mechanism only (streaming, attempts,
  * retries); the choice of server and its passive health are the table's policy, waiting for a
  * slot and the retry budget are admission's, connections are the upstream pools'. Bodies are
  * never buffered except small ones with a Content-Length, which are held so a retry can resend them.
@@ -149,7 +147,7 @@ export class ReverseProxy {
   handle(req: IncomingMessage, res: ServerResponse): void {
     this.#s.counter.active++;
     const method = req.method ?? 'GET';
-    if (req instanceof LeanRequest) {
+    if (req instanceof HeldRequest) {
       // The lean front read the whole (small) body already.
       const x = new Exchange(this.#s, req, res, method, req.heldBody === null ? 'none' : 'buffer');
       x.body = req.heldBody;
@@ -158,16 +156,7 @@ export class ReverseProxy {
       x.run();
       return;
     }
-    const cl = req.headers['content-length'];
-    const te = req.headers['transfer-encoding'];
-    let mode: 'none' | 'buffer' | 'stream' = 'none';
-    // h2: a body may come without content-length; END_STREAM on the headers says there is none.
-    if (
-      te !== undefined ||
-      (cl === undefined && req.httpVersionMajor === 2 && !(req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders)
-    )
-      mode = 'stream';
-    else if (cl !== undefined && cl !== '0') mode = Number(cl) <= this.#replayableBodyBytes ? 'buffer' : 'stream';
+    const mode = bodyModeOf(req, this.#replayableBodyBytes);
     const x = new Exchange(this.#s, req, res, method, mode);
     (res as TaggedResponse)[EXCHANGE] = x;
     res.on('close', onResponseClose);
@@ -187,11 +176,12 @@ export class ReverseProxy {
   /** WebSocket (and any Upgrade): a raw TCP tunnel after the request head. */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const s = this.#s;
-    const e = s.table.pick();
-    if (!e) {
+    const choice = s.table.pick();
+    if (choice.kind !== 'server') {
       socket.end('HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n');
       return;
     }
+    const e = choice.server;
     const { origin } = s.pools.get(e);
     const rid = { value: '' };
     const headers = buildUpstreamHeaders(req, rid, s.epoch(), true);
@@ -311,7 +301,7 @@ class Exchange {
     readonly req: IncomingMessage,
     readonly res: ServerResponse,
     readonly method: string,
-    readonly mode: 'none' | 'buffer' | 'stream',
+    readonly mode: BodyMode,
   ) {
     this.headers = buildUpstreamHeaders(req, this.requestId, s.epoch());
     this.idempotent = IDEMPOTENT.has(method);
@@ -338,13 +328,13 @@ class Exchange {
     const s = this.s;
     for (;;) {
       if (this.res.destroyed) return;
-      const e = s.table.pick(this.tried);
-      if (e === null) {
+      const choice = s.table.pick(this.tried);
+      if (choice.kind === 'no-server') {
         if (this.tried.size === 0) sendError(this.res, BoosterErrors.BOOSTER_ERR_NO_SERVER());
         else sendError(this.res, this.lastError ?? BoosterErrors.BOOSTER_ERR_UPSTREAM());
         return;
       }
-      if (e === undefined) {
+      if (choice.kind === 'no-room') {
         // Woken but beaten to the slot: back to the head of the queue, with the wait left.
         const now = performance.now();
         const again = this.queuedAt !== 0;
@@ -355,22 +345,20 @@ class Exchange {
         if (!(await wait)) return sendError(this.res, BoosterErrors.BOOSTER_ERR_QUEUE_TIMEOUT());
         continue;
       }
+      const e = choice.server;
       this.attempts++;
       this.tried.add(e.id);
-      let pool: UpstreamPool | Http1Pool;
+      let up: Upstream;
       try {
-        const up = s.pools.get(e);
-        // A body in memory (or none) can take the lean client; a streamed one needs undici.
-        pool = this.mode !== 'stream' && up.http1 !== null ? up.http1 : up.pool;
+        up = s.pools.get(e);
       } catch {
         return sendError(this.res, BoosterErrors.BOOSTER_ERR_NO_SERVER()); // pools closed: the booster is stopping
       }
-      const pendingAtSend = s.table.startRequest(e);
-      const body = this.mode === 'stream' ? this.req : this.body;
-      (pool as UpstreamPool).dispatch(
-        { method: this.method as Dispatcher.HttpMethod, path: this.req.url ?? '/', headers: this.headers, body },
-        new Attempt(this, e, pendingAtSend) as unknown as Dispatcher.DispatchHandler,
-      );
+      const attempt = new Attempt(this, e, s.table.startRequest(e));
+      const path = this.req.url ?? '/';
+      // A streamed body needs undici; one in memory (or none) takes the lean client when there is one.
+      if (this.mode === 'stream') up.pool.dispatch({ method: this.method, path, headers: this.headers, body: this.req }, attempt);
+      else (up.http1 ?? up.pool).dispatch({ method: this.method, path, headers: this.headers, body: this.body }, attempt);
       return;
     }
   }
@@ -380,7 +368,7 @@ class Exchange {
     if (this.responded || this.attempts >= this.s.maxAttempts || !this.replayable()) return false;
     if (reason !== 'connect' && !(this.idempotent || this.keyed)) return false;
     // A retry needs another server to go to.
-    if (this.s.table.pick(this.tried) === null) return false;
+    if (this.s.table.pick(this.tried).kind === 'no-server') return false;
     return this.s.admission.spendRetry();
   }
 
@@ -394,7 +382,7 @@ class Exchange {
  * One attempt of an exchange on one server: the undici dispatch handler. A class, not a set of
  * closures, so the hot path allocates one object per attempt.
  */
-class Attempt {
+class Attempt implements UpstreamHandler {
   readonly startedAt = performance.now();
   headersAt = 0;
   status: number | null = null;

@@ -1,5 +1,6 @@
+import type { Readable } from 'node:stream';
 import { type Dispatcher, Pool } from 'undici';
-import { Http1Pool } from './http1/http1-pool.js';
+import { Http1Pool, type Http1PoolOptions } from './http1/http1-pool.js';
 import { leanHttp1Available } from './http1/llhttp.js';
 
 /**
@@ -7,14 +8,39 @@ import { leanHttp1Available } from './http1/llhttp.js';
  * the step dispatcher. Mechanism only: which server to use is the table's business. The pool
  * comes from an injected factory so tests can hand in fakes.
  */
-export type UpstreamPool = Pick<Dispatcher, 'dispatch' | 'request' | 'close' | 'destroy'>;
 
-export interface UpstreamPoolOptions {
-  connectTimeoutMs: number;
-  headersTimeoutMs: number;
-  idleTimeoutMs: number;
-  keepAliveMs: number;
-  connectionsPerServer: number;
+/** A request to one app server as the proxy sends it: a flat header list and the body it can send. */
+export interface UpstreamRequest<Body> {
+  method: string;
+  path: string;
+  headers: string[];
+  body: Body;
+}
+
+/** undici's dispatch-handler protocol, which the lean pool speaks too: the proxy's `Attempt` is one. */
+export interface UpstreamHandler {
+  onConnect(abort: (err?: Error) => void): void;
+  /** Header names and values: Buffers from undici, strings from the lean pool. */
+  onHeaders(statusCode: number, rawHeaders: (Buffer | string)[], resume: () => void, statusText: string): boolean;
+  onData(chunk: Buffer): boolean;
+  onComplete(trailers: string[] | null): void;
+  onError(err: Error): void;
+}
+
+/**
+ * The one dispatcher type of the data plane: undici's `Pool` is one for any body, the lean
+ * `Http1Pool` for a body already in memory (`Body` says which bodies it can send).
+ */
+export interface UpstreamDispatcher<Body = Buffer | Readable | null> {
+  dispatch(req: UpstreamRequest<Body>, handler: UpstreamHandler): boolean;
+  close(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+/** A server's undici pool: it dispatches any body, and serves the health checker's and the step dispatcher's plain requests. */
+export type UpstreamPool = UpstreamDispatcher & Pick<Dispatcher, 'request'>;
+
+export interface UpstreamPoolOptions extends Http1PoolOptions {
   /** Also open a lean HTTP/1.1 pool per server (for requests whose body is in memory); default false. */
   leanHttp1?: boolean;
 }
@@ -25,7 +51,7 @@ export interface Upstream {
   readonly pool: UpstreamPool;
   readonly origin: URL;
   /** The lean HTTP/1.1 pool of the same server (null: off, not http:, or unavailable). */
-  readonly http1: Http1Pool | null;
+  readonly http1: UpstreamDispatcher<Buffer | null> | null;
 }
 
 /** What a pool is keyed on: a server's id and its current URL. */

@@ -1,22 +1,22 @@
 import type { AgentState, Heartbeat } from '../../common/protocol/messages.js';
+import { type Choice, type ChoiceInput, choose, rampOf, reportedLoad } from './choice.js';
 import { ConcurrencyLimit, type ConcurrencyLimitOptions, DEFAULT_LIMIT_OPTIONS } from './concurrency-limit.js';
+import { type HealthOptions, type HealthState, healthSettling, readinessSettling, recordCheck } from './health-state.js';
+import { countFailure, countSuccess, type EjectionOptions, type EjectionState, forgiveAfterHealthyCheck, isEjected, tryEject } from './outlier-ejection.js';
 
 /**
  * The booster's view of the app servers: what heartbeats, health checks, passive failures
- * and the database say about each one, and the choice of a server for a request (policy).
- * No I/O here; the proxy, the health checker and the stores feed it. Entries are handed out
- * read-only (`ServerView`): every change goes through a method here, so the table always
+ * and the database say about each one. No I/O here; the proxy, the health checker and server
+ * sync feed it. A registry over policy files, as HAProxy's lb_*.c hook into its core: each
+ * decision is theirs (choice.ts, outlier-ejection.ts, health-state.ts, concurrency-limit.ts),
+ * the entries, the transitions and the request accounting are the table's. Entries are handed
+ * out read-only (`ServerView`): every change goes through a method here, so the table always
  * knows when to re-evaluate.
  */
 export type ServerState = 'up' | 'down' | 'draining' | 'ejected';
 
-export interface TableOptions {
+export interface TableOptions extends HealthOptions, EjectionOptions {
   heartbeatTimeoutMs: number;
-  healthRise: number;
-  healthFall: number;
-  ejectAfter5xx: number;
-  ejectMs: number;
-  maxEjectedPercent: number;
   slowStartMs: number;
   maxInflightPerServer: number;
   /** Learn each server's concurrency limit from its time to headers (booster/concurrency-limit.ts); false: only the fixed maximum. */
@@ -25,7 +25,7 @@ export interface TableOptions {
   limitOptions?: Partial<Omit<ConcurrencyLimitOptions, 'max'>>;
 }
 
-export interface ServerEntry {
+export interface ServerEntry extends HealthState, EjectionState {
   id: string;
   url: string;
   agentUrl: string | null;
@@ -37,18 +37,6 @@ export interface ServerEntry {
   heartbeat: Heartbeat | null;
   /** Local monotonic ms of the last accepted heartbeat (0: none in this process). */
   heartbeatAt: number;
-  /** Active health: null until the first check. */
-  healthy: boolean | null;
-  okStreak: number;
-  failStreak: number;
-  /** Deep readiness (/readyz), with the same rise/fall as health: one slow answer is not an outage. */
-  ready: boolean;
-  readyOkStreak: number;
-  readyFailStreak: number;
-  /** Passive failure accounting. */
-  errorStreak: number;
-  ejectedUntil: number;
-  ejections: number;
   /** When the server last became routable (slow start). */
   upSince: number;
   inflight: number;
@@ -56,7 +44,7 @@ export interface ServerEntry {
   pending: number;
   /** Adaptive concurrency limit (null: off). */
   limiter: ConcurrencyLimit | null;
-  /** Leader with workers: the sum of the workers' limits (each worker learns its own). */
+  /** Primary with workers: the sum of the workers' limits (each worker learns its own). */
   reportedLimit: number | null;
   /** Steps dispatched since the last heartbeat (not yet in its runningSteps). */
   outstandingSteps: number;
@@ -81,39 +69,26 @@ export type ServerView = Readonly<ServerEntry>;
 
 export type Transition = { server: ServerView; from: ServerState; to: ServerState; reason: string };
 
-/**
- * What a data-plane worker needs of one server to route exactly like the leader (ADR 0010):
- * the leader's state and the inputs of the choice. Times are relative (each process has its
- * own monotonic clock).
- */
-export interface MirroredServer {
-  id: string;
-  url: string;
-  weight: number;
-  state: ServerState;
-  heartbeat: Heartbeat | null;
-  /** ms the server has been routable (slow start); -1: not routable. */
-  upForMs: number;
-  /** ms of passive ejection left. */
-  ejectedForMs: number;
-}
-
-export interface TableMirror {
-  servers: MirroredServer[];
-  maxServers: number | null;
-}
-
 export class ServerTable {
   readonly #servers = new Map<string, ServerEntry>();
   #list: ServerEntry[] = [];
   #routable: ServerEntry[] = [];
   #maxServers: number | null = null;
+  readonly #choice: ChoiceInput<ServerEntry>;
 
   constructor(
     private readonly opts: TableOptions,
-    private readonly clock: () => number,
+    protected readonly clock: () => number,
     private readonly onTransition: (t: Transition) => void,
-  ) {}
+  ) {
+    this.#choice = {
+      routable: () => this.#routable,
+      ejected: () => this.#panicPool(),
+      hasRoom: (e) => this.hasRoom(e),
+      clock,
+      slowStartMs: opts.slowStartMs,
+    };
+  }
 
   get servers(): ReadonlyMap<string, ServerView> {
     return this.#servers;
@@ -249,7 +224,7 @@ export class ServerTable {
     return e.reportedLimit ?? e.limiter?.limit ?? this.opts.maxInflightPerServer;
   }
 
-  /** Leader with workers: the sum of the workers' adaptive limits for a server (status and metrics). */
+  /** Primary with workers: the sum of the workers' adaptive limits for a server (status and metrics). */
   setReportedLimit(id: string, limit: number): void {
     const e = this.#servers.get(id);
     if (e) e.reportedLimit = limit;
@@ -270,11 +245,22 @@ export class ServerTable {
     this.#maxServers = max;
   }
 
+  /** Servers the license lets the booster route (null: no limit). */
+  get maxServers(): number | null {
+    return this.#maxServers;
+  }
+
+  /** Forgets a server (a worker's mirror drops what the primary no longer lists). */
+  remove(id: string): void {
+    if (!this.#servers.delete(id)) return;
+    this.#list = this.#list.filter((e) => e.id !== id);
+  }
+
   stateOf(e: ServerView, now = this.clock()): ServerState {
     if (e.heartbeatAt === 0 || now - e.heartbeatAt > this.opts.heartbeatTimeoutMs) return 'down';
     if (e.healthy === false || !e.ready) return 'down';
     if (e.drainingDb || e.heartbeat?.draining) return 'draining';
-    if (e.ejectedUntil > now) return 'ejected';
+    if (isEjected(e, now)) return 'ejected';
     return 'up';
   }
 
@@ -316,115 +302,25 @@ export class ServerTable {
     return this.#routable;
   }
 
-  /** The leader's table as a worker mirrors it: states, load inputs, slow start, ejection. */
-  snapshot(now = this.clock()): TableMirror {
-    const servers: MirroredServer[] = [];
-    for (const e of this.#list) {
-      const state = this.stateOf(e, now);
-      servers.push({
-        id: e.id,
-        url: e.url,
-        weight: e.weight,
-        state,
-        heartbeat: e.heartbeat,
-        upForMs: state === 'up' && e.upSince > 0 ? now - e.upSince : -1,
-        ejectedForMs: e.ejectedUntil > now ? e.ejectedUntil - now : 0,
-      });
-    }
-    return { servers, maxServers: this.#maxServers };
-  }
-
-  /**
-   * A worker takes the leader's snapshot: each entry is set so that stateOf() gives the
-   * leader's state, routing inputs are the leader's; local in-flight counts and error
-   * streaks stay. Servers the leader no longer lists are dropped.
-   */
-  mirror(m: TableMirror): void {
-    const now = this.clock();
-    this.#maxServers = m.maxServers;
-    const seen = new Set<string>();
-    for (const s of m.servers) {
-      seen.add(s.id);
-      const e = this.#entry({ id: s.id, url: s.url, weight: s.weight });
-      e.heartbeat = s.heartbeat;
-      e.heartbeatAt = s.state === 'down' ? 0 : now;
-      e.healthy = s.state !== 'down';
-      e.ready = true;
-      e.drainingDb = s.state === 'draining';
-      e.ejectedUntil = s.state === 'ejected' ? now + Math.max(1, s.ejectedForMs) : 0;
-    }
-    if (seen.size !== this.#servers.size) {
-      for (const id of [...this.#servers.keys()]) if (!seen.has(id)) this.#servers.delete(id);
-      this.#list = [...this.#servers.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    }
-    this.evaluate();
-    // After evaluate: a local down → up transition must not restart the leader's slow start.
-    for (const s of m.servers) {
-      const e = this.#servers.get(s.id);
-      if (e) e.upSince = s.upForMs >= 0 ? now - s.upForMs : 0;
-    }
-  }
-
-  /** Leader with workers: in-flight counts are the sum the workers report (status and metrics). */
+  /** Primary with workers: in-flight counts are the sum the workers report (status and metrics). */
   setInflight(id: string, inflight: number): void {
     const e = this.#servers.get(id);
     if (e) e.inflight = inflight;
   }
 
-  /** Slow-start factor in (0, 1]. */
+  /** Slow-start factor in (0, 1] (choice.ts). */
   rampOf(e: ServerView, now = this.clock()): number {
-    if (this.opts.slowStartMs <= 0 || e.upSince === 0) return 1;
-    const f = (now - e.upSince) / this.opts.slowStartMs;
-    return f >= 1 ? 1 : Math.max(0.1, f);
+    return rampOf(e, now, this.opts.slowStartMs);
   }
 
   /** Reported load: what the server said in its last heartbeat. */
   reportedLoad(e: ServerView): number {
-    const hb = e.heartbeat;
-    if (!hb) return 0;
-    return hb.inflight + hb.dbPool.waiting + hb.eventLoopLagMs / 10;
+    return reportedLoad(e);
   }
 
-  /**
-   * Power of two choices: two distinct candidates drawn by weight, the lower of
-   * (reported load + local in-flight + 1) / weight wins. A server in slow start is taken only
-   * with probability ramp, so its share grows smoothly. Servers at the in-flight limit are
-   * skipped, and so are those at their adaptive limit. Returns undefined when none has room
-   * (caller queues) and null when none is routable.
-   */
-  pick(exclude?: ReadonlySet<string>, random: () => number = Math.random): ServerView | null | undefined {
-    let pool = this.#routable;
-    if (pool.length === 0) pool = this.#panicPool();
-    if (exclude?.size) pool = pool.filter((e) => !exclude.has(e.id));
-    if (pool.length === 0) return null;
-    let free = pool;
-    if (!pool.every((e) => this.hasRoom(e))) {
-      free = pool.filter((e) => this.hasRoom(e));
-      if (free.length === 0) return undefined;
-    }
-    if (free.length === 1) return free[0];
-    const a = this.#draw(free, random, null);
-    const b = this.#draw(free, random, a);
-    const now = this.clock();
-    const sa = (this.reportedLoad(a) + a.inflight + 1) / a.weight;
-    const sb = (this.reportedLoad(b) + b.inflight + 1) / b.weight;
-    let first = sa < sb ? a : sb < sa ? b : random() < 0.5 ? a : b;
-    const second = first === a ? b : a;
-    const ramp = this.rampOf(first, now);
-    if (ramp < 1 && random() >= ramp) first = second;
-    return first;
-  }
-
-  #draw(pool: readonly ServerEntry[], random: () => number, not: ServerEntry | null): ServerEntry {
-    let total = 0;
-    for (const e of pool) if (e !== not) total += e.weight;
-    let r = random() * total;
-    for (const e of pool) {
-      if (e === not) continue;
-      r -= e.weight;
-      if (r < 0) return e;
-    }
-    return pool[pool.length - 1] === not ? pool[pool.length - 2] : pool[pool.length - 1];
+  /** The server for a request, or why there is none (choice.ts): `no-room` queues, `no-server` answers. */
+  pick(exclude?: ReadonlySet<string>, random: () => number = Math.random): Choice<ServerView> {
+    return choose(this.#choice, exclude, random);
   }
 
   /** Panic floor: when every live server is ejected, route to the ejected ones anyway. */
@@ -433,73 +329,44 @@ export class ServerTable {
     return this.#list.filter((e) => e.licensed && this.stateOf(e, now) === 'ejected');
   }
 
-  /** Passive outcome of a proxied request. `weight` 5 for a connect error, 1 for a 5xx. */
+  /** Passive outcome of a proxied request (outlier-ejection.ts). `weight` 5 for a connect error, 1 for a 5xx; true when it ejected the server. */
   recordFailure(v: ServerView, weight: number): boolean {
     const e = v as ServerEntry;
-    e.errorStreak += weight;
-    if (e.errorStreak < this.opts.ejectAfter5xx) return false;
-    return this.#eject(e);
-  }
-
-  recordSuccess(v: ServerView): void {
-    if (v.errorStreak !== 0) (v as ServerEntry).errorStreak = 0;
-  }
-
-  #eject(e: ServerEntry): boolean {
+    if (!countFailure(e, weight, this.opts)) return false;
     const now = this.clock();
-    if (e.ejectedUntil > now) return false;
-    const live = this.#list.filter((s) => {
-      const st = this.stateOf(s, now);
-      return st === 'up' || st === 'ejected';
-    });
-    const ejected = live.filter((s) => s.ejectedUntil > now).length;
-    // Never eject the last routable server, nor more than the configured share.
-    if (live.length - ejected <= 1 || ((ejected + 1) * 100) / live.length > this.opts.maxEjectedPercent) return false;
-    e.ejections = Math.min(e.ejections + 1, 4);
-    e.ejectedUntil = now + this.opts.ejectMs * 2 ** (e.ejections - 1);
-    e.errorStreak = 0;
+    if (!tryEject(e, () => this.#live(now), now, this.opts)) return false;
     this.evaluate();
     return true;
   }
 
-  /**
-   * Result of an active check; `ready` when /readyz was asked too. Readiness rises and falls
-   * like health (healthRise/healthFall consecutive results): a single /readyz that was slow on a
-   * loaded host used to take the server out until the next deep check, 5 s later, and a standby
-   * that became active meanwhile answered 503 BOOSTER_ERR_NO_SERVER for those seconds.
-   */
+  recordSuccess(v: ServerView): void {
+    countSuccess(v as ServerEntry);
+  }
+
+  /** Servers up or ejected: what the ejection share is counted against. */
+  #live(now: number): ServerEntry[] {
+    return this.#list.filter((s) => {
+      const st = this.stateOf(s, now);
+      return st === 'up' || st === 'ejected';
+    });
+  }
+
+  /** Result of an active check (health-state.ts); `ready` when /readyz was asked too. */
   recordHealth(v: ServerView, ok: boolean, ready?: boolean): void {
     const e = v as ServerEntry;
-    if (ready === true) {
-      e.readyFailStreak = 0;
-      e.readyOkStreak++;
-      if (!e.ready && e.readyOkStreak >= this.opts.healthRise) e.ready = true;
-    } else if (ready === false) {
-      e.readyOkStreak = 0;
-      e.readyFailStreak++;
-      if (e.ready && e.readyFailStreak >= this.opts.healthFall) e.ready = false;
-    }
-    if (ok) {
-      e.okStreak++;
-      e.failStreak = 0;
-      if (e.healthy === null || (e.healthy === false && e.okStreak >= this.opts.healthRise)) e.healthy = true;
-      if (e.healthy && e.ejectedUntil > 0 && e.ejectedUntil <= this.clock()) e.ejections = Math.max(0, e.ejections - 1);
-    } else {
-      e.failStreak++;
-      e.okStreak = 0;
-      if (e.healthy === null || (e.healthy !== false && e.failStreak >= this.opts.healthFall)) e.healthy = false;
-    }
+    recordCheck(e, ok, ready, this.opts);
+    if (ok && e.healthy) forgiveAfterHealthyCheck(e, this.clock());
     this.evaluate();
   }
 
   /** True while a server's readiness is failing or not yet back, so the checker asks /readyz again soon. */
   readinessSettling(e: ServerView): boolean {
-    return !e.ready || e.readyFailStreak > 0;
+    return readinessSettling(e);
   }
 
-  /** True while a server's health is settling, so the checker polls it faster. */
+  /** True while a server's health is settling or it is ejected, so the checker polls it faster. */
   changing(e: ServerView): boolean {
-    return e.healthy === null || e.okStreak < this.opts.healthRise || (e.failStreak > 0 && e.healthy !== false) || e.ejectedUntil > this.clock();
+    return healthSettling(e, this.opts) || isEjected(e, this.clock());
   }
 
   /** Step capacity left on a server (heartbeat capacity − running − dispatched since). */

@@ -1,33 +1,28 @@
 import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
-import type { boosterArea } from '../../common/config/areas/booster.js';
-import type { clusterArea } from '../../common/config/areas/cluster.js';
-import type { AreaValues } from '../../common/config/define.js';
 import { freePort } from '../../common/free-port.js';
 import type { Logger } from '../../common/log.js';
+import type { BoosterConfig, ClusterConfig } from '../config.js';
 import type { BoosterMetrics } from '../metrics.js';
 import type { ServerTable } from '../server-table/server-table.js';
-import type { FromWorker, ToWorker, WorkerState } from './worker.js';
+import type { FromWorker, ToWorker, WorkerState } from './messages.js';
 
 /**
- * The leader's side of the data-plane workers (ADR 0010): forks them through node:cluster with
+ * The primary's side of the data-plane workers (ADR 0010): forks them through node:cluster with
  * SCHED_NONE (the kernel spreads accepts over the processes waiting on the one shared socket;
- * the leader never touches a client connection), pushes its state to them on every change,
+ * the primary never touches a client connection), pushes its state to them on every change,
  * folds their reports into the table and the metrics, restarts a worker that dies, and stops
  * them gracefully.
  */
-type BoosterConfig = AreaValues<(typeof boosterArea)['keys']>;
-type ClusterConfig = AreaValues<(typeof clusterArea)['keys']>;
-
 const ENTRY = fileURLToPath(new URL(`./worker-main${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url));
 
-export interface DataPlaneWorkersDeps {
+export interface WorkerPoolDeps {
   count: number;
   config: { cluster: ClusterConfig; booster: BoosterConfig };
   log: Logger;
   table: ServerTable;
   metrics: BoosterMetrics;
-  /** The leader's loopback URL for /_booster/ (known after its listener started). */
+  /** The primary's loopback URL for /_booster/ (known after its listener started). */
   controlUrl: () => string;
   /** Everything but the sequence number. */
   state: () => Omit<WorkerState, 'seq'>;
@@ -48,8 +43,8 @@ interface Slot {
   admitShare: number;
 }
 
-export class DataPlaneWorkers {
-  readonly #d: DataPlaneWorkersDeps;
+export class WorkerPool {
+  readonly #d: WorkerPoolDeps;
   readonly #slots = new Map<number, Slot>();
   #seq = 0;
   #pushQueued = false;
@@ -63,12 +58,12 @@ export class DataPlaneWorkers {
   /** Set when a worker could not listen while starting: start() fails with it instead of forking forever. */
   #startError: Error | null = null;
   #started = false;
-  /** `systemctl reload` signals the leader; the certificates live in the workers' front doors. */
+  /** `systemctl reload` signals the primary; the certificates live in the workers' listeners. */
   readonly #forwardHup = () => {
     for (const s of this.#slots.values()) if (s.listening) s.worker.process.kill('SIGHUP');
   };
 
-  constructor(d: DataPlaneWorkersDeps) {
+  constructor(d: WorkerPoolDeps) {
     this.#d = d;
     this.#port = d.config.booster.port;
   }
@@ -264,7 +259,7 @@ export class DataPlaneWorkers {
     return seq;
   }
 
-  /** Pushes the leader's state soon (coalesced within one tick): transitions, role, gate, load. */
+  /** Pushes the primary's state soon (coalesced within one tick): transitions, role, gate, load. */
   push(): void {
     if (this.#pushQueued) return;
     this.#pushQueued = true;

@@ -1,6 +1,7 @@
-import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
+import { type Server, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { HEADER } from '../../../common/protocol/headers.js';
+import { HeldRequest } from '../request.js';
 import { type LlhttpParser, llhttp, newParser, STOP_AFTER_HEAD } from './llhttp.js';
 
 /**
@@ -12,10 +13,10 @@ import { type LlhttpParser, llhttp, newParser, STOP_AFTER_HEAD } from './llhttp.
  * the /_booster/ control plane, a request node:http would refuse) hands the connection to
  * node:http at the request boundary, with the request's head re-serialised ahead of the unread
  * bytes, and node:http keeps it. The request and response objects below have the small part of
- * node:http's API the front handler and the proxy use, so both paths run the same policy.
+ * node:http's API the front router and the proxy use, so both paths run the same policy.
  */
 export interface LeanFrontOptions {
-  /** The front handler (gate, role, pressure, proxy): same as node:http's 'request' listener. */
+  /** The front router (gate, role, pressure, proxy): same as node:http's 'request' listener. */
   onRequest: (req: LeanRequest, res: LeanResponse) => void;
   /** Paths node:http must serve (the control plane). */
   handsOver: (url: string) => boolean;
@@ -40,12 +41,10 @@ const BAD_REQUEST = 'HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-le
 const HEADERS_TOO_LARGE = 'HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n';
 const REQUEST_TIMEOUT = 'HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n';
 
-/** The request as the front handler and the proxy see it (the node:http names they read). */
-export class LeanRequest {
+/** The request as the front router and the proxy see it (the node:http names they read). */
+export class LeanRequest extends HeldRequest {
   readonly httpVersionMajor = 1;
   readonly readableDidRead = false;
-  /** The whole body, already read (null: none). */
-  heldBody: Buffer | null = null;
   #headers: Record<string, string> | null = null;
 
   constructor(
@@ -56,7 +55,9 @@ export class LeanRequest {
     readonly rawHeaders: string[],
     /** Found by the one pass over the head that decides the path (admission and retries read it). */
     readonly idempotencyKey: string | undefined,
-  ) {}
+  ) {
+    super();
+  }
 
   get destroyed(): boolean {
     return this.socket.destroyed;
@@ -83,13 +84,6 @@ function flushLater(res: LeanResponse): void {
 
 /** Above this, a chunk is not copied to join the head: two writes instead. */
 const JOIN_LIMIT = 16 * 1024;
-
-/** The Idempotency-Key of either kind of request (no header object built on the lean path). */
-export function idempotencyKeyOf(req: IncomingMessage | LeanRequest): string | undefined {
-  if (req instanceof LeanRequest) return req.idempotencyKey;
-  const v = req.headers[HEADER.idempotencyKey];
-  return Array.isArray(v) ? v.join(', ') : v;
-}
 
 type Listener = () => void;
 
@@ -130,7 +124,7 @@ export class LeanResponse {
     if (list) for (const fn of list) fn.call(this);
   }
 
-  /** Only `connection: close` is meaningful here (the front handler's graceful-stop hint). */
+  /** Only `connection: close` is meaningful here (the front router's graceful-stop hint). */
   setHeader(name: string, value: string): this {
     if (name.toLowerCase() === 'connection' && value.toLowerCase() === 'close') this.#close = true;
     return this;

@@ -1,5 +1,4 @@
 import { connect, type Socket } from 'node:net';
-import type { UpstreamPoolOptions } from '../upstream-pools.js';
 import { type LlhttpParser, llhttp, newParser, SKIP_BODY } from './llhttp.js';
 
 /**
@@ -17,6 +16,15 @@ export interface Http1Handler {
   onData(chunk: Buffer): boolean;
   onComplete(trailers: null): void;
   onError(err: Error): void;
+}
+
+/** Timeouts and the connection limit of one server's pool: the same figures as its undici pool. */
+export interface Http1PoolOptions {
+  connectTimeoutMs: number;
+  headersTimeoutMs: number;
+  idleTimeoutMs: number;
+  keepAliveMs: number;
+  connectionsPerServer: number;
 }
 
 export interface Http1RequestOptions {
@@ -244,7 +252,7 @@ export class Http1Pool {
   readonly hostHeader: string;
   readonly #host: string;
   readonly #port: number;
-  readonly #opts: UpstreamPoolOptions;
+  readonly #opts: Http1PoolOptions;
   #idle: UpConn[] = [];
   readonly #all = new Set<UpConn>();
   #queue: PooledRequest[] = [];
@@ -253,7 +261,7 @@ export class Http1Pool {
   #onIdle: (() => void) | null = null;
   #destroyed = false;
 
-  constructor(origin: string, opts: UpstreamPoolOptions) {
+  constructor(origin: string, opts: Http1PoolOptions) {
     const u = new URL(origin);
     if (u.protocol !== 'http:') throw new Error(`the lean HTTP/1.1 client speaks http: only, not ${u.protocol}`);
     this.#host = u.hostname.replace(/^\[|\]$/g, '');

@@ -1,16 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  ADJUST_EVERY_MS,
-  Admission,
-  type AdmissionTimers,
-  DbPressurePolicy,
-  type DbPressureSource,
-  MIN_ADMIT_SHARE,
-  RETRY_FLOOR,
-  requestKind,
-  STANDING_INTERVAL_MS,
-  STANDING_TARGET_MS,
-} from '../../../booster/data-plane/admission.js';
+import { Admission, type AdmissionTimers, RETRY_FLOOR, STANDING_INTERVAL_MS, STANDING_TARGET_MS } from '../../../booster/data-plane/admission.js';
+import { ADJUST_EVERY_MS, DbPressurePolicy, type DbPressureSource, MIN_ADMIT_SHARE, requestKind } from '../../../booster/data-plane/db-pressure.js';
 
 /** Manual timers: nothing fires until the test moves time. */
 function manualTimers() {

@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Booster, createBooster } from '../../../booster/booster.js';
-import { createFrontDoor, H2_MAX_CONCURRENT_STREAMS } from '../../../booster/data-plane/listener.js';
+import { createListener, H2_MAX_CONCURRENT_STREAMS } from '../../../booster/data-plane/listener.js';
 import { createLogger } from '../../../common/log.js';
 import { createClusterClient } from '../../../common/protocol/cluster-client.js';
 import { BOOSTER_PATH } from '../../../common/protocol/headers.js';
@@ -394,7 +394,7 @@ describe('booster over TLS', () => {
   it('reloads on SIGHUP alone and closes its redirect listener with the port', async () => {
     const a = makeCert('hup-a');
     const files = install('hup', a);
-    const server = createFrontDoor({ tls: files, host: '127.0.0.1', redirectPort: 0, log: silentLog, server: {}, watchIntervalMs: 3_600_000 }, (_req, res) =>
+    const server = createListener({ tls: files, host: '127.0.0.1', redirectPort: 0, log: silentLog, server: {}, watchIntervalMs: 3_600_000 }, (_req, res) =>
       res.end('ok'),
     );
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));

@@ -1,9 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { ServerTable, type TableOptions, type Transition } from '../../../booster/server-table/server-table.js';
+import type { Choice } from '../../../booster/server-table/choice.js';
+import { ServerTable, type ServerView, type TableOptions, type Transition } from '../../../booster/server-table/server-table.js';
 import type { Heartbeat } from '../../../common/protocol/messages.js';
 import { idleHeartbeat } from '../fixtures.js';
 
 /** ServerTable is pure policy: driven here by a hand-moved clock and scripted heartbeats. */
+
+/** The picked server's id, or why none was picked. */
+const picked = (c: Choice<ServerView>) => (c.kind === 'server' ? c.server.id : c.kind);
 const OPTS: TableOptions = {
   heartbeatTimeoutMs: 3000,
   healthRise: 2,
@@ -137,10 +141,10 @@ describe('ServerTable', () => {
     advance(200);
     table.evaluate();
     expect(table.routable).toEqual([]);
-    expect(table.pick()?.id).toBe('a');
+    expect(picked(table.pick())).toBe('a');
   });
 
-  it('pick: skips full servers, queues (undefined) when all are full, null when none is left', () => {
+  it('pick: skips full servers, queues (no-room) when all are full, no-server when none is left', () => {
     const { table, hb } = setup();
     hb('a');
     hb('b');
@@ -148,13 +152,13 @@ describe('ServerTable', () => {
     const b = table.servers.get('b')!;
     table.startRequest(a);
     table.startRequest(a);
-    for (let i = 0; i < 5; i++) expect(table.pick()?.id).toBe('b');
+    for (let i = 0; i < 5; i++) expect(picked(table.pick())).toBe('b');
     table.startRequest(b);
     table.startRequest(b);
-    expect(table.pick()).toBeUndefined();
+    expect(picked(table.pick())).toBe('no-room');
     table.endRequest(b, false);
-    expect(table.pick()?.id).toBe('b');
-    expect(table.pick(new Set(['a', 'b']))).toBeNull();
+    expect(picked(table.pick())).toBe('b');
+    expect(picked(table.pick(new Set(['a', 'b'])))).toBe('no-server');
   });
 
   it('pick: the lower (load + in-flight + 1) / weight of two candidates wins', () => {
@@ -164,7 +168,7 @@ describe('ServerTable', () => {
     const seq = [0.1, 0.9, 0.5];
     let i = 0;
     const random = () => seq[i++ % seq.length];
-    expect(table.pick(undefined, random)?.id).toBe('b');
+    expect(picked(table.pick(undefined, random))).toBe('b');
   });
 
   it('slow start ramps from 10 % to 100 % over slowStartMs', () => {
