@@ -7,9 +7,9 @@ import type { BoosterConfig, ClusterConfig } from './config.js';
 import { createClusterEvents } from './control-plane/cluster-events.js';
 import { ClusterStore } from './control-plane/cluster-store.js';
 import { createControlApi } from './control-plane/control-api.js';
+import { createControlCore } from './control-plane/control-core.js';
 import { HealthChecker } from './control-plane/health-checker.js';
 import { ServerSync } from './control-plane/server-sync.js';
-import { createStatusView } from './control-plane/status-view.js';
 import { createDataPlane, DRAIN_MS } from './data-plane/data-plane.js';
 import { DbPressurePolicy } from './data-plane/db-pressure.js';
 import type { FrontGate } from './data-plane/front-router.js';
@@ -98,8 +98,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     db: dbSignal,
     probePeer: cfg.peerUrl ? createPeerProbe({ peerUrl: cfg.peerUrl, timeoutMs: cfg.probeTimeoutMs, secret, nodeId }) : null,
   });
-  const isActive = () => leadership.role === 'active';
-  /** Leader-only writes (events, drains, dispatch) need a confirmed lease, not just the active role. */
+  /** Lease-needing writes (events, drains, dispatch) need a confirmed lease, not just the active role. */
   const holdsLease = () => leadership.holdsLease();
   const events = createClusterEvents({ store, nodeId, log, epoch: () => leadership.epoch });
   const registerNode = (started: boolean, role: string = leadership.role) =>
@@ -138,94 +137,15 @@ export function createBooster(deps: BoosterDeps): Booster {
     createActiveDuties({ metrics, vip, nodeId, record: events.record, registerNode: () => registerNode(false), refreshServers, steps: dispatcher }),
   );
 
-  // Database pressure (ADR 0011): the data plane sheds with this policy; with workers each runs its own, and status and metrics show theirs.
+  // The data plane: in this process, or in N workers with this primary serving /_booster/ on loopback (ADR 0010).
   const dbPressure = new DbPressurePolicy(cfg, () => table.routable, clock);
-  const pressure = {
-    pressuredNow: () => dbPressure.pressuredNow(),
-    get share() {
-      return workers ? workers.pressure.admitShare : dbPressure.share;
-    },
-    get shed() {
-      return workers ? workers.pressure.shed : dbPressure.shed;
-    },
-  };
-  metrics.readAdmitShareFrom(() => pressure.share);
-
-  // The /_booster/ API.
-  const view = createStatusView({
-    nodeId,
-    version,
-    peerUrl: cfg.peerUrl ?? null,
-    startedAt,
-    selfUrl: () => selfUrl,
-    clock,
-    table,
-    leadership,
-    gate,
-    store,
-    log,
-    dbPressure: pressure,
-  });
-  const control = createControlApi({
-    secret,
-    nodeId,
-    bodyLimit: cfg.controlBodyLimit,
-    log,
-    operatorToken: cfg.operatorToken,
-    tokenNeedsTls: !!(cfg.tlsCertFile && cfg.tlsKeyFile),
-    selfUrls: () => [selfUrl],
-    role: () => leadership.role,
-    epoch: () => leadership.currentEpoch(),
-    activeUrl: () => leadership.activeUrl,
-    status: view.status,
-    async metrics() {
-      await workers?.collect();
-      for (const e of table.list) {
-        metrics.inflight.labels(e.id).set(e.inflight);
-        metrics.concurrencyLimit.labels(e.id).set(table.concurrencyLimitOf(e));
-      }
-      return { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() };
-    },
-    events: view.events,
-    async heartbeat(hb) {
-      // A server that has seen a newer epoch proves someone acquired after us: step down at once.
-      leadership.noteEpoch(hb.epochSeen);
-      const e = await sync.heartbeat(hb);
-      if (e && isActive() && table.stepRoom(e) > 0) dispatcher.poke();
-      // The server's reported load (and any state it changed) reaches every worker before the reply.
-      await workers?.synced(200);
-    },
-    agentReport: (r) => sync.agentReport(r),
-    async drain(id, draining, reason) {
-      const known = await sync.drain(id, draining, reason);
-      // With workers: answer only once every worker routes on the new state.
-      if (known) await workers?.synced();
-      return known;
-    },
-    leaseNotHeld: () => isActive() && !holdsLease(),
-    agentUrls: () => table.list.map((e) => e.agentUrl).filter((u): u is string => !!u),
-    async licenseChanged() {
-      await gate.refresh();
-      await workers?.synced();
-    },
-    stepsReady: () => {
-      if (isActive()) dispatcher.poke();
-    },
-  });
-
-  // The data plane: in this process, or in the workers with this primary serving /_booster/ on loopback.
   const front: FrontGate = {
-    serves: () => isActive() || cfg.standbyServes,
+    serves: () => leadership.role === 'active' || cfg.standbyServes,
     activeUrl: () => leadership.activeUrl,
     stopping: () => stopping,
     allowsDistribution: () => gate.allowsDistribution(),
   };
-  const plane =
-    workerCount > 1
-      ? null
-      : createDataPlane({ cfg, table, pools, metrics, log, pressure: dbPressure, epoch: () => leadership.currentEpoch(), gate: front, control });
-  const server = plane?.server ?? createServer({ keepAliveTimeout: 5000 }, control);
-  if (!plane) {
+  if (workerCount > 1) {
     // The listeners live in the workers: a certificate they cannot use fails here, before any fork.
     if (cfg.tlsCertFile && cfg.tlsKeyFile) loadCertificate({ certFile: cfg.tlsCertFile, keyFile: cfg.tlsKeyFile });
     workers = new WorkerPool({
@@ -246,6 +166,44 @@ export function createBooster(deps: BoosterDeps): Booster {
     });
     leadership.onTransition(() => workers?.push());
   }
+  // Each worker sheds on its own database-pressure policy: status and metrics show theirs.
+  const pressure = {
+    pressuredNow: () => dbPressure.pressuredNow(),
+    get share() {
+      return workers ? workers.pressure.admitShare : dbPressure.share;
+    },
+    get shed() {
+      return workers ? workers.pressure.shed : dbPressure.shed;
+    },
+  };
+  metrics.readAdmitShareFrom(() => pressure.share);
+
+  const control = createControlApi(
+    createControlCore({
+      cfg,
+      secret,
+      nodeId,
+      version,
+      startedAt,
+      clock,
+      log,
+      table,
+      leadership,
+      gate,
+      store,
+      sync,
+      metrics,
+      peerUrl: cfg.peerUrl ?? null,
+      selfUrl: () => selfUrl,
+      dbPressure: pressure,
+      steps: dispatcher,
+      workers: () => workers,
+    }),
+  );
+  const plane = workers
+    ? null
+    : createDataPlane({ cfg, table, pools, metrics, log, pressure: dbPressure, epoch: () => leadership.currentEpoch(), gate: front, control });
+  const server = plane?.server ?? createServer({ keepAliveTimeout: 5000 }, control);
 
   const timers: NodeJS.Timeout[] = [];
   let listening = false;
