@@ -9,7 +9,9 @@ import { ClusterStore } from './control-plane/cluster-store.js';
 import { createControlApi } from './control-plane/control-api.js';
 import { createControlCore } from './control-plane/control-core.js';
 import { HealthChecker } from './control-plane/health-checker.js';
+import { MaintenanceMode } from './control-plane/maintenance.js';
 import { ServerSync } from './control-plane/server-sync.js';
+import { createSwitchover } from './control-plane/switchover.js';
 import { createDataPlane, DRAIN_MS } from './data-plane/data-plane.js';
 import { DbPressurePolicy } from './data-plane/db-pressure.js';
 import type { FrontGate } from './data-plane/front-router.js';
@@ -87,6 +89,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     metrics.dbReachable.set(up ? 1 : 0);
     if (!up) metrics.dbOutages.inc();
   });
+  const probePeer = cfg.peerUrl ? createPeerProbe({ peerUrl: cfg.peerUrl, timeoutMs: cfg.probeTimeoutMs, secret, nodeId }) : null;
   const leadership = new Leadership({
     lease: new LeaderLease(db.knex, nodeId, () => selfUrl, cfg.leaseMs),
     opts: cfg,
@@ -96,7 +99,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     selfUrl: () => selfUrl,
     peerUrl: cfg.peerUrl ?? null,
     db: dbSignal,
-    probePeer: cfg.peerUrl ? createPeerProbe({ peerUrl: cfg.peerUrl, timeoutMs: cfg.probeTimeoutMs, secret, nodeId }) : null,
+    probePeer,
   });
   /** Lease-needing writes (events, drains, dispatch) need a confirmed lease, not just the active role. */
   const holdsLease = () => leadership.holdsLease();
@@ -113,8 +116,16 @@ export function createBooster(deps: BoosterDeps): Booster {
   });
   const pools = new UpstreamPools(cfg);
   const health = new HealthChecker(table, pools, cfg, clock, log);
-  const sync = new ServerSync(table, store, clock);
-  const refreshServers = () => sync.refresh().catch((err) => log.warn({ err }, 'could not refresh servers'));
+  const sync = new ServerSync(table, store, clock, (dup) => {
+    log.error({ server: dup.id, url: dup.url, registeredUrl: dup.registeredUrl }, 'two live servers heartbeat with one node id; the second is refused');
+    if (holdsLease()) void events.record('duplicate-node-id', dup.id, { url: dup.url, registeredUrl: dup.registeredUrl });
+  });
+  const maintenance = new MaintenanceMode({ store, events, log, onChange: () => workers?.push() });
+  const refreshServers = () =>
+    Promise.all([
+      sync.refresh().catch((err) => log.warn({ err }, 'could not refresh servers')),
+      maintenance.refresh().catch((err) => log.warn({ err }, 'could not read the maintenance switch')),
+    ]).then(() => {});
 
   // What the active does, started and stopped by leadership transitions.
   const dispatcher = new StepDispatcher({
@@ -140,10 +151,12 @@ export function createBooster(deps: BoosterDeps): Booster {
   // The data plane: in this process, or in N workers with this primary serving /_booster/ on loopback (ADR 0010).
   const dbPressure = new DbPressurePolicy(cfg, () => table.routable, clock);
   const front: FrontGate = {
-    serves: () => leadership.role === 'active' || cfg.standbyServes,
+    // A former active keeps serving a while after a switchover, so no client meets the gap.
+    serves: () => leadership.role === 'active' || cfg.standbyServes || leadership.handedOverWithin(cfg.switchoverServeMs),
     activeUrl: () => leadership.activeUrl,
     stopping: () => stopping,
     allowsDistribution: () => gate.allowsDistribution(),
+    maintenance: () => maintenance.view(),
   };
   if (workerCount > 1) {
     // The listeners live in the workers: a certificate they cannot use fails here, before any fork.
@@ -160,6 +173,7 @@ export function createBooster(deps: BoosterDeps): Booster {
         activeUrl: front.activeUrl(),
         stopping,
         allowsDistribution: front.allowsDistribution(),
+        maintenance: front.maintenance(),
         epoch: leadership.currentEpoch(),
         table: snapshotOf(table, clock()),
       }),
@@ -198,6 +212,20 @@ export function createBooster(deps: BoosterDeps): Booster {
       dbPressure: pressure,
       steps: dispatcher,
       workers: () => workers,
+      events,
+      maintenance,
+      duplicates: () => sync.duplicates(2 * cfg.heartbeatTimeoutMs),
+      switchover: createSwitchover({
+        nodeId,
+        secret,
+        peerUrl: cfg.peerUrl ?? null,
+        leadership,
+        probePeer,
+        events,
+        log,
+        clock,
+        synced: async () => workers?.synced(),
+      }),
     }),
   );
   const plane = workers

@@ -73,4 +73,29 @@ export const BoosterErrors = defineErrors({
     message: 'The booster failed to handle this request',
     hint: 'A defect in the booster, not in the request or the servers: the request was not proxied and the process keeps serving. The booster log has the error with the request id; report it.',
   },
+  BOOSTER_ERR_SERVER_LIVE: {
+    status: 409,
+    message: 'The server still heartbeats; only a server that is gone can be retired',
+    hint: 'Drain it (`omflow server drain ID`), stop its agent and server, wait until `omflow status` shows it down, then retire it. A retired server that heartbeats again registers anew.',
+  },
+  BOOSTER_ERR_DUPLICATE_NODE_ID: {
+    status: 409,
+    message: 'Another live server already heartbeats with this node id from a different URL',
+    hint: 'Two hosts share one OMFLOW_NODE_ID: give each app server (and its agent) its own id. The first one keeps its place; this one is not routed until it has its own id or the other stops heartbeating. `omflow status` lists both URLs.',
+  },
+  BOOSTER_ERR_NOT_ACTIVE: {
+    status: 409,
+    message: 'Only the active booster can hand over the active role',
+    hint: 'Send the switchover to the active booster (X-Booster-Active names it); `omflow switchover` follows it by itself.',
+  },
+  BOOSTER_ERR_SWITCHOVER_NO_CANDIDATE: {
+    status: 409,
+    message: 'No standby booster can take over now',
+    hint: 'The peer (OMFLOW_BOOSTER_PEER_URL) must answer as a standby, and --to must name it. Check `omflow status` (peer alive?) and the standby log.',
+  },
+  BOOSTER_ERR_MAINTENANCE: {
+    status: 503,
+    message: 'The service is down for maintenance',
+    hint: 'An operator turned maintenance mode on (`omflow maintenance on`); retry after Retry-After. Admin pages, login, health checks, step dispatch and patch rollouts keep working. `omflow maintenance off` ends it.',
+  },
 });

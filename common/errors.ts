@@ -134,6 +134,11 @@ export const CommonErrors = defineErrors({
     message: 'Credentials required: an operator token (Authorization: Bearer) or a cluster signature',
     hint: 'Send OMFLOW_BOOSTER_OPERATOR_TOKEN as a Bearer token (Prometheus: authorization block), or run omflow status where OMFLOW_CLUSTER_SECRET is configured.',
   },
+  COMMON_ERR_OPERATOR_SCOPE: {
+    status: 403,
+    message: 'This operator token is read-only; the command needs a token with the write scope',
+    hint: 'Use a token of OMFLOW_BOOSTER_OPERATOR_WRITE_TOKENS (its name is recorded in the event log), or run the command where OMFLOW_CLUSTER_SECRET is configured. OMFLOW_BOOSTER_OPERATOR_TOKEN only reads status, events and metrics.',
+  },
   COMMON_ERR_BAD_REQUEST: {
     status: 400,
     message: 'The request is malformed',

@@ -9,6 +9,8 @@ const USAGE = `Usage:
   omflow server                       run an app server (config: docs/configuration.md)
   omflow server seed --admin-user NAME --admin-password PASS [--demo]
                                       create or reset the admin account; --demo adds the it-request form (REQ flow)
+  omflow server drain|undrain|weight|retire ID …
+                                      operator commands on a server, through the boosters (omflow server drain --help)
 `;
 
 /** `omflow server` and `omflow server seed`. */

@@ -70,6 +70,12 @@ export function createHeartbeat(deps: {
       if (down.delete(r.url)) log.info({ booster: r.url }, 'booster answers heartbeats again');
     } else if (!down.has(r.url)) {
       down.add(r.url);
+      // Another live server holds this node id: nothing heals that by itself, a person must act.
+      if ((r.body as { code?: unknown } | null)?.code === 'BOOSTER_ERR_DUPLICATE_NODE_ID')
+        return void log.error(
+          { booster: r.url, nodeId, details: (r.body as { details?: unknown }).details },
+          'a booster refuses this server: another live server uses the same node id',
+        );
       log.warn(
         { booster: r.url, status: r.status, error: r.error ?? (typeof r.body === 'string' ? r.body.slice(0, 200) : r.body) },
         'heartbeat to booster failed',

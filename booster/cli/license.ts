@@ -7,7 +7,7 @@ import { loadConfig } from '../../common/config/load.js';
 import { type LicensePayload, signLicense } from '../../common/license/format.js';
 import { createLicenseVerifier } from '../../common/license/verifier.js';
 import { BOOSTER_PATH } from '../../common/protocol/headers.js';
-import { controlCredentials, getControl } from './status.js';
+import { callControl, controlCredentials } from './control-client.js';
 
 const USAGE = `Usage:
   omflow license status [--url http://BOOSTER:5169] [--json]
@@ -111,7 +111,7 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
         let lastErr: unknown;
         for (const base of urls) {
           try {
-            const res = await getControl(base, BOOSTER_PATH.status, { ...controlCredentials(ctx), ...(secret ? { secret } : {}) });
+            const res = await callControl(base, 'GET', BOOSTER_PATH.status, { ...controlCredentials(ctx), ...(secret ? { secret } : {}) }, undefined, 5000);
             const body = (res.body ?? {}) as { license?: Record<string, unknown> };
             if (res.status !== 200 || !body.license) throw new Error(`${base} answered ${res.status}`);
             const l = body.license as {

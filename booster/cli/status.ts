@@ -1,63 +1,15 @@
-import { request } from 'undici';
 import type { CliContext } from '../../common/cli/context.js';
 import { parseFlags } from '../../common/cli/context.js';
-import { boosterArea } from '../../common/config/areas/booster.js';
-import { clusterArea } from '../../common/config/areas/cluster.js';
-import { loadConfig } from '../../common/config/load.js';
-import { createClusterClient } from '../../common/protocol/cluster-client.js';
-import { BOOSTER_PATH, DEFAULT_PORT } from '../../common/protocol/headers.js';
+import { BOOSTER_PATH } from '../../common/protocol/headers.js';
+import { boosterBase, callControl, controlCredentials } from './control-client.js';
 
 const HELP = `Usage: omflow status [--booster URL] [--json] [--events N]
 
-Prints the cluster as seen by a Booster (default http://127.0.0.1:${DEFAULT_PORT.booster}):
-boosters, servers with their agent state, license, and recent events.
-Signs with OMFLOW_CLUSTER_SECRET when configured, else sends OMFLOW_BOOSTER_OPERATOR_TOKEN.
+Prints the cluster as seen by a Booster (default OMFLOW_OPERATOR_BOOSTER_URL, else
+http://127.0.0.1:5169): boosters, servers with their agent state, license, maintenance mode,
+quarantined steps, duplicate node ids and recent events. Sends OMFLOW_OPERATOR_TOKEN, else signs
+with OMFLOW_CLUSTER_SECRET when configured, else sends OMFLOW_BOOSTER_OPERATOR_TOKEN.
 `;
-
-export interface ControlCredentials {
-  secret?: string;
-  nodeId: string;
-  token?: string;
-}
-
-/** Credentials for the read-only control paths, from the environment or --config file; either may be absent. */
-export function controlCredentials(ctx: Pick<CliContext, 'env' | 'configFile'>): ControlCredentials {
-  const out: ControlCredentials = { nodeId: 'omflow-cli' };
-  try {
-    const cfg = loadConfig([clusterArea], { env: ctx.env, file: ctx.configFile });
-    out.secret = cfg.cluster.secret;
-    out.nodeId = cfg.cluster.nodeId;
-  } catch {
-    // No cluster secret on this host: the operator token may do.
-  }
-  try {
-    out.token = loadConfig([boosterArea], { env: ctx.env, file: ctx.configFile }).booster.operatorToken;
-  } catch {
-    // Booster keys invalid here: they are not this command's business.
-  }
-  return out;
-}
-
-/** GET of a read-only control path: signed (fresh nonce each call) or with the Bearer token. */
-export async function getControl(base: string, path: string, creds: ControlCredentials, timeoutMs = 5000): Promise<{ status: number; body: unknown }> {
-  if (creds.secret) {
-    const r = await createClusterClient({ secret: creds.secret, nodeId: creds.nodeId, timeoutMs }).call(base, 'GET', path);
-    if (r.status === 0) throw new Error(r.error ?? 'no answer');
-    return { status: r.status, body: r.body };
-  }
-  const res = await request(new URL(path, base), {
-    headers: creds.token ? { authorization: `Bearer ${creds.token}`, accept: 'application/json' } : { accept: 'application/json' },
-    signal: AbortSignal.timeout(timeoutMs),
-  });
-  const text = await res.body.text();
-  let body: unknown = text;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    // not JSON
-  }
-  return { status: res.statusCode, body };
-}
 
 type Status = {
   role: string;
@@ -79,7 +31,10 @@ type Status = {
     routed: boolean;
     reason: string | null;
     lastHeartbeatMsAgo: number | null;
+    weight?: number;
   }[];
+  maintenance?: { on: boolean; message: string | null; since: string | null; by: string | null };
+  duplicateNodeIds?: { id: string; url: string; registeredUrl: string; lastSeenMsAgo: number }[];
   license: { state: string; daysLeft: number | null; customer?: string; servers: { licensed: number | null; used: number }; warnings: string[] };
   boosters: { id: string; url: string; role: string; epoch: number; pid: number | null; lastSeenAt: string }[];
   rollout?: {
@@ -109,20 +64,22 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
     ctx.stdout.write(HELP);
     return 0;
   }
-  const base = (typeof flags.booster === 'string' ? flags.booster : `http://127.0.0.1:${DEFAULT_PORT.booster}`).replace(/\/+$/, '');
+  const base = boosterBase(flags.booster, ctx);
   const limit = typeof flags.events === 'string' ? Number(flags.events) || 10 : 10;
   let st: Status;
   let events: { createdAt: string; kind: string; subject: string | null; boosterId: string; epoch: number }[] = [];
   try {
     const creds = controlCredentials(ctx);
-    const r = await getControl(base, BOOSTER_PATH.status, creds);
+    const r = await callControl(base, 'GET', BOOSTER_PATH.status, creds, undefined, 5000);
     if (r.status === 401) {
-      ctx.stderr.write(`omflow status: the booster at ${base} wants credentials: set OMFLOW_CLUSTER_SECRET(_FILE) or OMFLOW_BOOSTER_OPERATOR_TOKEN(_FILE)\n`);
+      ctx.stderr.write(
+        `omflow status: the booster at ${base} wants credentials: set OMFLOW_OPERATOR_TOKEN(_FILE), OMFLOW_CLUSTER_SECRET(_FILE) or OMFLOW_BOOSTER_OPERATOR_TOKEN(_FILE)\n`,
+      );
       return 1;
     }
     if (r.status !== 200) throw new Error(`answered HTTP ${r.status}`);
     st = r.body as Status;
-    const e = await getControl(base, `${BOOSTER_PATH.events}?limit=${limit}`, creds);
+    const e = await callControl(base, 'GET', `${BOOSTER_PATH.events}?limit=${limit}`, creds, undefined, 5000);
     if (e.status === 200) events = (e.body as { events: typeof events }).events;
   } catch (err) {
     ctx.stderr.write(`omflow status: cannot reach the booster at ${base}: ${(err as Error).message}\n`);
@@ -134,6 +91,8 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
   }
   const out: string[] = [];
   out.push(`Booster ${st.nodeId} (${st.url}) is ${st.role.toUpperCase()}, epoch ${st.epoch}; active: ${st.activeUrl ?? 'none'}; peer: ${st.peer ?? 'none'}`);
+  const m = st.maintenance;
+  if (m?.on) out.push(`MAINTENANCE MODE ON since ${m.since ?? '?'} by ${m.by ?? '?'}: users get the maintenance page${m.message ? ` ("${m.message}")` : ''}`);
   out.push('', 'BOOSTERS');
   out.push(
     table([
@@ -144,11 +103,12 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
   out.push('', 'SERVERS');
   out.push(
     table([
-      ['ID', 'URL', 'STATE', 'AGENT', 'VERSION', 'INFLIGHT', 'LOAD', 'HEARTBEAT', 'NOTE'],
+      ['ID', 'URL', 'STATE', 'WEIGHT', 'AGENT', 'VERSION', 'INFLIGHT', 'LOAD', 'HEARTBEAT', 'NOTE'],
       ...st.servers.map((s) => [
         s.id,
         s.url,
         s.state,
+        String(s.weight ?? ''),
         s.agentState ?? '-',
         s.version ?? '-',
         String(s.inflight),
@@ -158,6 +118,16 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
       ]),
     ]),
   );
+  const dups = st.duplicateNodeIds ?? [];
+  if (dups.length) {
+    out.push('', 'DUPLICATE NODE IDS (refused heartbeats: give each server its own OMFLOW_NODE_ID)');
+    out.push(
+      table([
+        ['ID', 'REFUSED URL', 'KEEPS THE ID', 'LAST REFUSED'],
+        ...dups.map((d) => [d.id, d.url, d.registeredUrl, `${(d.lastSeenMsAgo / 1000).toFixed(1)}s ago`]),
+      ]),
+    );
+  }
   const l = st.license;
   out.push(
     '',

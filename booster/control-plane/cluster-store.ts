@@ -83,6 +83,47 @@ export class ClusterStore {
     return Number(n) === 1;
   }
 
+  async setWeight(id: string, weight: number): Promise<boolean> {
+    const h = getHelpers(this.knex);
+    const n = await this.knex('servers').where('id', id).update({ weight, updated_at: h.now() });
+    return Number(n) === 1;
+  }
+
+  /**
+   * Deletes a server's row unless it heartbeated within `liveMs` (database clock): 'retired',
+   * 'live' or 'unknown'. One conditional DELETE, so a heartbeat written meanwhile keeps the row.
+   */
+  async retireServer(id: string, liveMs: number): Promise<'retired' | 'live' | 'unknown'> {
+    const h = getHelpers(this.knex);
+    const n = await this.knex('servers')
+      .where('id', id)
+      .andWhere((q) => q.whereNull('last_heartbeat_at').orWhere('last_heartbeat_at', '<', h.nowPlusMs(-liveMs)))
+      .del();
+    if (Number(n) === 1) return 'retired';
+    return (await this.knex('servers').where('id', id).first('id')) ? 'live' : 'unknown';
+  }
+
+  /** A cluster-wide switch (booster_state), or null when never set. */
+  async readState<T>(name: string): Promise<{ value: T | null; by: string | null; at: string } | null> {
+    const h = getHelpers(this.knex);
+    const r = await this.knex('booster_state').where('name', name).first('value', 'updated_by', 'updated_at');
+    if (!r) return null;
+    return { value: h.fromJson<T>(r.value), by: r.updated_by ?? null, at: h.toDate(r.updated_at)!.toISOString() };
+  }
+
+  async writeState(name: string, value: unknown, by: string): Promise<void> {
+    const h = getHelpers(this.knex);
+    const fields = { value: JSON.stringify(value), updated_by: by.slice(0, 128), updated_at: h.now() };
+    const n = await this.knex('booster_state').where('name', name).update(fields);
+    if (Number(n) > 0) return;
+    try {
+      await this.knex('booster_state').insert({ name, ...fields });
+    } catch (err) {
+      if (!isUnique(err)) throw err;
+      await this.knex('booster_state').where('name', name).update(fields);
+    }
+  }
+
   async setAgentState(id: string, state: AgentState, agentUrl: string, version: string | null): Promise<boolean> {
     const h = getHelpers(this.knex);
     const fields: Record<string, unknown> = { agent_state: state, agent_url: agentUrl, updated_at: h.now() };

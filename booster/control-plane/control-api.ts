@@ -1,10 +1,23 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { NamedToken } from '../../common/config/define.js';
 import { CommonErrors, isOmflowError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import { audiencesFor } from '../../common/protocol/cluster-auth.js';
+import { audiencesFor, bearerMatches } from '../../common/protocol/cluster-auth.js';
 import { createClusterClient } from '../../common/protocol/cluster-client.js';
 import { AGENT_PATH, BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
-import { type Heartbeat, type HeartbeatReply, parseAgentReport, parseHeartbeat, parsePatchNotice } from '../../common/protocol/messages.js';
+import {
+  type Heartbeat,
+  type HeartbeatReply,
+  type MaintenanceCommand,
+  parseAgentReport,
+  parseDrainCommand,
+  parseHeartbeat,
+  parseMaintenanceCommand,
+  parsePatchNotice,
+  parseSwitchoverCommand,
+  parseTakeoverCall,
+  parseWeightCommand,
+} from '../../common/protocol/messages.js';
 import { createSignedEndpoint, sendJson as json, sendWireError } from '../../common/protocol/signed-endpoint.js';
 import { WIRE_ERROR } from '../../common/protocol/wire-errors.js';
 import { BoosterErrors } from '../errors.js';
@@ -14,7 +27,9 @@ import { sendError } from '../replies.js';
  * The /_booster/ API: a tiny router, no framework. GET active is open and says only whether
  * this booster is the active one; GET status/metrics/events need the operator token or a
  * cluster signature; every POST is signed, nonce-checked (a replay is refused), size-limited,
- * validated, and refused with a stable code before anything is registered.
+ * validated, and refused with a stable code before anything is registered. The operator
+ * commands (servers/:id/drain|undrain|weight|retire, switchover, maintenance) also take a token
+ * with the write scope; each is recorded in the event log with who asked.
  */
 export interface ControlCore {
   secret: string;
@@ -23,6 +38,8 @@ export interface ControlCore {
   log: Logger;
   /** OMFLOW_BOOSTER_OPERATOR_TOKEN: Bearer token for the read-only paths. */
   operatorToken?: string;
+  /** OMFLOW_BOOSTER_OPERATOR_WRITE_TOKENS: Bearer tokens for the commands too. */
+  writeTokens?: () => readonly NamedToken[];
   /**
    * The port speaks TLS: the operator token is then accepted over TLS only. Plain HTTP on the
    * same port stays open to signed cluster calls (HMAC, nothing secret on the wire), but a
@@ -40,7 +57,16 @@ export interface ControlCore {
   events(limit: number): Promise<unknown[]>;
   heartbeat(hb: Heartbeat): Promise<void>;
   agentReport(r: ReturnType<typeof parseAgentReport>): Promise<void>;
-  drain(serverId: string, draining: boolean, reason: string | null): Promise<boolean>;
+  /** The server commands; false for a server the database does not know. `by`: who asked (event log). */
+  drain(serverId: string, draining: boolean, reason: string | null, by: string): Promise<boolean>;
+  setWeight(serverId: string, weight: number, by: string): Promise<boolean>;
+  /** Throws BOOSTER_ERR_SERVER_LIVE while the server heartbeats. */
+  retire(serverId: string, by: string): Promise<boolean>;
+  /** Active only: hands the lease to the standby (`to`: its node id, default the peer) and answers once it took it. */
+  switchover(to: string | null, by: string): Promise<unknown>;
+  /** Standby: the active handed us the lease at this epoch (switchover). */
+  takeover(epoch: number, from: string): Promise<unknown>;
+  maintenance(cmd: MaintenanceCommand, by: string): Promise<unknown>;
   /** Active riding through a database outage: drains would be unfenced leader writes, so they are refused. */
   leaseNotHeld?(): boolean;
   agentUrls(): string[];
@@ -56,7 +82,7 @@ export interface ControlCore {
  */
 export const STEPS_READY_PATH = BOOSTER_PATH.stepsReady;
 
-const DRAIN = /^\/_booster\/servers\/([^/]+)\/(drain|undrain)$/;
+const SERVER_COMMAND = /^\/_booster\/servers\/([^/]+)\/(drain|undrain|weight|retire)$/;
 
 /** True for HTTPS and HTTP/2 requests (h2 requests expose the TLS socket through a proxy). */
 function overTls(req: IncomingMessage): boolean {
@@ -76,9 +102,30 @@ export function createControlApi(core: ControlCore) {
     secret: core.secret,
     bodyLimit: core.bodyLimit,
     operatorToken: core.operatorToken,
+    writeTokens: core.writeTokens,
     audiences: core.selfUrls ? () => audiences(core.selfUrls!()) : undefined,
   });
   const signed = (req: IncomingMessage) => endpoint.read(req);
+
+  /** With TLS on the port a token crosses plain HTTP only to be refused (it is then known to the network). */
+  function refuseTokenInClear(req: IncomingMessage): void {
+    if (core.tokenNeedsTls && req.headers[HEADER.clusterSignature] === undefined && req.headers.authorization !== undefined && !overTls(req)) {
+      req.resume();
+      throw CommonErrors.COMMON_ERR_OPERATOR_AUTH(
+        'The operator token is accepted over HTTPS only: use https:// (and replace the token, it crossed the network in clear)',
+        { reason: 'plain-http' },
+      );
+    }
+  }
+
+  /** An operator command: a write token or a signature; `by` names the token, or the signed caller and whom it acts for. */
+  async function command(req: IncomingMessage): Promise<{ value: unknown; by: string }> {
+    refuseTokenInClear(req);
+    const call = await endpoint.authorizeWrite(req);
+    const onBehalf = (call.value as { by?: unknown }).by;
+    const by = call.nodeId && typeof onBehalf === 'string' && onBehalf ? `${onBehalf.slice(0, 64)} via ${call.nodeId}` : call.actor;
+    return { value: call.value, by };
+  }
   const agents = createClusterClient({ secret: core.secret, nodeId: core.nodeId, timeoutMs: 3000 });
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -100,21 +147,14 @@ export function createControlApi(core: ControlCore) {
               () => true,
               () => false,
             ));
-          const body = peer ? { active, role: core.role(), epoch: core.epoch() } : { active };
+          const body = peer ? { active, role: core.role(), epoch: core.epoch(), nodeId: core.nodeId, url: core.selfUrls?.()[0] ?? null } : { active };
           return json(res, active ? 200 : 503, body, to ? { [HEADER.active]: to } : undefined);
         }
       }
       if (path === BOOSTER_PATH.status || path === BOOSTER_PATH.metrics || path === BOOSTER_PATH.events) {
-        if (core.tokenNeedsTls && req.headers[HEADER.clusterSignature] === undefined && req.headers.authorization !== undefined && !overTls(req)) {
-          req.resume();
-          throw CommonErrors.COMMON_ERR_OPERATOR_AUTH(
-            'The operator token is accepted over HTTPS only: use https:// (and replace the token, it crossed the network in clear)',
-            {
-              reason: 'plain-http',
-            },
-          );
-        }
-        await endpoint.authorizeRead(req);
+        refuseTokenInClear(req);
+        // A write token reads too.
+        if (!core.writeTokens?.().some((t) => bearerMatches(req.headers.authorization, t.token))) await endpoint.authorizeRead(req);
       }
       switch (path) {
         case BOOSTER_PATH.status:
@@ -132,16 +172,55 @@ export function createControlApi(core: ControlCore) {
       return sendError(res, BoosterErrors.BOOSTER_ERR_NOT_FOUND());
     }
     if (method !== 'POST') return sendError(res, BoosterErrors.BOOSTER_ERR_NOT_FOUND());
-    const drain = DRAIN.exec(path);
-    if (drain) {
-      const { value } = await signed(req);
+    const serverCommand = SERVER_COMMAND.exec(path);
+    if (serverCommand) {
+      const { value, by } = await command(req);
       if (core.leaseNotHeld?.()) return sendError(res, BoosterErrors.BOOSTER_ERR_LEASE_NOT_HELD(), { 'retry-after': '1' });
-      const reason = typeof (value as { reason?: unknown }).reason === 'string' ? (value as { reason: string }).reason : null;
-      const id = decodeURIComponent(drain[1]);
-      if (!(await core.drain(id, drain[2] === 'drain', reason))) return sendError(res, BoosterErrors.BOOSTER_ERR_UNKNOWN_SERVER());
-      return json(res, 200, { id, draining: drain[2] === 'drain' });
+      const id = decodeURIComponent(serverCommand[1]);
+      const verb = serverCommand[2];
+      let known: boolean;
+      let answer: Record<string, unknown>;
+      if (verb === 'weight') {
+        const { weight } = parseWeightCommand(value);
+        known = await core.setWeight(id, weight, by);
+        answer = { id, weight };
+      } else if (verb === 'retire') {
+        known = await core.retire(id, by);
+        answer = { id, retired: true };
+      } else {
+        const { reason } = parseDrainCommand(value);
+        known = await core.drain(id, verb === 'drain', reason ?? null, by);
+        answer = { id, draining: verb === 'drain' };
+      }
+      if (!known) return sendError(res, BoosterErrors.BOOSTER_ERR_UNKNOWN_SERVER());
+      return json(res, 200, answer);
     }
     switch (path) {
+      case BOOSTER_PATH.switchover: {
+        const { value, by } = await command(req);
+        const { to } = parseSwitchoverCommand(value);
+        if (core.role() !== 'active') {
+          const activeUrl = core.activeUrl();
+          return json(
+            res,
+            409,
+            BoosterErrors.BOOSTER_ERR_NOT_ACTIVE(undefined, { activeUrl }).toJSON(),
+            activeUrl ? { [HEADER.active]: activeUrl } : undefined,
+          );
+        }
+        return json(res, 200, await core.switchover(to ?? null, by));
+      }
+      case BOOSTER_PATH.takeover: {
+        const { value } = await signed(req);
+        const call = parseTakeoverCall(value);
+        return json(res, 200, await core.takeover(call.epoch, call.from));
+      }
+      case BOOSTER_PATH.maintenance: {
+        const { value, by } = await command(req);
+        const cmd = parseMaintenanceCommand(value);
+        if (core.leaseNotHeld?.()) return sendError(res, BoosterErrors.BOOSTER_ERR_LEASE_NOT_HELD(), { 'retry-after': '1' });
+        return json(res, 200, await core.maintenance(cmd, by));
+      }
       case BOOSTER_PATH.heartbeat: {
         const { value } = await signed(req);
         const hb = parseHeartbeat(value);

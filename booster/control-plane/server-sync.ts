@@ -1,4 +1,5 @@
 import type { AgentReport, Heartbeat } from '../../common/protocol/messages.js';
+import { BoosterErrors } from '../errors.js';
 import type { ServerTable, ServerView } from '../server-table/server-table.js';
 import type { ClusterStore } from './cluster-store.js';
 
@@ -10,16 +11,36 @@ import type { ClusterStore } from './cluster-store.js';
  */
 const HEARTBEAT_WRITE_EVERY_MS = 5000;
 
+/** A heartbeat refused because another live server holds its node id (shown in status until it stops). */
+export interface DuplicateNodeId {
+  id: string;
+  /** The URL refused, and the one that keeps the id. */
+  url: string;
+  registeredUrl: string;
+  /** Local monotonic ms of the last refused heartbeat. */
+  lastSeen: number;
+}
+
 export class ServerSync {
   /** Agent reports that arrived before the server's first row existed. */
   readonly #pendingAgentStates = new Map<string, AgentReport>();
   readonly #hbWritten = new Map<string, { at: number; key: string }>();
+  readonly #duplicates = new Map<string, DuplicateNodeId>();
 
   constructor(
     private readonly table: ServerTable,
     private readonly store: ClusterStore,
     private readonly clock: () => number,
+    /** A heartbeat with a node id another live server holds, first seen (the event log records it). */
+    private readonly onDuplicate: (d: DuplicateNodeId) => void = () => {},
   ) {}
+
+  /** Duplicate node ids refused within the last `withinMs`. */
+  duplicates(withinMs: number): DuplicateNodeId[] {
+    const now = this.clock();
+    for (const [k, d] of this.#duplicates) if (now - d.lastSeen > withinMs) this.#duplicates.delete(k);
+    return [...this.#duplicates.values()];
+  }
 
   #refreshing: Promise<void> | null = null;
 
@@ -38,6 +59,10 @@ export class ServerSync {
 
   async #load(): Promise<void> {
     const rows = await this.store.loadServers();
+    // A row that went (retired, here or on the other booster) takes its entry along, unless that
+    // server heartbeats here again (its row is then written anew).
+    const ids = new Set(rows.map((r) => r.id));
+    for (const e of this.table.list) if (!ids.has(e.id) && !this.table.heartbeatLive(e)) this.table.remove(e.id);
     for (const r of rows) {
       const known = this.table.servers.get(r.id);
       this.table.upsert({
@@ -53,9 +78,19 @@ export class ServerSync {
     this.table.evaluate();
   }
 
-  /** Feeds a heartbeat to the table and the database; the entry, or null when it was stale. */
+  /**
+   * Feeds a heartbeat to the table and the database; the entry, or null when it was stale.
+   * Throws BOOSTER_ERR_DUPLICATE_NODE_ID when another live server holds the node id.
+   */
   async heartbeat(hb: Heartbeat): Promise<ServerView | null> {
-    const { entry, accepted } = this.table.heartbeat(hb);
+    const { entry, accepted, conflict } = this.table.heartbeat(hb);
+    if (conflict !== undefined) {
+      const key = `${hb.nodeId} ${hb.url}`;
+      const d: DuplicateNodeId = { id: hb.nodeId, url: hb.url, registeredUrl: conflict, lastSeen: this.clock() };
+      if (!this.#duplicates.has(key)) this.onDuplicate(d);
+      this.#duplicates.set(key, d);
+      throw BoosterErrors.BOOSTER_ERR_DUPLICATE_NODE_ID(undefined, { nodeId: hb.nodeId, url: hb.url, registeredUrl: conflict });
+    }
     if (!accepted) return null;
     const key = `${hb.url}|${hb.version}|${hb.agentUrl ?? ''}`;
     const last = this.#hbWritten.get(hb.nodeId);
@@ -82,5 +117,29 @@ export class ServerSync {
     if (!(await this.store.setDraining(id, draining, reason))) return false;
     this.table.setDraining(id, draining);
     return true;
+  }
+
+  /** Operator weight; false for a server the database does not know. */
+  async setWeight(id: string, weight: number): Promise<boolean> {
+    if (!(await this.store.setWeight(id, weight))) return false;
+    const e = this.table.servers.get(id);
+    if (e) this.table.upsert({ id, url: e.url, weight });
+    return true;
+  }
+
+  /**
+   * Forgets a server for good (its row and entry); false for an unknown one. Refused with
+   * BOOSTER_ERR_SERVER_LIVE while it heartbeats, here or (database clock) to the other booster.
+   */
+  async retire(id: string, heartbeatTimeoutMs: number): Promise<boolean> {
+    const e = this.table.servers.get(id);
+    const live = () => BoosterErrors.BOOSTER_ERR_SERVER_LIVE(undefined, { id });
+    if (e && this.table.heartbeatLive(e)) throw live();
+    // Rows are written at most every HEARTBEAT_WRITE_EVERY_MS: live means written within that plus the timeout.
+    const outcome = await this.store.retireServer(id, heartbeatTimeoutMs + HEARTBEAT_WRITE_EVERY_MS);
+    if (outcome === 'live') throw live();
+    this.table.remove(id);
+    this.#hbWritten.delete(id);
+    return outcome === 'retired';
   }
 }

@@ -4,6 +4,8 @@ import type { Leadership } from '../leadership/leadership.js';
 import type { LicenseGate } from '../license/gate.js';
 import type { ServerTable } from '../server-table/server-table.js';
 import type { ClusterStore } from './cluster-store.js';
+import type { MaintenanceStatus } from './maintenance.js';
+import type { DuplicateNodeId } from './server-sync.js';
 
 /**
  * The open read views of `/_booster/status` and `/_booster/events`. They are unauthenticated
@@ -23,6 +25,9 @@ export interface StatusDeps {
   store: ClusterStore;
   log: Logger;
   dbPressure: Pick<DbPressurePolicy, 'pressuredNow' | 'share' | 'shed'>;
+  maintenance: { status(): MaintenanceStatus };
+  /** Heartbeats refused lately because another live server holds their node id. */
+  duplicates: () => DuplicateNodeId[];
 }
 
 export function createStatusView(d: StatusDeps) {
@@ -56,6 +61,8 @@ export function createStatusView(d: StatusDeps) {
         uptimeMs: Date.now() - d.startedAt,
         licenseAllowsDistribution: gate.allowsDistribution(),
         dbPressure: { pressured: d.dbPressure.pressuredNow(), admitShare: d.dbPressure.share, shed: d.dbPressure.shed },
+        maintenance: d.maintenance.status(),
+        duplicateNodeIds: d.duplicates().map((x) => ({ id: x.id, url: x.url, registeredUrl: x.registeredUrl, lastSeenMsAgo: Math.round(now - x.lastSeen) })),
         servers: table.list.map((e) => ({
           id: e.id,
           url: e.url,

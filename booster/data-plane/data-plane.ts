@@ -61,6 +61,7 @@ export function createDataPlane(d: DataPlaneDeps): DataPlane {
     activeUrl: () => d.gate.activeUrl(),
     stopping: () => closing !== null || d.gate.stopping(),
     allowsDistribution: () => d.gate.allowsDistribution(),
+    maintenance: () => d.gate.maintenance(),
   };
   const router = createFrontRouter(gate, d.control, proxy, { policy: d.pressure, onShed: () => metrics.dbPressureShed.inc() }, log);
   const server = openListener(cfg, log, router.onRequest, router.onUpgrade);

@@ -7,6 +7,7 @@ import { isGateExempt, renderGatedResponse } from '../license/gate.js';
 import { sendError } from '../replies.js';
 import { type DbPressurePolicy, requestKind } from './db-pressure.js';
 import { isInternalPath } from './internal-paths.js';
+import { type MaintenanceView, renderMaintenance } from './maintenance-page.js';
 import { idempotencyKeyOf } from './request.js';
 import type { ReverseProxy } from './reverse-proxy.js';
 
@@ -21,6 +22,8 @@ export interface FrontGate {
   activeUrl(): string | null;
   stopping(): boolean;
   allowsDistribution(): boolean;
+  /** Cluster-wide maintenance mode (`omflow maintenance on`), or null. */
+  maintenance(): MaintenanceView | null;
 }
 
 export type Handler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -32,7 +35,11 @@ export interface FrontPressure {
   onShed: () => void;
 }
 
-/** The hot path: prefix check for /_booster/ → role / `/_internal/` / license gate / database pressure → proxy. */
+/**
+ * The hot path: prefix check for /_booster/ → role / `/_internal/` / license gate / maintenance /
+ * database pressure → proxy. Maintenance lets through what the license gate lets through (admin
+ * pages, login, health checks), so an administrator can still reach the admin page.
+ */
 export function createFrontRouter(
   gate: FrontGate,
   control: Handler,
@@ -60,6 +67,12 @@ export function createFrontRouter(
       const g = renderGatedResponse(req.headers.accept);
       res.writeHead(g.status, { ...g.headers, 'content-length': Buffer.byteLength(g.body) });
       return void res.end(g.body);
+    }
+    const maintenance = gate.maintenance();
+    if (maintenance && !isGateExempt(url)) {
+      const m = renderMaintenance(maintenance, req.headers.accept, req.headers['accept-language']);
+      res.writeHead(m.status, { ...m.headers, 'content-length': Buffer.byteLength(m.body) });
+      return void res.end(m.body);
     }
     if (!pressure.policy.admit(requestKind(url, idempotencyKeyOf(req)))) {
       pressure.onShed();
@@ -90,7 +103,8 @@ export function createFrontRouter(
 
   function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const url = req.url ?? '/';
-    if (!gate.serves() || isInternalPath(url) || url.startsWith(BOOSTER_PATH.prefix) || (!gate.allowsDistribution() && !isGateExempt(url))) {
+    const closed = !gate.allowsDistribution() || gate.maintenance() !== null;
+    if (!gate.serves() || isInternalPath(url) || url.startsWith(BOOSTER_PATH.prefix) || (closed && !isGateExempt(url))) {
       socket.end('HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n');
       return;
     }

@@ -50,6 +50,27 @@ export class LeaderLease implements LeaseStore {
     return Number(n) === 1;
   }
 
+  /** Switchover: our live lease goes to `to` at the next epoch, in one statement; the new epoch or null. */
+  async transfer(epoch: number, to: string, toUrl: string): Promise<number | null> {
+    const h = getHelpers(this.knex);
+    return this.knex.transaction(async (trx) => {
+      const n = await trx('booster_lease')
+        .where({ name: LEADER, holder: this.nodeId, epoch })
+        .andWhere('expires_at', '>', h.now())
+        .update({
+          holder: to,
+          holder_url: toUrl,
+          epoch: trx.raw('epoch + 1'),
+          acquired_at: h.now(),
+          renewed_at: h.now(),
+          expires_at: h.nowPlusMs(this.leaseMs),
+        });
+      if (Number(n) !== 1) return null;
+      const row = await trx('booster_lease').select('epoch').where('name', LEADER).first();
+      return row ? Number(row.epoch) : null;
+    });
+  }
+
   /** Graceful stop: let the lease lapse now so the standby takes over at its next poll. */
   async release(epoch: number): Promise<void> {
     const h = getHelpers(this.knex);

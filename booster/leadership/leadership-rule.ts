@@ -24,7 +24,7 @@ export interface LeadershipOptions {
 
 export const RIDE_THROUGH_GRACE_MS = 10_000;
 
-export type StepDownReason = 'leader lease lost' | 'newer epoch seen';
+export type StepDownReason = 'leader lease lost' | 'newer epoch seen' | 'switchover';
 
 /** Outcome of one renewal: renewed, refused by the database (not ours any more), or no answer. */
 export type RenewOutcome = 'renewed' | 'refused' | 'error';

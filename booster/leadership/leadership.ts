@@ -74,6 +74,12 @@ export class Leadership {
   #riding = false;
   #lapsedSince: number | null = null;
   #busy = false;
+  /** The election step or hand-over running while #busy. */
+  #current: Promise<unknown> | null = null;
+  /** Between the hand-over's lease write and the step-down: the lease is the standby's, no lease-needing work here. */
+  #handingOver = false;
+  /** Clock time of our last switchover (the data plane keeps serving for a while after it). */
+  #handedOverAt: number | null = null;
   #stopped = false;
   #started = false;
   #standbyTicks = 0;
@@ -98,9 +104,12 @@ export class Leadership {
     return this.#epoch;
   }
 
-  /** The epoch to report and send: ours while active, else the newest known. */
+  /**
+   * The epoch to report and send: the newest known. While active that is ours (a newer one seen
+   * makes us step down), except during a switchover, whose hand-over already named the next one.
+   */
   currentEpoch(): number {
-    return this.#role === 'active' ? this.#epoch : Math.max(this.#leaderEpoch, this.#epoch);
+    return Math.max(this.#leaderEpoch, this.#epoch);
   }
 
   get activeUrl(): string | null {
@@ -117,7 +126,12 @@ export class Leadership {
 
   /** Active with a confirmed lease: step dispatch, drains and other leader-only writes may run. */
   holdsLease(): boolean {
-    return this.#rule.holdsLease(this.state, this.d.clock());
+    return !this.#handingOver && this.#rule.holdsLease(this.state, this.d.clock());
+  }
+
+  /** True within `ms` after this booster handed the active role over (switchover). */
+  handedOverWithin(ms: number): boolean {
+    return this.#handedOverAt !== null && this.d.clock() - this.#handedOverAt < ms;
   }
 
   get state(): LeadershipState {
@@ -156,15 +170,30 @@ export class Leadership {
   /** One election step: renew while active, try to acquire while standby. Also called on a stale-epoch refusal. */
   async tick(): Promise<void> {
     if (this.#busy || this.#stopped) return;
+    await this.#run(async () => {
+      try {
+        if (this.#role === 'active') await this.#renew();
+        else await this.#standbyStep();
+      } catch (err) {
+        this.d.log.warn({ err }, 'leader lease check failed');
+      }
+    });
+  }
+
+  /** Runs `fn` alone: after the election step (or hand-over) in flight, before the next. */
+  async #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.#busy) await this.#current?.catch(() => {});
+    return this.#run(fn);
+  }
+
+  #run<T>(fn: () => Promise<T>): Promise<T> {
     this.#busy = true;
-    try {
-      if (this.#role === 'active') await this.#renew();
-      else await this.#standbyStep();
-    } catch (err) {
-      this.d.log.warn({ err }, 'leader lease check failed');
-    } finally {
+    const p = fn().finally(() => {
       this.#busy = false;
-    }
+      this.#current = null;
+    });
+    this.#current = p;
+    return p;
   }
 
   #q<T>(p: Promise<T>): Promise<T> {
@@ -237,6 +266,7 @@ export class Leadership {
       this.#learn(info);
       if (info.live) this.#lapsedSince = null;
       else this.#lapsedSince ??= now;
+      await this.#adoptIfHandedOver(info);
       return;
     }
     const got = await this.#q(this.d.lease.tryAcquire());
@@ -244,7 +274,67 @@ export class Leadership {
       await this.#becomeActive(got, now);
       return;
     }
-    if (this.#standbyTicks++ % READ_EVERY === 0) this.#learn(await this.#q(this.d.lease.read()));
+    if (this.#standbyTicks++ % READ_EVERY === 0) {
+      const info = await this.#q(this.d.lease.read());
+      this.#learn(info);
+      await this.#adoptIfHandedOver(info);
+    }
+  }
+
+  /**
+   * A live lease that names us while we are standby was handed to us (switchover) and its
+   * takeover call did not arrive: take it up (renewing proves it is still ours at that epoch).
+   */
+  async #adoptIfHandedOver(info: LeaseInfo): Promise<boolean> {
+    if (this.#role !== 'standby' || this.#stopped || !info.live || info.holder !== this.d.nodeId) return false;
+    const started = this.d.clock();
+    if (!(await this.#q(this.d.lease.renew(info.epoch))) || this.#role !== 'standby' || this.#stopped) return false;
+    this.d.log.info({ epoch: info.epoch }, 'the active handed the leader lease over to this booster (switchover)');
+    await this.#becomeActive(info.epoch, started);
+    return true;
+  }
+
+  /**
+   * Standby: the active says it handed us the lease at `epoch` (switchover). True once we are
+   * active at that epoch; false when the row does not name us at that epoch (nothing changes).
+   */
+  async takeOver(epoch: number): Promise<boolean> {
+    return this.#exclusive(async () => {
+      if (this.#role === 'active') return this.#epoch === epoch;
+      const info = await this.#q(this.d.lease.read());
+      this.#learn(info);
+      return info.epoch === epoch && (await this.#adoptIfHandedOver(info));
+    });
+  }
+
+  /**
+   * Switchover (Patroni's, over the lease row): the active writes the lease over to `to` at the
+   * next epoch in one conditional UPDATE (only while it still holds it), so nobody else can take
+   * it in between; `notify` tells the standby (its takeover call); then this booster steps down.
+   * Lease-needing work stops before the write. Should the standby never take it up, the lease
+   * lapses as after a crash and the election runs as usual.
+   */
+  async handOver(
+    to: { nodeId: string; url: string },
+    notify: (epoch: number) => Promise<boolean>,
+  ): Promise<{ epoch: number; previousEpoch: number; confirmed: boolean } | null> {
+    return this.#exclusive(async () => {
+      if (this.#role !== 'active' || !this.holdsLease()) return null;
+      const previousEpoch = this.#epoch;
+      this.#handingOver = true;
+      try {
+        const epoch = await this.#q(this.d.lease.transfer(previousEpoch, to.nodeId, to.url));
+        if (epoch === null) return null;
+        this.#leaderEpoch = Math.max(this.#leaderEpoch, epoch);
+        const confirmed = await notify(epoch).catch(() => false);
+        this.#handedOverAt = this.d.clock();
+        this.#activeUrl = to.url;
+        this.#stepDown('switchover');
+        return { epoch, previousEpoch, confirmed };
+      } finally {
+        this.#handingOver = false;
+      }
+    });
   }
 
   #learn(info: LeaseInfo): void {
@@ -267,13 +357,15 @@ export class Leadership {
   /** An epoch seen elsewhere (a server's heartbeat, the peer): newer than ours makes the active step down at once. */
   noteEpoch(seen: number): void {
     this.#leaderEpoch = Math.max(this.#leaderEpoch, seen);
+    // Handing over: the newer epoch is the one we gave away; the hand-over steps down itself.
+    if (this.#handingOver) return;
     const reason = this.#rule.newerEpoch(this.state, seen);
     if (reason) this.#stepDown(reason);
   }
 
   /** Peer probe: "active" / "standby" / no answer. A peer that stops being active makes the standby try the lease at once. */
   async probe(): Promise<void> {
-    if (!this.d.probePeer || this.#stopped || !this.#rule.probes(this.state, this.d.clock())) return;
+    if (!this.d.probePeer || this.#stopped || this.#handingOver || !this.#rule.probes(this.state, this.d.clock())) return;
     const answer = await this.d.probePeer().catch(() => NO_ANSWER);
     if (answer.state === 'no-answer' && this.#peer.state !== 'no-answer' && !answer.refused && ++this.#peerMisses < PEER_MISSES) return;
     this.#peerMisses = 0;

@@ -15,6 +15,11 @@ export interface LeaseStore {
   tryAcquire(): Promise<number | null>;
   /** Extends our lease at this epoch; false when it is no longer ours. */
   renew(epoch: number): Promise<boolean>;
+  /**
+   * Switchover: writes our live lease over to `to` at the next epoch (that epoch, or null when
+   * it is not ours any more). Nobody else can take it in between: it never lapses.
+   */
+  transfer(epoch: number, to: string, toUrl: string): Promise<number | null>;
   /** Lets our lease lapse now (graceful stop). */
   release(epoch: number): Promise<void>;
   read(): Promise<LeaseInfo>;

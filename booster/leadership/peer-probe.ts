@@ -14,6 +14,9 @@ export interface PeerAnswer {
   epoch: number;
   /** No answer because the peer's host refused the connection: nothing listens there, the process is gone. */
   refused?: boolean;
+  /** The node id and URL it answered with (a switchover names them in the lease row). */
+  nodeId?: string;
+  url?: string;
 }
 
 /**
@@ -38,10 +41,11 @@ export function createPeerProbe(o: PeerProbeOptions): () => Promise<PeerAnswer> 
       // Signed, so the peer adds its role and epoch to the open yes-or-no answer.
       const headers = signClusterRequest(o.secret, o.nodeId, 'GET', BOOSTER_PATH.active, '', Date.now(), { audience: audienceOf(o.peerUrl) });
       const r = await fetch(o.peerUrl + BOOSTER_PATH.active, { headers, signal: AbortSignal.timeout(o.timeoutMs) });
-      const body = (await r.json().catch(() => ({}))) as { role?: unknown; epoch?: unknown };
+      const body = (await r.json().catch(() => ({}))) as { role?: unknown; epoch?: unknown; nodeId?: unknown; url?: unknown };
       const epoch = typeof body.epoch === 'number' ? body.epoch : 0;
-      if (r.status === 200 && body.role === 'active') return { state: 'active', epoch };
-      if (r.status === 503 && body.role === 'standby') return { state: 'standby', epoch };
+      const who = { nodeId: typeof body.nodeId === 'string' ? body.nodeId : undefined, url: typeof body.url === 'string' && body.url ? body.url : undefined };
+      if (r.status === 200 && body.role === 'active') return { state: 'active', epoch, ...who };
+      if (r.status === 503 && body.role === 'standby') return { state: 'standby', epoch, ...who };
       return { state: 'no-answer', epoch: 0 };
     } catch (err) {
       // fetch wraps the socket error: ECONNREFUSED means the peer's host is up and nothing listens.

@@ -149,10 +149,17 @@ export class ServerTable {
     return e;
   }
 
-  /** Accepts a heartbeat; false when it is older than the last one of the same process start. */
-  heartbeat(hb: Heartbeat): { entry: ServerView; accepted: boolean; isNew: boolean } {
+  /**
+   * Accepts a heartbeat; not when it is older than the last one of the same process start, nor
+   * when another live server heartbeats with the same node id from another URL (`conflict`: the
+   * URL that keeps the id). A live server's URL cannot move to another host while it heartbeats;
+   * a restart on the same URL, or on another once the old one stopped heartbeating, is accepted.
+   */
+  heartbeat(hb: Heartbeat): { entry: ServerView; accepted: boolean; isNew: boolean; conflict?: string } {
     const existed = this.#servers.has(hb.nodeId);
-    const prev = this.#servers.get(hb.nodeId)?.heartbeat;
+    const known = this.#servers.get(hb.nodeId);
+    const prev = known?.heartbeat;
+    if (prev && known.url !== hb.url && this.heartbeatLive(known)) return { entry: known, accepted: false, isNew: false, conflict: known.url };
     if (prev && prev.startedAt === hb.startedAt && hb.seq <= prev.seq) return { entry: this.#servers.get(hb.nodeId)!, accepted: false, isNew: false };
     const e = this.#entry({ id: hb.nodeId, url: hb.url, agentUrl: hb.agentUrl ?? undefined, version: hb.version });
     e.heartbeat = hb;
@@ -250,10 +257,16 @@ export class ServerTable {
     return this.#maxServers;
   }
 
-  /** Forgets a server (a worker's mirror drops what the primary no longer lists). */
+  /** Forgets a server (a retired one; a worker's mirror drops what the primary no longer lists). */
   remove(id: string): void {
     if (!this.#servers.delete(id)) return;
     this.#list = this.#list.filter((e) => e.id !== id);
+    this.evaluate();
+  }
+
+  /** The server's heartbeats reach this booster (the last one within the heartbeat timeout). */
+  heartbeatLive(e: ServerView, now = this.clock()): boolean {
+    return e.heartbeatAt > 0 && now - e.heartbeatAt <= this.opts.heartbeatTimeoutMs;
   }
 
   stateOf(e: ServerView, now = this.clock()): ServerState {

@@ -1,4 +1,5 @@
 import type { BoosterConfig, ClusterConfig } from '../config.js';
+import type { MaintenanceView } from '../data-plane/maintenance-page.js';
 import type { StatsDelta } from '../metrics.js';
 import type { TableMirror } from '../server-table/mirrored-table.js';
 
@@ -13,6 +14,7 @@ export interface WorkerState {
   activeUrl: string | null;
   stopping: boolean;
   allowsDistribution: boolean;
+  maintenance: MaintenanceView | null;
   epoch: number;
   table: TableMirror;
 }

@@ -63,6 +63,7 @@ export function startDataPlaneWorker(init: Extract<ToWorker, { type: 'init' }>, 
       activeUrl: () => state.activeUrl,
       stopping: () => state.stopping,
       allowsDistribution: () => state.allowsDistribution,
+      maintenance: () => state.maintenance,
     },
     control: forwarder.handle,
   });

@@ -11,12 +11,25 @@ import type { CliContext, CommandRun } from './context.js';
 const COMMANDS: Record<string, { summary: string; module: string }> = {
   booster: { summary: 'run a Booster (load balancer, step dispatcher, active/standby) on 5169', module: '../../booster/cli/booster.js' },
   agent: { summary: 'run a Booster Agent, which starts and supervises the app server; `agent status`', module: '../../agent/cli.js' },
-  server: { summary: 'run an app server directly (development; agents start it in a cluster)', module: '../../server/cli.js' },
+  server: {
+    summary: 'run an app server directly (development; agents start it in a cluster); server drain|undrain|weight|retire ID',
+    module: '../../server/cli.js',
+  },
   dev: { summary: 'run the whole cluster on this machine on an embedded PostgreSQL (npm start)', module: '../../install/dev-cluster/cli.js' },
   migrate: { summary: 'migrate latest | rollback [--all] | status', module: './migrate-command.js' },
   license: { summary: 'license status | issue --key PRIVATE.pem … (vendor tool) | keygen', module: '../../booster/cli/license.js' },
   patch: { summary: 'patch build | apply | status | halt | resume | rollback | keygen', module: '../../agent/patch/cli.js' },
   status: { summary: 'print the cluster: boosters, servers, license, rollout', module: '../../booster/cli/status.js' },
+  switchover: { summary: 'switchover [--to ID]: hand the active role to the standby booster', module: '../../booster/cli/switchover.js' },
+  maintenance: { summary: "maintenance on [--message …] | off | status: the users' maintenance page", module: '../../booster/cli/maintenance.js' },
+};
+
+/**
+ * Verbs of a command that another part serves: `omflow server drain` talks to the boosters, so
+ * booster/ answers it (the module gets the verb as its first argument).
+ */
+const SUBCOMMANDS: Record<string, Record<string, string>> = {
+  server: Object.fromEntries(['drain', 'undrain', 'weight', 'retire'].map((verb) => [verb, '../../booster/cli/server-commands.js'])),
 };
 
 export function usage(): string {
@@ -65,7 +78,7 @@ export async function main(argv: string[], overrides: Partial<CliContext> = {}):
     stderr.write(`omflow: unknown command "${command}"\n\n${usage()}\n`);
     return 2;
   }
-  const url = new URL(spec.module, import.meta.url);
+  const url = new URL(SUBCOMMANDS[command]?.[args[0] ?? ''] ?? spec.module, import.meta.url);
   if (!moduleExists(url)) {
     stderr.write(`omflow: "${command}" is not part of this installation\n`);
     return 2;

@@ -90,6 +90,36 @@ export function list(env: string, opts: Opts<readonly string[]>): KeyDef<readonl
   }));
 }
 
+/** A secret with the name it is known by (who used it goes in the event log). */
+export interface NamedToken {
+  readonly name: string;
+  readonly token: string;
+}
+
+/**
+ * `name:token` entries separated by commas or new lines (a `_FILE` holds one per line). Names are
+ * letters, digits and `._@-`, unique; tokens at least `minLength` characters.
+ */
+export function namedTokens(env: string, opts: Opts<readonly NamedToken[]> & { minLength: number }): KeyDef<readonly NamedToken[]> {
+  return key(env, 'name:token list', opts, (raw) => {
+    const out: NamedToken[] = [];
+    for (const entry of raw
+      .split(/[,\n]/)
+      .map((s) => s.trim())
+      .filter(Boolean)) {
+      const i = entry.indexOf(':');
+      const name = i > 0 ? entry.slice(0, i) : '';
+      const token = entry.slice(i + 1);
+      if (!/^[A-Za-z0-9._@-]{1,64}$/.test(name))
+        return { ok: false, message: 'each entry must be name:token, the name made of letters, digits and ._@- (at most 64)' };
+      if (token.length < opts.minLength) return { ok: false, message: `the token of "${name}" must be at least ${opts.minLength} characters` };
+      if (out.some((t) => t.name === name)) return { ok: false, message: `the name "${name}" is given twice` };
+      out.push({ name, token });
+    }
+    return { ok: true, value: out };
+  });
+}
+
 export function httpUrl(env: string, opts: Opts<string | undefined>): KeyDef<string | undefined> {
   return key(env, 'http(s) URL', opts, (raw) => {
     if (raw === '') return { ok: true, value: undefined };

@@ -41,6 +41,16 @@ export const BOOSTER_PATH = {
   /** POST {reason?} — put a server into draining / take it out. */
   drain: (serverId: string) => `/_booster/servers/${encodeURIComponent(serverId)}/drain`,
   undrain: (serverId: string) => `/_booster/servers/${encodeURIComponent(serverId)}/undrain`,
+  /** POST WeightCommand — the server's share of new requests (1..1000, default 100). */
+  weight: (serverId: string) => `/_booster/servers/${encodeURIComponent(serverId)}/weight`,
+  /** POST — forget a server that no longer heartbeats (its row goes). */
+  retire: (serverId: string) => `/_booster/servers/${encodeURIComponent(serverId)}/retire`,
+  /** POST SwitchoverCommand — the active hands the leader lease to the standby. */
+  switchover: '/_booster/switchover',
+  /** POST TakeoverCall (active → standby during a switchover): the lease row names you, take it now. */
+  takeover: '/_booster/takeover',
+  /** POST MaintenanceCommand — cluster-wide maintenance page on or off. */
+  maintenance: '/_booster/maintenance',
   /** POST PatchNotice — the booster fans it out to every agent it knows. */
   patchNotice: '/_booster/patch-notice',
   /** POST (empty body) — a server committed a ready step: dispatch now instead of at the next poll. */

@@ -161,3 +161,74 @@ export function parseStepDispatch(value: unknown): StepDispatch {
 export function parsePatchNotice(value: unknown): PatchNotice {
   return check<PatchNotice>(value, { patchId: 'number', version: 'string', sequence: 'number' }, 'patch notice');
 }
+
+// ---- operator commands (the CLI with a write token, the admin page and agents signed) ----
+
+/**
+ * `by`: who asked, as a signed caller knows it (the admin page sends `admin:<login>`); the event
+ * log shows it with the caller's node. A token caller is named by its token, never by this field.
+ */
+export interface DrainCommand {
+  reason?: string;
+  by?: string;
+}
+export interface WeightCommand {
+  weight: number;
+  by?: string;
+}
+export interface SwitchoverCommand {
+  /** Node id of the booster to hand the active role to (default: the peer). */
+  to?: string;
+  by?: string;
+}
+export interface MaintenanceCommand {
+  on: boolean;
+  /** Shown on the maintenance page and in the API's 503 (at most 500 characters). */
+  message?: string;
+  /** Retry-After of the 503 answers, in seconds. */
+  retryAfterS?: number;
+  by?: string;
+}
+/** Active → the standby it hands the lease to (switchover): the lease row already names the standby at this epoch. */
+export interface TakeoverCall {
+  epoch: number;
+  from: string;
+}
+
+/** Weights as HAProxy takes them, minus 0 (a server that must get nothing new is drained). */
+export const WEIGHT_RANGE = { min: 1, max: 1000 } as const;
+export const MAINTENANCE_MESSAGE_MAX = 500;
+
+export function parseDrainCommand(value: unknown): DrainCommand {
+  return check<DrainCommand>(value, { reason: 'string?', by: 'string?' }, 'drain');
+}
+
+export function parseWeightCommand(value: unknown): WeightCommand {
+  const c = check<WeightCommand>(value, { weight: 'number', by: 'string?' }, 'weight');
+  if (!Number.isInteger(c.weight) || c.weight < WEIGHT_RANGE.min || c.weight > WEIGHT_RANGE.max)
+    throw CommonErrors.COMMON_ERR_BAD_REQUEST(
+      `weight: must be an integer from ${WEIGHT_RANGE.min} to ${WEIGHT_RANGE.max} (drain a server that must get no new requests)`,
+    );
+  return c;
+}
+
+export function parseSwitchoverCommand(value: unknown): SwitchoverCommand {
+  const c = check<SwitchoverCommand>(value, { to: 'string?', by: 'string?' }, 'switchover');
+  if (c.to !== undefined && c.to !== null && !NODE_ID.test(c.to)) throw CommonErrors.COMMON_ERR_BAD_REQUEST('switchover: to must be a booster node id');
+  return c;
+}
+
+export function parseMaintenanceCommand(value: unknown): MaintenanceCommand {
+  const c = check<MaintenanceCommand>(value, { on: 'boolean', message: 'string?', retryAfterS: 'number?', by: 'string?' }, 'maintenance');
+  if (c.message !== undefined && c.message !== null && c.message.length > MAINTENANCE_MESSAGE_MAX)
+    throw CommonErrors.COMMON_ERR_BAD_REQUEST(`maintenance: message must be at most ${MAINTENANCE_MESSAGE_MAX} characters`);
+  if (c.retryAfterS !== undefined && c.retryAfterS !== null && (!Number.isInteger(c.retryAfterS) || c.retryAfterS < 1 || c.retryAfterS > 86_400))
+    throw CommonErrors.COMMON_ERR_BAD_REQUEST('maintenance: retryAfterS must be an integer from 1 to 86400');
+  return c;
+}
+
+export function parseTakeoverCall(value: unknown): TakeoverCall {
+  const c = check<TakeoverCall>(value, { epoch: 'number', from: 'string' }, 'takeover');
+  if (!Number.isSafeInteger(c.epoch) || c.epoch <= 0) throw CommonErrors.COMMON_ERR_BAD_REQUEST('takeover: epoch must be a positive integer');
+  return c;
+}

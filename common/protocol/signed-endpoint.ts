@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { NamedToken } from '../config/define.js';
 import { CommonErrors, type OmflowError } from '../errors.js';
 import { bearerMatches, clusterAuthError, ReplayGuard, verifyClusterRequest } from './cluster-auth.js';
 import { HEADER } from './headers.js';
@@ -57,6 +58,12 @@ export interface SignedEndpoint {
    * when neither is present, the cluster-auth error when a signature is present but bad.
    */
   authorizeRead(req: IncomingMessage): Promise<{ by: 'operator' | 'cluster'; nodeId?: string }>;
+  /**
+   * A command (POST): a token with the write scope or a signature, then the parsed body. `actor`
+   * says who: `operator:<token name>`, or `cluster:<node id>`. A read-only token is refused
+   * with COMMON_ERR_OPERATOR_SCOPE, an unknown one or none with COMMON_ERR_OPERATOR_AUTH.
+   */
+  authorizeWrite(req: IncomingMessage): Promise<SignedCall & { actor: string }>;
   readonly replay: ReplayGuard;
 }
 
@@ -66,6 +73,8 @@ export function createSignedEndpoint(opts: {
   /** Audiences this receiver accepts (see audiencesFor); a function when its URL is known only after listen. */
   audiences?: readonly string[] | (() => readonly string[] | undefined);
   operatorToken?: string;
+  /** Tokens with the write scope (a function: they may change on a reload). */
+  writeTokens?: () => readonly NamedToken[];
   replay?: ReplayGuard;
 }): SignedEndpoint {
   const replay = opts.replay ?? new ReplayGuard();
@@ -80,17 +89,36 @@ export function createSignedEndpoint(opts: {
     return auth.nodeId;
   }
 
+  function parse(body: Buffer): unknown {
+    if (body.length === 0) return {};
+    try {
+      return JSON.parse(body.toString('utf8'));
+    } catch {
+      throw CommonErrors.COMMON_ERR_BAD_REQUEST('body is not JSON');
+    }
+  }
+
   return {
     replay,
     async read(req) {
       const body = await readBody(req, opts.bodyLimit);
       const nodeId = verify(req, body);
-      if (body.length === 0) return { body, value: {}, nodeId };
-      try {
-        return { body, value: JSON.parse(body.toString('utf8')), nodeId };
-      } catch {
-        throw CommonErrors.COMMON_ERR_BAD_REQUEST('body is not JSON');
+      return { body, value: parse(body), nodeId };
+    },
+    async authorizeWrite(req) {
+      const auth = req.headers.authorization;
+      if (req.headers[HEADER.clusterSignature] === undefined) {
+        const named = opts.writeTokens?.().find((t) => bearerMatches(auth, t.token));
+        if (!named) {
+          req.resume();
+          if (bearerMatches(auth, opts.operatorToken)) throw CommonErrors.COMMON_ERR_OPERATOR_SCOPE();
+          throw CommonErrors.COMMON_ERR_OPERATOR_AUTH();
+        }
+        const body = await readBody(req, opts.bodyLimit);
+        return { body, value: parse(body), nodeId: '', actor: `operator:${named.name}` };
       }
+      const call = await this.read(req);
+      return { ...call, actor: `cluster:${call.nodeId}` };
     },
     async authorizeRead(req) {
       if (bearerMatches(req.headers.authorization, opts.operatorToken)) return { by: 'operator' };

@@ -1,4 +1,4 @@
-import { bool, defineArea, httpUrl, int, optionalPort, optionalStr, port, str } from '../define.js';
+import { bool, defineArea, httpUrl, int, namedTokens, optionalPort, optionalStr, port, str } from '../define.js';
 
 /**
  * Keys of `omflow booster`. Owned by booster/; documented in docs/configuration.md.
@@ -153,6 +153,17 @@ export const boosterArea = defineArea({
       doc: 'Bearer token that opens /_booster/status, /_booster/events and /_booster/metrics to operators and Prometheus (cluster members sign instead). At least 24 characters. Empty: only signed calls may read them. Prefer OMFLOW_BOOSTER_OPERATOR_TOKEN_FILE.',
       secret: true,
     }),
+    operatorWriteTokens: namedTokens('OMFLOW_BOOSTER_OPERATOR_WRITE_TOKENS', {
+      doc: 'Operator tokens with the write scope, as name:token entries (commas or one per line in OMFLOW_BOOSTER_OPERATOR_WRITE_TOKENS_FILE; tokens at least 24 characters). Each opens the operator commands (omflow server drain|undrain|weight|retire, omflow switchover, omflow maintenance) and the reads; the event log records the name. OMFLOW_BOOSTER_OPERATOR_TOKEN stays read-only. Empty: only signed calls may run commands.',
+      default: [],
+      secret: true,
+      minLength: 24,
+    }),
+    switchoverServeMs: int('OMFLOW_BOOSTER_SWITCHOVER_SERVE_MS', {
+      doc: 'After omflow switchover the former active keeps proxying the requests that still reach it (stamped with the new epoch) for this long, so clients, VIP checks and load balancers move over without a failed request; then it answers as a standby.',
+      default: 10000,
+      min: 0,
+    }),
     tlsCertFile: optionalStr('OMFLOW_BOOSTER_TLS_CERT_FILE', {
       doc: 'PEM certificate (chain allowed, leaf first). With OMFLOW_BOOSTER_TLS_KEY_FILE the booster port speaks HTTPS and HTTP/2; reloaded on SIGHUP and when the file changes.',
     }),
@@ -174,6 +185,8 @@ export const boosterArea = defineArea({
   check(values, report) {
     if (values.renewDeadlineMs >= values.leaseMs) report('OMFLOW_BOOSTER_RENEW_DEADLINE_MS', 'must be below OMFLOW_BOOSTER_LEASE_MS');
     if (values.operatorToken !== undefined && values.operatorToken.length < 24) report('OMFLOW_BOOSTER_OPERATOR_TOKEN', 'must be at least 24 characters');
+    if (values.operatorToken !== undefined && values.operatorWriteTokens.some((t) => t.token === values.operatorToken))
+      report('OMFLOW_BOOSTER_OPERATOR_WRITE_TOKENS', 'a write token must differ from OMFLOW_BOOSTER_OPERATOR_TOKEN (the read-only one)');
     if (values.renewMs >= values.renewDeadlineMs) report('OMFLOW_BOOSTER_RENEW_MS', 'must be below OMFLOW_BOOSTER_RENEW_DEADLINE_MS');
     if (!values.tlsCertFile !== !values.tlsKeyFile)
       report(

@@ -108,6 +108,15 @@ class SimLeaseRow {
           this.expiresAt = t.now + OPTS.leaseMs;
           return true;
         }),
+      transfer: (epoch, to) =>
+        answer(() => {
+          calls.push({ op: 'transfer', at: t.now });
+          if (this.holder !== node || this.epoch !== epoch || this.expiresAt <= t.now) return null;
+          this.holder = to;
+          this.epoch++;
+          this.expiresAt = t.now + OPTS.leaseMs;
+          return this.epoch;
+        }),
       release: (epoch) =>
         answer(() => {
           calls.push({ op: 'release', at: t.now });
