@@ -116,6 +116,7 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
     runtime.inflight++;
     const epoch = EpochFence.parseHeader(request.headers[HEADER.epoch]);
     if (epoch !== undefined && !request.url.startsWith(SERVER_PATH.internalPrefix) && fence.isStale(epoch)) {
+      reply.header(HEADER.staleEpoch, String(fence.highest));
       return sendOmflowError(reply, ServerErrors.SERVER_ERR_STALE_EPOCH(undefined, { epoch, highest: fence.highest }));
     }
   });

@@ -51,6 +51,8 @@ export function createSwitchover(d: SwitchoverDeps) {
       const target = { nodeId: peer.nodeId, url: peer.url ?? d.peerUrl };
       const started = d.clock();
       const done = await d.leadership.handOver(target, async (epoch) => {
+        // Every data-plane worker stamps the new epoch before the standby makes the servers see it.
+        await d.synced();
         const r = await client.call(d.peerUrl!, 'POST', BOOSTER_PATH.takeover, { epoch, from: d.nodeId });
         if (!r.ok)
           d.log.warn({ peer: d.peerUrl, status: r.status, error: r.error }, 'the standby did not confirm the takeover; it adopts the lease at its next poll');

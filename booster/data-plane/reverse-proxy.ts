@@ -101,11 +101,16 @@ function latin1(v: RawHeader): string {
   return typeof v === 'string' ? v : v.toString('latin1');
 }
 
+/** The value of a response header (lower-case `name`), or null; only looked for on the rare answers that may carry it. */
+function headerOf(rawHeaders: RawHeader[], name: string): string | null {
+  for (let i = 0; i < rawHeaders.length; i += 2)
+    if (rawHeaders[i].length === name.length && latin1(rawHeaders[i]).toLowerCase() === name) return latin1(rawHeaders[i + 1]);
+  return null;
+}
+
 /** An app server's 503 that blames the database (HEADER.dbUnavailable); only looked for on a 503. */
 function hasDbUnavailable(rawHeaders: RawHeader[]): boolean {
-  for (let i = 0; i < rawHeaders.length; i += 2)
-    if (rawHeaders[i].length === HEADER.dbUnavailable.length && latin1(rawHeaders[i]).toLowerCase() === HEADER.dbUnavailable) return true;
-  return false;
+  return headerOf(rawHeaders, HEADER.dbUnavailable) !== null;
 }
 
 /** A passive failure: the table decides on ejection, the metrics count it. */
@@ -282,6 +287,8 @@ export function buildUpstreamHeaders(req: IncomingMessage, requestId: { value: s
 class Exchange {
   body: Buffer | null = null;
   headers: string[];
+  /** The epoch the headers carry. */
+  epoch: number;
   readonly tried = new Set<string>();
   readonly requestId = { value: '' };
   attempts = 0;
@@ -303,7 +310,8 @@ class Exchange {
     readonly method: string,
     readonly mode: BodyMode,
   ) {
-    this.headers = buildUpstreamHeaders(req, this.requestId, s.epoch());
+    this.epoch = s.epoch();
+    this.headers = buildUpstreamHeaders(req, this.requestId, this.epoch);
     this.idempotent = IDEMPOTENT.has(method);
     this.keyed = idempotencyKeyOf(req) !== undefined;
     s.admission.earn();
@@ -372,7 +380,29 @@ class Exchange {
     return this.s.admission.spendRetry();
   }
 
-  retry(reason: 'connect' | 'status' | 'reset'): void {
+  /**
+   * The server refused this request's epoch before running anything (409 with HEADER.staleEpoch),
+   * and this booster stamps a newer one now that the server accepts: a switchover or a takeover
+   * raced the request (the server heard of the new epoch before the request arrived). Stamped
+   * anew and sent again once, to any server, outside the retry budget: nothing ran. A booster that
+   * still stamps the old epoch (a zombie) gets no second try.
+   */
+  restampAfterStaleEpoch(rawHeaders: RawHeader[], on: ServerView): boolean {
+    if (this.restamped || this.responded || !this.replayable()) return false;
+    const highest = Number(headerOf(rawHeaders, HEADER.staleEpoch));
+    const now = this.s.epoch();
+    if (!(now > this.epoch && now >= highest)) return false;
+    this.restamped = true;
+    this.epoch = now;
+    this.headers[this.headers.indexOf(HEADER.epoch) + 1] = String(now);
+    this.tried.delete(on.id);
+    this.attempts--;
+    return true;
+  }
+
+  restamped = false;
+
+  retry(reason: 'connect' | 'status' | 'reset' | 'stale-epoch'): void {
     this.s.metrics.retries.labels(reason).inc();
     this.run();
   }
@@ -423,6 +453,14 @@ class Attempt implements UpstreamHandler {
     if (x.s.table.headersReceived(e, this.headersAt - this.startedAt, this.pendingAtSend)) x.s.admission.release();
     // The server's database is unreachable: every server shares it, so this is neither the
     // server's fault (no passive failure, no ejection) nor worth a retry elsewhere (same answer, more load).
+    if (statusCode === 409 && x.restampAfterStaleEpoch(rawHeaders, e)) {
+      const abort = x.abortCurrent;
+      this.superseded = true;
+      this.settle();
+      abort?.(new Error('sending again with the new epoch'));
+      x.retry('stale-epoch');
+      return false;
+    }
     const dbDown = statusCode === 503 && hasDbUnavailable(rawHeaders);
     if (statusCode >= 500) {
       if (!dbDown) passiveFailure(x.s, e, 1);

@@ -25,6 +25,11 @@ export const HEADER = {
    * Boosters do not count it against the server (every server shares the database).
    */
   dbUnavailable: 'x-omflow-db-unavailable',
+  /**
+   * On an app server's 409 SERVER_ERR_STALE_EPOCH to a proxied request: the newest epoch it has
+   * seen. The request did not run; a booster that now stamps that epoch sends it again.
+   */
+  staleEpoch: 'x-omflow-stale-epoch',
 } as const;
 
 /** Paths on the booster (port 5169). Everything under /_booster/ is control plane. */

@@ -160,7 +160,7 @@ export async function startFixtureServer(opts: {
     // The epoch fence of a real server: refuse an older booster.
     const e = EpochFence.parseHeader(req.headers[HEADER.epoch]);
     if (e !== undefined && path !== SERVER_PATH.dispatchStep && !f.fence.admit(e)) {
-      res.writeHead(409, { 'content-type': 'application/json' });
+      res.writeHead(409, { 'content-type': 'application/json', [HEADER.staleEpoch]: String(f.fence.highest) });
       return void res.end(JSON.stringify({ code: 'SERVER_ERR_STALE_EPOCH' }));
     }
     if (path === '/upload') {

@@ -445,4 +445,73 @@ describe('Leadership', () => {
     expect(b.events.at(-1)!.at - releasedAt).toBeLessThanOrEqual(OPTS.probeMs);
     b.l.stop();
   });
+
+  it('switchover: the lease is written over to the standby at the next epoch, the standby takes it up on the call, the old active steps down; never two lease holders', async () => {
+    const time = new SimTime();
+    const row = new SimLeaseRow(time);
+    const { a, b } = await pair(time, row);
+    let both = false;
+    const check = () => {
+      if (a.l.holdsLease() && b.l.holdsLease()) both = true;
+    };
+    time.onStep = check;
+    b.l.onTransition(check);
+    const done = await a.l.handOver({ nodeId: 'b', url: 'http://b' }, async (epoch) => {
+      // While the call is on its way the old active does no lease-needing work, yet still sends the new epoch.
+      expect(a.l.holdsLease()).toBe(false);
+      expect(a.l.currentEpoch()).toBe(epoch);
+      return b.l.takeOver(epoch);
+    });
+    expect(done).toEqual({ epoch: 2, previousEpoch: 1, confirmed: true });
+    expect(row.holder).toBe('b');
+    expect(b.l.role).toBe('active');
+    expect(b.l.epoch).toBe(2);
+    expect(b.events.at(-1)).toMatchObject({ kind: 'became-active', epoch: 2 });
+    expect(a.l.role).toBe('standby');
+    expect(a.events.at(-1)).toMatchObject({ kind: 'stepped-down', epoch: 1, reason: 'switchover' });
+    expect(a.l.activeUrl).toBe('http://b');
+    expect(a.l.handedOverWithin(1000)).toBe(true);
+    await time.advance(3000);
+    expect(both).toBe(false);
+    expect(a.l.role).toBe('standby');
+    expect(b.l.role).toBe('active');
+    expect(b.l.epoch).toBe(2);
+    expect(a.l.handedOverWithin(1000)).toBe(false);
+    // A standby has nothing to hand over.
+    expect(await a.l.handOver({ nodeId: 'b', url: 'http://b' }, async () => true)).toBe(null);
+    a.l.stop();
+    b.l.stop();
+  });
+
+  it('switchover whose takeover call is lost: the standby finds the lease naming it at its next poll and takes it up at that epoch', async () => {
+    const time = new SimTime();
+    const row = new SimLeaseRow(time);
+    const { a, b } = await pair(time, row);
+    const handedAt = time.now;
+    expect(await a.l.handOver({ nodeId: 'b', url: 'http://b' }, async () => false)).toEqual({ epoch: 2, previousEpoch: 1, confirmed: false });
+    expect(b.l.role).toBe('standby');
+    await time.advance(OPTS.standbyPollMs + OPTS.probeMs);
+    expect(b.l.role).toBe('active');
+    expect(b.l.epoch).toBe(2);
+    expect(b.events.at(-1)!.at - handedAt).toBeLessThanOrEqual(OPTS.standbyPollMs + OPTS.probeMs);
+    expect(a.l.role).toBe('standby');
+    // A stale takeover call (an older epoch) changes nothing.
+    expect(await a.l.takeOver(1)).toBe(false);
+    expect(a.l.role).toBe('standby');
+    a.l.stop();
+    b.l.stop();
+  });
+
+  it('switchover to a standby that died meanwhile: its lease lapses as after a crash and the old active takes the lease back at a new epoch', async () => {
+    const time = new SimTime();
+    const row = new SimLeaseRow(time);
+    const { net, a, b } = await pair(time, row);
+    b.l.stop();
+    net.dead.add('b');
+    expect(await a.l.handOver({ nodeId: 'b', url: 'http://b' }, async () => false)).toMatchObject({ epoch: 2, confirmed: false });
+    await time.advance(OPTS.leaseMs + OPTS.fastPollMs + OPTS.probeMs);
+    expect(a.l.role).toBe('active');
+    expect(a.l.epoch).toBe(3);
+    expect(row.holder).toBe('a');
+  });
 });
