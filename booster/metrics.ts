@@ -56,6 +56,11 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     help: 'Steps handed out again after their lease lapsed',
     registers: [registry],
   });
+  const stepsQuarantined = new Counter({
+    name: 'omflow_booster_steps_quarantined_total',
+    help: 'Steps whose policy stopped them after a lost run (abort after failover, or too many lost runs); they wait for an operator',
+    registers: [registry],
+  });
   const leaseHeld = new Gauge({
     name: 'omflow_booster_lease_held',
     help: '1 while this booster is active with a confirmed lease (0: standby, or riding through a database outage)',
@@ -103,6 +108,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     active,
     stepsDispatched,
     stepsReassigned,
+    stepsQuarantined,
     queued,
     dbPressureShed,
     readAdmitShareFrom,

@@ -35,6 +35,10 @@ type Status = {
   }[];
   maintenance?: { on: boolean; message: string | null; since: string | null; by: string | null };
   duplicateNodeIds?: { id: string; url: string; registeredUrl: string; lastSeenMsAgo: number }[];
+  quarantinedSteps?: {
+    total: number;
+    steps: { id: number; ticketNo: string | null; stepKey: string; reason: string; lostRuns: number; lastServer: string | null; since: string | null }[];
+  } | null;
   license: { state: string; daysLeft: number | null; customer?: string; servers: { licensed: number | null; used: number }; warnings: string[] };
   boosters: { id: string; url: string; role: string; epoch: number; pid: number | null; lastSeenAt: string }[];
   rollout?: {
@@ -125,6 +129,16 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
       table([
         ['ID', 'REFUSED URL', 'KEEPS THE ID', 'LAST REFUSED'],
         ...dups.map((d) => [d.id, d.url, d.registeredUrl, `${(d.lastSeenMsAgo / 1000).toFixed(1)}s ago`]),
+      ]),
+    );
+  }
+  const q = st.quarantinedSteps;
+  if (q?.total) {
+    out.push('', `QUARANTINED STEPS: ${q.total} (their runs were lost; run them again or fail their tickets on the admin Cluster page)`);
+    out.push(
+      table([
+        ['STEP', 'TICKET', 'KEY', 'REASON', 'LOST RUNS', 'LAST SERVER', 'SINCE'],
+        ...q.steps.map((x) => [String(x.id), x.ticketNo ?? '', x.stepKey, x.reason, String(x.lostRuns), x.lastServer ?? '', x.since ?? '']),
       ]),
     );
   }

@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { getHelpers } from '../../common/db/helpers/index.js';
 import { CommonErrors, isOmflowError } from '../../common/errors.js';
 import type { AgentState, Heartbeat } from '../../common/protocol/messages.js';
+import { quarantinedSteps } from '../../common/protocol/steps.js';
 
 /** What the booster keeps in the shared database: servers, booster nodes, the event log. */
 export interface ServerRow {
@@ -186,6 +187,11 @@ export class ClusterStore {
       startedAt: h.toDate(r.started_at)!.toISOString(),
       lastSeenAt: h.toDate(r.last_seen_at)!.toISOString(),
     }));
+  }
+
+  /** Steps whose policy stopped them after lost runs, for `omflow status` (ADR 0017). */
+  quarantinedSteps(limit: number): ReturnType<typeof quarantinedSteps> {
+    return quarantinedSteps(this.knex, { limit });
   }
 
   /** The newest rollout and its nodes (written by the agents), for `omflow status`. */

@@ -33,11 +33,11 @@ export interface StatusDeps {
 export function createStatusView(d: StatusDeps) {
   const dbView = memoizeFor(1000, async () => {
     try {
-      const [boosters, rollout] = await Promise.all([d.store.listNodes(), d.store.latestRollout()]);
-      return { boosters: boosters as unknown[], rollout: rollout as unknown };
+      const [boosters, rollout, quarantined] = await Promise.all([d.store.listNodes(), d.store.latestRollout(), d.store.quarantinedSteps(20)]);
+      return { boosters: boosters as unknown[], rollout: rollout as unknown, quarantined: quarantined as unknown };
     } catch (err) {
-      d.log.warn({ err }, 'could not read booster nodes or rollout');
-      return { boosters: [] as unknown[], rollout: null as unknown };
+      d.log.warn({ err }, 'could not read booster nodes, rollout or quarantined steps');
+      return { boosters: [] as unknown[], rollout: null as unknown, quarantined: null as unknown };
     }
   });
   const recentEvents = new Map<number, () => Promise<unknown>>();
@@ -47,7 +47,7 @@ export function createStatusView(d: StatusDeps) {
     async status() {
       const now = d.clock();
       const used = table.list.filter((e) => table.stateOf(e, now) !== 'down').length;
-      const { boosters, rollout } = await dbView();
+      const { boosters, rollout, quarantined } = await dbView();
       return {
         role: leadership.role,
         epoch: leadership.currentEpoch(),
@@ -87,6 +87,7 @@ export function createStatusView(d: StatusDeps) {
         license: gate.status(used),
         boosters,
         rollout,
+        quarantinedSteps: quarantined,
       };
     },
     events(limit: number): ReturnType<ClusterStore['recentEvents']> {

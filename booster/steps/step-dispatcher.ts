@@ -3,7 +3,7 @@ import type { Logger } from '../../common/log.js';
 import { audienceOf, signClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { SERVER_PATH } from '../../common/protocol/headers.js';
 import type { StepDispatch } from '../../common/protocol/messages.js';
-import { findDispatchableSteps, leaseStep, releaseStep, STEP_STATE } from '../../common/protocol/steps.js';
+import { findDispatchableSteps, type QuarantineReason, releaseStep, STEP_STATE, type StepRow, takeStep } from '../../common/protocol/steps.js';
 import type { UpstreamPools } from '../data-plane/upstream-pools.js';
 import type { QueryOutcomeSink } from '../leadership/db-reachability.js';
 import type { BoosterMetrics } from '../metrics.js';
@@ -29,6 +29,8 @@ export interface DispatcherDeps {
   /** Round outcomes feed the database reachability signal. */
   db?: QueryOutcomeSink | null;
   onReassigned: (stepId: number, previous: string | null, to: string) => void;
+  /** A lost run made the step's policy stop it (ADR 0017): never handed out again by itself. */
+  onQuarantined: (row: StepRow, reason: QuarantineReason) => void;
   onStaleEpoch: () => void;
 }
 
@@ -123,14 +125,19 @@ export class StepDispatcher {
       const e = this.#choose();
       if (!e) break;
       const epoch = this.d.epoch();
-      const won = await leaseStep(this.d.knex, {
+      const taken = await takeStep(this.d.knex, row, {
         stepId: row.id,
         serverId: e.id,
         epoch,
         leaseMs: this.d.opts.stepLeaseMs,
         leader: { holder: this.d.nodeId },
       });
-      if (!won) continue;
+      if (taken.kind === 'quarantined') {
+        this.d.metrics.stepsQuarantined.inc();
+        this.d.onQuarantined(row, taken.reason);
+        continue;
+      }
+      if (taken.kind !== 'leased') continue;
       dispatched++;
       this.d.table.stepDispatched(e);
       this.d.metrics.stepsDispatched.inc();

@@ -7,12 +7,21 @@ import { type DialectHelpers, getHelpers } from '../db/helpers/index.js';
  *
  *   ready ──lease(server, epoch)──▶ assigned ──complete──▶ done | failed
  *     ▲                                │
- *     └──── lease lapsed / released ───┘
+ *     └──── lease lapsed / released ───┘── run lost too often, or abort ──▶ quarantined
+ *                                                                             │ operator
+ *     ◀──────────────────────── run again ────────────────────────────────────┘ (or fail the ticket)
  *
  * Every transition is a single conditional UPDATE, so two actors never both win.
  * A lease is granted only while the granting booster still holds the leader lease at
  * that epoch (checked in the same statement), and a result is committed only while the
  * row still names the same server and epoch: nothing is applied twice.
+ *
+ * A *lost run* is a run that started on a server (markStepStarted) and ended without a result:
+ * its lease lapsed (the server crashed, hung or lost the database) or the server gave it back
+ * while stopping. The flow step's policy, copied into the row when it is queued, decides what
+ * follows (ADR 0017): `onFailover: 'rerun'` (default) hands it out again until `maxRuns` runs
+ * were lost, `'abort'` stops at the first lost run. Either way the step is quarantined: it is
+ * never handed out again by itself, and the operator sees it (status, admin page).
  */
 export const STEP_STATE = {
   ready: 'ready',
@@ -20,11 +29,22 @@ export const STEP_STATE = {
   done: 'done',
   failed: 'failed',
   cancelled: 'cancelled',
+  /** A run was lost and the policy says stop (abort, or maxRuns lost runs): waits for an operator. */
+  quarantined: 'quarantined',
 } as const;
 export type StepState = (typeof STEP_STATE)[keyof typeof STEP_STATE];
 
 export const STEP_TYPES = ['condition', 'compute', 'http', 'timer'] as const;
 export type StepType = (typeof STEP_TYPES)[number];
+
+/** What a flow step does after a lost run (JobCenter's restart / abort after a failover). */
+export const ON_FAILOVER = ['rerun', 'abort'] as const;
+export type OnFailover = (typeof ON_FAILOVER)[number];
+/** The policy of a step whose flow says nothing (also the column defaults of older rows). */
+export const STEP_RUN_DEFAULTS = { onFailover: 'rerun' as OnFailover, maxRuns: 3 };
+export const MAX_RUNS_LIMIT = 100;
+
+export type QuarantineReason = 'aborted-after-failover' | 'too-many-lost-runs';
 
 export interface StepRow {
   id: number;
@@ -36,19 +56,30 @@ export interface StepRow {
   dispatch_count: number;
   assigned_server: string | null;
   epoch: number | null;
+  started_at: unknown;
+  lost_runs: number;
+  max_runs: number;
+  on_failover: OnFailover;
 }
 
 /** Writes a step row; call inside the transaction that moved the ticket to the step. */
-export async function enqueueStep(
-  trx: Knex | Knex.Transaction,
-  step: { ticketId: number; stepKey: string; stepType: StepType; delayMs?: number },
-): Promise<number> {
+/** A step to queue: where, what, when, and its policy after a lost run (flow step settings). */
+export interface QueuedStep {
+  ticketId?: number;
+  stepKey: string;
+  stepType: StepType;
+  delayMs?: number;
+  onFailover?: OnFailover;
+  maxRuns?: number;
+}
+
+export async function enqueueStep(trx: Knex | Knex.Transaction, step: QueuedStep & { ticketId: number }): Promise<number> {
   const h = getHelpers(trx);
   return h.insertReturningId(trx, 'steps', readyStepRow(h, step));
 }
 
 /** The `steps` row of a step put on the queue (its ticket id left out when the ticket is inserted with it). */
-export function readyStepRow(h: DialectHelpers, step: { ticketId?: number; stepKey: string; stepType: StepType; delayMs?: number }): Record<string, unknown> {
+export function readyStepRow(h: DialectHelpers, step: QueuedStep): Record<string, unknown> {
   return {
     ticket_id: step.ticketId,
     step_key: step.stepKey,
@@ -56,6 +87,8 @@ export function readyStepRow(h: DialectHelpers, step: { ticketId?: number; stepK
     state: STEP_STATE.ready,
     attempt: 0,
     dispatch_count: 0,
+    on_failover: step.onFailover ?? STEP_RUN_DEFAULTS.onFailover,
+    max_runs: step.maxRuns ?? STEP_RUN_DEFAULTS.maxRuns,
     ready_at: step.delayMs ? h.nowPlusMs(step.delayMs) : h.now(),
     created_at: h.now(),
     updated_at: h.now(),
@@ -105,7 +138,21 @@ export async function recordChainedStep(
 export async function findDispatchableSteps(knex: Knex, limit: number): Promise<StepRow[]> {
   const h = getHelpers(knex);
   return knex('steps')
-    .select('id', 'ticket_id', 'step_key', 'step_type', 'state', 'attempt', 'dispatch_count', 'assigned_server', 'epoch')
+    .select(
+      'id',
+      'ticket_id',
+      'step_key',
+      'step_type',
+      'state',
+      'attempt',
+      'dispatch_count',
+      'assigned_server',
+      'epoch',
+      'started_at',
+      'lost_runs',
+      'max_runs',
+      'on_failover',
+    )
     .where((q) =>
       q
         .where((r) => r.where('state', STEP_STATE.ready).andWhere('ready_at', '<=', h.now()))
@@ -132,8 +179,8 @@ export interface LeaseRequest {
   started?: boolean;
 }
 
-/** Grants one step to a server. True when this call won the row. */
-export async function leaseStep(knex: Knex | Knex.Transaction, req: LeaseRequest): Promise<boolean> {
+/** The row while it may be handed out (ready and due, or its lease lapsed), fenced by the leader lease when a booster asks. */
+function dispatchable(knex: Knex | Knex.Transaction, req: { stepId: number; epoch: number; leader?: { holder: string } }) {
   const h = getHelpers(knex);
   const q = knex('steps')
     .where('id', req.stepId)
@@ -148,7 +195,69 @@ export async function leaseStep(knex: Knex | Knex.Transaction, req: LeaseRequest
       sub.select(knex.raw('1')).from('booster_lease').where({ name: 'leader', holder: leader.holder, epoch: req.epoch }).andWhere('expires_at', '>', h.now()),
     );
   }
-  const n = await q.update({
+  return q;
+}
+
+/**
+ * `lost_runs` counting the run this update ends: a lapsed lease of a started run. First in every
+ * SET that uses it: MySQL evaluates a single-table UPDATE's assignments left to right, each
+ * seeing the ones before (the other vendors read the old row throughout).
+ */
+function lostRunsCountingLapse(knex: Knex | Knex.Transaction) {
+  return knex.raw('?? + CASE WHEN ?? = ? AND ?? IS NOT NULL THEN 1 ELSE 0 END', ['lost_runs', 'state', STEP_STATE.assigned, 'started_at']);
+}
+
+/** Lost runs of a dispatchable row, the one its lapsed lease ends included. */
+export function lostRunsOf(row: Pick<StepRow, 'state' | 'started_at' | 'lost_runs'>): number {
+  return Number(row.lost_runs) + (row.state === STEP_STATE.assigned && row.started_at != null ? 1 : 0);
+}
+
+/** What the policy says of a dispatchable row: hand it out, or quarantine it (and why). */
+export function afterLostRuns(row: Pick<StepRow, 'state' | 'started_at' | 'lost_runs' | 'max_runs' | 'on_failover'>): 'run' | QuarantineReason {
+  const lost = lostRunsOf(row);
+  if (lost > 0 && row.on_failover === 'abort') return 'aborted-after-failover';
+  if (lost >= Number(row.max_runs)) return 'too-many-lost-runs';
+  return 'run';
+}
+
+/**
+ * Takes a dispatchable row out of the queue for good (until an operator acts), under the same
+ * fencing as leaseStep. True when this call won the row.
+ */
+export async function quarantineStep(
+  knex: Knex | Knex.Transaction,
+  req: { stepId: number; epoch: number; leader?: { holder: string }; reason: QuarantineReason },
+): Promise<boolean> {
+  const h = getHelpers(knex);
+  const n = await dispatchable(knex, req).update({
+    lost_runs: lostRunsCountingLapse(knex),
+    state: STEP_STATE.quarantined,
+    quarantine_reason: req.reason,
+    lease_expires_at: null,
+    updated_at: h.now(),
+  });
+  return Number(n) === 1;
+}
+
+/**
+ * One dispatchable row, as a dispatcher takes it: leased (`leased`), quarantined by its policy
+ * (`quarantined`, with why), or taken by someone else meanwhile (`lost-race`).
+ */
+export async function takeStep(
+  knex: Knex | Knex.Transaction,
+  row: StepRow,
+  req: LeaseRequest,
+): Promise<{ kind: 'leased' } | { kind: 'quarantined'; reason: QuarantineReason } | { kind: 'lost-race' }> {
+  const policy = afterLostRuns(row);
+  if (policy === 'run') return (await leaseStep(knex, req)) ? { kind: 'leased' } : { kind: 'lost-race' };
+  return (await quarantineStep(knex, { ...req, reason: policy })) ? { kind: 'quarantined', reason: policy } : { kind: 'lost-race' };
+}
+
+/** Grants one step to a server. True when this call won the row. */
+export async function leaseStep(knex: Knex | Knex.Transaction, req: LeaseRequest): Promise<boolean> {
+  const h = getHelpers(knex);
+  const n = await dispatchable(knex, req).update({
+    lost_runs: lostRunsCountingLapse(knex),
     state: STEP_STATE.assigned,
     assigned_server: req.serverId,
     epoch: req.epoch,
@@ -214,11 +323,114 @@ export async function releaseStep(knex: Knex | Knex.Transaction, hold: Holder & 
   return Number(n) === 1;
 }
 
-/** Graceful stop: gives back every lease this server holds, so they are handed out at once. */
+/**
+ * Graceful stop: gives back every lease this server holds, so they are handed out at once. A run
+ * that had started is a lost run (its policy applies at the next dispatch).
+ */
 export async function releaseAllSteps(knex: Knex, serverId: string): Promise<number> {
   const h = getHelpers(knex);
   const n = await knex('steps')
     .where({ assigned_server: serverId, state: STEP_STATE.assigned })
-    .update({ state: STEP_STATE.ready, assigned_server: null, lease_expires_at: null, started_at: null, ready_at: h.now(), updated_at: h.now() });
+    .update({
+      lost_runs: knex.raw('?? + CASE WHEN ?? IS NOT NULL THEN 1 ELSE 0 END', ['lost_runs', 'started_at']), // first: see lostRunsCountingLapse
+      state: STEP_STATE.ready,
+      assigned_server: null,
+      lease_expires_at: null,
+      started_at: null,
+      ready_at: h.now(),
+      updated_at: h.now(),
+    });
   return Number(n);
+}
+
+export interface QuarantinedStep {
+  id: number;
+  ticketId: number;
+  ticketNo: string | null;
+  stepKey: string;
+  stepType: string;
+  reason: QuarantineReason;
+  lostRuns: number;
+  maxRuns: number;
+  /** The server whose run was lost last. */
+  lastServer: string | null;
+  lastError: string | null;
+  since: string | null;
+}
+
+/** Quarantined steps, oldest first (of one ticket, or one step), and how many there are in all. */
+export async function quarantinedSteps(
+  knex: Knex,
+  opts: { limit?: number; ticketId?: number; stepId?: number } = {},
+): Promise<{ total: number; steps: QuarantinedStep[] }> {
+  const h = getHelpers(knex);
+  const base = () => {
+    const q = knex('steps as s').where('s.state', STEP_STATE.quarantined);
+    if (opts.ticketId !== undefined) q.andWhere('s.ticket_id', opts.ticketId);
+    if (opts.stepId !== undefined) q.andWhere('s.id', opts.stepId);
+    return q;
+  };
+  const [count, rows] = await Promise.all([
+    base().count({ n: '*' }).first(),
+    base()
+      .leftJoin('tickets as t', 't.id', 's.ticket_id')
+      .select(
+        's.id',
+        's.ticket_id',
+        't.ticket_no',
+        's.step_key',
+        's.step_type',
+        's.quarantine_reason',
+        's.lost_runs',
+        's.max_runs',
+        's.assigned_server',
+        's.last_error',
+        's.updated_at',
+      )
+      .orderBy('s.id')
+      .limit(opts.limit ?? 50),
+  ]);
+  return {
+    total: Number(count?.n ?? 0),
+    steps: rows.map((r) => ({
+      id: Number(r.id),
+      ticketId: Number(r.ticket_id),
+      ticketNo: r.ticket_no ?? null,
+      stepKey: r.step_key,
+      stepType: r.step_type,
+      reason: r.quarantine_reason,
+      lostRuns: Number(r.lost_runs),
+      maxRuns: Number(r.max_runs),
+      lastServer: r.assigned_server ?? null,
+      lastError: r.last_error ?? null,
+      since: h.toDate(r.updated_at)?.toISOString() ?? null,
+    })),
+  };
+}
+
+/** Operator: run a quarantined step again, with a fresh count of lost runs. True when it was quarantined. */
+export async function requeueQuarantinedStep(knex: Knex | Knex.Transaction, stepId: number): Promise<boolean> {
+  const h = getHelpers(knex);
+  const n = await knex('steps').where({ id: stepId, state: STEP_STATE.quarantined }).update({
+    state: STEP_STATE.ready,
+    lost_runs: 0,
+    quarantine_reason: null,
+    assigned_server: null,
+    started_at: null,
+    ready_at: h.now(),
+    updated_at: h.now(),
+  });
+  return Number(n) === 1;
+}
+
+/**
+ * Operator: give a quarantined step up (inside the transaction that fails its ticket). True when
+ * it was quarantined; it is then `failed` with the reason as its error.
+ */
+export async function abandonQuarantinedStep(trx: Knex.Transaction, stepId: number, by: string): Promise<boolean> {
+  const h = getHelpers(trx);
+  const n = await trx('steps')
+    .where({ id: stepId, state: STEP_STATE.quarantined })
+    .update({ state: STEP_STATE.failed, last_error: `given up by ${by}`.slice(0, 2000), finished_at: h.now(), updated_at: h.now() });
+  return Number(n) === 1;
 }

@@ -69,6 +69,10 @@ registerMessages('core', {
     'ticket.comments': 'Comments',
     'ticket.actions': 'Actions',
     'ticket.comment': 'Comment',
+    'ticket.held.aborted-after-failover':
+      'Step {step} is on hold: its run was lost (its server stopped while it ran) and this step is never run twice. An administrator decides on the Cluster page: run it again, or fail the ticket.',
+    'ticket.held.too-many-lost-runs':
+      'Step {step} is on hold: {runs} runs of it were lost (their servers stopped while they ran). An administrator decides on the Cluster page: run it again, or fail the ticket.',
     'action.approve': 'Approve',
     'action.submit': 'Submit',
     'action.reject': 'Reject',
@@ -151,6 +155,10 @@ registerMessages('core', {
     'ticket.comments': 'コメント',
     'ticket.actions': '操作',
     'ticket.comment': 'コメント',
+    'ticket.held.aborted-after-failover':
+      'ステップ {step} は保留中です。実行中にサーバーが停止したため処理が中断されました（このステップは再実行しない設定です）。管理者がクラスター画面で再実行するか、チケットを失敗にしてください。',
+    'ticket.held.too-many-lost-runs':
+      'ステップ {step} は保留中です。実行中にサーバーが停止し、{runs} 回中断されました。管理者がクラスター画面で再実行するか、チケットを失敗にしてください。',
     'action.approve': '承認',
     'action.submit': '送信',
     'action.reject': '却下',

@@ -12,7 +12,7 @@ import { audienceOf, signClusterRequest, verifyClusterRequest } from '../../comm
 import { EpochFence } from '../../common/protocol/epoch.js';
 import { BOOSTER_PATH, HEADER, SERVER_PATH } from '../../common/protocol/headers.js';
 import { type Heartbeat, parseStepDispatch } from '../../common/protocol/messages.js';
-import { completeStep, enqueueStep, markStepStarted } from '../../common/protocol/steps.js';
+import { completeStep, enqueueStep, markStepStarted, type QueuedStep } from '../../common/protocol/steps.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
 
 export { freePort } from '../../common/free-port.js';
@@ -41,8 +41,11 @@ export interface FixtureServer {
   stepCapacity: number;
   healthy: boolean;
   draining: boolean;
-  /** 'run': complete dispatched steps; 'drop': accept and forget (a lost dispatch). */
-  stepMode: 'run' | 'drop';
+  /**
+   * 'run': complete dispatched steps; 'drop': accept and forget (a lost dispatch, never started);
+   * 'hang': start the run and never finish it (its server died mid-run: a lost run).
+   */
+  stepMode: 'run' | 'drop' | 'hang';
   /** Reset the connection of the next N requests to /reset-once after reading the body. */
   resets: number;
   runs: Map<number, number>;
@@ -201,6 +204,8 @@ export async function startFixtureServer(opts: {
         res.writeHead(202, { 'content-type': 'application/json' });
         res.end('{"accepted":true}');
         if (f.stepMode === 'run' && opts.knex) void runStep(d.stepId, d.epoch, d.leaseMs).catch(() => {});
+        if (f.stepMode === 'hang' && opts.knex)
+          void markStepStarted(opts.knex, { stepId: d.stepId, serverId: opts.id, epoch: d.epoch, leaseMs: d.leaseMs }).catch(() => {});
         return;
       }
       if (path === '/reset-once' && f.resets > 0) {
@@ -425,10 +430,10 @@ export async function createTicket(knex: Knex): Promise<number> {
   });
 }
 
-export async function enqueueSteps(knex: Knex, n: number): Promise<number[]> {
+export async function enqueueSteps(knex: Knex, n: number, policy: Pick<QueuedStep, 'onFailover' | 'maxRuns'> = {}): Promise<number[]> {
   const ticketId = await createTicket(knex);
   const ids: number[] = [];
-  for (let i = 0; i < n; i++) ids.push(await enqueueStep(knex, { ticketId, stepKey: `s${i}`, stepType: 'compute' }));
+  for (let i = 0; i < n; i++) ids.push(await enqueueStep(knex, { ticketId, stepKey: `s${i}`, stepType: 'compute', ...policy }));
   return ids;
 }
 

@@ -200,11 +200,11 @@ for (const vendor of vendorsUnderTest())
         { timeout: 15_000 },
       );
       await shot('admin-cluster');
-      await Promise.all([page.waitForURL(/drained=server-2/), page.click('#servers-table tr[data-server="server-2"] button[data-action=drain]')]);
+      await Promise.all([page.waitForURL(/done=drain&id=server-2/), page.click('#servers-table tr[data-server="server-2"] button[data-action=drain]')]);
       await waitFor(async () => (await boosterStatus(cluster.activeUrl())).servers.find((s) => s.id === 'server-2')?.draining, { what: 'server-2 draining' });
       await page.goto(`${cluster.activeUrl()}/admin/cluster`);
       await expect(page.textContent('#servers-table tr[data-server="server-2"] [data-field=draining]')).resolves.toBe('✔');
-      await Promise.all([page.waitForURL(/undrained=server-2/), page.click('#servers-table tr[data-server="server-2"] button[data-action=undrain]')]);
+      await Promise.all([page.waitForURL(/done=undrain&id=server-2/), page.click('#servers-table tr[data-server="server-2"] button[data-action=undrain]')]);
       await waitFor(async () => (await boosterStatus(cluster.activeUrl())).servers.find((s) => s.id === 'server-2')?.draining === false, {
         what: 'server-2 undrained',
       });

@@ -1,4 +1,5 @@
 import jsonata from 'jsonata';
+import { MAX_RUNS_LIMIT, ON_FAILOVER, type OnFailover } from '../../../common/protocol/steps.js';
 import { checkFieldDefs, type FieldDef } from '../forms/fields.js';
 
 /**
@@ -20,18 +21,29 @@ export interface FormStep {
   /** After send back (the action is refused when absent). */
   onSendBack?: string;
 }
-export interface ConditionStep {
+/**
+ * What an automatic step does when a run of it is lost (its server crashed, hung or stopped while
+ * it ran): `onFailover` 'rerun' (default) runs it again on another server until `maxRuns` runs
+ * (default 3) were lost; 'abort' never runs it twice. A step the policy stops is quarantined and
+ * its ticket marked until an administrator runs it again or fails the ticket (ADR 0017).
+ */
+export interface RunPolicy {
+  onFailover?: OnFailover;
+  maxRuns?: number;
+}
+
+export interface ConditionStep extends RunPolicy {
   type: 'condition';
   branches: Array<{ when: string; next: string }>;
   default: string;
 }
-export interface ComputeStep {
+export interface ComputeStep extends RunPolicy {
   type: 'compute';
   /** field → expression; evaluated in order, each sees the fields set before it. */
   set: Record<string, string>;
   next: string;
 }
-export interface HttpStep {
+export interface HttpStep extends RunPolicy {
   type: 'http';
   url: string;
   method?: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -48,7 +60,7 @@ export interface HttpStep {
   /** Step after the last failed attempt (default: the ticket fails). */
   onError?: string;
 }
-export interface TimerStep {
+export interface TimerStep extends RunPolicy {
   type: 'timer';
   durationMs?: number;
   /** A date/ISO field: wait until then. */
@@ -116,6 +128,11 @@ export function checkDefinition(value: unknown): string[] {
       problems.push(`${where} must be an object`);
       continue;
     }
+    const automatic = ['condition', 'compute', 'http', 'timer'].includes(String(s.type));
+    if (s.onFailover !== undefined && (!automatic || !(ON_FAILOVER as readonly unknown[]).includes(s.onFailover)))
+      problems.push(`${where}.onFailover must be ${ON_FAILOVER.join(' or ')}, on an automatic step`);
+    if (s.maxRuns !== undefined && (!automatic || !Number.isInteger(s.maxRuns) || (s.maxRuns as number) < 1 || (s.maxRuns as number) > MAX_RUNS_LIMIT))
+      problems.push(`${where}.maxRuns must be an integer from 1 to ${MAX_RUNS_LIMIT}, on an automatic step`);
     switch (s.type) {
       case 'form':
         target(`${where}.next`, s.next);

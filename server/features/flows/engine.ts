@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { type DialectHelpers, getHelpers } from '../../../common/db/helpers/index.js';
-import { enqueueStep, type StepType } from '../../../common/protocol/steps.js';
+import { enqueueStep, type QueuedStep, type StepType } from '../../../common/protocol/steps.js';
 import type { FlowDefinition } from './definition.js';
 
 export const TICKET_STATE = {
@@ -68,8 +68,8 @@ export interface Placement {
   stepKey: string;
   /** Ticket columns to write: state, current_step, assignees, closed_at. */
   columns: Record<string, unknown>;
-  /** An automatic step to enqueue (after the ticket row exists). */
-  enqueue?: { stepType: StepType; delayMs: number };
+  /** An automatic step to enqueue (after the ticket row exists), with its policy after a lost run. */
+  enqueue?: Pick<QueuedStep, 'onFailover' | 'maxRuns'> & { stepType: StepType; delayMs: number };
 }
 
 /**
@@ -109,12 +109,17 @@ export async function placeOn(ctx: Pick<MoveContext, 'def' | 'data' | 'createdBy
     }
   }
   columns.state = TICKET_STATE.running;
-  return { state: TICKET_STATE.running, stepKey, columns, enqueue: { stepType: step.type as StepType, delayMs } };
+  return {
+    state: TICKET_STATE.running,
+    stepKey,
+    columns,
+    enqueue: { stepType: step.type as StepType, delayMs, onFailover: step.onFailover, maxRuns: step.maxRuns },
+  };
 }
 
 /** Writes the step row a placement asks for; returns its id. */
 export async function enqueuePlaced(trx: Knex.Transaction, ticketId: number, p: Placement): Promise<number | undefined> {
-  return p.enqueue ? enqueueStep(trx, { ticketId, stepKey: p.stepKey, stepType: p.enqueue.stepType, delayMs: p.enqueue.delayMs }) : undefined;
+  return p.enqueue ? enqueueStep(trx, { ticketId, stepKey: p.stepKey, ...p.enqueue }) : undefined;
 }
 
 /** The history row of entering a step; a creation's has no ticket id yet (set by insertWithChildren). */

@@ -1,7 +1,7 @@
 import { levelFor } from '../../../common/db/availability.js';
 import type { Database } from '../../../common/db/create-database.js';
 import type { Logger } from '../../../common/log.js';
-import { findDispatchableSteps, leaseStep } from '../../../common/protocol/steps.js';
+import { findDispatchableSteps, lostRunsOf, takeStep } from '../../../common/protocol/steps.js';
 import type { Runtime } from '../../runtime.js';
 import type { StepRunner } from './runner.js';
 
@@ -33,7 +33,13 @@ export function createLocalDispatcher(deps: {
       if (stopped || runtime.runningSteps >= runtime.stepCapacity) break;
       const hold = { stepId: Number(row.id), serverId: nodeId, epoch: 0, leaseMs };
       // Leased and started in one statement: this server is the runner.
-      if (!(await leaseStep(db.knex, { ...hold, started: true }))) continue;
+      const taken = await takeStep(db.knex, row, { ...hold, started: true });
+      if (taken.kind === 'quarantined')
+        log.error(
+          { stepId: hold.stepId, ticketId: row.ticket_id, stepKey: row.step_key, reason: taken.reason, lostRuns: lostRunsOf(row) },
+          'step quarantined: its runs were lost and its policy stops it; an operator decides (admin page)',
+        );
+      if (taken.kind !== 'leased') continue;
       runner.start({ stepId: hold.stepId, epoch: 0, leaseMs });
     }
   }

@@ -148,6 +148,7 @@ export async function ticketsPages(
       <tr><th>${t(l, 'ticket.created_at')}</th><td>${fmt(d.createdAt)}</td></tr><tr><th>${t(l, 'ticket.due')}</th><td>${fmt(d.dueAt)}</td></tr>
       </tbody></table></div>
       <div class="card"><h2>${t(l, 'ticket.data')}</h2><table><tbody>${Object.entries(d.data).map(([k, v]) => html`<tr><th>${labelOf(k)}</th><td><pre>${typeof v === 'object' ? JSON.stringify(v) : String(v)}</pre></td></tr>`)}</tbody></table></div>
+      ${d.heldStep ? html`<p class="error" role="alert" id="held-step" data-step="${d.heldStep.stepId}">${t(l, `ticket.held.${d.heldStep.reason}`, { step: d.heldStep.stepKey, runs: d.heldStep.lostRuns })}</p>` : ''}
       ${actions}
       <div class="card"><h2>${t(l, 'ticket.comments')}</h2>${d.comments.map((c) => html`<p><strong>${c.userId ? names.get(c.userId) : ''}</strong> <span class="muted">${fmt(c.createdAt)}</span><br>${c.body}</p>`)}</div>
       <div class="card"><h2>${t(l, 'ticket.history')}</h2><table><tbody>

@@ -216,11 +216,13 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
     async detail(id: number, user: AuthUser) {
       const t = await store.byId(id);
       if (!t || !(await canSee(user, t))) throw ServerErrors.SERVER_ERR_NOT_FOUND('No such ticket');
-      const [history, comments, form, version] = await Promise.all([
+      const [history, comments, form, version, heldStep] = await Promise.all([
         store.history(id),
         store.comments(id),
         forms.byId(t.formId),
         t.flowVersionId ? flows.version(t.flowVersionId) : Promise.resolve(null),
+        // Marked: an automatic step whose runs were lost waits for an administrator.
+        t.state === TICKET_STATE.running ? store.heldStep(id) : Promise.resolve(null),
       ]);
       const step = version && t.currentStep ? version.definition.steps[t.currentStep] : undefined;
       return {
@@ -237,6 +239,7 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
             }
           : null,
         canAct: t.state === TICKET_STATE.open && (await canAct(user, t)),
+        heldStep: heldStep && { stepId: heldStep.id, stepKey: heldStep.stepKey, reason: heldStep.reason, lostRuns: heldStep.lostRuns, since: heldStep.since },
         history,
         comments,
       };

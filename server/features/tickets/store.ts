@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { getHelpers } from '../../../common/db/helpers/index.js';
 import type { DbRecord } from '../../../common/db/row.js';
+import { type QuarantinedStep, quarantinedSteps } from '../../../common/protocol/steps.js';
 
 export interface TicketRow {
   id: number;
@@ -146,6 +147,11 @@ export function createTicketsStore(knex: Knex) {
         .offset((f.page - 1) * f.pageSize);
       return { items: rows.map(toTicket), total: Number((totalRow as { n?: unknown } | undefined)?.n ?? 0) };
     },
+    /** The ticket's step that waits for an administrator after lost runs (ADR 0017), or null. */
+    async heldStep(ticketId: number): Promise<QuarantinedStep | null> {
+      return (await quarantinedSteps(knex, { ticketId, limit: 1 })).steps[0] ?? null;
+    },
+
     async history(ticketId: number) {
       return (await knex('ticket_history').where({ ticket_id: ticketId }).orderBy('id')).map((r) => ({
         id: Number(r.id),
