@@ -11,6 +11,7 @@ import { createControlApi } from './control-plane/control-api.js';
 import { createControlCore } from './control-plane/control-core.js';
 import { HealthChecker } from './control-plane/health-checker.js';
 import { MaintenanceMode } from './control-plane/maintenance.js';
+import { Retention } from './control-plane/retention.js';
 import { ServerSync } from './control-plane/server-sync.js';
 import { createSwitchover } from './control-plane/switchover.js';
 import { createDataPlane, DRAIN_MS } from './data-plane/data-plane.js';
@@ -150,8 +151,9 @@ export function createBooster(deps: BoosterDeps): Booster {
     onStaleEpoch: () => void leadership.tick(),
   });
   const vip = cfg.vip && cfg.vipInterface ? createVipOwner({ address: cfg.vip, iface: cfg.vipInterface, arpCount: cfg.vipArpCount, log }) : null;
+  const purge = new Retention({ cfg, db, store, metrics, log, allowed: holdsLease });
   leadership.onTransition(
-    createActiveDuties({ metrics, vip, nodeId, record: events.record, registerNode: () => registerNode(false), refreshServers, steps: dispatcher }),
+    createActiveDuties({ metrics, vip, nodeId, record: events.record, registerNode: () => registerNode(false), refreshServers, steps: dispatcher, purge }),
   );
 
   // The data plane: in this process, or in N workers with this primary serving /_booster/ on loopback (ADR 0010).
@@ -277,7 +279,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     health.stop();
     // The data plane stops accepting and finishes its requests while the lease is handed over.
     const drained = plane ? plane.close() : listening ? workers?.stop(DRAIN_MS + 5000) : undefined;
-    await dispatcher.stop();
+    await Promise.all([dispatcher.stop(), purge.stop()]);
     if (leadership.role === 'active') await vip?.release(); // the address goes before the lease does
     const released = await leadership.resign();
     workers?.push();

@@ -61,6 +61,17 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     help: 'Steps whose policy stopped them after a lost run (abort after failover, or too many lost runs); they wait for an operator',
     registers: [registry],
   });
+  const purgedRows = new Counter({
+    name: 'omflow_booster_purged_rows_total',
+    help: 'Rows the retention purge of the active booster deleted, by table (patch_chunks: chunks of superseded patches)',
+    labelNames: ['table'] as const,
+    registers: [registry],
+  });
+  const purgeLastSuccess = new Gauge({
+    name: 'omflow_booster_purge_last_success_seconds',
+    help: 'Unix time of the last completed retention round on this booster (0: none since it started)',
+    registers: [registry],
+  });
   const leaseHeld = new Gauge({
     name: 'omflow_booster_lease_held',
     help: '1 while this booster is active with a confirmed lease (0: standby, or riding through a database outage)',
@@ -109,6 +120,8 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     stepsDispatched,
     stepsReassigned,
     stepsQuarantined,
+    purgedRows,
+    purgeLastSuccess,
     queued,
     dbPressureShed,
     readAdmitShareFrom,

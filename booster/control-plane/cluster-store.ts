@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { getHelpers } from '../../common/db/helpers/index.js';
+import { deleteBatch } from '../../common/db/purge.js';
 import { CommonErrors, isOmflowError } from '../../common/errors.js';
 import type { AgentState, Heartbeat } from '../../common/protocol/messages.js';
 import { quarantinedSteps } from '../../common/protocol/steps.js';
@@ -143,6 +144,12 @@ export class ClusterStore {
       details: ev.details === undefined ? null : JSON.stringify(ev.details),
       created_at: h.now(),
     });
+  }
+
+  /** Retention: one batch of events older than `olderThanMs`. */
+  purgeEvents(olderThanMs: number, limit: number): Promise<number> {
+    const h = getHelpers(this.knex);
+    return deleteBatch(this.knex, 'booster_events', (q) => q.where('created_at', '<', h.nowPlusMs(-olderThanMs)), limit);
   }
 
   async recentEvents(limit: number): Promise<EventRow[]> {

@@ -4,7 +4,8 @@ import type { VipOwner } from './vip-owner.js';
 
 /**
  * What leadership changes start and stop: the one listener of `Leadership`'s transitions. The
- * active claims the virtual IP, records the takeover and dispatches steps; riding through a
+ * active claims the virtual IP, records the takeover, dispatches steps and purges what retention
+ * lets go; riding through a
  * database outage pauses what needs the lease; stepping down undoes it all. The parts come in
  * as the little they are asked, so this file knows no step queue and no event table.
  */
@@ -20,6 +21,8 @@ export interface ActiveDutiesDeps {
   refreshServers(): Promise<void>;
   /** The step dispatcher. */
   steps: { start(): void; poke(): void; stop(): Promise<void> };
+  /** The retention purge loop (the cluster's one, on the active). */
+  purge: { start(): void; stop(): Promise<void> };
 }
 
 export function createActiveDuties(d: ActiveDutiesDeps): LeadershipListener {
@@ -36,6 +39,7 @@ export function createActiveDuties(d: ActiveDutiesDeps): LeadershipListener {
       // Fresh drain flags and weights before the first dispatch round.
       await d.refreshServers();
       d.steps.start();
+      d.purge.start();
     } else if (t.kind === 'lease-unsure') {
       metrics.leaseHeld.set(0);
     } else if (t.kind === 'lease-regained') {
@@ -51,6 +55,7 @@ export function createActiveDuties(d: ActiveDutiesDeps): LeadershipListener {
       void vip?.release(); // before the lease can lapse: step-down comes RENEW_DEADLINE_MS after the last good renewal
       metrics.epoch.set(0);
       void d.steps.stop();
+      void d.purge.stop();
       void d.record('step-down', nodeId, { epoch: t.epoch, reason: t.reason });
       void d.registerNode().catch(() => {});
     }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Database } from '../db/create-database.js';
 import { getHelpers } from '../db/helpers/index.js';
+import { deleteBatch } from '../db/purge.js';
 import { CommonErrors } from '../errors.js';
 import { CLOCK_BACK_TOLERANCE_MS, type TrialRecord } from './state.js';
 
@@ -134,4 +135,10 @@ export async function listLicenseAudit(db: Database, limit = 20): Promise<Licens
     details: h.fromJson(r.details),
     createdAt: h.toDate(r.created_at)!,
   }));
+}
+
+/** Retention: one batch of audit rows older than `olderThanMs`. */
+export function purgeLicenseAudit(db: Database, olderThanMs: number, limit: number): Promise<number> {
+  const h = getHelpers(db.knex);
+  return deleteBatch(db.knex, 'license_audit', (q) => q.where('created_at', '<', h.nowPlusMs(-olderThanMs)), limit);
 }

@@ -138,3 +138,27 @@ export async function loadPatchBytes(db: Database, patchId: number): Promise<Buf
     throw PatchErrors.AGENT_ERR_PATCH_TAMPERED(`patch ${patchId}: stored chunks do not add up to the stored archive`);
   return bytes;
 }
+
+/**
+ * Retention: one batch of the chunks of superseded patches. Agents only ever install the newest
+ * rollout's patch from the database (a rollback goes back to a release on the node's disk), so
+ * the chunks of every patch but the newest `keep` (by sequence) and those of an open rollout are
+ * dead weight, up to 512 MB each. The `patches` rows stay (history). Returns chunks deleted.
+ */
+export async function purgeSupersededPatchChunks(db: Database, keep: number, limit: number): Promise<number> {
+  const knex = db.knex;
+  const kept = (await knex('patches').select('id').orderBy('sequence', 'desc').limit(keep)).map((r: { id: unknown }) => Number(r.id));
+  const open = (await knex('rollouts').select('patch_id').whereIn('state', ['active', 'halted', 'rolling_back'])).map((r: { patch_id: unknown }) =>
+    Number(r.patch_id),
+  );
+  const old = await knex('patch_chunks')
+    .select('patch_id')
+    .whereNotIn('patch_id', [...kept, ...open, 0])
+    .orderBy('patch_id')
+    .first();
+  if (!old) return 0;
+  const indexes = (await knex('patch_chunks').select('chunk_index').where('patch_id', old.patch_id).orderBy('chunk_index').limit(limit)).map(
+    (r: { chunk_index: unknown }) => Number(r.chunk_index),
+  );
+  return Number(await knex('patch_chunks').where('patch_id', old.patch_id).whereIn('chunk_index', indexes).del());
+}

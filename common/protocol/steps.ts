@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { type DialectHelpers, getHelpers } from '../db/helpers/index.js';
+import { deleteBatch } from '../db/purge.js';
 
 /**
  * The step-queue protocol, shared by the booster (dispatcher) and the app server (runner,
@@ -433,4 +434,15 @@ export async function abandonQuarantinedStep(trx: Knex.Transaction, stepId: numb
     .where({ id: stepId, state: STEP_STATE.quarantined })
     .update({ state: STEP_STATE.failed, last_error: `given up by ${by}`.slice(0, 2000), finished_at: h.now(), updated_at: h.now() });
   return Number(n) === 1;
+}
+
+/** Retention: one batch of finished rows (done, failed, cancelled) last changed more than `olderThanMs` ago. */
+export function purgeFinishedSteps(knex: Knex, olderThanMs: number, limit: number): Promise<number> {
+  const h = getHelpers(knex);
+  return deleteBatch(
+    knex,
+    'steps',
+    (q) => q.whereIn('state', [STEP_STATE.done, STEP_STATE.failed, STEP_STATE.cancelled]).andWhere('updated_at', '<', h.nowPlusMs(-olderThanMs)),
+    limit,
+  );
 }

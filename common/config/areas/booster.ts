@@ -164,6 +164,37 @@ export const boosterArea = defineArea({
       default: 10000,
       min: 0,
     }),
+    purgeIntervalMs: int('OMFLOW_BOOSTER_PURGE_INTERVAL_MS', {
+      doc: 'Retention: how often the active booster purges what the OMFLOW_BOOSTER_RETAIN_* settings let go (first round one interval after it became active, at most a minute).',
+      default: 3_600_000,
+      min: 100,
+    }),
+    purgeBatch: int('OMFLOW_BOOSTER_PURGE_BATCH', {
+      doc: 'Retention: rows deleted per statement (patch chunks: a tenth of it, they are up to 256 KiB each); batches follow each other with a short pause, and stop when the lease is not confirmed.',
+      default: 1000,
+      min: 1,
+      max: 100_000,
+    }),
+    retainEventsDays: int('OMFLOW_BOOSTER_RETAIN_EVENTS_DAYS', {
+      doc: 'Retention: days the event log (booster_events, `omflow status` and the admin Cluster page) keeps an entry. 0: forever.',
+      default: 90,
+      min: 0,
+    }),
+    retainStepsDays: int('OMFLOW_BOOSTER_RETAIN_STEPS_DAYS', {
+      doc: 'Retention: days a finished step row (done, failed, cancelled) stays in the step queue. The ticket and its history keep what the step did. Quarantined steps are never purged. 0: forever.',
+      default: 30,
+      min: 0,
+    }),
+    retainLicenseAuditDays: int('OMFLOW_BOOSTER_RETAIN_LICENSE_AUDIT_DAYS', {
+      doc: 'Retention: days the license audit (every license upload attempt) keeps a row. 0: forever.',
+      default: 400,
+      min: 0,
+    }),
+    retainPatches: int('OMFLOW_BOOSTER_RETAIN_PATCHES', {
+      doc: 'Retention: patches (newest by sequence) whose chunks stay in the database; older ones keep their row (history) and lose their chunks, which agents never read again (a rollback returns to a release on the node). A patch of an open rollout keeps its chunks. 0: keep every patch.',
+      default: 2,
+      min: 0,
+    }),
     tlsCertFile: optionalStr('OMFLOW_BOOSTER_TLS_CERT_FILE', {
       doc: 'PEM certificate (chain allowed, leaf first). With OMFLOW_BOOSTER_TLS_KEY_FILE the booster port speaks HTTPS and HTTP/2; reloaded on SIGHUP and when the file changes.',
     }),
