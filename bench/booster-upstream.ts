@@ -3,11 +3,14 @@
 // set — stores keyed writes (POST /tickets with Idempotency-Key) once, like the real server.
 // GET /work models a database-bound server: WORK_SLOTS requests are worked on at once for WORK_MS
 // each (no CPU), the rest wait inside it; GET /work-peak answers the most that were inside at once
-// and starts counting again.
+// and starts counting again. Requests are fenced by X-Booster-Epoch like the real server's: an
+// epoch older than the newest an active booster's heartbeat reply named is refused with 409
+// SERVER_ERR_STALE_EPOCH and X-Omflow-Stale-Epoch, before anything runs.
 import { createServer } from 'node:http';
 import knexFactory from 'knex';
 import { audienceOf, signClusterRequest } from '../common/protocol/cluster-auth.js';
-import { BOOSTER_PATH } from '../common/protocol/headers.js';
+import { EpochFence } from '../common/protocol/epoch.js';
+import { BOOSTER_PATH, HEADER } from '../common/protocol/headers.js';
 
 const port = Number(process.env.PORT ?? 0);
 const id = process.env.NODE_ID ?? `up-${port}`;
@@ -15,6 +18,7 @@ const secret = process.env.SECRET ?? 'bench-cluster-secret-0123456789';
 const boosters = (process.env.BOOSTERS ?? '').split(',').filter(Boolean);
 const knex = process.env.DB_URL ? knexFactory({ client: 'pg', connection: process.env.DB_URL, pool: { min: 1, max: 10 } }) : null;
 let inflight = 0;
+const fence = new EpochFence();
 const OK = Buffer.from('{"ok":true}');
 const workSlots = Number(process.env.WORK_SLOTS ?? 8);
 const workMs = Number(process.env.WORK_MS ?? 20);
@@ -57,6 +61,12 @@ async function keyedWrite(key: string): Promise<number> {
 const server = createServer((req, res) => {
   inflight++;
   res.on('close', () => inflight--);
+  const epoch = EpochFence.parseHeader(req.headers[HEADER.epoch]);
+  if (epoch !== undefined && fence.isStale(epoch)) {
+    req.resume();
+    res.writeHead(409, { 'content-type': 'application/json', [HEADER.staleEpoch]: String(fence.highest) });
+    return void res.end('{"code":"SERVER_ERR_STALE_EPOCH"}');
+  }
   if (req.url === '/work') return work(res);
   if (req.url === '/work-peak') {
     res.end(JSON.stringify({ peak }));
@@ -109,7 +119,7 @@ server.listen(port, '127.0.0.1', () => {
       cpu: 0,
       rssBytes: process.memoryUsage.rss(),
       draining: false,
-      epochSeen: 0,
+      epochSeen: fence.highest,
     });
     for (const b of boosters) {
       await fetch(b + BOOSTER_PATH.heartbeat, {
@@ -121,7 +131,10 @@ server.listen(port, '127.0.0.1', () => {
         },
         signal: AbortSignal.timeout(500),
       }).then(
-        (r) => r.arrayBuffer(),
+        async (r) => {
+          const reply = (await r.json().catch(() => ({}))) as { role?: string; epoch?: number };
+          if (reply.role === 'active' && typeof reply.epoch === 'number') fence.admit(reply.epoch);
+        },
         () => {},
       );
     }
