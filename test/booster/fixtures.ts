@@ -438,15 +438,16 @@ export async function enqueueSteps(knex: Knex, n: number, policy: Pick<QueuedSte
 }
 
 /**
- * The migrated database of a suite of in-process boosters (call at the top of a test file):
+ * The migrated database of a suite of in-process boosters (call at the top of a test file, or of
+ * a describe block per vendor):
  * after each test what it pushed on `cleanups` is stopped, last first, and the servers and the
  * leader lease are reset; after all the database is dropped.
  */
-export function boosterSuiteDatabase(): { readonly db: TestDatabase; readonly cleanups: (() => Promise<unknown>)[] } {
+export function boosterSuiteDatabase(vendor = vendorsUnderTest()[0]): { readonly db: TestDatabase; readonly cleanups: (() => Promise<unknown>)[] } {
   let db: TestDatabase | undefined;
   const cleanups: (() => Promise<unknown>)[] = [];
   beforeAll(async () => {
-    db = await createTestDatabase(vendorsUnderTest()[0], { migrate: true });
+    db = await createTestDatabase(vendor, { migrate: true });
   });
   afterEach(async () => {
     for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
