@@ -7,7 +7,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import knexFactory from 'knex';
-import { freePort, startBoosterProcess, startPinned, startPostgres, stop, tsxArgs, waitFor } from './booster-lib.js';
+import { activeCode, freePort, startBoosterProcess, startPinned, startPostgres, stop, tsxArgs, waitFor } from './booster-lib.js';
 
 const args = process.argv.slice(2);
 const trials = Number(args[args.indexOf('--trials') + 1] || 0) || 20;
@@ -23,15 +23,6 @@ const env = (i: number) => ({
   OMFLOW_BOOSTER_PEER_URL: urls[1 - i],
   OMFLOW_BOOSTER_SLOW_START_MS: '0',
 });
-async function activeCode(url: string): Promise<number> {
-  try {
-    const r = await fetch(`${url}/_booster/active`, { signal: AbortSignal.timeout(300) });
-    await r.arrayBuffer();
-    return r.status;
-  } catch {
-    return 0;
-  }
-}
 
 const takeovers: number[] = [];
 const acked = new Set<string>();

@@ -292,3 +292,14 @@ export class RoundMedians<F extends { [K in keyof F]: number }> {
     return this.#rounds.get(`${kind} ${name}`);
   }
 }
+
+/** What a booster's GET /_booster/active answers: 200 (active), 503 (standby), 0 (no answer within 300 ms). */
+export async function activeCode(url: string): Promise<number> {
+  try {
+    const r = await fetch(`${url}${BOOSTER_PATH.active}`, { signal: AbortSignal.timeout(300) });
+    await r.arrayBuffer();
+    return r.status;
+  } catch {
+    return 0;
+  }
+}

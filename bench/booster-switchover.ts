@@ -13,7 +13,7 @@ import { openSync } from 'node:fs';
 import knexFactory from 'knex';
 import { BOOSTER_PATH } from '../common/protocol/headers.js';
 import { startRoutedLoad } from '../test/helpers/routed-load.js';
-import { freePort, ROOT, SECRET, startBoosterProcess, startPinned, startPostgres, stop, tsxArgs, waitFor } from './booster-lib.js';
+import { activeCode, freePort, ROOT, SECRET, startBoosterProcess, startPinned, startPostgres, stop, tsxArgs, waitFor } from './booster-lib.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, dflt: number) => {
@@ -51,15 +51,6 @@ const env = (i: number) => ({
   OMFLOW_BOOSTER_WORKERS: workers,
   OMFLOW_BOOSTER_OPERATOR_WRITE_TOKENS: `bench:${TOKEN}`,
 });
-async function activeCode(url: string): Promise<number> {
-  try {
-    const r = await fetch(`${url}/_booster/active`, { signal: AbortSignal.timeout(300) });
-    await r.arrayBuffer();
-    return r.status;
-  } catch {
-    return 0;
-  }
-}
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;

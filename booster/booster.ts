@@ -3,7 +3,6 @@ import type { AddressInfo } from 'node:net';
 import { availableParallelism, hostname } from 'node:os';
 import { createDatabase, type Database, type DatabaseConfig } from '../common/db/create-database.js';
 import { createLogger, type Logger } from '../common/log.js';
-import { lostRunsOf } from '../common/protocol/steps.js';
 import type { BoosterConfig, ClusterConfig } from './config.js';
 import { createClusterEvents } from './control-plane/cluster-events.js';
 import { ClusterStore } from './control-plane/cluster-store.js';
@@ -143,11 +142,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     allowed: () => holdsLease() && gate.allowsDistribution(),
     db: dbSignal,
     onReassigned: (stepId, previous, to) => void events.record('step-reassigned', String(stepId), { from: previous, to }),
-    onQuarantined: (row, reason) => {
-      const details = { ticketId: row.ticket_id, stepKey: row.step_key, reason, lostRuns: lostRunsOf(row), lastServer: row.assigned_server };
-      log.error({ stepId: row.id, ...details }, 'step quarantined: its runs were lost and its policy stops it; an operator decides (admin page)');
-      void events.record('step-quarantined', String(row.id), details);
-    },
+    onQuarantined: (stepId, details) => void events.record('step-quarantined', String(stepId), details),
     onStaleEpoch: () => void leadership.tick(),
   });
   const vip = cfg.vip && cfg.vipInterface ? createVipOwner({ address: cfg.vip, iface: cfg.vipInterface, arpCount: cfg.vipArpCount, log }) : null;

@@ -116,6 +116,26 @@ export async function callActive(
   return first;
 }
 
+/**
+ * One call of `omflow <command>`: the booster's 200 answer, or the exit code after saying why not
+ * (no answer, or the refusal's code and message).
+ */
+export async function answerOf(
+  ctx: Pick<CliContext, 'stderr'>,
+  command: string,
+  base: string,
+  call: () => Promise<ControlReply>,
+): Promise<{ reply: ControlReply } | { exitCode: number }> {
+  let reply: ControlReply;
+  try {
+    reply = await call();
+  } catch (err) {
+    ctx.stderr.write(`omflow ${command}: cannot reach the booster at ${base}: ${(err as Error).message}\n`);
+    return { exitCode: 1 };
+  }
+  return reply.status === 200 ? { reply } : { exitCode: refusal(ctx, command, reply.url, reply) };
+}
+
 /** Prints a refusal the way every command does (code and message), and returns the exit code. */
 export function refusal(ctx: Pick<CliContext, 'stderr'>, command: string, base: string, r: ControlReply): number {
   const b = r.body as { code?: string; message?: string } | null;

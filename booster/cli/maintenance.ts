@@ -2,7 +2,7 @@ import type { CliContext } from '../../common/cli/context.js';
 import { parseFlags } from '../../common/cli/context.js';
 import { BOOSTER_PATH } from '../../common/protocol/headers.js';
 import type { MaintenanceStatus } from '../control-plane/maintenance.js';
-import { boosterBase, callControl, controlCredentials, refusal } from './control-client.js';
+import { answerOf, boosterBase, callControl, controlCredentials } from './control-client.js';
 
 const HELP = `Usage: omflow maintenance on [--message TEXT] [--retry-after SECONDS]
        omflow maintenance off
@@ -25,21 +25,15 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
     return flags.help ? 0 : 2;
   }
   const base = boosterBase(flags.booster, ctx);
-  const command = `maintenance ${verb}`;
-  let r: Awaited<ReturnType<typeof callControl>>;
-  try {
-    if (verb === 'status') r = await callControl(base, 'GET', BOOSTER_PATH.status, controlCredentials(ctx, 'read'));
-    else {
-      const body: Record<string, unknown> = { on: verb === 'on' };
-      if (verb === 'on' && typeof flags.message === 'string') body.message = flags.message;
-      if (verb === 'on' && retry !== undefined) body.retryAfterS = Number(retry);
-      r = await callControl(base, 'POST', BOOSTER_PATH.maintenance, controlCredentials(ctx, 'command'), body);
-    }
-  } catch (err) {
-    ctx.stderr.write(`omflow ${command}: cannot reach the booster at ${base}: ${(err as Error).message}\n`);
-    return 1;
-  }
-  if (r.status !== 200) return refusal(ctx, command, base, r);
+  const answer = await answerOf(ctx, `maintenance ${verb}`, base, () => {
+    if (verb === 'status') return callControl(base, 'GET', BOOSTER_PATH.status, controlCredentials(ctx, 'read'));
+    const body: Record<string, unknown> = { on: verb === 'on' };
+    if (verb === 'on' && typeof flags.message === 'string') body.message = flags.message;
+    if (verb === 'on' && retry !== undefined) body.retryAfterS = Number(retry);
+    return callControl(base, 'POST', BOOSTER_PATH.maintenance, controlCredentials(ctx, 'command'), body);
+  });
+  if ('exitCode' in answer) return answer.exitCode;
+  const r = answer.reply;
   const m = (verb === 'status' ? (r.body as { maintenance?: MaintenanceStatus }).maintenance : r.body) as MaintenanceStatus;
   if (flags.json) ctx.stdout.write(`${JSON.stringify(m)}\n`);
   else if (m.on)

@@ -1,7 +1,7 @@
 import type { CliContext } from '../../common/cli/context.js';
 import { parseFlags } from '../../common/cli/context.js';
 import { BOOSTER_PATH } from '../../common/protocol/headers.js';
-import { boosterBase, callControl, controlCredentials, refusal } from './control-client.js';
+import { answerOf, boosterBase, callControl, controlCredentials } from './control-client.js';
 
 const HELP = `Usage: omflow server drain ID [--reason TEXT]
        omflow server undrain ID
@@ -35,17 +35,10 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
           : BOOSTER_PATH.retire(id);
   const body: Record<string, unknown> =
     verb === 'weight' ? { weight: Number(value) } : verb === 'drain' && typeof flags.reason === 'string' ? { reason: flags.reason } : {};
-  const command = `server ${verb}`;
-  let r: Awaited<ReturnType<typeof callControl>>;
-  try {
-    r = await callControl(base, 'POST', path, controlCredentials(ctx, 'command'), body);
-  } catch (err) {
-    ctx.stderr.write(`omflow ${command}: cannot reach the booster at ${base}: ${(err as Error).message}\n`);
-    return 1;
-  }
-  if (r.status !== 200) return refusal(ctx, command, base, r);
+  const answer = await answerOf(ctx, `server ${verb}`, base, () => callControl(base, 'POST', path, controlCredentials(ctx, 'command'), body));
+  if ('exitCode' in answer) return answer.exitCode;
   if (flags.json) {
-    ctx.stdout.write(`${JSON.stringify(r.body)}\n`);
+    ctx.stdout.write(`${JSON.stringify(answer.reply.body)}\n`);
     return 0;
   }
   const done = {

@@ -2,7 +2,7 @@ import type { CliContext } from '../../common/cli/context.js';
 import { parseFlags } from '../../common/cli/context.js';
 import { BOOSTER_PATH } from '../../common/protocol/headers.js';
 import type { SwitchoverResult } from '../control-plane/switchover.js';
-import { boosterBase, callActive, controlCredentials, refusal } from './control-client.js';
+import { answerOf, boosterBase, callActive, controlCredentials } from './control-client.js';
 
 const HELP = `Usage: omflow switchover [--to ID] [--booster URL] [--json]
 
@@ -21,14 +21,10 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
     return flags.help ? 0 : 2;
   }
   const base = boosterBase(flags.booster, ctx);
-  let r: Awaited<ReturnType<typeof callActive>>;
-  try {
-    r = await callActive(base, BOOSTER_PATH.switchover, controlCredentials(ctx, 'command'), typeof flags.to === 'string' ? { to: flags.to } : {});
-  } catch (err) {
-    ctx.stderr.write(`omflow switchover: cannot reach the booster at ${base}: ${(err as Error).message}\n`);
-    return 1;
-  }
-  if (r.status !== 200) return refusal(ctx, 'switchover', r.url, r);
+  const to = typeof flags.to === 'string' ? { to: flags.to } : {};
+  const answer = await answerOf(ctx, 'switchover', base, () => callActive(base, BOOSTER_PATH.switchover, controlCredentials(ctx, 'command'), to));
+  if ('exitCode' in answer) return answer.exitCode;
+  const r = answer.reply;
   const s = r.body as SwitchoverResult;
   if (flags.json) ctx.stdout.write(`${JSON.stringify(s)}\n`);
   else

@@ -35,7 +35,7 @@ export function createControlCore(d: ControlCoreDeps): ControlCore {
   const synced = async () => {
     await d.workers()?.synced();
   };
-  const record = (kind: string, subject: string, details: Record<string, unknown>) => d.events.record(kind, subject, details);
+  const { record } = d.events;
   return {
     secret: d.secret,
     nodeId: d.nodeId,

@@ -451,28 +451,14 @@ class Attempt implements UpstreamHandler {
     this.status = statusCode;
     // The server has done its work: its adaptive limit learns the time, and a queued request may take the slot.
     if (x.s.table.headersReceived(e, this.headersAt - this.startedAt, this.pendingAtSend)) x.s.admission.release();
+    if (statusCode === 409 && x.restampAfterStaleEpoch(rawHeaders, e)) return this.supersede('stale-epoch', 'sending again with the new epoch');
     // The server's database is unreachable: every server shares it, so this is neither the
     // server's fault (no passive failure, no ejection) nor worth a retry elsewhere (same answer, more load).
-    if (statusCode === 409 && x.restampAfterStaleEpoch(rawHeaders, e)) {
-      const abort = x.abortCurrent;
-      this.superseded = true;
-      this.settle();
-      abort?.(new Error('sending again with the new epoch'));
-      x.retry('stale-epoch');
-      return false;
-    }
     const dbDown = statusCode === 503 && hasDbUnavailable(rawHeaders);
     if (statusCode >= 500) {
       if (!dbDown) passiveFailure(x.s, e, 1);
     } else x.s.table.recordSuccess(e);
-    if (RETRY_STATUS.has(statusCode) && !dbDown && x.mayRetry('status')) {
-      const abort = x.abortCurrent;
-      this.superseded = true;
-      this.settle();
-      abort?.(new Error('retrying on another server'));
-      x.retry('status');
-      return false;
-    }
+    if (RETRY_STATUS.has(statusCode) && !dbDown && x.mayRetry('status')) return this.supersede('status', 'retrying on another server');
     x.responded = true;
     x.answering = this;
     this.resumeUpstream = resume;
@@ -497,6 +483,16 @@ class Attempt implements UpstreamHandler {
     }
     res.on('drain', onResponseDrain);
     return true;
+  }
+
+  /** Gives this attempt up (its slot freed, its upstream request aborted) and runs the exchange again. */
+  supersede(reason: 'status' | 'stale-epoch', why: string): false {
+    const abort = this.x.abortCurrent;
+    this.superseded = true;
+    this.settle();
+    abort?.(new Error(why));
+    this.x.retry(reason);
+    return false;
   }
 
   onData(chunk: Buffer): boolean {

@@ -19,6 +19,19 @@ export class LeaderLease implements LeaseStore {
     private readonly leaseMs: number,
   ) {}
 
+  /** The row of a new term: its holder, the next epoch, a fresh expiry. */
+  #newTerm(trx: Knex.Transaction, holder: string, holderUrl: string) {
+    const h = getHelpers(trx);
+    return {
+      holder,
+      holder_url: holderUrl,
+      epoch: trx.raw('epoch + 1'),
+      acquired_at: h.now(),
+      renewed_at: h.now(),
+      expires_at: h.nowPlusMs(this.leaseMs),
+    };
+  }
+
   /** Takes the lease when it has lapsed; returns the new epoch or null. */
   async tryAcquire(): Promise<number | null> {
     const h = getHelpers(this.knex);
@@ -26,14 +39,7 @@ export class LeaderLease implements LeaseStore {
       const n = await trx('booster_lease')
         .where('name', LEADER)
         .andWhere('expires_at', '<', h.now())
-        .update({
-          holder: this.nodeId,
-          holder_url: this.url(),
-          epoch: trx.raw('epoch + 1'),
-          acquired_at: h.now(),
-          renewed_at: h.now(),
-          expires_at: h.nowPlusMs(this.leaseMs),
-        });
+        .update(this.#newTerm(trx, this.nodeId, this.url()));
       if (Number(n) !== 1) return null;
       const row = await trx('booster_lease').select('epoch', 'holder').where('name', LEADER).first();
       return row && row.holder === this.nodeId ? Number(row.epoch) : null;
@@ -57,14 +63,7 @@ export class LeaderLease implements LeaseStore {
       const n = await trx('booster_lease')
         .where({ name: LEADER, holder: this.nodeId, epoch })
         .andWhere('expires_at', '>', h.now())
-        .update({
-          holder: to,
-          holder_url: toUrl,
-          epoch: trx.raw('epoch + 1'),
-          acquired_at: h.now(),
-          renewed_at: h.now(),
-          expires_at: h.nowPlusMs(this.leaseMs),
-        });
+        .update(this.#newTerm(trx, to, toUrl));
       if (Number(n) !== 1) return null;
       const row = await trx('booster_lease').select('epoch').where('name', LEADER).first();
       return row ? Number(row.epoch) : null;

@@ -3,7 +3,7 @@ import type { Logger } from '../../common/log.js';
 import { audienceOf, signClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { SERVER_PATH } from '../../common/protocol/headers.js';
 import type { StepDispatch } from '../../common/protocol/messages.js';
-import { findDispatchableSteps, type QuarantineReason, releaseStep, STEP_STATE, type StepRow, takeStep } from '../../common/protocol/steps.js';
+import { findDispatchableSteps, lostRunsOf, type QuarantineReason, releaseStep, STEP_STATE, type StepRow, takeStep } from '../../common/protocol/steps.js';
 import type { UpstreamPools } from '../data-plane/upstream-pools.js';
 import type { QueryOutcomeSink } from '../leadership/db-reachability.js';
 import type { BoosterMetrics } from '../metrics.js';
@@ -30,8 +30,17 @@ export interface DispatcherDeps {
   db?: QueryOutcomeSink | null;
   onReassigned: (stepId: number, previous: string | null, to: string) => void;
   /** A lost run made the step's policy stop it (ADR 0019): never handed out again by itself. */
-  onQuarantined: (row: StepRow, reason: QuarantineReason) => void;
+  onQuarantined: (stepId: number, details: QuarantineDetails) => void;
   onStaleEpoch: () => void;
+}
+
+/** What the event log says of a quarantined step. */
+export interface QuarantineDetails {
+  ticketId: number;
+  stepKey: string;
+  reason: QuarantineReason;
+  lostRuns: number;
+  lastServer: string | null;
 }
 
 export class StepDispatcher {
@@ -133,8 +142,7 @@ export class StepDispatcher {
         leader: { holder: this.d.nodeId },
       });
       if (taken.kind === 'quarantined') {
-        this.d.metrics.stepsQuarantined.inc();
-        this.d.onQuarantined(row, taken.reason);
+        this.#quarantined(row, taken.reason);
         continue;
       }
       if (taken.kind !== 'leased') continue;
@@ -150,6 +158,13 @@ export class StepDispatcher {
       void p.finally(() => this.#pending.delete(p));
     }
     return dispatched;
+  }
+
+  #quarantined(row: StepRow, reason: QuarantineReason): void {
+    const details = { ticketId: row.ticket_id, stepKey: row.step_key, reason, lostRuns: lostRunsOf(row), lastServer: row.assigned_server };
+    this.d.log.error({ stepId: row.id, ...details }, 'step quarantined: its runs were lost and its policy stops it; an operator decides (admin page)');
+    this.d.metrics.stepsQuarantined.inc();
+    this.d.onQuarantined(row.id, details);
   }
 
   async #send(e: ServerView, msg: StepDispatch): Promise<void> {
