@@ -105,11 +105,12 @@ export class Leadership {
   }
 
   /**
-   * The epoch to report and send: the newest known. While active that is ours (a newer one seen
-   * makes us step down), except during a switchover, whose hand-over already named the next one.
+   * The epoch to report and send: ours while active, else the newest known. During a switchover's
+   * hand-over that is already the next one (the standby's), so nothing this booster proxies
+   * meanwhile is refused as stale once the standby took over.
    */
   currentEpoch(): number {
-    return Math.max(this.#leaderEpoch, this.#epoch);
+    return this.#role === 'active' && !this.#handingOver ? this.#epoch : Math.max(this.#leaderEpoch, this.#epoch);
   }
 
   get activeUrl(): string | null {

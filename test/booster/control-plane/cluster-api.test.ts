@@ -174,7 +174,7 @@ describe('step dispatch and cluster API', () => {
     });
     expect(code).toBe(0);
     expect(text).toContain('is ACTIVE');
-    expect(text).toMatch(/st-1\s+http:\/\/127\.0\.0\.1:\d+\s+up\s+running\s+1\.0\.0/);
+    expect(text).toMatch(/st-1\s+http:\/\/127\.0\.0\.1:\d+\s+up\s+100\s+running\s+1\.0\.0/);
     expect(text).toContain('api-status');
     expect(text).toContain('takeover');
     expect(text).toContain('LICENSE');

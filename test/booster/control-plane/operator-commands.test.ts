@@ -39,12 +39,18 @@ async function fixture(id: string, boosters: string[], heartbeatMs = 100) {
   return f;
 }
 
-function post(base: string, path: string, body: unknown, token?: string) {
-  return fetch(base + path, {
-    method: 'POST',
-    body: JSON.stringify(body),
-    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-  });
+/** A command, sent again after Retry-After while the active rides through a lease renewal a loaded host made late (503 BOOSTER_ERR_LEASE_NOT_HELD). */
+async function post(base: string, path: string, body: unknown, token?: string): Promise<Response> {
+  for (let i = 0; ; i++) {
+    const r = await fetch(base + path, {
+      method: 'POST',
+      body: JSON.stringify(body),
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    });
+    if (r.status !== 503 || i === 20) return r;
+    await r.arrayBuffer();
+    await new Promise((res) => setTimeout(res, 1000));
+  }
 }
 
 async function codeOf(r: Response): Promise<string> {

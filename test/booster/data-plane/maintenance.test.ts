@@ -40,12 +40,18 @@ async function maintenanceOf(base: string): Promise<{ on: boolean; message: stri
   return ((await r.json()) as { maintenance: { on: boolean; message: string | null; by: string | null } }).maintenance;
 }
 
-function command(base: string, body: unknown) {
-  return fetch(base + BOOSTER_PATH.maintenance, {
-    method: 'POST',
-    body: JSON.stringify(body),
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${WRITE}` },
-  });
+/** The command, sent again after Retry-After while the active rides through a lease renewal a loaded host made late (503 BOOSTER_ERR_LEASE_NOT_HELD). */
+async function command(base: string, body: unknown): Promise<Response> {
+  for (let i = 0; ; i++) {
+    const r = await fetch(base + BOOSTER_PATH.maintenance, {
+      method: 'POST',
+      body: JSON.stringify(body),
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${WRITE}` },
+    });
+    if (r.status !== 503 || i === 20) return r;
+    await r.arrayBuffer();
+    await new Promise((res) => setTimeout(res, 1000));
+  }
 }
 
 describe('maintenance mode', () => {
