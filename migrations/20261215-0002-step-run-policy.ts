@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 
 /**
- * The re-run policy of each queued step (ADR 0019), copied from its flow step when it is queued:
+ * The re-run policy of each queued step (ADR 0020), copied from its flow step when it is queued:
  * after a lost run, run again (`on_failover = 'rerun'`) until `max_runs` runs were lost, or stop
  * at once (`'abort'`); `lost_runs` counts them, and a step the policy stops is `quarantined` with
  * its reason. The defaults are those of a flow that says nothing (STEP_RUN_DEFAULTS when this

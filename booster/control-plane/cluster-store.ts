@@ -196,7 +196,7 @@ export class ClusterStore {
     }));
   }
 
-  /** Steps whose policy stopped them after lost runs, for `omflow status` (ADR 0019). */
+  /** Steps whose policy stopped them after lost runs, for `omflow status` (ADR 0020). */
   quarantinedSteps(limit: number): ReturnType<typeof quarantinedSteps> {
     return quarantinedSteps(this.knex, { limit });
   }

@@ -8,7 +8,7 @@ import type { ClusterEvents } from './cluster-events.js';
 
 /**
  * `omflow switchover [--to ID]`: the active hands the leader lease to the standby without a
- * process stopping (Patroni's switchover, ADR 0018). The standby is checked first (it must
+ * process stopping (Patroni's switchover, ADR 0019). The standby is checked first (it must
  * answer a signed probe as the standby, and be the one named); the lease row is written over
  * to it at the next epoch, it is told to take it up, and this booster steps down. Until the
  * standby confirmed, this one still answers /_booster/active; afterwards it keeps proxying for

@@ -29,7 +29,7 @@ export interface DispatcherDeps {
   /** Round outcomes feed the database reachability signal. */
   db?: QueryOutcomeSink | null;
   onReassigned: (stepId: number, previous: string | null, to: string) => void;
-  /** A lost run made the step's policy stop it (ADR 0019): never handed out again by itself. */
+  /** A lost run made the step's policy stop it (ADR 0020): never handed out again by itself. */
   onQuarantined: (stepId: number, details: QuarantineDetails) => void;
   onStaleEpoch: () => void;
 }

@@ -20,7 +20,7 @@ import { deleteBatch } from '../db/purge.js';
  * A *lost run* is a run that started on a server (markStepStarted) and ended without a result:
  * its lease lapsed (the server crashed, hung or lost the database) or the server gave it back
  * while stopping. The flow step's policy, copied into the row when it is queued, decides what
- * follows (ADR 0019): `onFailover: 'rerun'` (default) hands it out again until `maxRuns` runs
+ * follows (ADR 0020): `onFailover: 'rerun'` (default) hands it out again until `maxRuns` runs
  * were lost, `'abort'` stops at the first lost run. Either way the step is quarantined: it is
  * never handed out again by itself, and the operator sees it (status, admin page).
  */

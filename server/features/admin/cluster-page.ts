@@ -52,7 +52,7 @@ export interface ClusterSnapshot {
   /** Per server: cumulative request count and latency sum/count from the active booster's metrics. */
   counters: Record<string, { requests: number; latencySum: number; latencyCount: number }>;
   events: EventRow[];
-  /** Steps whose runs were lost and whose policy stopped them (ADR 0019), from the database. */
+  /** Steps whose runs were lost and whose policy stopped them (ADR 0020), from the database. */
   quarantined: { total: number; steps: QuarantinedStep[] };
   at: number;
 }
@@ -316,7 +316,7 @@ export async function clusterPage(app: FastifyInstance, ctx: { deps: ServerDeps;
     return outcome(reply, on ? 'maintenanceOn' : 'maintenanceOff', '', r);
   });
 
-  // Quarantined steps (ADR 0019): the server's own rows, so the page acts on the database itself.
+  // Quarantined steps (ADR 0020): the server's own rows, so the page acts on the database itself.
   app.post('/admin/cluster/steps/:id/:action', { preHandler: [requireAdmin, verifyCsrf] }, async (request, reply) => {
     const { id, action } = request.params as { id: string; action: string };
     const stepId = Number(id);

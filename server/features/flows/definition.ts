@@ -25,7 +25,7 @@ export interface FormStep {
  * What an automatic step does when a run of it is lost (its server crashed, hung or stopped while
  * it ran): `onFailover` 'rerun' (default) runs it again on another server until `maxRuns` runs
  * (default 3) were lost; 'abort' never runs it twice. A step the policy stops is quarantined and
- * its ticket marked until an administrator runs it again or fails the ticket (ADR 0019).
+ * its ticket marked until an administrator runs it again or fails the ticket (ADR 0020).
  */
 export interface RunPolicy {
   onFailover?: OnFailover;

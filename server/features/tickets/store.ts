@@ -147,7 +147,7 @@ export function createTicketsStore(knex: Knex) {
         .offset((f.page - 1) * f.pageSize);
       return { items: rows.map(toTicket), total: Number((totalRow as { n?: unknown } | undefined)?.n ?? 0) };
     },
-    /** The ticket's step that waits for an administrator after lost runs (ADR 0019), or null. */
+    /** The ticket's step that waits for an administrator after lost runs (ADR 0020), or null. */
     async heldStep(ticketId: number): Promise<QuarantinedStep | null> {
       return (await quarantinedSteps(knex, { ticketId, limit: 1 })).steps[0] ?? null;
     },

@@ -6,7 +6,7 @@ import { vendorsUnderTest } from '../../helpers/db.js';
 import { boosterConfig, boosterSuiteDatabase, enqueueSteps, type FixtureServer, silentLog, startFixtureServer, until } from '../fixtures.js';
 
 /**
- * The re-run policy of steps (ADR 0019) on a real booster, database and loopback servers whose
+ * The re-run policy of steps (ADR 0020) on a real booster, database and loopback servers whose
  * runs are lost (the server starts the step and never finishes, as when it dies mid-run): a
  * step is run again until its maxRuns runs were lost, or never again with onFailover 'abort';
  * then it is quarantined with an event, counted and listed, never dispatched again by itself,
