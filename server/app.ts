@@ -25,6 +25,7 @@ import { createSettingsStore, SETTING } from './features/settings/store.js';
 import { createLocalDispatcher } from './features/steps/dispatcher.js';
 import { stepsRoutes } from './features/steps/routes.js';
 import { createStepRunner } from './features/steps/runner.js';
+import { ensureTicketSequence } from './features/tickets/numbering.js';
 import { ticketsPages } from './features/tickets/pages.js';
 import { ticketsRoutes } from './features/tickets/routes.js';
 import { createTicketsService } from './features/tickets/service.js';
@@ -131,7 +132,7 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
   const flowsStore = createFlowsStore(db.knex);
   const ticketsStore = createTicketsStore(db.knex);
   const forms = createFormsService({ store: formsStore, flows: flowsStore });
-  const flows = createFlowsService({ store: flowsStore });
+  const flows = createFlowsService({ store: flowsStore, ensureTicketPrefix: (prefix) => ensureTicketSequence(db.knex, prefix) });
   const tickets = createTicketsService({ store: ticketsStore, forms: formsStore, flows: flowsStore, users: usersStore, nodeId });
 
   const useLocalDispatcher = opts.localDispatcher ?? deps.boosterUrls.length === 0;
