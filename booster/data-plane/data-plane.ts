@@ -43,7 +43,7 @@ export interface DataPlane {
    * closed as they go idle) for at most DRAIN_MS, then destroys. Every caller gets the same promise.
    */
   close(): Promise<void>;
-  /** At once: every client connection is cut and every queued request refused. Idempotent. */
+  /** At once: the listener stops accepting, every client connection is cut and every queued request refused. Idempotent. */
   destroy(): void;
 }
 
@@ -92,6 +92,7 @@ export function createDataPlane(d: DataPlaneDeps): DataPlane {
   function destroy(): void {
     if (destroyed) return;
     destroyed = true;
+    if (closing === null) server.close(); // not drained first: stop accepting too
     clearInterval(refill);
     server.closeAllConnections();
     admission.close();
@@ -100,7 +101,7 @@ export function createDataPlane(d: DataPlaneDeps): DataPlane {
   return {
     server,
     listen,
-    close: () => (closing ??= drain()),
+    close: () => (closing ??= destroyed ? Promise.resolve() : drain()),
     destroy,
   };
 }

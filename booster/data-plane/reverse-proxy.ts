@@ -218,7 +218,7 @@ export class ReverseProxy {
 }
 
 /** Upstream request headers: hop-by-hop stripped, forwarding headers and the epoch set. */
-export function buildUpstreamHeaders(req: IncomingMessage, requestId: { value: string }, epoch: number, keepUpgrade = false): string[] {
+function buildUpstreamHeaders(req: IncomingMessage, requestId: { value: string }, epoch: number, keepUpgrade = false): string[] {
   const raw = req.rawHeaders;
   const out: string[] = [];
   let xff: string | undefined;

@@ -4,8 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Booster, createBooster } from '../../booster/booster.js';
 import { buildServer } from '../../server/app.js';
 import { seed } from '../../server/seed.js';
-import { boosterConfig, freePort, silentLog, startFixtureServer, until } from '../booster/fixtures.js';
+import { boosterConfig, freePort, silentLog, startFixtureServer } from '../booster/fixtures.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
+import { waitFor } from '../helpers/poll.js';
 import { serverConfig } from './helpers.js';
 
 /**
@@ -37,11 +38,11 @@ for (const vendor of vendorsUnderTest().slice(0, 1)) {
         });
         await b.listen();
         boosters.push(b);
-        await until(() => b.role() === (i === 0 ? 'active' : 'standby'), `${id} settled`, 10_000);
+        await waitFor(() => b.role() === (i === 0 ? 'active' : 'standby'), { what: `${id} settled`, timeoutMs: 10_000 });
       }
       const srv = await startFixtureServer({ id: 'srv-1', boosters: urls, heartbeatMs: 100 });
       stopServer = () => srv.stop();
-      await until(() => boosters.every((b) => b.table.routable.length === 1), 'srv-1 routable');
+      await waitFor(() => boosters.every((b) => b.table.routable.length === 1), { what: 'srv-1 routable' });
       app = await buildServer({
         config: serverConfig(t.url, {
           BOOSTER_IP: '127.0.0.1',
@@ -87,7 +88,10 @@ for (const vendor of vendorsUnderTest().slice(0, 1)) {
       const weight = await post('/admin/cluster/servers/srv-1/weight', { weight: '300' });
       expect(weight.statusCode).toBe(303);
       expect(weight.headers.location).toBe('/admin/cluster?done=weight&id=srv-1');
-      await until(() => boosters.every((b) => b.table.servers.get('srv-1')?.weight === 300), 'both boosters route with weight 300', 5000);
+      await waitFor(() => boosters.every((b) => b.table.servers.get('srv-1')?.weight === 300), {
+        what: 'both boosters route with weight 300',
+        timeoutMs: 5000,
+      });
       expect((await post('/admin/cluster/servers/srv-1/drain')).headers.location).toBe('/admin/cluster?done=drain&id=srv-1');
       expect((await post('/admin/cluster/servers/srv-1/undrain')).headers.location).toBe('/admin/cluster?done=undrain&id=srv-1');
       const live = await post('/admin/cluster/servers/srv-1/retire');
@@ -118,7 +122,7 @@ for (const vendor of vendorsUnderTest().slice(0, 1)) {
       expect(r.status).toBe(503);
       expect(r.headers.get('retry-after')).toBe('600');
       expect((await post('/admin/cluster/maintenance', { on: 'false' })).headers.location).toBe('/admin/cluster?done=maintenanceOff&id=');
-      await until(async () => (await fetch(`${activeUrl()}/anything`)).status === 200, 'served again');
+      await waitFor(async () => (await fetch(`${activeUrl()}/anything`)).status === 200, { what: 'served again' });
       expect((await events('maintenance-on')).map((e) => [e.by, e.message, e.retryAfterS])).toEqual([['admin:admin via test-node', 'Quarterly patching', 600]]);
 
       // The standby's row offers the switchover; the page sends it to the active.

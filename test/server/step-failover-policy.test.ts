@@ -4,6 +4,7 @@ import { type Booster, createBooster } from '../../booster/booster.js';
 import { seed } from '../../server/seed.js';
 import { boosterConfig, silentLog } from '../booster/fixtures.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
+import { waitFor } from '../helpers/poll.js';
 import { type ServerProcess, startServerProcess } from './helpers.js';
 
 /**
@@ -36,16 +37,6 @@ async function hookServer() {
       await new Promise<void>((r) => srv.close(() => r()));
     },
   };
-}
-
-async function waitFor<T>(fn: () => Promise<T | undefined | null | false>, what: string, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => null);
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 'mysql')) {
@@ -92,7 +83,7 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
     it('a killed run of an abort-after-failover step is quarantined and its ticket marked; the admin fails the ticket or runs the step again, once', async () => {
       await startServer('pol-1');
       await startServer('pol-2');
-      await waitFor(async () => booster.table.routable.length === 2, 'both servers routable');
+      await waitFor(async () => booster.table.routable.length === 2, { what: 'both servers routable', timeoutMs: 30_000 });
       const api = async (path: string, init: { method?: string; body?: unknown; token?: string } = {}) => {
         const r = await fetch(boosterUrl + path, {
           method: init.method ?? 'GET',
@@ -136,7 +127,7 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
         const calls = hook.calls.length;
         const created = await api('/api/forms/crm/tickets', { method: 'POST', token, body: { data: {} } });
         expect(created.status).toBe(201);
-        await waitFor(async () => hook.calls.length > calls, 'the step calls the external system');
+        await waitFor(async () => hook.calls.length > calls, { what: 'the step calls the external system', timeoutMs: 30_000 });
         const step = await t.knex('steps').where({ ticket_id: created.body.id, step_key: 'push' }).first();
         expect(step).toMatchObject({ on_failover: 'abort', state: 'assigned' });
         return { ticketId: created.body.id, stepId: Number(step.id), server: step.assigned_server as string };
@@ -148,7 +139,7 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
         servers.delete(server);
       };
       const quarantined = (stepId: number) =>
-        waitFor(async () => (await t.knex('steps').where('id', stepId).first()).state === 'quarantined', 'step quarantined');
+        waitFor(async () => (await t.knex('steps').where('id', stepId).first()).state === 'quarantined', { what: 'step quarantined', timeoutMs: 30_000 });
 
       // 1. The server running the step dies: the step is not run again, it waits for the admin.
       const first = await raise();
@@ -208,7 +199,10 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       hook.answer();
       const requeued = await act(second.stepId, 'requeue');
       expect(requeued.headers.get('location')).toContain('done=requeued');
-      await waitFor(async () => (await api(`/api/tickets/${second.ticketId}`, { token })).body.state === 'completed', 'ticket completed after the run again');
+      await waitFor(async () => (await api(`/api/tickets/${second.ticketId}`, { token })).body.state === 'completed', {
+        what: 'ticket completed after the run again',
+        timeoutMs: 30_000,
+      });
       expect(hook.calls.filter((k) => k === `step-${second.stepId}`)).toHaveLength(2);
       const history = (await t.knex('ticket_history').where('ticket_id', second.ticketId).orderBy('id')).map((h) => h.action);
       expect(history).toContain('step.requeued');

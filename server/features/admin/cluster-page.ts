@@ -4,7 +4,7 @@ import { BOOSTER_PATH } from '../../../common/protocol/headers.js';
 import { abandonQuarantinedStep, type QuarantinedStep, quarantinedSteps, requeueQuarantinedStep } from '../../../common/protocol/steps.js';
 import type { ServerDeps } from '../../types.js';
 import { raw } from '../../web/html.js';
-import { addHistory, TICKET_STATE } from '../flows/engine.js';
+import { createTicketsStore } from '../tickets/store.js';
 import { requireAdmin, verifyCsrf } from '../users/guards.js';
 import type { BoosterClient, BoosterReply } from './booster-client.js';
 import { errorBox, type Form, fmtTime, html, type Locale, localeOf, sendPage, t } from './shared.js';
@@ -241,6 +241,7 @@ export async function clusterPage(app: FastifyInstance, ctx: { deps: ServerDeps;
   };
 
   const snapshot = () => clusterSnapshot(boosters, ctx.deps.db.knex);
+  const tickets = createTicketsStore(ctx.deps.db.knex);
 
   app.get('/admin/cluster', { preHandler: [requireAdmin] }, async (request, reply) => {
     const l = localeOf(request);
@@ -324,30 +325,30 @@ export async function clusterPage(app: FastifyInstance, ctx: { deps: ServerDeps;
       return reply.code(404).send({ code: 'SERVER_ERR_NOT_FOUND', message: 'unknown action' });
     const { db, nodeId } = ctx.deps;
     const [step] = (await quarantinedSteps(db.knex, { stepId })).steps;
-    const history = (action: string) => ({
-      ticketId: step!.ticketId,
-      step: step!.stepKey,
-      action,
-      actorId: request.user?.id ?? null,
-      nodeId,
-      output: { stepId, reason: step!.reason, lostRuns: step!.lostRuns },
-    });
     let done = false;
-    if (step)
+    if (step) {
+      const history = (action: string) => [
+        {
+          ticketId: step.ticketId,
+          step: step.stepKey,
+          action,
+          actorId: request.user?.id ?? null,
+          nodeId,
+          output: { stepId, reason: step.reason, lostRuns: step.lostRuns },
+        },
+      ];
       done = await db.transaction(async (trx) => {
         if (action === 'requeue') {
           if (!(await requeueQuarantinedStep(trx, stepId))) return false;
-          await addHistory(trx, history('step.requeued'));
+          await tickets.addHistory(trx, history('step.requeued'));
           return true;
         }
         if (!(await abandonQuarantinedStep(trx, stepId, by(request)))) return false;
         // The ticket fails only if it still waits at that step.
-        const n = await trx('tickets')
-          .where({ id: step.ticketId, state: TICKET_STATE.running, current_step: step.stepKey })
-          .update({ state: TICKET_STATE.failed, closed_at: trx.fn.now(), updated_at: trx.fn.now(), row_version: trx.raw('row_version + 1') });
-        if (Number(n) === 1) await addHistory(trx, history('step.failed'));
+        if (await tickets.failAtStep(trx, step.ticketId, step.stepKey)) await tickets.addHistory(trx, history('step.failed'));
         return true;
       });
+    }
     ctx.deps.log.info({ stepId, action, by: request.user?.username, done }, 'admin quarantined step');
     if (!done) return reply.redirect(`/admin/cluster?${new URLSearchParams({ error: 'SERVER_ERR_NOT_FOUND', message: 'not quarantined', id })}`, 303);
     return outcome(reply, action === 'requeue' ? 'requeued' : 'failed', step?.ticketNo ?? id, null);

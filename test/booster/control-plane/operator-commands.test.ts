@@ -1,8 +1,9 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createBooster } from '../../../booster/booster.js';
 import { BOOSTER_PATH, HEADER } from '../../../common/protocol/headers.js';
+import { waitFor } from '../../helpers/poll.js';
 import { runOmflow } from '../../helpers/processes.js';
-import { boosterConfig, boosterSuiteDatabase, idleHeartbeat, SECRET, signedPost, silentLog, startFixtureServer, until } from '../fixtures.js';
+import { boosterConfig, boosterSuiteDatabase, idleHeartbeat, SECRET, signedPost, silentLog, startFixtureServer } from '../fixtures.js';
 
 /**
  * The operator commands on a real booster, database and loopback servers: a token with the write
@@ -29,7 +30,7 @@ async function startBooster(id: string, extra: Record<string, string | number> =
   });
   const base = await b.listen();
   suite.cleanups.push(() => b.close());
-  await until(() => b.role() === 'active' || b.role() === 'standby', 'leadership settled');
+  await waitFor(() => b.role() === 'active' || b.role() === 'standby', { what: 'leadership settled' });
   return Object.assign(b, { base });
 }
 
@@ -89,7 +90,7 @@ describe('operator commands', () => {
   it('a read-only token is refused with its code and changes nothing; a write token drains, undrains and sets the weight, each logged with its name', async () => {
     const b = await startBooster('ops-a');
     const [one, two] = [await fixture('srv-1', [b.base]), await fixture('srv-2', [b.base])];
-    await until(async () => (await status(b.base)).servers.filter((s) => s.state === 'up').length === 2, 'both servers up');
+    await waitFor(async () => (await status(b.base)).servers.filter((s) => s.state === 'up').length === 2, { what: 'both servers up' });
 
     const refused = await post(b.base, BOOSTER_PATH.drain('srv-1'), { reason: 'try' }, READ_TOKEN);
     expect(refused.status).toBe(403);
@@ -110,7 +111,7 @@ describe('operator commands', () => {
     expect((await status(b.base)).servers.find((s) => s.id === 'srv-1')).toMatchObject({ state: 'draining', draining: true });
 
     expect((await post(b.base, BOOSTER_PATH.undrain('srv-1'), {}, ALICE)).status).toBe(200);
-    await until(async () => (await status(b.base)).servers.find((s) => s.id === 'srv-1')?.state === 'up', 'srv-1 up again');
+    await waitFor(async () => (await status(b.base)).servers.find((s) => s.id === 'srv-1')?.state === 'up', { what: 'srv-1 up again' });
 
     // Weight: 1 against 1000 sends (nearly) everything to the heavy one; status and the row show it.
     expect((await post(b.base, BOOSTER_PATH.weight('srv-1'), { weight: 1 }, ALICE)).status).toBe(200);
@@ -156,7 +157,9 @@ describe('operator commands', () => {
     const b = await startBooster('ops-b', { OMFLOW_BOOSTER_HEARTBEAT_TIMEOUT_MS: 400 });
     const gone = await fixture('srv-old', [a.base, b.base]);
     await fixture('srv-new', [a.base, b.base]);
-    await until(async () => (await status(a.base)).servers.length === 2 && (await status(b.base)).servers.length === 2, 'both boosters list both servers');
+    await waitFor(async () => (await status(a.base)).servers.length === 2 && (await status(b.base)).servers.length === 2, {
+      what: 'both boosters list both servers',
+    });
 
     const live = await post(a.base, BOOSTER_PATH.retire('srv-old'), {}, ALICE);
     expect(live.status).toBe(409);
@@ -165,7 +168,7 @@ describe('operator commands', () => {
 
     // The host is switched off; its last heartbeat is long past (as a day later).
     gone.stopHeartbeats();
-    await until(async () => (await status(a.base)).servers.find((s) => s.id === 'srv-old')?.state === 'down', 'srv-old down');
+    await waitFor(async () => (await status(a.base)).servers.find((s) => s.id === 'srv-old')?.state === 'down', { what: 'srv-old down' });
     await suite.db
       .knex('servers')
       .where('id', 'srv-old')
@@ -177,20 +180,20 @@ describe('operator commands', () => {
     expect(await suite.db.knex('servers').where('id', 'srv-old').first()).toBeUndefined();
     expect((await status(a.base)).servers.map((s) => s.id)).toEqual(['srv-new']);
     // The other booster drops it at its next refresh of the rows.
-    await until(async () => (await status(b.base)).servers.map((s) => s.id).join() === 'srv-new', 'the other booster forgot srv-old');
+    await waitFor(async () => (await status(b.base)).servers.map((s) => s.id).join() === 'srv-new', { what: 'the other booster forgot srv-old' });
     expect(await events('retire')).toEqual([{ subject: 'srv-old', boosterId: 'ops-a', details: { by: 'operator:alice' } }]);
     // Retiring it again: it is unknown.
     expect((await post(a.base, BOOSTER_PATH.retire('srv-old'), {}, ALICE)).status).toBe(404);
 
     gone.startHeartbeats();
-    await until(async () => (await status(a.base)).servers.find((s) => s.id === 'srv-old')?.state === 'up', 'srv-old registered anew');
+    await waitFor(async () => (await status(a.base)).servers.find((s) => s.id === 'srv-old')?.state === 'up', { what: 'srv-old registered anew' });
     expect(await suite.db.knex('servers').where('id', 'srv-old').first()).toBeTruthy();
   });
 
   it('a second live server with the same node id is refused at heartbeat time with its code, listed in status and logged; the first keeps its place', async () => {
     const b = await startBooster('ops-a', { OMFLOW_BOOSTER_HEARTBEAT_TIMEOUT_MS: 600 });
     const first = await fixture('srv-1', [b.base]);
-    await until(async () => (await status(b.base)).servers.find((s) => s.id === 'srv-1')?.state === 'up', 'srv-1 up');
+    await waitFor(async () => (await status(b.base)).servers.find((s) => s.id === 'srv-1')?.state === 'up', { what: 'srv-1 up' });
 
     const impostorUrl = 'http://127.0.0.2:9';
     const beat = () => signedPost(b.base, BOOSTER_PATH.heartbeat, idleHeartbeat({ nodeId: 'srv-1', url: impostorUrl, startedAt: 'other-host', seq: 1 }));
@@ -206,19 +209,19 @@ describe('operator commands', () => {
     expect((await suite.db.knex('servers').where('id', 'srv-1').first()).url).toBe(first.url);
     expect(await answeredBy(b.base, 5)).toEqual({ 'srv-1': 5 });
     // Once per pair of URLs in the log.
-    await until(async () => (await events('duplicate-node-id')).length === 1, 'the duplicate logged');
+    await waitFor(async () => (await events('duplicate-node-id')).length === 1, { what: 'the duplicate logged' });
     expect((await events('duplicate-node-id'))[0]).toMatchObject({ subject: 'srv-1', details: { url: impostorUrl, registeredUrl: first.url } });
 
     // The first host goes away: the id is free, the other host's heartbeat is taken (a host replaced).
     first.stopHeartbeats();
-    await until(async () => (await beat()).status === 200, 'the id taken over once the first stopped', 5000, 100);
+    await waitFor(async () => (await beat()).status === 200, { what: 'the id taken over once the first stopped', timeoutMs: 5000, intervalMs: 100 });
     expect((await status(b.base)).servers.find((s) => s.id === 'srv-1')).toMatchObject({ state: expect.any(String) });
   });
 
   it('`omflow server drain|undrain|weight|retire` run with a write token, are refused with a read token, and print what happened', async () => {
     const b = await startBooster('ops-a');
     await fixture('srv-1', [b.base]);
-    await until(async () => (await status(b.base)).servers.length === 1, 'srv-1 registered');
+    await waitFor(async () => (await status(b.base)).servers.length === 1, { what: 'srv-1 registered' });
     const env = (token: string) => ({ OMFLOW_OPERATOR_TOKEN: token, OMFLOW_OPERATOR_BOOSTER_URL: b.base });
 
     const ro = await runOmflow(['server', 'drain', 'srv-1'], env(READ_TOKEN));

@@ -5,7 +5,8 @@ import { getHelpers } from '../../../common/db/helpers/index.js';
 import { BOOSTER_PATH } from '../../../common/protocol/headers.js';
 import { enqueueStep } from '../../../common/protocol/steps.js';
 import { vendorsUnderTest } from '../../helpers/db.js';
-import { boosterConfig, boosterSuiteDatabase, createTicket, silentLog, until } from '../fixtures.js';
+import { waitFor } from '../../helpers/poll.js';
+import { boosterConfig, boosterSuiteDatabase, createTicket, silentLog } from '../fixtures.js';
 
 /**
  * Retention on a real booster and database: only the active purges; what the settings let go
@@ -99,9 +100,13 @@ for (const vendor of vendorsUnderTest()) {
       await knex('booster_lease')
         .where('name', 'leader')
         .update({ expires_at: new Date(0) });
-      await until(() => b.role() === 'active', 'active', 10_000);
+      await waitFor(() => b.role() === 'active', { what: 'active', timeoutMs: 10_000 });
       const metrics = async () => (await fetch(`${b.url()}${BOOSTER_PATH.metrics}`, { headers: { authorization: `Bearer ${READ}` } })).text();
-      await until(async () => /^omflow_booster_purge_last_success_seconds [1-9]/m.test(await metrics()), 'a completed round', 10_000, 100);
+      await waitFor(async () => /^omflow_booster_purge_last_success_seconds [1-9]/m.test(await metrics()), {
+        what: 'a completed round',
+        timeoutMs: 10_000,
+        intervalMs: 100,
+      });
 
       expect((await knex('booster_events').select('subject')).map((r) => r.subject)).toEqual(expect.arrayContaining(['recent']));
       expect(await knex('booster_events').where('booster_id', 'old')).toHaveLength(0);

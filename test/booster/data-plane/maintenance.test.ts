@@ -2,8 +2,9 @@ import { request } from 'undici';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createBooster } from '../../../booster/booster.js';
 import { BOOSTER_PATH, HEADER } from '../../../common/protocol/headers.js';
+import { waitFor } from '../../helpers/poll.js';
 import { runOmflow } from '../../helpers/processes.js';
-import { boosterConfig, boosterSuiteDatabase, enqueueSteps, signedPost, silentLog, startFixtureServer, until } from '../fixtures.js';
+import { boosterConfig, boosterSuiteDatabase, enqueueSteps, signedPost, silentLog, startFixtureServer } from '../fixtures.js';
 
 /**
  * Maintenance mode on a real booster with two data-plane workers, a standby, real loopback
@@ -57,11 +58,11 @@ async function command(base: string, body: unknown): Promise<Response> {
 describe('maintenance mode', () => {
   it('serves the page and the API 503 from the booster while health checks, step dispatch and drains go on; off proxies again', async () => {
     const a = await startBooster('mt-a', { OMFLOW_BOOSTER_WORKERS: 2 });
-    await until(() => a.role() === 'active', 'A active');
+    await waitFor(() => a.role() === 'active', { what: 'A active' });
     const b = await startBooster('mt-b', { OMFLOW_BOOSTER_WORKERS: 1 });
     const srv = await startFixtureServer({ id: 'srv-1', boosters: [a.base, b.base], knex: suite.db.knex, heartbeatMs: 100 });
     suite.cleanups.push(() => srv.stop());
-    await until(() => a.table.routable.length === 1, 'srv-1 routable');
+    await waitFor(() => a.table.routable.length === 1, { what: 'srv-1 routable' });
 
     const on = await command(a.base, { on: true, message: 'Upgrade to 2.0 <b>until 22:00</b>', retryAfterS: 300 });
     expect(on.status).toBe(200);
@@ -97,18 +98,21 @@ describe('maintenance mode', () => {
     }
     // Queued steps are dispatched and run.
     const ids = await enqueueSteps(suite.db.knex, 3);
-    await until(async () => (await suite.db.knex('steps').whereIn('id', ids).andWhere('state', 'done')).length === 3, 'steps done during maintenance', 10_000);
+    await waitFor(async () => (await suite.db.knex('steps').whereIn('id', ids).andWhere('state', 'done')).length === 3, {
+      what: 'steps done during maintenance',
+      timeoutMs: 10_000,
+    });
     // Health checks go on: a failing server goes down, and comes back.
     srv.healthy = false;
-    await until(() => a.table.routable.length === 0, 'srv-1 taken out by its health check', 10_000);
+    await waitFor(() => a.table.routable.length === 0, { what: 'srv-1 taken out by its health check', timeoutMs: 10_000 });
     srv.healthy = true;
-    await until(() => a.table.routable.length === 1, 'srv-1 back', 10_000);
+    await waitFor(() => a.table.routable.length === 1, { what: 'srv-1 back', timeoutMs: 10_000 });
     // A rollout's drain (signed, from an agent) is taken.
     expect((await signedPost(a.base, BOOSTER_PATH.drain('srv-1'), { reason: 'patching' })).status).toBe(200);
     expect((await signedPost(a.base, BOOSTER_PATH.undrain('srv-1'), {})).status).toBe(200);
 
     // The standby shows the cluster's switch.
-    await until(async () => (await maintenanceOf(b.base)).on, 'the standby sees maintenance on', 5000, 50);
+    await waitFor(async () => (await maintenanceOf(b.base)).on, { what: 'the standby sees maintenance on', timeoutMs: 5000, intervalMs: 50 });
 
     const off = await command(a.base, { on: false });
     expect(off.status).toBe(200);
@@ -126,11 +130,11 @@ describe('maintenance mode', () => {
 
   it("is the cluster's: a takeover keeps it, and `omflow maintenance on|status|off` drive it with a write token", async () => {
     const a = await startBooster('mt-a');
-    await until(() => a.role() === 'active', 'A active');
+    await waitFor(() => a.role() === 'active', { what: 'A active' });
     const b = await startBooster('mt-b', { OMFLOW_BOOSTER_FAST_POLL_MS: 20 });
     const srv = await startFixtureServer({ id: 'srv-1', boosters: [a.base, b.base], heartbeatMs: 100 });
     suite.cleanups.push(() => srv.stop());
-    await until(() => a.table.routable.length === 1 && b.table.routable.length === 1, 'srv-1 routable on both');
+    await waitFor(() => a.table.routable.length === 1 && b.table.routable.length === 1, { what: 'srv-1 routable on both' });
     const env = { OMFLOW_OPERATOR_TOKEN: WRITE, OMFLOW_OPERATOR_BOOSTER_URL: a.base };
 
     const set = await runOmflow(['maintenance', 'on', '--message', 'Back at 9', '--retry-after', '60'], env);
@@ -139,7 +143,7 @@ describe('maintenance mode', () => {
     expect(set.stdout).toContain('Back at 9');
     // The active stops; the standby takes over and keeps the page up.
     await a.close();
-    await until(() => b.role() === 'active', 'B took over', 10_000);
+    await waitFor(() => b.role() === 'active', { what: 'B took over', timeoutMs: 10_000 });
     const r = await get(`${b.base}/x`, { accept: 'application/json' });
     expect(r.status).toBe(503);
     expect(JSON.parse(r.body)).toMatchObject({ code: 'BOOSTER_ERR_MAINTENANCE', message: 'Back at 9', retryAfterS: 60 });

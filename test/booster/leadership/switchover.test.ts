@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BOOSTER_PATH } from '../../../common/protocol/headers.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../../helpers/db.js';
+import { waitFor } from '../../helpers/poll.js';
 import { type RunningProcess, runOmflow, startOmflow } from '../../helpers/processes.js';
 import { startRoutedLoad } from '../../helpers/routed-load.js';
-import { enqueueSteps, type FixtureServer, freePort, SECRET, startFixtureServer, until } from '../fixtures.js';
+import { enqueueSteps, type FixtureServer, freePort, SECRET, startFixtureServer } from '../fixtures.js';
 
 /**
  * `omflow switchover` on two boosters running as real processes (with their default data-plane
@@ -65,12 +66,12 @@ for (const vendor of vendorsUnderTest()) {
           OMFLOW_BOOSTER_PEER_URL: peer,
         });
       procs.push(start('sw-a', portA, urlA, urlB));
-      await until(async () => (await activeOf(urlA))?.status === 200, 'booster A active', 30_000, 50);
+      await waitFor(async () => (await activeOf(urlA))?.status === 200, { what: 'booster A active', timeoutMs: 30_000, intervalMs: 50 });
       procs.push(start('sw-b', portB, urlB, urlA));
-      await until(async () => (await activeOf(urlB))?.status === 503, 'booster B standby', 30_000, 50);
+      await waitFor(async () => (await activeOf(urlB))?.status === 503, { what: 'booster B standby', timeoutMs: 30_000, intervalMs: 50 });
       for (const id of ['srv-1', 'srv-2'])
         servers.push(await startFixtureServer({ id, boosters: [urlA, urlB], knex: tdb.knex, heartbeatMs: 100, stepCapacity: 20 }));
-      await until(async () => (await fetch(`${urlA}/warm`)).status === 200, 'A proxies', 10_000, 50);
+      await waitFor(async () => (await fetch(`${urlA}/warm`)).status === 200, { what: 'A proxies', timeoutMs: 10_000, intervalMs: 50 });
 
       let keys = 0;
       const load = startRoutedLoad({
@@ -88,7 +89,7 @@ for (const vendor of vendorsUnderTest()) {
       });
       const env = { OMFLOW_OPERATOR_TOKEN: OPS_TOKEN };
       try {
-        await until(() => load.answered.get(urlA)! > 200, 'load flowing through A', 20_000, 20);
+        await waitFor(() => load.answered.get(urlA)! > 200, { what: 'load flowing through A', timeoutMs: 20_000, intervalMs: 20 });
         const epochA = Number((await tdb.knex('booster_lease').where('name', 'leader').first()).epoch);
         const ids = await enqueueSteps(tdb.knex, 10);
 
@@ -99,18 +100,22 @@ for (const vendor of vendorsUnderTest()) {
         expect(first).toMatchObject({ from: 'sw-a', to: 'sw-b', previousEpoch: epochA, epoch: epochA + 1, confirmed: true });
         expect((await activeOf(urlB))?.status).toBe(200);
         expect((await activeOf(urlA))?.status).toBe(503);
-        await until(() => load.target() === urlB, 'clients moved to B', 10_000, 20);
+        await waitFor(() => load.target() === urlB, { what: 'clients moved to B', timeoutMs: 10_000, intervalMs: 20 });
         const onB = load.answered.get(urlB) ?? 0;
-        await until(() => (load.answered.get(urlB) ?? 0) > onB + 200, 'load flowing through B', 20_000, 20);
-        await until(async () => (await tdb.knex('steps').whereIn('id', ids).andWhere('state', 'done')).length === ids.length, 'steps done', 20_000, 50);
+        await waitFor(() => (load.answered.get(urlB) ?? 0) > onB + 200, { what: 'load flowing through B', timeoutMs: 20_000, intervalMs: 20 });
+        await waitFor(async () => (await tdb.knex('steps').whereIn('id', ids).andWhere('state', 'done')).length === ids.length, {
+          what: 'steps done',
+          timeoutMs: 20_000,
+          intervalMs: 50,
+        });
 
         // Back again, sent to the standby (A): the command follows it to the active.
         const back = await runOmflow(['switchover', '--booster', urlA], env);
         expect(back.code).toBe(0);
         expect(back.stdout).toContain(`sw-b → sw-a, epoch ${epochA + 1} → ${epochA + 2}`);
-        await until(() => load.target() === urlA, 'clients moved back to A', 10_000, 20);
+        await waitFor(() => load.target() === urlA, { what: 'clients moved back to A', timeoutMs: 10_000, intervalMs: 20 });
         const onA = load.answered.get(urlA)!;
-        await until(() => load.answered.get(urlA)! > onA + 200, 'load flowing through A again', 20_000, 20);
+        await waitFor(() => load.answered.get(urlA)! > onA + 200, { what: 'load flowing through A again', timeoutMs: 20_000, intervalMs: 20 });
         console.log(
           `switchover under load (${vendor}): handed over in ${first.handoverMs} ms and ${/in (\d+) ms/.exec(back.stdout)?.[1]} ms; ${load.sent()} requests, ${load.failures.length} failed`,
         );

@@ -3,7 +3,8 @@ import { createBooster } from '../../../booster/booster.js';
 import { BOOSTER_PATH } from '../../../common/protocol/headers.js';
 import { releaseAllSteps, requeueQuarantinedStep } from '../../../common/protocol/steps.js';
 import { vendorsUnderTest } from '../../helpers/db.js';
-import { boosterConfig, boosterSuiteDatabase, enqueueSteps, type FixtureServer, silentLog, startFixtureServer, until } from '../fixtures.js';
+import { waitFor } from '../../helpers/poll.js';
+import { boosterConfig, boosterSuiteDatabase, enqueueSteps, type FixtureServer, silentLog, startFixtureServer } from '../fixtures.js';
 
 /**
  * The re-run policy of steps (ADR 0020) on a real booster, database and loopback servers whose
@@ -29,7 +30,7 @@ for (const vendor of vendorsUnderTest()) {
       });
       const base = await b.listen();
       suite.cleanups.push(() => b.close());
-      await until(() => b.role() === 'active', 'active');
+      await waitFor(() => b.role() === 'active', { what: 'active' });
       return Object.assign(b, { base });
     }
 
@@ -56,7 +57,7 @@ for (const vendor of vendorsUnderTest()) {
       const [id] = await enqueueSteps(suite.db.knex, 1);
       expect(await row(id)).toMatchObject({ on_failover: 'rerun', max_runs: 3 });
 
-      await until(async () => (await row(id)).state === 'quarantined', 'quarantined after 3 lost runs', 15_000, 50);
+      await waitFor(async () => (await row(id)).state === 'quarantined', { what: 'quarantined after 3 lost runs', timeoutMs: 15_000, intervalMs: 50 });
       const q = await row(id);
       expect(q).toMatchObject({ lost_runs: 3, quarantine_reason: 'too-many-lost-runs' });
       expect(dispatchesOf(fs, id)).toBe(3);
@@ -66,15 +67,13 @@ for (const vendor of vendorsUnderTest()) {
       const metrics = await (await fetch(b.base + BOOSTER_PATH.metrics, { headers: { authorization: `Bearer ${READ}` } })).text();
       expect(metrics).toMatch(/^omflow_booster_steps_quarantined_total 1$/m);
       // Status reads the database at most once a second: ask until it shows the step.
-      const status = await until(
+      const status = await waitFor(
         async () => {
           const r = await fetch(b.base + BOOSTER_PATH.status, { headers: { authorization: `Bearer ${READ}` } });
           const st = (await r.json()) as { quarantinedSteps: { total: number; steps: { id: number; reason: string; lostRuns: number }[] } };
           return st.quarantinedSteps?.total === 1 ? st : null;
         },
-        'status lists the step',
-        5000,
-        100,
+        { what: 'status lists the step', timeoutMs: 5000, intervalMs: 100 },
       );
       expect(status?.quarantinedSteps.steps[0]).toMatchObject({ id, reason: 'too-many-lost-runs', lostRuns: 3 });
 
@@ -87,7 +86,7 @@ for (const vendor of vendorsUnderTest()) {
       for (const f of fs) f.stepMode = 'run';
       expect(await requeueQuarantinedStep(suite.db.knex, id)).toBe(true);
       expect(await requeueQuarantinedStep(suite.db.knex, id)).toBe(false);
-      await until(async () => (await row(id)).state === 'done', 'done after the operator sent it back', 10_000, 50);
+      await waitFor(async () => (await row(id)).state === 'done', { what: 'done after the operator sent it back', timeoutMs: 10_000, intervalMs: 50 });
       expect(fs.reduce((n, f) => n + (f.runs.get(id) ?? 0), 0)).toBe(1);
       expect((await row(id)).lost_runs).toBe(0);
     });
@@ -97,15 +96,19 @@ for (const vendor of vendorsUnderTest()) {
       const b = await startBooster(3000);
       const fs = [await server('srv-1', b.base, 'hang')];
       const [lapsed] = await enqueueSteps(suite.db.knex, 1, { onFailover: 'abort' });
-      await until(async () => (await row(lapsed)).state === 'quarantined', 'quarantined at once', 10_000, 50);
+      await waitFor(async () => (await row(lapsed)).state === 'quarantined', { what: 'quarantined at once', timeoutMs: 10_000, intervalMs: 50 });
       expect(await row(lapsed)).toMatchObject({ lost_runs: 1, quarantine_reason: 'aborted-after-failover' });
       expect(dispatchesOf(fs, lapsed)).toBe(1);
 
       // The server stops gracefully while it runs the step: the run is given back, not finished.
       const stopped = await enqueueSteps(suite.db.knex, 1, { onFailover: 'abort', maxRuns: 5 });
-      await until(async () => (await row(stopped[0])).started_at !== null, 'started', 10_000, 50);
+      await waitFor(async () => (await row(stopped[0])).started_at !== null, { what: 'started', timeoutMs: 10_000, intervalMs: 50 });
       expect(await releaseAllSteps(suite.db.knex, 'srv-1')).toBe(1);
-      await until(async () => (await row(stopped[0])).state === 'quarantined', 'quarantined after the give-back', 10_000, 50);
+      await waitFor(async () => (await row(stopped[0])).state === 'quarantined', {
+        what: 'quarantined after the give-back',
+        timeoutMs: 10_000,
+        intervalMs: 50,
+      });
       expect(await row(stopped[0])).toMatchObject({ lost_runs: 1, quarantine_reason: 'aborted-after-failover' });
       expect((await quarantinedEvents()).map((e) => e.details.reason)).toEqual(['aborted-after-failover', 'aborted-after-failover']);
     });
@@ -114,12 +117,12 @@ for (const vendor of vendorsUnderTest()) {
       const b = await startBooster();
       const f = await server('srv-1', b.base, 'drop');
       const [id] = await enqueueSteps(suite.db.knex, 1, { maxRuns: 1 });
-      await until(() => f.dispatches.filter((d) => d.stepId === id).length >= 3, 'dispatched three times', 15_000, 50);
+      await waitFor(() => f.dispatches.filter((d) => d.stepId === id).length >= 3, { what: 'dispatched three times', timeoutMs: 15_000, intervalMs: 50 });
       const r = await row(id);
       expect(r.state).not.toBe('quarantined');
       expect(r.lost_runs).toBe(0);
       f.stepMode = 'run';
-      await until(async () => (await row(id)).state === 'done', 'done', 10_000, 50);
+      await waitFor(async () => (await row(id)).state === 'done', { what: 'done', timeoutMs: 10_000, intervalMs: 50 });
       expect(f.runs.get(id)).toBe(1);
     });
   });
