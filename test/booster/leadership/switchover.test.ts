@@ -56,6 +56,10 @@ for (const vendor of vendorsUnderTest()) {
         OMFLOW_BOOSTER_SLOW_START_MS: '0',
         OMFLOW_BOOSTER_OPERATOR_WRITE_TOKENS: `ops:${OPS_TOKEN}`,
         OMFLOW_LOG_LEVEL: 'warn',
+        // The loopback servers share this (loaded) test process with the clients: health checks are
+        // not what this test is about, so a slow answer must not take a server out (as in boosterConfig).
+        OMFLOW_BOOSTER_HEALTH_TIMEOUT_MS: '2000',
+        OMFLOW_BOOSTER_HEARTBEAT_TIMEOUT_MS: '5000',
       };
       const start = (id: string, port: number, self: string, peer: string) =>
         startOmflow(`booster ${id}`, ['booster'], {
