@@ -31,7 +31,9 @@ function setup(opts: Partial<TableOptions> = {}) {
   const hb = (id: string, extra: Partial<Heartbeat> = {}) => {
     const seq = (seqs.get(id) ?? 0) + 1;
     seqs.set(id, seq);
-    return table.heartbeat(idleHeartbeat({ nodeId: id, url: `http://127.0.0.1:${9000 + seqs.size}`, seq, ...extra }));
+    // Each node keeps its own address: a second address under one node id is a duplicate node.
+    const port = 9001 + [...seqs.keys()].indexOf(id);
+    return table.heartbeat(idleHeartbeat({ nodeId: id, url: `http://127.0.0.1:${port}`, seq, ...extra }));
   };
   return { table, transitions, hb, advance: (ms: number) => (now += ms), at: () => now };
 }
