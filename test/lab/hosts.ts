@@ -111,8 +111,11 @@ export class Host {
     return this.#nspawn !== null;
   }
 
-  /** Boots the container and waits until systemd reports the system up. */
-  async boot(): Promise<void> {
+  /**
+   * Boots the container and waits until systemd reports the system up (`waitRunning: false`: only
+   * until commands run in it; its services may still be starting).
+   */
+  async boot(opts: { waitRunning?: boolean } = {}): Promise<void> {
     if (this.#nspawn) return;
     const merged = join(this.dir, 'merged');
     const args = [
@@ -145,7 +148,16 @@ export class Host {
       }),
     );
     this.#leader = await this.#findLeader(child);
-    await this.waitBooted();
+    if (opts.waitRunning === false) await this.#waitExec();
+    else await this.waitBooted();
+  }
+
+  async #waitExec(): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    while ((await this.exec(['true'], { timeoutMs: 5000 })).code !== 0) {
+      if (Date.now() > deadline) throw new Error(`${this.name}: no command runs in it after its boot`);
+      await sleep(300);
+    }
   }
 
   async #findLeader(child: ChildProcess): Promise<number> {
@@ -210,11 +222,11 @@ export class Host {
   }
 
   /** `systemctl reboot` inside; systemd-nspawn then exits with 133 and the lab boots it again, as a machine's firmware would. */
-  async reboot(): Promise<void> {
+  async reboot(opts: { waitRunning?: boolean } = {}): Promise<void> {
     await this.exec(['systemctl', 'reboot'], { timeoutMs: 10_000 });
     const code = await this.#withTimeout(this.#exited, 120_000, 'reboot');
     if (code !== 133) throw new Error(`${this.name}: systemd-nspawn exited ${code} on reboot (133 expected)`);
-    await this.boot();
+    await this.boot(opts);
   }
 
   /** Clean shutdown (SIGTERM to systemd-nspawn: the container powers off). */
