@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import knexFactory, { type Knex } from 'knex';
 import { probePair } from '../../install/dev-cluster/cluster-probe.js';
+import type { Ack } from '../chaos/cluster.js';
 import { type GuideVars, guideBlock } from './guide.js';
 import { type Host, Lab } from './hosts.js';
 
@@ -50,12 +51,8 @@ export function buildRelease(out: string, extra: string[] = []): number {
   return Date.now() - t;
 }
 
-export interface Ack {
-  key: string;
-  number: string;
-  startedAt: number;
-  at: number;
-}
+/** An acknowledged ticket as the client saw it (the chaos suite's shape). */
+export type { Ack };
 
 export interface TicketLoad {
   acks: Ack[];

@@ -19,7 +19,13 @@ describe.skipIf(skip !== '')(`Patroni database tier: switchover and a primary ho
   let c: LabCluster;
 
   beforeAll(() => {
-    c = new LabCluster({ rootfs: inject('rootfs'), dir: mkdtempSync('/var/tmp/omflow-lab-'), release: releaseIn(inject('releaseDir')), agents: 1, database: 'patroni' });
+    c = new LabCluster({
+      rootfs: inject('rootfs'),
+      dir: mkdtempSync('/var/tmp/omflow-lab-'),
+      release: releaseIn(inject('releaseDir')),
+      agents: 1,
+      database: 'patroni',
+    });
   });
   afterAll(async () => {
     await c?.destroy();
