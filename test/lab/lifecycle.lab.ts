@@ -56,6 +56,24 @@ describe.skipIf(skip !== '')(`lifecycle: license, patches, failovers, upgrade, r
     await ticketsThroughVip(c, 'life-first');
   });
 
+  it('the watchdog: a standby Booster whose event loop stops (SIGSTOP) is killed and restarted by systemd', async () => {
+    const roles = await c.roles();
+    const standby = c.boosters.find((b) => roles[b.name] === 'standby')!;
+    const pid = (await standby.must('systemctl show -p MainPID --value omflow-booster')).trim();
+    const t = Date.now();
+    await standby.must(`kill -STOP ${pid}`);
+    await c.waitFor(
+      'the watchdog restart',
+      async () => (await standby.must('systemctl show -p NRestarts --value omflow-booster')).trim() === '1',
+      180_000,
+      1000,
+    );
+    await c.waitFor('the standby back', async () => (await c.roles())[standby.name] === 'standby' && (await c.serviceStatus(standby)) === 0, 120_000);
+    figure(S, 'watchdog: event loop stopped → restarted standby', seconds(Date.now() - t));
+    expect(await standby.must('journalctl -u omflow-booster -o cat --no-pager')).toMatch(/[Ww]atchdog timeout/);
+    expect((await c.active())?.name).not.toBe(standby.name);
+  });
+
   it('the license uploaded on the admin page in Chromium lifts the expired trial gate on both Boosters', async () => {
     // The vendor's private key is not ours to use: the lab trusts a key of its own on every host,
     // as the browser test injects its key, then restarts the services to load it.

@@ -50,6 +50,21 @@ export async function checkSystemdView(c: LabCluster, scenario: string): Promise
     expect(show).toMatch(/StatusText=app server running/);
     expect(show).toContain('NRestarts=0');
   }
+  // systemctl reload (SIGHUP) keeps both running: the Booster reloads its certificate, the agent logs it.
+  for (const [unit, host] of [
+    ['omflow-booster', c.boosters[0]],
+    ['omflow-booster-agent', c.agents[0]!],
+  ] as const) {
+    await host.must(`systemctl reload ${unit}`);
+    await c.waitFor(
+      `${unit} logged the SIGHUP`,
+      async () => (await host.sh(`journalctl -u ${unit} -o cat --no-pager | grep -c SIGHUP`)).stdout.trim() !== '0',
+      10_000,
+    );
+    const show = await host.must(`systemctl show ${unit} -p ActiveState -p NRestarts`);
+    expect(show).toContain('ActiveState=active');
+    expect(show).toContain('NRestarts=0');
+  }
   for (const [unit, host] of [
     ['omflow-booster', c.boosters[0]],
     ['omflow-booster-agent', c.agents[0]!],
