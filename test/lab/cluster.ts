@@ -5,7 +5,7 @@
  * from the client host through the VIP, then the database read for what was kept.
  */
 import { type ChildProcess, spawnSync } from 'node:child_process';
-import { copyFileSync, linkSync, mkdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { copyFileSync, linkSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { arch } from 'node:os';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,6 +17,14 @@ import { type GuideVars, guideBlock } from './guide.js';
 import { type Host, Lab } from './hosts.js';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
+/** Where each lab's hosts live (overlay mounts: not a tmpfs), one directory per lab. */
+export const LAB_PARENT = '/var/tmp';
+export const LAB_PREFIX = 'omflow-lab-';
+
+/** A fresh directory for one lab's hosts. */
+export function labDir(): string {
+  return mkdtempSync(join(LAB_PARENT, LAB_PREFIX));
+}
 export const ADMIN = { user: 'admin', password: 'Admin-pw-1' };
 export const BOOSTER_PORT = 5169;
 /** The guide's last octets (the lab uses them on its own /24). */

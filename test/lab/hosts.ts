@@ -289,6 +289,9 @@ export class Lab {
   }
 
   createNetwork(): void {
+    // Who owns this lab, for reapLabs() after an interrupted run.
+    mkdirSync(this.dir, { recursive: true });
+    writeFileSync(join(this.dir, 'lab.json'), `${JSON.stringify({ pid: process.pid, bridge: this.bridge })}\n`);
     run('ip', ['link', 'add', this.bridge, 'type', 'bridge']);
     run('ip', ['addr', 'add', `${this.gateway}/24`, 'dev', this.bridge]);
     run('ip', ['link', 'set', this.bridge, 'up']);
@@ -337,4 +340,56 @@ export class Lab {
     run('ip', ['link', 'del', this.bridge], { allowFail: true });
     if (existsSync(this.dir)) rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** Processes whose command line mentions `needle`, by pid. */
+function pidsMentioning(needle: string): number[] {
+  const out: number[] = [];
+  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n)))
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(needle)) out.push(Number(pid));
+    } catch {
+      // gone
+    }
+  return out;
+}
+
+/**
+ * Removes what an interrupted lab run left behind (its process was killed before its cleanup):
+ * for each lab directory under `parent` whose owner process is gone, its containers (SIGTERM to
+ * their systemd-nspawn, then SIGKILL), its overlay mounts, its bridge and the directory.
+ * Returns the directories it removed.
+ */
+export async function reapLabs(parent: string, prefix: string): Promise<string[]> {
+  const reaped: string[] = [];
+  for (const name of readdirSync(parent).filter((n) => n.startsWith(prefix))) {
+    const dir = join(parent, name);
+    let owner: { pid: number; bridge: string } | null = null;
+    try {
+      owner = JSON.parse(readFileSync(join(dir, 'lab.json'), 'utf8')) as { pid: number; bridge: string };
+    } catch {
+      continue; // not a lab that got as far as its network, or not ours
+    }
+    try {
+      process.kill(owner.pid, 0);
+      continue; // its lab is still running
+    } catch {
+      // the owner is gone
+    }
+    const nspawns = pidsMentioning(`${dir}/`).filter((pid) => readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'systemd-nspawn');
+    for (const pid of nspawns) process.kill(pid, 'SIGTERM');
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline && nspawns.some((pid) => existsSync(`/proc/${pid}`))) await sleep(200);
+    for (const pid of nspawns.filter((p) => existsSync(`/proc/${p}`))) process.kill(pid, 'SIGKILL');
+    for (const m of readFileSync('/proc/mounts', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[1] ?? '')
+      .filter((m) => m.startsWith(`${dir}/`))
+      .reverse())
+      run('umount', ['-l', m], { allowFail: true });
+    run('ip', ['link', 'del', owner.bridge], { allowFail: true });
+    rmSync(dir, { recursive: true, force: true });
+    reaped.push(dir);
+  }
+  return reaped;
 }

@@ -4,10 +4,9 @@
  * switchover and a power cut of the primary's host under ticket load: no acknowledged ticket lost
  * or doubled, and the Boosters keep their roles (the database moving is not a Booster failover).
  */
-import { mkdtempSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { LabCluster, longestGap, releaseIn } from './cluster.js';
+import { LabCluster, labDir, longestGap, releaseIn } from './cluster.js';
 import { figure, seconds } from './figures.js';
 import type { Host } from './hosts.js';
 import { bootAndInstall, ticketsThroughVip } from './scenarios.js';
@@ -21,7 +20,7 @@ describe.skipIf(skip !== '')(`Patroni database tier: switchover and a primary ho
   beforeAll(() => {
     c = new LabCluster({
       rootfs: inject('rootfs'),
-      dir: mkdtempSync('/var/tmp/omflow-lab-'),
+      dir: labDir(),
       release: releaseIn(inject('releaseDir')),
       agents: 1,
       database: 'patroni',
