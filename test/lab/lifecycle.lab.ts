@@ -133,7 +133,7 @@ describe.skipIf(skip !== '')(`lifecycle: license, patches, failovers, upgrade, r
       }
       return true;
     });
-    figure(S, 'license applied in Chromium → gate lifted on both', seconds(Date.now() - t));
+    figure(S, 'license in Chromium (log in, upload, apply) → both lifted', seconds(Date.now() - t));
     expect(await c.guide(c.boosters[0], 'license-status')).toContain('Licensed to OMFLOW Lab K.K.');
     await ticketsThroughVip(c, 'life-licensed');
   });
