@@ -137,8 +137,10 @@ export class Host {
     ];
     const log = createWriteStream(join(this.dir, `console-${++this.#boots}.log`));
     const child = spawn('systemd-nspawn', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout.pipe(log);
-    child.stderr.pipe(log);
+    // Two sources into one file: neither may end it; the exit does.
+    child.stdout.pipe(log, { end: false });
+    child.stderr.pipe(log, { end: false });
+    child.once('close', () => log.end());
     this.#nspawn = child;
     this.#exited = new Promise((resolve) =>
       child.once('exit', (code, signal) => {
