@@ -17,7 +17,10 @@ export function poolStats(knex: Knex): { used: number; waiting: number } {
 /**
  * Registration and load report: every `intervalMs`, a signed Heartbeat to each booster, the
  * one last seen active first. The reply's epoch feeds the fence. A booster that
- * does not answer is logged once per outage (WARN: it heals by itself).
+ * does not answer is logged once per outage (WARN: it heals by itself). Each booster has its own
+ * send in flight: one whose host vanished (no reset, every call waits for its timeout) never
+ * delays the others' heartbeats, or the booster that took over would see its servers' heartbeats
+ * stop and take them out of rotation (the production lab's power-off of the active found it).
  */
 export function createHeartbeat(deps: {
   boosterUrls: string[];
@@ -39,7 +42,8 @@ export function createHeartbeat(deps: {
   const client = createClusterClient({ secret, nodeId, timeoutMs: Math.max(500, deps.intervalMs) });
   const down = new Set<string>();
   let timer: NodeJS.Timeout | null = null;
-  let inFlight: Promise<void> | null = null;
+  /** The send to each booster that has not finished yet; a booster with one is skipped. */
+  const inFlight = new Map<string, Promise<void>>();
 
   function message(): Heartbeat {
     return {
@@ -83,18 +87,37 @@ export function createHeartbeat(deps: {
     }
   }
 
-  /** One round: to every booster, the active first; each send is signed anew (own nonce and audience). */
+  function send(url: string, msg: Heartbeat): Promise<void> {
+    const pending = inFlight.get(url);
+    if (pending !== undefined) return pending;
+    const p = client
+      .call(url, 'POST', BOOSTER_PATH.heartbeat, msg)
+      .then(record)
+      .finally(() => inFlight.delete(url));
+    inFlight.set(url, p);
+    return p;
+  }
+
+  /**
+   * One round: to every booster, the active first (the others once it answered, or after a head
+   * start of a fifth of the interval); each send is signed anew (own nonce and audience).
+   */
   async function beat(): Promise<void> {
-    for (const r of await client.toEveryBooster(boosterUrls, 'POST', BOOSTER_PATH.heartbeat, message())) record(r);
+    const msg = message();
+    const known = client.knownActive;
+    const first = boosterUrls.includes(known ?? '') ? (known as string) : boosterUrls[0]!;
+    const firstSent = send(first, msg);
+    let headStart: NodeJS.Timeout | undefined;
+    await Promise.race([firstSent, new Promise<void>((r) => (headStart = setTimeout(r, Math.max(20, deps.intervalMs / 5))))]);
+    clearTimeout(headStart);
+    await Promise.all([firstSent, ...boosterUrls.filter((u) => u !== first).map((u) => send(u, msg))]);
   }
 
   return {
     beat,
     start(): void {
       if (timer || boosterUrls.length === 0) return;
-      const tick = () => {
-        if (!inFlight) inFlight = beat().finally(() => (inFlight = null));
-      };
+      const tick = () => void beat();
       tick();
       timer = setInterval(tick, deps.intervalMs);
     },
@@ -102,7 +125,7 @@ export function createHeartbeat(deps: {
     async stop(finalBeat = false): Promise<void> {
       if (timer) clearInterval(timer);
       timer = null;
-      await inFlight;
+      await Promise.all(inFlight.values());
       if (finalBeat && boosterUrls.length) await beat();
     },
   };

@@ -38,7 +38,12 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
   const onHup = () => log.info('SIGHUP received');
   process.on('SIGHUP', onHup);
   try {
-    await booster.listen();
+    // A start that fails (the database unreachable) must end the process, not leave its listener
+    // holding it open: systemd restarts it, and the next start may find the database.
+    await booster.listen().catch(async (err: unknown) => {
+      await booster.close().catch((closeErr: unknown) => log.warn({ err: closeErr }, 'closing after a failed start failed'));
+      throw err;
+    });
     systemd.ready(describe());
     systemd.follow(describe);
     const sig = await ctx.stopSignal;

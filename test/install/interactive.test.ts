@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -194,6 +194,80 @@ describe('install.sh asks its questions (interactive path)', () => {
     expect(damaged.stderr).toContain('the package is damaged');
     // Nothing was installed by any of the refused runs.
     expect(() => statSync(join(prefix, 'opt/omflow/Booster'))).toThrow();
+  });
+});
+
+describe('install.sh renders the unit for this host (perl for readiness, the VIP drop-in)', () => {
+  let tdb: TestDatabase;
+  let work: string;
+  beforeAll(async () => {
+    tdb = await createTestDatabase('postgres');
+    work = mkdtempSync(join(tmpdir(), 'omflow-install-unit-'));
+  });
+  afterAll(async () => {
+    await tdb?.drop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  /** A PATH holding every command of this one except `without` (links in a directory of the test's). */
+  function pathWithout(name: string, without: RegExp): string {
+    const dir = join(work, name);
+    mkdirSync(dir, { recursive: true });
+    for (const d of (process.env.PATH ?? '').split(':').filter((x) => existsSync(x)))
+      for (const f of readdirSync(d)) if (!without.test(f) && !existsSync(join(dir, f))) symlinkSync(join(d, f), join(dir, f));
+    return dir;
+  }
+
+  it('Type=notify with the watchdog; without perl Type=exec and says so; --vip writes the drop-in, --vip - removes it; no arping is refused by name', async () => {
+    const pkg = sourcePackage('booster', join(work, 'pkg'));
+    const prefix = join(work, 'root');
+    const args = [
+      '--prefix',
+      prefix,
+      '-y',
+      '--booster-ip',
+      '127.0.0.1',
+      '--booster-port',
+      String(await freePort()),
+      '--listen',
+      '127.0.0.1',
+      '--db-url',
+      tdb.url,
+    ];
+    const env = cleanEnv({ OMFLOW_CLUSTER_SECRET: 'unit-secret-0123456789' });
+    const unit = () => readFileSync(join(prefix, 'etc/systemd/system/omflow-booster.service'), 'utf8');
+    const dropIn = join(prefix, 'etc/systemd/system/omflow-booster.service.d/vip.conf');
+
+    const vip = await runScript(join(pkg, 'install.sh'), [...args, '--vip', '10.0.0.10/24', '--vip-interface', 'eth0'], { env });
+    expect(vip.code, vip.stdout + vip.stderr).toBe(0);
+    expect(unit()).toMatch(/^Type=notify$/m);
+    expect(unit()).toMatch(/^WatchdogSec=30s$/m);
+    expect(unit()).toMatch(/^ExecReload=\/\S+\/kill -HUP \$MAINPID$/m);
+    expect(readFileSync(dropIn, 'utf8')).toMatch(/^AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW$/m);
+    expect(readFileSync(dropIn, 'utf8')).toMatch(/^ExecStopPost=-\/\S+\/ip -4 addr del \$\{OMFLOW_BOOSTER_VIP\} dev \$\{OMFLOW_BOOSTER_VIP_INTERFACE\}$/m);
+    expect(readEnvFile(readFileSync(join(prefix, 'etc/omflow/booster.env'), 'utf8'))).toMatchObject({
+      OMFLOW_BOOSTER_VIP: '10.0.0.10/24',
+      OMFLOW_BOOSTER_VIP_INTERFACE: 'eth0',
+    });
+
+    // Re-run on a host without perl: no sd_notify, so Type=exec without the watchdog; the VIP stays (kept answers).
+    const noPerl = await runScript(join(pkg, 'install.sh'), ['--prefix', prefix, '-y'], { env: cleanEnv({ PATH: pathWithout('no-perl', /^perl/) }) });
+    expect(noPerl.code, noPerl.stdout + noPerl.stderr).toBe(0);
+    expect(noPerl.stdout).toContain('perl is missing');
+    expect(unit()).toMatch(/^Type=exec$/m);
+    expect(unit()).not.toMatch(/^(WatchdogSec|NotifyAccess)=/m);
+    expect(existsSync(dropIn)).toBe(true);
+
+    const off = await runScript(join(pkg, 'install.sh'), ['--prefix', prefix, '-y', '--vip', '-'], { env });
+    expect(off.code, off.stdout + off.stderr).toBe(0);
+    expect(existsSync(dropIn)).toBe(false);
+    expect(readEnvFile(readFileSync(join(prefix, 'etc/omflow/booster.env'), 'utf8')).OMFLOW_BOOSTER_VIP).toBe('');
+
+    const noArping = await runScript(join(pkg, 'install.sh'), [...args, '--vip', '10.0.0.10/24', '--vip-interface', 'eth0'], {
+      env: cleanEnv({ PATH: pathWithout('no-arping', /^arping$/), OMFLOW_CLUSTER_SECRET: 'unit-secret-0123456789' }),
+    });
+    expect(noArping.code).not.toBe(0);
+    expect(noArping.stderr).toContain("install iputils-arping (or Debian's arping package)");
   });
 });
 

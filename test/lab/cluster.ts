@@ -5,17 +5,26 @@
  * from the client host through the VIP, then the database read for what was kept.
  */
 import { type ChildProcess, spawnSync } from 'node:child_process';
-import { copyFileSync, linkSync, mkdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { copyFileSync, linkSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { arch } from 'node:os';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import knexFactory, { type Knex } from 'knex';
 import { probePair } from '../../install/dev-cluster/cluster-probe.js';
+import type { Ack } from '../chaos/cluster.js';
 import { type GuideVars, guideBlock } from './guide.js';
 import { type Host, Lab } from './hosts.js';
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url));
+/** Where each lab's hosts live (overlay mounts: not a tmpfs), one directory per lab. */
+export const LAB_PARENT = '/var/tmp';
+export const LAB_PREFIX = 'omflow-lab-';
+
+/** A fresh directory for one lab's hosts. */
+export function labDir(): string {
+  return mkdtempSync(join(LAB_PARENT, LAB_PREFIX));
+}
 export const ADMIN = { user: 'admin', password: 'Admin-pw-1' };
 export const BOOSTER_PORT = 5169;
 /** The guide's last octets (the lab uses them on its own /24). */
@@ -50,12 +59,8 @@ export function buildRelease(out: string, extra: string[] = []): number {
   return Date.now() - t;
 }
 
-export interface Ack {
-  key: string;
-  number: string;
-  startedAt: number;
-  at: number;
-}
+/** An acknowledged ticket as the client saw it (the chaos suite's shape). */
+export type { Ack };
 
 export interface TicketLoad {
   acks: Ack[];
@@ -97,16 +102,17 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
+export type Database = 'postgresql' | 'mariadb' | 'patroni';
+
 export interface ClusterOptions {
   rootfs: string;
   dir: string;
   /** The release installed first (later ones go through `share`). */
   release: Release;
-  database?: 'postgresql' | 'mariadb';
+  /** Debian's PostgreSQL on db1, MariaDB on db1, or PostgreSQL under Patroni on db1 and db2. */
+  database?: Database;
   /** App-server hosts (1 to 3). */
   agents?: number;
-  /** A second database host (the Patroni tier). */
-  secondDb?: boolean;
   log?: (m: string) => void;
 }
 
@@ -118,7 +124,7 @@ export class LabCluster {
   readonly agents: Host[];
   readonly client: Host;
   readonly vars: GuideVars;
-  readonly database: 'postgresql' | 'mariadb';
+  readonly database: Database;
   secret = '';
   readonly share: string;
   #knex: Knex | null = null;
@@ -134,7 +140,7 @@ export class LabCluster {
     const share = { from: this.share, to: '/lab/share' };
     const add = (name: keyof typeof OCTET, binds = [share]) => this.lab.add({ name, octet: OCTET[name], binds });
     this.db = add('db1');
-    this.db2 = opts.secondDb ? add('db2') : null;
+    this.db2 = this.database === 'patroni' ? add('db2') : null;
     this.boosters = [add('booster-1'), add('booster-2')];
     this.agents = (['app-1', 'app-2', 'app-3'] as const).slice(0, opts.agents ?? 3).map((n) => add(n));
     // The client runs the lab's own scripts with this machine's Node.js (read-only).
@@ -144,7 +150,12 @@ export class LabCluster {
       iface: 'host0',
       version: opts.release.version,
       platform: opts.release.platform,
-      dbUrl: this.database === 'mariadb' ? 'mysql://omflow:secret@db.example.internal:3306/omflow' : undefined,
+      dbUrl:
+        this.database === 'mariadb'
+          ? 'mysql://omflow:secret@db.example.internal:3306/omflow'
+          : this.database === 'patroni'
+            ? 'postgres://omflow:secret@db1:5432,db2:5432/omflow?target_session_attrs=read-write'
+            : undefined,
     };
   }
 
@@ -170,8 +181,14 @@ export class LabCluster {
   }
 
   /** A guide block on a host (bash -e, in /root), with the lab's addresses. */
-  guide(host: Host, block: string, opts: { input?: string; timeoutMs?: number; vars?: Partial<GuideVars> } = {}): Promise<string> {
-    const script = guideBlock(block, { ...this.vars, ...opts.vars });
+  guide(
+    host: Host,
+    block: string,
+    opts: { input?: string; timeoutMs?: number; vars?: Partial<GuideVars>; fill?: Record<string, string> } = {},
+  ): Promise<string> {
+    let script = guideBlock(block, { ...this.vars, ...opts.vars });
+    // Placeholders the operator fills in (e.g. <entry>).
+    for (const [k, v] of Object.entries(opts.fill ?? {})) script = script.replaceAll(k, v);
     return host.must(`set -eo pipefail\n${script}`, { input: opts.input, timeoutMs: opts.timeoutMs ?? 300_000 });
   }
 
@@ -195,7 +212,33 @@ export class LabCluster {
   }
 
   async setupDatabase(): Promise<void> {
-    await this.guide(this.db, this.database === 'mariadb' ? 'database-mariadb' : 'database-postgresql');
+    if (this.database !== 'patroni') {
+      await this.guide(this.db, this.database === 'mariadb' ? 'database-mariadb' : 'database-postgresql');
+      return;
+    }
+    const dbs = [this.db, this.db2!];
+    await Promise.all([...dbs, this.boosters[0]].map((h) => this.guide(h, 'patroni-etcd')));
+    await this.waitFor(
+      'etcd healthy on three members',
+      async () => (await this.db.sh('etcdctl endpoint health --cluster')).stdout.match(/is healthy/g)?.length === 3,
+    );
+    await Promise.all(dbs.map((h) => this.guide(h, 'patroni-config')));
+    await this.guide(this.db, 'patroni-start');
+    await this.waitFor('db1 leading', async () => (await this.patroniMembers()).db1?.role === 'Leader');
+    await this.guide(this.db2!, 'patroni-start');
+    await this.waitFor('db2 a streaming synchronous standby', async () => /Sync Standby/.test((await this.patroniMembers()).db2?.role ?? ''), 180_000);
+    await this.guide(this.db, 'patroni-database');
+  }
+
+  /** `patronictl list` as name → role and state (asked on whichever database host answers). */
+  async patroniMembers(): Promise<Record<string, { role: string; state: string }>> {
+    for (const h of [this.db, this.db2].filter((x): x is Host => x?.running === true)) {
+      const r = await h.sh('patronictl -c /etc/patroni/15-main.yml list -f json');
+      if (r.code !== 0) continue;
+      const rows = JSON.parse(r.stdout) as Array<{ Member: string; Role: string; State: string }>;
+      return Object.fromEntries(rows.map((m) => [m.Member, { role: m.Role, state: m.State }]));
+    }
+    return {};
   }
 
   /** The first Booster (generates the secret), then the HA Booster, as the guide installs them. */
@@ -363,8 +406,9 @@ export class LabCluster {
     });
   }
 
-  /** The database as the lab machine reaches it over the bridge. */
+  /** The database as the lab machine reaches it over the bridge (db1; not under Patroni: see reader()). */
   knex(): Knex {
+    if (this.database === 'patroni') throw new Error('under Patroni the database moves: use reader()');
     this.#knex ??= knexFactory(
       this.database === 'mariadb'
         ? { client: 'mysql2', connection: { host: this.db.ip, port: 3306, user: 'omflow', password: 'secret', database: 'omflow' }, pool: { min: 0, max: 2 } }
@@ -375,7 +419,15 @@ export class LabCluster {
 
   /** Every acknowledged ticket exactly once with its number, and its automatic steps run once each. */
   async verify(acks: Ack[], label: string, timeoutMs = 90_000): Promise<Verdict> {
-    const knex = this.knex();
+    const { knex, done } = await this.reader();
+    try {
+      return await this.#verify(knex, acks, label, timeoutMs);
+    } finally {
+      await done();
+    }
+  }
+
+  async #verify(knex: Knex, acks: Ack[], label: string, timeoutMs: number): Promise<Verdict> {
     const select = () => knex('tickets').where('title', 'like', `lab ${label}-%`).select('id', 'ticket_no', 'title', 'current_step');
     let rows = await select();
     const end = Date.now() + timeoutMs;
@@ -405,6 +457,31 @@ export class LabCluster {
     const doneBy = new Map(done.map((d) => [Number(d.ticket_id), Number(d.n)]));
     const stepsNotOnce = rows.filter((r) => doneBy.get(Number(r.id)) !== AUTOMATIC_STEPS.length || r.current_step !== FORM_STEP).length;
     return { acked: acks.length, lost, duplicated, stepsNotOnce };
+  }
+
+  /** The database for the lab's reads, and how to let it go: db1, or under Patroni the current leader. */
+  async reader(): Promise<{ knex: Knex; done: () => Promise<void> }> {
+    if (this.database !== 'patroni') return { knex: this.knex(), done: async () => {} };
+    const k = await this.#leaderKnex();
+    return { knex: k, done: () => k.destroy() };
+  }
+
+  async #leaderKnex(): Promise<Knex> {
+    for (const host of [this.db, this.db2].filter((h): h is Host => h !== null).map((h) => h.ip)) {
+      const k = knexFactory({
+        client: 'pg',
+        connection: { host, port: 5432, user: 'omflow', password: 'secret', database: 'omflow' },
+        pool: { min: 0, max: 2 },
+      });
+      try {
+        const r = await k.raw('SELECT pg_is_in_recovery() AS r');
+        if (r.rows[0]?.r === false) return k;
+      } catch {
+        // down or not ready
+      }
+      await k.destroy();
+    }
+    throw new Error('no PostgreSQL leader answers');
   }
 
   async destroy(): Promise<void> {

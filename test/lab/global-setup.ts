@@ -2,9 +2,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { buildRelease, REPO } from './cluster.js';
+import { buildRelease, LAB_PARENT, LAB_PREFIX, REPO } from './cluster.js';
 import { figure, seconds } from './figures.js';
-import { labUnavailable } from './hosts.js';
+import { labUnavailable, reapLabs } from './hosts.js';
 import { ensureRootfs } from './rootfs.js';
 
 declare module 'vitest' {
@@ -33,6 +33,7 @@ export default async function setup(project: TestProject): Promise<() => void> {
     process.stderr.write(`[lab] SKIPPED: ${why}\n`);
     return () => {};
   }
+  for (const dir of await reapLabs(LAB_PARENT, LAB_PREFIX)) process.stderr.write(`[lab] removed what an interrupted run left: ${dir}\n`);
   const rootfs = ensureRootfs(full ? 'full' : 'base');
   project.provide('rootfs', rootfs);
   const work = mkdtempSync(join(tmpdir(), 'omflow-lab-release-'));

@@ -111,8 +111,11 @@ export class Host {
     return this.#nspawn !== null;
   }
 
-  /** Boots the container and waits until systemd reports the system up. */
-  async boot(): Promise<void> {
+  /**
+   * Boots the container and waits until systemd reports the system up (`waitRunning: false`: only
+   * until commands run in it; its services may still be starting).
+   */
+  async boot(opts: { waitRunning?: boolean } = {}): Promise<void> {
     if (this.#nspawn) return;
     const merged = join(this.dir, 'merged');
     const args = [
@@ -134,8 +137,10 @@ export class Host {
     ];
     const log = createWriteStream(join(this.dir, `console-${++this.#boots}.log`));
     const child = spawn('systemd-nspawn', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout.pipe(log);
-    child.stderr.pipe(log);
+    // Two sources into one file: neither may end it; the exit does.
+    child.stdout.pipe(log, { end: false });
+    child.stderr.pipe(log, { end: false });
+    child.once('close', () => log.end());
     this.#nspawn = child;
     this.#exited = new Promise((resolve) =>
       child.once('exit', (code, signal) => {
@@ -145,7 +150,16 @@ export class Host {
       }),
     );
     this.#leader = await this.#findLeader(child);
-    await this.waitBooted();
+    if (opts.waitRunning === false) await this.#waitExec();
+    else await this.waitBooted();
+  }
+
+  async #waitExec(): Promise<void> {
+    const deadline = Date.now() + 60_000;
+    while ((await this.exec(['true'], { timeoutMs: 5000 })).code !== 0) {
+      if (Date.now() > deadline) throw new Error(`${this.name}: no command runs in it after its boot`);
+      await sleep(300);
+    }
   }
 
   async #findLeader(child: ChildProcess): Promise<number> {
@@ -210,11 +224,11 @@ export class Host {
   }
 
   /** `systemctl reboot` inside; systemd-nspawn then exits with 133 and the lab boots it again, as a machine's firmware would. */
-  async reboot(): Promise<void> {
+  async reboot(opts: { waitRunning?: boolean } = {}): Promise<void> {
     await this.exec(['systemctl', 'reboot'], { timeoutMs: 10_000 });
     const code = await this.#withTimeout(this.#exited, 120_000, 'reboot');
     if (code !== 133) throw new Error(`${this.name}: systemd-nspawn exited ${code} on reboot (133 expected)`);
-    await this.boot();
+    await this.boot(opts);
   }
 
   /** Clean shutdown (SIGTERM to systemd-nspawn: the container powers off). */
@@ -277,6 +291,9 @@ export class Lab {
   }
 
   createNetwork(): void {
+    // Who owns this lab, for reapLabs() after an interrupted run.
+    mkdirSync(this.dir, { recursive: true });
+    writeFileSync(join(this.dir, 'lab.json'), `${JSON.stringify({ pid: process.pid, bridge: this.bridge })}\n`);
     run('ip', ['link', 'add', this.bridge, 'type', 'bridge']);
     run('ip', ['addr', 'add', `${this.gateway}/24`, 'dev', this.bridge]);
     run('ip', ['link', 'set', this.bridge, 'up']);
@@ -325,4 +342,56 @@ export class Lab {
     run('ip', ['link', 'del', this.bridge], { allowFail: true });
     if (existsSync(this.dir)) rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** Processes whose command line mentions `needle`, by pid. */
+function pidsMentioning(needle: string): number[] {
+  const out: number[] = [];
+  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n)))
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(needle)) out.push(Number(pid));
+    } catch {
+      // gone
+    }
+  return out;
+}
+
+/**
+ * Removes what an interrupted lab run left behind (its process was killed before its cleanup):
+ * for each lab directory under `parent` whose owner process is gone, its containers (SIGTERM to
+ * their systemd-nspawn, then SIGKILL), its overlay mounts, its bridge and the directory.
+ * Returns the directories it removed.
+ */
+export async function reapLabs(parent: string, prefix: string): Promise<string[]> {
+  const reaped: string[] = [];
+  for (const name of readdirSync(parent).filter((n) => n.startsWith(prefix))) {
+    const dir = join(parent, name);
+    let owner: { pid: number; bridge: string } | null = null;
+    try {
+      owner = JSON.parse(readFileSync(join(dir, 'lab.json'), 'utf8')) as { pid: number; bridge: string };
+    } catch {
+      continue; // not a lab that got as far as its network, or not ours
+    }
+    try {
+      process.kill(owner.pid, 0);
+      continue; // its lab is still running
+    } catch {
+      // the owner is gone
+    }
+    const nspawns = pidsMentioning(`${dir}/`).filter((pid) => readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'systemd-nspawn');
+    for (const pid of nspawns) process.kill(pid, 'SIGTERM');
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline && nspawns.some((pid) => existsSync(`/proc/${pid}`))) await sleep(200);
+    for (const pid of nspawns.filter((p) => existsSync(`/proc/${p}`))) process.kill(pid, 'SIGKILL');
+    for (const m of readFileSync('/proc/mounts', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[1] ?? '')
+      .filter((m) => m.startsWith(`${dir}/`))
+      .reverse())
+      run('umount', ['-l', m], { allowFail: true });
+    run('ip', ['link', 'del', owner.bridge], { allowFail: true });
+    rmSync(dir, { recursive: true, force: true });
+    reaped.push(dir);
+  }
+  return reaped;
 }

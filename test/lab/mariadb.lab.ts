@@ -2,9 +2,8 @@
  * The smoke scenario's variant (--full): MariaDB as the database, and Debian's other arping
  * (Thomas Habets', the `arping` package, swapped in for iputils-arping) on both Booster hosts.
  */
-import { mkdtempSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { LabCluster, releaseIn } from './cluster.js';
+import { LabCluster, labDir, releaseIn } from './cluster.js';
 import { bootAndInstall, checkSystemdView, killTakeover, ticketsThroughVip } from './scenarios.js';
 
 const skip = inject('labSkip') || (inject('full') ? '' : 'the full lab only (npm run test:lab -- --full)');
@@ -15,7 +14,7 @@ describe.skipIf(skip !== '')(`MariaDB and Habets' arping: install, a ticket thro
   beforeAll(() => {
     c = new LabCluster({
       rootfs: inject('rootfs'),
-      dir: mkdtempSync('/var/tmp/omflow-lab-'),
+      dir: labDir(),
       release: releaseIn(inject('releaseDir')),
       agents: 2,
       database: 'mariadb',

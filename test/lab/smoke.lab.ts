@@ -4,9 +4,8 @@
  * the start order (database, Boosters, app servers), a ticket raised from the client host
  * through the VIP, and a kill -9 of the active Booster under ticket load.
  */
-import { mkdtempSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { LabCluster, releaseIn } from './cluster.js';
+import { LabCluster, labDir, releaseIn } from './cluster.js';
 import { bootAndInstall, checkSystemdView, killTakeover, ticketsThroughVip } from './scenarios.js';
 
 const skip = inject('labSkip');
@@ -15,7 +14,7 @@ describe.skipIf(skip !== '')(`smoke: install, start order, a ticket through the 
   let c: LabCluster;
 
   beforeAll(() => {
-    c = new LabCluster({ rootfs: inject('rootfs'), dir: mkdtempSync('/var/tmp/omflow-lab-'), release: releaseIn(inject('releaseDir')), agents: 3 });
+    c = new LabCluster({ rootfs: inject('rootfs'), dir: labDir(), release: releaseIn(inject('releaseDir')), agents: 3 });
   });
   afterAll(async () => {
     await c?.destroy();
