@@ -56,6 +56,14 @@ export interface ControlCore {
  */
 export const STEPS_READY_PATH = BOOSTER_PATH.stepsReady;
 
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
 const DRAIN = /^\/_booster\/servers\/([^/]+)\/(drain|undrain)$/;
 
 /** True for HTTPS and HTTP/2 requests (h2 requests expose the TLS socket through a proxy). */
@@ -137,7 +145,8 @@ export function createControlApi(core: ControlCore) {
       const { value } = await signed(req);
       if (core.leaseNotHeld?.()) return sendError(res, BoosterErrors.BOOSTER_ERR_LEASE_NOT_HELD(), { 'retry-after': '1' });
       const reason = typeof (value as { reason?: unknown }).reason === 'string' ? (value as { reason: string }).reason : null;
-      const id = decodeURIComponent(drain[1]);
+      // An id that is not valid percent-encoding names no server (decodeURIComponent would throw).
+      const id = safeDecode(drain[1]);
       if (!(await core.drain(id, drain[2] === 'drain', reason))) return sendError(res, BoosterErrors.BOOSTER_ERR_UNKNOWN_SERVER());
       return json(res, 200, { id, draining: drain[2] === 'drain' });
     }

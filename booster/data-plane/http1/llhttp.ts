@@ -32,7 +32,10 @@ interface Binding {
     kOnExecute: number;
     kLenientNone: number;
   };
+  /** http.METHODS: the methods node:http lists, not in the parser's numbering. */
   methods: string[];
+  /** Every method llhttp parses, indexed by the number its callbacks report (what node:http reads). */
+  allMethods?: string[];
 }
 
 function load(): Binding | null {
@@ -63,6 +66,15 @@ export const MAX_HEAD_BYTES = 16 * 1024;
 export const SKIP_BODY = 1;
 /** Return value of an on-headers-complete callback: stop after this head (hand the rest over). */
 export const STOP_AFTER_HEAD = 2;
+
+/**
+ * The name of the method the parser reported. llhttp numbers every method it knows (RTSP's and
+ * QUERY among them) and node:http reads the name from `allMethods`; `methods` is a shorter list in
+ * another order, where QUERY's number finds nothing and PRI's finds QUERY.
+ */
+export function methodName(b: Binding, method: number): string | undefined {
+  return (b.allMethods ?? b.methods)[method];
+}
 
 export function newParser(b: Binding, type: number): LlhttpParser {
   const p = new b.HTTPParser();
