@@ -6,6 +6,7 @@ import { loadConfig } from '../common/config/load.js';
 import { createLogger } from '../common/log.js';
 import { audienceOf, signClusterRequest } from '../common/protocol/cluster-auth.js';
 import { AGENT_PATH } from '../common/protocol/headers.js';
+import { createServiceNotifier, withoutServiceManagerVars } from '../common/systemd-notify.js';
 import { Agent, type AgentStatus } from './agent.js';
 import { AgentErrors } from './errors.js';
 import { readJsonFile } from './process-control.js';
@@ -78,19 +79,37 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
   }
   const config = loadConfig([clusterArea, databaseArea, boostersArea, serverArea, agentArea], { env: ctx.env, file: ctx.configFile });
   const log = createLogger({ name: 'agent', level: config.cluster.logLevel, nodeId: config.cluster.nodeId });
-  const env = { ...ctx.env, ...(ctx.configFile ? { OMFLOW_CONFIG: ctx.configFile } : {}) };
+  const env = { ...withoutServiceManagerVars(ctx.env), ...(ctx.configFile ? { OMFLOW_CONFIG: ctx.configFile } : {}) };
   const agent = new Agent({ config, env, log });
+  const systemd = createServiceNotifier({ env: ctx.env, log });
+  // Nothing reloads yet; the handler keeps `systemctl reload` (SIGHUP) from ending the agent.
+  const onHup = () => log.info('SIGHUP: the agent has nothing to reload; restart it to apply configuration changes');
+  process.on('SIGHUP', onHup);
   const stopping = ctx.stopSignal.then(() => 'stop' as const);
   const started = agent.start().then(() => 'started' as const);
   try {
     if ((await Promise.race([started, stopping])) === 'stop') {
       await started.catch(() => undefined);
     } else {
+      const describe = () => {
+        const s = agent.status();
+        return `app server ${s.state}${s.version ? ` (${s.version})` : ''}`;
+      };
+      systemd.ready(describe());
+      systemd.follow(describe, 5000);
       await stopping;
     }
   } finally {
     log.info('agent stopping');
-    await agent.close();
+    // The graceful stop: drain settle + drain + the server's stop, and a margin for the rest.
+    const a = config.agent;
+    systemd.stopping(a.drainSettleMs + a.drainTimeoutMs + a.stopTimeoutMs + 15_000);
+    process.off('SIGHUP', onHup);
+    try {
+      await agent.close();
+    } finally {
+      systemd.close();
+    }
   }
   return 0;
 }

@@ -93,6 +93,11 @@ export const BoosterErrors = defineErrors({
     message: 'The request body did not arrive in time',
     hint: 'The whole body must arrive within OMFLOW_BOOSTER_BODY_TIMEOUT_MS of the request head. Retry on a faster link, or raise the setting for large uploads.',
   },
+  BOOSTER_ERR_VIP_ARPING: {
+    status: 500,
+    message: 'The virtual IP needs an arping this booster can use for its gratuitous ARP',
+    hint: "Install Debian's iputils-arping (or its arping package, Thomas Habets' arping) on the booster host, or unset OMFLOW_BOOSTER_VIP. install.sh --vip checks this before it installs.",
+  },
   BOOSTER_ERR_INTERNAL: {
     status: 500,
     message: 'The booster failed to handle this request',

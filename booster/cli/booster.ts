@@ -7,6 +7,7 @@ import { loadConfig } from '../../common/config/load.js';
 import { createDatabase } from '../../common/db/create-database.js';
 import { createLogger } from '../../common/log.js';
 import { packageVersion } from '../../common/package-version.js';
+import { createServiceNotifier } from '../../common/systemd-notify.js';
 import { createBooster } from '../booster.js';
 import { createLicenseGate } from '../license/gate.js';
 
@@ -30,13 +31,25 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
   const db = createDatabase(config.database);
   const licenseGate = createLicenseGate({ db, log, nodeId: config.cluster.nodeId });
   const booster = createBooster({ config, db, log, licenseGate, version: packageVersion(undefined) });
+  // Under systemd (Type=notify): ready once listening with a role, the role as its status.
+  const systemd = createServiceNotifier({ env: ctx.env, log });
+  const describe = () => (booster.role() === 'active' ? `active, epoch ${booster.epoch()}` : booster.role());
+  // SIGHUP (systemctl reload) reloads a TLS certificate; without one it must not end the process.
+  const onHup = () => log.info('SIGHUP received');
+  process.on('SIGHUP', onHup);
   try {
     await booster.listen();
+    systemd.ready(describe());
+    systemd.follow(describe);
     const sig = await ctx.stopSignal;
     log.info({ signal: sig }, 'stopping');
+    // Workers finish their requests for up to 35 s before the lease and the pools are released.
+    systemd.stopping(50_000);
     await booster.close();
     return 0;
   } finally {
+    process.off('SIGHUP', onHup);
+    systemd.close();
     await db.destroy();
   }
 }

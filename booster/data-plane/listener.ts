@@ -77,7 +77,8 @@ export function createListener(opts: ListenerOptions, onRequest: Handler, expect
       server.on('checkExpectation', expect.onCheckExpectation);
     }
     if (opts.leanMaxHeldBodyBytes != null) {
-      if (!leanHttp1Available) opts.log.warn("OMFLOW_BOOSTER_LEAN_HTTP1 ignored: this Node has no process.binding('http_parser'); node:http serves everything");
+      if (!leanHttp1Available)
+        opts.log.warn('OMFLOW_BOOSTER_LEAN_HTTP1 ignored: this Node exposes no llhttp parser (process.binding or _http_common); node:http serves everything');
       else
         attachLeanFront(server, {
           onRequest: onRequest as never,
