@@ -6,6 +6,7 @@
 // Every disagreement is appended to the corpus (test/fuzz/http1-disagreements.jsonl) unless
 // --no-corpus, and the first ones are printed. Database: an embedded PostgreSQL.
 // Usage: flock /work/coord/bench.lock npx tsx bench/http1-fuzz.ts [--cases 1000000] [--seed N] [--concurrency 16] [--no-corpus]
+import { readdirSync } from 'node:fs';
 import fc from 'fast-check';
 import { createDatabase } from '../common/db/create-database.js';
 import { migrateLatest } from '../common/db/migrate.js';
@@ -60,9 +61,12 @@ try {
         }
       }),
     );
-    if (performance.now() - lastPrint > 30_000) {
+    if (performance.now() - lastPrint > 10_000) {
       lastPrint = performance.now();
-      console.log(`  … ${run} cases, ${disagreements} disagreements, ${(run / ((lastPrint - started) / 1000)).toFixed(0)} cases/s`);
+      // Open descriptors of this process (both boosters, the recorder, the clients): a leak shows here first.
+      console.log(
+        `  … ${run} cases, ${disagreements} disagreements, ${(run / ((lastPrint - started) / 1000)).toFixed(0)} cases/s, ${readdirSync('/proc/self/fd').length} fds open`,
+      );
     }
   }
   const seconds = (performance.now() - started) / 1000;
@@ -77,7 +81,8 @@ try {
     }
     if (again > 0) reproducible++;
     console.log(`  replayed alone: ${again}/3 disagree again: ${JSON.stringify(f.writes.join('')).slice(0, 160)}`);
-    if (keepCorpus) appendCorpus(CORPUS_FILE, { ...f, note: again > 0 ? `reproduced ${again}/3 alone` : 'did not reproduce alone (3 runs): timing under load' });
+    if (keepCorpus)
+      appendCorpus(CORPUS_FILE, { ...f, note: again > 0 ? `reproduced ${again}/3 alone` : 'did not reproduce alone (3 runs): timing under load' });
   }
   console.log(
     `http1-fuzz: ${run} cases in ${seconds.toFixed(0)} s (${(run / seconds).toFixed(0)} cases/s), ${disagreements} disagreements (${reproducible} reproducible alone); ` +

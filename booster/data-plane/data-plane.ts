@@ -147,7 +147,8 @@ const refused = new WeakSet<Duplex>();
 function refuseMalformed(_err: Error, socket: Duplex): void {
   if (refused.has(socket)) return;
   refused.add(socket);
-  socket.pause();
+  // Not paused: the parser reads no request after its error anyway, and a paused socket would
+  // never see its client go away (it stayed open for good).
   const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
   let done = false;
   const refuse = () => {

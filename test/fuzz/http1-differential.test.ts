@@ -15,10 +15,12 @@ const SLICE = Number(process.env.OMFLOW_FUZZ_CASES ?? 200);
 describe('the lean HTTP/1.1 path and node:http agree', () => {
   let t: TestDatabase;
   let diff: Differential;
+  let before: { lean: number; node: number; upstream: number };
 
   beforeAll(async () => {
     t = await createTestDatabase(vendorsUnderTest()[0], { migrate: true });
     diff = await startDifferential(t.db);
+    before = await diff.connections();
   });
   afterAll(async () => {
     await diff?.close();
@@ -46,4 +48,8 @@ describe('the lean HTTP/1.1 path and node:http agree', () => {
       { numRuns: SLICE },
     );
   }, 600_000);
+
+  it('and neither keeps a connection its client left (a refused one once stayed open for good on node:http)', async () => {
+    await expect.poll(async () => diff.connections(), { timeout: 10_000, interval: 200 }).toMatchObject({ lean: before.lean, node: before.node });
+  });
 });

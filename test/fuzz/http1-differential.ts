@@ -79,6 +79,8 @@ export function disagreement(lean: Outcome, node: Outcome): string | null {
 export interface Differential {
   /** Sends the case to both boosters at once, each on a fresh connection. */
   run(c: HttpCase): Promise<{ lean: Outcome; node: Outcome }>;
+  /** Open client connections on each booster's port and on the recorder (every case's are closed by its end). */
+  connections(): Promise<{ lean: number; node: number; upstream: number }>;
   close(): Promise<void>;
 }
 
@@ -291,6 +293,11 @@ export async function startDifferential(db: Database, opts: { hangMs?: number; q
       // A busy machine can be slower than the quiet period: a disagreement counts only if a
       // second run, with ten times the patience, shows it again.
       return disagreement(first.lean, first.node) === null ? first : both(c, quietMs * 10);
+    },
+    async connections() {
+      const count = (srv: { getConnections(cb: (err: Error | null, n: number) => void): void }) =>
+        new Promise<number>((r) => srv.getConnections((_e, n) => r(n)));
+      return { lean: await count(boosters[0].server), node: await count(boosters[1].server), upstream: await count(upstream) };
     },
     close,
   };

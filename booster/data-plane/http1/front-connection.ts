@@ -446,6 +446,8 @@ export class LeanConnection {
     this.current = null;
     this.idleSince = Date.now();
     if (this.#refusal !== null) {
+      // Reading again (what comes is discarded) lets the socket see its client go away.
+      this.socket.resume();
       this.socket.end(this.#refusal);
       return;
     }
