@@ -66,9 +66,26 @@ function safeDecode(s: string): string {
 
 const DRAIN = /^\/_booster\/servers\/([^/]+)\/(drain|undrain)$/;
 
-/** True for HTTPS and HTTP/2 requests (h2 requests expose the TLS socket through a proxy). */
+/**
+ * Set by a data-plane worker on each /_booster/ request it forwards to the primary: the client's
+ * own connection was TLS (the hop from worker to primary is plain loopback). The worker drops a
+ * client-sent one; the primary believes it only on its loopback listener (fromWorkers).
+ */
+export const CLIENT_TLS_HEADER = 'x-omflow-client-tls';
+const forwardedByWorker = new WeakSet<IncomingMessage>();
+
+/** The primary's loopback listener for the workers: requests it gets were forwarded by a worker. */
+export function fromWorkers(handler: (req: IncomingMessage, res: ServerResponse) => void): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    forwardedByWorker.add(req);
+    handler(req, res);
+  };
+}
+
+/** True for HTTPS and HTTP/2 requests (h2 requests expose the TLS socket through a proxy), and for those a worker says came over TLS. */
 function overTls(req: IncomingMessage): boolean {
-  return (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true;
+  if ((req.socket as { encrypted?: boolean } | undefined)?.encrypted === true) return true;
+  return forwardedByWorker.has(req) && req.headers[CLIENT_TLS_HEADER] === '1';
 }
 
 export function createControlApi(core: ControlCore) {
