@@ -172,19 +172,54 @@ export class ReverseProxy {
     const x = new Exchange(this.#s, req, res, method, mode);
     (res as TaggedResponse)[EXCHANGE] = x;
     res.on('close', onResponseClose);
-    if (mode !== 'none') this.#limitBody(x);
-    if (mode === 'buffer') {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        if (x.refused) return;
+    if (mode === 'none') {
+      // HTTP/2: a client may reset a stream in the very read that opened it (rapid reset,
+      // CVE-2023-44487); the reset is seen before the next turn, and such a request never reaches a server.
+      if (req.httpVersionMajor === 2) setImmediate(runUnlessGone, x);
+      else x.run();
+      return;
+    }
+    this.#limitBody(x);
+    this.#holdThenRun(x);
+  }
+
+  /**
+   * A request takes a server slot only once its body shows up: all of it when it is small (then it
+   * is held, and a retry can resend it), or its first replayableBodyBytes, after which the rest
+   * streams. A body that never comes (an HTTP/2 stream or chunked upload that opens and waits)
+   * holds no slot, whatever the client does, until the body timeout ends it.
+   */
+  #holdThenRun(x: Exchange): void {
+    const req = x.req;
+    const limit = this.#replayableBodyBytes;
+    const chunks: Buffer[] = [];
+    let held = 0;
+    const onData = (c: Buffer) => {
+      chunks.push(c);
+      held += c.length;
+      if (x.maxStreamedBytes > 0 && held > x.maxStreamedBytes) {
+        req.off('data', onData);
+        req.off('end', onEnd);
+        x.refuse(BoosterErrors.BOOSTER_ERR_BODY_TOO_LARGE());
+      } else if (held > limit) done(false);
+    };
+    const onEnd = () => done(true);
+    function done(ended: boolean): void {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      if (x.refused) return;
+      if (ended) {
+        x.mode = 'buffer';
         x.body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-        x.run();
-      });
-      req.on('error', () => res.destroy());
-    } else {
+      } else {
+        req.pause();
+        x.heldPrefix = chunks;
+      }
       x.run();
     }
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.on('error', () => x.res.destroy());
   }
 
   /**
@@ -324,16 +359,17 @@ function refuseBody(req: IncomingMessage | HeldRequest, res: ServerResponse, err
 }
 
 /**
- * A streamed request body on its way to the server, counted: past `max` bytes it ends in an
- * error (the attempt fails) and `onTooLarge` answers the client. It starts reading the request
- * only when the server side first reads it, so the request's readableDidRead still tells whether
- * a retry may send it again.
+ * A streamed request body on its way to the server: the part held while waiting for the body to
+ * show up, then the rest of the request as it comes. Counted when `max` > 0: past it, it ends in
+ * an error (the attempt fails) and `onTooLarge` answers the client. It starts reading the request
+ * only when the server side first reads it, so until then a retry may still send it.
  */
-class CountedBody extends Transform {
+class StreamedBody extends Transform {
   #bytes = 0;
-  #started = false;
+  started = false;
 
   constructor(
+    readonly prefix: Buffer[],
     readonly source: Readable,
     readonly max: number,
     readonly onTooLarge: () => void,
@@ -342,8 +378,9 @@ class CountedBody extends Transform {
   }
 
   override _read(size: number): void {
-    if (!this.#started) {
-      this.#started = true;
+    if (!this.started) {
+      this.started = true;
+      for (const chunk of this.prefix) this.write(chunk);
       this.source.on('error', (err) => this.destroy(err));
       this.source.pipe(this);
     }
@@ -352,10 +389,16 @@ class CountedBody extends Transform {
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
     this.#bytes += chunk.length;
-    if (this.#bytes <= this.max) return void done(null, chunk);
+    if (this.max === 0 || this.#bytes <= this.max) return void done(null, chunk);
     this.onTooLarge();
     done(new Error('request body too large'));
   }
+}
+
+/** An HTTP/2 request's exchange, a turn later: not started if the client reset the stream meanwhile. */
+function runUnlessGone(x: Exchange): void {
+  if ((x.res as { stream?: { destroyed: boolean } }).stream?.destroyed) return;
+  x.run();
 }
 
 /** One client request across its attempts. */
@@ -366,7 +409,9 @@ class Exchange {
   stopTimer: (() => void) | null = null;
   /** A streamed body is counted on its way to the server and refused past this (0: not counted). */
   maxStreamedBytes = 0;
-  #streamBody: Readable | null = null;
+  /** The part of a streamed body read while waiting for it to show up. */
+  heldPrefix: Buffer[] = [];
+  #streamBody: StreamedBody | null = null;
   headers: string[];
   readonly tried = new Set<string>();
   readonly requestId = { value: '' };
@@ -387,7 +432,7 @@ class Exchange {
     readonly req: IncomingMessage,
     readonly res: ServerResponse,
     readonly method: string,
-    readonly mode: BodyMode,
+    public mode: BodyMode,
   ) {
     this.headers = buildUpstreamHeaders(req, this.requestId, s.epoch());
     this.idempotent = IDEMPOTENT.has(method);
@@ -404,17 +449,16 @@ class Exchange {
     refuseBody(this.req, this.res, err);
   }
 
-  /** The streamed body as sent upstream: the request itself, or counted (see CountedBody). */
+  /** The streamed body as sent upstream (see StreamedBody): one per exchange, so a retry before it was read sends the same. */
   streamBody(): Readable {
-    if (this.maxStreamedBytes === 0) return this.req;
-    this.#streamBody ??= new CountedBody(this.req, this.maxStreamedBytes, () => this.refuse(BoosterErrors.BOOSTER_ERR_BODY_TOO_LARGE()));
+    this.#streamBody ??= new StreamedBody(this.heldPrefix, this.req, this.maxStreamedBytes, () => this.refuse(BoosterErrors.BOOSTER_ERR_BODY_TOO_LARGE()));
     return this.#streamBody;
   }
 
   /** A body can be sent again: none, held, or a stream nothing has read yet. */
   replayable(): boolean {
     if (this.mode !== 'stream') return true;
-    return !this.req.readableDidRead && !this.req.destroyed;
+    return !(this.#streamBody?.started ?? false) && !this.req.destroyed;
   }
 
   /** Starts (or restarts) the exchange; a throw on the way is a defect that answers 500, never an unhandled rejection. */
