@@ -40,7 +40,7 @@ export function renderPage(opts: PageOptions): string {
     : '';
   return `<!doctype html>
 <html lang="${locale}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>${esc(opts.title)} · ${esc(t(locale, 'app.name'))}</title><link rel="stylesheet" href="${assetUrl('app.css')}"></head>
+<title>${esc(opts.title)} · ${esc(t(locale, 'app.name'))}</title><link rel="stylesheet" href="${assetUrl('app.css')}"><link rel="icon" href="data:,"></head>
 <body><header><a class="brand" href="/">${esc(t(locale, 'app.name'))}</a>${nav.join('')}<span class="spacer"></span>${account}</header>
 <main>${opts.notice ? `<div class="notice">${esc(opts.notice)}</div>` : ''}<h1>${esc(opts.title)}</h1>
 ${String(opts.body)}

@@ -26,6 +26,7 @@ function summary(o: WireOutcome): string {
   const statuses = [...o.statuses].map(([s, n]) => `${n}×${s}`).join(',') || '0';
   return `goaway=${o.goaway ?? '-'} rst=[${resets}] answers=[${statuses}] pingAcks=${o.pingAcks} settingsAcks=${o.settingsAcks} closed=${o.closed}`;
 }
+
 export { summary as describeOutcome };
 
 async function timed(name: string, port: number, body: (w: H2Wire) => Promise<string>): Promise<AbuseResult> {
@@ -130,7 +131,8 @@ export function streamsPastTheLimit(streams = 400): AbuseCase {
     run: (port) =>
       timed(`${streams} concurrent streams`, port, async (w) => {
         const batch: Buffer[] = [];
-        for (let i = 0, id = 1; i < streams; i++, id += 2) batch.push(frame(FRAME.HEADERS, FLAG.END_HEADERS, id, requestBlock('/login', AUTHORITY, { method: 'POST' })));
+        for (let i = 0, id = 1; i < streams; i++, id += 2)
+          batch.push(frame(FRAME.HEADERS, FLAG.END_HEADERS, id, requestBlock('/login', AUTHORITY, { method: 'POST' })));
         await w.send(Buffer.concat(batch));
         // Hold them open a while, as a client that never sends the bodies does.
         await new Promise((r) => setTimeout(r, 3000));
