@@ -5,7 +5,7 @@ import type { Logger } from '../../common/log.js';
 import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
 import { BoosterErrors } from '../errors.js';
 import { isGateExempt, renderGatedResponse } from '../license/gate.js';
-import { sendError } from '../replies.js';
+import { rawAnswer, refuseUpgrade, sendError, UPGRADE_UNAVAILABLE } from '../replies.js';
 import { type DbPressurePolicy, requestKind } from './db-pressure.js';
 import { isInternalPath } from './internal-paths.js';
 import { HeldRequest, idempotencyKeyOf } from './request.js';
@@ -43,9 +43,14 @@ const refusedSockets = new WeakSet<object>();
  * otherwise read different hosts); a target that is neither a path nor an absolute http(s) URL
  * (asterisk- or authority-form, which no app server route answers).
  */
+/** A request of an HTTP/2 stream (node:http2's compatibility API), not an HTTP/1 line that says 2.0. */
+function isHttp2(req: IncomingMessage): boolean {
+  return (req as { stream?: unknown }).stream !== undefined;
+}
+
 function malformed(req: IncomingMessage, url: string): OmflowError | null {
   const major = req.httpVersionMajor;
-  if (major === 2) return (req as { stream?: unknown }).stream === undefined ? BoosterErrors.BOOSTER_ERR_HTTP_VERSION() : null;
+  if (major === 2) return isHttp2(req) ? null : BoosterErrors.BOOSTER_ERR_HTTP_VERSION();
   if (major !== 1) return BoosterErrors.BOOSTER_ERR_HTTP_VERSION();
   if (!(req instanceof HeldRequest)) {
     let hosts = 0;
@@ -72,7 +77,9 @@ export function createFrontRouter(gate: FrontGate, control: Handler, proxy: Reve
     const url = req.url ?? '/';
     const refusal = malformed(req, url);
     if (refusal) {
-      if (req.httpVersionMajor < 2) {
+      // HTTP/0.9 has no status line to carry an answer: the connection just closes (as on the lean path).
+      if (req.httpVersionMajor === 0) return void req.socket.destroy();
+      if (!isHttp2(req)) {
         // Nothing after a refused request is read (the lean path does the same): a request
         // pipelined behind it is never proxied, and node:http closes once this answer is out.
         refusedSockets.add(req.socket);
@@ -132,8 +139,13 @@ export function createFrontRouter(gate: FrontGate, control: Handler, proxy: Reve
 
   function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const url = req.url ?? '/';
+    const refusal = malformed(req, url);
+    if (refusal) {
+      refuseUpgrade(socket, rawAnswer(refusal));
+      return;
+    }
     if (!gate.serves() || isInternalPath(url) || url.startsWith(BOOSTER_PATH.prefix) || (!gate.allowsDistribution() && !isGateExempt(url))) {
-      socket.end('HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n');
+      refuseUpgrade(socket, UPGRADE_UNAVAILABLE);
       return;
     }
     proxy.upgrade(req, socket, head);
@@ -146,7 +158,7 @@ export function createFrontRouter(gate: FrontGate, control: Handler, proxy: Reve
 
   function onCheckExpectation(req: IncomingMessage, res: ServerResponse): void {
     if (malformed(req, req.url ?? '/')) return void onRequest(req, res);
-    if (req.httpVersionMajor < 2) {
+    if (!isHttp2(req)) {
       // The body the client holds back (or sends anyway) is never read as a request.
       refusedSockets.add(req.socket);
       res.setHeader('connection', 'close');

@@ -6,7 +6,7 @@ import type { Logger } from '../../common/log.js';
 import { HEADER } from '../../common/protocol/headers.js';
 import { BoosterErrors } from '../errors.js';
 import type { BoosterMetrics } from '../metrics.js';
-import { nextRequestId, sendError } from '../replies.js';
+import { nextRequestId, refuseUpgrade, sendError, UPGRADE_UNAVAILABLE } from '../replies.js';
 import type { ServerTable, ServerView } from '../server-table/server-table.js';
 import type { Admission } from './admission.js';
 import { type BodyMode, bodyModeOf, HeldRequest, idempotencyKeyOf } from './request.js';
@@ -248,7 +248,7 @@ export class ReverseProxy {
     const s = this.#s;
     const choice = s.table.pick();
     if (choice.kind !== 'server') {
-      socket.end('HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n');
+      refuseUpgrade(socket, UPGRADE_UNAVAILABLE);
       return;
     }
     const e = choice.server;

@@ -1,6 +1,7 @@
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { type AddressInfo, connect } from 'node:net';
+import { Agent, fetch } from 'undici';
 import { type Booster, createBooster } from '../../booster/booster.js';
 import { boosterArea } from '../../common/config/areas/booster.js';
 import { clusterArea } from '../../common/config/areas/cluster.js';
@@ -176,10 +177,13 @@ export async function startDifferential(db: Database, opts: { hangMs?: number; q
       },
     });
   const boosters: Booster[] = [];
+  // One keep-alive connection per booster for the heartbeats, so the connection counts stay exact.
+  const beats = new Agent({ connections: 1 });
   const urls: string[] = [];
   let beat: NodeJS.Timeout | undefined;
   const close = async () => {
     clearInterval(beat);
+    await beats.close();
     for (const b of boosters.reverse()) await b.close().catch(() => {});
     await new Promise<void>((r) => upstream.close(() => r()));
     upstream.closeAllConnections();
@@ -213,7 +217,12 @@ export async function startDifferential(db: Database, opts: { hangMs?: number; q
           epochSeen: 0,
         });
         const headers = signClusterRequest(SECRET, 'fuzz-upstream', 'POST', BOOSTER_PATH.heartbeat, body, Date.now(), { audience: audienceOf(url) });
-        await fetch(url + BOOSTER_PATH.heartbeat, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body }).catch(() => {});
+        await fetch(url + BOOSTER_PATH.heartbeat, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...headers },
+          body,
+          dispatcher: beats,
+        }).catch(() => {});
       }
     };
     await heartbeat();

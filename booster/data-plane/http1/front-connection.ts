@@ -2,6 +2,7 @@ import { type Server, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { HEADER } from '../../../common/protocol/headers.js';
 import { BoosterErrors } from '../../errors.js';
+import { rawAnswer } from '../../replies.js';
 import { HeldRequest } from '../request.js';
 import { type LlhttpParser, llhttp, methodName as methodNameOf, newParser, STOP_AFTER_HEAD } from './llhttp.js';
 
@@ -44,11 +45,9 @@ const BAD_REQUEST = 'HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-le
 const HEADERS_TOO_LARGE = 'HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n';
 const REQUEST_TIMEOUT = 'HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n';
 /** A body still arriving after OMFLOW_BOOSTER_BODY_TIMEOUT_MS: the same answer the proxy gives on the node:http path. */
-const BODY_TIMEOUT = (() => {
-  const e = BoosterErrors.BOOSTER_ERR_BODY_TIMEOUT();
-  const body = JSON.stringify({ code: e.code, message: e.message });
-  return `HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
-})();
+const BODY_TIMEOUT = rawAnswer(BoosterErrors.BOOSTER_ERR_BODY_TIMEOUT());
+/** A request line that is not HTTP/1.x: the front router's answer. */
+const HTTP_VERSION = rawAnswer(BoosterErrors.BOOSTER_ERR_HTTP_VERSION());
 
 /** The request as the front router and the proxy see it (the node:http names they read). */
 export class LeanRequest extends HeldRequest {
@@ -357,7 +356,15 @@ export class LeanConnection {
       else if (name === 'content-length') holdable &&= Number(h[i + 1]) <= maxHeld;
       else if (name === HEADER.idempotencyKey) idempotencyKey ??= h[i + 1];
     }
-    if (major === 1 && (hosts > 1 || (minor === 1 && hosts === 0))) {
+    // CONNECT goes to node:http whatever else it says (it has no 'connect' listener: it closes the connection).
+    const connect = methodName === 'CONNECT';
+    if (major !== 1 && !connect) {
+      // HTTP/0.9 or a line claiming 2.0: refused here as the front router refuses it (a head
+      // re-serialised for node:http would no longer be the request the client sent).
+      this.#refused = major === 0 ? 'HTTP/0.9' : 'version';
+      return STOP_AFTER_HEAD;
+    }
+    if (!connect && (hosts > 1 || (minor === 1 && hosts === 0))) {
       // RFC 9112 §3.2: exactly one Host on HTTP/1.1, never two on any request (the front router
       // holds node:http's path to the same rule); nothing after a refused head is read.
       this.#refused = 'Host header missing or repeated';
@@ -371,7 +378,7 @@ export class LeanConnection {
       !upgrade &&
       major === 1 &&
       u.charCodeAt(0) === 47 /* '/' */ &&
-      methodName !== 'CONNECT' &&
+      !connect &&
       !this.front.options.handsOver(u);
     if (!lean) {
       let head = `${methodName} ${u} HTTP/${major}.${minor}\r\n`;
@@ -468,9 +475,11 @@ export class LeanConnection {
     this.#reading = null;
     this.bodyBegunAt = 0;
     this.#handOver = null;
-    const answer = err.code === 'HPE_HEADER_OVERFLOW' ? HEADERS_TOO_LARGE : BAD_REQUEST;
+    // HTTP/0.9 has no status line to carry an answer: the connection just closes.
+    const answer =
+      err.code === 'HPE_HEADER_OVERFLOW' ? HEADERS_TOO_LARGE : err.message === 'version' ? HTTP_VERSION : err.message === 'HTTP/0.9' ? '' : BAD_REQUEST;
     if (this.current === null) {
-      if (s.writable) s.end(answer);
+      if (s.writable && answer) s.end(answer);
       else s.destroy();
       return;
     }
