@@ -168,14 +168,12 @@ export class Agent {
     });
 
     this.reportTimer = setInterval(() => void this.report(), a.reportIntervalMs);
-    const adopted = await this.supervisor.adoptOrReplace();
-    if (adopted !== 'adopted') {
-      try {
-        await this.supervisor.start();
-      } catch (err) {
-        log.warn({ err }, 'app server did not start; recovering');
-        await this.supervisor.restartAfterFailedStart(err);
-      }
+    await this.supervisor.replaceLeftover();
+    try {
+      await this.supervisor.start();
+    } catch (err) {
+      log.warn({ err }, 'app server did not start; recovering');
+      await this.supervisor.restartAfterFailedStart(err);
     }
     if (existsSync(this.drainedFile) && this.supervisor.isRunning()) await this.undrain();
     this.supervisor.startMonitor();

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { isOmflowError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
@@ -7,6 +8,7 @@ import { RELEASE_ENTRY } from '../common/patch/index.js';
 import { groupAlive } from '../common/process-group.js';
 import { SERVER_PATH } from '../common/protocol/headers.js';
 import type { AgentState } from '../common/protocol/messages.js';
+import { lifelineSpawn } from '../common/supervisor-lifeline.js';
 import { AgentErrors } from './errors.js';
 import { type ProbeResult, probe } from './health.js';
 import { cmdlineOf, isAlive, isZombie, readJsonFile, removeFile, signalGroup, sleep, writeJsonFile } from './process-control.js';
@@ -65,14 +67,15 @@ interface PidFile {
 /**
  * The app server as a cluster resource (LifeKeeper / OCF style): start, stop, quick check,
  * deep check, recover — each with its own timeout. Lifecycle operations run one at a time.
- * The server runs in its own process group (spawn detached), so stop takes its children too
- * and an agent crash leaves it running for the next agent to adopt.
+ * The server runs in its own process group (spawn detached), so stop takes its children too,
+ * and holds the agent's lifeline (ADR 0022): when the agent is gone, however it went, the
+ * server stops itself. Nothing outlives its supervisor.
  */
 export class Supervisor {
   private state: AgentState = 'stopped';
   private detail: string | undefined;
   private child: ChildProcess | null = null;
-  /** pid (= pgid) of the server, spawned or adopted. */
+  /** pid (= pgid) of the server (spawned, or left by a previous agent until it is stopped). */
   private pid: number | null = null;
   private version: string | null = null;
   private expectingExit = false;
@@ -173,10 +176,12 @@ export class Supervisor {
   }
 
   /**
-   * Adopts a server left running by a previous agent (same data dir, our release tree, answers
-   * /healthz on our port), or stops it cleanly. Never leaves two servers.
+   * A server left by a previous agent of this data dir (its pid file names a live process running
+   * one of our releases) is stopped, group and all, before a new one starts. It is never adopted:
+   * a server stops itself when its agent goes away (the lifeline, ADR 0022), so one still alive is
+   * on its way out, or was started by an agent without a lifeline. Never leaves two servers.
    */
-  async adoptOrReplace(): Promise<'adopted' | 'replaced' | 'none'> {
+  async replaceLeftover(): Promise<'replaced' | 'none'> {
     const pf = readJsonFile<PidFile>(this.pidFile);
     if (!pf) return 'none';
     const cmd = cmdlineOf(pf.pid);
@@ -185,18 +190,9 @@ export class Supervisor {
       removeFile(this.pidFile);
       return 'none';
     }
-    const wanted = this.deps.releases.currentVersion();
     this.pid = pf.pid;
     this.version = pf.version;
-    // A release (re)installed after the server started means the server runs other code.
-    const installedAt = wanted ? this.deps.releases.meta(wanted)?.installedAt : undefined;
-    const fresh = !installedAt || installedAt <= pf.startedAt;
-    if (pf.version === wanted && fresh && pf.port === this.deps.server.port && (await this.quickCheck()).result === 'ok') {
-      this.deps.log.info({ pid: pf.pid, version: pf.version }, 'adopted the running app server');
-      this.transition('running', 'adopted');
-      return 'adopted';
-    }
-    this.deps.log.warn({ pid: pf.pid, version: pf.version, wanted }, 'replacing a stale app server');
+    this.deps.log.warn({ pid: pf.pid, version: pf.version }, 'stopping an app server left by a previous agent');
     await this.stopProcess();
     return 'replaced';
   }
@@ -218,24 +214,23 @@ export class Supervisor {
     const out = openSync(this.logFile, 'a');
     let child: ChildProcess;
     try {
-      child = spawn(process.execPath, [join(releaseDir, RELEASE_ENTRY), 'server'], {
-        cwd: releaseDir,
-        env: {
-          ...this.deps.env,
-          OMFLOW_SERVER_HOST: this.deps.server.host,
-          OMFLOW_SERVER_PORT: String(this.deps.server.port),
-          OMFLOW_SERVER_URL: this.deps.server.publicUrl,
-          OMFLOW_SERVER_VERSION: version,
-          OMFLOW_AGENT_URL: this.deps.agentUrl(),
-        },
-        stdio: ['ignore', out, out],
-        detached: true,
+      // The lifeline (fd 3): the server stops itself once this agent is gone, SIGKILL included.
+      const spawnOpts = lifelineSpawn(['ignore', out, out] as const, {
+        ...this.deps.env,
+        OMFLOW_SERVER_HOST: this.deps.server.host,
+        OMFLOW_SERVER_PORT: String(this.deps.server.port),
+        OMFLOW_SERVER_URL: this.deps.server.publicUrl,
+        OMFLOW_SERVER_VERSION: version,
+        OMFLOW_AGENT_URL: this.deps.agentUrl(),
       });
+      child = spawn(process.execPath, [join(releaseDir, RELEASE_ENTRY), 'server'], { cwd: releaseDir, ...spawnOpts, detached: true });
     } finally {
       closeSync(out);
     }
     const pid = child.pid;
     if (pid === undefined) throw AgentErrors.AGENT_ERR_SERVER_EXITED('the server process could not be spawned');
+    // Our end stays open as long as the child object lives; it must not keep the agent running.
+    (child.stdio[3] as Socket | null)?.unref();
     this.child = child;
     this.pid = pid;
     this.version = version;

@@ -6,7 +6,7 @@ import { createLogger, type Logger } from '../common/log.js';
 import type { BoosterConfig, ClusterConfig } from './config.js';
 import { createClusterEvents } from './control-plane/cluster-events.js';
 import { ClusterStore } from './control-plane/cluster-store.js';
-import { createControlApi } from './control-plane/control-api.js';
+import { createControlApi, fromWorkers } from './control-plane/control-api.js';
 import { createControlCore } from './control-plane/control-core.js';
 import { HealthChecker } from './control-plane/health-checker.js';
 import { MaintenanceMode } from './control-plane/maintenance.js';
@@ -234,7 +234,7 @@ export function createBooster(deps: BoosterDeps): Booster {
   const plane = workers
     ? null
     : createDataPlane({ cfg, table, pools, metrics, log, pressure: dbPressure, epoch: () => leadership.currentEpoch(), gate: front, control });
-  const server = plane?.server ?? createServer({ keepAliveTimeout: 5000 }, control);
+  const server = plane?.server ?? createServer({ keepAliveTimeout: 5000 }, fromWorkers(control));
 
   const timers: NodeJS.Timeout[] = [];
   let listening = false;

@@ -68,6 +68,31 @@ export const BoosterErrors = defineErrors({
     message: 'The data-plane worker could not reach its primary process for a /_booster/ request',
     hint: 'Transient while the booster starts, stops or restarts its primary process; retry after Retry-After. If it persists, the booster process needs a restart (see its log).',
   },
+  BOOSTER_ERR_BAD_REQUEST: {
+    status: 400,
+    message: 'The request is malformed',
+    hint: 'An HTTP/1.1 request needs exactly one Host header (RFC 9112 3.2), any HTTP/1.x request at most one, and the target must be a path (/…) or an absolute http(s) URL. The connection is closed after this answer.',
+  },
+  BOOSTER_ERR_HTTP_VERSION: {
+    status: 505,
+    message: 'This HTTP version is not supported on an HTTP/1 connection',
+    hint: 'Send HTTP/1.0 or HTTP/1.1, or HTTP/2 over TLS (ALPN h2). An HTTP/1 request line that claims another version is refused.',
+  },
+  BOOSTER_ERR_EXPECTATION_FAILED: {
+    status: 417,
+    message: 'The booster meets no expectation other than 100-continue',
+    hint: 'Send Expect: 100-continue or no Expect header. The connection is closed after this answer.',
+  },
+  BOOSTER_ERR_BODY_TOO_LARGE: {
+    status: 413,
+    message: 'The request body is larger than the booster passes on',
+    hint: 'See OMFLOW_BOOSTER_MAX_BODY_BYTES. The connection is closed after this answer; nothing was sent on to an app server.',
+  },
+  BOOSTER_ERR_BODY_TIMEOUT: {
+    status: 408,
+    message: 'The request body did not arrive in time',
+    hint: 'The whole body must arrive within OMFLOW_BOOSTER_BODY_TIMEOUT_MS of the request head. Retry on a faster link, or raise the setting for large uploads.',
+  },
   BOOSTER_ERR_VIP_ARPING: {
     status: 500,
     message: 'The virtual IP needs an arping this booster can use for its gratuitous ARP',

@@ -1,3 +1,4 @@
+import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { boosterUrlsOf } from '../common/config/areas/boosters.js';
@@ -32,17 +33,20 @@ import { createTicketsService } from './features/tickets/service.js';
 import { createTicketsStore } from './features/tickets/store.js';
 import { registerAuthHook } from './features/users/auth-hook.js';
 import { usersPages } from './features/users/pages.js';
+import { createPasswordHasher } from './features/users/passwords.js';
 import { usersRoutes } from './features/users/routes.js';
 import { createUsersService } from './features/users/service.js';
 import { createUsersStore } from './features/users/store.js';
 import { createHeartbeat } from './heartbeat.js';
 import { registerErrorHandling, sendOmflowError } from './http/errors.js';
 import { purgeIdempotencyKeys } from './http/idempotency.js';
+import { registerSecurityHeaders } from './http/security-headers.js';
 import { openapiRoutes } from './openapi.js';
 import { Runtime } from './runtime.js';
 import { createStepsReadyHint } from './steps-ready-hint.js';
 import type { ServerDeps } from './types.js';
 import { packageVersion } from './version.js';
+import { assetsRoutes } from './web/assets.js';
 
 export interface BuildOptions {
   config: ServerConfig;
@@ -110,6 +114,8 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
     for (const method of ([] as string[]).concat(r.method)) if (method !== 'HEAD') routes.push({ method, url: r.url });
   });
   await app.register(formbody);
+  await app.register(cookie);
+  await registerSecurityHeaders(app, { alwaysTls: config.server.cookieSecure });
 
   // In-flight count for the load report; epoch fencing of everything a booster proxies. The
   // fence is raised only by signed sources (dispatches, heartbeat replies), never by this header.
@@ -126,7 +132,7 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
   });
 
   const usersStore = createUsersStore(db.knex);
-  const users = createUsersService({ store: usersStore, settings });
+  const users = createUsersService({ store: usersStore, settings, passwords: createPasswordHasher({ concurrency: config.server.passwordHashes }) });
   registerAuthHook(app, users);
 
   const formsStore = createFormsStore(db.knex);
@@ -146,6 +152,7 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
   else kick = createStepsReadyHint({ boosterUrls: deps.boosterUrls, secret: config.cluster.secret, nodeId, log });
   const onCommitted = () => kick();
 
+  await app.register(assetsRoutes);
   await app.register(healthRoutes, { db, runtime, timeoutMs: config.server.readyTimeoutMs });
   // The URL boosters dial (the heartbeat's url) is known once listening: dispatches must be signed for it.
   let dispatchAudiences: string[] | undefined;

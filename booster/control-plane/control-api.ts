@@ -84,9 +84,28 @@ export const STEPS_READY_PATH = BOOSTER_PATH.stepsReady;
 
 const SERVER_COMMAND = /^\/_booster\/servers\/([^/]+)\/(drain|undrain|weight|retire)$/;
 
-/** True for HTTPS and HTTP/2 requests (h2 requests expose the TLS socket through a proxy). */
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+const forwardedByWorker = new WeakSet<IncomingMessage>();
+
+/** The primary's loopback listener for the workers: requests it gets were forwarded by a worker. */
+export function fromWorkers(handler: (req: IncomingMessage, res: ServerResponse) => void): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    forwardedByWorker.add(req);
+    handler(req, res);
+  };
+}
+
+/** True for HTTPS and HTTP/2 requests (h2 requests expose the TLS socket through a proxy), and for those a worker says came over TLS. */
 function overTls(req: IncomingMessage): boolean {
-  return (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true;
+  if ((req.socket as { encrypted?: boolean } | undefined)?.encrypted === true) return true;
+  return forwardedByWorker.has(req) && req.headers[HEADER.clientTls] === '1';
 }
 
 export function createControlApi(core: ControlCore) {
@@ -176,7 +195,8 @@ export function createControlApi(core: ControlCore) {
     if (serverCommand) {
       const { value, by } = await command(req);
       if (core.leaseNotHeld?.()) return sendError(res, BoosterErrors.BOOSTER_ERR_LEASE_NOT_HELD(), { 'retry-after': '1' });
-      const id = decodeURIComponent(serverCommand[1]);
+      // An id that is not valid percent-encoding names no server (decodeURIComponent would throw).
+      const id = safeDecode(serverCommand[1]);
       const verb = serverCommand[2];
       let known: boolean;
       let answer: Record<string, unknown>;

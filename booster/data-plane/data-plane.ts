@@ -1,12 +1,13 @@
-import type { Server } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from '../../common/log.js';
 import type { BoosterConfig } from '../config.js';
 import type { BoosterMetrics } from '../metrics.js';
 import type { ServerTable } from '../server-table/server-table.js';
 import { Admission } from './admission.js';
 import type { DbPressurePolicy } from './db-pressure.js';
-import { createFrontRouter, type FrontGate, type Handler, type UpgradeHandler } from './front-router.js';
+import { createFrontRouter, type FrontGate, type FrontRouter, type Handler } from './front-router.js';
 import { createListener } from './listener.js';
 import { ReverseProxy } from './reverse-proxy.js';
 import type { UpstreamPools } from './upstream-pools.js';
@@ -64,7 +65,7 @@ export function createDataPlane(d: DataPlaneDeps): DataPlane {
     maintenance: () => d.gate.maintenance(),
   };
   const router = createFrontRouter(gate, d.control, proxy, { policy: d.pressure, onShed: () => metrics.dbPressureShed.inc() }, log);
-  const server = openListener(cfg, log, router.onRequest, router.onUpgrade);
+  const server = openListener(cfg, log, router);
   let destroyed = false;
   let refill: NodeJS.Timeout | undefined;
 
@@ -107,7 +108,7 @@ export function createDataPlane(d: DataPlaneDeps): DataPlane {
 }
 
 /** The listener made from the booster's settings: no framework on the hot path. */
-function openListener(cfg: BoosterConfig, log: Logger, onRequest: Handler, onUpgrade: UpgradeHandler): Server {
+function openListener(cfg: BoosterConfig, log: Logger, router: FrontRouter): Server {
   const server = createListener(
     {
       tls: cfg.tlsCertFile && cfg.tlsKeyFile ? { certFile: cfg.tlsCertFile, keyFile: cfg.tlsKeyFile } : null,
@@ -115,14 +116,49 @@ function openListener(cfg: BoosterConfig, log: Logger, onRequest: Handler, onUpg
       host: cfg.host,
       log,
       leanMaxHeldBodyBytes: cfg.leanHttp1 ? cfg.replayableBodyBytes : null,
-      server: { keepAliveTimeout: 5000, requestTimeout: 0, headersTimeout: 30_000 },
+      bodyTimeoutMs: cfg.bodyTimeoutMs,
+      server: {
+        keepAliveTimeout: 5000,
+        // The whole request, head and body, within the body timeout (a backstop: the proxy answers
+        // a data-plane body first, with its code; this also bounds /_booster/ calls and hand-overs).
+        requestTimeout: cfg.bodyTimeoutMs,
+        headersTimeout: cfg.bodyTimeoutMs > 0 ? Math.min(30_000, cfg.bodyTimeoutMs) : 30_000,
+        // The front router holds every HTTP/1.x request to RFC 9112's Host rule itself (and closes
+        // the connection), as the lean path does; node:http's own check answers but reads on.
+        requireHostHeader: false,
+      },
     },
-    onRequest,
+    router.onRequest,
+    router,
   );
   server.timeout = cfg.idleTimeoutMs;
-  server.on('upgrade', onUpgrade);
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n');
-  });
+  server.on('upgrade', router.onUpgrade);
+  server.on('clientError', refuseMalformed);
   return server;
+}
+
+const BAD_REQUEST = 'HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n';
+const refused = new WeakSet<Duplex>();
+
+/**
+ * node:http could not parse what followed on a connection: 400 and close, as the lean path does.
+ * An answer still under way for an earlier, valid request on it (pipelining) is finished first;
+ * node:http keeps it as the socket's current message. Called again for every later read of the
+ * broken connection: answered once.
+ */
+function refuseMalformed(_err: Error, socket: Duplex): void {
+  if (refused.has(socket)) return;
+  refused.add(socket);
+  // Not paused: the parser reads no request after its error anyway, and a paused socket would
+  // never see its client go away (it stayed open for good).
+  const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+  let done = false;
+  const refuse = () => {
+    if (done) return;
+    done = true;
+    if (socket.writable) socket.end(BAD_REQUEST);
+    else socket.destroy();
+  };
+  if (inFlight && !inFlight.writableFinished) inFlight.once('finish', refuse).once('close', refuse);
+  else refuse();
 }

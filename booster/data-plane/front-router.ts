@@ -1,14 +1,15 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { OmflowError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
 import { BoosterErrors } from '../errors.js';
 import { isGateExempt, renderGatedResponse } from '../license/gate.js';
-import { sendError } from '../replies.js';
+import { rawAnswer, refuseUpgrade, sendError, UPGRADE_UNAVAILABLE } from '../replies.js';
 import { type DbPressurePolicy, requestKind } from './db-pressure.js';
 import { isInternalPath } from './internal-paths.js';
 import { type MaintenanceView, renderMaintenance } from './maintenance-page.js';
-import { idempotencyKeyOf } from './request.js';
+import { HeldRequest, idempotencyKeyOf } from './request.js';
 import type { ReverseProxy } from './reverse-proxy.js';
 
 /**
@@ -35,20 +36,68 @@ export interface FrontPressure {
   onShed: () => void;
 }
 
+/** HTTP/1.x connections that had a request refused as malformed: nothing more is handled on them. */
+const refusedSockets = new WeakSet<object>();
+
+/**
+ * What no path may pass on (the lean HTTP/1.1 front refuses the same before a request gets
+ * here): an HTTP/1 request line claiming another version; a repeated Host on any HTTP/1.x
+ * request, a missing one on HTTP/1.1 (RFC 9112 3.2: the app server and the booster could
+ * otherwise read different hosts); a target that is neither a path nor an absolute http(s) URL
+ * (asterisk- or authority-form, which no app server route answers).
+ */
+/** A request of an HTTP/2 stream (node:http2's compatibility API), not an HTTP/1 line that says 2.0. */
+function isHttp2(req: IncomingMessage): boolean {
+  return (req as { stream?: unknown }).stream !== undefined;
+}
+
+function malformed(req: IncomingMessage, url: string): OmflowError | null {
+  const major = req.httpVersionMajor;
+  if (major === 2) return isHttp2(req) ? null : BoosterErrors.BOOSTER_ERR_HTTP_VERSION();
+  if (major !== 1) return BoosterErrors.BOOSTER_ERR_HTTP_VERSION();
+  if (!(req instanceof HeldRequest)) {
+    let hosts = 0;
+    const raw = req.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') hosts++;
+    if (hosts > 1 || (hosts === 0 && req.httpVersionMinor === 1)) return BoosterErrors.BOOSTER_ERR_BAD_REQUEST();
+  }
+  if (url.charCodeAt(0) !== 47 /* '/' */ && !/^https?:\/\//i.test(url)) return BoosterErrors.BOOSTER_ERR_BAD_REQUEST();
+  return null;
+}
+
+export interface FrontRouter {
+  onRequest: Handler;
+  onUpgrade: UpgradeHandler;
+  /** Expect: 100-continue: a malformed request is refused without 100 Continue; otherwise 100, then routed. */
+  onCheckContinue: Handler;
+  /** Any other expectation: a malformed request is refused as always; otherwise 417 and the connection closes. */
+  onCheckExpectation: Handler;
+}
+
 /**
  * The hot path: prefix check for /_booster/ → role / `/_internal/` / license gate / maintenance /
  * database pressure → proxy. Maintenance lets through what the license gate lets through (admin
  * pages, login, health checks), so an administrator can still reach the admin page.
  */
-export function createFrontRouter(
-  gate: FrontGate,
-  control: Handler,
-  proxy: ReverseProxy,
-  pressure: FrontPressure,
-  log: Logger,
-): { onRequest: Handler; onUpgrade: UpgradeHandler } {
+export function createFrontRouter(gate: FrontGate, control: Handler, proxy: ReverseProxy, pressure: FrontPressure, log: Logger): FrontRouter {
   function route(req: IncomingMessage, res: ServerResponse): void {
     const url = req.url ?? '/';
+    const refusal = malformed(req, url);
+    if (refusal) {
+      // HTTP/0.9 has no status line to carry an answer: the connection just closes (as on the lean path).
+      if (req.httpVersionMajor === 0) return void req.socket.destroy();
+      if (!isHttp2(req)) {
+        // Nothing after a refused request is read (the lean path does the same): a request
+        // pipelined behind it is never proxied, and node:http closes once this answer is out.
+        refusedSockets.add(req.socket);
+        res.setHeader('connection', 'close');
+      }
+      sendError(res, refusal);
+      return;
+    }
+    // A request node:http parsed behind a refused one on the same connection: left unanswered,
+    // the connection closes after the refusal.
+    if (refusedSockets.has(req.socket)) return;
     if (url.startsWith(BOOSTER_PATH.prefix)) {
       control(req, res);
       return;
@@ -103,13 +152,33 @@ export function createFrontRouter(
 
   function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const url = req.url ?? '/';
+    const refusal = malformed(req, url);
+    if (refusal) {
+      refuseUpgrade(socket, rawAnswer(refusal));
+      return;
+    }
     const closed = !gate.allowsDistribution() || gate.maintenance() !== null;
     if (!gate.serves() || isInternalPath(url) || url.startsWith(BOOSTER_PATH.prefix) || (closed && !isGateExempt(url))) {
-      socket.end('HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n');
+      refuseUpgrade(socket, UPGRADE_UNAVAILABLE);
       return;
     }
     proxy.upgrade(req, socket, head);
   }
 
-  return { onRequest, onUpgrade };
+  function onCheckContinue(req: IncomingMessage, res: ServerResponse): void {
+    if (!malformed(req, req.url ?? '/')) res.writeContinue();
+    onRequest(req, res);
+  }
+
+  function onCheckExpectation(req: IncomingMessage, res: ServerResponse): void {
+    if (malformed(req, req.url ?? '/')) return void onRequest(req, res);
+    if (!isHttp2(req)) {
+      // The body the client holds back (or sends anyway) is never read as a request.
+      refusedSockets.add(req.socket);
+      res.setHeader('connection', 'close');
+    }
+    sendError(res, BoosterErrors.BOOSTER_ERR_EXPECTATION_FAILED());
+  }
+
+  return { onRequest, onUpgrade, onCheckContinue, onCheckExpectation };
 }

@@ -28,9 +28,23 @@ export interface ListenerOptions {
   watchIntervalMs?: number;
   /** Plain HTTP/1.1 on the lean path (ADR 0014), bodies up to this size held; null: node:http only. TLS ports ignore it. */
   leanMaxHeldBodyBytes?: number | null;
+  /** Longest time from a request's head to the end of its body on the lean path (0: none); node:http's is the proxy's. */
+  bodyTimeoutMs?: number;
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/**
+ * Requests with an Expect header, which node:http would answer itself (100 Continue, or 417)
+ * before the front router saw them: the router decides first, so a malformed request is refused
+ * the same way on every path.
+ */
+export interface ExpectHandlers {
+  /** Expect: 100-continue. */
+  onCheckContinue: Handler;
+  /** Any other expectation. */
+  onCheckExpectation: Handler;
+}
 
 /** Where a plain request on a TLS port or on the redirect port goes instead: same host, the TLS port. */
 function redirectToHttps(req: IncomingMessage, res: ServerResponse, tlsPort: number): void {
@@ -54,10 +68,14 @@ export const H2_MAX_CONCURRENT_STREAMS = 128;
  * `timeout` behave as before); with TLS it also owns the secure server, the redirect listener,
  * the file watch and the SIGHUP handler, and closing it closes them.
  */
-export function createListener(opts: ListenerOptions, onRequest: Handler): Server {
+export function createListener(opts: ListenerOptions, onRequest: Handler, expect?: ExpectHandlers): Server {
   if (!opts.tls) {
     if (opts.redirectPort !== undefined) opts.log.warn('OMFLOW_BOOSTER_HTTP_REDIRECT_PORT ignored: no TLS certificate configured');
     const server = createServer(opts.server, onRequest);
+    if (expect) {
+      server.on('checkContinue', expect.onCheckContinue);
+      server.on('checkExpectation', expect.onCheckExpectation);
+    }
     if (opts.leanMaxHeldBodyBytes != null) {
       if (!leanHttp1Available)
         opts.log.warn('OMFLOW_BOOSTER_LEAN_HTTP1 ignored: this Node exposes no llhttp parser (process.binding or _http_common); node:http serves everything');
@@ -68,6 +86,7 @@ export function createListener(opts: ListenerOptions, onRequest: Handler): Serve
           maxHeldBodyBytes: opts.leanMaxHeldBodyBytes,
           keepAliveTimeoutMs: opts.server.keepAliveTimeout ?? 5000,
           headersTimeoutMs: opts.server.headersTimeout || 30_000,
+          bodyTimeoutMs: opts.bodyTimeoutMs ?? 0,
         });
     }
     return server;
@@ -78,11 +97,14 @@ export function createListener(opts: ListenerOptions, onRequest: Handler): Serve
   log.info({ subject: current.subject, validTo: current.validTo, fingerprint256: current.fingerprint256 }, 'TLS certificate loaded');
 
   let tlsPort = 0;
-  const plain = createServer(opts.server, (req, res) => {
-    // Cluster members speak plain HTTP to /_booster/ (signed); users are sent to HTTPS.
-    if ((req.url ?? '/').startsWith(BOOSTER_PATH.prefix)) return onRequest(req, res);
-    redirectToHttps(req, res, tlsPort);
-  });
+  // Cluster members speak plain HTTP to /_booster/ (signed); users are sent to HTTPS.
+  const plainOnly = (handler: Handler) => (req: IncomingMessage, res: ServerResponse) =>
+    (req.url ?? '/').startsWith(BOOSTER_PATH.prefix) ? handler(req, res) : redirectToHttps(req, res, tlsPort);
+  const plain = createServer(opts.server, plainOnly(onRequest));
+  if (expect) {
+    plain.on('checkContinue', plainOnly(expect.onCheckContinue));
+    plain.on('checkExpectation', plainOnly(expect.onCheckExpectation));
+  }
   const secure = createSecureServer(
     // Node's default lets one HTTP/2 connection open 2^32-1 concurrent streams; a client on the
     // users' network gets what nginx and HAProxy allow (128 and 100), the rest waits in its queue.
@@ -102,6 +124,10 @@ export function createListener(opts: ListenerOptions, onRequest: Handler): Serve
     s.on('error', () => {});
   });
   secure.on('upgrade', (req, socket, head) => plain.emit('upgrade', req, socket, head));
+  if (expect) {
+    secure.on('checkContinue', expect.onCheckContinue as never);
+    secure.on('checkExpectation', expect.onCheckExpectation as never);
+  }
   secure.on('clientError', (err, socket) => plain.emit('clientError', err, socket));
   secure.on('tlsClientError', (err) => log.debug({ err }, 'TLS handshake failed'));
 
@@ -118,8 +144,13 @@ export function createListener(opts: ListenerOptions, onRequest: Handler): Serve
       socket.off('timeout', silent);
       socket.pause();
       socket.unshift(first);
-      if (first[0] === 0x16) secure.emit('connection', socket);
-      else httpConnection.call(plain, socket);
+      if (first[0] === 0x16) {
+        // Accepted by node:http, the socket allows half-open connections; under TLS a client's FIN
+        // would then close nothing, and an HTTP/2 session (its streams, their requests) would
+        // outlive the client that went away. A TLS server's own sockets close on FIN.
+        socket.allowHalfOpen = false;
+        secure.emit('connection', socket);
+      } else httpConnection.call(plain, socket);
       process.nextTick(() => socket.resume());
     });
     socket.on('error', () => socket.destroy());

@@ -30,7 +30,7 @@ export function bodyModeOf(req: IncomingMessage, replayableBodyBytes: number): B
   // h2: a body may come without content-length; END_STREAM on the headers says there is none.
   if (
     req.headers['transfer-encoding'] !== undefined ||
-    (cl === undefined && req.httpVersionMajor === 2 && !(req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders)
+    (cl === undefined && (req as { stream?: { endAfterHeaders: boolean } }).stream?.endAfterHeaders === false)
   )
     return 'stream';
   if (cl !== undefined && cl !== '0') return Number(cl) <= replayableBodyBytes ? 'buffer' : 'stream';

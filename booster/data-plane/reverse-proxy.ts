@@ -1,11 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import { type Duplex, type Readable, Transform, type TransformCallback } from 'node:stream';
+import type { OmflowError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { HEADER } from '../../common/protocol/headers.js';
 import { BoosterErrors } from '../errors.js';
 import type { BoosterMetrics } from '../metrics.js';
-import { nextRequestId, sendError } from '../replies.js';
+import { nextRequestId, refuseUpgrade, sendError, UPGRADE_UNAVAILABLE } from '../replies.js';
 import type { ServerTable, ServerView } from '../server-table/server-table.js';
 import type { Admission } from './admission.js';
 import { type BodyMode, bodyModeOf, HeldRequest, idempotencyKeyOf } from './request.js';
@@ -21,6 +22,10 @@ export interface ReverseProxyOptions {
   maxAttempts: number;
   replayableBodyBytes: number;
   connectTimeoutMs: number;
+  /** Longest time from the head to the end of a request body read here (0: none). */
+  bodyTimeoutMs: number;
+  /** Largest request body passed on (0: none). */
+  maxBodyBytes: number;
 }
 
 export interface ReverseProxyDeps {
@@ -122,6 +127,8 @@ export class ReverseProxy {
   readonly #s: Shared;
   readonly #replayableBodyBytes: number;
   readonly #connectTimeoutMs: number;
+  readonly #bodyTimeoutMs: number;
+  readonly #maxBodyBytes: number;
 
   constructor(d: ReverseProxyDeps) {
     this.#s = {
@@ -136,6 +143,8 @@ export class ReverseProxy {
     };
     this.#replayableBodyBytes = d.opts.replayableBodyBytes;
     this.#connectTimeoutMs = d.opts.connectTimeoutMs;
+    this.#bodyTimeoutMs = d.opts.bodyTimeoutMs;
+    this.#maxBodyBytes = d.opts.maxBodyBytes;
   }
 
   /** Incoming requests currently being handled. */
@@ -150,6 +159,9 @@ export class ReverseProxy {
 
   /** Handles one data-plane request (the caller already checked role, gate and path). */
   handle(req: IncomingMessage, res: ServerResponse): void {
+    const max = this.#maxBodyBytes;
+    if (max > 0 && (req instanceof HeldRequest ? (req.heldBody?.length ?? 0) : Number(req.headers['content-length'] ?? 0)) > max)
+      return void refuseBody(req, res, BoosterErrors.BOOSTER_ERR_BODY_TOO_LARGE());
     this.#s.counter.active++;
     const method = req.method ?? 'GET';
     if (req instanceof HeldRequest) {
@@ -165,17 +177,75 @@ export class ReverseProxy {
     const x = new Exchange(this.#s, req, res, method, mode);
     (res as TaggedResponse)[EXCHANGE] = x;
     res.on('close', onResponseClose);
-    if (mode === 'buffer') {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
+    if (mode === 'none') {
+      // HTTP/2: a client may reset a stream in the very read that opened it (rapid reset,
+      // CVE-2023-44487); the reset is seen before the next turn, and such a request never reaches a server.
+      if (req.httpVersionMajor === 2) setImmediate(runUnlessGone, x);
+      else x.run();
+      return;
+    }
+    this.#limitBody(x);
+    this.#holdThenRun(x);
+  }
+
+  /**
+   * A request takes a server slot only once its body shows up: all of it when it is small (then it
+   * is held, and a retry can resend it), or its first replayableBodyBytes, after which the rest
+   * streams. A body that never comes (an HTTP/2 stream or chunked upload that opens and waits)
+   * holds no slot, whatever the client does, until the body timeout ends it.
+   */
+  #holdThenRun(x: Exchange): void {
+    const req = x.req;
+    const limit = this.#replayableBodyBytes;
+    const chunks: Buffer[] = [];
+    let held = 0;
+    const onData = (c: Buffer) => {
+      chunks.push(c);
+      held += c.length;
+      if (x.maxStreamedBytes > 0 && held > x.maxStreamedBytes) {
+        req.off('data', onData);
+        req.off('end', onEnd);
+        x.refuse(BoosterErrors.BOOSTER_ERR_BODY_TOO_LARGE());
+      } else if (held > limit) done(false);
+    };
+    const onEnd = () => done(true);
+    function done(ended: boolean): void {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      if (x.refused) return;
+      if (ended) {
+        x.mode = 'buffer';
         x.body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-        x.run();
-      });
-      req.on('error', () => res.destroy());
-    } else {
+      } else {
+        req.pause();
+        x.heldPrefix = chunks;
+      }
       x.run();
     }
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.on('error', () => x.res.destroy());
+  }
+
+  /**
+   * Whole-request limits on a body read through node:http (HTTP/1.1 and HTTP/2; the lean path
+   * bounds its held bodies itself): all of it within the body timeout, however slowly it
+   * trickles, and no more of it than the maximum when no Content-Length said so up front.
+   * Either ends the exchange: an attempt under way is aborted, the client gets 408 or 413.
+   */
+  #limitBody(x: Exchange): void {
+    const req = x.req;
+    const max = this.#maxBodyBytes;
+    const ms = this.#bodyTimeoutMs;
+    if (ms === 0 && max === 0) return;
+    if (ms > 0) {
+      const timer = setTimeout(() => x.refuse(BoosterErrors.BOOSTER_ERR_BODY_TIMEOUT()), ms);
+      x.stopTimer = () => clearTimeout(timer);
+      req.once('end', x.stopTimer);
+      req.once('close', x.stopTimer);
+    }
+    // Without a Content-Length (chunked, or HTTP/2) the size shows only as the body streams.
+    if (max > 0 && x.mode === 'stream' && req.headers['content-length'] === undefined) x.maxStreamedBytes = max;
   }
 
   /** WebSocket (and any Upgrade): a raw TCP tunnel after the request head. */
@@ -183,7 +253,7 @@ export class ReverseProxy {
     const s = this.#s;
     const choice = s.table.pick();
     if (choice.kind !== 'server') {
-      socket.end('HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n');
+      refuseUpgrade(socket, UPGRADE_UNAVAILABLE);
       return;
     }
     const e = choice.server;
@@ -283,9 +353,70 @@ function buildUpstreamHeaders(req: IncomingMessage, requestId: { value: string }
   return out;
 }
 
+/**
+ * A request body the booster will not pass on: 408 or 413 with its code if no answer started,
+ * else the answer is cut. HTTP/1: the connection closes after it (what is left of the body is
+ * never read as a request); HTTP/2: the stream ends, the session goes on.
+ */
+function refuseBody(req: IncomingMessage | HeldRequest, res: ServerResponse, err: OmflowError): void {
+  if (res.headersSent) return void res.destroy();
+  sendError(res, err, (req as { httpVersionMajor?: number }).httpVersionMajor === 2 ? undefined : { connection: 'close' });
+}
+
+/**
+ * A streamed request body on its way to the server: the part held while waiting for the body to
+ * show up, then the rest of the request as it comes. Counted when `max` > 0: past it, it ends in
+ * an error (the attempt fails) and `onTooLarge` answers the client. It starts reading the request
+ * only when the server side first reads it, so until then a retry may still send it.
+ */
+class StreamedBody extends Transform {
+  #bytes = 0;
+  started = false;
+
+  constructor(
+    readonly prefix: Buffer[],
+    readonly source: Readable,
+    readonly max: number,
+    readonly onTooLarge: () => void,
+  ) {
+    super();
+  }
+
+  override _read(size: number): void {
+    if (!this.started) {
+      this.started = true;
+      for (const chunk of this.prefix) this.write(chunk);
+      this.source.on('error', (err) => this.destroy(err));
+      this.source.pipe(this);
+    }
+    super._read(size);
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    this.#bytes += chunk.length;
+    if (this.max === 0 || this.#bytes <= this.max) return void done(null, chunk);
+    this.onTooLarge();
+    done(new Error('request body too large'));
+  }
+}
+
+/** An HTTP/2 request's exchange, a turn later: not started if the client reset the stream meanwhile. */
+function runUnlessGone(x: Exchange): void {
+  if ((x.res as { stream?: { destroyed: boolean } }).stream?.destroyed) return;
+  x.run();
+}
+
 /** One client request across its attempts. */
 class Exchange {
   body: Buffer | null = null;
+  /** Its body broke a whole-request limit and the client was answered: nothing more is sent or answered. */
+  refused = false;
+  stopTimer: (() => void) | null = null;
+  /** A streamed body is counted on its way to the server and refused past this (0: not counted). */
+  maxStreamedBytes = 0;
+  /** The part of a streamed body read while waiting for it to show up. */
+  heldPrefix: Buffer[] = [];
+  #streamBody: StreamedBody | null = null;
   headers: string[];
   /** The epoch the headers carry. */
   epoch: number;
@@ -308,7 +439,7 @@ class Exchange {
     readonly req: IncomingMessage,
     readonly res: ServerResponse,
     readonly method: string,
-    readonly mode: BodyMode,
+    public mode: BodyMode,
   ) {
     this.epoch = s.epoch();
     this.headers = buildUpstreamHeaders(req, this.requestId, this.epoch);
@@ -317,10 +448,25 @@ class Exchange {
     s.admission.earn();
   }
 
+  /** A whole-request limit was broken: the attempt under way is aborted and the client answered 408 or 413. */
+  refuse(err: OmflowError): void {
+    if (this.refused) return;
+    this.refused = true;
+    this.stopTimer?.();
+    this.abortCurrent?.(new Error(err.code));
+    refuseBody(this.req, this.res, err);
+  }
+
+  /** The streamed body as sent upstream (see StreamedBody): one per exchange, so a retry before it was read sends the same. */
+  streamBody(): Readable {
+    this.#streamBody ??= new StreamedBody(this.heldPrefix, this.req, this.maxStreamedBytes, () => this.refuse(BoosterErrors.BOOSTER_ERR_BODY_TOO_LARGE()));
+    return this.#streamBody;
+  }
+
   /** A body can be sent again: none, held, or a stream nothing has read yet. */
   replayable(): boolean {
     if (this.mode !== 'stream') return true;
-    return !this.req.readableDidRead && !this.req.destroyed;
+    return !(this.#streamBody?.started ?? false) && !this.req.destroyed;
   }
 
   /** Starts (or restarts) the exchange; a throw on the way is a defect that answers 500, never an unhandled rejection. */
@@ -335,7 +481,7 @@ class Exchange {
   async start(): Promise<void> {
     const s = this.s;
     for (;;) {
-      if (this.res.destroyed) return;
+      if (this.res.destroyed || this.refused) return;
       const choice = s.table.pick(this.tried);
       if (choice.kind === 'no-server') {
         if (this.tried.size === 0) sendError(this.res, BoosterErrors.BOOSTER_ERR_NO_SERVER());
@@ -365,7 +511,7 @@ class Exchange {
       const attempt = new Attempt(this, e, s.table.startRequest(e));
       const path = this.req.url ?? '/';
       // A streamed body needs undici; one in memory (or none) takes the lean client when there is one.
-      if (this.mode === 'stream') up.pool.dispatch({ method: this.method, path, headers: this.headers, body: this.req }, attempt);
+      if (this.mode === 'stream') up.pool.dispatch({ method: this.method, path, headers: this.headers, body: this.streamBody() }, attempt);
       else (up.http1 ?? up.pool).dispatch({ method: this.method, path, headers: this.headers, body: this.body }, attempt);
       return;
     }
@@ -441,11 +587,19 @@ class Attempt implements UpstreamHandler {
   onConnect(abort: (err?: Error) => void): void {
     this.x.abortCurrent = abort;
     if (this.x.res.destroyed) abort(new Error('client went away'));
+    // Refused (408/413) before this attempt reached its server: it never starts.
+    else if (this.x.refused) abort(new Error('the request body was refused'));
   }
 
   onHeaders(statusCode: number, rawHeaders: RawHeader[], resume: () => void, statusText?: string): boolean {
     if (statusCode < 200) return true; // 1xx: the final response follows
     const x = this.x;
+    if (x.refused) {
+      this.superseded = true;
+      this.settle();
+      x.abortCurrent?.(new Error('the request body was refused'));
+      return false;
+    }
     const e = this.e;
     this.headersAt = performance.now();
     this.status = statusCode;
@@ -509,6 +663,7 @@ class Attempt implements UpstreamHandler {
   onError(err: Error & { code?: string }): void {
     if (this.superseded) return;
     this.settle();
+    if (this.x.refused) return; // answered already (408/413)
     const x = this.x;
     const res = x.res;
     if (x.responded) {

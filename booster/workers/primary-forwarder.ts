@@ -1,6 +1,7 @@
 import { Agent, type IncomingMessage, type OutgoingHttpHeaders, request, type ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream';
 import type { Logger } from '../../common/log.js';
+import { HEADER } from '../../common/protocol/headers.js';
 import { BoosterErrors } from '../errors.js';
 import { sendError } from '../replies.js';
 
@@ -8,14 +9,25 @@ import { sendError } from '../replies.js';
  * /_booster/ at a worker: the control API lives in the primary, so a worker streams the request
  * to the primary's loopback listener and the answer back (signatures unchanged).
  */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'http2-settings']);
+// The client's word on TLS is never passed on: the worker says it itself (HEADER.clientTls).
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'http2-settings',
+  HEADER.clientTls,
+]);
 
 /**
  * The request head for the HTTP/1.1 hop to the primary: hop-by-hop headers dropped, and an
  * HTTP/2 request's pseudo-headers (`:method`, `:path`, `:scheme`, `:authority`) turned into what
  * HTTP/1.1 says instead (`:authority` is the Host); http.request throws on a name with a colon.
  */
-function forwardedHeaders(rawHeaders: readonly string[]): OutgoingHttpHeaders {
+function forwardedHeaders(rawHeaders: readonly string[], clientTls = false): OutgoingHttpHeaders {
   const headers: OutgoingHttpHeaders = {};
   let authority: string | undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {
@@ -32,7 +44,13 @@ function forwardedHeaders(rawHeaders: readonly string[]): OutgoingHttpHeaders {
     else headers[name] = Array.isArray(prev) ? [...prev, rawHeaders[i + 1]] : [String(prev), rawHeaders[i + 1]];
   }
   if (headers.host === undefined && authority !== undefined) headers.host = authority;
+  // The primary reads the operator token only from clients that used TLS (ADR 0007).
+  if (clientTls) headers[HEADER.clientTls] = '1';
   return headers;
+}
+
+function overTls(req: IncomingMessage): boolean {
+  return (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true;
 }
 
 export interface PrimaryForwarder {
@@ -47,7 +65,7 @@ export function createPrimaryForwarder(controlUrl: string, log: Logger): Primary
   return {
     handle(req, res) {
       const up = request(
-        { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: forwardedHeaders(req.rawHeaders), agent },
+        { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: forwardedHeaders(req.rawHeaders, overTls(req)), agent },
         (ur) => {
           const out: string[] = [];
           const raw = ur.rawHeaders;

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { isOmflowError } from '../errors.js';
 import { packageVersion } from '../package-version.js';
+import { SUPERVISOR_FD_ENV, supervisorGone } from '../supervisor-lifeline.js';
 import type { CliContext, CommandRun } from './context.js';
 
 /**
@@ -87,6 +88,14 @@ export async function main(argv: string[], overrides: Partial<CliContext> = {}):
     overrides.stopSignal ??
     new Promise<NodeJS.Signals>((resolve) => {
       for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve(sig));
+      // Started by an agent or the dev cluster: their end going away is a hang-up, and a stop.
+      const gone = supervisorGone(process.env);
+      // The descriptor is this process's alone: children (data-plane workers) must not take it for theirs.
+      delete process.env[SUPERVISOR_FD_ENV];
+      void gone?.then(() => {
+        stderr.write(`omflow ${command}: the supervising process is gone; stopping\n`);
+        resolve('SIGHUP');
+      });
     });
   const ctx: CliContext = { env: overrides.env ?? process.env, configFile, stdout, stderr, stopSignal };
   try {

@@ -21,6 +21,12 @@ export const HEADER = {
   /** The node id of the sender of a cluster-internal request. */
   clusterNode: 'x-omflow-node',
   /**
+   * Set by a data-plane worker on each /_booster/ request it forwards to the primary: the client's
+   * own connection was TLS (the hop from worker to primary is plain loopback). The worker drops a
+   * client-sent one; the primary believes it only on its loopback listener.
+   */
+  clientTls: 'x-omflow-client-tls',
+  /**
    * On an app server's 503 SERVER_ERR_DB_UNAVAILABLE: the database, not this server, failed.
    * Boosters do not count it against the server (every server shares the database).
    */

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type CliContext, parseFlags } from '../../common/cli/context.js';
 import { createDatabase } from '../../common/db/create-database.js';
@@ -11,7 +11,7 @@ import { freePort, portFree } from '../../common/free-port.js';
 import { groupAlive } from '../../common/process-group.js';
 import { probePair } from './cluster-probe.js';
 import { type EmbeddedDb, startEmbeddedDb } from './embedded-db.js';
-import { type ManagedProcess, spawnGroup, stopGroup, tailOf } from './process-group.js';
+import { type ManagedProcess, processesUnder, spawnGroup, stopGroup, stopProcessesUnder, tailOf } from './process-group.js';
 
 /** The repository (or package) root: install/dev-cluster/ → ../../ */
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -78,7 +78,7 @@ function parseOptions(argv: string[]): Options | string {
     db,
     fresh: flags.fresh === true,
     tls: flags.tls === true,
-    dir: str('dir') ?? join(ROOT, '.omflow', 'dev'),
+    dir: resolve(str('dir') ?? join(ROOT, '.omflow', 'dev')),
   };
 }
 
@@ -189,8 +189,16 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
       say('stopping PostgreSQL');
       clean = (await db.stop()) && clean;
     }
-    const left = [...agents, ...boosters, ...(db ? [db.process] : [])].filter((p) => groupAlive(p.pid));
-    if (left.length) ctx.stderr.write(`[omflow dev] still running: ${left.map((p) => `${p.name} (pgid ${p.pid})`).join(', ')}\n`);
+    // Checked, not assumed: an app server whose agent was killed before it finished stopping it
+    // lives in a group of its own (it stops itself through the lifeline, but may still be at it).
+    const strays = await stopProcessesUnder(opts.dir, 15_000);
+    if (strays.length)
+      say(`stopped ${strays.length} process(es) still running from ${opts.dir}: ${strays.map((p) => `${p.pid} (${p.cmd.slice(0, 120)})`).join('; ')}`);
+    const left = [
+      ...[...agents, ...boosters, ...(db ? [db.process] : [])].filter((p) => groupAlive(p.pid)).map((p) => `${p.name} (pgid ${p.pid})`),
+      ...processesUnder(opts.dir).map((p) => `pid ${p.pid} (${p.cmd.slice(0, 120)})`),
+    ];
+    if (left.length) ctx.stderr.write(`[omflow dev] still running: ${left.join(', ')}\n`);
     else {
       rmSync(pidFile, { force: true });
       say('stopped; nothing left running');
@@ -296,6 +304,7 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
       mkdirSync(dataDir, { recursive: true });
       const p = spawnGroup(id, node, [OMFLOW_BIN, 'booster'], {
         cwd: ROOT,
+        lifeline: true,
         logFile: join(logDir, `${id}.log`),
         env: {
           ...baseEnv,
@@ -334,6 +343,7 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
       agents.push(
         spawnGroup(id, node, [OMFLOW_BIN, 'agent'], {
           cwd: ROOT,
+          lifeline: true,
           logFile: join(logDir, `${id}.log`),
           env: {
             ...baseEnv,

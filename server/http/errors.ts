@@ -3,6 +3,7 @@ import { CommonErrors, isOmflowError, type OmflowError } from '../../common/erro
 import type { Logger } from '../../common/log.js';
 import { HEADER } from '../../common/protocol/headers.js';
 import { ServerErrors } from '../errors.js';
+import { assetUrl } from '../web/assets.js';
 import { esc } from '../web/html.js';
 
 /** Seconds a client should wait before retrying while the database is unreachable. */
@@ -35,8 +36,8 @@ function wantsPage(request: FastifyRequest): boolean {
 function sendDbUnavailablePage(reply: FastifyReply, err: OmflowError): FastifyReply {
   const body = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<title>Temporarily unavailable</title></head>
-<body style="font-family: sans-serif; max-width: 40em; margin: 4em auto">
+<title>Temporarily unavailable</title><link rel="stylesheet" href="${assetUrl('app.css')}"></head>
+<body class="plain">
 <h1>Temporarily unavailable / 一時的に利用できません</h1>
 <p>The database cannot be reached right now. Please try again in a few seconds (reload the page).</p>
 <p>データベースに一時的に接続できません。数秒後にもう一度お試しください（ページを再読み込み）。</p>

@@ -78,6 +78,17 @@ describe('agent + real app server', () => {
     expect(serverProcesses(node).length).toBe(1);
   });
 
+  it('kill -9 of the agent: the real server stops itself (nothing outlives its supervisor); a new agent starts one', async () => {
+    const pid = serverPid(node)!;
+    await node.proc.kill9();
+    await waitFor(() => !isAlive(pid), { timeoutMs: 30_000, what: 'the server of the killed agent to stop' });
+    expect(serverProcesses(node)).toEqual([]);
+    expect(readFileSync(join(node.dataDir, 'logs', 'server.log'), 'utf8')).toContain('the supervising process is gone; stopping');
+    node.start();
+    await waitForState(node, 'running', 90_000);
+    expect(serverProcesses(node)).toEqual([serverPid(node)]);
+  });
+
   it('stopping the agent stops the real server gracefully', async () => {
     const pid = serverPid(node)!;
     await node.proc.stop(30_000);

@@ -35,6 +35,14 @@ beforeAll(async () => {
   cpSync(FIXTURE_RELEASE, node.env.OMFLOW_AGENT_BOOTSTRAP_DIR, { recursive: true });
 });
 
+function killGroup(pgid: number): void {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    // Gone already.
+  }
+}
+
 afterAll(async () => {
   await stopAll();
   killServerGroup(node);
@@ -70,14 +78,17 @@ describe('agent supervision of the app server', () => {
     expect(serverProcesses(node)).toEqual([pid]);
   });
 
-  it('kill -9 of the agent and a new agent: the server is adopted, never started twice', async () => {
+  it('kill -9 of the agent: its server stops by itself (nothing outlives its supervisor); a new agent starts one, never two', async () => {
     const pid = serverPid(node)!;
     await node.proc.kill9();
-    expect(isAlive(pid)).toBe(true); // the server runs on without its agent
+    await waitFor(() => isGone(pid), { what: 'the server of the killed agent to stop', timeoutMs: 15_000 });
+    expect(serverProcesses(node)).toEqual([]);
+    // The fixture's grandchild is a test device of the group-stop test below; nobody is left to stop it here.
+    killGroup(pid);
     node.start();
     await waitForState(node, 'running');
-    expect(serverPid(node)).toBe(pid);
-    expect(serverProcesses(node)).toEqual([pid]);
+    expect(serverPid(node)).not.toBe(pid);
+    expect(serverProcesses(node)).toEqual([serverPid(node)]);
   });
 
   it('`omflow agent status` prints the resource state', async () => {
@@ -106,6 +117,7 @@ describe('agent supervision of the app server', () => {
     expect(readFileSync(join(node.dataDir, 'current', 'server', 'README.txt'), 'utf8')).toBe('edited\n');
     expect(serverPid(node)).not.toBe(pid);
     expect(isGone(pid)).toBe(true);
+    killGroup(pid);
     expect(serverProcesses(node)).toEqual([serverPid(node)]);
   });
 

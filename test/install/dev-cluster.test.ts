@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,10 +14,12 @@ describe('omflow dev (npm start)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'omflow-dev-test-'));
   let dev: RunningProcess | undefined;
   let groups: number[] = [];
+  const strays: number[] = [];
 
   afterAll(async () => {
     await stopAll();
     for (const g of groups) if (groupAlive(g)) process.kill(-g, 'SIGKILL');
+    for (const g of strays) if (groupAlive(g)) process.kill(-g, 'SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -51,10 +54,22 @@ describe('omflow dev (npm start)', () => {
     const ticket = await raiseTicket(urls[0], 'admin', password);
     expect(ticket.status, JSON.stringify(ticket.body)).toBe(201);
 
+    // What an agent killed before it had stopped its app server leaves: a process of the cluster
+    // in a group of its own, deaf to SIGTERM. "Nothing left running" must be checked, not assumed.
+    const stray = spawn(process.execPath, ['-e', "process.on('SIGTERM', () => {}); setInterval(() => {}, 1000)", join(dir, 'nodes', 'server-1', 'stray')], {
+      detached: true,
+      stdio: 'ignore',
+    });
+    strays.push(stray.pid!);
+    await waitFor(() => processesMentioning(join(dir, 'nodes')).length > 0, { what: 'the stray process' });
+
     process.kill(dev.pid, 'SIGTERM');
     const code = await Promise.race([dev.exited, new Promise<string>((r) => setTimeout(() => r('timeout'), 120_000))]);
     expect(code, dev.output()).toBe(0);
+    expect(dev.output()).toMatch(new RegExp(`stopped 1 process\\(es\\) still running from .*: ${stray.pid} `));
     expect(dev.output()).toContain('nothing left running');
+    if (stray.exitCode === null && stray.signalCode === null) await new Promise((r) => stray.once('exit', r));
+    expect(stray.signalCode).toBe('SIGKILL');
     for (const g of groups) expect(groupAlive(g), `process group ${g}`).toBe(false);
     expect(processesMentioning(dir)).toEqual([]);
     expect(existsSync(join(dir, 'pids.json'))).toBe(false);

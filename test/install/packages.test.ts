@@ -211,15 +211,15 @@ describe('release packages, installed with install.sh --prefix', () => {
       what: 'one active booster after the upgrade',
     });
 
-    // An agent killed -9 is "dead with a pid file" (1); stop then also ends the app server
-    // it left behind for adoption, so nothing of the node runs.
+    // An agent killed -9 is "dead with a pid file" (1); its app server stops by itself (the
+    // agent's lifeline closed, ADR 0022), and stop cleans up, so nothing of the node runs.
     const agent2 = installs.find((x) => x.name === 'server-2')!;
     const agentData = join(agent2.prefix, 'var/lib/omflow/agent');
     const agentPid = Number(readFileSync(join(agentData, 'omflow-booster-agent.pid'), 'utf8'));
     const serverPid = (JSON.parse(readFileSync(join(agentData, 'server.pid'), 'utf8')) as { pid: number }).pid;
     process.kill(agentPid, 'SIGKILL');
     await waitFor(() => !alive(agentPid), { timeoutMs: 10_000, what: 'the agent to die' });
-    expect(alive(serverPid)).toBe(true);
+    await waitFor(() => !alive(serverPid), { timeoutMs: 30_000, what: 'the app server of the killed agent to stop' });
     expect((await runScript(agent2.service, ['status'])).code).toBe(1);
     expect((await runScript(agent2.service, ['stop'])).code).toBe(0);
     expect(alive(serverPid)).toBe(false);

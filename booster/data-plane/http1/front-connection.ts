@@ -1,8 +1,10 @@
 import { type Server, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { HEADER } from '../../../common/protocol/headers.js';
+import { BoosterErrors } from '../../errors.js';
+import { rawAnswer } from '../../replies.js';
 import { HeldRequest } from '../request.js';
-import { type LlhttpParser, llhttp, newParser, STOP_AFTER_HEAD } from './llhttp.js';
+import { type LlhttpParser, llhttp, methodName as methodNameOf, newParser, STOP_AFTER_HEAD } from './llhttp.js';
 
 /**
  * The lean HTTP/1.1 front (ADR 0014): client connections of the plain booster port are read by
@@ -24,6 +26,8 @@ export interface LeanFrontOptions {
   maxHeldBodyBytes: number;
   keepAliveTimeoutMs: number;
   headersTimeoutMs: number;
+  /** Longest time from a request's head to the end of its body (0: none); see OMFLOW_BOOSTER_BODY_TIMEOUT_MS. */
+  bodyTimeoutMs: number;
 }
 
 let dateCache = '';
@@ -40,6 +44,10 @@ function httpDate(): string {
 const BAD_REQUEST = 'HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n';
 const HEADERS_TOO_LARGE = 'HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n';
 const REQUEST_TIMEOUT = 'HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n';
+/** A body still arriving after OMFLOW_BOOSTER_BODY_TIMEOUT_MS: the same answer the proxy gives on the node:http path. */
+const BODY_TIMEOUT = rawAnswer(BoosterErrors.BOOSTER_ERR_BODY_TIMEOUT());
+/** A request line that is not HTTP/1.x: the front router's answer. */
+const HTTP_VERSION = rawAnswer(BoosterErrors.BOOSTER_ERR_HTTP_VERSION());
 
 /** The request as the front router and the proxy see it (the node:http names they read). */
 export class LeanRequest extends HeldRequest {
@@ -266,13 +274,17 @@ export class LeanConnection {
   /** The request whose body is being read. */
   #reading: { req: LeanRequest; res: LeanResponse; chunks: Buffer[] } | null = null;
   #handOver: HandOver | null = null;
-  /** The head just parsed is refused (400) once the parser returns. */
-  #refused = false;
+  /** The head just parsed is refused (400) once the parser returns: why. */
+  #refused: string | null = null;
+  /** A parse error while an answer was under way: sent once that answer is complete, then the connection closes. */
+  #refusal: string | null = null;
   #headers: string[] = [];
   #url = '';
   #ended = false;
   /** When the head of the next request began arriving (0: not begun); for the headers timeout. */
   headBegunAt = 0;
+  /** When the head of the request whose body is being read was complete (0: none); for the body timeout. */
+  bodyBegunAt = 0;
   idleSince = Date.now();
 
   constructor(
@@ -324,7 +336,12 @@ export class LeanConnection {
     this.#headers = [];
     this.#url = '';
     this.headBegunAt = 0;
-    const methodName = llhttp!.methods[method];
+    const methodName = methodNameOf(llhttp!, method);
+    if (methodName === undefined) {
+      // A method llhttp parses but this Node cannot name: never guessed.
+      this.#refused = 'unknown method';
+      return STOP_AFTER_HEAD;
+    }
     // One pass over the head: Host count, whether the body can be held, the Idempotency-Key.
     const maxHeld = this.front.options.maxHeldBodyBytes;
     let hosts = 0;
@@ -339,22 +356,24 @@ export class LeanConnection {
       else if (name === 'content-length') holdable &&= Number(h[i + 1]) <= maxHeld;
       else if (name === HEADER.idempotencyKey) idempotencyKey ??= h[i + 1];
     }
-    if (minor === 1 && hosts !== 1) {
-      // RFC 9112 §3.2: exactly one Host on HTTP/1.1. node:http would answer 400 but go on to parse
-      // a request pipelined behind it; here nothing after a refused head is read.
-      this.#refused = true;
+    // CONNECT goes to node:http whatever else it says (it has no 'connect' listener: it closes the connection).
+    const connect = methodName === 'CONNECT';
+    if (major !== 1 && !connect) {
+      // HTTP/0.9 or a line claiming 2.0: refused here as the front router refuses it (a head
+      // re-serialised for node:http would no longer be the request the client sent).
+      this.#refused = major === 0 ? 'HTTP/0.9' : 'version';
+      return STOP_AFTER_HEAD;
+    }
+    if (!connect && (hosts > 1 || (minor === 1 && hosts === 0))) {
+      // RFC 9112 §3.2: exactly one Host on HTTP/1.1, never two on any request (the front router
+      // holds node:http's path to the same rule); nothing after a refused head is read.
+      this.#refused = 'Host header missing or repeated';
       return STOP_AFTER_HEAD;
     }
     // The common case stays: no Expect/Transfer-Encoding, a body small enough to hold, an
     // origin-form path outside the control plane, one request at a time.
     const lean =
-      holdable &&
-      this.current === null &&
-      !upgrade &&
-      major === 1 &&
-      u.charCodeAt(0) === 47 /* '/' */ &&
-      methodName !== 'CONNECT' &&
-      !this.front.options.handsOver(u);
+      holdable && this.current === null && !upgrade && major === 1 && u.charCodeAt(0) === 47 /* '/' */ && !connect && !this.front.options.handsOver(u);
     if (!lean) {
       let head = `${methodName} ${u} HTTP/${major}.${minor}\r\n`;
       for (let i = 0; i < h.length; i += 2) head += `${h[i]}: ${h[i + 1]}\r\n`;
@@ -364,6 +383,7 @@ export class LeanConnection {
     const req = new LeanRequest(this.socket, methodName, u, minor, h, idempotencyKey);
     const res = new LeanResponse(this, req, keepAlive);
     this.#reading = { req, res, chunks: [] };
+    this.bodyBegunAt = Date.now();
     return 0;
   };
 
@@ -371,6 +391,7 @@ export class LeanConnection {
     const r = this.#reading;
     if (r === null) return;
     this.#reading = null;
+    this.bodyBegunAt = 0;
     const c = r.chunks;
     r.req.heldBody = c.length === 0 ? null : c.length === 1 ? c[0] : Buffer.concat(c);
     this.current = r.res;
@@ -383,8 +404,8 @@ export class LeanConnection {
       this.#badRequest(ret);
       return;
     }
-    if (this.#refused) {
-      this.#badRequest(Object.assign(new Error('Host header missing or repeated'), { code: 'HPE_BAD_HOST' }));
+    if (this.#refused !== null) {
+      this.#badRequest(Object.assign(new Error(this.#refused), { code: 'HPE_REFUSED' }));
       return;
     }
     if (this.#handOver !== null && this.#handOver.rest === null) {
@@ -425,6 +446,12 @@ export class LeanConnection {
     if (this.current !== res) return;
     this.current = null;
     this.idleSince = Date.now();
+    if (this.#refusal !== null) {
+      // Reading again (what comes is discarded) lets the socket see its client go away.
+      this.socket.resume();
+      this.socket.end(this.#refusal);
+      return;
+    }
     if (close || this.#ended) {
       this.socket.end();
       return;
@@ -432,11 +459,27 @@ export class LeanConnection {
     if (this.#handOver?.rest) this.#giveToNodeHttp();
   }
 
+  /**
+   * A head or body the parser refuses: 400 (431 for a head too large) and the connection closes;
+   * nothing after it is read. An answer already under way for an earlier request is finished first
+   * (the request was complete and valid, and may be with a server already), as node:http does.
+   */
   #badRequest(err: Error & { code?: string }): void {
     const s = this.socket;
     this.#reading = null;
-    if (this.current === null && s.writable) s.end(err.code === 'HPE_HEADER_OVERFLOW' ? HEADERS_TOO_LARGE : BAD_REQUEST);
-    else s.destroy();
+    this.bodyBegunAt = 0;
+    this.#handOver = null;
+    // HTTP/0.9 has no status line to carry an answer: the connection just closes.
+    const answer =
+      err.code === 'HPE_HEADER_OVERFLOW' ? HEADERS_TOO_LARGE : err.message === 'version' ? HTTP_VERSION : err.message === 'HTTP/0.9' ? '' : BAD_REQUEST;
+    if (this.current === null) {
+      if (s.writable && answer) s.end(answer);
+      else s.destroy();
+      return;
+    }
+    this.#refusal ??= answer;
+    this.parser.unconsume();
+    s.pause();
   }
 
   /** The head of a request took longer than the headers timeout (slow-loris): 408, as node:http. */
@@ -445,11 +488,22 @@ export class LeanConnection {
     this.socket.destroy();
   }
 
+  /** The body of a request took longer than the body timeout (it trickles): 408 with the code, and close. */
+  timedOutBody(): void {
+    this.#reading = null;
+    this.bodyBegunAt = 0;
+    this.parser.unconsume();
+    if (this.socket.writable) this.socket.end(BODY_TIMEOUT);
+    this.socket.destroy();
+  }
+
   readonly #onEnd = (): void => {
     this.#ended = true;
-    // A half-closed client still gets the answer to its complete request.
-    if (this.#reading !== null || this.#handOver !== null) this.socket.destroy();
+    // A half-closed client still gets the answer to its complete request; a request of which
+    // only part came is dropped, and so is one waiting behind the answer for node:http.
+    if (this.#reading !== null || (this.#handOver !== null && this.current === null)) this.socket.destroy();
     else if (this.current === null) this.socket.end();
+    else this.#handOver = null;
   };
 
   readonly #onClose = (): void => {
@@ -496,6 +550,8 @@ export class LeanFront {
     for (const c of this.#conns) {
       if (c.headBegunAt !== 0 && c.current === null) {
         if (now - c.headBegunAt >= o.headersTimeoutMs) c.timedOutHead();
+      } else if (c.bodyBegunAt !== 0) {
+        if (o.bodyTimeoutMs > 0 && now - c.bodyBegunAt >= o.bodyTimeoutMs) c.timedOutBody();
       } else if (c.idle && now - c.idleSince >= o.keepAliveTimeoutMs) c.socket.destroy();
     }
   }

@@ -1,3 +1,4 @@
+import { METHODS } from 'node:http';
 import { createRequire } from 'node:module';
 
 /**
@@ -36,7 +37,10 @@ interface Binding {
     kOnExecute: number;
     kLenientNone: number;
   };
+  /** http.METHODS: the methods node:http lists, not in the parser's numbering. */
   methods: string[];
+  /** Every method llhttp parses, indexed by the number its callbacks report (what node:http reads). */
+  allMethods?: string[];
 }
 
 const usable = (b: Binding | undefined): Binding | null =>
@@ -81,6 +85,60 @@ const MAX_HEAD_BYTES = 16 * 1024;
 export const SKIP_BODY = 1;
 /** Return value of an on-headers-complete callback: stop after this head (hand the rest over). */
 export const STOP_AFTER_HEAD = 2;
+
+/** Methods llhttp parses in requests that http.METHODS may not list (RTSP's, PRI). */
+const MORE_METHODS = [
+  'PRI',
+  'QUERY',
+  'DESCRIBE',
+  'ANNOUNCE',
+  'SETUP',
+  'PLAY',
+  'PAUSE',
+  'TEARDOWN',
+  'GET_PARAMETER',
+  'SET_PARAMETER',
+  'REDIRECT',
+  'RECORD',
+  'FLUSH',
+];
+
+/**
+ * The parser's method numbers to names. llhttp numbers every method it knows and node:http reads
+ * the name from the binding's `allMethods`; `methods` is a shorter list in another order (there
+ * QUERY's number finds nothing and PRI's finds QUERY). Where `allMethods` is not exposed (Node 24
+ * reaches the parser through _http_common, which exports `methods` only) the table is learnt from
+ * the parser itself: each method name, parsed once, reports its number.
+ */
+function methodTable(b: Binding): string[] {
+  if (b.allMethods) return b.allMethods;
+  const table: string[] = [];
+  const P = b.HTTPParser;
+  for (const name of new Set([...METHODS, ...MORE_METHODS])) {
+    const p = newParser(b, P.REQUEST);
+    p[P.kOnHeadersComplete] = (_major: number, _minor: number, _h: unknown, method: number) => {
+      table[method] = name;
+      return 0;
+    };
+    try {
+      p.execute(Buffer.from(`${name} / HTTP/1.1\r\nHost: x\r\n\r\n`, 'latin1'));
+    } catch {
+      // Not a method this parser takes.
+    } finally {
+      p.close();
+    }
+  }
+  return table;
+}
+
+const tables = new WeakMap<Binding, string[]>();
+
+/** The name of the method the parser reported (undefined: one it has no name for). */
+export function methodName(b: Binding, method: number): string | undefined {
+  let t = tables.get(b);
+  if (!t) tables.set(b, (t = methodTable(b)));
+  return t[method];
+}
 
 export function newParser(b: Binding, type: number): LlhttpParser {
   const p = new b.HTTPParser();

@@ -137,6 +137,16 @@ export const boosterArea = defineArea({
       default: 65536,
       min: 0,
     }),
+    bodyTimeoutMs: int('OMFLOW_BOOSTER_BODY_TIMEOUT_MS', {
+      doc: 'Longest total time a client may take to send a request body, from its head to its last byte, whatever its pace (a body that trickles in forever holds a connection and a server slot): the request is then answered 408 BOOSTER_ERR_BODY_TIMEOUT and its connection closed. HTTP/1.1 (both paths) and HTTP/2. 0: no limit.',
+      default: 300_000,
+      min: 0,
+    }),
+    maxBodyBytes: int('OMFLOW_BOOSTER_MAX_BODY_BYTES', {
+      doc: 'Largest request body the data plane passes to an app server (bytes): a larger Content-Length is answered 413 BOOSTER_ERR_BODY_TOO_LARGE at once, a chunked or HTTP/2 body when it grows past it. Above the largest upload the admin pages take (patches: 64 MiB). 0: no limit.',
+      default: 128 * 1024 * 1024,
+      min: 0,
+    }),
     controlBodyLimit: int('OMFLOW_BOOSTER_CONTROL_BODY_LIMIT', {
       doc: 'Largest accepted body on the /_booster/ control plane (bytes).',
       default: 65536,

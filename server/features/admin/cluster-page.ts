@@ -3,6 +3,7 @@ import type { Knex } from 'knex';
 import { BOOSTER_PATH } from '../../../common/protocol/headers.js';
 import { abandonQuarantinedStep, type QuarantinedStep, quarantinedSteps, requeueQuarantinedStep } from '../../../common/protocol/steps.js';
 import type { ServerDeps } from '../../types.js';
+import { scriptTag } from '../../web/assets.js';
 import { raw } from '../../web/html.js';
 import { createTicketsStore } from '../tickets/store.js';
 import { requireAdmin, verifyCsrf } from '../users/guards.js';
@@ -179,53 +180,6 @@ function eventsTable(l: Locale, s: ClusterSnapshot) {
   </tbody></table>`;
 }
 
-// Polls the JSON endpoint, swaps the tables, and draws one small SVG line chart per server and metric.
-const CHART_SCRIPT = `<script>
-(function () {
-  var prev = null, series = {}, MAX = 60;
-  function line(points, w, h, max) {
-    if (!points.length) return '';
-    var step = w / (MAX - 1);
-    return points.map(function (v, i) { return (i ? 'L' : 'M') + (w - (points.length - 1 - i) * step).toFixed(1) + ' ' + (h - (max ? v / max : 0) * (h - 4) - 2).toFixed(1); }).join(' ');
-  }
-  function draw() {
-    var root = document.getElementById('charts'); if (!root) return;
-    var out = '';
-    Object.keys(series).sort().forEach(function (id) {
-      var s = series[id];
-      ['rps', 'lat'].forEach(function (k) {
-        var pts = s[k], max = Math.max.apply(null, pts.concat([k === 'rps' ? 1 : 5]));
-        var last = pts.length ? pts[pts.length - 1] : 0;
-        out += '<figure class="chart" data-server="' + id.replace(/[<>"&]/g, '') + '" data-metric="' + k + '"><svg width="240" height="60" viewBox="0 0 240 60" role="img">' +
-          '<rect width="240" height="60" fill="#f6f7f9"/><path d="' + line(pts, 240, 60, max) + '" fill="none" stroke="' + (k === 'rps' ? '#1f5fbf' : '#b35c00') + '" stroke-width="1.5"/></svg>' +
-          '<figcaption>' + id.replace(/[<>"&]/g, '') + ' · ' + (k === 'rps' ? last.toFixed(1) + ' ' + LABEL_RPS : last.toFixed(1) + ' ' + LABEL_LAT) + '</figcaption></figure>';
-      });
-    });
-    root.innerHTML = out;
-  }
-  function tick() {
-    fetch('/admin/cluster/data', { headers: { accept: 'application/json' }, credentials: 'same-origin' }).then(function (r) { return r.ok ? r.json() : null; }).then(function (d) {
-      if (!d) return;
-      ['boosters', 'maintenance', 'servers', 'quarantined', 'events'].forEach(function (k) { var el = document.getElementById(k + '-box'); if (el && d.html[k]) el.innerHTML = d.html[k]; });
-      if (prev) {
-        var dt = Math.max(0.001, (d.at - prev.at) / 1000);
-        Object.keys(d.counters).forEach(function (id) {
-          var c = d.counters[id], p = prev.counters[id] || { requests: 0, latencySum: 0, latencyCount: 0 };
-          var s = series[id] || (series[id] = { rps: [], lat: [] });
-          var n = Math.max(0, c.requests - p.requests), lc = Math.max(0, c.latencyCount - p.latencyCount);
-          s.rps.push(n / dt); s.lat.push(lc ? (c.latencySum - p.latencySum) / lc * 1000 : 0);
-          if (s.rps.length > MAX) { s.rps.shift(); s.lat.shift(); }
-        });
-        draw();
-      }
-      prev = d;
-      document.body.setAttribute('data-polls', String(Number(document.body.getAttribute('data-polls') || 0) + 1));
-    }).catch(function () {}).then(function () { setTimeout(tick, POLL_MS); });
-  }
-  tick();
-})();
-</script>`;
-
 export async function clusterPage(app: FastifyInstance, ctx: { deps: ServerDeps; boosters: BoosterClient; pollMs: number }): Promise<void> {
   const { boosters } = ctx;
   const fragments = (request: FastifyRequest, s: ClusterSnapshot) => {
@@ -248,20 +202,16 @@ export async function clusterPage(app: FastifyInstance, ctx: { deps: ServerDeps;
     const q = request.query as Form;
     const s = await snapshot();
     const f = fragments(request, s);
-    const script = CHART_SCRIPT.replace('LABEL_RPS', JSON.stringify(t(l, 'admin.cluster.rps')))
-      .replace('LABEL_LAT', JSON.stringify(t(l, 'admin.cluster.latency')))
-      .replace('POLL_MS', String(ctx.pollMs));
     const body = html`
       ${boosters.urls.length ? '' : errorBox(t(l, 'admin.cluster.noBooster'))}
       ${q.error ? errorBox(t(l, 'admin.cluster.refused', { id: q.id ?? '', message: q.message ?? '' }), q.error) : ''}
-      <style>form.inline{display:inline}form.inline input[type=number]{width:5rem}</style>
       <section class="card"><h2>${t(l, 'admin.cluster.boosters')}</h2><div id="boosters-box">${raw(f.boosters)}</div></section>
       <section class="card"><h2>${t(l, 'admin.cluster.maintenance')}</h2><div id="maintenance-box">${raw(f.maintenance)}</div></section>
       <section class="card"><h2>${t(l, 'admin.cluster.servers')}</h2><div id="servers-box">${raw(f.servers)}</div></section>
       <section class="card"><h2>${t(l, 'admin.cluster.quarantined')}</h2><div id="quarantined-box">${raw(f.quarantined)}</div></section>
-      <section class="card"><h2>${t(l, 'admin.cluster.charts')}</h2><style>.chart{display:inline-block;margin:.3rem}.chart figcaption{font-size:.8rem}</style><div id="charts"></div></section>
+      <section class="card"><h2>${t(l, 'admin.cluster.charts')}</h2><div id="charts" data-label-rps="${t(l, 'admin.cluster.rps')}" data-label-lat="${t(l, 'admin.cluster.latency')}" data-poll-ms="${ctx.pollMs}"></div></section>
       <section class="card"><h2>${t(l, 'admin.cluster.events')}</h2><div id="events-box">${raw(f.events)}</div></section>
-      ${raw(script)}`;
+      ${scriptTag('cluster-page.js')}`;
     const notice = q.done ? t(l, `admin.cluster.done.${q.done}`, { id: q.id ?? '' }) : undefined;
     return sendPage(request, reply, { title: t(l, 'admin.cluster.title'), body, notice });
   });

@@ -14,24 +14,9 @@ import {
   type TrustedKeys,
 } from '../../../common/patch/index.js';
 import type { ServerDeps } from '../../types.js';
-import { raw } from '../../web/html.js';
+import { scriptTag } from '../../web/assets.js';
 import { requireAdmin, verifyCsrf } from '../users/guards.js';
 import { csrfField, csrfMatches, errorBox, type Form, fmtBytes, fmtTime, html, localeOf, sendPage, t } from './shared.js';
-
-// Rollout progress updates in place: the page re-reads itself and swaps the #rollout section.
-const LIVE_SCRIPT = `<script>
-(function () {
-  function tick() {
-    fetch(location.pathname, { credentials: 'same-origin' }).then(function (r) { return r.ok ? r.text() : null; }).then(function (text) {
-      if (!text) return;
-      var next = new DOMParser().parseFromString(text, 'text/html').getElementById('rollout');
-      var cur = document.getElementById('rollout');
-      if (next && cur) cur.innerHTML = next.innerHTML;
-    }).catch(function () {}).then(function () { setTimeout(tick, 3000); });
-  }
-  setTimeout(tick, 3000);
-})();
-</script>`;
 
 export interface PatchPageOptions {
   trusted: TrustedKeys;
@@ -53,7 +38,7 @@ export async function patchesPage(app: FastifyInstance, ctx: { deps: ServerDeps;
     const [view, patches] = await Promise.all([rolloutStatus(deps.db), listPatches(deps.db, 10)]);
     const r = view.rollout;
     const action = (name: 'halt' | 'resume' | 'rollback', enabled: boolean) =>
-      html`<form method="post" action="/admin/patches/rollouts/${r?.id ?? 0}/${name}" style="display:inline">${csrfField(request)}<button type="submit" id="rollout-${name}" ${enabled ? '' : 'disabled'}>${t(l, `admin.patches.${name}`)}</button></form> `;
+      html`<form method="post" action="/admin/patches/rollouts/${r?.id ?? 0}/${name}" class="action">${csrfField(request)}<button type="submit" id="rollout-${name}" ${enabled ? '' : 'disabled'}>${t(l, `admin.patches.${name}`)}</button></form> `;
     const body = html`
       ${errorBox(extra.error?.message, extra.error?.code)}
       <section class="card"><h2>${t(l, 'admin.patches.upload')}</h2>
@@ -72,7 +57,7 @@ export async function patchesPage(app: FastifyInstance, ctx: { deps: ServerDeps;
         <table id="rollout-nodes"><thead><tr><th>${t(l, 'admin.patches.node')}</th><th>${t(l, 'admin.cluster.version')}</th><th>${t(l, 'admin.cluster.agent')}</th><th>${t(l, 'admin.cluster.state')}</th><th>${t(l, 'admin.patches.error')}</th></tr></thead><tbody>
         ${view.nodes.map((n) => html`<tr data-node="${n.serverId}"><td>${n.serverId}</td><td>${n.version ?? '-'}</td><td>${n.agentState ?? '-'}</td><td>${n.rolloutState ?? '-'}</td><td class="error">${n.error ?? ''}</td></tr>`)}
         </tbody></table></section>
-      ${raw(LIVE_SCRIPT)}
+      ${scriptTag('patches-page.js')}
       <section class="card"><h2>${t(l, 'admin.patches.stored')}</h2><table id="patches"><thead><tr><th>${t(l, 'admin.cluster.version')}</th><th>${t(l, 'admin.patches.sequence')}</th><th>Key</th><th>Size</th><th>${t(l, 'admin.license.auditWho')}</th><th>${t(l, 'admin.license.auditWhen')}</th></tr></thead><tbody>
         ${patches.map((p) => html`<tr><td>${p.version}</td><td>${p.sequence}</td><td>${p.keyId}</td><td>${fmtBytes(p.archiveSize)}</td><td>${p.appliedBy ?? ''}</td><td>${fmtTime(p.createdAt)}</td></tr>`)}
         </tbody></table></section>`;

@@ -12,7 +12,7 @@ import {
   loadLicenseEvaluation,
 } from '../../../common/license/index.js';
 import type { ServerDeps } from '../../types.js';
-import { raw } from '../../web/html.js';
+import { scriptTag } from '../../web/assets.js';
 import { SETTING } from '../settings/store.js';
 import { requireAdmin, verifyCsrf } from '../users/guards.js';
 import type { BoosterClient } from './booster-client.js';
@@ -56,18 +56,6 @@ function noticeLine(l: Locale, n: LicenseNotice): string {
       return t(l, 'admin.license.warn.license_required');
   }
 }
-
-const COPY_SCRIPT = `<script>
-document.addEventListener('click', function (ev) {
-  var b = ev.target.closest && ev.target.closest('[data-copy]');
-  if (!b) return;
-  var el = document.getElementById(b.getAttribute('data-copy'));
-  var text = el ? el.textContent : '';
-  var done = function () { b.textContent = b.getAttribute('data-done'); setTimeout(function () { b.textContent = b.getAttribute('data-label'); }, 1500); };
-  if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(text).then(done, function () {});
-  else { var r = document.createRange(); r.selectNodeContents(el); var s = getSelection(); s.removeAllRanges(); s.addRange(r); try { document.execCommand('copy'); done(); } catch (e) {} }
-});
-</script>`;
 
 function previewTable(l: Locale, p: LicensePreview) {
   return html`<table class="license-preview" id="license-preview"><tbody>
@@ -143,7 +131,7 @@ export async function settingsPage(app: FastifyInstance, ctx: Ctx): Promise<void
           <p><button class="primary" type="submit">${t(l, 'admin.system.save')}</button></p>
         </form>
       </section>
-      ${raw(COPY_SCRIPT)}`;
+      ${scriptTag('settings-page.js')}`;
     return sendPage(request, reply, { title: t(l, 'admin.settings.title'), body, status: extra.status, notice: extra.notice });
   }
 

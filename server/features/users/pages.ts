@@ -1,3 +1,4 @@
+import type { CookieSerializeOptions } from '@fastify/cookie';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { isOmflowError } from '../../../common/errors.js';
 import { ServerErrors } from '../../errors.js';
@@ -27,6 +28,13 @@ function page(request: FastifyRequest, reply: FastifyReply, title: string, body:
 /** /login, /logout and /admin/users. */
 export async function usersPages(app: FastifyInstance, opts: { users: UsersService; store: UsersStore; cookieSecure: boolean }): Promise<void> {
   const { users, store } = opts;
+  // The booster sets X-Forwarded-Proto itself (a client-sent one never passes): https means the user came over TLS.
+  const sessionCookie = (request: FastifyRequest): CookieSerializeOptions => ({
+    path: '/',
+    httpOnly: true,
+    sameSite: 'lax',
+    secure: opts.cookieSecure || request.headers['x-forwarded-proto'] === 'https',
+  });
 
   function loginForm(request: FastifyRequest, next: string, error?: string) {
     const l = localeOf(request);
@@ -47,10 +55,7 @@ export async function usersPages(app: FastifyInstance, opts: { users: UsersServi
     const next = safeNext(b.next);
     try {
       const s = await users.login(String(b.username ?? ''), String(b.password ?? ''));
-      // The booster sets X-Forwarded-Proto itself (a client-sent one never passes): https means the user came over TLS.
-      const secure = opts.cookieSecure || request.headers['x-forwarded-proto'] === 'https';
-      const cookie = `${SESSION_COOKIE}=${s.token}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${Math.floor(s.ttlMs / 1000)}${secure ? '; Secure' : ''}`;
-      return reply.header('set-cookie', cookie).redirect(next, 303);
+      return reply.setCookie(SESSION_COOKIE, s.token, { ...sessionCookie(request), maxAge: Math.floor(s.ttlMs / 1000) }).redirect(next, 303);
     } catch (err) {
       if (!isOmflowError(err)) throw err;
       const l = localeOf(request);
@@ -61,8 +66,7 @@ export async function usersPages(app: FastifyInstance, opts: { users: UsersServi
 
   app.post('/logout', { preHandler: [requireUser, verifyCsrf] }, async (request, reply) => {
     if (request.session) await users.logout(request.session.tokenHash);
-    const secure = opts.cookieSecure || request.headers['x-forwarded-proto'] === 'https';
-    return reply.header('set-cookie', `${SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0${secure ? '; Secure' : ''}`).redirect('/login', 303);
+    return reply.clearCookie(SESSION_COOKIE, sessionCookie(request)).redirect('/login', 303);
   });
 
   async function adminUsersPage(request: FastifyRequest, reply: FastifyReply, notice?: string, error?: string, status = 200) {

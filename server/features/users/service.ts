@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { ServerErrors } from '../../errors.js';
 import type { AuthSession, AuthUser, Locale, Role } from '../../types.js';
 import { SETTING, type SettingsStore } from '../settings/store.js';
-import { DUMMY_HASH, hashPassword, newToken, sha256Hex, verifyPassword } from './passwords.js';
+import { createPasswordHasher, dummyHash, newToken, type PasswordHasher, sha256Hex } from './passwords.js';
 import type { UserRow, UsersStore } from './store.js';
 
 const USERNAME = /^[A-Za-z0-9._@-]{1,128}$/;
@@ -11,8 +11,13 @@ export function publicUser(u: UserRow | AuthUser): AuthUser {
   return { id: u.id, username: u.username, displayName: u.displayName, role: u.role, locale: u.locale };
 }
 
-export function createUsersService(deps: { store: UsersStore; settings: SettingsStore }) {
+/** Concurrent password hashes when the caller gives no hasher (seed, tools); the app server's comes from its config. */
+const DEFAULT_HASHES = 2;
+
+export function createUsersService(deps: { store: UsersStore; settings: SettingsStore; passwords?: PasswordHasher }) {
   const { store, settings } = deps;
+  const passwords = deps.passwords ?? createPasswordHasher({ concurrency: DEFAULT_HASHES });
+  const DUMMY = dummyHash();
   // Sliding expiry is written at most once a minute per session per process.
   const touched = new Map<string, number>();
 
@@ -30,21 +35,26 @@ export function createUsersService(deps: { store: UsersStore; settings: Settings
   }
 
   return {
-    /** Checks the password with lockout (settings: login.lockout.failures / .minutes); returns a new session. */
+    /**
+     * Checks the password with lockout (settings: login.lockout.failures / .minutes); returns a
+     * new session. The attempt is counted before the password is checked, so parallel guesses
+     * get no more tries than sequential ones; a hash made with older parameters is replaced.
+     */
     async login(username: string, password: string): Promise<{ token: string; csrfToken: string; user: AuthUser; ttlMs: number }> {
       const user = typeof username === 'string' ? await store.byUsername(username) : null;
+      const given = String(password ?? '');
       if (!user || user.disabled) {
-        await verifyPassword(String(password ?? ''), DUMMY_HASH);
+        await passwords.verify(given, DUMMY);
         throw ServerErrors.SERVER_ERR_LOGIN_FAILED();
       }
-      if (await store.isLocked(user.id)) throw ServerErrors.SERVER_ERR_ACCOUNT_LOCKED();
-      if (!(await verifyPassword(String(password ?? ''), user.passwordHash))) {
-        const failures = await settings.getNumber(SETTING.lockoutFailures);
-        const minutes = await settings.getNumber(SETTING.lockoutMinutes);
-        const lockedNow = await store.recordFailure(user.id, failures, minutes * 60_000);
-        throw lockedNow ? ServerErrors.SERVER_ERR_ACCOUNT_LOCKED() : ServerErrors.SERVER_ERR_LOGIN_FAILED();
-      }
+      const failures = await settings.getNumber(SETTING.lockoutFailures);
+      const minutes = await settings.getNumber(SETTING.lockoutMinutes);
+      const attempt = await store.beginAttempt(user.id, failures, minutes * 60_000);
+      if (attempt === 'locked') throw ServerErrors.SERVER_ERR_ACCOUNT_LOCKED();
+      if (!(await passwords.verify(given, user.passwordHash)))
+        throw attempt === 'last' ? ServerErrors.SERVER_ERR_ACCOUNT_LOCKED() : ServerErrors.SERVER_ERR_LOGIN_FAILED();
       await store.recordSuccess(user.id);
+      if (passwords.needsRehash(user.passwordHash)) await store.update(user.id, { passwordHash: await passwords.hash(given) });
       const token = newToken();
       const csrfToken = newToken();
       const ttlMs = await sessionTtlMs();
@@ -101,7 +111,7 @@ export function createUsersService(deps: { store: UsersStore; settings: Settings
           username: String(input.username),
           displayName: String(input.displayName).trim(),
           email: typeof input.email === 'string' && input.email ? input.email : null,
-          passwordHash: await hashPassword(String(input.password)),
+          passwordHash: await passwords.hash(String(input.password)),
           role: (input.role as Role) ?? 'user',
           locale: (input.locale as Locale) ?? 'en',
         },
@@ -123,7 +133,7 @@ export function createUsersService(deps: { store: UsersStore; settings: Settings
           locale: input.locale as Locale | undefined,
           disabled: typeof input.disabled === 'boolean' ? input.disabled : undefined,
           unlock: input.unlock === true,
-          passwordHash: typeof input.password === 'string' ? await hashPassword(input.password) : undefined,
+          passwordHash: typeof input.password === 'string' ? await passwords.hash(input.password) : undefined,
         },
         db,
       );
@@ -135,7 +145,7 @@ export function createUsersService(deps: { store: UsersStore; settings: Settings
     async ensureAdmin(username: string, password: string): Promise<AuthUser> {
       const existing = await store.byUsername(username);
       if (existing) {
-        await store.update(existing.id, { passwordHash: await hashPassword(password), role: 'admin', disabled: false, unlock: true });
+        await store.update(existing.id, { passwordHash: await passwords.hash(password), role: 'admin', disabled: false, unlock: true });
         return publicUser((await store.byId(existing.id))!);
       }
       return this.createUser({ username, displayName: 'Administrator', password, role: 'admin' });

@@ -76,19 +76,27 @@ export function createUsersStore(knex: Knex) {
       if (patch.unlock) Object.assign(row, { failed_logins: 0, locked_until: null });
       return Number(await db('users').where({ id }).update(row)) === 1;
     },
-    async isLocked(id: number): Promise<boolean> {
-      return !!(await knex('users').where({ id }).andWhere('locked_until', '>', h.now()).first('id'));
-    },
-    /** Counts a failure; locks the account for `lockMs` when it reaches `maxFailures`. True when it locked now. */
-    async recordFailure(id: number, maxFailures: number, lockMs: number): Promise<boolean> {
-      await knex('users')
-        .where({ id })
-        .update({ failed_logins: knex.raw('failed_logins + 1') });
-      const n = await knex('users')
-        .where({ id })
-        .andWhere('failed_logins', '>=', Math.max(1, maxFailures))
-        .update({ failed_logins: 0, locked_until: h.nowPlusMs(lockMs) });
-      return Number(n) === 1;
+    /**
+     * Counts one login attempt before its password is checked, in one transaction (the row lock
+     * orders parallel attempts): 'locked' when the account is locked; 'last' when this attempt is
+     * the `maxFailures`-th in a row, which locks the account for `lockMs` already (a right
+     * password lifts it through recordSuccess); 'counted' otherwise. So parallel guesses get no
+     * more tries than sequential ones, and an attempt cut short still counts.
+     */
+    async beginAttempt(id: number, maxFailures: number, lockMs: number): Promise<'locked' | 'last' | 'counted'> {
+      const max = Math.max(1, maxFailures);
+      return knex.transaction(async (trx) => {
+        const counted = await trx('users')
+          .where({ id })
+          .andWhere((q) => q.whereNull('locked_until').orWhere('locked_until', '<=', h.now()))
+          .update({ failed_logins: knex.raw('failed_logins + 1') });
+        if (Number(counted) !== 1) return 'locked';
+        const locked = await trx('users')
+          .where({ id })
+          .andWhere('failed_logins', '>=', max)
+          .update({ failed_logins: 0, locked_until: h.nowPlusMs(lockMs) });
+        return Number(locked) === 1 ? 'last' : 'counted';
+      });
     },
     async recordSuccess(id: number): Promise<void> {
       await knex('users').where({ id }).update({ failed_logins: 0, locked_until: null });

@@ -356,6 +356,7 @@ describe('lean HTTP/1.1 front: connection timeouts and graceful close', () => {
       maxHeldBodyBytes: 1024,
       keepAliveTimeoutMs: 300,
       headersTimeoutMs: 200,
+      bodyTimeoutMs: 400,
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     cleanups.push(async () => {
