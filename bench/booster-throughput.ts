@@ -6,7 +6,9 @@
 // and an h2 row (h2load, nghttp2-client) for both. A multi-core section: the booster with 1 and
 // with 2 data-plane workers (OMFLOW_BOOSTER_WORKERS) and HAProxy with 2 threads, every process
 // (wrk -t2 too) on the same 2 CPUs. Every figure is the median of the interleaved rounds.
-// Usage: npx tsx bench/booster-throughput.ts [--duration 5] [--connections 50] [--rounds 3] [--no-multicore] [--no-tls] [--tls-only]
+// The access log's cost: the same booster once more with OMFLOW_BOOSTER_ACCESS_LOG=json to a file
+// (every request logged), in the same rounds; --access-log-only runs just direct and the two.
+// Usage: npx tsx bench/booster-throughput.ts [--duration 5] [--connections 50] [--rounds 3] [--no-multicore] [--no-tls] [--tls-only] [--access-log-only]
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -38,6 +40,8 @@ const withTls = !args.includes('--no-tls');
 const rounds = Number(args[args.indexOf('--rounds') + 1] || 0) || 3;
 // --tls-only: only direct, the plain booster and the TLS rows (HTTPS booster and HAProxy, h2).
 const tlsOnly = args.includes('--tls-only');
+// --access-log-only: direct, the booster and the booster with its access log on; nothing else.
+const accessLogOnly = args.includes('--access-log-only');
 const dir = mkdtempSync(join(tmpdir(), 'omflow-bench-'));
 const postLua = writePostScript(dir);
 
@@ -55,6 +59,7 @@ const multiResults: Result[] = [];
 const h2results: { name: string; rps: number; meanMs: number; errors: number }[] = [];
 const h2rounds = new Map<string, { rps: number; meanMs: number; errors: number }[]>();
 const tlsTargets: { name: string; url: string }[] = [];
+let accessLogLines = 0;
 const pg = await startPostgres();
 try {
   const upPort = await freePort();
@@ -67,12 +72,16 @@ try {
   // A third booster with the lean HTTP/1.1 path off (node:http + undici only), as a standby that serves.
   const nodeHttpPort = await freePort();
   const nodeHttpBoosterUrl = `http://127.0.0.1:${nodeHttpPort}`;
+  // A fourth with the access log on (JSON, every request, to a file), as a standby that serves.
+  const accessLogPort = await freePort();
+  const accessLogBoosterUrl = `http://127.0.0.1:${accessLogPort}`;
+  const accessLogFile = join(dir, 'access.log');
   const cert = makeBenchCert(dir);
   const up = await startPinned(
     '1',
     process.execPath,
     tsxArgs('bench/booster-upstream.ts'),
-    { PORT: String(upPort), BOOSTERS: `${boosterUrl},${tlsBoosterUrl},${nodeHttpBoosterUrl}`, NODE_ID: 'bench-up' },
+    { PORT: String(upPort), BOOSTERS: `${boosterUrl},${tlsBoosterUrl},${nodeHttpBoosterUrl},${accessLogBoosterUrl}`, NODE_ID: 'bench-up' },
     /LISTENING/,
   );
   children.push({ kill: () => stop(up.child) });
@@ -104,6 +113,21 @@ try {
     return st.servers.some((x) => x.state === 'up');
   }, 'node:http booster with the upstream up');
 
+  const accessLogBooster = startBoosterProcess('1', {
+    OMFLOW_DB_URL: pg.url,
+    OMFLOW_NODE_ID: 'bench-booster-access-log',
+    OMFLOW_BOOSTER_PORT: String(accessLogPort),
+    OMFLOW_BOOSTER_SLOW_START_MS: '0',
+    OMFLOW_BOOSTER_STANDBY_SERVES: 'true',
+    OMFLOW_BOOSTER_ACCESS_LOG: 'json',
+    OMFLOW_BOOSTER_ACCESS_LOG_FILE: accessLogFile,
+  });
+  children.push({ kill: () => stop(accessLogBooster) });
+  await waitFor(async () => {
+    const st = (await (await statusGet(accessLogBoosterUrl)).json()) as { servers: { state: string }[] };
+    return st.servers.some((x) => x.state === 'up');
+  }, 'access-log booster with the upstream up');
+
   const tlsBooster = startBoosterProcess('1', {
     OMFLOW_DB_URL: pg.url,
     OMFLOW_NODE_ID: 'bench-booster-tls',
@@ -125,9 +149,10 @@ try {
     { name: 'direct', url: upstream },
     { name: 'booster', url: boosterUrl },
   ];
-  if (!tlsOnly) targets.push({ name: 'booster-node-http', url: nodeHttpBoosterUrl });
+  if (!tlsOnly) targets.push({ name: 'booster-access-log', url: accessLogBoosterUrl });
+  if (!tlsOnly && !accessLogOnly) targets.push({ name: 'booster-node-http', url: nodeHttpBoosterUrl });
 
-  if (!tlsOnly) await startOtherProxies();
+  if (!tlsOnly && !accessLogOnly) await startOtherProxies();
   async function startOtherProxies(): Promise<void> {
     const undiciPort = await freePort();
     const u = await startPinned('1', process.execPath, tsxArgs('bench/booster-undici-proxy.ts'), { PORT: String(undiciPort), UPSTREAM: upstream }, /LISTENING/);
@@ -218,7 +243,7 @@ backend be
     await waitFor(async () => spawnSync('curl', ['-skf', '-o', '/dev/null', `https://127.0.0.1:${tport}/`]).status === 0, 'haproxy tls');
     tlsTargets.push({ name: 'haproxy-tls', url: `https://127.0.0.1:${tport}` });
   }
-  if (withTls) targets.push(...tlsTargets);
+  if (withTls && !accessLogOnly) targets.push(...tlsTargets);
 
   for (const kind of ['GET', 'POST 1KB']) {
     for (const t of targets) load(`${t.url}/`, kind !== 'GET'); // warm-up
@@ -230,7 +255,7 @@ backend be
       }
     }
   }
-  if (withTls && spawnSync('which', ['h2load']).status === 0) {
+  if (withTls && !accessLogOnly && spawnSync('which', ['h2load']).status === 0) {
     for (let round = 0; round < rounds; round++) {
       for (const t of tlsTargets) {
         const r = h2load(`${t.url}/`, { duration, clients: Math.max(1, Math.round(connections / 10)), streams: 10 });
@@ -245,7 +270,7 @@ backend be
       }
     }
   }
-  if (multicore && !tlsOnly) {
+  if (multicore && !tlsOnly && !accessLogOnly) {
     // Every process on CPUs 0 and 1 (wrk with two threads as well): what a second worker buys
     // when the load generator competes for the same cores. A second upstream on both CPUs, so
     // the one-CPU upstream above is not the ceiling; the extra boosters serve as standbys.
@@ -307,6 +332,9 @@ backend be
     }
     for (const r of results.filter((x) => x.kind.startsWith('2cores '))) multiResults.push(r);
   }
+  // The access log really wrote: one line per request it served (the warm-up's included).
+  const wc = spawnSync('wc', ['-l', accessLogFile], { encoding: 'utf8' });
+  accessLogLines = Number(wc.stdout.trim().split(/\s+/)[0]) || 0;
 } finally {
   for (const c of children.reverse()) await c.kill();
   await pg.stop();
@@ -329,6 +357,11 @@ for (const kind of ['GET', 'POST 1KB']) {
   const ha = get('haproxy');
   const nh = get('booster-node-http');
   if (nh) console.log(`  booster (lean HTTP/1.1) / booster with OMFLOW_BOOSTER_LEAN_HTTP1=false = ${(b.rps / nh.rps).toFixed(2)}`);
+  const al = get('booster-access-log');
+  if (al)
+    console.log(
+      `  access log (${accessLogLines} lines written in the whole run): booster ${b.rps.toFixed(0)} req/s with it off, ${al.rps.toFixed(0)} req/s with it on (JSON, every request, to a file) = ${((1 - al.rps / b.rps) * 100).toFixed(1)} % fewer (goal <= 5 %); p99 ${b.p99.toFixed(2)} / ${al.p99.toFixed(2)} ms`,
+    );
   console.log(
     `  booster / fastify-reply-from = ${fr ? (b.rps / fr.rps).toFixed(2) : 'n/a'} (goal >= 1.5); booster / haproxy = ${ha ? (b.rps / ha.rps).toFixed(2) : 'n/a'} (goal >= 0.5); p99 booster / haproxy = ${ha ? (b.p99 / ha.p99).toFixed(2) : 'n/a'} (goal <= 2)`,
   );

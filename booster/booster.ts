@@ -202,7 +202,7 @@ export function createBooster(deps: BoosterDeps): Booster {
   );
   const plane = workers
     ? null
-    : createDataPlane({ cfg, table, pools, metrics, log, pressure: dbPressure, epoch: () => leadership.currentEpoch(), gate: front, control });
+    : createDataPlane({ cfg, nodeId, table, pools, metrics, log, pressure: dbPressure, epoch: () => leadership.currentEpoch(), gate: front, control });
   const server = plane?.server ?? createServer({ keepAliveTimeout: 5000 }, control);
 
   const timers: NodeJS.Timeout[] = [];

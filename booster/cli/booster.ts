@@ -30,6 +30,10 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
   const db = createDatabase(config.database);
   const licenseGate = createLicenseGate({ db, log, nodeId: config.cluster.nodeId });
   const booster = createBooster({ config, db, log, licenseGate, version: packageVersion(undefined) });
+  // SIGUSR1 (logrotate's postrotate) reopens the access-log file through the access log's own
+  // listener; this one only keeps Node from opening its inspector when the access log is off.
+  const ignoreUsr1 = () => {};
+  process.on('SIGUSR1', ignoreUsr1);
   try {
     await booster.listen();
     const sig = await ctx.stopSignal;
@@ -37,6 +41,7 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
     await booster.close();
     return 0;
   } finally {
+    process.off('SIGUSR1', ignoreUsr1);
     await db.destroy();
   }
 }

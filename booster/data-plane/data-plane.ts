@@ -4,6 +4,7 @@ import type { Logger } from '../../common/log.js';
 import type { BoosterConfig } from '../config.js';
 import type { BoosterMetrics } from '../metrics.js';
 import type { ServerTable } from '../server-table/server-table.js';
+import { AccessLog, accessLogSettingsOf } from './access-log.js';
 import { Admission } from './admission.js';
 import type { DbPressurePolicy } from './db-pressure.js';
 import { createFrontRouter, type FrontGate, type Handler, type UpgradeHandler } from './front-router.js';
@@ -21,6 +22,8 @@ import type { UpstreamPools } from './upstream-pools.js';
  */
 export interface DataPlaneDeps {
   cfg: BoosterConfig;
+  /** This booster's node id (in every access-log line). */
+  nodeId: string;
   table: ServerTable;
   pools: UpstreamPools;
   metrics: BoosterMetrics;
@@ -36,6 +39,8 @@ export interface DataPlaneDeps {
 export interface DataPlane {
   /** The listener of the booster port (plain node:http, or the TLS / HTTP/2 one with a certificate). */
   readonly server: Server;
+  /** This process's access log (reconfigured in place on a reload). */
+  readonly access: AccessLog;
   /** Opens the listener on `port` (0: any); resolves with the port. */
   listen(port: number): Promise<number>;
   /**
@@ -53,7 +58,8 @@ export const DRAIN_MS = 30_000;
 export function createDataPlane(d: DataPlaneDeps): DataPlane {
   const { cfg, table, metrics, log } = d;
   const admission = new Admission(cfg, (n) => metrics.queued.set(n));
-  const proxy = new ReverseProxy({ table, admission, pools: d.pools, metrics, log, epoch: d.epoch, opts: cfg });
+  const access = new AccessLog(accessLogSettingsOf(cfg), log, d.nodeId);
+  const proxy = new ReverseProxy({ table, admission, pools: d.pools, metrics, log, access, epoch: d.epoch, opts: cfg });
   let closing: Promise<void> | null = null;
   // Stopping: responses ask the client to close its connection (HTTP/1).
   const gate: FrontGate = {
@@ -62,7 +68,7 @@ export function createDataPlane(d: DataPlaneDeps): DataPlane {
     stopping: () => closing !== null || d.gate.stopping(),
     allowsDistribution: () => d.gate.allowsDistribution(),
   };
-  const router = createFrontRouter(gate, d.control, proxy, { policy: d.pressure, onShed: () => metrics.dbPressureShed.inc() }, log);
+  const router = createFrontRouter(gate, d.control, proxy, { policy: d.pressure, onShed: () => metrics.dbPressureShed.inc() }, log, { access, epoch: d.epoch });
   const server = openListener(cfg, log, router.onRequest, router.onUpgrade);
   let destroyed = false;
   let refill: NodeJS.Timeout | undefined;
@@ -86,6 +92,7 @@ export function createDataPlane(d: DataPlaneDeps): DataPlane {
     clearTimeout(giveUp);
     clearInterval(idleSweep);
     destroy();
+    await access.close();
   }
 
   function destroy(): void {
@@ -98,6 +105,7 @@ export function createDataPlane(d: DataPlaneDeps): DataPlane {
 
   return {
     server,
+    access,
     listen,
     close: () => (closing ??= drain()),
     destroy,

@@ -3,8 +3,10 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../../common/log.js';
 import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
 import { BoosterErrors } from '../errors.js';
+import { LicenseGateErrors } from '../license/errors.js';
 import { isGateExempt, renderGatedResponse } from '../license/gate.js';
-import { sendError } from '../replies.js';
+import { answerError } from '../replies.js';
+import { type AccessLog, OwnAnswer } from './access-log.js';
 import { type DbPressurePolicy, requestKind } from './db-pressure.js';
 import { isInternalPath } from './internal-paths.js';
 import { idempotencyKeyOf } from './request.js';
@@ -23,6 +25,8 @@ export interface FrontGate {
   allowsDistribution(): boolean;
 }
 
+const LICENSE_REQUIRED = LicenseGateErrors.BOOSTER_ERR_LICENSE_REQUIRED.code;
+
 export type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
@@ -32,6 +36,12 @@ export interface FrontPressure {
   onShed: () => void;
 }
 
+/** The access log of the data plane, and the epoch its lines carry, for the answers the router gives itself. */
+export interface FrontAccess {
+  access: AccessLog;
+  epoch: () => number;
+}
+
 /** The hot path: prefix check for /_booster/ → role / `/_internal/` / license gate / database pressure → proxy. */
 export function createFrontRouter(
   gate: FrontGate,
@@ -39,7 +49,16 @@ export function createFrontRouter(
   proxy: ReverseProxy,
   pressure: FrontPressure,
   log: Logger,
+  front: FrontAccess,
 ): { onRequest: Handler; onUpgrade: UpgradeHandler } {
+  const { access } = front;
+
+  /** The booster's own answer, in the access log too. */
+  function refuse(req: IncomingMessage, res: ServerResponse, err: { code: string; status: number; message: string }, extra?: Record<string, string>): void {
+    const bytes = answerError(res, err, extra);
+    if (access.on) access.record(new OwnAnswer(req, front.epoch(), err.code, bytes), res.headersSent ? err.status : 0, 0);
+  }
+
   function route(req: IncomingMessage, res: ServerResponse): void {
     const url = req.url ?? '/';
     if (url.startsWith(BOOSTER_PATH.prefix)) {
@@ -49,21 +68,24 @@ export function createFrontRouter(
     if (gate.stopping() && req.httpVersionMajor < 2) res.setHeader('connection', 'close');
     if (!gate.serves()) {
       const activeUrl = gate.activeUrl();
-      sendError(res, BoosterErrors.BOOSTER_ERR_STANDBY(), activeUrl ? { 'retry-after': '1', [HEADER.active]: activeUrl } : { 'retry-after': '1' });
+      refuse(req, res, BoosterErrors.BOOSTER_ERR_STANDBY(), activeUrl ? { 'retry-after': '1', [HEADER.active]: activeUrl } : { 'retry-after': '1' });
       return;
     }
     if (isInternalPath(url)) {
-      sendError(res, BoosterErrors.BOOSTER_ERR_INTERNAL_PATH());
+      refuse(req, res, BoosterErrors.BOOSTER_ERR_INTERNAL_PATH());
       return;
     }
     if (!gate.allowsDistribution() && !isGateExempt(url)) {
       const g = renderGatedResponse(req.headers.accept);
-      res.writeHead(g.status, { ...g.headers, 'content-length': Buffer.byteLength(g.body) });
-      return void res.end(g.body);
+      const bytes = Buffer.byteLength(g.body);
+      res.writeHead(g.status, { ...g.headers, 'content-length': bytes });
+      res.end(g.body);
+      if (access.on) access.record(new OwnAnswer(req, front.epoch(), LICENSE_REQUIRED, bytes), g.status, 0);
+      return;
     }
     if (!pressure.policy.admit(requestKind(url, idempotencyKeyOf(req)))) {
       pressure.onShed();
-      sendError(res, BoosterErrors.BOOSTER_ERR_DB_PRESSURE(), { 'retry-after': String(pressure.policy.retryAfterSeconds) });
+      refuse(req, res, BoosterErrors.BOOSTER_ERR_DB_PRESSURE(), { 'retry-after': String(pressure.policy.retryAfterSeconds) });
       return;
     }
     proxy.handle(req, res);
@@ -75,7 +97,7 @@ export function createFrontRouter(
       route(req, res);
     } catch (err) {
       log.error({ err, method: req.method, path: req.url }, 'request handling failed');
-      sendError(res, BoosterErrors.BOOSTER_ERR_INTERNAL());
+      refuse(req, res, BoosterErrors.BOOSTER_ERR_INTERNAL());
     }
   }
 
@@ -90,8 +112,16 @@ export function createFrontRouter(
 
   function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const url = req.url ?? '/';
-    if (!gate.serves() || isInternalPath(url) || url.startsWith(BOOSTER_PATH.prefix) || (!gate.allowsDistribution() && !isGateExempt(url))) {
+    const refused = !gate.serves()
+      ? BoosterErrors.BOOSTER_ERR_STANDBY.code
+      : isInternalPath(url) || url.startsWith(BOOSTER_PATH.prefix)
+        ? BoosterErrors.BOOSTER_ERR_INTERNAL_PATH.code
+        : !gate.allowsDistribution() && !isGateExempt(url)
+          ? LICENSE_REQUIRED
+          : null;
+    if (refused !== null) {
       socket.end('HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n');
+      if (access.on) access.record(new OwnAnswer(req, front.epoch(), refused, 0), 503, 0);
       return;
     }
     proxy.upgrade(req, socket, head);

@@ -3,10 +3,12 @@ import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../common/log.js';
 import { HEADER } from '../../common/protocol/headers.js';
+import { formatTraceParent, parseTraceParent, startTrace, TRACEPARENT, TRACESTATE } from '../../common/protocol/trace-context.js';
 import { BoosterErrors } from '../errors.js';
 import type { BoosterMetrics } from '../metrics.js';
-import { nextRequestId, sendError } from '../replies.js';
+import { answerError, nextRequestId } from '../replies.js';
 import type { ServerTable, ServerView } from '../server-table/server-table.js';
+import type { AccessLog, AccessRecord } from './access-log.js';
 import type { Admission } from './admission.js';
 import { type BodyMode, bodyModeOf, HeldRequest, idempotencyKeyOf } from './request.js';
 import type { Upstream, UpstreamHandler, UpstreamPools } from './upstream-pools.js';
@@ -29,6 +31,7 @@ export interface ReverseProxyDeps {
   pools: UpstreamPools;
   metrics: BoosterMetrics;
   log: Logger;
+  access: AccessLog;
   /** The epoch sent upstream as X-Booster-Epoch. */
   epoch: () => number;
   opts: ReverseProxyOptions;
@@ -58,6 +61,7 @@ interface Shared {
   readonly pools: UpstreamPools;
   readonly metrics: BoosterMetrics;
   readonly log: Logger;
+  readonly access: AccessLog;
   readonly epoch: () => number;
   readonly maxAttempts: number;
   readonly counter: RequestCounter;
@@ -88,6 +92,7 @@ function onResponseClose(this: TaggedResponse): void {
   this[EXCHANGE] = undefined;
   x.s.counter.done();
   if (!this.writableFinished) x.abortCurrent?.(new Error('client went away'));
+  if (x.s.access.on) x.s.access.record(x, this.headersSent ? this.statusCode : 0, performance.now() - x.startedAt);
 }
 
 /** One shared 'drain' listener: resumes the upstream body of the attempt that is answering. */
@@ -125,6 +130,7 @@ export class ReverseProxy {
       pools: d.pools,
       metrics: d.metrics,
       log: d.log,
+      access: d.access,
       epoch: d.epoch,
       maxAttempts: d.opts.maxAttempts,
       counter: new RequestCounter(),
@@ -151,6 +157,7 @@ export class ReverseProxy {
       // The lean front read the whole (small) body already.
       const x = new Exchange(this.#s, req, res, method, req.heldBody === null ? 'none' : 'buffer');
       x.body = req.heldBody;
+      x.bytesIn = req.heldBody?.length ?? 0;
       (res as TaggedResponse)[EXCHANGE] = x;
       res.on('close', onResponseClose);
       x.run();
@@ -165,10 +172,14 @@ export class ReverseProxy {
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
         x.body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+        x.bytesIn = x.body.length;
         x.run();
       });
       req.on('error', () => res.destroy());
     } else {
+      // A streamed body is counted as the upstream client reads it: paused, the counter does not
+      // start the flow (undici resumes the stream when it sends it, and nothing is lost before).
+      if (mode === 'stream' && this.#s.access.on) req.pause().on('data', x.countIn);
       x.run();
     }
   }
@@ -183,9 +194,10 @@ export class ReverseProxy {
     }
     const e = choice.server;
     const { origin } = s.pools.get(e);
-    const rid = { value: '' };
-    const headers = buildUpstreamHeaders(req, rid, s.epoch(), true);
+    const tunnel = new Tunnel(req, e.id, s.epoch());
+    const headers = buildUpstreamHeaders(req, tunnel, tunnel.epoch, true);
     const up: Socket = netConnect({ host: origin.hostname, port: Number(origin.port || 80) });
+    if (s.access.on) tunnel.logOnClose(s.access, up);
     const fail = () => {
       socket.destroy();
       up.destroy();
@@ -212,13 +224,66 @@ export class ReverseProxy {
   }
 }
 
-/** Upstream request headers: hop-by-hop stripped, forwarding headers and the epoch set. */
-export function buildUpstreamHeaders(req: IncomingMessage, requestId: { value: string }, epoch: number, keepUpgrade = false): string[] {
+/** A WebSocket (or any Upgrade) tunnel as the access log sees it: one line when the upstream side closes. */
+class Tunnel implements AccessRecord, RequestIds {
+  requestId = '';
+  traceId = '';
+  readonly attempts = 1;
+  readonly retries = null;
+  readonly queueMs = 0;
+  connectMs: number | null = null;
+  readonly headersMs = null;
+  bytesIn = 0;
+  bytesOut = 0;
+  readonly code = null;
+  /** The status line of the server's answer to the upgrade (101 when it switched). */
+  status = 0;
+  readonly startedAt = performance.now();
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly server: string,
+    readonly epoch: number,
+  ) {}
+
+  logOnClose(access: AccessLog, up: Socket): void {
+    up.once('connect', () => {
+      this.connectMs = performance.now() - this.startedAt;
+    });
+    up.once('data', (d: Buffer) => {
+      this.status = Number(d.toString('latin1', 9, 12)) || 0;
+    });
+    up.once('close', () => {
+      // The bytes through the tunnel each way, the heads included.
+      this.bytesIn = up.bytesWritten;
+      this.bytesOut = up.bytesRead;
+      access.record(this, this.status, performance.now() - this.startedAt);
+    });
+  }
+}
+
+/** The ids of a request, found or made while its upstream headers are built. */
+export interface RequestIds {
+  requestId: string;
+  traceId: string;
+}
+
+/**
+ * Upstream request headers: hop-by-hop stripped, forwarding headers and the epoch set, the
+ * X-Request-ID and the W3C trace context kept or started. A valid `traceparent` passes through
+ * unchanged with its `tracestate` (the booster records no span of its own: the spec's
+ * alternative processing for a proxy); a missing, repeated or invalid one is replaced by a new
+ * trace, and a `tracestate` without a valid `traceparent` is dropped, as the spec requires.
+ */
+export function buildUpstreamHeaders(req: IncomingMessage, ids: RequestIds, epoch: number, keepUpgrade = false): string[] {
   const raw = req.rawHeaders;
   const out: string[] = [];
   let xff: string | undefined;
   let host: string | undefined;
   let extraHop: Set<string> | null = null;
+  let traceparent: string | undefined;
+  let traceparents = 0;
+  let tracestate: string[] | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
     const lower = name.length < 32 ? name.toLowerCase() : name;
@@ -247,7 +312,14 @@ export function buildUpstreamHeaders(req: IncomingMessage, requestId: { value: s
       case HEADER.epoch:
         continue;
       case HEADER.requestId:
-        requestId.value = raw[i + 1];
+        ids.requestId = raw[i + 1];
+        continue;
+      case TRACEPARENT:
+        traceparent = raw[i + 1];
+        traceparents++;
+        continue;
+      case TRACESTATE:
+        (tracestate ??= []).push(raw[i + 1]);
         continue;
       case 'host':
         host = raw[i + 1];
@@ -262,14 +334,24 @@ export function buildUpstreamHeaders(req: IncomingMessage, requestId: { value: s
     out.push(...filtered);
   }
   const remote = req.socket.remoteAddress ?? '';
-  if (!requestId.value) requestId.value = nextRequestId();
+  if (!ids.requestId) ids.requestId = nextRequestId();
+  const trace = traceparents === 1 ? parseTraceParent(traceparent) : null;
+  if (trace) {
+    ids.traceId = trace.traceId;
+    out.push(TRACEPARENT, traceparent!);
+    if (tracestate) for (const v of tracestate) out.push(TRACESTATE, v);
+  } else {
+    const started = startTrace();
+    ids.traceId = started.traceId;
+    out.push(TRACEPARENT, formatTraceParent(started));
+  }
   out.push(
     'x-forwarded-for',
     xff ? `${xff}, ${remote}` : remote,
     'x-forwarded-proto',
     (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
     'x-request-id',
-    requestId.value,
+    ids.requestId,
     HEADER.epoch,
     String(epoch),
   );
@@ -278,12 +360,23 @@ export function buildUpstreamHeaders(req: IncomingMessage, requestId: { value: s
   return out;
 }
 
-/** One client request across its attempts. */
-class Exchange {
+/** One client request across its attempts; what the access log reads of it when it completes. */
+class Exchange implements AccessRecord, RequestIds {
   body: Buffer | null = null;
   headers: string[];
   readonly tried = new Set<string>();
-  readonly requestId = { value: '' };
+  requestId = '';
+  traceId = '';
+  readonly epoch: number;
+  readonly startedAt: number;
+  server: string | null = null;
+  retries: { server: string; reason: string }[] | null = null;
+  queueMs = 0;
+  connectMs: number | null = null;
+  headersMs: number | null = null;
+  bytesIn = 0;
+  bytesOut = 0;
+  code: string | null = null;
   attempts = 0;
   /** When the request first waited for a server slot (0: never); its whole wait is bounded by the queue timeout. */
   queuedAt = 0;
@@ -303,10 +396,23 @@ class Exchange {
     readonly method: string,
     readonly mode: BodyMode,
   ) {
-    this.headers = buildUpstreamHeaders(req, this.requestId, s.epoch());
+    this.startedAt = s.access.on ? performance.now() : 0;
+    this.epoch = s.epoch();
+    this.headers = buildUpstreamHeaders(req, this, this.epoch);
     this.idempotent = IDEMPOTENT.has(method);
     this.keyed = idempotencyKeyOf(req) !== undefined;
     s.admission.earn();
+  }
+
+  /** Counts a streamed request body as it is read ('data' listener; bound once per exchange). */
+  readonly countIn = (chunk: Buffer): void => {
+    this.bytesIn += chunk.length;
+  };
+
+  /** Answers with the booster's own error (the access log keeps its code). */
+  fail(err: { code: string; status: number; message: string }): void {
+    this.code = err.code;
+    this.bytesOut = answerError(this.res, err);
   }
 
   /** A body can be sent again: none, held, or a stream nothing has read yet. */
@@ -318,9 +424,9 @@ class Exchange {
   /** Starts (or restarts) the exchange; a throw on the way is a defect that answers 500, never an unhandled rejection. */
   run(): void {
     this.start().catch((err: unknown) => {
-      this.s.log.error({ err, requestId: this.requestId.value }, 'proxying a request failed');
+      this.s.log.error({ err, requestId: this.requestId }, 'proxying a request failed');
       this.abortCurrent?.(err as Error);
-      sendError(this.res, BoosterErrors.BOOSTER_ERR_INTERNAL());
+      this.fail(BoosterErrors.BOOSTER_ERR_INTERNAL());
     });
   }
 
@@ -330,8 +436,8 @@ class Exchange {
       if (this.res.destroyed) return;
       const choice = s.table.pick(this.tried);
       if (choice.kind === 'no-server') {
-        if (this.tried.size === 0) sendError(this.res, BoosterErrors.BOOSTER_ERR_NO_SERVER());
-        else sendError(this.res, this.lastError ?? BoosterErrors.BOOSTER_ERR_UPSTREAM());
+        if (this.tried.size === 0) this.fail(BoosterErrors.BOOSTER_ERR_NO_SERVER());
+        else this.fail(this.lastError ?? BoosterErrors.BOOSTER_ERR_UPSTREAM());
         return;
       }
       if (choice.kind === 'no-room') {
@@ -341,18 +447,23 @@ class Exchange {
         if (!again) this.queuedAt = now;
         const left = s.admission.queueTimeoutMs - (now - this.queuedAt);
         const wait = left > 0 ? s.admission.waitForSlot(left, again, this.queuedAt) : Promise.resolve(false);
-        if (wait === null) return sendError(this.res, BoosterErrors.BOOSTER_ERR_OVERLOADED());
-        if (!(await wait)) return sendError(this.res, BoosterErrors.BOOSTER_ERR_QUEUE_TIMEOUT());
+        if (wait === null) return this.fail(BoosterErrors.BOOSTER_ERR_OVERLOADED());
+        if (!(await wait)) {
+          this.queueMs = performance.now() - this.queuedAt;
+          return this.fail(BoosterErrors.BOOSTER_ERR_QUEUE_TIMEOUT());
+        }
         continue;
       }
       const e = choice.server;
+      if (this.queuedAt !== 0) this.queueMs = performance.now() - this.queuedAt;
       this.attempts++;
       this.tried.add(e.id);
+      this.server = e.id;
       let up: Upstream;
       try {
         up = s.pools.get(e);
       } catch {
-        return sendError(this.res, BoosterErrors.BOOSTER_ERR_NO_SERVER()); // pools closed: the booster is stopping
+        return this.fail(BoosterErrors.BOOSTER_ERR_NO_SERVER()); // pools closed: the booster is stopping
       }
       const attempt = new Attempt(this, e, s.table.startRequest(e));
       const path = this.req.url ?? '/';
@@ -372,8 +483,9 @@ class Exchange {
     return this.s.admission.spendRetry();
   }
 
-  retry(reason: 'connect' | 'status' | 'reset'): void {
+  retry(reason: 'connect' | 'status' | 'reset', from: string): void {
     this.s.metrics.retries.labels(reason).inc();
+    (this.retries ??= []).push({ server: from, reason });
     this.run();
   }
 }
@@ -413,6 +525,11 @@ class Attempt implements UpstreamHandler {
     if (this.x.res.destroyed) abort(new Error('client went away'));
   }
 
+  /** The request (its head, and a held body) is on a connected socket: the end of the connect phase for the access log. */
+  onRequestSent(): void {
+    if (!this.superseded && this.x.connectMs === null) this.x.connectMs = performance.now() - this.startedAt;
+  }
+
   onHeaders(statusCode: number, rawHeaders: RawHeader[], resume: () => void, statusText?: string): boolean {
     if (statusCode < 200) return true; // 1xx: the final response follows
     const x = this.x;
@@ -432,11 +549,13 @@ class Attempt implements UpstreamHandler {
       this.superseded = true;
       this.settle();
       abort?.(new Error('retrying on another server'));
-      x.retry('status');
+      x.connectMs = null;
+      x.retry('status', e.id);
       return false;
     }
     x.responded = true;
     x.answering = this;
+    x.headersMs = this.headersAt - this.startedAt;
     this.resumeUpstream = resume;
     const out: string[] = [];
     for (let i = 0; i < rawHeaders.length; i += 2) {
@@ -450,11 +569,11 @@ class Attempt implements UpstreamHandler {
       res.writeHead(statusCode, (x.req.httpVersionMajor < 2 && statusText) || undefined, out);
     } catch (err) {
       // A head the client's protocol cannot carry (HTTP/2 refuses some HTTP/1.1 headers): 502, not a crash.
-      x.s.log.warn({ err, server: e.id, requestId: x.requestId.value }, 'the server answered a head that cannot be relayed');
+      x.s.log.warn({ err, server: e.id, requestId: x.requestId }, 'the server answered a head that cannot be relayed');
       this.superseded = true;
       this.settle();
       x.abortCurrent?.(err as Error);
-      sendError(res, BoosterErrors.BOOSTER_ERR_UPSTREAM());
+      x.fail(BoosterErrors.BOOSTER_ERR_UPSTREAM());
       return false;
     }
     res.on('drain', onResponseDrain);
@@ -463,6 +582,7 @@ class Attempt implements UpstreamHandler {
 
   onData(chunk: Buffer): boolean {
     if (this.superseded) return true;
+    this.x.bytesOut += chunk.length;
     return this.x.res.write(chunk);
   }
 
@@ -488,10 +608,11 @@ class Attempt implements UpstreamHandler {
     x.lastError = code === 'UND_ERR_HEADERS_TIMEOUT' ? BoosterErrors.BOOSTER_ERR_UPSTREAM_TIMEOUT() : BoosterErrors.BOOSTER_ERR_UPSTREAM();
     const reason = connect ? 'connect' : 'reset';
     if (x.mayRetry(reason)) {
-      x.retry(reason);
+      x.connectMs = null;
+      x.retry(reason, this.e.id);
       return;
     }
-    x.s.log.warn({ err, server: this.e.id, requestId: x.requestId.value }, 'proxied request failed');
-    sendError(res, x.lastError);
+    x.s.log.warn({ err, server: this.e.id, requestId: x.requestId }, 'proxied request failed');
+    x.fail(x.lastError);
   }
 }

@@ -20,6 +20,8 @@ export interface UpstreamRequest<Body> {
 /** undici's dispatch-handler protocol, which the lean pool speaks too: the proxy's `Attempt` is one. */
 export interface UpstreamHandler {
   onConnect(abort: (err?: Error) => void): void;
+  /** The request (its head and a held body) went out on a connected socket. */
+  onRequestSent?(): void;
   /** Header names and values: Buffers from undici, strings from the lean pool. */
   onHeaders(statusCode: number, rawHeaders: (Buffer | string)[], resume: () => void, statusText: string): boolean;
   onData(chunk: Buffer): boolean;

@@ -62,6 +62,10 @@ export class WorkerPool {
   readonly #forwardHup = () => {
     for (const s of this.#slots.values()) if (s.listening) s.worker.process.kill('SIGHUP');
   };
+  /** `kill -USR1` of the primary (logrotate's postrotate) reopens the workers' access-log files. */
+  readonly #forwardUsr1 = () => {
+    for (const s of this.#slots.values()) if (s.listening) s.worker.process.kill('SIGUSR1');
+  };
 
   constructor(d: WorkerPoolDeps) {
     this.#d = d;
@@ -103,6 +107,7 @@ export class WorkerPool {
       }
     }
     process.on('SIGHUP', this.#forwardHup);
+    process.on('SIGUSR1', this.#forwardUsr1);
     this.#started = true;
     return this.#port;
   }
@@ -315,6 +320,7 @@ export class WorkerPool {
   async stop(timeoutMs: number): Promise<void> {
     this.#stopping = true;
     process.off('SIGHUP', this.#forwardHup);
+    process.off('SIGUSR1', this.#forwardUsr1);
     if (this.#restartTimer) clearTimeout(this.#restartTimer);
     const slots = [...this.#slots.values()];
     const exits = slots.map((s) => (s.worker.isDead() ? Promise.resolve() : new Promise<void>((r) => s.worker.once('exit', () => r()))));

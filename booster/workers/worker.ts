@@ -52,6 +52,7 @@ export function startDataPlaneWorker(init: Extract<ToWorker, { type: 'init' }>, 
   const forwarder = createPrimaryForwarder(init.controlUrl, log);
   const plane = createDataPlane({
     cfg,
+    nodeId: init.config.cluster.nodeId,
     table,
     pools,
     metrics,

@@ -54,6 +54,12 @@ export function int(env: string, opts: Opts<number> & { min?: number; max?: numb
   });
 }
 
+/** An integer that may be left empty (undefined: the reader decides, as its doc says). */
+export function optionalInt(env: string, opts: Opts<number | undefined> & { min?: number; max?: number }): KeyDef<number | undefined> {
+  const inner = int(env, { doc: opts.doc, min: opts.min, max: opts.max });
+  return key<number | undefined>(env, inner.type, opts, (raw) => (raw === '' ? { ok: true, value: undefined } : inner.parse(raw)));
+}
+
 export function port(env: string, opts: Opts<number>): KeyDef<number> {
   const def = int(env, { ...opts, min: 0, max: 65535 });
   return { ...def, type: 'port 0..65535' };

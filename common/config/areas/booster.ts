@@ -1,4 +1,4 @@
-import { bool, defineArea, httpUrl, int, optionalPort, optionalStr, port, str } from '../define.js';
+import { bool, defineArea, httpUrl, int, oneOf, optionalInt, optionalPort, optionalStr, port, str } from '../define.js';
 
 /**
  * Keys of `omflow booster`. Owned by booster/; documented in docs/configuration.md.
@@ -21,7 +21,10 @@ export const boosterArea = defineArea({
       min: 0,
       max: 64,
     }),
-    standbyServes: bool('OMFLOW_BOOSTER_STANDBY_SERVES', { doc: 'Let the standby proxy data-plane requests too instead of answering 503.', default: false }),
+    standbyServes: bool('OMFLOW_BOOSTER_STANDBY_SERVES', {
+      doc: 'Let the standby proxy data-plane requests too instead of answering 503.',
+      default: false,
+    }),
     leaseMs: int('OMFLOW_BOOSTER_LEASE_MS', { doc: 'Leader lease length in the database.', default: 800, min: 200 }),
     renewMs: int('OMFLOW_BOOSTER_RENEW_MS', { doc: 'How often the active renews the leader lease.', default: 200, min: 20 }),
     renewDeadlineMs: int('OMFLOW_BOOSTER_RENEW_DEADLINE_MS', {
@@ -37,8 +40,16 @@ export const boosterArea = defineArea({
     }),
     probeMs: int('OMFLOW_BOOSTER_PROBE_MS', { doc: 'Interval of the standby probe of the peer /_booster/active.', default: 100, min: 10 }),
     probeTimeoutMs: int('OMFLOW_BOOSTER_PROBE_TIMEOUT_MS', { doc: 'Timeout of one peer probe.', default: 300, min: 10 }),
-    heartbeatTimeoutMs: int('OMFLOW_BOOSTER_HEARTBEAT_TIMEOUT_MS', { doc: 'A server whose heartbeats stop for this long is down.', default: 3000, min: 100 }),
-    healthIntervalMs: int('OMFLOW_BOOSTER_HEALTH_INTERVAL_MS', { doc: 'Interval of active /healthz checks of a stable server.', default: 1000, min: 20 }),
+    heartbeatTimeoutMs: int('OMFLOW_BOOSTER_HEARTBEAT_TIMEOUT_MS', {
+      doc: 'A server whose heartbeats stop for this long is down.',
+      default: 3000,
+      min: 100,
+    }),
+    healthIntervalMs: int('OMFLOW_BOOSTER_HEALTH_INTERVAL_MS', {
+      doc: 'Interval of active /healthz checks of a stable server.',
+      default: 1000,
+      min: 20,
+    }),
     healthFastIntervalMs: int('OMFLOW_BOOSTER_HEALTH_FAST_INTERVAL_MS', {
       doc: 'Interval of /healthz checks while a server is changing state.',
       default: 200,
@@ -65,7 +76,11 @@ export const boosterArea = defineArea({
       default: 5,
       min: 1,
     }),
-    ejectMs: int('OMFLOW_BOOSTER_EJECT_MS', { doc: 'How long a passively ejected server stays out (doubles on repeat, up to 8x).', default: 5000, min: 10 }),
+    ejectMs: int('OMFLOW_BOOSTER_EJECT_MS', {
+      doc: 'How long a passively ejected server stays out (doubles on repeat, up to 8x).',
+      default: 5000,
+      min: 10,
+    }),
     maxEjectedPercent: int('OMFLOW_BOOSTER_MAX_EJECTED_PERCENT', {
       doc: 'Panic floor: never eject more than this share of the routable servers (never the last one).',
       default: 50,
@@ -104,7 +119,11 @@ export const boosterArea = defineArea({
       max: 120,
     }),
     connectTimeoutMs: int('OMFLOW_BOOSTER_CONNECT_TIMEOUT_MS', { doc: 'Timeout of a TCP connect to a server.', default: 2000, min: 10 }),
-    headersTimeoutMs: int('OMFLOW_BOOSTER_HEADERS_TIMEOUT_MS', { doc: 'Timeout until a server sends response headers.', default: 60000, min: 10 }),
+    headersTimeoutMs: int('OMFLOW_BOOSTER_HEADERS_TIMEOUT_MS', {
+      doc: 'Timeout until a server sends response headers.',
+      default: 60000,
+      min: 10,
+    }),
     idleTimeoutMs: int('OMFLOW_BOOSTER_IDLE_TIMEOUT_MS', {
       doc: 'Longest pause between body chunks in either direction (0: none; SSE streams need 0 or a long value).',
       default: 300000,
@@ -147,7 +166,11 @@ export const boosterArea = defineArea({
       default: 10000,
       min: 100,
     }),
-    dispatchPollMs: int('OMFLOW_BOOSTER_DISPATCH_POLL_MS', { doc: 'Longest sleep of the step dispatcher when no step was ready.', default: 25, min: 1 }),
+    dispatchPollMs: int('OMFLOW_BOOSTER_DISPATCH_POLL_MS', {
+      doc: 'Longest sleep of the step dispatcher when no step was ready.',
+      default: 25,
+      min: 1,
+    }),
     dispatchBatch: int('OMFLOW_BOOSTER_DISPATCH_BATCH', { doc: 'Steps read per dispatcher round.', default: 100, min: 1 }),
     operatorToken: optionalStr('OMFLOW_BOOSTER_OPERATOR_TOKEN', {
       doc: 'Bearer token that opens /_booster/status, /_booster/events and /_booster/metrics to operators and Prometheus (cluster members sign instead). At least 24 characters. Empty: only signed calls may read them. Prefer OMFLOW_BOOSTER_OPERATOR_TOKEN_FILE.',
@@ -169,6 +192,34 @@ export const boosterArea = defineArea({
       default: 3,
       min: 1,
       max: 20,
+    }),
+    accessLog: oneOf('OMFLOW_BOOSTER_ACCESS_LOG', ['off', 'json', 'combined'], {
+      doc: "Access log of the data plane, one line per request when it completes (every data-plane worker writes its own lines): json (one JSON object per line), combined (the NCSA combined format followed by the same fields as key=value) or off. Off by default: at load-balancer rates the journal would rate-limit and rotate away the booster's other messages, so give it OMFLOW_BOOSTER_ACCESS_LOG_FILE or a filter (see the operator guide).",
+      default: 'off',
+    }),
+    accessLogFile: optionalStr('OMFLOW_BOOSTER_ACCESS_LOG_FILE', {
+      doc: 'File the access log is appended to (reopened on SIGUSR1, for logrotate). Empty: the log stream (standard output, the journal under systemd).',
+    }),
+    accessLogMinStatus: int('OMFLOW_BOOSTER_ACCESS_LOG_MIN_STATUS', {
+      doc: "Filter: requests answered with this status or above are always logged (500: server errors, including the booster's own 503s; 400: client errors too). A request that got no answer (the client went away) counts as 0 and matches. 0: no status filter.",
+      default: 0,
+      min: 0,
+      max: 599,
+    }),
+    accessLogSlowMs: int('OMFLOW_BOOSTER_ACCESS_LOG_SLOW_MS', {
+      doc: 'Filter: requests that took at least this long (ms, from the request to the end of the answer) are always logged. 0: no duration filter.',
+      default: 0,
+      min: 0,
+    }),
+    accessLogSamplePercent: optionalInt('OMFLOW_BOOSTER_ACCESS_LOG_SAMPLE_PERCENT', {
+      doc: 'Share of the other requests (those no filter selected) that are logged, spread evenly. With OMFLOW_BOOSTER_ACCESS_LOG_MIN_STATUS=500 and 1: every error and 1 % of the rest.',
+      defaultDoc: '100 without a filter, 0 with one',
+      min: 0,
+      max: 100,
+    }),
+    accessLogQuery: oneOf('OMFLOW_BOOSTER_ACCESS_LOG_QUERY', ['keep', 'redact', 'drop'], {
+      doc: 'What the access log shows of a query string: keep it, redact each value (names kept: ?token=[redacted]&page=[redacted]) or drop it.',
+      default: 'redact',
     }),
   },
   check(values, report) {
