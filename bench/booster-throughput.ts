@@ -14,9 +14,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  cpuTicks,
   freePort,
   h2load,
   makeBenchCert,
+  median,
   RoundMedians,
   startBoosterProcess,
   startPinned,
@@ -51,6 +53,12 @@ type Result = { name: string; kind: string; rps: number; p50: number; p99: numbe
 const load = (url: string, post: boolean, cpus = '0', threads = 1) =>
   wrk(url, { connections, durationS: duration, postScript: post ? postLua : undefined, cpus, threads });
 
+/** What a target answers when wrk counted errors (a figure with errors is not a throughput figure). */
+async function sampleError(url: string): Promise<void> {
+  const r = await fetch(`${url}/`).catch((err: Error) => ({ status: 0, text: async () => err.message }));
+  process.stderr.write(`  ${url} now answers ${r.status}: ${(await r.text()).slice(0, 200)}\n`);
+}
+
 const children: { kill: () => Promise<void> }[] = [];
 const rows = new RoundMedians<Omit<Result, 'name' | 'kind'>>(['errors']);
 const results: Result[] = rows.results;
@@ -60,6 +68,9 @@ const h2results: { name: string; rps: number; meanMs: number; errors: number }[]
 const h2rounds = new Map<string, { rps: number; meanMs: number; errors: number }[]>();
 const tlsTargets: { name: string; url: string }[] = [];
 let accessLogLines = 0;
+/** The booster's own CPU per request with the access log off and on (µs; the steadier figure on a shared machine). */
+const cpuPerRequest = new Map<string, number[]>();
+const cpuPids = new Map<string, number>();
 const pg = await startPostgres();
 try {
   const upPort = await freePort();
@@ -123,6 +134,8 @@ try {
     OMFLOW_BOOSTER_ACCESS_LOG_FILE: accessLogFile,
   });
   children.push({ kill: () => stop(accessLogBooster) });
+  cpuPids.set('booster', booster.pid!);
+  cpuPids.set('booster-access-log', accessLogBooster.pid!);
   await waitFor(async () => {
     const st = (await (await statusGet(accessLogBoosterUrl)).json()) as { servers: { state: string }[] };
     return st.servers.some((x) => x.state === 'up');
@@ -249,8 +262,15 @@ backend be
     for (const t of targets) load(`${t.url}/`, kind !== 'GET'); // warm-up
     for (let round = 0; round < rounds; round++) {
       for (const t of targets) {
+        const pid = cpuPids.get(t.name);
+        const t0 = pid ? cpuTicks(pid) : 0;
         const r = load(`${t.url}/`, kind !== 'GET');
-        process.stderr.write(`${kind} ${t.name} round ${round + 1}: ${r.rps.toFixed(0)} req/s\n`);
+        if (pid && r.requests > 0) {
+          const key = `${kind} ${t.name}`;
+          cpuPerRequest.set(key, [...(cpuPerRequest.get(key) ?? []), ((cpuTicks(pid) - t0) * 10_000) / r.requests]);
+        }
+        process.stderr.write(`${kind} ${t.name} round ${round + 1}: ${r.rps.toFixed(0)} req/s${r.errors ? `, ${r.errors} errors` : ''}\n`);
+        if (r.errors) await sampleError(t.url);
         record(kind, t.name, r);
       }
     }
@@ -360,7 +380,7 @@ for (const kind of ['GET', 'POST 1KB']) {
   const al = get('booster-access-log');
   if (al)
     console.log(
-      `  access log (${accessLogLines} lines written in the whole run): booster ${b.rps.toFixed(0)} req/s with it off, ${al.rps.toFixed(0)} req/s with it on (JSON, every request, to a file) = ${((1 - al.rps / b.rps) * 100).toFixed(1)} % fewer (goal <= 5 %); p99 ${b.p99.toFixed(2)} / ${al.p99.toFixed(2)} ms`,
+      `  access log (${accessLogLines} lines written in the whole run): booster ${b.rps.toFixed(0)} req/s with it off, ${al.rps.toFixed(0)} req/s with it on (JSON, every request, to a file) = ${((1 - al.rps / b.rps) * 100).toFixed(1)} % fewer (goal <= 5 %); p99 ${b.p99.toFixed(2)} / ${al.p99.toFixed(2)} ms; booster CPU per request ${median(cpuPerRequest.get(`${kind} booster`) ?? [Number.NaN]).toFixed(1)} / ${median(cpuPerRequest.get(`${kind} booster-access-log`) ?? [Number.NaN]).toFixed(1)} µs`,
     );
   console.log(
     `  booster / fastify-reply-from = ${fr ? (b.rps / fr.rps).toFixed(2) : 'n/a'} (goal >= 1.5); booster / haproxy = ${ha ? (b.rps / ha.rps).toFixed(2) : 'n/a'} (goal >= 0.5); p99 booster / haproxy = ${ha ? (b.p99 / ha.p99).toFixed(2) : 'n/a'} (goal <= 2)`,

@@ -1,16 +1,20 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism, hostname } from 'node:os';
+import { boosterArea } from '../common/config/areas/booster.js';
+import { clusterArea } from '../common/config/areas/cluster.js';
+import { databaseArea } from '../common/config/areas/database.js';
+import { assignReloadable, type ConfigChanges, diffConfig } from '../common/config/load.js';
 import { createDatabase, type Database, type DatabaseConfig } from '../common/db/create-database.js';
 import { createLogger, type Logger } from '../common/log.js';
-import type { BoosterConfig, ClusterConfig } from './config.js';
+import type { BoosterConfig, ClusterConfig, LiveBoosterConfig } from './config.js';
 import { createClusterEvents } from './control-plane/cluster-events.js';
 import { ClusterStore } from './control-plane/cluster-store.js';
 import { createControlApi } from './control-plane/control-api.js';
 import { createControlCore } from './control-plane/control-core.js';
 import { HealthChecker } from './control-plane/health-checker.js';
 import { ServerSync } from './control-plane/server-sync.js';
-import { createDataPlane, DRAIN_MS } from './data-plane/data-plane.js';
+import { createDataPlane, DRAIN_MS, followSettings } from './data-plane/data-plane.js';
 import { DbPressurePolicy } from './data-plane/db-pressure.js';
 import type { FrontGate } from './data-plane/front-router.js';
 import { loadCertificate } from './data-plane/tls-certificate.js';
@@ -52,6 +56,12 @@ export interface Booster {
   /** Base URL once listening. */
   url(): string;
   listen(): Promise<string>;
+  /**
+   * Applies a configuration read again (SIGHUP): keys marked reloadable change in place in this
+   * process and every data-plane worker (resolves once they all did), the others are reported
+   * as needing a restart and keep their value. Leadership, the lease and connections are untouched.
+   */
+  reload(next: BoosterDeps['config']): Promise<ConfigChanges>;
   /** Graceful: stop accepting, hand the lease over, finish in-flight requests. Every caller gets the same promise. */
   close(): Promise<void>;
 }
@@ -62,8 +72,10 @@ export interface Booster {
  * plane, here or in N workers behind this primary (ADR 0010). Each part holds its own logic.
  */
 export function createBooster(deps: BoosterDeps): Booster {
-  const cfg = deps.config.booster;
-  const { secret, nodeId } = deps.config.cluster;
+  // One settings object for every part of this process, read at each use: a reload changes it in place.
+  const cfg: LiveBoosterConfig = { ...deps.config.booster };
+  let cluster = deps.config.cluster;
+  const { secret, nodeId } = cluster;
   const log = deps.log ?? createLogger({ name: 'booster', level: deps.config.cluster.logLevel, nodeId });
   const ownDb = !deps.db;
   if (!deps.db && !deps.config.database) throw new Error('createBooster needs db or config.database');
@@ -150,7 +162,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     if (cfg.tlsCertFile && cfg.tlsKeyFile) loadCertificate({ certFile: cfg.tlsCertFile, keyFile: cfg.tlsKeyFile });
     workers = new WorkerPool({
       count: workerCount,
-      config: { cluster: deps.config.cluster, booster: cfg },
+      config: { cluster, booster: { ...cfg } },
       log,
       table,
       metrics,
@@ -235,6 +247,44 @@ export function createBooster(deps: BoosterDeps): Booster {
     return selfUrl;
   }
 
+  let reloading: Promise<unknown> = Promise.resolve();
+  function reload(next: BoosterDeps['config']): Promise<ConfigChanges> {
+    const run = reloading.then(() => applyReload(next));
+    reloading = run.catch(() => {});
+    return run;
+  }
+
+  async function applyReload(next: BoosterDeps['config']): Promise<ConfigChanges> {
+    const before = { cluster, booster: cfg, database: deps.config.database };
+    const changes = diffConfig([clusterArea, databaseArea, boosterArea], before, { ...next, database: next.database ?? deps.config.database });
+    // New certificate paths apply in place; turning TLS on or off changes the listener: a restart.
+    const tlsKeys = ['OMFLOW_BOOSTER_TLS_CERT_FILE', 'OMFLOW_BOOSTER_TLS_KEY_FILE'];
+    const tlsToggled = !cfg.tlsCertFile !== !next.booster.tlsCertFile;
+    if (tlsToggled) {
+      changes.inPlace = changes.inPlace.filter((k) => !tlsKeys.includes(k));
+      for (const k of tlsKeys) if (!changes.needsRestart.includes(k)) changes.needsRestart.push(k);
+    }
+    const prev = { ...cfg };
+    assignReloadable(boosterArea, cfg, next.booster, tlsToggled ? ['tlsCertFile', 'tlsKeyFile'] : []);
+    const nextCluster = { ...cluster };
+    assignReloadable(clusterArea, nextCluster, next.cluster);
+    cluster = nextCluster;
+    // The reload's own line is written at the more verbose of the two levels.
+    const moreVerbose = log.levels.values[cluster.logLevel] < log.levels.values[log.level];
+    if (moreVerbose) log.level = cluster.logLevel;
+    followSettings(prev, cfg, { pools, table, plane });
+    if (prev.healthFastIntervalMs !== cfg.healthFastIntervalMs && listening) {
+      health.stop();
+      health.start();
+    }
+    await workers?.reload({ cluster, booster: { ...cfg } });
+    if (changes.needsRestart.length > 0)
+      log.warn({ needsRestart: changes.needsRestart }, 'configuration reloaded; these settings changed but take effect only after a restart');
+    log.info({ changed: changes.inPlace, needsRestart: changes.needsRestart }, 'configuration reloaded');
+    log.level = cluster.logLevel;
+    return changes;
+  }
+
   async function shutdown(): Promise<void> {
     stopping = true;
     workers?.push();
@@ -272,6 +322,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     epoch: () => leadership.currentEpoch(),
     url: () => selfUrl,
     listen,
+    reload,
     close: () => (closing ??= shutdown()),
   };
 }

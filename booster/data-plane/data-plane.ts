@@ -8,7 +8,7 @@ import { AccessLog, accessLogSettingsOf } from './access-log.js';
 import { Admission } from './admission.js';
 import type { DbPressurePolicy } from './db-pressure.js';
 import { createFrontRouter, type FrontGate, type Handler, type UpgradeHandler } from './front-router.js';
-import { createListener } from './listener.js';
+import { createListener, type Listener } from './listener.js';
 import { ReverseProxy } from './reverse-proxy.js';
 import type { UpstreamPools } from './upstream-pools.js';
 
@@ -50,6 +50,26 @@ export interface DataPlane {
   close(): Promise<void>;
   /** At once: every client connection is cut and every queued request refused. Idempotent. */
   destroy(): void;
+  /**
+   * The settings object changed in place (a reload): the access log, the client idle timeout and
+   * the certificate follow (the rest of the data plane reads the settings at each use).
+   */
+  reconfigure(): void;
+}
+
+/** Keys undici fixes when it makes a pool: a change replaces the pools (the old ones drain). */
+const POOL_KEYS = ['connectTimeoutMs', 'headersTimeoutMs', 'idleTimeoutMs', 'keepAliveMs', 'connectionsPerServer'] as const;
+
+/**
+ * After a reload changed the settings object in place (`prev`: its values before), the parts of
+ * one process that derived something from it follow: new upstream pools, the concurrency limits'
+ * ceiling, the data plane's access log, idle timeout and certificate. The same in a single
+ * process, in the primary of data-plane workers (no data plane of its own) and in each worker.
+ */
+export function followSettings(prev: BoosterConfig, cfg: BoosterConfig, parts: { pools: UpstreamPools; table: ServerTable; plane: DataPlane | null }): void {
+  if (POOL_KEYS.some((k) => prev[k] !== cfg[k])) parts.pools.reconfigure();
+  if (prev.maxInflightPerServer !== cfg.maxInflightPerServer) parts.table.reconfigure();
+  parts.plane?.reconfigure();
 }
 
 /** Longest graceful drain before the remaining connections are cut. */
@@ -103,17 +123,24 @@ export function createDataPlane(d: DataPlaneDeps): DataPlane {
     admission.close();
   }
 
+  function reconfigure(): void {
+    access.configure(accessLogSettingsOf(cfg));
+    server.timeout = cfg.idleTimeoutMs;
+    if (cfg.tlsCertFile && cfg.tlsKeyFile) server.reloadCertificate?.({ certFile: cfg.tlsCertFile, keyFile: cfg.tlsKeyFile });
+  }
+
   return {
     server,
     access,
     listen,
     close: () => (closing ??= drain()),
     destroy,
+    reconfigure,
   };
 }
 
 /** The listener made from the booster's settings: no framework on the hot path. */
-function openListener(cfg: BoosterConfig, log: Logger, onRequest: Handler, onUpgrade: UpgradeHandler): Server {
+function openListener(cfg: BoosterConfig, log: Logger, onRequest: Handler, onUpgrade: UpgradeHandler): Listener {
   const server = createListener(
     {
       tls: cfg.tlsCertFile && cfg.tlsKeyFile ? { certFile: cfg.tlsCertFile, keyFile: cfg.tlsKeyFile } : null,

@@ -63,7 +63,8 @@ interface Shared {
   readonly log: Logger;
   readonly access: AccessLog;
   readonly epoch: () => number;
-  readonly maxAttempts: number;
+  /** The settings object, read at each use: a reload changes it in place. */
+  readonly opts: ReverseProxyOptions;
   readonly counter: RequestCounter;
 }
 
@@ -120,8 +121,6 @@ function passiveFailure(s: Shared, e: ServerView, weight: number): void {
 
 export class ReverseProxy {
   readonly #s: Shared;
-  readonly #replayableBodyBytes: number;
-  readonly #connectTimeoutMs: number;
 
   constructor(d: ReverseProxyDeps) {
     this.#s = {
@@ -132,11 +131,9 @@ export class ReverseProxy {
       log: d.log,
       access: d.access,
       epoch: d.epoch,
-      maxAttempts: d.opts.maxAttempts,
+      opts: d.opts,
       counter: new RequestCounter(),
     };
-    this.#replayableBodyBytes = d.opts.replayableBodyBytes;
-    this.#connectTimeoutMs = d.opts.connectTimeoutMs;
   }
 
   /** Incoming requests currently being handled. */
@@ -163,7 +160,7 @@ export class ReverseProxy {
       x.run();
       return;
     }
-    const mode = bodyModeOf(req, this.#replayableBodyBytes);
+    const mode = bodyModeOf(req, this.#s.opts.replayableBodyBytes);
     const x = new Exchange(this.#s, req, res, method, mode);
     (res as TaggedResponse)[EXCHANGE] = x;
     res.on('close', onResponseClose);
@@ -202,7 +199,7 @@ export class ReverseProxy {
       socket.destroy();
       up.destroy();
     };
-    up.setTimeout(this.#connectTimeoutMs, () => {
+    up.setTimeout(s.opts.connectTimeoutMs, () => {
       if (up.connecting) fail();
     });
     up.once('connect', () => {
@@ -476,7 +473,7 @@ class Exchange implements AccessRecord, RequestIds {
 
   /** Decides whether a failed attempt may go to another server (never duplicates a write). */
   mayRetry(reason: 'connect' | 'status' | 'reset'): boolean {
-    if (this.responded || this.attempts >= this.s.maxAttempts || !this.replayable()) return false;
+    if (this.responded || this.attempts >= this.s.opts.maxAttempts || !this.replayable()) return false;
     if (reason !== 'connect' && !(this.idempotent || this.keyed)) return false;
     // A retry needs another server to go to.
     if (this.s.table.pick(this.tried).kind === 'no-server') return false;

@@ -32,6 +32,8 @@ export type ToWorker =
   | { type: 'state'; state: WorkerState; ack: boolean }
   /** Report now (a metrics scrape wants every worker's counts). */
   | { type: 'report' }
+  /** The configuration was reloaded: apply the reloadable settings (the worker splits the limits as at start), then ack `seq`. */
+  | { type: 'reload'; seq: number; config: { cluster: ClusterConfig; booster: BoosterConfig } }
   | { type: 'stop' };
 
 export type FromWorker =

@@ -45,6 +45,8 @@ interface Slot {
 
 export class WorkerPool {
   readonly #d: WorkerPoolDeps;
+  /** What a worker starts with (a reload replaces it, so a worker forked later has the new settings). */
+  #config: WorkerPoolDeps['config'];
   readonly #slots = new Map<number, Slot>();
   #seq = 0;
   #pushQueued = false;
@@ -69,6 +71,7 @@ export class WorkerPool {
 
   constructor(d: WorkerPoolDeps) {
     this.#d = d;
+    this.#config = d.config;
     this.#port = d.config.booster.port;
   }
 
@@ -94,7 +97,7 @@ export class WorkerPool {
       // process: two boosters asking for port 0 would share one. So port 0 becomes a concrete free
       // port first (tests and dev only; a real booster has its port), taken again if another
       // process got it in between.
-      if (askedPort === 0) this.#port = await freePort(this.#d.config.booster.host);
+      if (askedPort === 0) this.#port = await freePort(this.#config.booster.host);
       this.#startError = null;
       this.#stopping = false;
       for (let i = 0; i < this.#d.count; i++) this.#fork(i);
@@ -172,7 +175,7 @@ export class WorkerPool {
           index: slot.index,
           workers: this.#d.count,
           port: this.#port,
-          config: this.#d.config,
+          config: this.#config,
           controlUrl: this.#d.controlUrl(),
           state: { seq: this.#seq, ...this.#d.state() },
         });
@@ -280,6 +283,20 @@ export class WorkerPool {
    */
   synced(timeoutMs = 1000): Promise<void> {
     const seq = this.#broadcast(true);
+    return this.#waitFor(() => {
+      for (const s of this.#slots.values()) if (s.listening && s.ackedSeq < seq) return false;
+      return true;
+    }, timeoutMs);
+  }
+
+  /**
+   * The configuration was reloaded: every worker applies the new settings; resolves once each
+   * acknowledged (or after `timeoutMs`). A worker forked later starts with them.
+   */
+  reload(config: WorkerPoolDeps['config'], timeoutMs = 2000): Promise<void> {
+    this.#config = config;
+    const seq = ++this.#seq;
+    for (const s of this.#slots.values()) if (s.ready) this.#send(s, { type: 'reload', seq, config });
     return this.#waitFor(() => {
       for (const s of this.#slots.values()) if (s.listening && s.ackedSeq < seq) return false;
       return true;

@@ -11,6 +11,8 @@ export interface KeyDef<T> {
   readonly default?: T;
   readonly required?: boolean;
   readonly secret?: boolean;
+  /** A running process applies a change of this key in place on a reload (SIGHUP); any other change needs a restart. */
+  readonly reload?: boolean;
   /** Other variable names accepted for the same key (e.g. OMFLOW's own BOOSTER_IP). */
   readonly aliases?: readonly string[];
   /** Human description of the type for the reference. */
@@ -25,6 +27,7 @@ type Opts<T> = {
   default?: T;
   required?: boolean;
   secret?: boolean;
+  reload?: boolean;
   aliases?: readonly string[];
   defaultDoc?: string;
 };
