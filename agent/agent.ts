@@ -9,12 +9,16 @@ import { assignReloadable, type ConfigChanges, diffConfig, type LoadedConfig } f
 import { createDatabase, type Database } from '../common/db/create-database.js';
 import { freePort } from '../common/free-port.js';
 import type { Logger } from '../common/log.js';
+import { packageVersion } from '../common/package-version.js';
 import { limitsFromConfig, trustedKeysFromConfig } from '../common/patch/index.js';
 import { audiencesFor } from '../common/protocol/cluster-auth.js';
+import { createClusterClient } from '../common/protocol/cluster-client.js';
+import { SERVER_PATH } from '../common/protocol/headers.js';
 import type { AgentState } from '../common/protocol/messages.js';
 import { BoosterClient } from './booster-client.js';
 import { buildControlApi, listenControlApi } from './control-api.js';
 import { AgentErrors } from './errors.js';
+import { createAgentMetrics } from './metrics.js';
 import { cmdlineOf, isAlive, readJsonFile, removeFile, writeJsonFile } from './process-control.js';
 import { ReleaseStore } from './releases.js';
 import { RolloutWorker } from './rollout-worker.js';
@@ -110,9 +114,16 @@ export class Agent {
 
     // Calls signed for another receiver (a booster, another agent) are refused; known once listening.
     let audiences: string[] | undefined;
+    const metrics = createAgentMetrics({
+      node: c.cluster.nodeId,
+      version: packageVersion(null),
+      status: () => this.status(),
+      recentRecoveries: () => this.supervisor?.status().recentRecoveries ?? 0,
+    });
     this.api = buildControlApi({
       secret: c.cluster.secret,
       log,
+      operatorToken: () => this.current.server.operatorToken,
       audiences: () => (this.url ? (audiences ??= audiencesFor([this.url])) : undefined),
       handlers: {
         status: () => this.status(),
@@ -127,6 +138,7 @@ export class Agent {
           this.worker.notify();
           return { accepted: true };
         },
+        metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
       },
     });
     const port = await listenControlApi(this.api, c.agent.host, c.agent.port);
@@ -190,19 +202,31 @@ export class Agent {
     const trusted = trustedKeysFromConfig(agent);
     const cluster = { ...this.current.cluster };
     assignReloadable(clusterArea, cluster, next.cluster);
+    const server = { ...this.current.server };
+    assignReloadable(serverArea, server, next.server);
     Object.assign(this.timings, supervisorTimings(agent));
     this.worker?.reconfigure({ trusted, limits: limitsFromConfig(agent), timings: rolloutTimings(agent) });
     if (agent.reportIntervalMs !== this.current.agent.reportIntervalMs && this.reportTimer) {
       clearInterval(this.reportTimer);
       this.reportTimer = setInterval(() => void this.report(), agent.reportIntervalMs);
     }
-    this.current = { ...this.current, agent, cluster };
+    this.current = { ...this.current, agent, cluster, server };
     if (log.levels.values[cluster.logLevel] < log.levels.values[log.level]) log.level = cluster.logLevel;
+    void this.reloadServer();
     if (changes.needsRestart.length > 0)
       log.warn({ needsRestart: changes.needsRestart }, 'configuration reloaded; these settings changed but take effect only after a restart');
     log.info({ changed: changes.inPlace, needsRestart: changes.needsRestart }, 'configuration reloaded');
     log.level = cluster.logLevel;
     return changes;
+  }
+
+  /** The app server reads the same file: it is asked (signed) to read its reloadable settings again; one that cannot (an older release) keeps its own. */
+  private async reloadServer(): Promise<void> {
+    if (!this.supervisor?.isRunning()) return;
+    const c = this.opts.config.cluster;
+    const r = await createClusterClient({ secret: c.secret, nodeId: c.nodeId }).call(this.serverUrl(), 'POST', SERVER_PATH.reload, '{}');
+    if (!r.ok)
+      this.opts.log.warn({ status: r.status, error: r.error ?? r.body }, 'the app server did not read its configuration again; it applies on its next start');
   }
 
   async drain(reason: string) {

@@ -7,8 +7,10 @@ import { databaseArea } from '../common/config/areas/database.js';
 import { assignReloadable, type ConfigChanges, diffConfig } from '../common/config/load.js';
 import { createDatabase, type Database, type DatabaseConfig } from '../common/db/create-database.js';
 import { createLogger, type Logger } from '../common/log.js';
+import { registerBuildInfo } from '../common/metrics/build-info.js';
 import type { BoosterConfig, ClusterConfig, LiveBoosterConfig } from './config.js';
 import { createClusterEvents } from './control-plane/cluster-events.js';
+import { type RolloutView, registerClusterGauges } from './control-plane/cluster-gauges.js';
 import { ClusterStore } from './control-plane/cluster-store.js';
 import { createControlApi } from './control-plane/control-api.js';
 import { createControlCore } from './control-plane/control-core.js';
@@ -23,7 +25,7 @@ import { createActiveDuties } from './leadership/active-duties.js';
 import { QueryOutcomeAvailability } from './leadership/db-reachability.js';
 import { LeaderLease } from './leadership/leader-lease.js';
 import { Leadership } from './leadership/leadership.js';
-import { createPeerProbe } from './leadership/peer-probe.js';
+import { createPeerProbe, watchPeer } from './leadership/peer-probe.js';
 import { createVipOwner } from './leadership/vip-owner.js';
 import { createLicenseGate, type LicenseGate } from './license/gate.js';
 import { createMetrics } from './metrics.js';
@@ -215,6 +217,19 @@ export function createBooster(deps: BoosterDeps): Booster {
   const plane = workers
     ? null
     : createDataPlane({ cfg, nodeId, table, pools, metrics, log, pressure: dbPressure, epoch: () => leadership.currentEpoch(), gate: front, control });
+
+  // What operators alert on, read at scrape time.
+  const peerWatch = cfg.peerUrl ? watchPeer(createPeerProbe({ peerUrl: cfg.peerUrl, timeoutMs: cfg.probeTimeoutMs, secret, nodeId }), PEER_WATCH_MS) : null;
+  registerBuildInfo(metrics.registry, { role: 'booster', version, node: nodeId });
+  registerClusterGauges({
+    registry: metrics.registry,
+    table,
+    gate,
+    log,
+    certificateValidTo: cfg.tlsCertFile ? () => (workers ? workers.certificateValidTo : (plane?.certificateValidTo() ?? null)) : undefined,
+    peerReachable: peerWatch ? () => (leadership.role === 'standby' ? leadership.peerAlive : peerWatch.reachable()) : undefined,
+    rollout: () => store.latestRollout() as Promise<RolloutView | null>,
+  });
   const server = plane?.server ?? createServer({ keepAliveTimeout: 5000 }, control);
 
   const timers: NodeJS.Timeout[] = [];
@@ -290,6 +305,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     workers?.push();
     leadership.stop();
     for (const t of timers) clearInterval(t);
+    peerWatch?.stop();
     health.stop();
     // The data plane stops accepting and finishes its requests while the lease is handed over.
     const drained = plane ? plane.close() : listening ? workers?.stop(DRAIN_MS + 5000) : undefined;
@@ -326,6 +342,9 @@ export function createBooster(deps: BoosterDeps): Booster {
     close: () => (closing ??= shutdown()),
   };
 }
+
+/** How often the peer is probed for omflow_booster_peer_reachable (the election probes on its own schedule). */
+const PEER_WATCH_MS = 5000;
 
 /** The primary's /_booster/ listener when the workers hold the booster port; resolves with its port. */
 function listenOnLoopback(server: Server): Promise<number> {

@@ -55,6 +55,8 @@ export interface DataPlane {
    * the certificate follow (the rest of the data plane reads the settings at each use).
    */
   reconfigure(): void;
+  /** End of validity of the certificate the port serves (ms since the epoch); null without TLS. */
+  certificateValidTo(): number | null;
 }
 
 /** Keys undici fixes when it makes a pool: a change replaces the pools (the old ones drain). */
@@ -136,6 +138,7 @@ export function createDataPlane(d: DataPlaneDeps): DataPlane {
     close: () => (closing ??= drain()),
     destroy,
     reconfigure,
+    certificateValidTo: () => server.certificateValidTo?.() ?? null,
   };
 }
 

@@ -33,7 +33,11 @@ export interface ListenerOptions {
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
 /** The listener: a node:http Server; with TLS it can also take a certificate from other files (a reload). */
-export type Listener = Server & { reloadCertificate?: (files: CertificateFiles) => boolean };
+export type Listener = Server & {
+  reloadCertificate?: (files: CertificateFiles) => boolean;
+  /** End of validity of the certificate being served (ms since the epoch). */
+  certificateValidTo?: () => number;
+};
 
 /** Where a plain request on a TLS port or on the redirect port goes instead: same host, the TLS port. */
 function redirectToHttps(req: IncomingMessage, res: ServerResponse, tlsPort: number): void {
@@ -171,6 +175,7 @@ export function createListener(opts: ListenerOptions, onRequest: Handler): Liste
   };
   const onHup = () => void reload('SIGHUP');
   const listener = plain as Listener;
+  listener.certificateValidTo = () => Date.parse(current.validTo);
   /** New paths (a reload of the configuration): watched from now on; the previous certificate keeps serving if they fail. */
   listener.reloadCertificate = (files) => {
     if (files.certFile !== tls.certFile || files.keyFile !== tls.keyFile) {

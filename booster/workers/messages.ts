@@ -52,6 +52,8 @@ export type FromWorker =
       /** Requests shed under database pressure since the last report, and the admitted share now (ADR 0011). */
       shed: number;
       admitShare: number;
+      /** End of validity of the certificate this worker serves (ms since the epoch), null without TLS. */
+      certValidTo: number | null;
     }
   | { type: 'passive'; id: string; failure: boolean; weight: number }
   | { type: 'stopped' };

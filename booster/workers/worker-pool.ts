@@ -41,6 +41,7 @@ interface Slot {
   limits: Map<string, number>;
   startedAt: number;
   admitShare: number;
+  certValidTo: number | null;
 }
 
 export class WorkerPool {
@@ -84,6 +85,13 @@ export class WorkerPool {
     let admitShare = 1;
     for (const s of this.#slots.values()) admitShare = Math.min(admitShare, s.admitShare);
     return { shed: this.#shed, admitShare };
+  }
+
+  /** The certificate the workers serve that expires first (ms since the epoch); null without TLS. */
+  get certificateValidTo(): number | null {
+    let to: number | null = null;
+    for (const s of this.#slots.values()) if (s.certValidTo !== null) to = to === null ? s.certValidTo : Math.min(to, s.certValidTo);
+    return to;
   }
 
   /** Forks every worker; resolves with the shared port once all of them listen. */
@@ -157,6 +165,7 @@ export class WorkerPool {
       limits: new Map(),
       startedAt: Date.now(),
       admitShare: 1,
+      certValidTo: null,
     };
     this.#slots.set(index, slot);
     worker.on('message', (m: FromWorker) => this.#onMessage(slot, m));
@@ -217,6 +226,7 @@ export class WorkerPool {
         if (m.shed > 0) metrics.dbPressureShed.inc(m.shed);
         this.#shed += m.shed;
         slot.admitShare = m.admitShare;
+        slot.certValidTo = m.certValidTo;
         return;
       case 'stopped':
         return;

@@ -96,7 +96,7 @@ export function startDataPlaneWorker(init: Extract<ToWorker, { type: 'init' }>, 
     }
     const shed = pressure.shed - sentShed;
     sentShed = pressure.shed;
-    send({ type: 'report', inflight, limits, stats, retries, shed, admitShare: pressure.share });
+    send({ type: 'report', inflight, limits, stats, retries, shed, admitShare: pressure.share, certValidTo: plane.certificateValidTo() });
   }
   const timers = [
     setInterval(() => void report(), WORKER_REPORT_MS),
