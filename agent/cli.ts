@@ -7,6 +7,7 @@ import { reloadOnSighup } from '../common/config/reload-signal.js';
 import { createLogger } from '../common/log.js';
 import { audienceOf, signClusterRequest } from '../common/protocol/cluster-auth.js';
 import { AGENT_PATH } from '../common/protocol/headers.js';
+import { createServiceNotifier, withoutServiceManagerVars } from '../common/systemd-notify.js';
 import { AGENT_AREAS, Agent, type AgentStatus } from './agent.js';
 import { AgentErrors } from './errors.js';
 import { readJsonFile } from './process-control.js';
@@ -80,8 +81,10 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
   const origin = configOrigin({ env: ctx.env, file: ctx.configFile });
   const config = loadConfig(AGENT_AREAS, origin.sources);
   const log = createLogger({ name: 'agent', level: config.cluster.logLevel, nodeId: config.cluster.nodeId });
-  const env = { ...ctx.env, ...(ctx.configFile ? { OMFLOW_CONFIG: ctx.configFile } : {}) };
+  const env = { ...withoutServiceManagerVars(ctx.env), ...(ctx.configFile ? { OMFLOW_CONFIG: ctx.configFile } : {}) };
   const agent = new Agent({ config, env, log });
+  const systemd = createServiceNotifier({ env: ctx.env, log });
+  // SIGHUP (systemctl reload): the file is read again, the reloadable settings apply in place.
   const stopReloading = reloadOnSighup(AGENT_AREAS, origin, log, (next) => agent.reload(next));
   const stopping = ctx.stopSignal.then(() => 'stop' as const);
   const started = agent.start().then(() => 'started' as const);
@@ -89,12 +92,25 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
     if ((await Promise.race([started, stopping])) === 'stop') {
       await started.catch(() => undefined);
     } else {
+      const describe = () => {
+        const s = agent.status();
+        return `app server ${s.state}${s.version ? ` (${s.version})` : ''}`;
+      };
+      systemd.ready(describe());
+      systemd.follow(describe, 5000);
       await stopping;
     }
   } finally {
-    stopReloading();
     log.info('agent stopping');
-    await agent.close();
+    // The graceful stop: drain settle + drain + the server's stop, and a margin for the rest.
+    const a = config.agent;
+    systemd.stopping(a.drainSettleMs + a.drainTimeoutMs + a.stopTimeoutMs + 15_000);
+    stopReloading();
+    try {
+      await agent.close();
+    } finally {
+      systemd.close();
+    }
   }
   return 0;
 }

@@ -68,6 +68,11 @@ export const BoosterErrors = defineErrors({
     message: 'The data-plane worker could not reach its primary process for a /_booster/ request',
     hint: 'Transient while the booster starts, stops or restarts its primary process; retry after Retry-After. If it persists, the booster process needs a restart (see its log).',
   },
+  BOOSTER_ERR_VIP_ARPING: {
+    status: 500,
+    message: 'The virtual IP needs an arping this booster can use for its gratuitous ARP',
+    hint: "Install Debian's iputils-arping (or its arping package, Thomas Habets' arping) on the booster host, or unset OMFLOW_BOOSTER_VIP. install.sh --vip checks this before it installs.",
+  },
   BOOSTER_ERR_INTERNAL: {
     status: 500,
     message: 'The booster failed to handle this request',

@@ -22,9 +22,12 @@ Package and target
   --type booster|agent          package type (default: this package's type)      OMFLOW_INSTALL_TYPE
   --prefix DIR                  install everything under DIR, without root, no systemd  (DESTDIR)
   --non-interactive, -y         never ask; use flags, environment and defaults
-  --node PATH                   Node.js binary (default: node on PATH)            OMFLOW_NODE
+  --node PATH                   Node.js binary (default: the package's runtime/bin/node, or
+                                node on PATH in a package without one)            OMFLOW_NODE
   --start | --no-start          start the service after installing (default: start with systemd,
-                                not with --prefix)
+                                not with --prefix); a start fails unless the service answers
+  --enable | --no-enable        start the service at boot (default: enable; an upgrade keeps the
+                                current setting)
   --skip-migrate                do not run database migrations
 
 Boosters (both types; for a Booster, the first is this Booster itself)
@@ -37,6 +40,10 @@ Boosters (both types; for a Booster, the first is this Booster itself)
 HTTPS (Booster packages; the key must match the certificate, checked before anything is written)
   --tls-cert FILE               PEM certificate, chain allowed (empty: plain HTTP)  OMFLOW_BOOSTER_TLS_CERT_FILE
   --tls-key FILE                its PEM private key                                OMFLOW_BOOSTER_TLS_KEY_FILE
+
+Virtual IP (Booster packages; both Boosters of a pair get the same; '-' removes it)
+  --vip ADDR/PREFIX             the address users open, owned by the active Booster  OMFLOW_BOOSTER_VIP
+  --vip-interface IF            the interface on the users' network                OMFLOW_BOOSTER_VIP_INTERFACE
 
 Agent and app server (agent packages)
   --server-ip HOST              IP or domain at which the Boosters reach this host  OMFLOW_SERVER_IP
@@ -68,6 +75,7 @@ PREFIX=${DESTDIR:-}
 INTERACTIVE=1
 NODE=${OMFLOW_NODE:-}
 START=""
+ENABLE=""
 SKIP_MIGRATE=0
 BOOSTER_IP=${BOOSTER_IP:-}
 BOOSTER_PORT=${BOOSTER_PORT:-}
@@ -76,6 +84,8 @@ SECOND_BOOSTER_PORT=${SECOND_BOOSTER_PORT:-}
 LISTEN=${OMFLOW_LISTEN_HOST:-}
 TLS_CERT=${OMFLOW_BOOSTER_TLS_CERT_FILE:-}
 TLS_KEY=${OMFLOW_BOOSTER_TLS_KEY_FILE:-}
+VIP=${OMFLOW_BOOSTER_VIP:-}
+VIP_IFACE=${OMFLOW_BOOSTER_VIP_INTERFACE:-}
 SERVER_IP=${OMFLOW_SERVER_IP:-}
 AGENT_PORT=${OMFLOW_AGENT_PORT:-}
 SERVER_PORT=${OMFLOW_SERVER_PORT:-}
@@ -103,6 +113,8 @@ while [ "$#" -gt 0 ]; do
     --node) need_value "$@"; NODE=$2; shift ;;
     --start) START=1 ;;
     --no-start) START=0 ;;
+    --enable) ENABLE=1 ;;
+    --no-enable) ENABLE=0 ;;
     --skip-migrate) SKIP_MIGRATE=1 ;;
     --booster-ip|--host) need_value "$@"; BOOSTER_IP=$2; shift ;;
     --booster-port|--port) need_value "$@"; BOOSTER_PORT=$2; shift ;;
@@ -111,6 +123,8 @@ while [ "$#" -gt 0 ]; do
     --listen) need_value "$@"; LISTEN=$2; shift ;;
     --tls-cert) need_value "$@"; TLS_CERT=$2; shift ;;
     --tls-key) need_value "$@"; TLS_KEY=$2; shift ;;
+    --vip) need_value "$@"; VIP=$2; shift ;;
+    --vip-interface) need_value "$@"; VIP_IFACE=$2; shift ;;
     --server-ip) need_value "$@"; SERVER_IP=$2; shift ;;
     --agent-port) need_value "$@"; AGENT_PORT=$2; shift ;;
     --server-port) need_value "$@"; SERVER_PORT=$2; shift ;;
@@ -172,6 +186,11 @@ SERVICE_USER=omflow
 [ "$ROOT_MODE" -eq 1 ] || SERVICE_USER=""
 if [ "$ROOT_MODE" -eq 1 ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then USE_SYSTEMD=1; else USE_SYSTEMD=0; fi
 [ -n "$START" ] || START=$USE_SYSTEMD
+# At boot: as asked; an upgrade keeps what the operator chose with systemctl; a fresh install enables.
+if [ -z "$ENABLE" ]; then
+  ENABLE=1
+  if [ "$USE_SYSTEMD" -eq 1 ] && [ -f "$UNIT_DIR/$UNIT.service" ] && ! systemctl is-enabled --quiet "$UNIT" 2>/dev/null; then ENABLE=0; fi
+fi
 
 # ---------------------------------------------------------------- current configuration (upgrade)
 UPGRADE=0
@@ -198,6 +217,9 @@ current() { printf '%s' "${CURRENT[$1]:-}"; }
 [ -n "$SERVER_IP" ] || SERVER_IP=$(current OMFLOW_SERVER_IP)
 [ -n "$TLS_CERT" ] || TLS_CERT=$(current OMFLOW_BOOSTER_TLS_CERT_FILE)
 [ -n "$TLS_KEY" ] || TLS_KEY=$(current OMFLOW_BOOSTER_TLS_KEY_FILE)
+[ -n "$VIP" ] || VIP=$(current OMFLOW_BOOSTER_VIP)
+[ -n "$VIP_IFACE" ] || VIP_IFACE=$(current OMFLOW_BOOSTER_VIP_INTERFACE)
+[ "$VIP" != "-" ] || { VIP=""; VIP_IFACE=""; }
 [ -n "$AGENT_PORT" ] || AGENT_PORT=$(current OMFLOW_AGENT_PORT)
 [ -n "$SERVER_PORT" ] || SERVER_PORT=$(current OMFLOW_SERVER_PORT)
 if [ -z "$LISTEN" ]; then
@@ -349,9 +371,12 @@ fi
 [[ "$NODE_ID" =~ ^[A-Za-z0-9._-]{1,64}$ ]] || die "node id '$NODE_ID' may only hold letters, digits, . _ - (at most 64)"
 
 # ---------------------------------------------------------------- checks
+# The package's own runtime unless --node says otherwise; it is copied to $HOME_DIR/runtime.
+BUNDLED_NODE=0
+if [ -z "$NODE" ] && [ -x "$PKG_DIR/runtime/bin/node" ]; then NODE="$PKG_DIR/runtime/bin/node"; BUNDLED_NODE=1; fi
 [ -n "$NODE" ] || NODE=$(command -v node || true)
 if [ -z "$NODE" ] || [ ! -x "$NODE" ]; then die "Node.js not found: install Node.js >= $MIN_NODE_MAJOR.$MIN_NODE_MINOR or give --node PATH"; fi
-NODE_VERSION=$("$NODE" -p 'process.versions.node') || die "$NODE does not run"
+NODE_VERSION=$("$NODE" -p 'process.versions.node') || die "$NODE does not run on this host (package for $(sed -n 's/^ARCH=//p' "$PKG_DIR/PACKAGE"), this host is $(uname -m))"
 IFS=. read -r node_major node_minor _ <<<"$NODE_VERSION"
 if [ "$node_major" -lt "$MIN_NODE_MAJOR" ] || { [ "$node_major" -eq "$MIN_NODE_MAJOR" ] && [ "$node_minor" -lt "$MIN_NODE_MINOR" ]; }; then
   die "Node.js $NODE_VERSION is too old: $MIN_NODE_MAJOR.$MIN_NODE_MINOR or newer is needed"
@@ -379,10 +404,48 @@ if [ "$TYPE" = booster ] && [ -n "$TLS_CERT$TLS_KEY" ]; then
   [ "$tls_rc" -eq 0 ] || die "TLS certificate $TLS_CERT with key $TLS_KEY: $tls_out"
   TLS_SHOWN="$TLS_CERT: $tls_out"
 fi
-if [ "$ROOT_MODE" -eq 1 ]; then
+if [ "$ROOT_MODE" -eq 1 ] && [ "$BUNDLED_NODE" -eq 0 ]; then
   case "$NODE" in
     /root/*|/home/*) die "Node.js at $NODE is hidden from the service (the units set ProtectHome=yes): install Node.js system-wide (e.g. /usr/bin/node or /usr/local/bin/node) or give --node" ;;
   esac
+fi
+
+# The virtual IP (Booster): the tools, the capabilities, and an address nobody else uses.
+VIP_IP_BIN=""
+if [ "$TYPE" = booster ] && [ -n "$VIP$VIP_IFACE" ]; then
+  if [ -z "$VIP" ] || [ -z "$VIP_IFACE" ]; then die "the virtual IP needs both --vip ADDR/PREFIX and --vip-interface IF"; fi
+  [[ "$VIP" =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$ ]] || die "--vip '$VIP' must be an IPv4 address with its prefix length, e.g. 10.0.0.10/24"
+  VIP_IP_BIN=$(type -P ip || true)
+  [ -n "$VIP_IP_BIN" ] || die "the virtual IP needs the ip command: install iproute2"
+  arping_bin=$(type -P arping || true)
+  [ -n "$arping_bin" ] || die "the virtual IP needs arping for its gratuitous ARP: install iputils-arping (or Debian's arping package)"
+  case "$("$arping_bin" -V 2>&1; "$arping_bin" --help 2>&1)" in
+    *iputils*) ARPING_FLAVOUR=iputils ;;
+    *Habets*) ARPING_FLAVOUR=habets ;;
+    *) die "$arping_bin is neither iputils' arping nor Thomas Habets' arping (Debian's iputils-arping or arping package)" ;;
+  esac
+  if [ "$ROOT_MODE" -eq 1 ]; then
+    "$VIP_IP_BIN" link show dev "$VIP_IFACE" >/dev/null 2>&1 || die "--vip-interface $VIP_IFACE: no such network interface on this host"
+    # CAP_NET_ADMIN (12) adds the address, CAP_NET_RAW (13) sends the ARP; the unit can only grant what this host allows.
+    cap_bnd=$(sed -n 's/^CapBnd:[[:space:]]*//p' /proc/self/status)
+    (( (16#${cap_bnd:-0} >> 12 & 3) == 3 )) || die "this host does not allow CAP_NET_ADMIN and CAP_NET_RAW (CapBnd $cap_bnd), which the virtual IP needs: run the Booster where they are available, or use DNS or a load balancer instead"
+    vip_addr=${VIP%/*}
+    if ! "$VIP_IP_BIN" -o -4 addr show dev "$VIP_IFACE" | grep -q " inet $vip_addr/"; then
+      if [ "$ARPING_FLAVOUR" = iputils ]; then
+        # -D: duplicate address detection, exit 1 when some host answers for the address.
+        vip_taken=0; "$arping_bin" -q -D -c 2 -w 3 -I "$VIP_IFACE" "$vip_addr" >/dev/null 2>&1 || vip_taken=1
+      else
+        vip_taken=0; "$arping_bin" -q -c 2 -w 3 -i "$VIP_IFACE" "$vip_addr" >/dev/null 2>&1 && vip_taken=1
+      fi
+      if [ "$vip_taken" -eq 1 ]; then
+        # The other Booster of the pair may hold it; anything else answering for it is a conflict.
+        # shellcheck disable=SC2016 # JavaScript template literals, not shell expansions.
+        "$NODE" -e 'fetch(`http://${process.argv[1]}:${process.argv[2]}/_booster/active`, { signal: AbortSignal.timeout(3000) }).then(async (r) => { const b = await r.json(); process.exit(b && typeof b.active === "boolean" ? 0 : 1); }, () => process.exit(1))' "$vip_addr" "$BOOSTER_PORT" ||
+          die "the virtual IP $vip_addr is already in use on the network by a host that is not an OMFLOW Booster: choose a free address"
+        say "The virtual IP $vip_addr is held by the other Booster of the pair."
+      fi
+    fi
+  fi
 fi
 
 if [ -z "$DB_URL" ]; then
@@ -406,6 +469,7 @@ if [ "$TYPE" = booster ]; then
   say "  HA Booster:         ${SECOND_BOOSTER_URL:-none}"
   if [ -n "$TLS_CERT" ]; then say "  HTTPS:              https://$BOOSTER_IP:$BOOSTER_PORT ($TLS_SHOWN)"
   else say "  HTTPS:              none (plain HTTP; see --tls-cert)"; fi
+  if [ -n "$VIP" ]; then say "  Virtual IP:         $VIP on $VIP_IFACE (arping: $ARPING_FLAVOUR)"; fi
 else
   say "  Boosters:           $BOOSTER_URL${SECOND_BOOSTER_URL:+, $SECOND_BOOSTER_URL}"
   say "  Agent:              $LISTEN:$AGENT_PORT"
@@ -414,6 +478,7 @@ fi
 say "  Database:           ${DB_URL%%://*}://…@${DB_URL#*@}"
 say "  Cluster secret:     $SECRET_SHOWN"
 say "  Node id:            $NODE_ID"
+say "  Node.js:            $NODE_VERSION$([ "$BUNDLED_NODE" -eq 1 ] && printf ' (bundled)' || printf ' (%s)' "$NODE")"
 if [ "$INTERACTIVE" -eq 1 ]; then
   proceed=""
   ask proceed "Proceed? (y/n)" y
@@ -473,6 +538,16 @@ cp -a "$APP" "$HOME_DIR/app.new"
 [ ! -d "$HOME_DIR/app" ] || mv "$HOME_DIR/app" "$HOME_DIR/app.old"
 mv "$HOME_DIR/app.new" "$HOME_DIR/app"
 rm -rf "$HOME_DIR/app.old"
+# The bundled runtime goes the same way; the units and scripts then run it.
+rm -rf "$HOME_DIR/runtime.new"
+if [ "$BUNDLED_NODE" -eq 1 ]; then
+  cp -a "$PKG_DIR/runtime" "$HOME_DIR/runtime.new"
+  rm -rf "$HOME_DIR/runtime"
+  mv "$HOME_DIR/runtime.new" "$HOME_DIR/runtime"
+  NODE="$HOME_DIR/runtime/bin/node"
+else
+  rm -rf "$HOME_DIR/runtime"
+fi
 for f in "$SERVICE_SCRIPT" service-common.sh; do install -m 0755 "$PKG_DIR/scripts/$f" "$HOME_DIR/$f"; done
 install -m 0755 "$PKG_DIR/uninstall.sh" "$HOME_DIR/uninstall.sh"
 install -m 0644 "$PKG_DIR/PACKAGE" "$HOME_DIR/PACKAGE"
@@ -532,6 +607,8 @@ chmod 0600 "$tmp_conf"
     env_line OMFLOW_BOOSTER_PEER_URL "$SECOND_BOOSTER_URL"
     env_line OMFLOW_BOOSTER_TLS_CERT_FILE "$TLS_CERT"
     env_line OMFLOW_BOOSTER_TLS_KEY_FILE "$TLS_KEY"
+    env_line OMFLOW_BOOSTER_VIP "$VIP"
+    env_line OMFLOW_BOOSTER_VIP_INTERFACE "$VIP_IFACE"
   else
     env_line OMFLOW_SERVER_IP "$SERVER_IP"
     env_line OMFLOW_AGENT_HOST "$LISTEN"
@@ -546,6 +623,7 @@ chmod 0600 "$tmp_conf"
     case "$key" in
       OMFLOW_NODE_ID|OMFLOW_CLUSTER_SECRET|OMFLOW_DATA_DIR|OMFLOW_DB_URL|BOOSTER_IP|BOOSTER_PORT|SECOND_BOOSTER_IP|SECOND_BOOSTER_PORT) ;;
       OMFLOW_BOOSTER_HOST|OMFLOW_BOOSTER_PORT|OMFLOW_BOOSTER_ADVERTISE_URL|OMFLOW_BOOSTER_PEER_URL|OMFLOW_BOOSTER_TLS_CERT_FILE|OMFLOW_BOOSTER_TLS_KEY_FILE) ;;
+      OMFLOW_BOOSTER_VIP|OMFLOW_BOOSTER_VIP_INTERFACE) ;;
       OMFLOW_SERVER_IP|OMFLOW_AGENT_HOST|OMFLOW_AGENT_PORT|OMFLOW_AGENT_URL|OMFLOW_SERVER_HOST|OMFLOW_SERVER_PORT|OMFLOW_SERVER_URL) ;;
       *) env_line "$key" "${CURRENT[$key]}" ;;
     esac
@@ -554,11 +632,39 @@ chmod 0600 "$tmp_conf"
 mv -f "$tmp_conf" "$CONF_FILE"
 
 # The systemd unit, rendered for this layout (installed and enabled when systemd runs).
+# Type=notify needs perl for sd_notify (docs/adr/0016); without it the unit is Type=exec, unwatched.
+unit_edits=()
+if ! perl -MSocket -e 1 >/dev/null 2>&1; then
+  say "Note: perl is missing, so systemd is told the service is up when it starts (Type=exec), not when it answers, and no watchdog runs."
+  unit_edits+=(-e 's/^Type=notify$/Type=exec/' -e '/^NotifyAccess=/d' -e '/^WatchdogSec=/d')
+fi
+KILL_BIN=$(type -P kill || true)
+if [ -n "$KILL_BIN" ]; then unit_edits+=(-e "s|@KILL@|$KILL_BIN|g"); else unit_edits+=(-e '/^ExecReload=/d'); fi
 sed -e "s|@NODE@|$NODE|g" -e "s|@HOME@|$HOME_DIR|g" -e "s|@CONFIG@|$CONF_FILE|g" \
     -e "s|@DATA@|$DATA_DIR|g" -e "s|@LOGDIR@|$LOG_DIR|g" -e "s|@VARLIB@|$PREFIX/var/lib/omflow|g" \
     -e "s|@USER@|${SERVICE_USER:-$(id -un)}|g" -e "s|@GROUP@|${SERVICE_USER:-$(id -gn)}|g" \
-    "$PKG_DIR/systemd/$UNIT.service.in" >"$UNIT_DIR/$UNIT.service"
+    "${unit_edits[@]}" "$PKG_DIR/systemd/$UNIT.service.in" >"$UNIT_DIR/$UNIT.service"
 chmod 0644 "$UNIT_DIR/$UNIT.service"
+
+# The virtual IP's drop-in: the two capabilities it needs, and a dead Booster's copy of the address
+# removed before a restart. Replaced or removed on every install; a drop-in of your own goes elsewhere.
+VIP_DROPIN="$UNIT_DIR/$UNIT.service.d/vip.conf"
+if [ -n "$VIP_IP_BIN" ]; then
+  mkdir -p "$(dirname "$VIP_DROPIN")"
+  cat >"$VIP_DROPIN" <<EOF
+# Written by install.sh for OMFLOW_BOOSTER_VIP (install.sh --vip); re-running it replaces this file.
+[Service]
+AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW
+CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW
+RestrictAddressFamilies=AF_NETLINK AF_PACKET
+# After a crash or kill -9 the address is still on the interface: remove it before a restart.
+ExecStopPost=-$VIP_IP_BIN -4 addr del \${OMFLOW_BOOSTER_VIP} dev \${OMFLOW_BOOSTER_VIP_INTERFACE}
+EOF
+  chmod 0644 "$VIP_DROPIN"
+elif [ -f "$VIP_DROPIN" ] && grep -q '^# Written by install.sh' "$VIP_DROPIN"; then
+  rm -f "$VIP_DROPIN"
+  rmdir "$(dirname "$VIP_DROPIN")" 2>/dev/null || true
+fi
 
 if [ "$ROOT_MODE" -eq 1 ]; then
   chown -R "$SERVICE_USER:$SERVICE_USER" "$DATA_DIR" "$LOG_DIR"
@@ -580,15 +686,18 @@ fi
 
 if [ "$USE_SYSTEMD" -eq 1 ]; then
   systemctl daemon-reload
-  systemctl enable "$UNIT" >/dev/null
+  if [ "$ENABLE" = 0 ]; then systemctl disable "$UNIT" >/dev/null 2>&1 || true
+  else systemctl enable "$UNIT" >/dev/null 2>&1; fi
 fi
 if [ "$START" = 1 ] || [ "$WAS_RUNNING" -eq 1 ]; then
-  "$HOME_DIR/$SERVICE_SCRIPT" start
+  # The script waits until the service answers, and shows its last log lines when it does not.
+  "$HOME_DIR/$SERVICE_SCRIPT" start || die "OMFLOW $ROLE_TITLE $VERSION is installed, but the service did not start (see above); fix the cause, then run $HOME_DIR/$SERVICE_SCRIPT start"
 fi
 
 say ""
 say "OMFLOW $ROLE_TITLE $VERSION is installed$([ "$UPGRADE" -eq 1 ] && printf ' (upgraded)')."
 say "  Start / stop / status:  $HOME_DIR/$SERVICE_SCRIPT {start|stop|status}"
+[ "$USE_SYSTEMD" -eq 0 ] || say "  At boot:                $([ "$ENABLE" = 0 ] && printf 'not started (systemctl enable %s to change)' "$UNIT" || printf 'started (%s is enabled)' "$UNIT")"
 say "  Configuration:          $CONF_FILE"
 if [ "$TYPE" = booster ]; then
   [ "$GENERATED_SECRET" -eq 0 ] || say "  Cluster secret:         generated; give the same OMFLOW_CLUSTER_SECRET (in $CONF_FILE) to the HA Booster and every agent"

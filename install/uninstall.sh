@@ -63,6 +63,9 @@ if [ "$OMFLOW_USE_SYSTEMD" = 1 ] && command -v systemctl >/dev/null 2>&1; then
   systemctl disable "$OMFLOW_UNIT" >/dev/null 2>&1 || true
 fi
 rm -f "$OMFLOW_UNIT_FILE"
+# The drop-ins install.sh wrote (the virtual IP's); others of your own are left.
+rm -f "$OMFLOW_UNIT_FILE.d/vip.conf"
+rmdir "$OMFLOW_UNIT_FILE.d" 2>/dev/null || true
 if [ "$OMFLOW_USE_SYSTEMD" = 1 ] && command -v systemctl >/dev/null 2>&1; then systemctl daemon-reload || true; fi
 
 rm -rf "$OMFLOW_HOME"

@@ -8,6 +8,7 @@ import { reloadOnSighup } from '../../common/config/reload-signal.js';
 import { createDatabase } from '../../common/db/create-database.js';
 import { createLogger } from '../../common/log.js';
 import { packageVersion } from '../../common/package-version.js';
+import { createServiceNotifier } from '../../common/systemd-notify.js';
 import { createBooster } from '../booster.js';
 import { createLicenseGate } from '../license/gate.js';
 
@@ -36,7 +37,9 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
   const db = createDatabase(config.database);
   const licenseGate = createLicenseGate({ db, log, nodeId: config.cluster.nodeId });
   const booster = createBooster({ config, db, log, licenseGate, version: packageVersion(undefined) });
-
+  // Under systemd (Type=notify): ready once listening with a role, the role as its status.
+  const systemd = createServiceNotifier({ env: ctx.env, log });
+  const describe = () => (booster.role() === 'active' ? `active, epoch ${booster.epoch()}` : booster.role());
   // SIGUSR1 (logrotate's postrotate) reopens the access-log file through the access log's own
   // listener; this one only keeps Node from opening its inspector when the access log is off.
   const ignoreUsr1 = () => {};
@@ -44,13 +47,18 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
   const stopReloading = reloadOnSighup(AREAS, origin, log, (next) => booster.reload(next));
   try {
     await booster.listen();
+    systemd.ready(describe());
+    systemd.follow(describe);
     const sig = await ctx.stopSignal;
     log.info({ signal: sig }, 'stopping');
+    // Workers finish their requests for up to 35 s before the lease and the pools are released.
+    systemd.stopping(50_000);
     await booster.close();
     return 0;
   } finally {
     stopReloading();
     process.off('SIGUSR1', ignoreUsr1);
+    systemd.close();
     await db.destroy();
   }
 }

@@ -66,7 +66,8 @@ export function createListener(opts: ListenerOptions, onRequest: Handler): Liste
     if (opts.redirectPort !== undefined) opts.log.warn('OMFLOW_BOOSTER_HTTP_REDIRECT_PORT ignored: no TLS certificate configured');
     const server = createServer(opts.server, onRequest);
     if (opts.leanMaxHeldBodyBytes != null) {
-      if (!leanHttp1Available) opts.log.warn("OMFLOW_BOOSTER_LEAN_HTTP1 ignored: this Node has no process.binding('http_parser'); node:http serves everything");
+      if (!leanHttp1Available)
+        opts.log.warn('OMFLOW_BOOSTER_LEAN_HTTP1 ignored: this Node exposes no llhttp parser (process.binding or _http_common); node:http serves everything');
       else
         attachLeanFront(server, {
           onRequest: onRequest as never,

@@ -1,12 +1,14 @@
 import { execFile } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../common/log.js';
+import { BoosterErrors } from '../errors.js';
 
 /**
  * The virtual IP owned through the leader lease (like Pacemaker's IPaddr2, fenced by our epoch):
  * the address is added only after the lease with epoch N is held, and removed on step-down,
  * which happens before the lease can lapse, so two boosters that both see the database never
- * carry it at once. Uses `ip` (CAP_NET_ADMIN) and iputils `arping` (CAP_NET_RAW).
+ * carry it at once. Uses `ip` (CAP_NET_ADMIN) and `arping` (CAP_NET_RAW): iputils' or Thomas
+ * Habets' (Debian's arping package), whose flags differ; which one is asked once, at start.
  */
 
 export interface CommandResult {
@@ -26,6 +28,35 @@ export const runCommand: CommandRunner = (cmd, args, signal) =>
     });
   });
 
+/** The two arpings Debian ships: iputils-arping and arping (Thomas Habets'). */
+export type ArpingFlavour = 'iputils' | 'habets';
+
+/**
+ * Which arping is installed: `arping -V` prints iputils' version, and Habets' usage (his -V takes
+ * a VLAN). Throws BOOSTER_ERR_VIP_ARPING, naming the packages, when there is none we know.
+ */
+export async function detectArping(run: CommandRunner): Promise<ArpingFlavour> {
+  const r = await run('arping', ['-V']);
+  const text = `${r.stdout}\n${r.stderr}`;
+  if (/iputils/i.test(text)) return 'iputils';
+  if (/Habets/.test(text)) return 'habets';
+  throw BoosterErrors.BOOSTER_ERR_VIP_ARPING(
+    r.code === -1 || /ENOENT/.test(text) ? 'arping is not installed: install iputils-arping (or arping)' : `unknown arping: ${text.trim().slice(0, 200)}`,
+  );
+}
+
+/**
+ * One unsolicited (gratuitous) ARP request for `ip` on `iface`, in the flavour's flags, and the
+ * exit codes that mean it was sent. iputils: -U, -I interface, exits 0. Habets: -U with the address
+ * as the source too (-S; without it the interface's primary address is the sender and neighbours
+ * keep the old MAC), -i interface; it exits 1 when nobody replies, which is the rule for -U.
+ */
+export function gratuitousArp(flavour: ArpingFlavour, iface: string, ip: string): { args: string[]; sent: readonly number[] } {
+  return flavour === 'iputils'
+    ? { args: ['-q', '-U', '-c', '1', '-I', iface, ip], sent: [0] }
+    : { args: ['-q', '-U', '-S', ip, '-c', '1', '-i', iface, ip], sent: [0, 1] };
+}
+
 export interface VipOptions {
   /** IPv4 address with prefix, e.g. 10.0.0.10/24. */
   address: string;
@@ -37,7 +68,10 @@ export interface VipOptions {
 }
 
 export interface VipOwner {
-  /** At start, while not active: removes the address if a previous process left it behind. */
+  /**
+   * At start, while not active: finds the arping to use (BOOSTER_ERR_VIP_ARPING when there is
+   * none) and removes the address if a previous process left it behind.
+   */
   removeStale(): Promise<void>;
   /** Adds the address for lease epoch `epoch`, then announces it. Resolves once added. */
   claim(epoch: number): Promise<void>;
@@ -56,6 +90,7 @@ export function createVipOwner(opts: VipOptions): VipOwner {
   let wanted: number | null = null;
   let held: number | null = null;
   let announcing: AbortController | null = null;
+  let flavour: ArpingFlavour | null = null;
   // add/del run one at a time, in call order: a release always follows a claim's add.
   let queue: Promise<void> = Promise.resolve();
   const enqueue = (op: () => Promise<void>) => (queue = queue.then(op, op));
@@ -88,8 +123,9 @@ export function createVipOwner(opts: VipOptions): VipOwner {
       for (let i = 0; i < opts.arpCount; i++) {
         if (i > 0) await sleep(interval, undefined, { signal: ctl.signal }).catch(() => {});
         if (ctl.signal.aborted || held !== epoch) return;
-        void run('arping', ['-q', '-U', '-c', '1', '-I', iface, ip], ctl.signal).then((r) => {
-          if (r.code !== 0 && !ctl.signal.aborted)
+        const garp = gratuitousArp(flavour ?? 'iputils', iface, ip);
+        void run('arping', garp.args, ctl.signal).then((r) => {
+          if (!garp.sent.includes(r.code) && !ctl.signal.aborted)
             log.warn({ vip: address, iface, code: r.code, stderr: r.stderr.trim() }, 'gratuitous ARP for the virtual IP failed (needs CAP_NET_RAW)');
         });
       }
@@ -97,14 +133,16 @@ export function createVipOwner(opts: VipOptions): VipOwner {
   }
 
   return {
-    removeStale: () =>
-      enqueue(async () => {
+    async removeStale() {
+      flavour ??= await detectArping(run);
+      return enqueue(async () => {
         if (wanted !== null) return;
         if (await present()) {
           log.warn({ vip: address, iface }, 'removing a virtual IP left on this host while not active');
           await remove('stale at start');
         }
-      }),
+      });
+    },
     claim(epoch) {
       wanted = epoch;
       return enqueue(async () => {

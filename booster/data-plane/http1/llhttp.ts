@@ -1,9 +1,13 @@
+import { createRequire } from 'node:module';
+
 /**
  * Node's own llhttp binding: the parser node:http runs on every request, in strict mode, with
  * every smuggling guard it has (CL + TE, duplicate or signed Content-Length, obs-fold, bare CR/LF,
  * bad chunk sizes). The lean HTTP/1.1 path uses it on both sides instead of a parser of our own.
- * `process.binding` is deprecated (DEP0111) without a removal date; when it is gone the lean path
- * turns itself off and node:http + undici serve everything, as they did before it.
+ * Node 20 hands it out through `process.binding` (deprecated, DEP0111); Node 24, which the release
+ * packages carry, no longer does, but node:http's own `_http_common` module still exports the same
+ * class. When neither has it the lean path turns itself off and node:http + undici serve
+ * everything, as they did before it.
  */
 export interface LlhttpParser {
   initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
@@ -35,20 +39,34 @@ interface Binding {
   methods: string[];
 }
 
-function load(): Binding | null {
+const usable = (b: Binding | undefined): Binding | null =>
+  b && typeof b.HTTPParser === 'function' && typeof b.HTTPParser.prototype.consume === 'function' && Array.isArray(b.methods) ? b : null;
+
+function fromProcessBinding(): Binding | null {
   try {
     const p = process as unknown as { binding?: (name: string) => Binding };
     const noDeprecation = process.noDeprecation;
     process.noDeprecation = true; // DEP0111 is a warning about this very call, once per process
     try {
-      const b = p.binding?.('http_parser');
-      return b && typeof b.HTTPParser === 'function' && typeof b.HTTPParser.prototype.consume === 'function' ? b : null;
+      return usable(p.binding?.('http_parser'));
     } finally {
       process.noDeprecation = noDeprecation;
     }
   } catch {
     return null;
   }
+}
+
+function fromHttpCommon(): Binding | null {
+  try {
+    return usable(createRequire(import.meta.url)('_http_common') as Binding);
+  } catch {
+    return null;
+  }
+}
+
+function load(): Binding | null {
+  return fromProcessBinding() ?? fromHttpCommon();
 }
 
 export const llhttp = load();

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CommandRunner, createVipOwner } from '../../../booster/leadership/vip-owner.js';
+import { type CommandRunner, createVipOwner, detectArping } from '../../../booster/leadership/vip-owner.js';
 import { boosterArea } from '../../../common/config/areas/booster.js';
 import { loadConfig } from '../../../common/config/load.js';
 import { parseDatabaseUrl } from '../../../common/db/url.js';
@@ -33,13 +33,26 @@ describe('VIP configuration', () => {
   });
 });
 
+/** What `arping -V` answers: iputils prints its version, Habets' arping its usage (his -V takes a VLAN). */
+const ARPING_V = {
+  iputils: { code: 0, stdout: 'arping from iputils 20221126\nlibcap: yes, IDN: yes\n', stderr: '' },
+  habets: {
+    code: 1,
+    stdout: '',
+    stderr: "arping: option requires an argument -- 'V'\nARPing 2.23, by Thomas Habets <thomas@habets.se>\nusage: arping [ -0aAbdDeFpPqrRuUvzZ ] …\n",
+  },
+  missing: { code: -1, stdout: '', stderr: 'spawn arping ENOENT' },
+  other: { code: 0, stdout: 'arping 1.0 (busybox)\n', stderr: '' },
+} as const;
+
 describe('VIP owner: the command sequence', () => {
-  function recorder(present: () => boolean) {
+  function recorder(present: () => boolean, arping: keyof typeof ARPING_V = 'iputils') {
     const calls: string[] = [];
     const run: CommandRunner = async (cmd, args, signal) => {
       const line = [cmd, ...args].join(' ');
       calls.push(line);
       if (cmd === 'ip' && args.includes('show')) return { code: 0, stdout: present() ? `2: eth0    inet 10.0.0.10/24 scope global eth0\n` : '', stderr: '' };
+      if (cmd === 'arping' && args[0] === '-V') return ARPING_V[arping];
       if (cmd === 'arping') {
         // arping lingers after its packets; the owner aborts it on release.
         await new Promise<void>((r) => signal?.addEventListener('abort', () => r(), { once: true }));
@@ -77,11 +90,37 @@ describe('VIP owner: the command sequence', () => {
     const { calls, run } = recorder(() => present);
     const vip = createVipOwner({ address: '10.0.0.10/24', iface: 'eth0', arpCount: 1, log: silentLog, run });
     await vip.removeStale();
-    expect(calls).toEqual(['ip -o -4 addr show dev eth0', 'ip -4 addr del 10.0.0.10/24 dev eth0']);
+    expect(calls).toEqual(['arping -V', 'ip -o -4 addr show dev eth0', 'ip -4 addr del 10.0.0.10/24 dev eth0']);
     present = false;
     calls.length = 0;
     await vip.removeStale();
     expect(calls).toEqual(['ip -o -4 addr show dev eth0']);
+  });
+
+  it("with Debian's arping package (Thomas Habets') the announcement uses its flags: -i for the interface, -S for the sender", async () => {
+    const { calls, run } = recorder(() => false, 'habets');
+    const vip = createVipOwner({ address: '10.0.0.10/24', iface: 'eth0', arpCount: 1, log: silentLog, run });
+    await vip.removeStale();
+    await vip.claim(2);
+    expect(calls).toEqual([
+      'arping -V',
+      'ip -o -4 addr show dev eth0',
+      'ip -4 addr replace 10.0.0.10/24 dev eth0',
+      'arping -q -U -S 10.0.0.10 -c 1 -i eth0 10.0.0.10',
+    ]);
+    await vip.release();
+  });
+
+  it('refuses to start without an arping it knows, naming the packages', async () => {
+    for (const kind of ['missing', 'other'] as const) {
+      const { run } = recorder(() => false, kind);
+      const vip = createVipOwner({ address: '10.0.0.10/24', iface: 'eth0', arpCount: 1, log: silentLog, run });
+      const err = (await vip.removeStale().catch((e: unknown) => e)) as OmflowError;
+      expect(err.code, kind).toBe('BOOSTER_ERR_VIP_ARPING');
+      expect(err.message).toMatch(kind === 'missing' ? /install iputils-arping \(or arping\)/ : /unknown arping: arping 1\.0 \(busybox\)/);
+    }
+    expect(await detectArping(recorder(() => false, 'habets').run)).toBe('habets');
+    expect(await detectArping(recorder(() => false, 'iputils').run)).toBe('iputils');
   });
 });
 
