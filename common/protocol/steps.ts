@@ -36,19 +36,24 @@ export interface StepRow {
   dispatch_count: number;
   assigned_server: string | null;
   epoch: number | null;
+  /** W3C traceparent of what queued the step (null: none was known). */
+  trace_parent: string | null;
 }
 
 /** Writes a step row; call inside the transaction that moved the ticket to the step. */
 export async function enqueueStep(
   trx: Knex | Knex.Transaction,
-  step: { ticketId: number; stepKey: string; stepType: StepType; delayMs?: number },
+  step: { ticketId: number; stepKey: string; stepType: StepType; delayMs?: number; traceParent?: string | null },
 ): Promise<number> {
   const h = getHelpers(trx);
   return h.insertReturningId(trx, 'steps', readyStepRow(h, step));
 }
 
 /** The `steps` row of a step put on the queue (its ticket id left out when the ticket is inserted with it). */
-export function readyStepRow(h: DialectHelpers, step: { ticketId?: number; stepKey: string; stepType: StepType; delayMs?: number }): Record<string, unknown> {
+export function readyStepRow(
+  h: DialectHelpers,
+  step: { ticketId?: number; stepKey: string; stepType: StepType; delayMs?: number; traceParent?: string | null },
+): Record<string, unknown> {
   return {
     ticket_id: step.ticketId,
     step_key: step.stepKey,
@@ -57,6 +62,7 @@ export function readyStepRow(h: DialectHelpers, step: { ticketId?: number; stepK
     attempt: 0,
     dispatch_count: 0,
     ready_at: step.delayMs ? h.nowPlusMs(step.delayMs) : h.now(),
+    trace_parent: step.traceParent ?? null,
     created_at: h.now(),
     updated_at: h.now(),
   };
@@ -78,6 +84,7 @@ export async function recordChainedStep(
     outcome: 'done' | 'failed';
     result?: unknown;
     error?: string;
+    traceParent?: string | null;
   },
 ): Promise<number> {
   const h = getHelpers(trx);
@@ -96,6 +103,7 @@ export async function recordChainedStep(
     finished_at: h.now(),
     result: step.result === undefined ? null : JSON.stringify(step.result),
     last_error: step.error ? step.error.slice(0, 2000) : null,
+    trace_parent: step.traceParent ?? null,
     created_at: h.now(),
     updated_at: h.now(),
   });
@@ -105,7 +113,7 @@ export async function recordChainedStep(
 export async function findDispatchableSteps(knex: Knex, limit: number): Promise<StepRow[]> {
   const h = getHelpers(knex);
   return knex('steps')
-    .select('id', 'ticket_id', 'step_key', 'step_type', 'state', 'attempt', 'dispatch_count', 'assigned_server', 'epoch')
+    .select('id', 'ticket_id', 'step_key', 'step_type', 'state', 'attempt', 'dispatch_count', 'assigned_server', 'epoch', 'trace_parent')
     .where((q) =>
       q
         .where((r) => r.where('state', STEP_STATE.ready).andWhere('ready_at', '<=', h.now()))

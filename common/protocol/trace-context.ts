@@ -65,6 +65,12 @@ export function startTrace(sampled = false): TraceParent {
   return { traceId: ids.slice(0, 32), parentId: ids.slice(32), flags: sampled ? '01' : '00' };
 }
 
+/** A valid `traceparent` in version 00 form (55 characters, what a step row stores), or null. */
+export function traceParentOf(value: string | string[] | undefined): string | null {
+  const t = parseTraceParent(value);
+  return t ? formatTraceParent(t) : null;
+}
+
 /** The trace id of a `traceparent` header value, or undefined (for log lines). */
 export function traceIdOf(value: string | string[] | undefined): string | undefined {
   return parseTraceParent(value)?.traceId;

@@ -21,6 +21,8 @@ export interface MoveContext {
   data: Record<string, unknown>;
   actorId: number | null;
   nodeId: string;
+  /** W3C traceparent of the request or step that moves the ticket: a step it queues carries it on. */
+  traceParent?: string | null;
 }
 
 export interface HistoryEntry {
@@ -68,8 +70,8 @@ export interface Placement {
   stepKey: string;
   /** Ticket columns to write: state, current_step, assignees, closed_at. */
   columns: Record<string, unknown>;
-  /** An automatic step to enqueue (after the ticket row exists). */
-  enqueue?: { stepType: StepType; delayMs: number };
+  /** An automatic step to enqueue (after the ticket row exists), with the trace it continues. */
+  enqueue?: { stepType: StepType; delayMs: number; traceParent?: string | null };
 }
 
 /**
@@ -77,7 +79,7 @@ export interface Placement {
  * (a creation reads before it writes). A named assignee is looked up by the write that uses the
  * columns, or read here where the vendor cannot.
  */
-export async function placeOn(ctx: Pick<MoveContext, 'def' | 'data' | 'createdBy'> & { trx: Knex }, stepKey: string): Promise<Placement> {
+export async function placeOn(ctx: Pick<MoveContext, 'def' | 'data' | 'createdBy' | 'traceParent'> & { trx: Knex }, stepKey: string): Promise<Placement> {
   const { trx, def } = ctx;
   const h = getHelpers(trx);
   const step = def.steps[stepKey];
@@ -109,12 +111,14 @@ export async function placeOn(ctx: Pick<MoveContext, 'def' | 'data' | 'createdBy
     }
   }
   columns.state = TICKET_STATE.running;
-  return { state: TICKET_STATE.running, stepKey, columns, enqueue: { stepType: step.type as StepType, delayMs } };
+  return { state: TICKET_STATE.running, stepKey, columns, enqueue: { stepType: step.type as StepType, delayMs, traceParent: ctx.traceParent } };
 }
 
 /** Writes the step row a placement asks for; returns its id. */
 export async function enqueuePlaced(trx: Knex.Transaction, ticketId: number, p: Placement): Promise<number | undefined> {
-  return p.enqueue ? enqueueStep(trx, { ticketId, stepKey: p.stepKey, stepType: p.enqueue.stepType, delayMs: p.enqueue.delayMs }) : undefined;
+  return p.enqueue
+    ? enqueueStep(trx, { ticketId, stepKey: p.stepKey, stepType: p.enqueue.stepType, delayMs: p.enqueue.delayMs, traceParent: p.enqueue.traceParent })
+    : undefined;
 }
 
 /** The history row of entering a step; a creation's has no ticket id yet (set by insertWithChildren). */

@@ -34,7 +34,7 @@ export function createLocalDispatcher(deps: {
       const hold = { stepId: Number(row.id), serverId: nodeId, epoch: 0, leaseMs };
       // Leased and started in one statement: this server is the runner.
       if (!(await leaseStep(db.knex, { ...hold, started: true }))) continue;
-      runner.start({ stepId: hold.stepId, epoch: 0, leaseMs });
+      runner.start({ stepId: hold.stepId, epoch: 0, leaseMs, traceParent: row.trace_parent });
     }
   }
 
