@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { boosterUrlsOf } from '../common/config/areas/boosters.js';
 import { agentArea, boostersArea, clusterArea, databaseArea, serverArea } from '../common/config/areas/index.js';
 import { assignReloadable, type ConfigChanges, diffConfig, type LoadedConfig } from '../common/config/load.js';
+import { reportReload } from '../common/config/reload-signal.js';
 import { createDatabase, type Database } from '../common/db/create-database.js';
 import { freePort } from '../common/free-port.js';
 import type { Logger } from '../common/log.js';
@@ -211,12 +212,8 @@ export class Agent {
       this.reportTimer = setInterval(() => void this.report(), agent.reportIntervalMs);
     }
     this.current = { ...this.current, agent, cluster, server };
-    if (log.levels.values[cluster.logLevel] < log.levels.values[log.level]) log.level = cluster.logLevel;
     void this.reloadServer();
-    if (changes.needsRestart.length > 0)
-      log.warn({ needsRestart: changes.needsRestart }, 'configuration reloaded; these settings changed but take effect only after a restart');
-    log.info({ changed: changes.inPlace, needsRestart: changes.needsRestart }, 'configuration reloaded');
-    log.level = cluster.logLevel;
+    reportReload(log, changes, cluster.logLevel);
     return changes;
   }
 

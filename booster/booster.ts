@@ -5,6 +5,7 @@ import { boosterArea } from '../common/config/areas/booster.js';
 import { clusterArea } from '../common/config/areas/cluster.js';
 import { databaseArea } from '../common/config/areas/database.js';
 import { assignReloadable, type ConfigChanges, diffConfig } from '../common/config/load.js';
+import { reportReload } from '../common/config/reload-signal.js';
 import { createDatabase, type Database, type DatabaseConfig } from '../common/db/create-database.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { registerBuildInfo } from '../common/metrics/build-info.js';
@@ -284,19 +285,13 @@ export function createBooster(deps: BoosterDeps): Booster {
     const nextCluster = { ...cluster };
     assignReloadable(clusterArea, nextCluster, next.cluster);
     cluster = nextCluster;
-    // The reload's own line is written at the more verbose of the two levels.
-    const moreVerbose = log.levels.values[cluster.logLevel] < log.levels.values[log.level];
-    if (moreVerbose) log.level = cluster.logLevel;
     followSettings(prev, cfg, { pools, table, plane });
     if (prev.healthFastIntervalMs !== cfg.healthFastIntervalMs && listening) {
       health.stop();
       health.start();
     }
     await workers?.reload({ cluster, booster: { ...cfg } });
-    if (changes.needsRestart.length > 0)
-      log.warn({ needsRestart: changes.needsRestart }, 'configuration reloaded; these settings changed but take effect only after a restart');
-    log.info({ changed: changes.inPlace, needsRestart: changes.needsRestart }, 'configuration reloaded');
-    log.level = cluster.logLevel;
+    reportReload(log, changes, cluster.logLevel);
     return changes;
   }
 

@@ -4,6 +4,7 @@ import { boosterUrlsOf } from '../common/config/areas/boosters.js';
 import { LOG_LEVELS } from '../common/config/areas/cluster.js';
 import { serverArea } from '../common/config/areas/server.js';
 import { assignReloadable, diffConfig } from '../common/config/load.js';
+import { reportReload } from '../common/config/reload-signal.js';
 import { levelFor } from '../common/db/availability.js';
 import { createDatabase, type Database } from '../common/db/create-database.js';
 import { createLogger, type Logger } from '../common/log.js';
@@ -174,7 +175,8 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
           const server = { ...live.server };
           assignReloadable(serverArea, server, next.server);
           live = { ...live, server };
-          log.info({ changed: changes.inPlace, needsRestart: changes.needsRestart }, 'configuration reloaded');
+          // The log level stays the admin page's (settings, applied every few seconds).
+          reportReload(log, changes, log.level);
           return changes;
         }
       : undefined,

@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import { buildServer } from '../../server/app.js';
 import { SECRET as AGENT_SECRET, type AgentNode, killServerGroup, makeAgentNode, startBoosterRecorder, waitForState } from '../agent/harness.js';
 import { fixturePatch, makeKey, trustOnly } from '../agent/helpers.js';
 import { boosterConfig, type FixtureServer, SECRET, silentLog, startFixtureServer, until } from '../booster/fixtures.js';
+import { selfSignedCert } from '../helpers/certs.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
 import { stopAll } from '../helpers/processes.js';
 import { SECRET as SERVER_SECRET, serverConfig } from '../server/helpers.js';
@@ -34,33 +35,6 @@ function promtool(...args: string[]): { code: number; out: string } {
   const r = spawnSync('promtool', args, { cwd: MONITORING, encoding: 'utf8' });
   if (r.error) throw new Error(`promtool is needed (Debian: apt-get install prometheus): ${r.error.message}`);
   return { code: r.status ?? -1, out: `${r.stdout}${r.stderr}` };
-}
-
-function makeCert(days: number): { certFile: string; keyFile: string } {
-  const certFile = join(dir, 'mon.crt');
-  const keyFile = join(dir, 'mon.key');
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-days',
-      String(days),
-      '-keyout',
-      keyFile,
-      '-out',
-      certFile,
-      '-subj',
-      '/CN=monitoring',
-    ],
-    { stdio: 'ignore' },
-  );
-  return { certFile, keyFile };
 }
 
 /** The value of one series of an exposition (the first line whose name and labels match). */
@@ -103,7 +77,7 @@ describe('the metrics the rules and the dashboard read, from real processes', ()
     const s = createBooster({ config: boosterConfig('mon-plain', { OMFLOW_BOOSTER_WORKERS: 1 }), db: tdb.db, log: silentLog });
     standby = Object.assign(s, { base: await s.listen() });
     await until(() => s.role() === 'active', 'the first booster active');
-    const tls = makeCert(cert.days);
+    const tls = selfSignedCert(dir, 'monitoring', cert.days);
     const b = createBooster({
       config: boosterConfig('mon-tls', {
         OMFLOW_BOOSTER_TLS_CERT_FILE: tls.certFile,

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Booster, createBooster } from '../../booster/booster.js';
 import { generatePatchKeyPair } from '../../common/patch/index.js';
 import { boosterConfig, SECRET, silentLog, until } from '../booster/fixtures.js';
+import { selfSignedCert } from '../helpers/certs.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
 import { runOmflow } from '../helpers/processes.js';
 
@@ -19,32 +19,10 @@ let tdb: TestDatabase;
 let peer: Booster & { base: string };
 const TOKEN = 'check-operator-token-0123456789';
 
-function makeCert(name: string, days = 90): { cert: string; key: string } {
-  const cert = join(dir, `${name}.crt`);
-  const key = join(dir, `${name}.key`);
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-days',
-      String(days),
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-subj',
-      `/CN=${name}`,
-    ],
-    { stdio: 'ignore' },
-  );
-  return { cert, key };
-}
+const makeCert = (name: string) => {
+  const c = selfSignedCert(dir, name);
+  return { cert: c.certFile, key: c.keyFile };
+};
 
 let fileSeq = 0;
 /** Writes a configuration file named like the installed ones and checks it, with nothing from the environment. */
