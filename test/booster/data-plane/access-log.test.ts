@@ -1,5 +1,6 @@
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -129,6 +130,34 @@ describe('booster access log', () => {
     expect(l4).toMatchObject({ path: '/_internal/steps/dispatch', status: 403, server: null, attempts: 0, code: 'BOOSTER_ERR_INTERNAL_PATH', headersMs: null });
     expect(l4.traceId).toMatch(/^[0-9a-f]{32}$/);
     expect(readLines(b.file)).toHaveLength(4); // nothing for the heartbeats and health checks of the control plane
+  });
+
+  it('a request whose client went away is logged with status 0; a WebSocket tunnel is one line when it closes', async () => {
+    const b = await start('al-ends');
+    const [s] = await servers(b.base, ['al-w1']);
+    await until(() => b.table.routable.length === 1, 'server routable');
+    // The client gives up (a reset) while the server holds the request: no answer was sent.
+    const { port } = new URL(b.base);
+    const gone = connect(Number(port), '127.0.0.1');
+    gone.on('error', () => {});
+    gone.write('GET /hold HTTP/1.1\r\nHost: x\r\n\r\n');
+    await until(() => s.seen.some((x) => x.url === '/hold'), 'the held request reached the server');
+    gone.resetAndDestroy();
+    const [abandoned] = await lines(b.file, 1);
+    expect(abandoned).toMatchObject({ path: '/hold', status: 0, server: 'al-w1', headersMs: null, code: null });
+    s.release();
+
+    const socket = connect(Number(port), '127.0.0.1');
+    await new Promise<void>((r) => socket.once('connect', () => r()));
+    socket.write(`GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`);
+    await new Promise<void>((r) => socket.once('data', () => r()));
+    socket.write('ping');
+    await new Promise<void>((r) => socket.once('data', () => r()));
+    socket.resetAndDestroy();
+    const [, tunnel] = await lines(b.file, 2);
+    expect(tunnel).toMatchObject({ path: '/ws', status: 101, server: 'al-w1', attempts: 1 });
+    expect(tunnel.bytesIn as number).toBeGreaterThan(4);
+    expect(tunnel.bytesOut as number).toBeGreaterThan(4);
   });
 
   it('names the server given up on and why when a request is retried on another', async () => {
