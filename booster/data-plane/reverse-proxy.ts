@@ -524,7 +524,7 @@ class Attempt implements UpstreamHandler {
 
   /** The request (its head, and a held body) is on a connected socket: the end of the connect phase for the access log. */
   onRequestSent(): void {
-    if (!this.superseded && this.x.connectMs === null) this.x.connectMs = performance.now() - this.startedAt;
+    if (this.x.connectMs === null && !this.superseded && this.x.s.access.on) this.x.connectMs = performance.now() - this.startedAt;
   }
 
   onHeaders(statusCode: number, rawHeaders: RawHeader[], resume: () => void, statusText?: string): boolean {
