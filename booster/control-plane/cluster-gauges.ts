@@ -104,26 +104,35 @@ export function registerClusterGauges(d: ClusterGaugeDeps): void {
       },
     });
 
-  let rolloutAt = Number.NEGATIVE_INFINITY;
+  // A scrape never waits on the database (an outage must not stall /_booster/metrics, nor hold a
+  // pool connection the lease needs): it shows the last rollout read and starts the next read,
+  // at most one at a time and one per ROLLOUT_READ_MS.
   let rollout: RolloutView | null = null;
-  const readRollout = async () => {
-    if (performance.now() - rolloutAt < ROLLOUT_READ_MS) return rollout;
-    rolloutAt = performance.now();
-    try {
-      rollout = await d.rollout();
-    } catch (err) {
-      d.log.debug({ err }, 'rollout state not read for the metrics; showing the last one read');
-    }
-    return rollout;
+  let readAt = Number.NEGATIVE_INFINITY;
+  let reading = false;
+  const refreshRollout = () => {
+    if (reading || performance.now() - readAt < ROLLOUT_READ_MS) return;
+    reading = true;
+    readAt = performance.now();
+    d.rollout()
+      .then((r) => {
+        rollout = r;
+      })
+      .catch((err) => d.log.debug({ err }, 'rollout state not read for the metrics; showing the last one read'))
+      .finally(() => {
+        reading = false;
+      });
   };
+  refreshRollout();
   new Gauge({
     name: 'omflow_rollout_state',
     help: 'The newest patch rollout: 1 for its state (active, halted, rolling_back, rolled_back, superseded), labelled with its version; nothing before the first rollout',
     labelNames: ['version', 'state'] as const,
     registers,
-    async collect() {
-      const r = await readRollout();
+    collect() {
+      refreshRollout();
       this.reset();
+      const r = rollout;
       if (r) for (const s of ROLLOUT_STATES) this.labels(r.version, s).set(s === r.state ? 1 : 0);
     },
   });
@@ -132,10 +141,9 @@ export function registerClusterGauges(d: ClusterGaugeDeps): void {
     help: 'Nodes of the newest patch rollout by their state (pending, installing, soaking, done, failed, reverted, refused, …)',
     labelNames: ['state'] as const,
     registers,
-    async collect() {
-      const r = await readRollout();
+    collect() {
       this.reset();
-      for (const n of r?.nodes ?? []) this.labels(n.state).inc();
+      for (const n of rollout?.nodes ?? []) this.labels(n.state).inc();
     },
   });
 }
