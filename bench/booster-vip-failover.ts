@@ -12,7 +12,8 @@ import { createDatabase } from '../common/db/create-database.js';
 import { seed } from '../server/seed.js';
 import { dbConfig } from '../test/helpers/db.js';
 import { netnsUnavailable } from '../test/helpers/netns.js';
-import { type ClientOutcome, LOGIN, longestPause, median, startVipCluster, VIP, type VipCluster, waitUntil } from '../test/helpers/vip-cluster.js';
+import { waitFor } from '../test/helpers/poll.js';
+import { type ClientOutcome, LOGIN, longestPause, median, startVipCluster, VIP, type VipCluster } from '../test/helpers/vip-cluster.js';
 import { SECRET, startPostgres } from './booster-lib.js';
 
 const args = process.argv.slice(2);
@@ -84,33 +85,31 @@ try {
   const takeovers: number[] = [];
   const failedPerTrial: number[] = [];
   for (let t = 0; t < trials; t++) {
-    const dead = await waitUntil(
+    const dead = await waitFor(
       async () => {
         const i = await holder();
         const recent = client.outcome.acks.filter((a) => a.at > Date.now() - 1000).length;
         return i >= 0 && recent >= 5 ? i + 1 : 0;
       },
-      'an active with the VIP and tickets flowing',
-      60_000,
+      { what: 'an active with the VIP and tickets flowing', timeoutMs: 60_000 },
     ).then((n) => n - 1);
     const other = 1 - dead;
     const failedBefore = client.outcome.failed;
     const killedAt = Date.now();
     await c.kill9(dead, { stopPost });
-    await waitUntil(async () => (await holder()) === other, 'takeover with the VIP', 30_000, 5);
+    await waitFor(async () => (await holder()) === other, { what: 'takeover with the VIP', timeoutMs: 30_000, intervalMs: 5 });
     takeovers.push(Date.now() - killedAt);
     const neighAtTakeover = `+${Date.now() - killedAt} ms client neighbour entry for the VIP: ${clientNeighbour(c)}`;
-    await waitUntil(() => client.outcome.acks.filter((a) => a.at > killedAt).length >= 10, 'tickets after the takeover', 60_000);
+    await waitFor(() => client.outcome.acks.filter((a) => a.at > killedAt).length >= 10, { what: 'tickets after the takeover', timeoutMs: 60_000 });
     const gap = longestPause(client.outcome.acks, killedAt - 1000, Date.now());
     gaps.push(gap ?? NaN);
     failedPerTrial.push(client.outcome.failed - failedBefore);
     c.startBooster(dead);
-    await waitUntil(
-      () => /booster listening/.test(c.boosters[dead]!.output()) && !c.lab.addresses(names[dead]!).includes(vipCidr),
-      'restarted booster standby without the VIP',
-      60_000,
-      50,
-    );
+    await waitFor(() => /booster listening/.test(c.boosters[dead]!.output()) && !c.lab.addresses(names[dead]!).includes(vipCidr), {
+      what: 'restarted booster standby without the VIP',
+      timeoutMs: 60_000,
+      intervalMs: 50,
+    });
     const flaps = /stepping down to standby/.test(c.boosters[other]!.output())
       ? ' (this booster has stepped down at least once since it started: a renewal stalled)'
       : '';

@@ -116,7 +116,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
 export type BoosterMetrics = ReturnType<typeof createMetrics>;
 
 /** Status classes of omflow_booster_requests_total, indexed by RequestStats.count(). */
-export const CLASSES = ['2xx', '3xx', '4xx', '5xx', 'error'] as const;
+const CLASSES = ['2xx', '3xx', '4xx', '5xx', 'error'] as const;
 const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /** Plain counters of RequestStats as they travel from a data-plane worker to the primary. */

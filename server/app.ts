@@ -16,10 +16,10 @@ import { SERVER_AREAS, type ServerConfig } from './config.js';
 import { createDbPressureSampler } from './db-pressure.js';
 import { ServerErrors } from './errors.js';
 import { type AdminFeatureOptions, adminFeature } from './features/admin/index.js';
+import { formsPages } from './features/flows/pages.js';
 import { flowsRoutes } from './features/flows/routes.js';
 import { createFlowsService } from './features/flows/service.js';
 import { createFlowsStore } from './features/flows/store.js';
-import { formsPages } from './features/forms/pages.js';
 import { formsRoutes } from './features/forms/routes.js';
 import { createFormsService } from './features/forms/service.js';
 import { createFormsStore } from './features/forms/store.js';
@@ -29,6 +29,7 @@ import { createSettingsStore, SETTING } from './features/settings/store.js';
 import { createLocalDispatcher } from './features/steps/dispatcher.js';
 import { stepsRoutes } from './features/steps/routes.js';
 import { createStepRunner } from './features/steps/runner.js';
+import { ensureTicketSequence } from './features/tickets/numbering.js';
 import { ticketsPages } from './features/tickets/pages.js';
 import { ticketsRoutes } from './features/tickets/routes.js';
 import { createTicketsService } from './features/tickets/service.js';
@@ -149,7 +150,7 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
   const flowsStore = createFlowsStore(db.knex);
   const ticketsStore = createTicketsStore(db.knex);
   const forms = createFormsService({ store: formsStore, flows: flowsStore });
-  const flows = createFlowsService({ store: flowsStore });
+  const flows = createFlowsService({ store: flowsStore, ensureTicketPrefix: (prefix) => ensureTicketSequence(db.knex, prefix) });
   const tickets = createTicketsService({ store: ticketsStore, forms: formsStore, flows: flowsStore, users: usersStore, nodeId });
 
   const useLocalDispatcher = opts.localDispatcher ?? deps.boosterUrls.length === 0;

@@ -6,6 +6,7 @@ import type { FieldDef } from './features/forms/fields.js';
 import { createFormsService } from './features/forms/service.js';
 import { createFormsStore } from './features/forms/store.js';
 import { createSettingsStore } from './features/settings/store.js';
+import { ensureTicketSequence } from './features/tickets/numbering.js';
 import { createUsersService } from './features/users/service.js';
 import { createUsersStore } from './features/users/store.js';
 
@@ -57,7 +58,7 @@ export async function seed(db: Database, opts: { adminUser: string; adminPasswor
   const latest = existing ? await flowsStore.latestVersion(existing.id) : null;
   if (!latest || JSON.stringify(latest.definition) !== JSON.stringify(DEMO_FLOW)) {
     const r = await db.transaction((trx) =>
-      createFlowsService({ store: flowsStore }).deploy(
+      createFlowsService({ store: flowsStore, ensureTicketPrefix: (prefix) => ensureTicketSequence(db.knex, prefix) }).deploy(
         trx,
         { flowKey: 'it-request', name: 'IT request', ticketPrefix: 'REQ', slaHours: 72, definition: DEMO_FLOW },
         admin.id,

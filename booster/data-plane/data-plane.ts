@@ -48,7 +48,7 @@ export interface DataPlane {
    * closed as they go idle) for at most DRAIN_MS, then destroys. Every caller gets the same promise.
    */
   close(): Promise<void>;
-  /** At once: every client connection is cut and every queued request refused. Idempotent. */
+  /** At once: the listener stops accepting, every client connection is cut and every queued request refused. Idempotent. */
   destroy(): void;
   /**
    * The settings object changed in place (a reload): the access log, the client idle timeout and
@@ -120,6 +120,7 @@ export function createDataPlane(d: DataPlaneDeps): DataPlane {
   function destroy(): void {
     if (destroyed) return;
     destroyed = true;
+    if (closing === null) server.close(); // not drained first: stop accepting too
     clearInterval(refill);
     server.closeAllConnections();
     admission.close();
@@ -135,7 +136,7 @@ export function createDataPlane(d: DataPlaneDeps): DataPlane {
     server,
     access,
     listen,
-    close: () => (closing ??= drain()),
+    close: () => (closing ??= destroyed ? Promise.resolve() : drain()),
     destroy,
     reconfigure,
     certificateValidTo: () => server.certificateValidTo?.() ?? null,

@@ -260,7 +260,7 @@ class Tunnel implements AccessRecord, RequestIds {
 }
 
 /** The ids of a request, found or made while its upstream headers are built. */
-export interface RequestIds {
+interface RequestIds {
   requestId: string;
   traceId: string;
 }
@@ -272,7 +272,7 @@ export interface RequestIds {
  * alternative processing for a proxy); a missing, repeated or invalid one is replaced by a new
  * trace, and a `tracestate` without a valid `traceparent` is dropped, as the spec requires.
  */
-export function buildUpstreamHeaders(req: IncomingMessage, ids: RequestIds, epoch: number, keepUpgrade = false): string[] {
+function buildUpstreamHeaders(req: IncomingMessage, ids: RequestIds, epoch: number, keepUpgrade = false): string[] {
   const raw = req.rawHeaders;
   const out: string[] = [];
   let xff: string | undefined;

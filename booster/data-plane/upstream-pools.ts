@@ -62,7 +62,7 @@ export interface UpstreamTarget {
   readonly url: string;
 }
 
-export const undiciPoolFactory: PoolFactory = (origin, o) =>
+const undiciPoolFactory: PoolFactory = (origin, o) =>
   new Pool(origin, {
     connections: o.connectionsPerServer,
     pipelining: 1,

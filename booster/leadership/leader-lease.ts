@@ -8,7 +8,7 @@ import type { LeaseInfo, LeaseStore } from './lease-store.js';
  * while the lease has not lapsed and still names us at our epoch. Pure SQL, no timers:
  * the election loop lives in leadership.ts.
  */
-export const LEADER = 'leader';
+const LEADER = 'leader';
 
 export class LeaderLease implements LeaseStore {
   constructor(

@@ -20,7 +20,7 @@ export interface CommandResult {
 /** Runs one command; injected so a unit test can check the sequence without touching interfaces. */
 export type CommandRunner = (cmd: string, args: readonly string[], signal?: AbortSignal) => Promise<CommandResult>;
 
-export const runCommand: CommandRunner = (cmd, args, signal) =>
+const runCommand: CommandRunner = (cmd, args, signal) =>
   new Promise((resolve) => {
     execFile(cmd, args, { timeout: 10_000, signal, encoding: 'utf8' }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;

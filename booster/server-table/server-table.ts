@@ -19,7 +19,7 @@ export interface TableOptions extends HealthOptions, EjectionOptions {
   heartbeatTimeoutMs: number;
   slowStartMs: number;
   maxInflightPerServer: number;
-  /** Learn each server's concurrency limit from its time to headers (booster/concurrency-limit.ts); false: only the fixed maximum. */
+  /** Learn each server's concurrency limit from its time to headers (concurrency-limit.ts); false: only the fixed maximum. */
   adaptiveLimit?: boolean;
   /** Tuning of the adaptive limit (tests); its maximum is always maxInflightPerServer. */
   limitOptions?: Partial<Omit<ConcurrencyLimitOptions, 'max'>>;

@@ -15,7 +15,7 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'tra
  * HTTP/2 request's pseudo-headers (`:method`, `:path`, `:scheme`, `:authority`) turned into what
  * HTTP/1.1 says instead (`:authority` is the Host); http.request throws on a name with a colon.
  */
-export function forwardedHeaders(rawHeaders: readonly string[]): OutgoingHttpHeaders {
+function forwardedHeaders(rawHeaders: readonly string[]): OutgoingHttpHeaders {
   const headers: OutgoingHttpHeaders = {};
   let authority: string | undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {

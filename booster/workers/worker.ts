@@ -22,7 +22,7 @@ import { createPrimaryForwarder } from './primary-forwarder.js';
  * Limits that bound the whole booster are split between the workers, so N workers together
  * open no more connections and queue no more requests than one process did.
  */
-export function perWorkerConfig(cfg: BoosterConfig, workers: number): LiveBoosterConfig {
+function perWorkerConfig(cfg: BoosterConfig, workers: number): LiveBoosterConfig {
   const share = (n: number) => Math.max(1, Math.ceil(n / workers));
   return {
     ...cfg,

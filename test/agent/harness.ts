@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { audienceOf, signClusterRequest, verifyClusterRequest } from '../../common/protocol/cluster-auth.js';
 import { AGENT_PATH, BOOSTER_PATH } from '../../common/protocol/headers.js';
-import { freePort, type RunningProcess, startOmflow, waitFor } from '../helpers/processes.js';
+import { waitFor } from '../helpers/poll.js';
+import { freePort, type RunningProcess, startOmflow } from '../helpers/processes.js';
 import { FIXTURE_RELEASE } from './helpers.js';
 
 export const SECRET = 'agent-test-secret-0123456789';

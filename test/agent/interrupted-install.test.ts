@@ -2,7 +2,8 @@ import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyPatch, rolloutStatus } from '../../common/patch/index.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { stopAll, waitFor } from '../helpers/processes.js';
+import { waitFor } from '../helpers/poll.js';
+import { stopAll } from '../helpers/processes.js';
 import { type AgentNode, fetchVersion, killServerGroup, makeAgentNode, serverProcesses, waitForState } from './harness.js';
 import { fixturePatch, makeKey, trustOnly } from './helpers.js';
 

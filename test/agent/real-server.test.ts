@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyPatch, buildPatch, collectDirectory } from '../../common/patch/index.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { isAlive, REPO_ROOT, stopAll, waitFor } from '../helpers/processes.js';
+import { waitFor } from '../helpers/poll.js';
+import { isAlive, REPO_ROOT, stopAll } from '../helpers/processes.js';
 import { type AgentNode, fetchVersion, killServerGroup, makeAgentNode, serverPid, serverProcesses, startBoosterRecorder, waitForState } from './harness.js';
 import { makeKey, trustOnly } from './helpers.js';
 

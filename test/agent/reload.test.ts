@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storePatch, verifyPatch } from '../../common/patch/index.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
-import { startOmflow, stopAll, waitFor } from '../helpers/processes.js';
+import { waitFor } from '../helpers/poll.js';
+import { startOmflow, stopAll } from '../helpers/processes.js';
 import { type AgentNode, agentStatus, fetchVersion, killServerGroup, makeAgentNode, startBoosterRecorder, waitForState } from './harness.js';
 import { fixturePatch, makeKey, trustOnly } from './helpers.js';
 

@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildPatch, peekManifest, rolloutStatus, storePatch, type VerifiedPatch } from '../../common/patch/index.js';
 import { BOOSTER_PATH } from '../../common/protocol/headers.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
-import { startOmflow, stopAll, waitFor } from '../helpers/processes.js';
+import { waitFor } from '../helpers/poll.js';
+import { startOmflow, stopAll } from '../helpers/processes.js';
 import { type AgentNode, fetchVersion, killServerGroup, makeAgentNode, type RecordedCall, startBoosterRecorder, waitForState } from './harness.js';
 import { fixtureEntries, fixturePatch, makeKey } from './helpers.js';
 

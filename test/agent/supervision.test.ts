@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_PATH, BOOSTER_PATH } from '../../common/protocol/headers.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { isAlive, stopAll, waitFor } from '../helpers/processes.js';
+import { waitFor } from '../helpers/poll.js';
+import { isAlive, stopAll } from '../helpers/processes.js';
 import {
   type AgentNode,
   agentCall,

@@ -382,17 +382,6 @@ export function boosterConfig(nodeId: string, overrides: Record<string, string |
   });
 }
 
-/** Polls fn until it returns a truthy value; bounded. */
-export async function until<T>(fn: () => Promise<T> | T, what: string, timeoutMs = 5000, everyMs = 20): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
 export async function signedPost(url: string, path: string, value: unknown, secret = SECRET): Promise<Response> {
   const body = typeof value === 'string' ? value : JSON.stringify(value);
   return fetch(url + path, {

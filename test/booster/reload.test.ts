@@ -6,8 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClusterClient } from '../../common/protocol/cluster-client.js';
 import { BOOSTER_PATH } from '../../common/protocol/headers.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
+import { waitFor } from '../helpers/poll.js';
 import { type RunningProcess, startOmflow, stopAll } from '../helpers/processes.js';
-import { type FixtureServer, freePort, SECRET, startFixtureServer, until } from './fixtures.js';
+import { type FixtureServer, freePort, SECRET, startFixtureServer } from './fixtures.js';
 
 /**
  * `systemctl reload` of a running booster pair member (SIGHUP to `omflow booster --config FILE`,
@@ -90,7 +91,7 @@ describe('reload without restart (SIGHUP), real processes under load', () => {
     writeFileSync(file, envFile(base));
     // Only PATH and HOME come from the environment: the file is the whole configuration, as under systemd.
     const a = startOmflow('booster-a', ['--config', file, 'booster'], { OMFLOW_LOG_LEVEL: undefined });
-    await until(async () => (await status(urlA).catch(() => null))?.role === 'active', 'A active', 30_000, 100);
+    await waitFor(async () => (await status(urlA).catch(() => null))?.role === 'active', { what: 'A active', timeoutMs: 30_000, intervalMs: 100 });
     const b = startOmflow('booster-b', ['booster'], {
       ...Object.fromEntries(Object.entries(common).map(([k, v]) => [k, String(v)])),
       OMFLOW_NODE_ID: 'reload-b',
@@ -102,8 +103,12 @@ describe('reload without restart (SIGHUP), real processes under load', () => {
       const f = await startFixtureServer({ id, boosters: [urlA, urlB] });
       fixtures.push(f);
     }
-    await until(async () => (await status(urlA)).servers.filter((s) => s.state === 'up').length === 2, 'both servers up on A', 30_000, 100);
-    await until(async () => (await status(urlB).catch(() => null))?.role === 'standby', 'B standby', 30_000, 100);
+    await waitFor(async () => (await status(urlA)).servers.filter((s) => s.state === 'up').length === 2, {
+      what: 'both servers up on A',
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    });
+    await waitFor(async () => (await status(urlB).catch(() => null))?.role === 'standby', { what: 'B standby', timeoutMs: 30_000, intervalMs: 100 });
     const epoch = (await status(urlA)).epoch;
     const takeovers = await metric(urlA, 'omflow_booster_takeovers_total');
     expect(await statusWith(urlA, TOKEN_1)).toBe(200);
@@ -130,7 +135,7 @@ describe('reload without restart (SIGHUP), real processes under load', () => {
       }
     };
     const load = Promise.all(Array.from({ length: 8 }, (_, n) => client(n)));
-    await until(() => ok > 200, 'load flowing', 30_000);
+    await waitFor(() => ok > 200, { what: 'load flowing', timeoutMs: 30_000 });
 
     // 1. Reloadable settings (operator token, access log, timeouts that renew the upstream pools,
     //    limits, health intervals, log level) and one that needs a restart (the lease length).
@@ -150,7 +155,7 @@ describe('reload without restart (SIGHUP), real processes under load', () => {
       }),
     );
     process.kill(a.pid, 'SIGHUP');
-    const reloaded = await until(() => logLines(a, 'configuration reloaded')[0], 'the reload line', 20_000);
+    const reloaded = await waitFor(() => logLines(a, 'configuration reloaded')[0], { what: 'the reload line', timeoutMs: 20_000 });
     expect(reloaded.changed).toEqual(
       expect.arrayContaining([
         'OMFLOW_LOG_LEVEL',
@@ -170,14 +175,17 @@ describe('reload without restart (SIGHUP), real processes under load', () => {
     expect(await statusWith(urlA, TOKEN_1)).toBe(401);
     // The workers took it too: the access log they write (the primary proxies nothing).
     const readAccess = () => (existsSync(accessLog) ? readFileSync(accessLog, 'utf8').split('\n').filter(Boolean) : []);
-    const lines = (await until(() => (readAccess().length > 20 ? readAccess() : null), 'access-log lines from the workers', 20_000))!;
+    const lines = (await waitFor(() => (readAccess().length > 20 ? readAccess() : null), { what: 'access-log lines from the workers', timeoutMs: 20_000 }))!;
     const pids = new Set(lines.map((l) => (JSON.parse(l) as { pid: number }).pid));
     expect(pids.has(a.pid)).toBe(false);
 
     // 2. An invalid file: refused, the running settings stay.
     writeFileSync(file, envFile({ ...base, OMFLOW_BOOSTER_OPERATOR_TOKEN: TOKEN_2, OMFLOW_BOOSTER_QUEUE_SIZE: -5 }));
     process.kill(a.pid, 'SIGHUP');
-    await until(() => logLines(a, 'reload refused: the configuration is invalid; the running settings are kept').length === 1, 'the refusal', 20_000);
+    await waitFor(() => logLines(a, 'reload refused: the configuration is invalid; the running settings are kept').length === 1, {
+      what: 'the refusal',
+      timeoutMs: 20_000,
+    });
     expect(await statusWith(urlA, TOKEN_2)).toBe(200);
 
     // 3. Reloads in a row, each one renewing the upstream pools under load.
@@ -192,9 +200,9 @@ describe('reload without restart (SIGHUP), real processes under load', () => {
         }),
       );
       process.kill(a.pid, 'SIGHUP');
-      await until(() => logLines(a, 'configuration reloaded').length === 2 + i, `reload ${i + 3}`, 20_000);
+      await waitFor(() => logLines(a, 'configuration reloaded').length === 2 + i, { what: `reload ${i + 3}`, timeoutMs: 20_000 });
       const before = ok;
-      await until(() => ok > before + 50, 'requests after the reload', 20_000);
+      await waitFor(() => ok > before + 50, { what: 'requests after the reload', timeoutMs: 20_000 });
     }
 
     running = false;

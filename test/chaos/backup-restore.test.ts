@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../helpers/poll.js';
 import { type Ack, type ChaosCluster, startChaosCluster, startTicketLoad, ticketTitle } from './cluster.js';
 import { PG_BIN, type PostgresHa, postgresBinariesMissing, startPostgresHa } from './postgres-ha.js';
 
@@ -52,19 +53,12 @@ describe.skipIf(missing !== null)(`backup and restore of the cluster's database 
 
     // Online backup: tickets keep being raised while pg_dump takes its snapshot.
     const load = startTicketLoad({ url: active, token: c1.token, label: 'before' });
-    const until = async (what: string, fn: () => boolean | Promise<boolean>, ms = 60_000) => {
-      const end = Date.now() + ms;
-      while (!(await fn())) {
-        if (Date.now() > end) throw new Error(`timed out: ${what}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    };
     let ackedBeforeDump: Ack[] = [];
     try {
-      await until('tickets before the dump', () => load.acks.length >= 30);
+      await waitFor(() => load.acks.length >= 30, { what: 'tickets before the dump', timeoutMs: 60_000, intervalMs: 100 });
       ackedBeforeDump = [...load.acks];
       await run(join(PG_BIN, 'pg_dump'), ['--format=custom', `--file=${dump}`, `--dbname=${url}`]);
-      await until('tickets after the dump', () => load.acks.length >= ackedBeforeDump.length + 10);
+      await waitFor(() => load.acks.length >= ackedBeforeDump.length + 10, { what: 'tickets after the dump', timeoutMs: 60_000, intervalMs: 100 });
     } finally {
       await load.stop();
     }
@@ -106,8 +100,7 @@ describe.skipIf(missing !== null)(`backup and restore of the cluster's database 
 
     // Steps that were pending or running at the dump finish after the restore, exactly once each.
     const restored = (await knex('tickets').where('title', 'like', `${ticketTitle('before-')}%`)) as (TicketRow & { current_step: string })[];
-    await until(
-      'every restored ticket at its approval step',
+    await waitFor(
       async () =>
         Number(
           (
@@ -117,6 +110,7 @@ describe.skipIf(missing !== null)(`backup and restore of the cluster's database 
               .count({ n: '*' })
           )[0]!.n,
         ) === 0,
+      { what: 'every restored ticket at its approval step', timeoutMs: 60_000, intervalMs: 100 },
     );
     const overDone = await knex('ticket_history')
       .whereIn(
@@ -143,7 +137,7 @@ describe.skipIf(missing !== null)(`backup and restore of the cluster's database 
     const highest = Math.max(...restored.map((t) => numberOf(t.ticket_no)));
     const more = startTicketLoad({ url: c2.boosters[0]!.url, token: c2.token, label: 'after', clients: 2 });
     try {
-      await until('tickets on the restored cluster', () => more.acks.length >= 10);
+      await waitFor(() => more.acks.length >= 10, { what: 'tickets on the restored cluster', timeoutMs: 60_000, intervalMs: 100 });
     } finally {
       await more.stop();
     }

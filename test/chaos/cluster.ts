@@ -8,7 +8,8 @@ import { createClusterClient } from '../../common/protocol/cluster-client.js';
 import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
 import { seed } from '../../server/seed.js';
 import { dbConfig } from '../helpers/db.js';
-import { freePort, killProcessesRunningFrom, type RunningProcess, startOmflow, waitFor } from '../helpers/processes.js';
+import { waitFor } from '../helpers/poll.js';
+import { freePort, killProcessesRunningFrom, type RunningProcess, startOmflow } from '../helpers/processes.js';
 
 /**
  * The product as an operator runs it, for the chaos suite: a Booster pair and two agents, each

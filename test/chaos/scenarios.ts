@@ -1,3 +1,4 @@
+import { waitFor } from '../helpers/poll.js';
 import { longestPause } from '../helpers/vip-cluster.js';
 import { type ChaosCluster, startTicketLoad, ticketTitle } from './cluster.js';
 import type { Outage } from './postgres-ha.js';
@@ -55,20 +56,10 @@ const AUTOMATIC_STEPS = ['triage', 'small'];
 const FORM_STEP = 'approve';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor<T>(fn: () => Promise<T | false>, what: string, timeoutMs: number): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => false as const);
-    if (v !== false) return v;
-    if (Date.now() > end) throw new Error(`chaos: timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
 export async function runOutageCase(cluster: ChaosCluster, spec: CaseSpec): Promise<CaseResult> {
   const knex = cluster.db.knex;
   const label = `${spec.name}-${Date.now().toString(36)}`;
-  const activeBefore = await waitFor(async () => (await cluster.activeBooster()) || false, 'an active booster', 30_000);
+  const activeBefore = await waitFor(async () => (await cluster.activeBooster()) || false, { what: 'an active booster', timeoutMs: 30_000 });
   const takeoversBefore = Number((await knex('booster_events').where({ kind: 'takeover' }).count({ n: '*' }))[0]!.n);
 
   const markedDownBefore = cluster.serversMarkedDown();
@@ -85,11 +76,14 @@ export async function runOutageCase(cluster: ChaosCluster, spec: CaseSpec): Prom
   const load = startTicketLoad({ url: cluster.boosters.find((b) => b.id === activeBefore)!.url, token: cluster.token, label });
   let outage: Outage;
   try {
-    await waitFor(async () => load.acks.length >= 20 || false, `tickets flowing before ${spec.name}`, 60_000);
+    await waitFor(async () => load.acks.length >= 20 || false, { what: `tickets flowing before ${spec.name}`, timeoutMs: 60_000 });
     await sleep(1000);
     outage = await spec.inject();
     const back = outage.backAt;
-    await waitFor(async () => load.acks.filter((a) => a.startedAt >= back).length >= 20 || false, `tickets acknowledged after ${spec.name}`, 60_000);
+    await waitFor(async () => load.acks.filter((a) => a.startedAt >= back).length >= 20 || false, {
+      what: `tickets acknowledged after ${spec.name}`,
+      timeoutMs: 60_000,
+    });
     await sleep(500);
   } finally {
     await load.stop();
@@ -111,8 +105,7 @@ export async function runOutageCase(cluster: ChaosCluster, spec: CaseSpec): Prom
       // Automatic steps run after the acknowledgement: wait until every ticket stands at the form step.
       return r.every((x) => x.current_step === FORM_STEP) ? r : false;
     },
-    `every ${spec.name} ticket at its form step (automatic steps done)`,
-    60_000,
+    { what: `every ${spec.name} ticket at its form step (automatic steps done)`, timeoutMs: 60_000 },
   ).catch(async () =>
     knex('tickets')
       .where('title', 'like', `${ticketTitle(label)}%`)

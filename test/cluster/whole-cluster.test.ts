@@ -7,7 +7,8 @@ import { applyPatch, buildPatch, collectDirectory, generatePatchKeyPair, loadTru
 import { createClusterClient } from '../../common/protocol/cluster-client.js';
 import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { freePort, killProcessesRunningFrom, REPO_ROOT, type RunningProcess, startOmflow, stopAll, waitFor } from '../helpers/processes.js';
+import { waitFor } from '../helpers/poll.js';
+import { freePort, killProcessesRunningFrom, REPO_ROOT, type RunningProcess, startOmflow, stopAll } from '../helpers/processes.js';
 
 /**
  * The whole product as an operator runs it: a Booster pair, three agents each starting a real

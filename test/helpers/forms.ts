@@ -3,6 +3,7 @@ import { createFlowsService } from '../../server/features/flows/service.js';
 import { createFlowsStore } from '../../server/features/flows/store.js';
 import { createFormsService } from '../../server/features/forms/service.js';
 import { createFormsStore } from '../../server/features/forms/store.js';
+import { ensureTicketSequence } from '../../server/features/tickets/numbering.js';
 import { DEMO_FIELDS } from '../../server/seed.js';
 
 /**
@@ -12,7 +13,7 @@ import { DEMO_FIELDS } from '../../server/seed.js';
 export async function deployHumanFirstForm(db: Database, o: { key: string; title: string; ticketPrefix: string; assignee: string }): Promise<void> {
   const flowsStore = createFlowsStore(db.knex);
   await db.transaction((trx) =>
-    createFlowsService({ store: flowsStore }).deploy(
+    createFlowsService({ store: flowsStore, ensureTicketPrefix: (prefix) => ensureTicketSequence(db.knex, prefix) }).deploy(
       trx,
       {
         flowKey: o.key,

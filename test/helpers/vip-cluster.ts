@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Knex } from 'knex';
 import { createLab, LAB_SUBNET, type Lab, unixSocketDbUrl } from './netns.js';
+import { waitFor } from './poll.js';
 import { OMFLOW_BIN, REPO_ROOT } from './processes.js';
 
 /**
@@ -62,16 +63,6 @@ function track(child: ChildProcess, onLine?: (line: string) => void): Proc {
   });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   return { child, output: () => out, exited };
-}
-
-export async function waitUntil<T>(fn: () => Promise<T> | T, what: string, timeoutMs = 30_000, everyMs = 20): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await Promise.resolve(fn()).catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
 }
 
 /** `dbUrl`: TCP URL of a migrated, seeded database (admin user + demo form); `knex` reads the lease. */
@@ -168,7 +159,7 @@ export async function startVipCluster(opts: { dbUrl: string; knex: Knex; secret:
         } else if (kind === 'ready') ready = true;
       });
       all.push(p);
-      await waitUntil(() => ready || p.child.exitCode !== null, 'client logged in through the VIP', 60_000, 50).catch(() => {});
+      await waitFor(() => ready || p.child.exitCode !== null, { what: 'client logged in through the VIP', timeoutMs: 60_000, intervalMs: 50 }).catch(() => {});
       if (!ready) throw new Error(`the client could not log in through the VIP:\n${all.map((q) => q.output().slice(-2000)).join('\n---\n')}`);
       return {
         proc: p,
@@ -199,16 +190,15 @@ export async function startVipCluster(opts: { dbUrl: string; knex: Knex; secret:
     });
     const srvProc = track(srv);
     all.push(srvProc);
-    await waitUntil(
-      () => (srv.exitCode !== null ? Promise.reject(new Error(srvProc.output())) : /listening on/.test(srvProc.output())),
-      'app server listening',
-      60_000,
-      50,
-    );
+    await waitFor(() => (srv.exitCode !== null ? Promise.reject(new Error(srvProc.output())) : /listening on/.test(srvProc.output())), {
+      what: 'app server listening',
+      timeoutMs: 60_000,
+      intervalMs: 50,
+    });
     cluster.startBooster(0);
-    await waitUntil(async () => (await cluster.activeIndex()) === 0, 'booster a active', 60_000, 50);
+    await waitFor(async () => (await cluster.activeIndex()) === 0, { what: 'booster a active', timeoutMs: 60_000, intervalMs: 50 });
     cluster.startBooster(1);
-    await waitUntil(() => /booster listening/.test(boosters[1]!.output()), 'booster b standby', 60_000, 50);
+    await waitFor(() => /booster listening/.test(boosters[1]!.output()), { what: 'booster b standby', timeoutMs: 60_000, intervalMs: 50 });
   } catch (err) {
     const logs = all.map((p) => p.output().slice(-3000)).join('\n---\n');
     await lab.destroy();

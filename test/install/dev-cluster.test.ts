@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { groupAlive } from '../../common/process-group.js';
 import { probePair } from '../../install/dev-cluster/cluster-probe.js';
-import { freePortRun, OMFLOW_BIN, type RunningProcess, startOmflow, stopAll, waitFor } from '../helpers/processes.js';
+import { waitFor } from '../helpers/poll.js';
+import { freePortRun, OMFLOW_BIN, type RunningProcess, startOmflow, stopAll } from '../helpers/processes.js';
 import { cleanEnv, processesMentioning, raiseTicket, runScript } from './helpers.js';
 
 // `npm start` = `omflow dev`: the whole cluster on one machine, then a clean stop.

@@ -13,9 +13,10 @@ import { AGENT_PATH, BOOSTER_PATH, SERVER_PATH } from '../../common/protocol/hea
 import { buildServer } from '../../server/app.js';
 import { SECRET as AGENT_SECRET, type AgentNode, killServerGroup, makeAgentNode, startBoosterRecorder, waitForState } from '../agent/harness.js';
 import { fixturePatch, makeKey, trustOnly } from '../agent/helpers.js';
-import { boosterConfig, type FixtureServer, SECRET, silentLog, startFixtureServer, until } from '../booster/fixtures.js';
+import { boosterConfig, type FixtureServer, SECRET, silentLog, startFixtureServer } from '../booster/fixtures.js';
 import { selfSignedCert } from '../helpers/certs.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
+import { waitFor } from '../helpers/poll.js';
 import { stopAll } from '../helpers/processes.js';
 import { SECRET as SERVER_SECRET, serverConfig } from '../server/helpers.js';
 
@@ -76,7 +77,7 @@ describe('the metrics the rules and the dashboard read, from real processes', ()
     // The first booster is the active; the one with TLS and a peer (the one mostly looked at) its standby.
     const s = createBooster({ config: boosterConfig('mon-plain', { OMFLOW_BOOSTER_WORKERS: 1 }), db: tdb.db, log: silentLog });
     standby = Object.assign(s, { base: await s.listen() });
-    await until(() => s.role() === 'active', 'the first booster active');
+    await waitFor(() => s.role() === 'active', { what: 'the first booster active' });
     const tls = selfSignedCert(dir, 'monitoring', cert.days);
     const b = createBooster({
       config: boosterConfig('mon-tls', {
@@ -92,7 +93,7 @@ describe('the metrics the rules and the dashboard read, from real processes', ()
     // The plain /_booster/ URL (the port speaks TLS, and plain HTTP for the cluster API).
     booster = Object.assign(b, { base: (await b.listen()).replace(/^https:/, 'http:') });
     fixture = await startFixtureServer({ id: 'mon-s1', boosters: [booster.base, standby.base] });
-    await until(() => b.table.routable.length === 1, 'the server routable');
+    await waitFor(() => b.table.routable.length === 1, { what: 'the server routable' });
     const key = makeKey();
     await applyPatch(tdb.db, fixturePatch(key, '3.1.0', 1), trustOnly(key));
 
@@ -141,18 +142,15 @@ describe('the metrics the rules and the dashboard read, from real processes', ()
     expect(certLeft).toBeGreaterThan((cert.days - 1) * 86400);
     expect(certLeft).toBeLessThanOrEqual(cert.days * 86400);
     // It reaches the other booster of its pair.
-    await until(
-      async () => value(String((await cluster.call(booster.base, 'GET', BOOSTER_PATH.metrics)).body), 'omflow_booster_peer_reachable') === 1,
-      'peer reachable',
-    );
+    await waitFor(async () => value(String((await cluster.call(booster.base, 'GET', BOOSTER_PATH.metrics)).body), 'omflow_booster_peer_reachable') === 1, {
+      what: 'peer reachable',
+    });
     // The rollout is read in the background (a scrape never waits on the database): it shows within a read interval.
-    await until(
+    await waitFor(
       async () =>
         value(String((await cluster.call(booster.base, 'GET', BOOSTER_PATH.metrics)).body), 'omflow_rollout_state', { version: '3.1.0', state: 'active' }) ===
         1,
-      'the rollout in the metrics',
-      15_000,
-      200,
+      { what: 'the rollout in the metrics', timeoutMs: 15_000, intervalMs: 200 },
     );
     expect(value(text, 'omflow_rollout_nodes', {})).toBeUndefined(); // no agent has started on it
     expect(value(text, 'omflow_booster_inflight', { server: 'mon-s1' })).toBe(0);

@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { probePair } from '../../install/dev-cluster/cluster-probe.js';
 import { buildPackages } from '../../install/package.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { freePort, REPO_ROOT, waitFor } from '../helpers/processes.js';
+import { waitFor } from '../helpers/poll.js';
+import { freePort, REPO_ROOT } from '../helpers/processes.js';
 import { cleanEnv, processesMentioning, raiseTicket, readEnvFile, runScript } from './helpers.js';
 
 function alive(pid: number): boolean {

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { groupAlive } from '../../common/process-group.js';
 import { SHARED_PG_ROOT } from '../../install/dev-cluster/embedded-db.js';
-import { freePort, REPO_ROOT, waitFor } from '../helpers/processes.js';
+import { waitFor } from '../helpers/poll.js';
+import { freePort, REPO_ROOT } from '../helpers/processes.js';
 import { processesMentioning, raiseTicket } from './helpers.js';
 
 const isRoot = process.getuid?.() === 0;

@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Booster, createBooster } from '../../booster/booster.js';
 import { generatePatchKeyPair } from '../../common/patch/index.js';
-import { boosterConfig, SECRET, silentLog, until } from '../booster/fixtures.js';
+import { boosterConfig, SECRET, silentLog } from '../booster/fixtures.js';
 import { selfSignedCert } from '../helpers/certs.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
+import { waitFor } from '../helpers/poll.js';
 import { runOmflow } from '../helpers/processes.js';
 
 /**
@@ -46,7 +47,7 @@ beforeAll(async () => {
   tdb = await createTestDatabase(vendorsUnderTest()[0], { migrate: true });
   const b = createBooster({ config: boosterConfig('check-peer', { OMFLOW_BOOSTER_WORKERS: 1 }), db: tdb.db, log: silentLog });
   peer = Object.assign(b, { base: await b.listen() });
-  await until(() => b.role() === 'active', 'peer active');
+  await waitFor(() => b.role() === 'active', { what: 'peer active' });
 });
 afterAll(async () => {
   await peer?.close();

@@ -12,7 +12,8 @@ import { type EmbeddedDb, startEmbeddedDb } from '../../install/dev-cluster/embe
 import { seed } from '../../server/seed.js';
 import { type AgentNode, killServerGroup, makeAgentNode, serverPid, startBoosterRecorder, waitForState } from '../agent/harness.js';
 import { createTestDatabase, dbConfig, type TestDatabase } from '../helpers/db.js';
-import { isAlive, stopAll, waitFor } from '../helpers/processes.js';
+import { waitFor } from '../helpers/poll.js';
+import { isAlive, stopAll } from '../helpers/processes.js';
 import { TcpRelay } from '../helpers/tcp-relay.js';
 import { type ServerProcess, startServerProcess } from './helpers.js';
 

@@ -8,6 +8,7 @@ import { WIRE_ERROR } from '../../common/protocol/wire-errors.js';
 import { buildServer } from '../../server/app.js';
 import { seed } from '../../server/seed.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
+import { waitFor } from '../helpers/poll.js';
 import { SECRET, serverConfig } from './helpers.js';
 
 /** A loopback "external system": fails `failures` times, then answers 200. */
@@ -25,16 +26,6 @@ async function flakyServer(failures: number, failStatus = 500) {
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
   const { port } = srv.address() as { port: number };
   return { url: `http://127.0.0.1:${port}/hook`, calls, close: () => new Promise<void>((r) => srv.close(() => r())) };
-}
-
-async function waitFor<T>(fn: () => Promise<T | undefined | null | false>, what: string, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 export function httpFlow(hookUrl: string) {
@@ -115,10 +106,13 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       expect(r.statusCode, r.body).toBe(201);
       const created = r.json();
       expect(created.number).toMatch(/^PUR-\d{6}$/);
-      const ticket = await waitFor(async () => {
-        const d = (await app.inject({ url: `/api/tickets/${created.id}`, headers: admin })).json();
-        return d.state === 'open' ? d : null;
-      }, 'the ticket to reach the form step');
+      const ticket = await waitFor(
+        async () => {
+          const d = (await app.inject({ url: `/api/tickets/${created.id}`, headers: admin })).json();
+          return d.state === 'open' ? d : null;
+        },
+        { what: 'the ticket to reach the form step' },
+      );
       expect(ticket.currentStep).toBe('approve');
       expect(ticket.data).toMatchObject({
         item: 'laptop',
@@ -247,10 +241,13 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
           ).statusCode,
         ).toBe(201);
         const ticket = (await app.inject({ method: 'POST', url: '/api/forms/refuse/tickets', headers: admin, payload: { data: {} } })).json();
-        const failed = await waitFor(async () => {
-          const d = (await app.inject({ url: `/api/tickets/${ticket.id}`, headers: admin })).json();
-          return d.state === 'failed' ? d : null;
-        }, 'ticket failed');
+        const failed = await waitFor(
+          async () => {
+            const d = (await app.inject({ url: `/api/tickets/${ticket.id}`, headers: admin })).json();
+            return d.state === 'failed' ? d : null;
+          },
+          { what: 'ticket failed' },
+        );
         expect(failed.history.at(-1)).toMatchObject({ action: 'step.failed', step: 'call', output: { error: 'HTTP 422' } });
         expect(refusing.calls).toHaveLength(1);
       } finally {
@@ -291,10 +288,13 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
           (await app.inject({ method: 'POST', url: `/api/tickets/${id}/actions`, headers: admin, payload: { action } })).json();
         const detail = async (id: number) => (await app.inject({ url: `/api/tickets/${id}`, headers: admin })).json();
         const until = (id: number, state: string) =>
-          waitFor(async () => {
-            const d = await detail(id);
-            return d.state === state ? d : null;
-          }, `ticket ${id} ${state}`);
+          waitFor(
+            async () => {
+              const d = await detail(id);
+              return d.state === state ? d : null;
+            },
+            { what: `ticket ${id} ${state}` },
+          );
 
         const a = await raise();
         expect(a).toMatchObject({ state: 'running', currentStep: 'wait' });
@@ -347,10 +347,13 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       const form = { formKey: 'loop', title: 'Loop', flowKey: 'loop', fields: [{ key: 'title', label: 'Title', type: 'text' }] };
       expect((await app.inject({ method: 'POST', url: '/api/forms', headers: admin, payload: form })).statusCode).toBe(201);
       const created = (await app.inject({ method: 'POST', url: '/api/forms/loop/tickets', headers: admin, payload: { data: { title: 'x' } } })).json();
-      const ticket = await waitFor(async () => {
-        const d = (await app.inject({ url: `/api/tickets/${created.id}`, headers: admin })).json();
-        return d.state === 'open' ? d : null;
-      }, 'the loop to end at the human step');
+      const ticket = await waitFor(
+        async () => {
+          const d = (await app.inject({ url: `/api/tickets/${created.id}`, headers: admin })).json();
+          return d.state === 'open' ? d : null;
+        },
+        { what: 'the loop to end at the human step' },
+      );
       expect(ticket).toMatchObject({ currentStep: 'review', data: { n: 20 } });
       // 40 pure steps: the first and every one after 16 chained ones went through the queue.
       const steps = await t.knex('steps').where({ ticket_id: created.id }).orderBy('id').select('step_key', 'state', 'dispatch_count');
@@ -390,14 +393,20 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
           payload: { data: { title: 'Keyboard', category: 'hardware', amount: 3000 } },
         })
       ).json();
-      const a = await waitFor(async () => {
-        const d = (await app.inject({ url: `/api/tickets/${first.id}`, headers: admin })).json();
-        return d.state === 'open' ? d : null;
-      }, 'first');
-      const b = await waitFor(async () => {
-        const d = (await app.inject({ url: `/api/tickets/${second.id}`, headers: admin })).json();
-        return d.state === 'open' ? d : null;
-      }, 'second');
+      const a = await waitFor(
+        async () => {
+          const d = (await app.inject({ url: `/api/tickets/${first.id}`, headers: admin })).json();
+          return d.state === 'open' ? d : null;
+        },
+        { what: 'first' },
+      );
+      const b = await waitFor(
+        async () => {
+          const d = (await app.inject({ url: `/api/tickets/${second.id}`, headers: admin })).json();
+          return d.state === 'open' ? d : null;
+        },
+        { what: 'second' },
+      );
       expect(a.flowVersion).toBe(1);
       expect(a.data.approvalLevel).toBe('team');
       expect(a.data.totalWithTax).toBe(3300);
@@ -493,10 +502,13 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       const replayed = await app.inject(signed);
       expect(replayed.statusCode).toBe(401);
       expect(replayed.json().code).toBe(WIRE_ERROR.clusterReplay);
-      const done = await waitFor(async () => {
-        const r = await t.knex('steps').where({ id: step.id }).first();
-        return r.state === 'done' ? r : null;
-      }, 'the step to finish');
+      const done = await waitFor(
+        async () => {
+          const r = await t.knex('steps').where({ id: step.id }).first();
+          return r.state === 'done' ? r : null;
+        },
+        { what: 'the step to finish' },
+      );
       expect(Number(done.epoch)).toBe(5);
       // The pure step that follows (compute 'small') ran at once in the same fenced transaction:
       // same server, same epoch; the ticket waits at the human step.

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { DatabaseAvailabilityMonitor } from '../../common/db/availability.js';
 import { CommonErrors } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
+import { waitFor } from '../helpers/poll.js';
 
 /** The monitor's rules with a scripted probe (the integration tests run it against PostgreSQL). */
 function setup(opts: { noAnswerMs?: number; graceMs?: number } = {}) {
@@ -28,16 +29,12 @@ function setup(opts: { noAnswerMs?: number; graceMs?: number } = {}) {
 }
 
 const noAnswer = () => Promise.reject(CommonErrors.COMMON_ERR_DB_CONNECTION());
-const until = async (fn: () => boolean, what: string) => {
-  for (let i = 0; i < 200 && !fn(); i++) await new Promise((r) => setTimeout(r, 10));
-  if (!fn()) throw new Error(`timed out: ${what}`);
-};
 
 describe('database availability monitor', () => {
   it('one failed query whose probe answers is not an outage', async () => {
     const { m, lines, script, changes } = setup();
     await m.track(noAnswer()).catch(() => {});
-    await until(() => script.probes >= 1, 'a probe');
+    await waitFor(() => script.probes >= 1, { what: 'a probe', timeoutMs: 2000, intervalMs: 10 });
     await new Promise((r) => setTimeout(r, 50));
     expect(m.isUp()).toBe(true);
     expect(lines).toEqual([]);
@@ -58,13 +55,13 @@ describe('database availability monitor', () => {
     const { m, lines, script, changes } = setup({ graceMs: 150 });
     script.answers = false;
     await m.track(noAnswer()).catch(() => {});
-    await until(() => !m.isUp(), 'unreachable');
+    await waitFor(() => !m.isUp(), { what: 'unreachable', timeoutMs: 2000, intervalMs: 10 });
     for (let i = 0; i < 5; i++) await m.track(noAnswer()).catch(() => {});
     expect(m.withinGrace()).toBe(true);
-    await until(() => !m.withinGrace(), 'past the grace');
+    await waitFor(() => !m.withinGrace(), { what: 'past the grace', timeoutMs: 2000, intervalMs: 10 });
     expect(m.downForMs()).toBeGreaterThanOrEqual(150);
     script.answers = true;
-    await until(() => m.isUp(), 'reachable again');
+    await waitFor(() => m.isUp(), { what: 'reachable again', timeoutMs: 2000, intervalMs: 10 });
     expect(lines.map((l) => [l.level, l.msg])).toEqual([
       ['warn', 'database unreachable'],
       ['info', 'database reachable again'],
@@ -80,7 +77,7 @@ describe('database availability monitor', () => {
     script.answers = false;
     let release: () => void = () => {};
     const hanging = m.track(new Promise<void>((r) => (release = r)));
-    await until(() => !m.isUp(), 'unreachable during the hang');
+    await waitFor(() => !m.isUp(), { what: 'unreachable during the hang', timeoutMs: 2000, intervalMs: 10 });
     script.answers = true;
     release();
     await hanging;

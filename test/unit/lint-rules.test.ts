@@ -39,10 +39,35 @@ describe('lint rules that encode the architecture', () => {
     ['agent/x.ts', "import { createBooster } from '../booster/booster.js';"],
     ['server/features/x/y.ts', "import { createBooster } from '../../../booster/booster.js';"],
     ['common/db/x.ts', "import { buildApp } from '../../server/app.js';"],
+    // booster/ parts import down the layers of booster/README.md.
+    ['booster/server-table/x.ts', "import { ReverseProxy } from '../data-plane/reverse-proxy.js';"],
+    ['booster/data-plane/x.ts', "import { createControlApi } from '../control-plane/control-api.js';"],
+    ['booster/data-plane/http1/x.ts', "import { createBooster } from '../../booster.js';"],
+    ['booster/leadership/x.ts', "import { StepDispatcher } from '../steps/step-dispatcher.js';"],
+    ['booster/control-plane/x.ts', "import { WorkerPool } from '../workers/worker-pool.js';"],
+    // server/ features import one way: users ← forms ← flows ← tickets ← steps.
+    ['server/features/users/x.ts', "import { createFormsStore } from '../forms/store.js';"],
+    ['server/features/forms/x.ts', "import { createFlowsStore } from '../flows/store.js';"],
+    ['server/features/flows/x.ts', "import { ensureTicketSequence } from '../tickets/numbering.js';"],
+    ['server/features/tickets/x.ts', "import { createStepRunner } from '../steps/runner.js';"],
+    ['server/features/users/x.ts', "import { createBooster } from '../../../booster/booster.js';"],
   ])('%s may not %s', (path, line) => {
     const r = lint(path, `${line}\nexport const used = [${line.match(/\{ (\w+) \}/)![1]}];\n`);
     expect(r.code, r.output).not.toBe(0);
     expect(r.output).toContain('noRestrictedImports');
+  });
+
+  it('a booster part may import the parts below it, and common/', () => {
+    const r = lint(
+      'booster/data-plane/x.ts',
+      "import { parseFlags } from '../../common/cli/context.js';\nimport { ServerTable } from '../server-table/server-table.js';\nexport const used = [parseFlags, ServerTable];\n",
+    );
+    expect(r.code, r.output).toBe(0);
+  });
+
+  it('a server feature may import the ones below it', () => {
+    const r = lint('server/features/steps/x.ts', "import { createTicketsStore } from '../tickets/store.js';\nexport const used = [createTicketsStore];\n");
+    expect(r.code, r.output).toBe(0);
   });
 
   it('common/ is importable from every part', () => {

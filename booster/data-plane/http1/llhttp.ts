@@ -75,7 +75,7 @@ export const llhttp = load();
 export const leanHttp1Available = llhttp !== null;
 
 /** Largest request or response head (node:http's default is 16 KiB too). */
-export const MAX_HEAD_BYTES = 16 * 1024;
+const MAX_HEAD_BYTES = 16 * 1024;
 
 /** Return value of an on-headers-complete callback: no body follows (HEAD, 204, 304). */
 export const SKIP_BODY = 1;

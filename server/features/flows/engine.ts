@@ -1,8 +1,13 @@
 import type { Knex } from 'knex';
-import { type DialectHelpers, getHelpers } from '../../../common/db/helpers/index.js';
+import { getHelpers } from '../../../common/db/helpers/index.js';
 import { enqueueStep, type StepType } from '../../../common/protocol/steps.js';
 import type { FlowDefinition } from './definition.js';
 
+/**
+ * The flow engine's decisions: which state a ticket is in on a step, and which step row entering
+ * it queues. It writes no ticket row: the tickets feature does (tickets/store.ts), with what this
+ * decides.
+ */
 export const TICKET_STATE = {
   open: 'open',
   running: 'running',
@@ -12,57 +17,6 @@ export const TICKET_STATE = {
   cancelled: 'cancelled',
 } as const;
 export const FINAL_STATES: readonly string[] = ['completed', 'rejected', 'failed', 'cancelled'];
-
-export interface MoveContext {
-  trx: Knex.Transaction;
-  ticketId: number;
-  createdBy: number | null;
-  def: FlowDefinition;
-  data: Record<string, unknown>;
-  actorId: number | null;
-  nodeId: string;
-  /** W3C traceparent of the request or step that moves the ticket: a step it queues carries it on. */
-  traceParent?: string | null;
-}
-
-export interface HistoryEntry {
-  ticketId: number;
-  step: string | null;
-  action: string;
-  actorId: number | null;
-  nodeId: string;
-  input?: unknown;
-  output?: unknown;
-}
-
-export async function addHistory(trx: Knex.Transaction, h: HistoryEntry): Promise<void> {
-  await addHistoryRows(trx, [h]);
-}
-
-/** Several history rows in one round trip; their ids follow the order given (see insertRowsInOrder). */
-export async function addHistoryRows(trx: Knex.Transaction, entries: readonly HistoryEntry[]): Promise<void> {
-  if (entries.length === 0) return;
-  const helpers = getHelpers(trx);
-  await helpers.insertRowsInOrder(
-    trx,
-    'ticket_history',
-    entries.map((h) => historyRow(helpers, h)),
-  );
-}
-
-/** The `ticket_history` row of an entry. */
-export function historyRow(helpers: DialectHelpers, h: Omit<HistoryEntry, 'ticketId'> & { ticketId?: number }): Record<string, unknown> {
-  return {
-    ticket_id: h.ticketId,
-    step: h.step,
-    action: h.action,
-    actor_user_id: h.actorId,
-    node_id: h.nodeId,
-    input: h.input === undefined ? null : JSON.stringify(h.input),
-    output: h.output === undefined ? null : JSON.stringify(h.output),
-    created_at: helpers.now(),
-  };
-}
 
 /** What entering a step does to the ticket row, decided before anything is written. */
 export interface Placement {
@@ -79,7 +33,11 @@ export interface Placement {
  * (a creation reads before it writes). A named assignee is looked up by the write that uses the
  * columns, or read here where the vendor cannot.
  */
-export async function placeOn(ctx: Pick<MoveContext, 'def' | 'data' | 'createdBy' | 'traceParent'> & { trx: Knex }, stepKey: string): Promise<Placement> {
+export async function placeOn(
+  /** `traceParent`: the W3C trace of the request or step that moves the ticket; a step it queues carries it on. */
+  ctx: { trx: Knex; def: FlowDefinition; data: Record<string, unknown>; createdBy: number | null; traceParent?: string | null },
+  stepKey: string,
+): Promise<Placement> {
   const { trx, def } = ctx;
   const h = getHelpers(trx);
   const step = def.steps[stepKey];
@@ -119,38 +77,4 @@ export async function enqueuePlaced(trx: Knex.Transaction, ticketId: number, p: 
   return p.enqueue
     ? enqueueStep(trx, { ticketId, stepKey: p.stepKey, stepType: p.enqueue.stepType, delayMs: p.enqueue.delayMs, traceParent: p.enqueue.traceParent })
     : undefined;
-}
-
-/** The history row of entering a step; a creation's has no ticket id yet (set by insertWithChildren). */
-export function enterEntry<C extends Pick<MoveContext, 'actorId' | 'nodeId'> & { ticketId?: number }>(ctx: C, p: Placement, stepId: number | undefined) {
-  return {
-    ticketId: ctx.ticketId as C['ticketId'],
-    step: p.stepKey,
-    action: 'enter',
-    actorId: ctx.actorId,
-    nodeId: ctx.nodeId,
-    output: { state: p.state, stepId },
-  };
-}
-
-/**
- * Moves a ticket onto `stepKey` inside the caller's transaction: a human step waits for its
- * assignee, an end step closes the ticket, an automatic step becomes a row of the step queue
- * (same transaction, so a committed ticket never lacks its step). `history` rows written
- * before the 'enter' row go in the same round trip. Returns the new state.
- */
-export async function moveTo(
-  ctx: MoveContext,
-  stepKey: string,
-  history: readonly HistoryEntry[] = [],
-): Promise<{ state: string; stepKey: string; stepId?: number }> {
-  const { trx } = ctx;
-  const h = getHelpers(trx);
-  const p = await placeOn(ctx, stepKey);
-  const stepId = await enqueuePlaced(trx, ctx.ticketId, p);
-  await trx('tickets')
-    .where({ id: ctx.ticketId })
-    .update({ ...p.columns, data: JSON.stringify(ctx.data), updated_at: h.now(), row_version: trx.raw('row_version + 1') });
-  await addHistoryRows(trx, [...history, enterEntry(ctx, p, stepId)]);
-  return { state: p.state, stepKey, stepId };
 }

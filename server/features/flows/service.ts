@@ -6,7 +6,17 @@ import type { FlowsStore } from './store.js';
 const FLOW_KEY = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 const PREFIX = /^[A-Z][A-Z0-9]{0,9}$/;
 
-export function createFlowsService(deps: { store: FlowsStore }) {
+export interface FlowsServiceDeps {
+  store: FlowsStore;
+  /**
+   * Makes sure tickets can take numbers with this prefix before any does: DDL, so outside the
+   * deploy's transaction. Ticket numbering is the tickets feature's (tickets/numbering.ts), which
+   * sits above flows, so it is handed in.
+   */
+  ensureTicketPrefix(prefix: string): Promise<void>;
+}
+
+export function createFlowsService(deps: FlowsServiceDeps) {
   const { store } = deps;
   return {
     /** Validates everything, then deploys a new version (new tickets use it; running ones keep theirs). */
@@ -19,7 +29,7 @@ export function createFlowsService(deps: { store: FlowsStore }) {
         problems.push('slaHours must be a positive integer');
       problems.push(...checkDefinition(input.definition).map((p) => `definition: ${p}`));
       if (problems.length) throw ServerErrors.SERVER_ERR_FLOW_INVALID(undefined, { problems });
-      await store.ensureSequence(input.ticketPrefix as string);
+      await deps.ensureTicketPrefix(input.ticketPrefix as string);
       const r = await store.deploy(trx, {
         flowKey: input.flowKey as string,
         name: (input.name as string).trim(),

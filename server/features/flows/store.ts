@@ -1,7 +1,6 @@
 import type { Knex } from 'knex';
 import { getHelpers } from '../../../common/db/helpers/index.js';
 import type { DbRecord } from '../../../common/db/row.js';
-import { ensureTicketSequence } from '../tickets/numbering.js';
 import type { FlowDefinition } from './definition.js';
 
 export interface FlowRow {
@@ -107,13 +106,7 @@ export function createFlowsStore(knex: Knex) {
       });
       return { flowId: Number(flow.id), version, versionId };
     },
-    /** The prefix's number sequence must exist before tickets take numbers from it (DDL: outside transactions). */
-    async ensureSequence(prefix: string): Promise<void> {
-      await ensureTicketSequence(knex, prefix);
-    },
   };
 }
 
 export type FlowsStore = ReturnType<typeof createFlowsStore>;
-
-export { formatTicketNumber } from '../tickets/numbering.js';

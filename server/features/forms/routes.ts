@@ -2,9 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import type { Database } from '../../../common/db/create-database.js';
 import { ServerErrors } from '../../errors.js';
 import { idempotentWrite } from '../../http/idempotency.js';
-import type { FlowsStore } from '../flows/store.js';
 import { requireAdmin, requireUser, verifyCsrf } from '../users/guards.js';
-import type { FormsService } from './service.js';
+import type { FlowDirectory, FormsService } from './service.js';
 import type { FormRow, FormsStore } from './store.js';
 
 export function formView(f: FormRow, flowKey: string | null) {
@@ -12,7 +11,7 @@ export function formView(f: FormRow, flowKey: string | null) {
 }
 
 /** GET/POST /api/forms (POST /api/forms/{formKey}/tickets lives with tickets). */
-export async function formsRoutes(app: FastifyInstance, opts: { db: Database; forms: FormsService; store: FormsStore; flows: FlowsStore }): Promise<void> {
+export async function formsRoutes(app: FastifyInstance, opts: { db: Database; forms: FormsService; store: FormsStore; flows: FlowDirectory }): Promise<void> {
   const { db, forms, store, flows } = opts;
   const flowKeys = async () => new Map((await flows.list()).map((f) => [f.id, f.flowKey]));
 

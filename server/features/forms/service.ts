@@ -1,12 +1,21 @@
 import type { Knex } from 'knex';
 import { ServerErrors } from '../../errors.js';
-import type { FlowsStore } from '../flows/store.js';
 import { checkFieldDefs, type FieldDef } from './fields.js';
 import type { FormsStore } from './store.js';
 
 const FORM_KEY = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
-export function createFormsService(deps: { store: FormsStore; flows: FlowsStore }) {
+/**
+ * What forms need of flows: the deployed flow a flowKey names, and a flow's key. Forms sit below
+ * flows (a flow's steps are made of form fields), so the flows store is handed in as this.
+ */
+export interface FlowDirectory {
+  byKey(flowKey: string, db?: Knex | Knex.Transaction): Promise<{ id: number } | null>;
+  byId(id: number): Promise<{ flowKey: string } | null>;
+  list(): Promise<{ id: number; flowKey: string }[]>;
+}
+
+export function createFormsService(deps: { store: FormsStore; flows: FlowDirectory }) {
   const { store, flows } = deps;
   return {
     /** Creates or updates a form bound to a deployed flow. */

@@ -6,9 +6,9 @@ import { completeStep, recordChainedStep, renewStepLease, type StepType } from '
 import { traceIdOf } from '../../../common/protocol/trace-context.js';
 import type { Runtime } from '../../runtime.js';
 import { evaluate, type FlowDefinition, type HttpStep, type StepDef } from '../flows/definition.js';
-import { addHistoryRows, enqueuePlaced, enterEntry, type HistoryEntry, type Placement, placeOn, TICKET_STATE } from '../flows/engine.js';
+import { enqueuePlaced, type Placement, placeOn, TICKET_STATE } from '../flows/engine.js';
 import type { FlowsStore } from '../flows/store.js';
-import type { TicketsStore } from '../tickets/store.js';
+import { enterEntry, type HistoryEntry, type TicketsStore } from '../tickets/store.js';
 
 export interface Hold {
   stepId: number;
@@ -199,12 +199,12 @@ export function createStepRunner(deps: {
         let placed: Placement | null = null;
         let applied = false;
         if (ticket && def && ticket.state === TICKET_STATE.running && ticket.currentStep === stepKey) {
-          const columns: Record<string, unknown> = { data: JSON.stringify(data), updated_at: hh.now(), row_version: trx.raw('row_version + 1') };
+          let columns: Record<string, unknown>;
           if (next) {
             placed = await placeOn({ trx, def, data, createdBy: ticket.createdBy, traceParent: hold.traceParent }, next);
-            Object.assign(columns, placed.columns);
-          } else Object.assign(columns, { state: TICKET_STATE.failed, closed_at: hh.now(), ...(chain.length ? { current_step: chain.at(-1)!.stepKey } : {}) });
-          applied = Number(await trx('tickets').where({ id: ticket.id, row_version: ticket.rowVersion }).update(columns)) === 1;
+            columns = placed.columns;
+          } else columns = { state: TICKET_STATE.failed, closed_at: hh.now(), ...(chain.length ? { current_step: chain.at(-1)!.stepKey } : {}) };
+          applied = await tickets.move(trx, ticket.id, { columns, data, ifVersion: ticket.rowVersion });
         }
         if (!(await completeStep(trx, { ...h, outcome: effect.outcome, result: effect.result, error: effect.error })))
           throw new LeaseLost('lease lost before commit');
@@ -242,7 +242,7 @@ export function createStepRunner(deps: {
         }
         const stepId = placed ? await enqueuePlaced(trx, ticket.id, placed) : undefined;
         if (placed) history.push(enterEntry(actor, placed, stepId));
-        await addHistoryRows(trx, history);
+        await tickets.addHistory(trx, history);
       });
       deps.onCommitted?.();
     } finally {

@@ -52,6 +52,6 @@ export function ticketNumberInInsert(trx: Knex, prefix: string): Knex.Raw | null
   return h.formattedSequenceValueInInsert(prefix, h.ticketSequenceName(prefix));
 }
 
-export function formatTicketNumber(prefix: string, n: number): string {
+function formatTicketNumber(prefix: string, n: number): string {
   return `${prefix}-${String(n).padStart(6, '0')}`;
 }

@@ -4,25 +4,14 @@ import { getHelpers } from '../../../common/db/helpers/index.js';
 import { readyStepRow } from '../../../common/protocol/steps.js';
 import { ServerErrors } from '../../errors.js';
 import type { AuthUser } from '../../types.js';
-import type { FormStep } from '../flows/definition.js';
-import {
-  addHistory,
-  addHistoryRows,
-  enqueuePlaced,
-  enterEntry,
-  FINAL_STATES,
-  type HistoryEntry,
-  historyRow,
-  moveTo,
-  placeOn,
-  TICKET_STATE,
-} from '../flows/engine.js';
+import type { FlowDefinition, FormStep } from '../flows/definition.js';
+import { enqueuePlaced, FINAL_STATES, placeOn, TICKET_STATE } from '../flows/engine.js';
 import type { FlowsStore } from '../flows/store.js';
 import { checkValues, type FieldDef } from '../forms/fields.js';
 import type { FormsStore } from '../forms/store.js';
 import type { UsersStore } from '../users/store.js';
 import { nextTicketNumber, ticketNumberInInsert } from './numbering.js';
-import type { NewTicket, TicketFilter, TicketRow, TicketsStore } from './store.js';
+import { enterEntry, type HistoryEntry, type NewTicket, type TicketFilter, type TicketRow, type TicketsStore } from './store.js';
 
 export const ACTIONS = ['approve', 'submit', 'reject', 'send_back', 'comment', 'cancel'] as const;
 export type TicketAction = (typeof ACTIONS)[number];
@@ -100,6 +89,23 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
   }
   type Creation = Awaited<ReturnType<typeof prepare>>;
 
+  /**
+   * Moves a ticket onto `stepKey` inside the caller's transaction: a human step waits for its
+   * assignee, an end step closes the ticket, an automatic step becomes a row of the step queue
+   * (same transaction, so a committed ticket never lacks its step).
+   */
+  async function moveTo(
+    trx: Knex.Transaction,
+    m: { ticketId: number; createdBy: number | null; def: FlowDefinition; data: Record<string, unknown>; actorId: number | null; traceParent: string | null },
+    stepKey: string,
+  ): Promise<{ state: string; stepKey: string }> {
+    const p = await placeOn({ trx, def: m.def, data: m.data, createdBy: m.createdBy, traceParent: m.traceParent }, stepKey);
+    const stepId = await enqueuePlaced(trx, m.ticketId, p);
+    await store.move(trx, m.ticketId, { columns: p.columns, data: m.data });
+    await store.addHistory(trx, [enterEntry({ ticketId: m.ticketId, actorId: m.actorId, nodeId }, p, stepId)]);
+    return { state: p.state, stepKey };
+  }
+
   async function write(trx: Knex.Transaction, c: Creation): Promise<TicketSummary> {
     const one = await writeInOneStatement(trx, c);
     if (one) return one;
@@ -107,7 +113,7 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
     const number = ticketNumberInInsert(trx, c.prefix) ?? (await nextTicketNumber(trx, c.prefix));
     const { id, number: taken } = await store.insert(trx, c.ticket(number), c.placed.columns);
     const stepId = await enqueuePlaced(trx, id, c.placed);
-    await addHistoryRows(
+    await store.addHistory(
       trx,
       c.history(stepId).map((e) => ({ ...e, ticketId: id })),
     );
@@ -122,7 +128,7 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
     const number = ticketNumberInInsert(db, c.prefix);
     if (!number) return null;
     const h = getHelpers(db);
-    const [create, enter] = c.history(undefined).map((e) => historyRow(h, e));
+    const [create, enter] = c.history(undefined).map((e) => store.historyRow(e));
     const step = c.placed.enqueue && readyStepRow(h, { stepKey: c.placed.stepKey, ...c.placed.enqueue });
     if (step) enter.output = h.jsonTextWithInsertedId({ state: c.placed.state }, 'stepId', 'new_step');
     const created = await store.insertWithChildren(db, c.ticket(number), c.placed.columns, { step, history: [create, enter] });
@@ -180,26 +186,19 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
       if (comment) await store.addComment(trx, t.id, user.id, comment);
       if (action === 'comment') {
         if (!comment) throw ServerErrors.SERVER_ERR_VALIDATION(undefined, { fields: { comment: 'required' } });
-        await addHistory(trx, { ticketId: t.id, step: t.currentStep, action: 'comment', actorId: user.id, nodeId, input: { comment } });
+        await store.addHistory(trx, [{ ticketId: t.id, step: t.currentStep, action: 'comment', actorId: user.id, nodeId, input: { comment } }]);
         return summary(t, t.state, t.currentStep);
       }
       if (FINAL_STATES.includes(t.state)) throw ServerErrors.SERVER_ERR_CONFLICT(`Ticket ${t.number} is ${t.state}`);
       const version = t.flowVersionId ? await flows.version(t.flowVersionId, trx) : null;
       if (!version) throw ServerErrors.SERVER_ERR_CONFLICT('The ticket has no flow');
-      const ctx = { trx, ticketId: t.id, createdBy: t.createdBy, def: version.definition, data: t.data, actorId: user.id, nodeId, traceParent };
       if (action === 'cancel') {
         if (user.role !== 'admin' && t.createdBy !== user.id) throw ServerErrors.SERVER_ERR_FORBIDDEN();
         await trx('steps').where({ ticket_id: t.id }).whereIn('state', ['ready', 'assigned']).update({ state: 'cancelled', lease_expires_at: null });
-        await trx('tickets')
-          .where({ id: t.id })
-          .update({
-            state: TICKET_STATE.cancelled,
-            closed_at: trx.fn.now(),
-            row_version: trx.raw('row_version + 1'),
-            assignee_user_id: null,
-            assignee_group_id: null,
-          });
-        await addHistory(trx, { ticketId: t.id, step: t.currentStep, action: 'cancel', actorId: user.id, nodeId, input: comment ? { comment } : undefined });
+        await store.close(trx, t.id, TICKET_STATE.cancelled);
+        await store.addHistory(trx, [
+          { ticketId: t.id, step: t.currentStep, action: 'cancel', actorId: user.id, nodeId, input: comment ? { comment } : undefined },
+        ]);
         return summary(t, TICKET_STATE.cancelled, t.currentStep);
       }
       if (t.state !== TICKET_STATE.open || !t.currentStep) throw ServerErrors.SERVER_ERR_CONFLICT(`Ticket ${t.number} is not waiting for input`);
@@ -215,22 +214,19 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
         if (!step.onSendBack) throw ServerErrors.SERVER_ERR_CONFLICT('This step cannot be sent back');
         next = step.onSendBack;
       }
-      await addHistory(trx, { ticketId: t.id, step: t.currentStep, action, actorId: user.id, nodeId, input: { ...values, ...(comment ? { comment } : {}) } });
-      ctx.data = { ...t.data, ...values };
+      await store.addHistory(trx, [
+        { ticketId: t.id, step: t.currentStep, action, actorId: user.id, nodeId, input: { ...values, ...(comment ? { comment } : {}) } },
+      ]);
       if (!next) {
         // Reject without onReject: close as rejected.
-        await trx('tickets')
-          .where({ id: t.id })
-          .update({
-            state: TICKET_STATE.rejected,
-            closed_at: trx.fn.now(),
-            row_version: trx.raw('row_version + 1'),
-            assignee_user_id: null,
-            assignee_group_id: null,
-          });
+        await store.close(trx, t.id, TICKET_STATE.rejected);
         return summary(t, TICKET_STATE.rejected, t.currentStep);
       }
-      const moved = await moveTo(ctx, next);
+      const moved = await moveTo(
+        trx,
+        { ticketId: t.id, createdBy: t.createdBy, def: version.definition, data: { ...t.data, ...values }, actorId: user.id, traceParent },
+        next,
+      );
       return summary(t, moved.state, moved.stepKey);
     },
 

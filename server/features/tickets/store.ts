@@ -1,6 +1,12 @@
 import type { Knex } from 'knex';
 import { getHelpers } from '../../../common/db/helpers/index.js';
 import type { DbRecord } from '../../../common/db/row.js';
+import type { Placement } from '../flows/engine.js';
+
+/**
+ * The tickets rows: every write to `tickets` and `ticket_history` goes through here (creation,
+ * a move onto a step, closing, history), whoever decides it (a user's action, the step runner).
+ */
 
 export interface TicketRow {
   id: number;
@@ -41,6 +47,28 @@ export interface NewTicket {
   data: Record<string, unknown>;
   createdBy: number | null;
   slaHours: number | null;
+}
+
+export interface HistoryEntry {
+  ticketId: number;
+  step: string | null;
+  action: string;
+  actorId: number | null;
+  nodeId: string;
+  input?: unknown;
+  output?: unknown;
+}
+
+/** The history entry of entering a step; a creation's has no ticket id yet (set by insertWithChildren). */
+export function enterEntry<C extends { actorId: number | null; nodeId: string; ticketId?: number }>(ctx: C, p: Placement, stepId: number | undefined) {
+  return {
+    ticketId: ctx.ticketId as C['ticketId'],
+    step: p.stepKey,
+    action: 'enter',
+    actorId: ctx.actorId,
+    nodeId: ctx.nodeId,
+    output: { state: p.state, stepId },
+  };
 }
 
 export function createTicketsStore(knex: Knex) {
@@ -96,8 +124,54 @@ export function createTicketsStore(knex: Knex) {
     return q;
   }
 
+  /** The `ticket_history` row of an entry. */
+  const historyRow = (e: Omit<HistoryEntry, 'ticketId'> & { ticketId?: number }): Record<string, unknown> => ({
+    ticket_id: e.ticketId,
+    step: e.step,
+    action: e.action,
+    actor_user_id: e.actorId,
+    node_id: e.nodeId,
+    input: e.input === undefined ? null : JSON.stringify(e.input),
+    output: e.output === undefined ? null : JSON.stringify(e.output),
+    created_at: h.now(),
+  });
+
   return {
     toTicket,
+    historyRow,
+    /** History rows in one round trip; their ids follow the order given (see insertRowsInOrder). */
+    async addHistory(trx: Knex.Transaction, entries: readonly HistoryEntry[]): Promise<void> {
+      if (entries.length === 0) return;
+      await h.insertRowsInOrder(trx, 'ticket_history', entries.map(historyRow));
+    },
+    /**
+     * Moves the ticket: `columns` (state, current step, assignees, closed_at: a placement's, or a
+     * failure's) and its data, one row_version up. With `ifVersion` only while the row still has
+     * that version (nobody acted on it since it was read); true when the row was changed.
+     */
+    async move(
+      trx: Knex.Transaction,
+      id: number,
+      change: { columns: Record<string, unknown>; data: Record<string, unknown>; ifVersion?: number },
+    ): Promise<boolean> {
+      const where = change.ifVersion === undefined ? { id } : { id, row_version: change.ifVersion };
+      const n = await trx('tickets')
+        .where(where)
+        .update({ ...change.columns, data: JSON.stringify(change.data), updated_at: h.now(), row_version: trx.raw('row_version + 1') });
+      return Number(n) === 1;
+    },
+    /** Closes the ticket in `state` (cancelled, or rejected without a step to go back to): no assignee any more. */
+    async close(trx: Knex.Transaction, id: number, state: string): Promise<void> {
+      await trx('tickets')
+        .where({ id })
+        .update({
+          state,
+          closed_at: trx.fn.now(),
+          row_version: trx.raw('row_version + 1'),
+          assignee_user_id: null,
+          assignee_group_id: null,
+        });
+    },
     async insert(
       trx: Knex.Transaction,
       t: NewTicket,

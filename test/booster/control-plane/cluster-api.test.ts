@@ -9,7 +9,8 @@ import type { LicenseGate } from '../../../booster/license/gate.js';
 import { verifyClusterRequest } from '../../../common/protocol/cluster-auth.js';
 import { AGENT_PATH, BOOSTER_PATH } from '../../../common/protocol/headers.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../../helpers/db.js';
-import { boosterConfig, enqueueSteps, type FixtureServer, SECRET, signedPost, silentLog, startFixtureServer, until } from '../fixtures.js';
+import { waitFor } from '../../helpers/poll.js';
+import { boosterConfig, enqueueSteps, type FixtureServer, SECRET, signedPost, silentLog, startFixtureServer } from '../fixtures.js';
 
 /** Step dispatch, graceful hand-over, agent reports, patch notices and `omflow status`. */
 let tdb: TestDatabase;
@@ -57,13 +58,13 @@ async function fixtures(boosters: string[], ids: string[], stepCapacity = 4): Pr
 describe('step dispatch and cluster API', () => {
   it('dispatches ready steps to servers with capacity, fenced by the epoch, and each runs once', async () => {
     const b = await startBooster('api-steps');
-    await until(() => b.role() === 'active', 'active');
+    await waitFor(() => b.role() === 'active', { what: 'active' });
     const [s1, s2] = await fixtures([b.base], ['w1', 'w2'], 3);
     s2.stepCapacity = 0; // w2 has no step capacity: everything goes to w1
     await s2.heartbeatNow();
-    await until(() => b.table.routable.length === 2, 'servers up');
+    await waitFor(() => b.table.routable.length === 2, { what: 'servers up' });
     const ids = await enqueueSteps(tdb.knex, 12);
-    await until(async () => (await tdb.knex('steps').where('state', 'done')).length === 12, 'all steps done', 10_000);
+    await waitFor(async () => (await tdb.knex('steps').where('state', 'done')).length === 12, { what: 'all steps done', timeoutMs: 10_000 });
     expect(s2.dispatches).toEqual([]);
     expect(s1.dispatches.map((d) => d.stepId).sort((x, y) => x - y)).toEqual(ids);
     expect(s1.dispatches.every((d) => d.epoch === b.epoch())).toBe(true);
@@ -74,16 +75,16 @@ describe('step dispatch and cluster API', () => {
 
   it('accepts a signed steps-ready hint (and refuses a forged one); the hinted step runs once', async () => {
     const b = await startBooster('api-hint');
-    await until(() => b.role() === 'active', 'active');
+    await waitFor(() => b.role() === 'active', { what: 'active' });
     const [s] = await fixtures([b.base], ['h1']);
-    await until(() => b.table.routable.length === 1, 'server up');
+    await waitFor(() => b.table.routable.length === 1, { what: 'server up' });
     const forged = await signedPost(b.base, STEPS_READY_PATH, '', 'not-the-cluster-secret-0123456789');
     expect(forged.status).toBe(401);
     expect(((await forged.json()) as { code: string }).code).toBe('COMMON_ERR_CLUSTER_AUTH');
     const [id] = await enqueueSteps(tdb.knex, 1);
     const r = await signedPost(b.base, STEPS_READY_PATH, '');
     expect(r.status).toBe(204);
-    await until(async () => (await tdb.knex('steps').where({ id, state: 'done' })).length === 1, 'hinted step done');
+    await waitFor(async () => (await tdb.knex('steps').where({ id, state: 'done' })).length === 1, { what: 'hinted step done' });
     expect(s.dispatches.map((d) => d.stepId)).toEqual([id]);
     expect(s.runs.get(id)).toBe(1);
   });
@@ -101,19 +102,21 @@ describe('step dispatch and cluster API', () => {
       maxServers: () => null,
     };
     const b = await startBooster('api-gate', {}, gate);
-    await until(() => b.role() === 'active', 'active');
+    await waitFor(() => b.role() === 'active', { what: 'active' });
     const [s] = await fixtures([b.base], ['g1']);
-    await until(() => b.table.routable.length === 1, 'server up');
+    await waitFor(() => b.table.routable.length === 1, { what: 'server up' });
     const ids = await enqueueSteps(tdb.knex, 2);
     await new Promise((r) => setTimeout(r, 300));
     expect(s.dispatches).toEqual([]);
     await signedPost(b.base, BOOSTER_PATH.licenseChanged, {});
-    await until(async () => (await tdb.knex('steps').whereIn('id', ids).andWhere('state', 'done')).length === 2, 'steps done after the gate opened');
+    await waitFor(async () => (await tdb.knex('steps').whereIn('id', ids).andWhere('state', 'done')).length === 2, {
+      what: 'steps done after the gate opened',
+    });
   });
 
   it('a graceful stop of the active hands the lease over at once', async () => {
     const a = await startBooster('api-a', { OMFLOW_BOOSTER_LEASE_MS: 60_000, OMFLOW_BOOSTER_RENEW_DEADLINE_MS: 30_000, OMFLOW_BOOSTER_RENEW_MS: 200 });
-    await until(() => a.role() === 'active', 'a active');
+    await waitFor(() => a.role() === 'active', { what: 'a active' });
     const s = await startBooster('api-s', {
       OMFLOW_BOOSTER_LEASE_MS: 60_000,
       OMFLOW_BOOSTER_RENEW_DEADLINE_MS: 30_000,
@@ -123,13 +126,13 @@ describe('step dispatch and cluster API', () => {
     const epochA = a.epoch();
     await a.stop();
     // With a 60 s lease, only the release on stop lets the standby in this quickly.
-    await until(() => s.role() === 'active', 'standby took over', 3000);
+    await waitFor(() => s.role() === 'active', { what: 'standby took over', timeoutMs: 3000 });
     expect(s.epoch()).toBeGreaterThan(epochA);
   });
 
   it('stores agent reports, fans patch notices out to agents, and `omflow status` prints the cluster', async () => {
     const b = await startBooster('api-status');
-    await until(() => b.role() === 'active', 'active');
+    await waitFor(() => b.role() === 'active', { what: 'active' });
     const got: { path: string; ok: boolean; body: string }[] = [];
     const agent = createServer((req, res) => {
       const chunks: Buffer[] = [];

@@ -14,7 +14,8 @@ import { WIRE_ERROR } from '../../../common/protocol/wire-errors.js';
 import { createHeartbeat } from '../../../server/heartbeat.js';
 import { Runtime } from '../../../server/runtime.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../../helpers/db.js';
-import { boosterConfig, idleHeartbeat, SECRET, silentLog, startFixtureServer, until } from '../fixtures.js';
+import { waitFor } from '../../helpers/poll.js';
+import { boosterConfig, idleHeartbeat, SECRET, silentLog, startFixtureServer } from '../fixtures.js';
 
 /**
  * The control plane as an attacker on the users' network sees it: reads need credentials,
@@ -91,7 +92,7 @@ function serverHeartbeat(boosterUrls: string[], nodeId = 'hb-1') {
 describe('authenticated control plane', () => {
   it('status, events and metrics need the operator token or a signature; active says only yes or no', async () => {
     const b = await startBooster('auth-read');
-    await until(() => b.role() === 'active', 'booster active');
+    await waitFor(() => b.role() === 'active', { what: 'booster active' });
     for (const path of [BOOSTER_PATH.status, BOOSTER_PATH.events, BOOSTER_PATH.metrics]) {
       for (const headers of [{}, { authorization: 'Bearer wrong-token-wrong-token-wrong' }, { authorization: TOKEN }]) {
         const r = await request(b.base + path, { headers });
@@ -118,12 +119,12 @@ describe('authenticated control plane', () => {
 
   it('refuses a replayed heartbeat and a replayed drain with their codes, and nothing changes', async () => {
     const b = await startBooster('auth-replay');
-    await until(() => b.role() === 'active', 'booster active');
+    await waitFor(() => b.role() === 'active', { what: 'booster active' });
     const cap = captureRequests();
     try {
       const hb = serverHeartbeat([b.base]);
       await hb.beat();
-      const entry = (await until(() => b.table.servers.get('hb-1'), 'server registered'))!;
+      const entry = (await waitFor(() => b.table.servers.get('hb-1'), { what: 'server registered' }))!;
       const seenAt = entry.heartbeatAt;
       const seq = entry.heartbeat?.seq;
       const beat = cap.seen.find((c) => c.path === BOOSTER_PATH.heartbeat)!;
@@ -157,12 +158,12 @@ describe('authenticated control plane', () => {
 
   it('a call signed for one booster is refused by the other; each booster gets its own signature', async () => {
     const a = await startBooster('auth-aud-a');
-    await until(() => a.role() === 'active', 'booster a active');
+    await waitFor(() => a.role() === 'active', { what: 'booster a active' });
     const s = await startBooster('auth-aud-b');
     const cap = captureRequests();
     try {
       await serverHeartbeat([a.base, s.base], 'hb-2').beat();
-      await until(() => a.table.servers.get('hb-2') && s.table.servers.get('hb-2'), 'both boosters heard the heartbeat');
+      await waitFor(() => a.table.servers.get('hb-2') && s.table.servers.get('hb-2'), { what: 'both boosters heard the heartbeat' });
       const beats = cap.seen.filter((c) => c.path === BOOSTER_PATH.heartbeat);
       expect(beats).toHaveLength(2);
       expect(beats[0].headers[HEADER.clusterNonce]).not.toBe(beats[1].headers[HEADER.clusterNonce]);
@@ -177,7 +178,7 @@ describe('authenticated control plane', () => {
 
   it('a call signed for no audience is refused by a booster and by an agent, and changes nothing', async () => {
     const b = await startBooster('auth-noaud');
-    await until(() => b.role() === 'active', 'booster active');
+    await waitFor(() => b.role() === 'active', { what: 'booster active' });
     // A valid heartbeat, signed with the cluster secret but for no receiver in particular.
     const hb = JSON.stringify(idleHeartbeat({ nodeId: 'hb-3', url: 'http://127.0.0.1:1', version: '1.0.0', startedAt: new Date().toISOString() }));
     const r = await request(b.base + BOOSTER_PATH.heartbeat, {
@@ -221,11 +222,11 @@ describe('authenticated control plane', () => {
 
   it('the data plane refuses /_internal/ however it is spelled; nothing reaches the app server', async () => {
     const b = await startBooster('auth-internal');
-    await until(() => b.role() === 'active', 'booster active');
+    await waitFor(() => b.role() === 'active', { what: 'booster active' });
     const f = await startFixtureServer({ id: 'int-1', boosters: [b.base], knex: tdb.knex });
     cleanups.push(() => f.stop());
     await f.heartbeatNow();
-    await until(() => b.table.routable.length >= 1, 'server routable');
+    await waitFor(() => b.table.routable.length >= 1, { what: 'server routable' });
     const port = Number(new URL(b.base).port);
     for (const path of [
       '/_internal/steps/dispatch',

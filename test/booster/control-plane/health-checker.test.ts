@@ -6,6 +6,7 @@ import { UpstreamPools } from '../../../booster/data-plane/upstream-pools.js';
 import { ServerTable, type Transition } from '../../../booster/server-table/server-table.js';
 import { createLogger } from '../../../common/log.js';
 import { SERVER_PATH } from '../../../common/protocol/headers.js';
+import { waitFor } from '../../helpers/poll.js';
 import { idleHeartbeat } from '../fixtures.js';
 
 /**
@@ -70,19 +71,11 @@ function checkerFor(url: string) {
   return { table, srv, transitions };
 }
 
-async function until(what: string, fn: () => boolean): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (fn()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out: ${what}`);
-}
-
 describe('HealthChecker readiness', () => {
   it('one failed /readyz does not take the server out; it is asked again at once, not at the next deep check', async () => {
     const app = await appServer([503]);
     const { table, srv, transitions } = checkerFor(app.url);
-    await until('the failed /readyz and the next one', () => app.asked() >= 2 && table.stateOf(srv) === 'up');
+    await waitFor(() => app.asked() >= 2 && table.stateOf(srv) === 'up', { what: 'the failed /readyz and the next one', timeoutMs: 10_000, intervalMs: 20 });
     expect(table.stateOf(srv)).toBe('up');
     expect(transitions.filter((t) => t.to === 'down')).toEqual([]);
   });
@@ -90,8 +83,12 @@ describe('HealthChecker readiness', () => {
   it('a server out for readiness comes back after healthRise passing /readyz, long before the next deep check', async () => {
     const app = await appServer([503, 503, 503]);
     const { table, srv, transitions } = checkerFor(app.url);
-    await until('the server taken out for readiness', () => transitions.some((t) => t.to === 'down' && t.reason === 'readiness check failing'));
-    await until('the server back up', () => table.stateOf(srv) === 'up' && app.asked() >= 5);
+    await waitFor(() => transitions.some((t) => t.to === 'down' && t.reason === 'readiness check failing'), {
+      what: 'the server taken out for readiness',
+      timeoutMs: 10_000,
+      intervalMs: 20,
+    });
+    await waitFor(() => table.stateOf(srv) === 'up' && app.asked() >= 5, { what: 'the server back up', timeoutMs: 10_000, intervalMs: 20 });
     expect(transitions.map((t) => t.to)).toEqual(['up', 'down', 'up']);
   });
 });

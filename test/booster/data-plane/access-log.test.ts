@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Booster, createBooster } from '../../../booster/booster.js';
-import { boosterConfig, boosterSuiteDatabase, type FixtureServer, silentLog, startFixtureServer, until } from '../fixtures.js';
+import { waitFor } from '../../helpers/poll.js';
+import { boosterConfig, boosterSuiteDatabase, type FixtureServer, silentLog, startFixtureServer } from '../fixtures.js';
 
 /**
  * The access log of the data plane, read back from its file: one line per request with the
@@ -30,7 +31,7 @@ async function start(id: string, overrides: Record<string, string | number | boo
   });
   const base = await b.listen();
   cleanups.push(() => b.close());
-  await until(() => b.role() === 'active', 'booster active');
+  await waitFor(() => b.role() === 'active', { what: 'booster active' });
   return Object.assign(b, { base, file });
 }
 
@@ -52,10 +53,13 @@ function readLines(file: string): string[] {
 
 /** The lines of the file once it holds `n` (the log is written asynchronously, within an event-loop turn or two). */
 async function lines(file: string, n: number): Promise<Line[]> {
-  const got = await until(() => {
-    const l = readLines(file);
-    return l.length >= n ? l : null;
-  }, `${n} access-log lines in ${file}`);
+  const got = await waitFor(
+    () => {
+      const l = readLines(file);
+      return l.length >= n ? l : null;
+    },
+    { what: `${n} access-log lines in ${file}` },
+  );
   return got!.map((l) => JSON.parse(l) as Line);
 }
 
@@ -71,7 +75,7 @@ describe('booster access log', () => {
   it('writes one JSON line per request: ids, client, method, path, status, bytes, server, timings, epoch, and the booster’s own codes', async () => {
     const b = await start('al-fields');
     const [s] = await servers(b.base, ['al1']);
-    await until(() => b.table.routable.length === 1, 'server routable');
+    await waitFor(() => b.table.routable.length === 1, { what: 'server routable' });
 
     const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
     const plain = await get(`${b.base}/hello?token=secret&page=2`, { 'x-request-id': 'rid-al-1', traceparent, tracestate: 'vendor=1' });
@@ -135,13 +139,13 @@ describe('booster access log', () => {
   it('a request whose client went away is logged with status 0; a WebSocket tunnel is one line when it closes', async () => {
     const b = await start('al-ends');
     const [s] = await servers(b.base, ['al-w1']);
-    await until(() => b.table.routable.length === 1, 'server routable');
+    await waitFor(() => b.table.routable.length === 1, { what: 'server routable' });
     // The client gives up (a reset) while the server holds the request: no answer was sent.
     const { port } = new URL(b.base);
     const gone = connect(Number(port), '127.0.0.1');
     gone.on('error', () => {});
     gone.write('GET /hold HTTP/1.1\r\nHost: x\r\n\r\n');
-    await until(() => s.seen.some((x) => x.url === '/hold'), 'the held request reached the server');
+    await waitFor(() => s.seen.some((x) => x.url === '/hold'), { what: 'the held request reached the server' });
     gone.resetAndDestroy();
     const [abandoned] = await lines(b.file, 1);
     expect(abandoned).toMatchObject({ path: '/hold', status: 0, server: 'al-w1', headersMs: null, code: null });
@@ -163,7 +167,7 @@ describe('booster access log', () => {
   it('names the server given up on and why when a request is retried on another', async () => {
     const b = await start('al-retry');
     const [a] = await servers(b.base, ['al-a', 'al-b']);
-    await until(() => b.table.routable.length === 2, 'both routable');
+    await waitFor(() => b.table.routable.length === 2, { what: 'both routable' });
     // al-a resets the connection of its next /reset-once; the GET is retried on al-b. Which server is
     // picked first is the balancer's choice: ask until al-a got one.
     a.resets = 1;
@@ -177,7 +181,7 @@ describe('booster access log', () => {
   it('filters: a status floor keeps the errors only', async () => {
     const errorsOnly = await start('al-errors', { OMFLOW_BOOSTER_ACCESS_LOG_MIN_STATUS: 500 });
     await servers(errorsOnly.base, ['al-e1']);
-    await until(() => errorsOnly.table.routable.length === 1, 'routable');
+    await waitFor(() => errorsOnly.table.routable.length === 1, { what: 'routable' });
     for (let i = 0; i < 5; i++) await get(`${errorsOnly.base}/ok-${i}`);
     expect((await get(`${errorsOnly.base}/fail`)).status).toBe(503);
     expect((await get(`${errorsOnly.base}/_internal/x`)).status).toBe(403);
@@ -192,7 +196,7 @@ describe('booster access log', () => {
     // The credit counter is per process: one data-plane process, so exactly every other request.
     const sampled = await start('al-sample', { OMFLOW_BOOSTER_ACCESS_LOG_SAMPLE_PERCENT: 50, OMFLOW_BOOSTER_WORKERS: 1 });
     await servers(sampled.base, ['al-s1']);
-    await until(() => sampled.table.routable.length === 1, 'routable');
+    await waitFor(() => sampled.table.routable.length === 1, { what: 'routable' });
     for (let i = 1; i <= 10; i++) await get(`${sampled.base}/n${i}`);
     expect((await lines(sampled.file, 5)).map((l) => l.path)).toEqual(['/n2', '/n4', '/n6', '/n8', '/n10']);
   });
@@ -200,12 +204,15 @@ describe('booster access log', () => {
   it('combined format: the NCSA combined line, then the same fields as key=value', async () => {
     const b = await start('al-combined', { OMFLOW_BOOSTER_ACCESS_LOG: 'combined', OMFLOW_BOOSTER_ACCESS_LOG_QUERY: 'drop' });
     await servers(b.base, ['al-c1']);
-    await until(() => b.table.routable.length === 1, 'routable');
+    await waitFor(() => b.table.routable.length === 1, { what: 'routable' });
     const r = await get(`${b.base}/page?q=1`, { referer: 'http://example.test/from', 'user-agent': 'test "agent"', 'x-request-id': 'rid-c' });
-    const [line] = (await until(() => {
-      const l = readLines(b.file);
-      return l.length ? l : null;
-    }, 'a combined line'))!;
+    const [line] = (await waitFor(
+      () => {
+        const l = readLines(b.file);
+        return l.length ? l : null;
+      },
+      { what: 'a combined line' },
+    ))!;
     expect(line).toMatch(
       new RegExp(
         `^127\\.0\\.0\\.1 - - \\[\\d{2}/[A-Z][a-z]{2}/\\d{4}:\\d{2}:\\d{2}:\\d{2} \\+0000\\] "GET /page HTTP/1\\.1" 200 ${Buffer.byteLength(r.text)} "http://example\\.test/from" "test \\\\x22agent\\\\x22" rid="rid-c" trace=[0-9a-f]{32} server=al-c1 attempts=1 retries=- in=0 queue_ms=0 connect_ms=[\\d.]+ headers_ms=[\\d.]+ total_ms=[\\d.]+ epoch=\\d+ code=- node=al-combined$`,
@@ -216,7 +223,7 @@ describe('booster access log', () => {
   it('every data-plane worker writes its lines, and SIGUSR1 reopens the file logrotate moved away', async () => {
     const b = await start('al-rotate', { OMFLOW_BOOSTER_WORKERS: Math.max(2, workers) });
     await servers(b.base, ['al-r1']);
-    await until(() => b.table.routable.length === 1, 'routable');
+    await waitFor(() => b.table.routable.length === 1, { what: 'routable' });
     // Separate connections, so the kernel may hand them to different workers.
     for (let i = 0; i < 6; i++) await get(`${b.base}/before-${i}`, { connection: 'close' });
     const before = await lines(b.file, 6);
@@ -227,13 +234,16 @@ describe('booster access log', () => {
     renameSync(b.file, `${b.file}.1`);
     process.kill(process.pid, 'SIGUSR1');
     // A worker may get its reopen a little after the signal: write until the new file has lines from every request after it.
-    await until(() => existsSync(b.file), 'the access log reopened at its path');
+    await waitFor(() => existsSync(b.file), { what: 'the access log reopened at its path' });
     for (let i = 0; i < 6; i++) await get(`${b.base}/after-${i}`, { connection: 'close' });
-    const after = (await until(() => {
-      const moved = readLines(`${b.file}.1`).map((l) => (JSON.parse(l) as Line).path);
-      const fresh = readLines(b.file).map((l) => (JSON.parse(l) as Line).path);
-      return moved.length + fresh.length >= 12 ? { moved, fresh } : null;
-    }, 'twelve lines over both files'))!;
+    const after = (await waitFor(
+      () => {
+        const moved = readLines(`${b.file}.1`).map((l) => (JSON.parse(l) as Line).path);
+        const fresh = readLines(b.file).map((l) => (JSON.parse(l) as Line).path);
+        return moved.length + fresh.length >= 12 ? { moved, fresh } : null;
+      },
+      { what: 'twelve lines over both files' },
+    ))!;
     // Nothing lost or doubled; the lines before the signal stay in the moved file, the new file has only later ones.
     expect(after.moved.filter((p) => p.startsWith('/before-'))).toHaveLength(6);
     expect([...after.moved, ...after.fresh].filter((p) => p.startsWith('/after-'))).toHaveLength(6);

@@ -7,17 +7,8 @@ import { type Booster, createBooster } from '../../../booster/booster.js';
 import type { LicenseGate } from '../../../booster/license/gate.js';
 import { audienceOf, signClusterRequest } from '../../../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH, HEADER } from '../../../common/protocol/headers.js';
-import {
-  boosterConfig,
-  boosterSuiteDatabase,
-  type FixtureServer,
-  idleHeartbeat,
-  SECRET,
-  signedPost,
-  silentLog,
-  startFixtureServer,
-  until,
-} from '../fixtures.js';
+import { waitFor } from '../../helpers/poll.js';
+import { boosterConfig, boosterSuiteDatabase, type FixtureServer, idleHeartbeat, SECRET, signedPost, silentLog, startFixtureServer } from '../fixtures.js';
 
 /** The data plane of one in-process booster in front of real loopback servers. */
 const suite = boosterSuiteDatabase();
@@ -53,12 +44,12 @@ async function get(base: string, path: string, headers: Record<string, string> =
 
 async function activeBooster(id: string, overrides: Record<string, string | number | boolean> = {}, gate?: LicenseGate) {
   const b = await startBooster(id, overrides, gate);
-  await until(() => b.role() === 'active', 'booster active');
+  await waitFor(() => b.role() === 'active', { what: 'booster active' });
   return b;
 }
 
 async function upCount(b: Booster, n: number) {
-  await until(() => b.table.routable.length >= n, `${n} servers routable`);
+  await waitFor(() => b.table.routable.length >= n, { what: `${n} servers routable` });
 }
 
 describe('booster data plane', () => {
@@ -136,13 +127,13 @@ describe('booster data plane', () => {
         statuses.push(r.statusCode);
       }
     })();
-    await until(() => statuses.length > 30, 'some traffic');
+    await waitFor(() => statuses.length > 30, { what: 'some traffic' });
     const killedAt = Date.now();
     await fx[1].kill();
-    await until(() => b.table.servers.get('k2')!.lastState !== 'up', 'k2 out of rotation', 1000, 5);
+    await waitFor(() => b.table.servers.get('k2')!.lastState !== 'up', { what: 'k2 out of rotation', timeoutMs: 1000, intervalMs: 5 });
     const outAfter = Date.now() - killedAt;
     const before = statuses.length;
-    await until(() => statuses.length > before + 60, 'traffic after the kill');
+    await waitFor(() => statuses.length > before + 60, { what: 'traffic after the kill' });
     stop = true;
     await load;
     expect(outAfter).toBeLessThan(1000);
@@ -181,7 +172,7 @@ describe('booster data plane', () => {
     const b = await activeBooster('dp-slow', { OMFLOW_BOOSTER_SLOW_START_MS: 1200 });
     await servers(b.base, ['old']);
     await upCount(b, 1);
-    await until(() => b.table.rampOf(b.table.servers.get('old')!) >= 1, 'old fully ramped', 4000, 50);
+    await waitFor(() => b.table.rampOf(b.table.servers.get('old')!) >= 1, { what: 'old fully ramped', timeoutMs: 4000, intervalMs: 50 });
     const [fresh] = await servers(b.base, ['new']);
     await upCount(b, 2);
     const window = async (ms: number) => {
@@ -195,7 +186,7 @@ describe('booster data plane', () => {
       return hits / total;
     };
     const early = await window(250);
-    await until(() => b.table.rampOf(b.table.servers.get('new')!) >= 1, 'ramp complete', 4000, 50);
+    await waitFor(() => b.table.rampOf(b.table.servers.get('new')!) >= 1, { what: 'ramp complete', timeoutMs: 4000, intervalMs: 50 });
     const late = await window(250);
     expect(fresh.id).toBe('new');
     expect(early).toBeLessThan(0.3);
@@ -210,7 +201,7 @@ describe('booster data plane', () => {
     c.reportedInflight = 1000;
     await c.heartbeatNow();
     const held = request(`${b.base}/hold`);
-    await until(() => a.seen.some((s) => s.url === '/hold'), 'held request reached d1');
+    await waitFor(() => a.seen.some((s) => s.url === '/hold'), { what: 'held request reached d1' });
     const r = await signedPost(b.base, BOOSTER_PATH.drain('d1'), { reason: 'patch' });
     expect(r.status).toBe(200);
     const row = await suite.db.knex('servers').where('id', 'd1').first();
@@ -223,7 +214,7 @@ describe('booster data plane', () => {
     const st = (await signedGet(b.base, BOOSTER_PATH.status)).json();
     expect(st.servers.find((s: { id: string }) => s.id === 'd1')).toMatchObject({ state: 'draining', draining: true });
     expect((await signedPost(b.base, BOOSTER_PATH.undrain('d1'), {})).status).toBe(200);
-    await until(() => b.table.servers.get('d1')!.lastState === 'up', 'd1 back');
+    await waitFor(() => b.table.servers.get('d1')!.lastState === 'up', { what: 'd1 back' });
     expect((await signedPost(b.base, BOOSTER_PATH.drain('nope'), {})).status).toBe(404);
   });
 
@@ -236,7 +227,7 @@ describe('booster data plane', () => {
     async function* body() {
       for (let i = 0; i < total - 1; i++) yield chunk;
       // The last MiB is sent only once the server has received data: proof nothing buffers the whole body.
-      await until(() => s.uploadBytes > 0, 'upstream received bytes', 10_000, 5);
+      await waitFor(() => s.uploadBytes > 0, { what: 'upstream received bytes', timeoutMs: 10_000, intervalMs: 5 });
       yield chunk;
     }
     const r = await request(`${b.base}/upload`, { method: 'POST', body: Readable.from(body()), headers: { 'content-type': 'application/octet-stream' } });
@@ -287,7 +278,7 @@ describe('booster data plane', () => {
     const [s] = await servers(b.base, ['q1']);
     await upCount(b, 1);
     const held = request(`${b.base}/hold`);
-    await until(() => s.seen.some((x) => x.url === '/hold'), 'held request reached q1');
+    await waitFor(() => s.seen.some((x) => x.url === '/hold'), { what: 'held request reached q1' });
     const queued = get(b.base, '/queued');
     await new Promise((r) => setTimeout(r, 20));
     const overflow = await get(b.base, '/overflow');
@@ -307,7 +298,7 @@ describe('booster data plane', () => {
   it('the standby answers 503 with Retry-After and X-Booster-Active', async () => {
     const a = await activeBooster('dp-active');
     const s = await startBooster('dp-standby');
-    await until(async () => (await get(s.base, '/x')).headers[HEADER.active] === a.base, 'standby knows the active');
+    await waitFor(async () => (await get(s.base, '/x')).headers[HEADER.active] === a.base, { what: 'standby knows the active' });
     const r = await get(s.base, '/x');
     expect(r.status).toBe(503);
     expect(r.headers['retry-after']).toBe('1');
@@ -319,7 +310,7 @@ describe('booster data plane', () => {
     // A standby configured to serve proxies too, under the active's epoch (servers would refuse an older one).
     const serving = await startBooster('dp-standby-serves', { OMFLOW_BOOSTER_STANDBY_SERVES: true });
     const [f] = await servers(serving.base, ['sv1']);
-    await until(() => serving.table.routable.length === 1 && serving.epoch() === a.epoch(), 'serving standby ready');
+    await waitFor(() => serving.table.routable.length === 1 && serving.epoch() === a.epoch(), { what: 'serving standby ready' });
     const ok = await get(serving.base, '/through-standby');
     expect(ok.status).toBe(200);
     expect(serving.role()).toBe('standby');
@@ -361,7 +352,7 @@ describe('booster data plane', () => {
     };
     const b = await activeBooster('dp-license', {}, gate);
     await servers(b.base, ['l1', 'l2']);
-    await until(() => b.table.list.length === 2 && b.table.list.every((e) => e.lastState === 'up'), 'both up');
+    await waitFor(() => b.table.list.length === 2 && b.table.list.every((e) => e.lastState === 'up'), { what: 'both up' });
     const gated = await get(b.base, '/tickets', { accept: 'application/json' });
     expect(gated.status).toBe(503);
     expect(gated.json().code).toBe('BOOSTER_ERR_LICENSE_REQUIRED');

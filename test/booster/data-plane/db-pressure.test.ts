@@ -4,20 +4,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEADER } from '../../../common/protocol/headers.js';
 import { seed } from '../../../server/seed.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../../helpers/db.js';
+import { waitFor } from '../../helpers/poll.js';
 import { freePort } from '../../helpers/processes.js';
 import { OMFLOW, SECRET, type ServerProcess, startServerProcess } from '../../server/helpers.js';
 
 const OPERATOR_TOKEN = 'db-pressure-operator-token-0123456789';
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /**
  * Admission under database pressure with real processes: a real booster in front of a real app
@@ -67,7 +58,7 @@ describe.runIf(vendorsUnderTest().includes('postgres'))('admission under databas
     });
     booster.stdout!.on('data', (d) => (boosterOut += d));
     booster.stderr!.on('data', (d) => (boosterOut += d));
-    await until('booster active', async () => (await fetch(`${boosterUrl}/_booster/active`)).status === 200);
+    await waitFor(async () => (await fetch(`${boosterUrl}/_booster/active`)).status === 200, { what: 'booster active', timeoutMs: 30_000, intervalMs: 100 });
     srv = await startServerProcess({
       OMFLOW_DB_URL: t.url,
       OMFLOW_NODE_ID: 'srv-pressure',
@@ -97,14 +88,17 @@ describe.runIf(vendorsUnderTest().includes('postgres'))('admission under databas
     };
 
   it('sheds new work with 503 BOOSTER_ERR_DB_PRESSURE + Retry-After while the pool is exhausted; keyed requests and health checks pass', async () => {
-    const token = await until('login through the booster', async () => {
-      const r = await fetch(`${boosterUrl}/api/auth/login`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ username: 'admin', password: 'admin-pass-1' }),
-      });
-      return r.status === 200 && ((await r.json()) as { token: string }).token;
-    });
+    const token = await waitFor(
+      async () => {
+        const r = await fetch(`${boosterUrl}/api/auth/login`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ username: 'admin', password: 'admin-pass-1' }),
+        });
+        return r.status === 200 && ((await r.json()) as { token: string }).token;
+      },
+      { what: 'login through the booster', timeoutMs: 30_000, intervalMs: 100 },
+    );
     const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
     const createTicket = (title: string, key?: string) =>
       fetch(`${boosterUrl}/api/forms/it-request/tickets`, {
@@ -117,11 +111,18 @@ describe.runIf(vendorsUnderTest().includes('postgres'))('admission under databas
     const first = await createTicket('calm');
     expect(first.status).toBe(201);
     const { id } = (await first.json()) as { id: number };
-    await until('ticket waits at its human step', async () => (await t.knex('tickets').where({ id }).first('state'))?.state === 'open');
-    const calm = await until('a heartbeat with database figures', async () => {
-      const s = await status();
-      return s.servers[0]?.db ? s : undefined;
+    await waitFor(async () => (await t.knex('tickets').where({ id }).first('state'))?.state === 'open', {
+      what: 'ticket waits at its human step',
+      timeoutMs: 30_000,
+      intervalMs: 100,
     });
+    const calm = await waitFor(
+      async () => {
+        const s = await status();
+        return s.servers[0]?.db ? s : undefined;
+      },
+      { what: 'a heartbeat with database figures', timeoutMs: 30_000, intervalMs: 100 },
+    );
     expect(calm.dbPressure).toMatchObject({ pressured: false, admitShare: 1, shed: 0 });
 
     // Pressure: the test locks the ticket row; two comments block on it holding both pooled
@@ -131,7 +132,7 @@ describe.runIf(vendorsUnderTest().includes('postgres'))('admission under databas
     const comment = () =>
       fetch(`${srv.url}/api/tickets/${id}/comments`, { method: 'POST', headers: auth, body: JSON.stringify({ body: 'held' }) }).then((r) => r.status);
     const blocked = [comment(), comment(), comment()];
-    await until('the booster sees database pressure', async () => (await status()).dbPressure.pressured);
+    await waitFor(async () => (await status()).dbPressure.pressured, { what: 'the booster sees database pressure', timeoutMs: 30_000, intervalMs: 100 });
 
     const before = Number((await t.knex('tickets').count({ n: '*' }).first())!.n);
     // The booster's own counters tell where each request went: shed (answered by the booster) or
@@ -141,10 +142,13 @@ describe.runIf(vendorsUnderTest().includes('postgres'))('admission under databas
       return { shed: s.dbPressure.shed, proxied: s.servers[0].inflight };
     };
     const decided = async (prev: { shed: number; proxied: number }) =>
-      until('the booster decided', async () => {
-        const now = await where();
-        return now.shed + now.proxied > prev.shed + prev.proxied && now;
-      });
+      waitFor(
+        async () => {
+          const now = await where();
+          return now.shed + now.proxied > prev.shed + prev.proxied && now;
+        },
+        { what: 'the booster decided', timeoutMs: 30_000, intervalMs: 100 },
+      );
     // New, non-keyed work: most of it answered 503 at once (the admitted share halves each second
     // and never reaches zero, so a trickle still goes through and waits at the server).
     const answers: { status: number; code?: string; retryAfter: string | null }[] = [];
@@ -184,10 +188,13 @@ describe.runIf(vendorsUnderTest().includes('postgres'))('admission under databas
     // Keyed requests are proxied, never shed: they wait at the server like the admitted ones.
     seen = await where();
     const keyed = [createTicket('keyed under pressure 1', 'pressure-key-1'), createTicket('keyed under pressure 2', 'pressure-key-2')];
-    const afterKeyed = await until('both keyed requests proxied', async () => {
-      const now = await where();
-      return now.proxied >= seen.proxied + 2 && now;
-    });
+    const afterKeyed = await waitFor(
+      async () => {
+        const now = await where();
+        return now.proxied >= seen.proxied + 2 && now;
+      },
+      { what: 'both keyed requests proxied', timeoutMs: 30_000, intervalMs: 100 },
+    );
     expect(afterKeyed.shed).toBe(seen.shed);
 
     // The lock goes: everything that was let in completes, and nothing that was shed was written.
@@ -202,6 +209,6 @@ describe.runIf(vendorsUnderTest().includes('postgres'))('admission under databas
     expect(s.dbPressure.shed).toBeGreaterThanOrEqual(answers.length);
 
     // Pressure gone: new work is admitted again (the share grows back within a few seconds).
-    await until('new work admitted again', async () => (await createTicket('after')).status === 201);
+    await waitFor(async () => (await createTicket('after')).status === 201, { what: 'new work admitted again', timeoutMs: 30_000, intervalMs: 100 });
   }, 90_000);
 });

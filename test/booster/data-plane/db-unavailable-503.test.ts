@@ -1,7 +1,8 @@
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { type Booster, createBooster } from '../../../booster/booster.js';
-import { boosterConfig, boosterSuiteDatabase, type FixtureServer, silentLog, startFixtureServer, until } from '../fixtures.js';
+import { waitFor } from '../../helpers/poll.js';
+import { boosterConfig, boosterSuiteDatabase, type FixtureServer, silentLog, startFixtureServer } from '../fixtures.js';
 
 /**
  * An app server's `503 SERVER_ERR_DB_UNAVAILABLE` (marked by X-Omflow-Db-Unavailable) blames
@@ -21,7 +22,7 @@ async function clusterOf(id: string, serverIds: string[]): Promise<{ b: Booster 
   });
   const base = await b.listen();
   cleanups.push(() => b.close());
-  await until(() => b.role() === 'active', 'booster active');
+  await waitFor(() => b.role() === 'active', { what: 'booster active' });
   const fixtures: FixtureServer[] = [];
   for (const sid of serverIds) {
     const f = await startFixtureServer({ id: sid, boosters: [base], knex: suite.db.knex });
@@ -29,7 +30,7 @@ async function clusterOf(id: string, serverIds: string[]): Promise<{ b: Booster 
     fixtures.push(f);
   }
   for (const f of fixtures) await f.heartbeatNow();
-  await until(() => b.table.routable.length === serverIds.length, 'servers routable');
+  await waitFor(() => b.table.routable.length === serverIds.length, { what: 'servers routable' });
   return { b: Object.assign(b, { base }), fixtures };
 }
 

@@ -15,7 +15,8 @@ import { createLogger } from '../../../common/log.js';
 import { createClusterClient } from '../../../common/protocol/cluster-client.js';
 import { BOOSTER_PATH } from '../../../common/protocol/headers.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../../helpers/db.js';
-import { boosterConfig, type FixtureServer, freePort, SECRET, silentLog, startFixtureServer, until } from '../fixtures.js';
+import { waitFor } from '../../helpers/poll.js';
+import { boosterConfig, type FixtureServer, freePort, SECRET, silentLog, startFixtureServer } from '../fixtures.js';
 
 /** HTTPS, HTTP/2 and certificate reloads of an in-process booster, with certificates made by openssl. */
 let tdb: TestDatabase;
@@ -113,7 +114,7 @@ async function tlsBooster(id: string, files: { certFile: string; keyFile: string
   });
   const base = await b.listen();
   cleanups.push(() => b.close());
-  await until(() => b.role() === 'active', 'booster active');
+  await waitFor(() => b.role() === 'active', { what: 'booster active' });
   const port = Number(new URL(base).port);
   return Object.assign(b, { base, port, https: `https://127.0.0.1:${port}` });
 }
@@ -127,7 +128,7 @@ async function servers(b: Booster & { base: string }, ids: string[]): Promise<Fi
     out.push(f);
   }
   for (const f of out) await f.heartbeatNow();
-  await until(() => b.table.routable.length >= ids.length, 'servers routable');
+  await waitFor(() => b.table.routable.length >= ids.length, { what: 'servers routable' });
   return out;
 }
 
@@ -305,16 +306,16 @@ describe('booster over TLS', () => {
     ];
     const served = async () => (await httpsGet(b.https, cas, '/which')).fingerprint;
 
-    await until(() => ok > 20, 'load running', 20_000);
+    await waitFor(() => ok > 20, { what: 'load running', timeoutMs: 20_000 });
     expect(await served()).toBe(fingerprintOf(first));
 
     // 1. The files change (renamed over, like certbot): picked up without a restart.
     install('swap', second);
-    await until(async () => (await served()) === fingerprintOf(second), 'second certificate served', 20_000, 100);
+    await waitFor(async () => (await served()) === fingerprintOf(second), { what: 'second certificate served', timeoutMs: 20_000, intervalMs: 100 });
 
     // 2. A broken replacement (key of another certificate) is refused; the second keeps serving.
     replace(files.keyFile, third.key);
-    await until(() => lines.some((l) => l.msg.startsWith('new TLS certificate refused')), 'refusal logged', 20_000, 50);
+    await waitFor(() => lines.some((l) => l.msg.startsWith('new TLS certificate refused')), { what: 'refusal logged', timeoutMs: 20_000, intervalMs: 50 });
     const refusal = lines.find((l) => l.msg.startsWith('new TLS certificate refused'))!;
     expect(refusal.level).toBe(50);
     expect(refusal.err?.code).toBe('BOOSTER_ERR_TLS_CERTIFICATE');
@@ -323,10 +324,10 @@ describe('booster over TLS', () => {
     // 3. Fixed and announced with SIGHUP (the file watch may see it too; either reloads).
     replace(files.certFile, third.cert);
     process.kill(process.pid, 'SIGHUP');
-    await until(async () => (await served()) === fingerprintOf(third), 'third certificate served', 20_000, 100);
+    await waitFor(async () => (await served()) === fingerprintOf(third), { what: 'third certificate served', timeoutMs: 20_000, intervalMs: 100 });
 
     const before = ok;
-    await until(() => ok > before + 20, 'load still running', 20_000);
+    await waitFor(() => ok > before + 20, { what: 'load still running', timeoutMs: 20_000 });
     stop = true;
     await Promise.all(loops);
     expect(failures).toEqual([]);
@@ -405,6 +406,10 @@ describe('booster over TLS', () => {
     const url = `https://127.0.0.1:${port}`;
     expect((await httpsGet(url, [a.cert, z.cert])).fingerprint).toBe(fingerprintOf(a));
     process.kill(process.pid, 'SIGHUP');
-    await until(async () => (await httpsGet(url, [a.cert, z.cert])).fingerprint === fingerprintOf(z), 'reloaded on SIGHUP', 10_000, 50);
+    await waitFor(async () => (await httpsGet(url, [a.cert, z.cert])).fingerprint === fingerprintOf(z), {
+      what: 'reloaded on SIGHUP',
+      timeoutMs: 10_000,
+      intervalMs: 50,
+    });
   });
 });

@@ -4,8 +4,9 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import { audienceOf, signClusterRequest } from '../../../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH, HEADER } from '../../../common/protocol/headers.js';
 import { createTestDatabase, type TestDatabase } from '../../helpers/db.js';
+import { waitFor } from '../../helpers/poll.js';
 import { TcpRelay as Relay } from '../../helpers/tcp-relay.js';
-import { enqueueSteps, type FixtureServer, freePort, SECRET, startFixtureServer, until } from '../fixtures.js';
+import { enqueueSteps, type FixtureServer, freePort, SECRET, startFixtureServer } from '../fixtures.js';
 
 /**
  * Two boosters as real processes whose only path to PostgreSQL is a TCP relay in this test:
@@ -96,14 +97,12 @@ describe('database outages: the active rides through (real boosters, relayed Pos
         logA,
       ),
     );
-    const first = await until(
+    const first = await waitFor(
       async () => {
         const s = await activeStatus(urlA);
         return s?.status === 200 ? s : null;
       },
-      'booster A active',
-      20_000,
-      50,
+      { what: 'booster A active', timeoutMs: 20_000, intervalMs: 50 },
     );
     epoch0 = first!.epoch;
     children.push(
@@ -112,9 +111,9 @@ describe('database outages: the active rides through (real boosters, relayed Pos
         logB,
       ),
     );
-    await until(async () => (await activeStatus(urlB))?.status === 503, 'booster B standby', 20_000, 50);
+    await waitFor(async () => (await activeStatus(urlB))?.status === 503, { what: 'booster B standby', timeoutMs: 20_000, intervalMs: 50 });
     fixture = await startFixtureServer({ id: 'rt-srv', boosters: [urlA, urlB], knex: tdb.knex, heartbeatMs: 200, stepCapacity: 20 });
-    await until(async () => (await fetch(`${urlA}/warm`).catch(() => null))?.status === 200, 'A proxies', 10_000, 50);
+    await waitFor(async () => (await fetch(`${urlA}/warm`).catch(() => null))?.status === 200, { what: 'A proxies', timeoutMs: 10_000, intervalMs: 50 });
   });
 
   afterAll(async () => {
@@ -161,13 +160,12 @@ describe('database outages: the active rides through (real boosters, relayed Pos
       expect(await metric(urlA, 'omflow_booster_db_reachable')).toBe(0);
       endOutage();
 
-      await until(
-        async () => (await tdb.knex('steps').whereIn('id', ids).andWhere('state', 'done')).length === ids.length,
-        'steps done after the outage',
-        20_000,
-        50,
-      );
-      await until(async () => (await metric(urlA, 'omflow_booster_lease_held')) === 1, 'A confirms its lease', 10_000, 50);
+      await waitFor(async () => (await tdb.knex('steps').whereIn('id', ids).andWhere('state', 'done')).length === ids.length, {
+        what: 'steps done after the outage',
+        timeoutMs: 20_000,
+        intervalMs: 50,
+      });
+      await waitFor(async () => (await metric(urlA, 'omflow_booster_lease_held')) === 1, { what: 'A confirms its lease', timeoutMs: 10_000, intervalMs: 50 });
       const after = await activeStatus(urlA);
       expect(after?.status).toBe(200);
       expect(after!.epoch).toBeGreaterThanOrEqual(before!.epoch);

@@ -5,7 +5,8 @@ import { type Booster, createBooster } from '../../../booster/booster.js';
 import { createClusterClient } from '../../../common/protocol/cluster-client.js';
 import { BOOSTER_PATH, HEADER } from '../../../common/protocol/headers.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../../helpers/db.js';
-import { boosterConfig, enqueueSteps, type FixtureServer, freePort, SECRET, silentLog, startBlackHole, startFixtureServer, until } from '../fixtures.js';
+import { waitFor } from '../../helpers/poll.js';
+import { boosterConfig, enqueueSteps, type FixtureServer, freePort, SECRET, silentLog, startBlackHole, startFixtureServer } from '../fixtures.js';
 
 /** Two boosters as real processes on one database: kill -9 of the active, partition from the peer. */
 const root = fileURLToPath(new URL('../../..', import.meta.url));
@@ -82,14 +83,12 @@ for (const vendor of vendorsUnderTest()) {
         OMFLOW_BOOSTER_PEER_URL: urlB,
       });
       children.push(a);
-      const first = await until(
+      const first = await waitFor(
         async () => {
           const s = await activeStatus(urlA);
           return s?.status === 200 ? s : null;
         },
-        'booster A active',
-        20_000,
-        50,
+        { what: 'booster A active', timeoutMs: 20_000, intervalMs: 50 },
       );
       const b = startBoosterProcess({
         ...common,
@@ -99,7 +98,7 @@ for (const vendor of vendorsUnderTest()) {
         OMFLOW_BOOSTER_PEER_URL: urlA,
       });
       children.push(b);
-      await until(async () => (await activeStatus(urlB))?.status === 503, 'booster B standby', 20_000, 50);
+      await waitFor(async () => (await activeStatus(urlB))?.status === 503, { what: 'booster B standby', timeoutMs: 20_000, intervalMs: 50 });
       const epochA = first!.epoch;
 
       fixture = await startFixtureServer({ id: 'srv-1', boosters: [urlA, urlB], knex: tdb.knex, heartbeatMs: 200, stepCapacity: 50 });
@@ -107,26 +106,28 @@ for (const vendor of vendorsUnderTest()) {
       // The first dispatches get lost (the server "never got them"): their leases must lapse and be handed out again.
       fixture.stepMode = 'drop';
       const ids = await enqueueSteps(tdb.knex, 5);
-      await until(() => fixture.dispatches.length >= 5, 'steps dispatched by A', 10_000);
+      await waitFor(() => fixture.dispatches.length >= 5, { what: 'steps dispatched by A', timeoutMs: 10_000 });
       expect(fixture.dispatches.every((d) => d.epoch === epochA)).toBe(true);
 
       const killedAt = Date.now();
       a.kill('SIGKILL');
       fixture.stepMode = 'run';
-      const second = await until(
+      const second = await waitFor(
         async () => {
           const s = await activeStatus(urlB);
           return s?.status === 200 ? s : null;
         },
-        'standby takes over',
-        5000,
-        10,
+        { what: 'standby takes over', timeoutMs: 5000, intervalMs: 10 },
       );
       const takeoverMs = Date.now() - killedAt;
       expect(takeoverMs).toBeLessThanOrEqual(2000);
       expect(second!.epoch).toBeGreaterThan(epochA);
 
-      await until(async () => (await tdb.knex('steps').whereIn('id', ids).andWhere('state', 'done')).length === ids.length, 'steps done', 15_000, 50);
+      await waitFor(async () => (await tdb.knex('steps').whereIn('id', ids).andWhere('state', 'done')).length === ids.length, {
+        what: 'steps done',
+        timeoutMs: 15_000,
+        intervalMs: 50,
+      });
       const rows = await tdb.knex('steps').whereIn('id', ids).orderBy('id');
       for (const r of rows) {
         expect(Number(r.dispatch_count)).toBe(2);

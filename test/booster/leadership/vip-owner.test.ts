@@ -8,7 +8,8 @@ import type { OmflowError } from '../../../common/errors.js';
 import { seed } from '../../../server/seed.js';
 import { createTestDatabase, type TestDatabase } from '../../helpers/db.js';
 import { netnsUnavailable } from '../../helpers/netns.js';
-import { LOGIN, longestPause, startVipCluster, VIP, type VipCluster, waitUntil } from '../../helpers/vip-cluster.js';
+import { waitFor } from '../../helpers/poll.js';
+import { LOGIN, longestPause, startVipCluster, VIP, type VipCluster } from '../../helpers/vip-cluster.js';
 import { SECRET, silentLog } from '../fixtures.js';
 
 describe('VIP configuration', () => {
@@ -147,7 +148,7 @@ describe.skipIf(!!unavailable)(`VIP through the lease, in network namespaces${un
 
   it('the active carries the VIP on its interface, the standby does not', async () => {
     const c = cluster!;
-    await waitUntil(() => c.lab.addresses('a').includes(vipCidr), 'VIP on a', 10_000);
+    await waitFor(() => c.lab.addresses('a').includes(vipCidr), { what: 'VIP on a', timeoutMs: 10_000 });
     expect(c.lab.addresses('b')).not.toContain(vipCidr);
     // Both run as the unit with the VIP drop-in runs them: uid 65534, CAP_NET_ADMIN + CAP_NET_RAW only.
     for (const p of c.boosters) {
@@ -160,13 +161,12 @@ describe.skipIf(!!unavailable)(`VIP through the lease, in network namespaces${un
   const names = ['a', 'b'];
   /** The lease holder, once it carries the VIP. */
   async function activeWithVip(c: VipCluster): Promise<number> {
-    return waitUntil(
+    return waitFor(
       async () => {
         const i = await c.activeIndex();
         return i >= 0 && c.lab.addresses(names[i]!).includes(vipCidr) ? i + 1 : 0;
       },
-      'an active booster carrying the VIP',
-      30_000,
+      { what: 'an active booster carrying the VIP', timeoutMs: 30_000 },
     ).then((n) => n - 1);
   }
 
@@ -174,7 +174,7 @@ describe.skipIf(!!unavailable)(`VIP through the lease, in network namespaces${un
     const c = cluster!;
     const client = await c.startClient();
     try {
-      await waitUntil(() => client.outcome.acks.length >= 20, 'tickets through the VIP before the kill', 60_000);
+      await waitFor(() => client.outcome.acks.length >= 20, { what: 'tickets through the VIP before the kill', timeoutMs: 60_000 });
       const dead = await activeWithVip(c);
       const other = 1 - dead;
       const killedAt = Date.now();
@@ -182,12 +182,14 @@ describe.skipIf(!!unavailable)(`VIP through the lease, in network namespaces${un
       // The dead process cannot remove the address: it stays in its namespace until it restarts
       // (systemd's ExecStopPost removes it on a real host).
       const stale = c.lab.addresses(names[dead]!).includes(vipCidr);
-      await waitUntil(
-        async () => (await c.activeIndex()) === other && c.lab.addresses(names[other]!).includes(vipCidr),
-        'the other booster holds the lease and the VIP',
-        30_000,
-      );
-      await waitUntil(() => client.outcome.acks.filter((a) => a.at > killedAt).length >= 5, 'tickets through the VIP after the takeover', 60_000);
+      await waitFor(async () => (await c.activeIndex()) === other && c.lab.addresses(names[other]!).includes(vipCidr), {
+        what: 'the other booster holds the lease and the VIP',
+        timeoutMs: 30_000,
+      });
+      await waitFor(() => client.outcome.acks.filter((a) => a.at > killedAt).length >= 5, {
+        what: 'tickets through the VIP after the takeover',
+        timeoutMs: 60_000,
+      });
       const gap = longestPause(client.outcome.acks, killedAt - 1000, Date.now());
       console.log(
         `VIP failover after kill -9: client-visible gap ${gap} ms, ${client.outcome.failed} tickets failed after one retry, ${client.outcome.retried} retried`,
@@ -196,7 +198,7 @@ describe.skipIf(!!unavailable)(`VIP through the lease, in network namespaces${un
 
       // Restarted (as systemd would), it comes up as standby and removes the address it finds.
       c.startBooster(dead);
-      await waitUntil(() => /booster listening/.test(c.boosters[dead]!.output()), 'killed booster restarted', 60_000, 50);
+      await waitFor(() => /booster listening/.test(c.boosters[dead]!.output()), { what: 'killed booster restarted', timeoutMs: 60_000, intervalMs: 50 });
       if (stale) expect(c.boosters[dead]!.output()).toContain('removing a virtual IP left on this host while not active');
       const now = await activeWithVip(c);
       expect(c.lab.addresses(names[1 - now]!)).not.toContain(vipCidr);
@@ -216,20 +218,18 @@ describe.skipIf(!!unavailable)(`VIP through the lease, in network namespaces${un
     const pid = c.boosters[frozen]!.child.pid!;
     process.kill(pid, 'SIGSTOP');
     try {
-      await waitUntil(
-        async () => (await c.activeIndex()) === 1 - frozen && c.lab.addresses(names[1 - frozen]!).includes(vipCidr),
-        'the other takes over from the frozen active',
-        30_000,
-      );
+      await waitFor(async () => (await c.activeIndex()) === 1 - frozen && c.lab.addresses(names[1 - frozen]!).includes(vipCidr), {
+        what: 'the other takes over from the frozen active',
+        timeoutMs: 30_000,
+      });
     } finally {
       process.kill(pid, 'SIGCONT');
     }
     // While both carry the address for a moment, only the new owner has announced it.
-    await waitUntil(
-      () => /stepping down to standby/.test(c.boosters[frozen]!.output()) && !c.lab.addresses(names[frozen]!).includes(vipCidr),
-      'the woken booster stepped down and removed the VIP',
-      30_000,
-    );
+    await waitFor(() => /stepping down to standby/.test(c.boosters[frozen]!.output()) && !c.lab.addresses(names[frozen]!).includes(vipCidr), {
+      what: 'the woken booster stepped down and removed the VIP',
+      timeoutMs: 30_000,
+    });
     const now = await activeWithVip(c);
     expect(c.lab.addresses(names[1 - now]!)).not.toContain(vipCidr);
   }, 90_000);
@@ -243,10 +243,9 @@ describe.skipIf(!!unavailable)(`VIP through the lease, in network namespaces${un
     expect(p.child.exitCode).toBe(0);
     expect(c.lab.addresses(names[stopping]!)).not.toContain(vipCidr);
     expect(p.output()).toContain('virtual IP removed');
-    await waitUntil(
-      async () => (await c.activeIndex()) === 1 - stopping && c.lab.addresses(names[1 - stopping]!).includes(vipCidr),
-      'the standby takes over after the release',
-      30_000,
-    );
+    await waitFor(async () => (await c.activeIndex()) === 1 - stopping && c.lab.addresses(names[1 - stopping]!).includes(vipCidr), {
+      what: 'the standby takes over after the release',
+      timeoutMs: 30_000,
+    });
   }, 90_000);
 });

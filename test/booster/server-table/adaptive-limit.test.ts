@@ -1,7 +1,8 @@
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { createBooster } from '../../../booster/booster.js';
-import { boosterConfig, boosterSuiteDatabase, silentLog, startFixtureServer, until } from '../fixtures.js';
+import { waitFor } from '../../helpers/poll.js';
+import { boosterConfig, boosterSuiteDatabase, silentLog, startFixtureServer } from '../fixtures.js';
 
 /**
  * The adaptive concurrency limit with a real booster in front of a real loopback server that
@@ -22,12 +23,12 @@ async function burstThrough(adaptive: boolean): Promise<{ answers: { status: num
   });
   const base = await b.listen();
   cleanups.push(() => b.close());
-  await until(() => b.role() === 'active', 'booster active');
+  await waitFor(() => b.role() === 'active', { what: 'booster active' });
   const f = await startFixtureServer({ id: `work-${adaptive}`, boosters: [base], knex: suite.db.knex });
   cleanups.push(() => f.stop());
   f.workMs = 30; // the burst (300) takes 2.25 s of work: it is all offered long before the server could have done it
   await f.heartbeatNow();
-  await until(() => b.table.routable.length === 1, 'server routable');
+  await waitFor(() => b.table.routable.length === 1, { what: 'server routable' });
   const answers = await Promise.all(
     Array.from({ length: BURST }, async () => {
       const r = await request(`${base}/work`);

@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Booster, createBooster } from '../../../booster/booster.js';
 import { audienceOf, signClusterRequest } from '../../../common/protocol/cluster-auth.js';
 import { BOOSTER_PATH } from '../../../common/protocol/headers.js';
-import { boosterConfig, boosterSuiteDatabase, idleHeartbeat, SECRET, silentLog, until } from '../fixtures.js';
+import { waitFor } from '../../helpers/poll.js';
+import { boosterConfig, boosterSuiteDatabase, idleHeartbeat, SECRET, silentLog } from '../fixtures.js';
 
 /**
  * The default configuration's front door (data-plane workers, TLS on) under every transport a
@@ -127,7 +128,7 @@ describe('the default front door (workers + TLS) under real transports', () => {
     const url = await booster.listen();
     const port = new URL(url).port;
     b = Object.assign(booster, { https: `https://localhost:${port}`, http: `http://127.0.0.1:${port}` });
-    await until(() => b.role() === 'active', 'booster active', 15_000);
+    await waitFor(() => b.role() === 'active', { what: 'booster active', timeoutMs: 15_000 });
   });
   afterAll(async () => {
     for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});

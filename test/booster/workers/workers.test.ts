@@ -3,7 +3,8 @@ import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { type Booster, createBooster } from '../../../booster/booster.js';
 import { BOOSTER_PATH, HEADER } from '../../../common/protocol/headers.js';
-import { boosterConfig, boosterSuiteDatabase, type FixtureServer, signedPost, silentLog, startFixtureServer, until } from '../fixtures.js';
+import { waitFor } from '../../helpers/poll.js';
+import { boosterConfig, boosterSuiteDatabase, type FixtureServer, signedPost, silentLog, startFixtureServer } from '../fixtures.js';
 
 /**
  * A booster with two data-plane workers (ADR 0010): real forked processes sharing the port,
@@ -44,22 +45,21 @@ describe('booster with data-plane workers', () => {
     const b = await startBooster('wk-drain');
     expect(b.workers).toBe(2);
     expect(liveWorkers()).toHaveLength(2);
-    await until(() => b.role() === 'active', 'booster active');
+    await waitFor(() => b.role() === 'active', { what: 'booster active' });
     // Heartbeats arrive at a worker and are forwarded to the leader: the leader's table fills.
     const [a, c] = await servers(b.base, ['w1', 'w2']);
-    await until(() => b.table.routable.length === 2, 'both servers routable');
+    await waitFor(() => b.table.routable.length === 2, { what: 'both servers routable' });
     const seenBy = new Set<string>();
-    await until(
+    await waitFor(
       async () => {
         const r = await getFresh(`${b.base}/spread`);
         if (r.status === 200 && r.upstream) seenBy.add(r.upstream);
         return seenBy.size === 2;
       },
-      'requests reach both servers',
-      10_000,
+      { what: 'requests reach both servers', timeoutMs: 10_000 },
     );
     // Each worker learns its own concurrency limit per server; the leader shows their sum (each is at least 4).
-    await until(() => (b.table.servers.get('w1')?.reportedLimit ?? 0) >= 8, 'the workers reported their limits');
+    await waitFor(() => (b.table.servers.get('w1')?.reportedLimit ?? 0) >= 8, { what: 'the workers reported their limits' });
     const w1 = b.table.servers.get('w1')!;
     expect(b.table.concurrencyLimitOf(w1)).toBe(w1.reportedLimit);
     // The epoch goes upstream from the workers too.
@@ -78,34 +78,37 @@ describe('booster with data-plane workers', () => {
     expect(a.seen.filter((x) => x.url.startsWith('/after-drain')).length).toBe(0);
 
     expect((await signedPost(b.base, BOOSTER_PATH.undrain('w1'), {})).status).toBe(200);
-    await until(async () => (await getFresh(`${b.base}/back`)).upstream === 'w1', 'w1 routed again after undrain', 10_000);
+    await waitFor(async () => (await getFresh(`${b.base}/back`)).upstream === 'w1', { what: 'w1 routed again after undrain', timeoutMs: 10_000 });
   });
 
   it('restarts a worker that dies, and a graceful stop finishes in-flight requests in every worker', async () => {
     const b = await startBooster('wk-stop');
-    await until(() => b.role() === 'active', 'booster active');
+    await waitFor(() => b.role() === 'active', { what: 'booster active' });
     const [s] = await servers(b.base, ['s1']);
-    await until(() => b.table.routable.length === 1, 'server routable');
+    await waitFor(() => b.table.routable.length === 1, { what: 'server routable' });
 
     const victim = liveWorkers()[0]!;
     const victimPid = victim.process.pid;
     victim.process.kill('SIGKILL');
-    await until(() => liveWorkers().length === 2 && liveWorkers().every((w) => w!.process.pid !== victimPid), 'worker restarted', 15_000);
+    await waitFor(() => liveWorkers().length === 2 && liveWorkers().every((w) => w!.process.pid !== victimPid), {
+      what: 'worker restarted',
+      timeoutMs: 15_000,
+    });
     for (let i = 0; i < 10; i++) expect((await getFresh(`${b.base}/alive-${i}`)).status).toBe(200);
 
     // Two held requests on fresh connections: the stop must wait for both.
     const held = [request(`${b.base}/hold`, { headers: { connection: 'close' } }), request(`${b.base}/hold`, { headers: { connection: 'close' } })];
-    await until(() => s.seen.filter((x) => x.url === '/hold').length === 2, 'both held requests reached the server');
+    await waitFor(() => s.seen.filter((x) => x.url === '/hold').length === 2, { what: 'both held requests reached the server' });
     const closing = b.close();
     let closed = false;
     void closing.then(() => (closed = true));
-    await until(
+    await waitFor(
       async () =>
         (await fetch(`${b.base}/new`).then(
           () => false,
           () => true,
         )) || closed,
-      'listener closed to new connections',
+      { what: 'listener closed to new connections' },
     );
     expect(closed).toBe(false);
     s.release();
@@ -120,7 +123,7 @@ describe('booster with data-plane workers', () => {
 
   it('a standby answers 503 from its workers like a single process', async () => {
     const active = await startBooster('wk-active', { OMFLOW_BOOSTER_WORKERS: 1 });
-    await until(() => active.role() === 'active', 'first booster active');
+    await waitFor(() => active.role() === 'active', { what: 'first booster active' });
     const standby = await startBooster('wk-standby');
     const r = await request(`${standby.base}/x`);
     expect(r.statusCode).toBe(503);

@@ -5,7 +5,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { type Booster, createBooster } from '../../../../booster/booster.js';
 import { attachLeanFront, type LeanRequest, type LeanResponse } from '../../../../booster/data-plane/http1/front-connection.js';
 import { type Http1Handler, Http1Pool } from '../../../../booster/data-plane/http1/http1-pool.js';
-import { boosterConfig, boosterSuiteDatabase, type FixtureServer, silentLog, startFixtureServer, until } from '../../fixtures.js';
+import { waitFor } from '../../../helpers/poll.js';
+import { boosterConfig, boosterSuiteDatabase, type FixtureServer, silentLog, startFixtureServer } from '../../fixtures.js';
 
 /**
  * The lean HTTP/1.1 path (ADR 0014) through a real booster and real loopback servers: what it
@@ -19,11 +20,11 @@ async function activeBoosterWithServer(id: string): Promise<{ b: Booster; base: 
   const b = createBooster({ config: boosterConfig(id), db: suite.db.db, log: silentLog });
   const base = await b.listen();
   cleanups.push(() => b.close());
-  await until(() => b.role() === 'active', 'booster active');
+  await waitFor(() => b.role() === 'active', { what: 'booster active' });
   const s = await startFixtureServer({ id: `${id}-s`, boosters: [base], knex: suite.db.knex });
   cleanups.push(() => s.stop());
   await s.heartbeatNow();
-  await until(() => b.table.routable.length >= 1, 'server routable');
+  await waitFor(() => b.table.routable.length >= 1, { what: 'server routable' });
   return { b, base, s };
 }
 
@@ -113,11 +114,11 @@ describe('lean HTTP/1.1 front', () => {
     sock.on('data', (d: Buffer) => received.push(d));
     const text = () => Buffer.concat(received).toString('latin1');
     sock.write('GET /first HTTP/1.1\r\nHost: x\r\n\r\n');
-    await until(() => statusLines(text()).length === 1, 'first answer');
+    await waitFor(() => statusLines(text()).length === 1, { what: 'first answer' });
     sock.write('GET /_booster/active HTTP/1.1\r\nHost: x\r\n\r\n');
-    await until(() => statusLines(text()).length === 2, 'control answer');
+    await waitFor(() => statusLines(text()).length === 2, { what: 'control answer' });
     sock.write('GET /third HTTP/1.1\r\nHost: x\r\n\r\n');
-    await until(() => statusLines(text()).length === 3, 'third answer');
+    await waitFor(() => statusLines(text()).length === 3, { what: 'third answer' });
     expect(statusLines(text())).toEqual(['HTTP/1.1 200 OK', 'HTTP/1.1 200 OK', 'HTTP/1.1 200 OK']);
     expect(text()).toContain('"server":"lean-handover-s"');
     sock.destroy();
@@ -158,11 +159,11 @@ describe('lean HTTP/1.1 front', () => {
     cleanups.push(async () => sock.destroy());
     sock.pause(); // read nothing for now: the kernel buffers fill, then the booster's, then it must stop reading the server
     sock.write(`GET /big?bytes=${total} HTTP/1.1\r\nHost: x\r\n\r\n`);
-    await until(() => s.bigStalls > 0, 'the server sees backpressure');
+    await waitFor(() => s.bigStalls > 0, { what: 'the server sees backpressure' });
     // While the client reads nothing, the server's writes stop short of the whole body: the
     // booster holds a bounded amount (socket buffers), not the download.
     let last = -1;
-    await until(
+    await waitFor(
       async () => {
         const now = s.bigWritten;
         const still = now === last;
@@ -170,8 +171,7 @@ describe('lean HTTP/1.1 front', () => {
         await new Promise((r) => setTimeout(r, 100));
         return still;
       },
-      'the server stalls',
-      10_000,
+      { what: 'the server stalls', timeoutMs: 10_000 },
     );
     expect(s.bigWritten).toBeLessThan(total / 2);
     let received = 0;
@@ -197,9 +197,9 @@ describe('lean HTTP/1.1 front', () => {
     const gone = connect(Number(u.port), u.hostname);
     gone.pause();
     gone.write(`GET /big?bytes=${total} HTTP/1.1\r\nHost: x\r\n\r\n`);
-    await until(() => b.table.routable[0]?.inflight === 1, 'download in flight');
+    await waitFor(() => b.table.routable[0]?.inflight === 1, { what: 'download in flight' });
     gone.destroy();
-    await until(() => b.table.routable[0]?.inflight === 0, 'slot freed');
+    await waitFor(() => b.table.routable[0]?.inflight === 0, { what: 'slot freed' });
   });
 
   it('answers an HTTP/1.0 client without chunking: a body of unknown length ends with the connection', async () => {
@@ -380,14 +380,14 @@ describe('lean HTTP/1.1 front: connection timeouts and graceful close', () => {
     const { port } = await leanServer();
     const slow = client(port);
     slow.sock.write('GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ');
-    await until(() => slow.state.closed, 'slow head closed', 5000);
+    await waitFor(() => slow.state.closed, { what: 'slow head closed', timeoutMs: 5000 });
     expect(statusLines(slow.state.text)).toEqual(['HTTP/1.1 408 Request Timeout']);
 
     const idle = client(port);
     idle.sock.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
-    await until(() => statusLines(idle.state.text).length === 1, 'answer');
+    await waitFor(() => statusLines(idle.state.text).length === 1, { what: 'answer' });
     expect(idle.state.closed).toBe(false);
-    await until(() => idle.state.closed, 'idle connection closed after the keep-alive timeout', 5000);
+    await waitFor(() => idle.state.closed, { what: 'idle connection closed after the keep-alive timeout', timeoutMs: 5000 });
   });
 
   it('closeIdleConnections closes idle connections and leaves one with a request in progress until its answer', async () => {
@@ -396,12 +396,12 @@ describe('lean HTTP/1.1 front: connection timeouts and graceful close', () => {
     idle.sock.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
     const busy = client(port);
     busy.sock.write('GET /hold HTTP/1.1\r\nHost: x\r\n\r\n');
-    await until(() => statusLines(idle.state.text).length === 1, 'idle answered');
+    await waitFor(() => statusLines(idle.state.text).length === 1, { what: 'idle answered' });
     server.closeIdleConnections();
-    await until(() => idle.state.closed, 'idle closed');
+    await waitFor(() => idle.state.closed, { what: 'idle closed' });
     expect(busy.state.closed).toBe(false);
     release();
-    await until(() => statusLines(busy.state.text).length === 1, 'held request answered');
+    await waitFor(() => statusLines(busy.state.text).length === 1, { what: 'held request answered' });
     expect(busy.state.text).toContain('ok');
   });
 });

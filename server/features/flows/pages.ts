@@ -5,12 +5,12 @@ import { renderField } from '../../web/fields.js';
 import { html, type Raw } from '../../web/html.js';
 import { localeOf, t } from '../../web/i18n.js';
 import { renderPage } from '../../web/layout.js';
-import type { FlowsService } from '../flows/service.js';
-import type { FlowsStore } from '../flows/store.js';
+import { checkFieldDefs, type FieldDef } from '../forms/fields.js';
+import type { FormsService } from '../forms/service.js';
+import type { FormsStore } from '../forms/store.js';
 import { requireAdmin, verifyCsrf } from '../users/guards.js';
-import { checkFieldDefs, type FieldDef } from './fields.js';
-import type { FormsService } from './service.js';
-import type { FormsStore } from './store.js';
+import type { FlowsService } from './service.js';
+import type { FlowsStore } from './store.js';
 
 type Body = Record<string, string | undefined>;
 
