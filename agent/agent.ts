@@ -4,23 +4,29 @@ import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { boosterUrlsOf } from '../common/config/areas/boosters.js';
-import type { agentArea, boostersArea, clusterArea, databaseArea, serverArea } from '../common/config/areas/index.js';
-import type { LoadedConfig } from '../common/config/load.js';
+import { agentArea, boostersArea, clusterArea, databaseArea, serverArea } from '../common/config/areas/index.js';
+import { assignReloadable, type ConfigChanges, diffConfig, type LoadedConfig } from '../common/config/load.js';
+import { reportReload } from '../common/config/reload-signal.js';
 import { createDatabase, type Database } from '../common/db/create-database.js';
 import { freePort } from '../common/free-port.js';
 import type { Logger } from '../common/log.js';
+import { packageVersion } from '../common/package-version.js';
 import { limitsFromConfig, trustedKeysFromConfig } from '../common/patch/index.js';
 import { audiencesFor } from '../common/protocol/cluster-auth.js';
+import { createClusterClient } from '../common/protocol/cluster-client.js';
+import { SERVER_PATH } from '../common/protocol/headers.js';
 import type { AgentState } from '../common/protocol/messages.js';
 import { BoosterClient } from './booster-client.js';
 import { buildControlApi, listenControlApi } from './control-api.js';
 import { AgentErrors } from './errors.js';
+import { createAgentMetrics } from './metrics.js';
 import { cmdlineOf, isAlive, readJsonFile, removeFile, writeJsonFile } from './process-control.js';
 import { ReleaseStore } from './releases.js';
 import { RolloutWorker } from './rollout-worker.js';
 import { Supervisor } from './supervisor.js';
 
-export type AgentConfig = LoadedConfig<[typeof clusterArea, typeof databaseArea, typeof boostersArea, typeof serverArea, typeof agentArea]>;
+export const AGENT_AREAS = [clusterArea, databaseArea, boostersArea, serverArea, agentArea] as const;
+export type AgentConfig = LoadedConfig<typeof AGENT_AREAS>;
 
 /** The install this agent runs from (agent/.. ): the source of the bootstrap release and of node_modules. */
 export const INSTALL_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -61,6 +67,10 @@ export class Agent {
   private serverPort = 0;
   private readonly agentPidFile: string;
   private readonly drainedFile: string;
+  /** The settings as last applied (a reload changes the reloadable ones). */
+  private current: AgentConfig;
+  /** The supervisor's timings, read at each use: a reload changes them in place. */
+  private readonly timings: ReturnType<typeof supervisorTimings>;
 
   constructor(private readonly opts: AgentOptions) {
     const c = opts.config;
@@ -70,6 +80,8 @@ export class Agent {
     this.db = opts.db ?? createDatabase(c.database, { log: opts.log, availability: true });
     this.agentPidFile = join(c.cluster.dataDir, 'agent.pid');
     this.drainedFile = join(c.cluster.dataDir, 'drained-by-agent');
+    this.current = c;
+    this.timings = supervisorTimings(c.agent);
   }
 
   get agentUrl(): string {
@@ -103,9 +115,16 @@ export class Agent {
 
     // Calls signed for another receiver (a booster, another agent) are refused; known once listening.
     let audiences: string[] | undefined;
+    const metrics = createAgentMetrics({
+      node: c.cluster.nodeId,
+      version: packageVersion(null),
+      status: () => this.status(),
+      recentRecoveries: () => this.supervisor?.status().recentRecoveries ?? 0,
+    });
     this.api = buildControlApi({
       secret: c.cluster.secret,
       log,
+      operatorToken: () => this.current.server.operatorToken,
       audiences: () => (this.url ? (audiences ??= audiencesFor([this.url])) : undefined),
       handlers: {
         status: () => this.status(),
@@ -120,6 +139,7 @@ export class Agent {
           this.worker.notify();
           return { accepted: true };
         },
+        metrics: async () => ({ contentType: metrics.contentType, body: await metrics.metrics() }),
       },
     });
     const port = await listenControlApi(this.api, c.agent.host, c.agent.port);
@@ -134,21 +154,7 @@ export class Agent {
       server: { host: c.server.host, port: this.serverPort, publicUrl: this.serverUrl() },
       env: { ...this.opts.env, OMFLOW_NODE_ID: c.cluster.nodeId },
       agentUrl: () => this.url,
-      timings: {
-        startTimeoutMs: a.startTimeoutMs,
-        stopTimeoutMs: a.stopTimeoutMs,
-        drainTimeoutMs: a.drainTimeoutMs,
-        drainSettleMs: a.drainSettleMs,
-        quickIntervalMs: a.quickIntervalMs,
-        quickTimeoutMs: a.quickTimeoutMs,
-        deepIntervalMs: a.deepIntervalMs,
-        deepTimeoutMs: a.deepTimeoutMs,
-        failureThreshold: a.failureThreshold,
-        backoffMs: a.backoffMs,
-        backoffMaxMs: a.backoffMaxMs,
-        maxRecoveries: a.maxRecoveries,
-        recoveryWindowMs: a.recoveryWindowMs,
-      },
+      timings: this.timings,
       log,
       drain: async (reason) => void (await this.drain(reason)),
       undrain: async () => void (await this.undrain()),
@@ -164,7 +170,7 @@ export class Agent {
       limits: limitsFromConfig(a),
       undrain: async () => void (await this.undrain()),
       log,
-      timings: { pollMs: a.patchPollMs, soakMs: a.soakMs, lockTtlMs: a.rolloutLockTtlMs, deepIntervalMs: a.deepIntervalMs },
+      timings: rolloutTimings(a),
     });
 
     this.reportTimer = setInterval(() => void this.report(), a.reportIntervalMs);
@@ -179,6 +185,43 @@ export class Agent {
     this.supervisor.startMonitor();
     this.worker.start();
     log.info({ agentUrl: this.url, serverUrl: this.serverUrl(), state: this.supervisor.currentState }, 'agent started');
+  }
+
+  /**
+   * A configuration read again (SIGHUP): the keys marked reloadable apply in place (trusted patch
+   * keys, patch limits, check and recovery timings, the report interval, the log level); the
+   * others are reported as needing a restart. A trusted key that cannot be read throws, and
+   * nothing changes.
+   */
+  reload(next: AgentConfig): ConfigChanges {
+    const { log } = this.opts;
+    const changes = diffConfig(AGENT_AREAS, this.current, next);
+    const agent = { ...this.current.agent };
+    assignReloadable(agentArea, agent, next.agent);
+    const trusted = trustedKeysFromConfig(agent);
+    const cluster = { ...this.current.cluster };
+    assignReloadable(clusterArea, cluster, next.cluster);
+    const server = { ...this.current.server };
+    assignReloadable(serverArea, server, next.server);
+    Object.assign(this.timings, supervisorTimings(agent));
+    this.worker?.reconfigure({ trusted, limits: limitsFromConfig(agent), timings: rolloutTimings(agent) });
+    if (agent.reportIntervalMs !== this.current.agent.reportIntervalMs && this.reportTimer) {
+      clearInterval(this.reportTimer);
+      this.reportTimer = setInterval(() => void this.report(), agent.reportIntervalMs);
+    }
+    this.current = { ...this.current, agent, cluster, server };
+    void this.reloadServer();
+    reportReload(log, changes, cluster.logLevel);
+    return changes;
+  }
+
+  /** The app server reads the same file: it is asked (signed) to read its reloadable settings again; one that cannot (an older release) keeps its own. */
+  private async reloadServer(): Promise<void> {
+    if (!this.supervisor?.isRunning()) return;
+    const c = this.opts.config.cluster;
+    const r = await createClusterClient({ secret: c.secret, nodeId: c.nodeId }).call(this.serverUrl(), 'POST', SERVER_PATH.reload, '{}');
+    if (!r.ok)
+      this.opts.log.warn({ status: r.status, error: r.error ?? r.body }, 'the app server did not read its configuration again; it applies on its next start');
   }
 
   async drain(reason: string) {
@@ -236,4 +279,27 @@ export class Agent {
     if (readJsonFile<{ pid: number }>(this.agentPidFile)?.pid === process.pid) removeFile(this.agentPidFile);
     if (!this.opts.db) await this.db.destroy();
   }
+}
+
+/** The supervisor's checks and recovery timings, from the agent's settings. */
+function supervisorTimings(a: AgentConfig['agent']) {
+  return {
+    startTimeoutMs: a.startTimeoutMs,
+    stopTimeoutMs: a.stopTimeoutMs,
+    drainTimeoutMs: a.drainTimeoutMs,
+    drainSettleMs: a.drainSettleMs,
+    quickIntervalMs: a.quickIntervalMs,
+    quickTimeoutMs: a.quickTimeoutMs,
+    deepIntervalMs: a.deepIntervalMs,
+    deepTimeoutMs: a.deepTimeoutMs,
+    failureThreshold: a.failureThreshold,
+    backoffMs: a.backoffMs,
+    backoffMaxMs: a.backoffMaxMs,
+    maxRecoveries: a.maxRecoveries,
+    recoveryWindowMs: a.recoveryWindowMs,
+  };
+}
+
+function rolloutTimings(a: AgentConfig['agent']) {
+  return { pollMs: a.patchPollMs, soakMs: a.soakMs, lockTtlMs: a.rolloutLockTtlMs, deepIntervalMs: a.deepIntervalMs };
 }

@@ -1,13 +1,14 @@
 import { join } from 'node:path';
 import type { CliContext } from '../common/cli/context.js';
 import { parseFlags } from '../common/cli/context.js';
-import { agentArea, boostersArea, clusterArea, databaseArea, serverArea } from '../common/config/areas/index.js';
-import { loadConfig } from '../common/config/load.js';
+import { agentArea, clusterArea, serverArea } from '../common/config/areas/index.js';
+import { configOrigin, loadConfig } from '../common/config/load.js';
+import { reloadOnSighup } from '../common/config/reload-signal.js';
 import { createLogger } from '../common/log.js';
 import { audienceOf, signClusterRequest } from '../common/protocol/cluster-auth.js';
 import { AGENT_PATH } from '../common/protocol/headers.js';
 import { createServiceNotifier, withoutServiceManagerVars } from '../common/systemd-notify.js';
-import { Agent, type AgentStatus } from './agent.js';
+import { AGENT_AREAS, Agent, type AgentStatus } from './agent.js';
 import { AgentErrors } from './errors.js';
 import { readJsonFile } from './process-control.js';
 
@@ -77,14 +78,14 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
     ctx.stderr.write(`omflow agent: unknown subcommand "${sub}"\n\n${HELP}`);
     return 2;
   }
-  const config = loadConfig([clusterArea, databaseArea, boostersArea, serverArea, agentArea], { env: ctx.env, file: ctx.configFile });
+  const origin = configOrigin({ env: ctx.env, file: ctx.configFile });
+  const config = loadConfig(AGENT_AREAS, origin.sources);
   const log = createLogger({ name: 'agent', level: config.cluster.logLevel, nodeId: config.cluster.nodeId });
   const env = { ...withoutServiceManagerVars(ctx.env), ...(ctx.configFile ? { OMFLOW_CONFIG: ctx.configFile } : {}) };
   const agent = new Agent({ config, env, log });
   const systemd = createServiceNotifier({ env: ctx.env, log });
-  // Nothing reloads yet; the handler keeps `systemctl reload` (SIGHUP) from ending the agent.
-  const onHup = () => log.info('SIGHUP: the agent has nothing to reload; restart it to apply configuration changes');
-  process.on('SIGHUP', onHup);
+  // SIGHUP (systemctl reload): the file is read again, the reloadable settings apply in place.
+  const stopReloading = reloadOnSighup(AGENT_AREAS, origin, log, (next) => agent.reload(next));
   const stopping = ctx.stopSignal.then(() => 'stop' as const);
   const started = agent.start().then(() => 'started' as const);
   try {
@@ -104,7 +105,7 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
     // The graceful stop: drain settle + drain + the server's stop, and a margin for the rest.
     const a = config.agent;
     systemd.stopping(a.drainSettleMs + a.drainTimeoutMs + a.stopTimeoutMs + 15_000);
-    process.off('SIGHUP', onHup);
+    stopReloading();
     try {
       await agent.close();
     } finally {

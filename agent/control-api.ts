@@ -12,19 +12,43 @@ export interface ControlHandlers {
   undrain(): Promise<unknown>;
   restart(): Promise<unknown>;
   patchNotice(notice: PatchNotice): unknown;
+  /** Prometheus exposition of the agent (GET /_agent/metrics). */
+  metrics?(): Promise<{ contentType: string; body: string }>;
 }
 
 const MAX_BODY = 64 * 1024;
 
 /**
  * The agent control API: every call, reads included, is signed with the cluster secret and
- * carries a fresh nonce (a replayed drain or restart is refused); see cluster-auth.ts.
+ * carries a fresh nonce (a replayed drain or restart is refused); see cluster-auth.ts. The one
+ * exception is GET /_agent/metrics, which Prometheus reads with the operator token as it reads a
+ * booster's (a signature works too).
  */
-export function buildControlApi(opts: { secret: string; handlers: ControlHandlers; log: Logger; audiences?: () => readonly string[] | undefined }): Server {
+export function buildControlApi(opts: {
+  secret: string;
+  handlers: ControlHandlers;
+  log: Logger;
+  audiences?: () => readonly string[] | undefined;
+  /** OMFLOW_SERVER_OPERATOR_TOKEN, read at each call (a reload changes it). */
+  operatorToken?: () => string | undefined;
+}): Server {
   const { handlers } = opts;
-  const endpoint = createSignedEndpoint({ secret: opts.secret, bodyLimit: MAX_BODY, audiences: opts.audiences });
+  const endpoint = createSignedEndpoint({
+    secret: opts.secret,
+    bodyLimit: MAX_BODY,
+    audiences: opts.audiences,
+    get operatorToken() {
+      return opts.operatorToken?.();
+    },
+  });
   return createServer(async (req, res) => {
     try {
+      if (handlers.metrics && req.method === 'GET' && (req.url ?? '/').split('?')[0] === AGENT_PATH.metrics) {
+        await endpoint.authorizeRead(req);
+        const m = await handlers.metrics();
+        res.writeHead(200, { 'content-type': m.contentType });
+        return void res.end(m.body);
+      }
       const { value } = await endpoint.read(req);
       const route = `${req.method} ${(req.url ?? '/').split('?')[0]}`;
       switch (route) {

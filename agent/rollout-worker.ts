@@ -50,7 +50,12 @@ export class RolloutWorker {
   private waitingForLock = false;
   lastError: string | null = null;
 
-  constructor(private readonly deps: RolloutWorkerDeps) {}
+  constructor(private deps: RolloutWorkerDeps) {}
+
+  /** A configuration reload: trusted keys, limits and timings for the next patch (one being installed keeps what it was verified with). */
+  reconfigure(p: Pick<RolloutWorkerDeps, 'trusted' | 'limits' | 'timings'>): void {
+    this.deps = { ...this.deps, ...p };
+  }
 
   start(): void {
     this.loop ??= this.run();

@@ -6,15 +6,19 @@
 // and an h2 row (h2load, nghttp2-client) for both. A multi-core section: the booster with 1 and
 // with 2 data-plane workers (OMFLOW_BOOSTER_WORKERS) and HAProxy with 2 threads, every process
 // (wrk -t2 too) on the same 2 CPUs. Every figure is the median of the interleaved rounds.
-// Usage: npx tsx bench/booster-throughput.ts [--duration 5] [--connections 50] [--rounds 3] [--no-multicore] [--no-tls] [--tls-only]
+// The access log's cost: the same booster once more with OMFLOW_BOOSTER_ACCESS_LOG=json to a file
+// (every request logged), in the same rounds; --access-log-only runs just direct and the two.
+// Usage: npx tsx bench/booster-throughput.ts [--duration 5] [--connections 50] [--rounds 3] [--no-multicore] [--no-tls] [--tls-only] [--access-log-only]
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  cpuTicks,
   freePort,
   h2load,
   makeBenchCert,
+  median,
   RoundMedians,
   startBoosterProcess,
   startPinned,
@@ -38,6 +42,8 @@ const withTls = !args.includes('--no-tls');
 const rounds = Number(args[args.indexOf('--rounds') + 1] || 0) || 3;
 // --tls-only: only direct, the plain booster and the TLS rows (HTTPS booster and HAProxy, h2).
 const tlsOnly = args.includes('--tls-only');
+// --access-log-only: direct, the booster and the booster with its access log on; nothing else.
+const accessLogOnly = args.includes('--access-log-only');
 const dir = mkdtempSync(join(tmpdir(), 'omflow-bench-'));
 const postLua = writePostScript(dir);
 
@@ -47,6 +53,12 @@ type Result = { name: string; kind: string; rps: number; p50: number; p99: numbe
 const load = (url: string, post: boolean, cpus = '0', threads = 1) =>
   wrk(url, { connections, durationS: duration, postScript: post ? postLua : undefined, cpus, threads });
 
+/** What a target answers when wrk counted errors (a figure with errors is not a throughput figure). */
+async function sampleError(url: string): Promise<void> {
+  const r = await fetch(`${url}/`).catch((err: Error) => ({ status: 0, text: async () => err.message }));
+  process.stderr.write(`  ${url} now answers ${r.status}: ${(await r.text()).slice(0, 200)}\n`);
+}
+
 const children: { kill: () => Promise<void> }[] = [];
 const rows = new RoundMedians<Omit<Result, 'name' | 'kind'>>(['errors']);
 const results: Result[] = rows.results;
@@ -55,6 +67,10 @@ const multiResults: Result[] = [];
 const h2results: { name: string; rps: number; meanMs: number; errors: number }[] = [];
 const h2rounds = new Map<string, { rps: number; meanMs: number; errors: number }[]>();
 const tlsTargets: { name: string; url: string }[] = [];
+let accessLogLines = 0;
+/** The booster's own CPU per request with the access log off and on (µs; the steadier figure on a shared machine). */
+const cpuPerRequest = new Map<string, number[]>();
+const cpuPids = new Map<string, number>();
 const pg = await startPostgres();
 try {
   const upPort = await freePort();
@@ -67,12 +83,16 @@ try {
   // A third booster with the lean HTTP/1.1 path off (node:http + undici only), as a standby that serves.
   const nodeHttpPort = await freePort();
   const nodeHttpBoosterUrl = `http://127.0.0.1:${nodeHttpPort}`;
+  // A fourth with the access log on (JSON, every request, to a file), as a standby that serves.
+  const accessLogPort = await freePort();
+  const accessLogBoosterUrl = `http://127.0.0.1:${accessLogPort}`;
+  const accessLogFile = join(dir, 'access.log');
   const cert = makeBenchCert(dir);
   const up = await startPinned(
     '1',
     process.execPath,
     tsxArgs('bench/booster-upstream.ts'),
-    { PORT: String(upPort), BOOSTERS: `${boosterUrl},${tlsBoosterUrl},${nodeHttpBoosterUrl}`, NODE_ID: 'bench-up' },
+    { PORT: String(upPort), BOOSTERS: `${boosterUrl},${tlsBoosterUrl},${nodeHttpBoosterUrl},${accessLogBoosterUrl}`, NODE_ID: 'bench-up' },
     /LISTENING/,
   );
   children.push({ kill: () => stop(up.child) });
@@ -104,6 +124,23 @@ try {
     return st.servers.some((x) => x.state === 'up');
   }, 'node:http booster with the upstream up');
 
+  const accessLogBooster = startBoosterProcess('1', {
+    OMFLOW_DB_URL: pg.url,
+    OMFLOW_NODE_ID: 'bench-booster-access-log',
+    OMFLOW_BOOSTER_PORT: String(accessLogPort),
+    OMFLOW_BOOSTER_SLOW_START_MS: '0',
+    OMFLOW_BOOSTER_STANDBY_SERVES: 'true',
+    OMFLOW_BOOSTER_ACCESS_LOG: 'json',
+    OMFLOW_BOOSTER_ACCESS_LOG_FILE: accessLogFile,
+  });
+  children.push({ kill: () => stop(accessLogBooster) });
+  cpuPids.set('booster', booster.pid!);
+  cpuPids.set('booster-access-log', accessLogBooster.pid!);
+  await waitFor(async () => {
+    const st = (await (await statusGet(accessLogBoosterUrl)).json()) as { servers: { state: string }[] };
+    return st.servers.some((x) => x.state === 'up');
+  }, 'access-log booster with the upstream up');
+
   const tlsBooster = startBoosterProcess('1', {
     OMFLOW_DB_URL: pg.url,
     OMFLOW_NODE_ID: 'bench-booster-tls',
@@ -125,9 +162,10 @@ try {
     { name: 'direct', url: upstream },
     { name: 'booster', url: boosterUrl },
   ];
-  if (!tlsOnly) targets.push({ name: 'booster-node-http', url: nodeHttpBoosterUrl });
+  if (!tlsOnly) targets.push({ name: 'booster-access-log', url: accessLogBoosterUrl });
+  if (!tlsOnly && !accessLogOnly) targets.push({ name: 'booster-node-http', url: nodeHttpBoosterUrl });
 
-  if (!tlsOnly) await startOtherProxies();
+  if (!tlsOnly && !accessLogOnly) await startOtherProxies();
   async function startOtherProxies(): Promise<void> {
     const undiciPort = await freePort();
     const u = await startPinned('1', process.execPath, tsxArgs('bench/booster-undici-proxy.ts'), { PORT: String(undiciPort), UPSTREAM: upstream }, /LISTENING/);
@@ -218,19 +256,26 @@ backend be
     await waitFor(async () => spawnSync('curl', ['-skf', '-o', '/dev/null', `https://127.0.0.1:${tport}/`]).status === 0, 'haproxy tls');
     tlsTargets.push({ name: 'haproxy-tls', url: `https://127.0.0.1:${tport}` });
   }
-  if (withTls) targets.push(...tlsTargets);
+  if (withTls && !accessLogOnly) targets.push(...tlsTargets);
 
   for (const kind of ['GET', 'POST 1KB']) {
     for (const t of targets) load(`${t.url}/`, kind !== 'GET'); // warm-up
     for (let round = 0; round < rounds; round++) {
       for (const t of targets) {
+        const pid = cpuPids.get(t.name);
+        const t0 = pid ? cpuTicks(pid) : 0;
         const r = load(`${t.url}/`, kind !== 'GET');
-        process.stderr.write(`${kind} ${t.name} round ${round + 1}: ${r.rps.toFixed(0)} req/s\n`);
+        if (pid && r.requests > 0) {
+          const key = `${kind} ${t.name}`;
+          cpuPerRequest.set(key, [...(cpuPerRequest.get(key) ?? []), ((cpuTicks(pid) - t0) * 10_000) / r.requests]);
+        }
+        process.stderr.write(`${kind} ${t.name} round ${round + 1}: ${r.rps.toFixed(0)} req/s${r.errors ? `, ${r.errors} errors` : ''}\n`);
+        if (r.errors) await sampleError(t.url);
         record(kind, t.name, r);
       }
     }
   }
-  if (withTls && spawnSync('which', ['h2load']).status === 0) {
+  if (withTls && !accessLogOnly && spawnSync('which', ['h2load']).status === 0) {
     for (let round = 0; round < rounds; round++) {
       for (const t of tlsTargets) {
         const r = h2load(`${t.url}/`, { duration, clients: Math.max(1, Math.round(connections / 10)), streams: 10 });
@@ -245,7 +290,7 @@ backend be
       }
     }
   }
-  if (multicore && !tlsOnly) {
+  if (multicore && !tlsOnly && !accessLogOnly) {
     // Every process on CPUs 0 and 1 (wrk with two threads as well): what a second worker buys
     // when the load generator competes for the same cores. A second upstream on both CPUs, so
     // the one-CPU upstream above is not the ceiling; the extra boosters serve as standbys.
@@ -307,6 +352,9 @@ backend be
     }
     for (const r of results.filter((x) => x.kind.startsWith('2cores '))) multiResults.push(r);
   }
+  // The access log really wrote: one line per request it served (the warm-up's included).
+  const wc = spawnSync('wc', ['-l', accessLogFile], { encoding: 'utf8' });
+  accessLogLines = Number(wc.stdout.trim().split(/\s+/)[0]) || 0;
 } finally {
   for (const c of children.reverse()) await c.kill();
   await pg.stop();
@@ -329,6 +377,11 @@ for (const kind of ['GET', 'POST 1KB']) {
   const ha = get('haproxy');
   const nh = get('booster-node-http');
   if (nh) console.log(`  booster (lean HTTP/1.1) / booster with OMFLOW_BOOSTER_LEAN_HTTP1=false = ${(b.rps / nh.rps).toFixed(2)}`);
+  const al = get('booster-access-log');
+  if (al)
+    console.log(
+      `  access log (${accessLogLines} lines written in the whole run): booster ${b.rps.toFixed(0)} req/s with it off, ${al.rps.toFixed(0)} req/s with it on (JSON, every request, to a file) = ${((1 - al.rps / b.rps) * 100).toFixed(1)} % fewer (goal <= 5 %); p99 ${b.p99.toFixed(2)} / ${al.p99.toFixed(2)} ms; booster CPU per request ${median(cpuPerRequest.get(`${kind} booster`) ?? [Number.NaN]).toFixed(1)} / ${median(cpuPerRequest.get(`${kind} booster-access-log`) ?? [Number.NaN]).toFixed(1)} µs`,
+    );
   console.log(
     `  booster / fastify-reply-from = ${fr ? (b.rps / fr.rps).toFixed(2) : 'n/a'} (goal >= 1.5); booster / haproxy = ${ha ? (b.rps / ha.rps).toFixed(2) : 'n/a'} (goal >= 0.5); p99 booster / haproxy = ${ha ? (b.p99 / ha.p99).toFixed(2) : 'n/a'} (goal <= 2)`,
   );

@@ -1,10 +1,17 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism, hostname } from 'node:os';
+import { boosterArea } from '../common/config/areas/booster.js';
+import { clusterArea } from '../common/config/areas/cluster.js';
+import { databaseArea } from '../common/config/areas/database.js';
+import { assignReloadable, type ConfigChanges, diffConfig } from '../common/config/load.js';
+import { reportReload } from '../common/config/reload-signal.js';
 import { createDatabase, type Database, type DatabaseConfig } from '../common/db/create-database.js';
 import { createLogger, type Logger } from '../common/log.js';
-import type { BoosterConfig, ClusterConfig } from './config.js';
+import { registerBuildInfo } from '../common/metrics/build-info.js';
+import type { BoosterConfig, ClusterConfig, LiveBoosterConfig } from './config.js';
 import { createClusterEvents } from './control-plane/cluster-events.js';
+import { type RolloutView, registerClusterGauges } from './control-plane/cluster-gauges.js';
 import { ClusterStore } from './control-plane/cluster-store.js';
 import { createControlApi, fromWorkers } from './control-plane/control-api.js';
 import { createControlCore } from './control-plane/control-core.js';
@@ -13,7 +20,7 @@ import { MaintenanceMode } from './control-plane/maintenance.js';
 import { Retention } from './control-plane/retention.js';
 import { ServerSync } from './control-plane/server-sync.js';
 import { createSwitchover } from './control-plane/switchover.js';
-import { createDataPlane, DRAIN_MS } from './data-plane/data-plane.js';
+import { createDataPlane, DRAIN_MS, followSettings } from './data-plane/data-plane.js';
 import { DbPressurePolicy } from './data-plane/db-pressure.js';
 import type { FrontGate } from './data-plane/front-router.js';
 import { loadCertificate } from './data-plane/tls-certificate.js';
@@ -22,7 +29,7 @@ import { createActiveDuties } from './leadership/active-duties.js';
 import { QueryOutcomeAvailability } from './leadership/db-reachability.js';
 import { LeaderLease } from './leadership/leader-lease.js';
 import { Leadership } from './leadership/leadership.js';
-import { createPeerProbe } from './leadership/peer-probe.js';
+import { createPeerProbe, watchPeer } from './leadership/peer-probe.js';
 import { createVipOwner } from './leadership/vip-owner.js';
 import { createLicenseGate, type LicenseGate } from './license/gate.js';
 import { createMetrics } from './metrics.js';
@@ -55,6 +62,12 @@ export interface Booster {
   /** Base URL once listening. */
   url(): string;
   listen(): Promise<string>;
+  /**
+   * Applies a configuration read again (SIGHUP): keys marked reloadable change in place in this
+   * process and every data-plane worker (resolves once they all did), the others are reported
+   * as needing a restart and keep their value. Leadership, the lease and connections are untouched.
+   */
+  reload(next: BoosterDeps['config']): Promise<ConfigChanges>;
   /** Graceful: stop accepting, hand the lease over, finish in-flight requests. Every caller gets the same promise. */
   close(): Promise<void>;
 }
@@ -65,8 +78,10 @@ export interface Booster {
  * plane, here or in N workers behind this primary (ADR 0010). Each part holds its own logic.
  */
 export function createBooster(deps: BoosterDeps): Booster {
-  const cfg = deps.config.booster;
-  const { secret, nodeId } = deps.config.cluster;
+  // One settings object for every part of this process, read at each use: a reload changes it in place.
+  const cfg: LiveBoosterConfig = { ...deps.config.booster };
+  let cluster = deps.config.cluster;
+  const { secret, nodeId } = cluster;
   const log = deps.log ?? createLogger({ name: 'booster', level: deps.config.cluster.logLevel, nodeId });
   const ownDb = !deps.db;
   if (!deps.db && !deps.config.database) throw new Error('createBooster needs db or config.database');
@@ -166,7 +181,7 @@ export function createBooster(deps: BoosterDeps): Booster {
     if (cfg.tlsCertFile && cfg.tlsKeyFile) loadCertificate({ certFile: cfg.tlsCertFile, keyFile: cfg.tlsKeyFile });
     workers = new WorkerPool({
       count: workerCount,
-      config: { cluster: deps.config.cluster, booster: cfg },
+      config: { cluster, booster: { ...cfg } },
       log,
       table,
       metrics,
@@ -233,7 +248,20 @@ export function createBooster(deps: BoosterDeps): Booster {
   );
   const plane = workers
     ? null
-    : createDataPlane({ cfg, table, pools, metrics, log, pressure: dbPressure, epoch: () => leadership.currentEpoch(), gate: front, control });
+    : createDataPlane({ cfg, nodeId, table, pools, metrics, log, pressure: dbPressure, epoch: () => leadership.currentEpoch(), gate: front, control });
+
+  // What operators alert on, read at scrape time.
+  const peerWatch = cfg.peerUrl ? watchPeer(createPeerProbe({ peerUrl: cfg.peerUrl, timeoutMs: cfg.probeTimeoutMs, secret, nodeId }), PEER_WATCH_MS) : null;
+  registerBuildInfo(metrics.registry, { role: 'booster', version, node: nodeId });
+  registerClusterGauges({
+    registry: metrics.registry,
+    table,
+    gate,
+    log,
+    certificateValidTo: cfg.tlsCertFile ? () => (workers ? workers.certificateValidTo : (plane?.certificateValidTo() ?? null)) : undefined,
+    peerReachable: peerWatch ? () => (leadership.role === 'standby' ? leadership.peerAlive : peerWatch.reachable()) : undefined,
+    rollout: () => store.latestRollout() as Promise<RolloutView | null>,
+  });
   const server = plane?.server ?? createServer({ keepAliveTimeout: 5000 }, fromWorkers(control));
 
   const timers: NodeJS.Timeout[] = [];
@@ -266,11 +294,44 @@ export function createBooster(deps: BoosterDeps): Booster {
     return selfUrl;
   }
 
+  let reloading: Promise<unknown> = Promise.resolve();
+  function reload(next: BoosterDeps['config']): Promise<ConfigChanges> {
+    const run = reloading.then(() => applyReload(next));
+    reloading = run.catch(() => {});
+    return run;
+  }
+
+  async function applyReload(next: BoosterDeps['config']): Promise<ConfigChanges> {
+    const before = { cluster, booster: cfg, database: deps.config.database };
+    const changes = diffConfig([clusterArea, databaseArea, boosterArea], before, { ...next, database: next.database ?? deps.config.database });
+    // New certificate paths apply in place; turning TLS on or off changes the listener: a restart.
+    const tlsKeys = ['OMFLOW_BOOSTER_TLS_CERT_FILE', 'OMFLOW_BOOSTER_TLS_KEY_FILE'];
+    const tlsToggled = !cfg.tlsCertFile !== !next.booster.tlsCertFile;
+    if (tlsToggled) {
+      changes.inPlace = changes.inPlace.filter((k) => !tlsKeys.includes(k));
+      for (const k of tlsKeys) if (!changes.needsRestart.includes(k)) changes.needsRestart.push(k);
+    }
+    const prev = { ...cfg };
+    assignReloadable(boosterArea, cfg, next.booster, tlsToggled ? ['tlsCertFile', 'tlsKeyFile'] : []);
+    const nextCluster = { ...cluster };
+    assignReloadable(clusterArea, nextCluster, next.cluster);
+    cluster = nextCluster;
+    followSettings(prev, cfg, { pools, table, plane });
+    if (prev.healthFastIntervalMs !== cfg.healthFastIntervalMs && listening) {
+      health.stop();
+      health.start();
+    }
+    await workers?.reload({ cluster, booster: { ...cfg } });
+    reportReload(log, changes, cluster.logLevel);
+    return changes;
+  }
+
   async function shutdown(): Promise<void> {
     stopping = true;
     workers?.push();
     leadership.stop();
     for (const t of timers) clearInterval(t);
+    peerWatch?.stop();
     health.stop();
     // The data plane stops accepting and finishes its requests while the lease is handed over.
     const drained = plane ? plane.close() : listening ? workers?.stop(DRAIN_MS + 5000) : undefined;
@@ -303,9 +364,13 @@ export function createBooster(deps: BoosterDeps): Booster {
     epoch: () => leadership.currentEpoch(),
     url: () => selfUrl,
     listen,
+    reload,
     close: () => (closing ??= shutdown()),
   };
 }
+
+/** How often the peer is probed for omflow_booster_peer_reachable (the election probes on its own schedule). */
+const PEER_WATCH_MS = 5000;
 
 /** The primary's /_booster/ listener when the workers hold the booster port; resolves with its port. */
 function listenOnLoopback(server: Server): Promise<number> {

@@ -5,3 +5,6 @@ import type { AreaValues } from '../common/config/define.js';
 /** The settings a booster runs with, as common/config loads them ("Booster" and "Cluster" in docs/configuration.md). */
 export type BoosterConfig = AreaValues<(typeof boosterArea)['keys']>;
 export type ClusterConfig = AreaValues<(typeof clusterArea)['keys']>;
+
+/** The settings object a running booster process holds: a reload changes its reloadable keys in place. */
+export type LiveBoosterConfig = { -readonly [K in keyof BoosterConfig]: BoosterConfig[K] };

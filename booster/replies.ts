@@ -8,15 +8,21 @@ import type { OmflowError } from '../common/errors.js';
  * other: a JSON error body with a stable code, and the X-Request-ID generator.
  */
 export function sendError(res: ServerResponse, err: { code: string; status: number; message: string }, extra?: Record<string, string>): void {
+  answerError(res, err, extra);
+}
+
+/** sendError, returning the body's length (0: the answer had begun, the connection is cut instead) for the access log. */
+export function answerError(res: ServerResponse, err: { code: string; status: number; message: string }, extra?: Record<string, string>): number {
   if (res.headersSent) {
     res.destroy();
-    return;
+    return 0;
   }
   const body = JSON.stringify({ code: err.code, message: err.message });
   const headers: Record<string, string | number> = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...extra };
   if (err.status === 503 && !headers['retry-after']) headers['retry-after'] = '1';
   res.writeHead(err.status, headers);
   res.end(body);
+  return headers['content-length'] as number;
 }
 
 /** X-Request-ID when the client sent none: a per-process random prefix and a counter (unique, cheap). */

@@ -689,6 +689,10 @@ if [ "$USE_SYSTEMD" -eq 1 ]; then
   if [ "$ENABLE" = 0 ]; then systemctl disable "$UNIT" >/dev/null 2>&1 || true
   else systemctl enable "$UNIT" >/dev/null 2>&1; fi
 fi
+# The same check the unit runs before every start: a configuration that cannot work stops here.
+say "Checking the configuration (omflow config check) ..."
+"$HOME_DIR/bin/omflow" config check --quiet --role "$TYPE" || die "the configuration in $CONF_FILE does not pass omflow config check (see above); fix it, then run install.sh again"
+
 if [ "$START" = 1 ] || [ "$WAS_RUNNING" -eq 1 ]; then
   # The script waits until the service answers, and shows its last log lines when it does not.
   "$HOME_DIR/$SERVICE_SCRIPT" start || die "OMFLOW $ROLE_TITLE $VERSION is installed, but the service did not start (see above); fix the cause, then run $HOME_DIR/$SERVICE_SCRIPT start"

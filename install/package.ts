@@ -285,6 +285,8 @@ export async function buildPackages(opts: {
         for (const f of ['operator-guide.md', 'configuration.md', 'errors.md'])
           if (existsSync(join(ROOT, 'docs', f))) copyFileSync(join(ROOT, 'docs', f), join(dir, 'docs', f));
         if (existsSync(join(inst, 'README.md'))) copyFileSync(join(inst, 'README.md'), join(dir, 'README.md'));
+        // Prometheus alert rules and their tests, the Grafana dashboard (install/monitoring/README.md).
+        cpSync(join(inst, 'monitoring'), join(dir, 'monitoring'), { recursive: true });
         writeFileSync(
           join(dir, 'PACKAGE'),
           `TYPE=${spec.type}\nVERSION=${version}\nARCH=linux-${arch}\nNODE=${pkg.config.runtime.version}\nCOMMIT=${commit}\nBUILT=${new Date().toISOString()}\n`,

@@ -3,6 +3,9 @@ import formbody from '@fastify/formbody';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { boosterUrlsOf } from '../common/config/areas/boosters.js';
 import { LOG_LEVELS } from '../common/config/areas/cluster.js';
+import { serverArea } from '../common/config/areas/server.js';
+import { assignReloadable, diffConfig } from '../common/config/load.js';
+import { reportReload } from '../common/config/reload-signal.js';
 import { levelFor } from '../common/db/availability.js';
 import { createDatabase, type Database } from '../common/db/create-database.js';
 import { createLogger, type Logger } from '../common/log.js';
@@ -10,7 +13,7 @@ import { audiencesFor } from '../common/protocol/cluster-auth.js';
 import { EpochFence } from '../common/protocol/epoch.js';
 import { HEADER, SERVER_PATH } from '../common/protocol/headers.js';
 import { releaseAllSteps } from '../common/protocol/steps.js';
-import type { ServerConfig } from './config.js';
+import { SERVER_AREAS, type ServerConfig } from './config.js';
 import { createDbPressureSampler } from './db-pressure.js';
 import { ServerErrors } from './errors.js';
 import { type AdminFeatureOptions, adminFeature } from './features/admin/index.js';
@@ -22,6 +25,7 @@ import { formsRoutes } from './features/forms/routes.js';
 import { createFormsService } from './features/forms/service.js';
 import { createFormsStore } from './features/forms/store.js';
 import { healthRoutes } from './features/health/routes.js';
+import { metricsRoutes } from './features/metrics/routes.js';
 import { createSettingsStore, SETTING } from './features/settings/store.js';
 import { createLocalDispatcher } from './features/steps/dispatcher.js';
 import { stepsRoutes } from './features/steps/routes.js';
@@ -41,6 +45,7 @@ import { createHeartbeat } from './heartbeat.js';
 import { registerErrorHandling, sendOmflowError } from './http/errors.js';
 import { purgeIdempotencyKeys } from './http/idempotency.js';
 import { registerSecurityHeaders } from './http/security-headers.js';
+import { createServerMetrics } from './metrics.js';
 import { openapiRoutes } from './openapi.js';
 import { Runtime } from './runtime.js';
 import { createStepsReadyHint } from './steps-ready-hint.js';
@@ -60,6 +65,8 @@ export interface BuildOptions {
   localDispatcher?: boolean;
   /** For tests: the fetch used by http steps and heartbeats. */
   fetchImpl?: typeof fetch;
+  /** Reads the configuration again (its agent's `systemctl reload`); throws when it is invalid. */
+  reloadConfig?: () => ServerConfig;
 }
 
 export interface ServerHandle {
@@ -107,7 +114,17 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
     settings,
   };
 
-  const app = Fastify({ logger: false, bodyLimit: config.server.bodyLimit, return503OnClosing: true, forceCloseConnections: 'idle' });
+  // request.id is the booster's X-Request-ID (the access log's requestId), so a log line here matches the booster's.
+  const app = Fastify({
+    logger: false,
+    bodyLimit: config.server.bodyLimit,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    requestIdHeader: HEADER.requestId,
+  });
+  const metrics = createServerMetrics({ node: nodeId, version: runtime.version, runtime, knex: db.knex, availability: db.availability });
+  /** The settings as last read: a reload changes the reloadable ones (the metrics token). */
+  let live = config;
   registerErrorHandling(app, log);
   const routes: ServerHandle['routes'] = [];
   app.addHook('onRoute', (r) => {
@@ -127,8 +144,9 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
       return sendOmflowError(reply, ServerErrors.SERVER_ERR_STALE_EPOCH(undefined, { epoch, highest: fence.highest }));
     }
   });
-  app.addHook('onResponse', async () => {
+  app.addHook('onResponse', async (_request, reply) => {
     runtime.inflight--;
+    metrics.observe(reply.statusCode, reply.elapsedTime / 1000);
   });
 
   const usersStore = createUsersStore(db.knex);
@@ -154,6 +172,24 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
 
   await app.register(assetsRoutes);
   await app.register(healthRoutes, { db, runtime, timeoutMs: config.server.readyTimeoutMs });
+  await app.register(metricsRoutes, {
+    secret: config.cluster.secret,
+    registry: metrics.registry,
+    operatorToken: () => live.server.operatorToken,
+    audiences: () => dispatchAudiences,
+    reload: opts.reloadConfig
+      ? async () => {
+          const next = opts.reloadConfig!();
+          const changes = diffConfig(SERVER_AREAS, live, next);
+          const server = { ...live.server };
+          assignReloadable(serverArea, server, next.server);
+          live = { ...live, server };
+          // The log level stays the admin page's (settings, applied every few seconds).
+          reportReload(log, changes, log.level);
+          return changes;
+        }
+      : undefined,
+  });
   // The URL boosters dial (the heartbeat's url) is known once listening: dispatches must be signed for it.
   let dispatchAudiences: string[] | undefined;
   await app.register(stepsRoutes, { db, secret: config.cluster.secret, nodeId, fence, runtime, runner, audiences: () => dispatchAudiences });

@@ -1,8 +1,9 @@
 import { type CliContext, parseFlags } from '../common/cli/context.js';
-import { boostersArea, clusterArea, databaseArea, serverArea } from '../common/config/areas/index.js';
-import { loadConfig } from '../common/config/load.js';
+import { databaseArea } from '../common/config/areas/index.js';
+import { configOrigin, loadConfig, reloadConfig } from '../common/config/load.js';
 import { createDatabase } from '../common/db/create-database.js';
 import { buildServer } from './app.js';
+import { SERVER_AREAS } from './config.js';
 import { seed } from './seed.js';
 
 const USAGE = `Usage:
@@ -25,8 +26,10 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
     ctx.stderr.write(USAGE);
     return 2;
   }
-  const config = loadConfig([clusterArea, databaseArea, boostersArea, serverArea], { env: ctx.env, file: ctx.configFile });
-  const app = await buildServer({ config });
+  const origin = configOrigin({ env: ctx.env, file: ctx.configFile });
+  const config = loadConfig(SERVER_AREAS, origin.sources);
+  // Its agent asks it to read the file again on `systemctl reload` (POST /_internal/reload).
+  const app = await buildServer({ config, reloadConfig: () => reloadConfig(SERVER_AREAS, origin) });
   const { log } = app.omflow.deps;
   try {
     await app.listen({ host: config.server.host, port: config.server.port });

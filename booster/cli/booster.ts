@@ -3,7 +3,8 @@ import { parseFlags } from '../../common/cli/context.js';
 import { boosterArea } from '../../common/config/areas/booster.js';
 import { clusterArea } from '../../common/config/areas/cluster.js';
 import { databaseArea } from '../../common/config/areas/database.js';
-import { loadConfig } from '../../common/config/load.js';
+import { configOrigin, loadConfig } from '../../common/config/load.js';
+import { reloadOnSighup } from '../../common/config/reload-signal.js';
 import { createDatabase } from '../../common/db/create-database.js';
 import { createLogger } from '../../common/log.js';
 import { packageVersion } from '../../common/package-version.js';
@@ -16,8 +17,12 @@ const HELP = `Usage: omflow booster
 Runs a Booster: the load balancer and step dispatcher of the cluster, active or standby.
 Listens on OMFLOW_BOOSTER_HOST:OMFLOW_BOOSTER_PORT (default 0.0.0.0:5169). Configuration:
 the "Cluster", "Database" and "Booster" sections of docs/configuration.md. Stops gracefully
-on SIGTERM/SIGINT (hands the lease to the standby, finishes in-flight requests).
+on SIGTERM/SIGINT (hands the lease to the standby, finishes in-flight requests). On SIGHUP
+(systemctl reload) it reads --config FILE again and applies the settings marked "Applies on
+reload" in place; SIGUSR1 reopens the access-log file.
 `;
+
+const AREAS = [clusterArea, databaseArea, boosterArea] as const;
 
 /** `omflow booster`: the only place that turns the environment into a running booster. */
 export async function run(argv: string[], ctx: CliContext): Promise<number> {
@@ -26,7 +31,8 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
     ctx.stdout.write(HELP);
     return 0;
   }
-  const config = loadConfig([clusterArea, databaseArea, boosterArea], { env: ctx.env, file: ctx.configFile });
+  const origin = configOrigin({ env: ctx.env, file: ctx.configFile });
+  const config = loadConfig(AREAS, origin.sources);
   const log = createLogger({ name: 'booster', level: config.cluster.logLevel, nodeId: config.cluster.nodeId });
   const db = createDatabase(config.database);
   const licenseGate = createLicenseGate({ db, log, nodeId: config.cluster.nodeId });
@@ -34,9 +40,11 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
   // Under systemd (Type=notify): ready once listening with a role, the role as its status.
   const systemd = createServiceNotifier({ env: ctx.env, log });
   const describe = () => (booster.role() === 'active' ? `active, epoch ${booster.epoch()}` : booster.role());
-  // SIGHUP (systemctl reload) reloads a TLS certificate; without one it must not end the process.
-  const onHup = () => log.info('SIGHUP received');
-  process.on('SIGHUP', onHup);
+  // SIGUSR1 (logrotate's postrotate) reopens the access-log file through the access log's own
+  // listener; this one only keeps Node from opening its inspector when the access log is off.
+  const ignoreUsr1 = () => {};
+  process.on('SIGUSR1', ignoreUsr1);
+  const stopReloading = reloadOnSighup(AREAS, origin, log, (next) => booster.reload(next));
   try {
     // A start that fails (the database unreachable) must end the process, not leave its listener
     // holding it open: systemd restarts it, and the next start may find the database.
@@ -53,7 +61,8 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
     await booster.close();
     return 0;
   } finally {
-    process.off('SIGHUP', onHup);
+    stopReloading();
+    process.off('SIGUSR1', ignoreUsr1);
     systemd.close();
     await db.destroy();
   }

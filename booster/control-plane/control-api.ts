@@ -119,8 +119,12 @@ export function createControlApi(core: ControlCore) {
   };
   const endpoint = createSignedEndpoint({
     secret: core.secret,
-    bodyLimit: core.bodyLimit,
-    operatorToken: core.operatorToken,
+    get bodyLimit() {
+      return core.bodyLimit;
+    },
+    get operatorToken() {
+      return core.operatorToken;
+    },
     writeTokens: core.writeTokens,
     audiences: core.selfUrls ? () => audiences(core.selfUrls!()) : undefined,
   });

@@ -39,9 +39,14 @@ export function createControlCore(d: ControlCoreDeps): ControlCore {
   return {
     secret: d.secret,
     nodeId: d.nodeId,
-    bodyLimit: cfg.controlBodyLimit,
+    // Read at each call: a reload changes the settings object in place.
+    get bodyLimit() {
+      return cfg.controlBodyLimit;
+    },
     log: d.log,
-    operatorToken: cfg.operatorToken,
+    get operatorToken() {
+      return cfg.operatorToken;
+    },
     writeTokens: () => cfg.operatorWriteTokens,
     tokenNeedsTls: !!(cfg.tlsCertFile && cfg.tlsKeyFile),
     selfUrls: () => [d.selfUrl()],

@@ -5,10 +5,11 @@ import type { Logger } from '../../common/log.js';
 import type { BoosterConfig } from '../config.js';
 import type { BoosterMetrics } from '../metrics.js';
 import type { ServerTable } from '../server-table/server-table.js';
+import { AccessLog, accessLogSettingsOf } from './access-log.js';
 import { Admission } from './admission.js';
 import type { DbPressurePolicy } from './db-pressure.js';
 import { createFrontRouter, type FrontGate, type FrontRouter, type Handler } from './front-router.js';
-import { createListener } from './listener.js';
+import { createListener, type Listener } from './listener.js';
 import { ReverseProxy } from './reverse-proxy.js';
 import type { UpstreamPools } from './upstream-pools.js';
 
@@ -22,6 +23,8 @@ import type { UpstreamPools } from './upstream-pools.js';
  */
 export interface DataPlaneDeps {
   cfg: BoosterConfig;
+  /** This booster's node id (in every access-log line). */
+  nodeId: string;
   table: ServerTable;
   pools: UpstreamPools;
   metrics: BoosterMetrics;
@@ -37,6 +40,8 @@ export interface DataPlaneDeps {
 export interface DataPlane {
   /** The listener of the booster port (plain node:http, or the TLS / HTTP/2 one with a certificate). */
   readonly server: Server;
+  /** This process's access log (reconfigured in place on a reload). */
+  readonly access: AccessLog;
   /** Opens the listener on `port` (0: any); resolves with the port. */
   listen(port: number): Promise<number>;
   /**
@@ -46,6 +51,28 @@ export interface DataPlane {
   close(): Promise<void>;
   /** At once: the listener stops accepting, every client connection is cut and every queued request refused. Idempotent. */
   destroy(): void;
+  /**
+   * The settings object changed in place (a reload): the access log, the client idle timeout and
+   * the certificate follow (the rest of the data plane reads the settings at each use).
+   */
+  reconfigure(): void;
+  /** End of validity of the certificate the port serves (ms since the epoch); null without TLS. */
+  certificateValidTo(): number | null;
+}
+
+/** Keys undici fixes when it makes a pool: a change replaces the pools (the old ones drain). */
+const POOL_KEYS = ['connectTimeoutMs', 'headersTimeoutMs', 'idleTimeoutMs', 'keepAliveMs', 'connectionsPerServer'] as const;
+
+/**
+ * After a reload changed the settings object in place (`prev`: its values before), the parts of
+ * one process that derived something from it follow: new upstream pools, the concurrency limits'
+ * ceiling, the data plane's access log, idle timeout and certificate. The same in a single
+ * process, in the primary of data-plane workers (no data plane of its own) and in each worker.
+ */
+export function followSettings(prev: BoosterConfig, cfg: BoosterConfig, parts: { pools: UpstreamPools; table: ServerTable; plane: DataPlane | null }): void {
+  if (POOL_KEYS.some((k) => prev[k] !== cfg[k])) parts.pools.reconfigure();
+  if (prev.maxInflightPerServer !== cfg.maxInflightPerServer) parts.table.reconfigure();
+  parts.plane?.reconfigure();
 }
 
 /** Longest graceful drain before the remaining connections are cut. */
@@ -54,7 +81,8 @@ export const DRAIN_MS = 30_000;
 export function createDataPlane(d: DataPlaneDeps): DataPlane {
   const { cfg, table, metrics, log } = d;
   const admission = new Admission(cfg, (n) => metrics.queued.set(n));
-  const proxy = new ReverseProxy({ table, admission, pools: d.pools, metrics, log, epoch: d.epoch, opts: cfg });
+  const access = new AccessLog(accessLogSettingsOf(cfg), log, d.nodeId);
+  const proxy = new ReverseProxy({ table, admission, pools: d.pools, metrics, log, access, epoch: d.epoch, opts: cfg });
   let closing: Promise<void> | null = null;
   // Stopping: responses ask the client to close its connection (HTTP/1).
   const gate: FrontGate = {
@@ -64,7 +92,7 @@ export function createDataPlane(d: DataPlaneDeps): DataPlane {
     allowsDistribution: () => d.gate.allowsDistribution(),
     maintenance: () => d.gate.maintenance(),
   };
-  const router = createFrontRouter(gate, d.control, proxy, { policy: d.pressure, onShed: () => metrics.dbPressureShed.inc() }, log);
+  const router = createFrontRouter(gate, d.control, proxy, { policy: d.pressure, onShed: () => metrics.dbPressureShed.inc() }, log, { access, epoch: d.epoch });
   const server = openListener(cfg, log, router);
   let destroyed = false;
   let refill: NodeJS.Timeout | undefined;
@@ -88,6 +116,7 @@ export function createDataPlane(d: DataPlaneDeps): DataPlane {
     clearTimeout(giveUp);
     clearInterval(idleSweep);
     destroy();
+    await access.close();
   }
 
   function destroy(): void {
@@ -99,16 +128,25 @@ export function createDataPlane(d: DataPlaneDeps): DataPlane {
     admission.close();
   }
 
+  function reconfigure(): void {
+    access.configure(accessLogSettingsOf(cfg));
+    server.timeout = cfg.idleTimeoutMs;
+    if (cfg.tlsCertFile && cfg.tlsKeyFile) server.reloadCertificate?.({ certFile: cfg.tlsCertFile, keyFile: cfg.tlsKeyFile });
+  }
+
   return {
     server,
+    access,
     listen,
     close: () => (closing ??= destroyed ? Promise.resolve() : drain()),
     destroy,
+    reconfigure,
+    certificateValidTo: () => server.certificateValidTo?.() ?? null,
   };
 }
 
 /** The listener made from the booster's settings: no framework on the hot path. */
-function openListener(cfg: BoosterConfig, log: Logger, router: FrontRouter): Server {
+function openListener(cfg: BoosterConfig, log: Logger, router: FrontRouter): Listener {
   const server = createListener(
     {
       tls: cfg.tlsCertFile && cfg.tlsKeyFile ? { certFile: cfg.tlsCertFile, keyFile: cfg.tlsKeyFile } : null,

@@ -4,8 +4,10 @@ import type { OmflowError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { BOOSTER_PATH, HEADER } from '../../common/protocol/headers.js';
 import { BoosterErrors } from '../errors.js';
+import { LicenseGateErrors } from '../license/errors.js';
 import { isGateExempt, renderGatedResponse } from '../license/gate.js';
-import { rawAnswer, refuseUpgrade, sendError, UPGRADE_UNAVAILABLE } from '../replies.js';
+import { answerError, rawAnswer, refuseUpgrade, UPGRADE_UNAVAILABLE } from '../replies.js';
+import { type AccessLog, OwnAnswer } from './access-log.js';
 import { type DbPressurePolicy, requestKind } from './db-pressure.js';
 import { isInternalPath } from './internal-paths.js';
 import { type MaintenanceView, renderMaintenance } from './maintenance-page.js';
@@ -26,6 +28,8 @@ export interface FrontGate {
   /** Cluster-wide maintenance mode (`omflow maintenance on`), or null. */
   maintenance(): MaintenanceView | null;
 }
+
+const LICENSE_REQUIRED = LicenseGateErrors.BOOSTER_ERR_LICENSE_REQUIRED.code;
 
 export type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
@@ -74,12 +78,33 @@ export interface FrontRouter {
   onCheckExpectation: Handler;
 }
 
+/** The access log of the data plane, and the epoch its lines carry, for the answers the router gives itself. */
+export interface FrontAccess {
+  access: AccessLog;
+  epoch: () => number;
+}
+
 /**
  * The hot path: prefix check for /_booster/ → role / `/_internal/` / license gate / maintenance /
  * database pressure → proxy. Maintenance lets through what the license gate lets through (admin
  * pages, login, health checks), so an administrator can still reach the admin page.
  */
-export function createFrontRouter(gate: FrontGate, control: Handler, proxy: ReverseProxy, pressure: FrontPressure, log: Logger): FrontRouter {
+export function createFrontRouter(
+  gate: FrontGate,
+  control: Handler,
+  proxy: ReverseProxy,
+  pressure: FrontPressure,
+  log: Logger,
+  front: FrontAccess,
+): FrontRouter {
+  const { access } = front;
+
+  /** The booster's own answer, in the access log too. */
+  function refuse(req: IncomingMessage, res: ServerResponse, err: { code: string; status: number; message: string }, extra?: Record<string, string>): void {
+    const bytes = answerError(res, err, extra);
+    if (access.on) access.record(new OwnAnswer(req, front.epoch(), err.code, bytes), res.headersSent ? err.status : 0, 0);
+  }
+
   function route(req: IncomingMessage, res: ServerResponse): void {
     const url = req.url ?? '/';
     const refusal = malformed(req, url);
@@ -92,7 +117,7 @@ export function createFrontRouter(gate: FrontGate, control: Handler, proxy: Reve
         refusedSockets.add(req.socket);
         res.setHeader('connection', 'close');
       }
-      sendError(res, refusal);
+      refuse(req, res, refusal);
       return;
     }
     // A request node:http parsed behind a refused one on the same connection: left unanswered,
@@ -105,27 +130,33 @@ export function createFrontRouter(gate: FrontGate, control: Handler, proxy: Reve
     if (gate.stopping() && req.httpVersionMajor < 2) res.setHeader('connection', 'close');
     if (!gate.serves()) {
       const activeUrl = gate.activeUrl();
-      sendError(res, BoosterErrors.BOOSTER_ERR_STANDBY(), activeUrl ? { 'retry-after': '1', [HEADER.active]: activeUrl } : { 'retry-after': '1' });
+      refuse(req, res, BoosterErrors.BOOSTER_ERR_STANDBY(), activeUrl ? { 'retry-after': '1', [HEADER.active]: activeUrl } : { 'retry-after': '1' });
       return;
     }
     if (isInternalPath(url)) {
-      sendError(res, BoosterErrors.BOOSTER_ERR_INTERNAL_PATH());
+      refuse(req, res, BoosterErrors.BOOSTER_ERR_INTERNAL_PATH());
       return;
     }
     if (!gate.allowsDistribution() && !isGateExempt(url)) {
       const g = renderGatedResponse(req.headers.accept);
-      res.writeHead(g.status, { ...g.headers, 'content-length': Buffer.byteLength(g.body) });
-      return void res.end(g.body);
+      const bytes = Buffer.byteLength(g.body);
+      res.writeHead(g.status, { ...g.headers, 'content-length': bytes });
+      res.end(g.body);
+      if (access.on) access.record(new OwnAnswer(req, front.epoch(), LICENSE_REQUIRED, bytes), g.status, 0);
+      return;
     }
     const maintenance = gate.maintenance();
     if (maintenance && !isGateExempt(url)) {
       const m = renderMaintenance(maintenance, req.headers.accept, req.headers['accept-language']);
-      res.writeHead(m.status, { ...m.headers, 'content-length': Buffer.byteLength(m.body) });
-      return void res.end(m.body);
+      const bytes = Buffer.byteLength(m.body);
+      res.writeHead(m.status, { ...m.headers, 'content-length': bytes });
+      res.end(m.body);
+      if (access.on) access.record(new OwnAnswer(req, front.epoch(), BoosterErrors.BOOSTER_ERR_MAINTENANCE.code, bytes), m.status, 0);
+      return;
     }
     if (!pressure.policy.admit(requestKind(url, idempotencyKeyOf(req)))) {
       pressure.onShed();
-      sendError(res, BoosterErrors.BOOSTER_ERR_DB_PRESSURE(), { 'retry-after': String(pressure.policy.retryAfterSeconds) });
+      refuse(req, res, BoosterErrors.BOOSTER_ERR_DB_PRESSURE(), { 'retry-after': String(pressure.policy.retryAfterSeconds) });
       return;
     }
     proxy.handle(req, res);
@@ -137,7 +168,7 @@ export function createFrontRouter(gate: FrontGate, control: Handler, proxy: Reve
       route(req, res);
     } catch (err) {
       log.error({ err, method: req.method, path: req.url }, 'request handling failed');
-      sendError(res, BoosterErrors.BOOSTER_ERR_INTERNAL());
+      refuse(req, res, BoosterErrors.BOOSTER_ERR_INTERNAL());
     }
   }
 
@@ -155,11 +186,21 @@ export function createFrontRouter(gate: FrontGate, control: Handler, proxy: Reve
     const refusal = malformed(req, url);
     if (refusal) {
       refuseUpgrade(socket, rawAnswer(refusal));
+      if (access.on) access.record(new OwnAnswer(req, front.epoch(), refusal.code, 0), refusal.status, 0);
       return;
     }
-    const closed = !gate.allowsDistribution() || gate.maintenance() !== null;
-    if (!gate.serves() || isInternalPath(url) || url.startsWith(BOOSTER_PATH.prefix) || (closed && !isGateExempt(url))) {
+    const refused = !gate.serves()
+      ? BoosterErrors.BOOSTER_ERR_STANDBY.code
+      : isInternalPath(url) || url.startsWith(BOOSTER_PATH.prefix)
+        ? BoosterErrors.BOOSTER_ERR_INTERNAL_PATH.code
+        : !gate.allowsDistribution() && !isGateExempt(url)
+          ? LICENSE_REQUIRED
+          : gate.maintenance() !== null && !isGateExempt(url)
+            ? BoosterErrors.BOOSTER_ERR_MAINTENANCE.code
+            : null;
+    if (refused !== null) {
       refuseUpgrade(socket, UPGRADE_UNAVAILABLE);
+      if (access.on) access.record(new OwnAnswer(req, front.epoch(), refused, 0), 503, 0);
       return;
     }
     proxy.upgrade(req, socket, head);
@@ -177,7 +218,7 @@ export function createFrontRouter(gate: FrontGate, control: Handler, proxy: Reve
       refusedSockets.add(req.socket);
       res.setHeader('connection', 'close');
     }
-    sendError(res, BoosterErrors.BOOSTER_ERR_EXPECTATION_FAILED());
+    refuse(req, res, BoosterErrors.BOOSTER_ERR_EXPECTATION_FAILED());
   }
 
   return { onRequest, onUpgrade, onCheckContinue, onCheckExpectation };

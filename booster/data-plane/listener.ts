@@ -46,6 +46,13 @@ export interface ExpectHandlers {
   onCheckExpectation: Handler;
 }
 
+/** The listener: a node:http Server; with TLS it can also take a certificate from other files (a reload). */
+export type Listener = Server & {
+  reloadCertificate?: (files: CertificateFiles) => boolean;
+  /** End of validity of the certificate being served (ms since the epoch). */
+  certificateValidTo?: () => number;
+};
+
 /** Where a plain request on a TLS port or on the redirect port goes instead: same host, the TLS port. */
 function redirectToHttps(req: IncomingMessage, res: ServerResponse, tlsPort: number): void {
   const hostHeader = req.headers.host ?? '';
@@ -68,7 +75,7 @@ export const H2_MAX_CONCURRENT_STREAMS = 128;
  * `timeout` behave as before); with TLS it also owns the secure server, the redirect listener,
  * the file watch and the SIGHUP handler, and closing it closes them.
  */
-export function createListener(opts: ListenerOptions, onRequest: Handler, expect?: ExpectHandlers): Server {
+export function createListener(opts: ListenerOptions, onRequest: Handler, expect?: ExpectHandlers): Listener {
   if (!opts.tls) {
     if (opts.redirectPort !== undefined) opts.log.warn('OMFLOW_BOOSTER_HTTP_REDIRECT_PORT ignored: no TLS certificate configured');
     const server = createServer(opts.server, onRequest);
@@ -91,7 +98,7 @@ export function createListener(opts: ListenerOptions, onRequest: Handler, expect
     }
     return server;
   }
-  const tls = opts.tls;
+  let tls = opts.tls;
   const log = opts.log;
   let current = loadCertificate(tls);
   log.info({ subject: current.subject, validTo: current.validTo, fingerprint256: current.fingerprint256 }, 'TLS certificate loaded');
@@ -199,6 +206,21 @@ export function createListener(opts: ListenerOptions, onRequest: Handler, expect
     return true;
   };
   const onHup = () => void reload('SIGHUP');
+  const listener = plain as Listener;
+  listener.certificateValidTo = () => Date.parse(current.validTo);
+  /** New paths (a reload of the configuration): watched from now on; the previous certificate keeps serving if they fail. */
+  listener.reloadCertificate = (files) => {
+    if (files.certFile !== tls.certFile || files.keyFile !== tls.keyFile) {
+      if (!plain.listening) return false;
+      unwatchFile(tls.certFile, onFileChange);
+      unwatchFile(tls.keyFile, onFileChange);
+      tls = files;
+      const interval = opts.watchIntervalMs ?? 1000;
+      watchFile(tls.certFile, { interval, persistent: false }, onFileChange);
+      watchFile(tls.keyFile, { interval, persistent: false }, onFileChange);
+    }
+    return reload('configuration reloaded');
+  };
   // A cert and its key are rarely replaced in the same instant: wait for both files to settle.
   let settle: NodeJS.Timeout | null = null;
   const onFileChange = () => {
@@ -239,5 +261,5 @@ export function createListener(opts: ListenerOptions, onRequest: Handler, expect
     secure.close(() => {});
     return close(cb);
   };
-  return plain;
+  return listener;
 }

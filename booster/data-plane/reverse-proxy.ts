@@ -4,10 +4,12 @@ import { type Duplex, type Readable, Transform, type TransformCallback } from 'n
 import type { OmflowError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { HEADER } from '../../common/protocol/headers.js';
+import { formatTraceParent, parseTraceParent, startTrace, TRACEPARENT, TRACESTATE } from '../../common/protocol/trace-context.js';
 import { BoosterErrors } from '../errors.js';
 import type { BoosterMetrics } from '../metrics.js';
-import { nextRequestId, refuseUpgrade, sendError, UPGRADE_UNAVAILABLE } from '../replies.js';
+import { answerError, nextRequestId, refuseUpgrade, UPGRADE_UNAVAILABLE } from '../replies.js';
 import type { ServerTable, ServerView } from '../server-table/server-table.js';
+import { type AccessLog, type AccessRecord, OwnAnswer } from './access-log.js';
 import type { Admission } from './admission.js';
 import { type BodyMode, bodyModeOf, HeldRequest, idempotencyKeyOf } from './request.js';
 import type { Upstream, UpstreamHandler, UpstreamPools } from './upstream-pools.js';
@@ -34,6 +36,7 @@ export interface ReverseProxyDeps {
   pools: UpstreamPools;
   metrics: BoosterMetrics;
   log: Logger;
+  access: AccessLog;
   /** The epoch sent upstream as X-Booster-Epoch. */
   epoch: () => number;
   opts: ReverseProxyOptions;
@@ -63,8 +66,10 @@ interface Shared {
   readonly pools: UpstreamPools;
   readonly metrics: BoosterMetrics;
   readonly log: Logger;
+  readonly access: AccessLog;
   readonly epoch: () => number;
-  readonly maxAttempts: number;
+  /** The settings object, read at each use: a reload changes it in place. */
+  readonly opts: ReverseProxyOptions;
   readonly counter: RequestCounter;
 }
 
@@ -93,6 +98,7 @@ function onResponseClose(this: TaggedResponse): void {
   this[EXCHANGE] = undefined;
   x.s.counter.done();
   if (!this.writableFinished) x.abortCurrent?.(new Error('client went away'));
+  if (x.s.access.on) x.s.access.record(x, this.headersSent ? this.statusCode : 0, performance.now() - x.startedAt);
 }
 
 /** One shared 'drain' listener: resumes the upstream body of the attempt that is answering. */
@@ -125,10 +131,6 @@ function passiveFailure(s: Shared, e: ServerView, weight: number): void {
 
 export class ReverseProxy {
   readonly #s: Shared;
-  readonly #replayableBodyBytes: number;
-  readonly #connectTimeoutMs: number;
-  readonly #bodyTimeoutMs: number;
-  readonly #maxBodyBytes: number;
 
   constructor(d: ReverseProxyDeps) {
     this.#s = {
@@ -137,14 +139,11 @@ export class ReverseProxy {
       pools: d.pools,
       metrics: d.metrics,
       log: d.log,
+      access: d.access,
       epoch: d.epoch,
-      maxAttempts: d.opts.maxAttempts,
+      opts: d.opts,
       counter: new RequestCounter(),
     };
-    this.#replayableBodyBytes = d.opts.replayableBodyBytes;
-    this.#connectTimeoutMs = d.opts.connectTimeoutMs;
-    this.#bodyTimeoutMs = d.opts.bodyTimeoutMs;
-    this.#maxBodyBytes = d.opts.maxBodyBytes;
   }
 
   /** Incoming requests currently being handled. */
@@ -159,21 +158,26 @@ export class ReverseProxy {
 
   /** Handles one data-plane request (the caller already checked role, gate and path). */
   handle(req: IncomingMessage, res: ServerResponse): void {
-    const max = this.#maxBodyBytes;
-    if (max > 0 && (req instanceof HeldRequest ? (req.heldBody?.length ?? 0) : Number(req.headers['content-length'] ?? 0)) > max)
-      return void refuseBody(req, res, BoosterErrors.BOOSTER_ERR_BODY_TOO_LARGE());
+    const max = this.#s.opts.maxBodyBytes;
+    if (max > 0 && (req instanceof HeldRequest ? (req.heldBody?.length ?? 0) : Number(req.headers['content-length'] ?? 0)) > max) {
+      const err = BoosterErrors.BOOSTER_ERR_BODY_TOO_LARGE();
+      const bytes = refuseBody(req, res, err);
+      if (this.#s.access.on) this.#s.access.record(new OwnAnswer(req, this.#s.epoch(), err.code, bytes), res.headersSent ? err.status : 0, 0);
+      return;
+    }
     this.#s.counter.active++;
     const method = req.method ?? 'GET';
     if (req instanceof HeldRequest) {
       // The lean front read the whole (small) body already.
       const x = new Exchange(this.#s, req, res, method, req.heldBody === null ? 'none' : 'buffer');
       x.body = req.heldBody;
+      x.bytesIn = req.heldBody?.length ?? 0;
       (res as TaggedResponse)[EXCHANGE] = x;
       res.on('close', onResponseClose);
       x.run();
       return;
     }
-    const mode = bodyModeOf(req, this.#replayableBodyBytes);
+    const mode = bodyModeOf(req, this.#s.opts.replayableBodyBytes);
     const x = new Exchange(this.#s, req, res, method, mode);
     (res as TaggedResponse)[EXCHANGE] = x;
     res.on('close', onResponseClose);
@@ -196,7 +200,7 @@ export class ReverseProxy {
    */
   #holdThenRun(x: Exchange): void {
     const req = x.req;
-    const limit = this.#replayableBodyBytes;
+    const limit = this.#s.opts.replayableBodyBytes;
     const chunks: Buffer[] = [];
     let held = 0;
     const onData = (c: Buffer) => {
@@ -216,6 +220,7 @@ export class ReverseProxy {
       if (ended) {
         x.mode = 'buffer';
         x.body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+        x.bytesIn = x.body.length;
       } else {
         req.pause();
         x.heldPrefix = chunks;
@@ -235,8 +240,8 @@ export class ReverseProxy {
    */
   #limitBody(x: Exchange): void {
     const req = x.req;
-    const max = this.#maxBodyBytes;
-    const ms = this.#bodyTimeoutMs;
+    const max = this.#s.opts.maxBodyBytes;
+    const ms = this.#s.opts.bodyTimeoutMs;
     if (ms === 0 && max === 0) return;
     if (ms > 0) {
       const timer = setTimeout(() => x.refuse(BoosterErrors.BOOSTER_ERR_BODY_TIMEOUT()), ms);
@@ -258,14 +263,15 @@ export class ReverseProxy {
     }
     const e = choice.server;
     const { origin } = s.pools.get(e);
-    const rid = { value: '' };
-    const headers = buildUpstreamHeaders(req, rid, s.epoch(), true);
+    const tunnel = new Tunnel(req, e.id, s.epoch());
+    const headers = buildUpstreamHeaders(req, tunnel, tunnel.epoch, true);
     const up: Socket = netConnect({ host: origin.hostname, port: Number(origin.port || 80) });
+    if (s.access.on) tunnel.logOnClose(s.access, up);
     const fail = () => {
       socket.destroy();
       up.destroy();
     };
-    up.setTimeout(this.#connectTimeoutMs, () => {
+    up.setTimeout(s.opts.connectTimeoutMs, () => {
       if (up.connecting) fail();
     });
     up.once('connect', () => {
@@ -287,13 +293,66 @@ export class ReverseProxy {
   }
 }
 
-/** Upstream request headers: hop-by-hop stripped, forwarding headers and the epoch set. */
-function buildUpstreamHeaders(req: IncomingMessage, requestId: { value: string }, epoch: number, keepUpgrade = false): string[] {
+/** A WebSocket (or any Upgrade) tunnel as the access log sees it: one line when the upstream side closes. */
+class Tunnel implements AccessRecord, RequestIds {
+  requestId = '';
+  traceId = '';
+  readonly attempts = 1;
+  readonly retries = null;
+  readonly queueMs = 0;
+  connectMs: number | null = null;
+  readonly headersMs = null;
+  bytesIn = 0;
+  bytesOut = 0;
+  readonly code = null;
+  /** The status line of the server's answer to the upgrade (101 when it switched). */
+  status = 0;
+  readonly startedAt = performance.now();
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly server: string,
+    readonly epoch: number,
+  ) {}
+
+  logOnClose(access: AccessLog, up: Socket): void {
+    up.once('connect', () => {
+      this.connectMs = performance.now() - this.startedAt;
+    });
+    up.once('data', (d: Buffer) => {
+      this.status = Number(d.toString('latin1', 9, 12)) || 0;
+    });
+    up.once('close', () => {
+      // The bytes through the tunnel each way, the heads included.
+      this.bytesIn = up.bytesWritten;
+      this.bytesOut = up.bytesRead;
+      access.record(this, this.status, performance.now() - this.startedAt);
+    });
+  }
+}
+
+/** The ids of a request, found or made while its upstream headers are built. */
+interface RequestIds {
+  requestId: string;
+  traceId: string;
+}
+
+/**
+ * Upstream request headers: hop-by-hop stripped, forwarding headers and the epoch set, the
+ * X-Request-ID and the W3C trace context kept or started. A valid `traceparent` passes through
+ * unchanged with its `tracestate` (the booster records no span of its own: the spec's
+ * alternative processing for a proxy); a missing, repeated or invalid one is replaced by a new
+ * trace, and a `tracestate` without a valid `traceparent` is dropped, as the spec requires.
+ */
+function buildUpstreamHeaders(req: IncomingMessage, ids: RequestIds, epoch: number, keepUpgrade = false): string[] {
   const raw = req.rawHeaders;
   const out: string[] = [];
   let xff: string | undefined;
   let host: string | undefined;
   let extraHop: Set<string> | null = null;
+  let traceparent: string | undefined;
+  let traceparents = 0;
+  let tracestate: string[] | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
     const lower = name.length < 32 ? name.toLowerCase() : name;
@@ -322,7 +381,14 @@ function buildUpstreamHeaders(req: IncomingMessage, requestId: { value: string }
       case HEADER.epoch:
         continue;
       case HEADER.requestId:
-        requestId.value = raw[i + 1];
+        ids.requestId = raw[i + 1];
+        continue;
+      case TRACEPARENT:
+        traceparent = raw[i + 1];
+        traceparents++;
+        continue;
+      case TRACESTATE:
+        (tracestate ??= []).push(raw[i + 1]);
         continue;
       case 'host':
         host = raw[i + 1];
@@ -337,14 +403,24 @@ function buildUpstreamHeaders(req: IncomingMessage, requestId: { value: string }
     out.push(...filtered);
   }
   const remote = req.socket.remoteAddress ?? '';
-  if (!requestId.value) requestId.value = nextRequestId();
+  if (!ids.requestId) ids.requestId = nextRequestId();
+  const trace = traceparents === 1 ? parseTraceParent(traceparent) : null;
+  if (trace) {
+    ids.traceId = trace.traceId;
+    out.push(TRACEPARENT, traceparent!);
+    if (tracestate) for (const v of tracestate) out.push(TRACESTATE, v);
+  } else {
+    const started = startTrace();
+    ids.traceId = started.traceId;
+    out.push(TRACEPARENT, formatTraceParent(started));
+  }
   out.push(
     'x-forwarded-for',
     xff ? `${xff}, ${remote}` : remote,
     'x-forwarded-proto',
     (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
     'x-request-id',
-    requestId.value,
+    ids.requestId,
     HEADER.epoch,
     String(epoch),
   );
@@ -355,12 +431,11 @@ function buildUpstreamHeaders(req: IncomingMessage, requestId: { value: string }
 
 /**
  * A request body the booster will not pass on: 408 or 413 with its code if no answer started,
- * else the answer is cut. HTTP/1: the connection closes after it (what is left of the body is
+ * else the answer is cut (the body's length is returned for the access log, 0 when cut). HTTP/1: the connection closes after it (what is left of the body is
  * never read as a request); HTTP/2: the stream ends, the session goes on.
  */
-function refuseBody(req: IncomingMessage | HeldRequest, res: ServerResponse, err: OmflowError): void {
-  if (res.headersSent) return void res.destroy();
-  sendError(res, err, (req as { httpVersionMajor?: number }).httpVersionMajor === 2 ? undefined : { connection: 'close' });
+function refuseBody(req: IncomingMessage | HeldRequest, res: ServerResponse, err: OmflowError): number {
+  return answerError(res, err, (req as { httpVersionMajor?: number }).httpVersionMajor === 2 ? undefined : { connection: 'close' });
 }
 
 /**
@@ -378,6 +453,7 @@ class StreamedBody extends Transform {
     readonly source: Readable,
     readonly max: number,
     readonly onTooLarge: () => void,
+    readonly onBytes: (chunk: Buffer) => void,
   ) {
     super();
   }
@@ -394,6 +470,7 @@ class StreamedBody extends Transform {
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
     this.#bytes += chunk.length;
+    this.onBytes(chunk);
     if (this.max === 0 || this.#bytes <= this.max) return void done(null, chunk);
     this.onTooLarge();
     done(new Error('request body too large'));
@@ -406,8 +483,8 @@ function runUnlessGone(x: Exchange): void {
   x.run();
 }
 
-/** One client request across its attempts. */
-class Exchange {
+/** One client request across its attempts; what the access log reads of it when it completes. */
+class Exchange implements AccessRecord, RequestIds {
   body: Buffer | null = null;
   /** Its body broke a whole-request limit and the client was answered: nothing more is sent or answered. */
   refused = false;
@@ -418,10 +495,20 @@ class Exchange {
   heldPrefix: Buffer[] = [];
   #streamBody: StreamedBody | null = null;
   headers: string[];
-  /** The epoch the headers carry. */
+  /** The epoch the headers carry (a stale-epoch refusal may stamp a newer one). */
   epoch: number;
   readonly tried = new Set<string>();
-  readonly requestId = { value: '' };
+  requestId = '';
+  traceId = '';
+  readonly startedAt: number;
+  server: string | null = null;
+  retries: { server: string; reason: string }[] | null = null;
+  queueMs = 0;
+  connectMs: number | null = null;
+  headersMs: number | null = null;
+  bytesIn = 0;
+  bytesOut = 0;
+  code: string | null = null;
   attempts = 0;
   /** When the request first waited for a server slot (0: never); its whole wait is bounded by the queue timeout. */
   queuedAt = 0;
@@ -441,8 +528,9 @@ class Exchange {
     readonly method: string,
     public mode: BodyMode,
   ) {
+    this.startedAt = s.access.on ? performance.now() : 0;
     this.epoch = s.epoch();
-    this.headers = buildUpstreamHeaders(req, this.requestId, this.epoch);
+    this.headers = buildUpstreamHeaders(req, this, this.epoch);
     this.idempotent = IDEMPOTENT.has(method);
     this.keyed = idempotencyKeyOf(req) !== undefined;
     s.admission.earn();
@@ -454,13 +542,31 @@ class Exchange {
     this.refused = true;
     this.stopTimer?.();
     this.abortCurrent?.(new Error(err.code));
-    refuseBody(this.req, this.res, err);
+    this.code = err.code;
+    this.bytesOut = refuseBody(this.req, this.res, err);
   }
 
   /** The streamed body as sent upstream (see StreamedBody): one per exchange, so a retry before it was read sends the same. */
   streamBody(): Readable {
-    this.#streamBody ??= new StreamedBody(this.heldPrefix, this.req, this.maxStreamedBytes, () => this.refuse(BoosterErrors.BOOSTER_ERR_BODY_TOO_LARGE()));
+    this.#streamBody ??= new StreamedBody(
+      this.heldPrefix,
+      this.req,
+      this.maxStreamedBytes,
+      () => this.refuse(BoosterErrors.BOOSTER_ERR_BODY_TOO_LARGE()),
+      this.countIn,
+    );
     return this.#streamBody;
+  }
+
+  /** Counts a streamed request body as it is read ('data' listener; bound once per exchange). */
+  readonly countIn = (chunk: Buffer): void => {
+    this.bytesIn += chunk.length;
+  };
+
+  /** Answers with the booster's own error (the access log keeps its code). */
+  fail(err: { code: string; status: number; message: string }): void {
+    this.code = err.code;
+    this.bytesOut = answerError(this.res, err);
   }
 
   /** A body can be sent again: none, held, or a stream nothing has read yet. */
@@ -472,9 +578,9 @@ class Exchange {
   /** Starts (or restarts) the exchange; a throw on the way is a defect that answers 500, never an unhandled rejection. */
   run(): void {
     this.start().catch((err: unknown) => {
-      this.s.log.error({ err, requestId: this.requestId.value }, 'proxying a request failed');
+      this.s.log.error({ err, requestId: this.requestId }, 'proxying a request failed');
       this.abortCurrent?.(err as Error);
-      sendError(this.res, BoosterErrors.BOOSTER_ERR_INTERNAL());
+      this.fail(BoosterErrors.BOOSTER_ERR_INTERNAL());
     });
   }
 
@@ -484,8 +590,8 @@ class Exchange {
       if (this.res.destroyed || this.refused) return;
       const choice = s.table.pick(this.tried);
       if (choice.kind === 'no-server') {
-        if (this.tried.size === 0) sendError(this.res, BoosterErrors.BOOSTER_ERR_NO_SERVER());
-        else sendError(this.res, this.lastError ?? BoosterErrors.BOOSTER_ERR_UPSTREAM());
+        if (this.tried.size === 0) this.fail(BoosterErrors.BOOSTER_ERR_NO_SERVER());
+        else this.fail(this.lastError ?? BoosterErrors.BOOSTER_ERR_UPSTREAM());
         return;
       }
       if (choice.kind === 'no-room') {
@@ -495,18 +601,23 @@ class Exchange {
         if (!again) this.queuedAt = now;
         const left = s.admission.queueTimeoutMs - (now - this.queuedAt);
         const wait = left > 0 ? s.admission.waitForSlot(left, again, this.queuedAt) : Promise.resolve(false);
-        if (wait === null) return sendError(this.res, BoosterErrors.BOOSTER_ERR_OVERLOADED());
-        if (!(await wait)) return sendError(this.res, BoosterErrors.BOOSTER_ERR_QUEUE_TIMEOUT());
+        if (wait === null) return this.fail(BoosterErrors.BOOSTER_ERR_OVERLOADED());
+        if (!(await wait)) {
+          this.queueMs = performance.now() - this.queuedAt;
+          return this.fail(BoosterErrors.BOOSTER_ERR_QUEUE_TIMEOUT());
+        }
         continue;
       }
       const e = choice.server;
+      if (this.queuedAt !== 0) this.queueMs = performance.now() - this.queuedAt;
       this.attempts++;
       this.tried.add(e.id);
+      this.server = e.id;
       let up: Upstream;
       try {
         up = s.pools.get(e);
       } catch {
-        return sendError(this.res, BoosterErrors.BOOSTER_ERR_NO_SERVER()); // pools closed: the booster is stopping
+        return this.fail(BoosterErrors.BOOSTER_ERR_NO_SERVER()); // pools closed: the booster is stopping
       }
       const attempt = new Attempt(this, e, s.table.startRequest(e));
       const path = this.req.url ?? '/';
@@ -519,7 +630,7 @@ class Exchange {
 
   /** Decides whether a failed attempt may go to another server (never duplicates a write). */
   mayRetry(reason: 'connect' | 'status' | 'reset'): boolean {
-    if (this.responded || this.attempts >= this.s.maxAttempts || !this.replayable()) return false;
+    if (this.responded || this.attempts >= this.s.opts.maxAttempts || !this.replayable()) return false;
     if (reason !== 'connect' && !(this.idempotent || this.keyed)) return false;
     // A retry needs another server to go to.
     if (this.s.table.pick(this.tried).kind === 'no-server') return false;
@@ -548,8 +659,9 @@ class Exchange {
 
   restamped = false;
 
-  retry(reason: 'connect' | 'status' | 'reset' | 'stale-epoch'): void {
+  retry(reason: 'connect' | 'status' | 'reset' | 'stale-epoch', from: string): void {
     this.s.metrics.retries.labels(reason).inc();
+    (this.retries ??= []).push({ server: from, reason });
     this.run();
   }
 }
@@ -591,6 +703,11 @@ class Attempt implements UpstreamHandler {
     else if (this.x.refused) abort(new Error('the request body was refused'));
   }
 
+  /** The request (its head, and a held body) is on a connected socket: the end of the connect phase for the access log. */
+  onRequestSent(): void {
+    if (this.x.connectMs === null && !this.superseded && this.x.s.access.on) this.x.connectMs = performance.now() - this.startedAt;
+  }
+
   onHeaders(statusCode: number, rawHeaders: RawHeader[], resume: () => void, statusText?: string): boolean {
     if (statusCode < 200) return true; // 1xx: the final response follows
     const x = this.x;
@@ -615,6 +732,7 @@ class Attempt implements UpstreamHandler {
     if (RETRY_STATUS.has(statusCode) && !dbDown && x.mayRetry('status')) return this.supersede('status', 'retrying on another server');
     x.responded = true;
     x.answering = this;
+    x.headersMs = this.headersAt - this.startedAt;
     this.resumeUpstream = resume;
     const out: string[] = [];
     for (let i = 0; i < rawHeaders.length; i += 2) {
@@ -628,11 +746,11 @@ class Attempt implements UpstreamHandler {
       res.writeHead(statusCode, (x.req.httpVersionMajor < 2 && statusText) || undefined, out);
     } catch (err) {
       // A head the client's protocol cannot carry (HTTP/2 refuses some HTTP/1.1 headers): 502, not a crash.
-      x.s.log.warn({ err, server: e.id, requestId: x.requestId.value }, 'the server answered a head that cannot be relayed');
+      x.s.log.warn({ err, server: e.id, requestId: x.requestId }, 'the server answered a head that cannot be relayed');
       this.superseded = true;
       this.settle();
       x.abortCurrent?.(err as Error);
-      sendError(res, BoosterErrors.BOOSTER_ERR_UPSTREAM());
+      x.fail(BoosterErrors.BOOSTER_ERR_UPSTREAM());
       return false;
     }
     res.on('drain', onResponseDrain);
@@ -645,12 +763,14 @@ class Attempt implements UpstreamHandler {
     this.superseded = true;
     this.settle();
     abort?.(new Error(why));
-    this.x.retry(reason);
+    this.x.connectMs = null;
+    this.x.retry(reason, this.e.id);
     return false;
   }
 
   onData(chunk: Buffer): boolean {
     if (this.superseded) return true;
+    this.x.bytesOut += chunk.length;
     return this.x.res.write(chunk);
   }
 
@@ -677,10 +797,11 @@ class Attempt implements UpstreamHandler {
     x.lastError = code === 'UND_ERR_HEADERS_TIMEOUT' ? BoosterErrors.BOOSTER_ERR_UPSTREAM_TIMEOUT() : BoosterErrors.BOOSTER_ERR_UPSTREAM();
     const reason = connect ? 'connect' : 'reset';
     if (x.mayRetry(reason)) {
-      x.retry(reason);
+      x.connectMs = null;
+      x.retry(reason, this.e.id);
       return;
     }
-    x.s.log.warn({ err, server: this.e.id, requestId: x.requestId.value }, 'proxied request failed');
-    sendError(res, x.lastError);
+    x.s.log.warn({ err, server: this.e.id, requestId: x.requestId }, 'proxied request failed');
+    x.fail(x.lastError);
   }
 }

@@ -20,6 +20,8 @@ export interface UpstreamRequest<Body> {
 /** undici's dispatch-handler protocol, which the lean pool speaks too: the proxy's `Attempt` is one. */
 export interface UpstreamHandler {
   onConnect(abort: (err?: Error) => void): void;
+  /** The request (its head and a held body) went out on a connected socket. */
+  onRequestSent?(): void;
   /** Header names and values: Buffers from undici, strings from the lean pool. */
   onHeaders(statusCode: number, rawHeaders: (Buffer | string)[], resume: () => void, statusText: string): boolean;
   onData(chunk: Buffer): boolean;
@@ -71,7 +73,7 @@ const undiciPoolFactory: PoolFactory = (origin, o) =>
     keepAliveMaxTimeout: o.keepAliveMs,
   });
 
-type Slot = Upstream & { url: string };
+type Slot = Upstream & { url: string; generation: number };
 
 function closeSlot(p: Slot): Promise<void> {
   return Promise.all([p.pool.close().catch(() => {}), p.http1?.close()]).then(() => {});
@@ -81,24 +83,31 @@ export class UpstreamPools {
   readonly #pools = new Map<string, Slot>();
   #closing: Promise<void> | null = null;
   #destroyed = false;
+  /** Bumped when the options changed (a reload): each server's pool is replaced at its next use. */
+  #generation = 0;
 
   constructor(
     private readonly opts: UpstreamPoolOptions,
     private readonly factory: PoolFactory = undiciPoolFactory,
   ) {}
 
-  /** The pool of a server; a changed URL closes the old pool (gracefully) and opens a new one. */
+  /** The pool of a server; a changed URL or new options close the old pool (gracefully: its requests finish) and open a new one. */
   get(t: UpstreamTarget): Upstream {
     let p = this.#pools.get(t.id);
-    if (p === undefined || p.url !== t.url) {
+    if (p === undefined || p.url !== t.url || p.generation !== this.#generation) {
       if (this.#closing || this.#destroyed) throw new Error('upstream pools are closed');
       if (p) void closeSlot(p);
       const origin = new URL(t.url);
       const http1 = this.opts.leanHttp1 && origin.protocol === 'http:' && leanHttp1Available ? new Http1Pool(origin.origin, this.opts) : null;
-      p = { url: t.url, origin, pool: this.factory(origin.origin, this.opts), http1 };
+      p = { url: t.url, generation: this.#generation, origin, pool: this.factory(origin.origin, this.opts), http1 };
       this.#pools.set(t.id, p);
     }
     return p;
+  }
+
+  /** The options object changed in place (timeouts, connection limit): new pools from now on, the old ones drain. */
+  reconfigure(): void {
+    this.#generation++;
   }
 
   get size(): number {

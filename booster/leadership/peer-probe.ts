@@ -34,6 +34,31 @@ export interface PeerProbeOptions {
   nodeId: string;
 }
 
+/**
+ * Whether the peer answers, for the metrics and alerts: probed every `everyMs` whatever the role
+ * (the election's own probe runs only while this booster is standby or unsure of its lease, so an
+ * active would otherwise never notice that its standby is gone). Two misses in a row, as above.
+ */
+export function watchPeer(probe: () => Promise<PeerAnswer>, everyMs: number): { reachable(): boolean; stop(): void } {
+  let reachable = false;
+  let misses = 0;
+  let busy = false;
+  const look = async () => {
+    if (busy) return;
+    busy = true;
+    const a = await probe().catch(() => ({ state: 'no-answer' as const, epoch: 0, refused: false }));
+    busy = false;
+    if (a.state !== 'no-answer') {
+      reachable = true;
+      misses = 0;
+    } else if (a.refused || ++misses >= PEER_MISSES) reachable = false;
+  };
+  void look();
+  const timer = setInterval(() => void look(), everyMs);
+  timer.unref();
+  return { reachable: () => reachable, stop: () => clearInterval(timer) };
+}
+
 /** Peer probe of `/_booster/active`: 200 is "active", a 503 naming role standby is "standby", anything else no answer. */
 export function createPeerProbe(o: PeerProbeOptions): () => Promise<PeerAnswer> {
   return async () => {

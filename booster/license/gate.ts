@@ -12,6 +12,8 @@ export interface LicenseStatus {
   daysLeft: number | null;
   customer?: string;
   expiresAt?: string;
+  /** When the current state ends: the trial, the license, its grace period (null: never, or already expired). */
+  periodEndsAt?: string | null;
   clusterId: string | null;
   servers: { licensed: number | null; used: number };
   warnings: string[];
@@ -152,6 +154,7 @@ export function createLicenseGate(deps: LicenseGateDeps): LicenseGate {
         daysLeft: current.daysLeft,
         ...(current.customer ? { customer: current.customer } : {}),
         ...(current.expiresAt ? { expiresAt: current.expiresAt } : {}),
+        periodEndsAt: current.periodEndsAt,
         clusterId: current.clusterId,
         servers: { licensed, used },
         warnings,

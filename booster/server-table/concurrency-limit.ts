@@ -73,6 +73,18 @@ export class ConcurrencyLimit {
     this.#windowStart = now;
   }
 
+  /**
+   * A new ceiling (OMFLOW_BOOSTER_MAX_INFLIGHT_PER_SERVER changed on a reload): the learnt limit
+   * and its baseline are kept, only clipped to it.
+   */
+  setMax(max: number): void {
+    const o = this.opts as { -readonly [K in keyof ConcurrencyLimitOptions]: ConcurrencyLimitOptions[K] };
+    o.max = max;
+    o.min = Math.min(DEFAULT_LIMIT_OPTIONS.min, max);
+    this.#limit = Math.min(Math.max(this.#limit, o.min), max);
+    if (this.#resumeAt !== null) this.#resumeAt = Math.min(Math.max(this.#resumeAt, o.min), max);
+  }
+
   /** Requests that may wait for this server's headers at once. */
   get limit(): number {
     return Math.floor(this.#limit);

@@ -86,8 +86,15 @@ export class ServerTable {
       ejected: () => this.#panicPool(),
       hasRoom: (e) => this.hasRoom(e),
       clock,
-      slowStartMs: opts.slowStartMs,
+      get slowStartMs() {
+        return opts.slowStartMs;
+      },
     };
+  }
+
+  /** The settings object changed in place (a reload): what each entry derived from it follows. */
+  reconfigure(): void {
+    for (const e of this.#servers.values()) e.limiter?.setMax(this.opts.maxInflightPerServer);
   }
 
   get servers(): ReadonlyMap<string, ServerView> {

@@ -4,6 +4,7 @@ import { audienceOf, signClusterRequest } from '../../common/protocol/cluster-au
 import { SERVER_PATH } from '../../common/protocol/headers.js';
 import type { StepDispatch } from '../../common/protocol/messages.js';
 import { findDispatchableSteps, lostRunsOf, type QuarantineReason, releaseStep, STEP_STATE, type StepRow, takeStep } from '../../common/protocol/steps.js';
+import { formatTraceParent, startTrace, TRACEPARENT } from '../../common/protocol/trace-context.js';
 import type { UpstreamPools } from '../data-plane/upstream-pools.js';
 import type { QueryOutcomeSink } from '../leadership/db-reachability.js';
 import type { BoosterMetrics } from '../metrics.js';
@@ -153,7 +154,7 @@ export class StepDispatcher {
         this.d.metrics.stepsReassigned.inc();
         this.d.onReassigned(row.id, row.assigned_server, e.id);
       }
-      const p = this.#send(e, { stepId: row.id, epoch, leaseMs: this.d.opts.stepLeaseMs, attempt: row.attempt + 1 });
+      const p = this.#send(e, { stepId: row.id, epoch, leaseMs: this.d.opts.stepLeaseMs, attempt: row.attempt + 1 }, row.trace_parent);
       this.#pending.add(p);
       void p.finally(() => this.#pending.delete(p));
     }
@@ -167,9 +168,11 @@ export class StepDispatcher {
     this.d.onQuarantined(row.id, details);
   }
 
-  async #send(e: ServerView, msg: StepDispatch): Promise<void> {
+  /** `traceParent`: the trace the step was queued with; a step queued without one gets a trace of its own. */
+  async #send(e: ServerView, msg: StepDispatch, traceParent: string | null): Promise<void> {
     const body = JSON.stringify(msg);
     const path = SERVER_PATH.dispatchStep;
+    const trace = traceParent ?? formatTraceParent(startTrace());
     let status = 0;
     let code = '';
     try {
@@ -179,6 +182,7 @@ export class StepDispatcher {
         body,
         headers: {
           'content-type': 'application/json',
+          [TRACEPARENT]: trace,
           ...signClusterRequest(this.d.secret, this.d.nodeId, 'POST', path, body, Date.now(), { audience: audienceOf(e.url) }),
         },
         signal: AbortSignal.timeout(2000),
@@ -187,7 +191,7 @@ export class StepDispatcher {
       const text = await r.body.text();
       if (status >= 400) code = (JSON.parse(text || '{}') as { code?: string }).code ?? '';
     } catch (err) {
-      this.d.log.warn({ err, server: e.id, stepId: msg.stepId }, 'step dispatch failed; handing the step back');
+      this.d.log.warn({ err, server: e.id, stepId: msg.stepId, traceId: trace.slice(3, 35) }, 'step dispatch failed; handing the step back');
     }
     if (status >= 200 && status < 300) return;
     this.d.table.stepReturned(e);

@@ -34,6 +34,8 @@ export type ToWorker =
   | { type: 'state'; state: WorkerState; ack: boolean }
   /** Report now (a metrics scrape wants every worker's counts). */
   | { type: 'report' }
+  /** The configuration was reloaded: apply the reloadable settings (the worker splits the limits as at start), then ack `seq`. */
+  | { type: 'reload'; seq: number; config: { cluster: ClusterConfig; booster: BoosterConfig } }
   | { type: 'stop' };
 
 export type FromWorker =
@@ -52,6 +54,8 @@ export type FromWorker =
       /** Requests shed under database pressure since the last report, and the admitted share now (ADR 0011). */
       shed: number;
       admitShare: number;
+      /** End of validity of the certificate this worker serves (ms since the epoch), null without TLS. */
+      certValidTo: number | null;
     }
   | { type: 'passive'; id: string; failure: boolean; weight: number }
   | { type: 'stopped' };

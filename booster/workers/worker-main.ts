@@ -22,5 +22,6 @@ process.on('message', (m: ToWorker) => {
 process.on('disconnect', () => process.exit(running ? 1 : 0));
 // systemd (KillMode=control-group) and a terminal's Ctrl-C signal the whole group: the primary
 // orders the graceful stop, so a worker ignores them; it still exits when the primary is gone.
-for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => {});
+// SIGUSR1 (logrotate) reopens the access log through its own listener; without one Node would open its inspector.
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGUSR1'] as const) process.on(sig, () => {});
 send({ type: 'ready' });

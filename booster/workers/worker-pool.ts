@@ -41,10 +41,13 @@ interface Slot {
   limits: Map<string, number>;
   startedAt: number;
   admitShare: number;
+  certValidTo: number | null;
 }
 
 export class WorkerPool {
   readonly #d: WorkerPoolDeps;
+  /** What a worker starts with (a reload replaces it, so a worker forked later has the new settings). */
+  #config: WorkerPoolDeps['config'];
   readonly #slots = new Map<number, Slot>();
   #seq = 0;
   #pushQueued = false;
@@ -62,9 +65,14 @@ export class WorkerPool {
   readonly #forwardHup = () => {
     for (const s of this.#slots.values()) if (s.listening) s.worker.process.kill('SIGHUP');
   };
+  /** `kill -USR1` of the primary (logrotate's postrotate) reopens the workers' access-log files. */
+  readonly #forwardUsr1 = () => {
+    for (const s of this.#slots.values()) if (s.listening) s.worker.process.kill('SIGUSR1');
+  };
 
   constructor(d: WorkerPoolDeps) {
     this.#d = d;
+    this.#config = d.config;
     this.#port = d.config.booster.port;
   }
 
@@ -79,6 +87,13 @@ export class WorkerPool {
     return { shed: this.#shed, admitShare };
   }
 
+  /** The certificate the workers serve that expires first (ms since the epoch); null without TLS. */
+  get certificateValidTo(): number | null {
+    let to: number | null = null;
+    for (const s of this.#slots.values()) if (s.certValidTo !== null) to = to === null ? s.certValidTo : Math.min(to, s.certValidTo);
+    return to;
+  }
+
   /** Forks every worker; resolves with the shared port once all of them listen. */
   async start(): Promise<number> {
     // Once set (first fork or setupPrimary) the policy is frozen for the process; every booster here wants the same.
@@ -90,7 +105,7 @@ export class WorkerPool {
       // process: two boosters asking for port 0 would share one. So port 0 becomes a concrete free
       // port first (tests and dev only; a real booster has its port), taken again if another
       // process got it in between.
-      if (askedPort === 0) this.#port = await freePort(this.#d.config.booster.host);
+      if (askedPort === 0) this.#port = await freePort(this.#config.booster.host);
       this.#startError = null;
       this.#stopping = false;
       for (let i = 0; i < this.#d.count; i++) this.#fork(i);
@@ -103,6 +118,7 @@ export class WorkerPool {
       }
     }
     process.on('SIGHUP', this.#forwardHup);
+    process.on('SIGUSR1', this.#forwardUsr1);
     this.#started = true;
     return this.#port;
   }
@@ -149,6 +165,7 @@ export class WorkerPool {
       limits: new Map(),
       startedAt: Date.now(),
       admitShare: 1,
+      certValidTo: null,
     };
     this.#slots.set(index, slot);
     worker.on('message', (m: FromWorker) => this.#onMessage(slot, m));
@@ -167,7 +184,7 @@ export class WorkerPool {
           index: slot.index,
           workers: this.#d.count,
           port: this.#port,
-          config: this.#d.config,
+          config: this.#config,
           controlUrl: this.#d.controlUrl(),
           state: { seq: this.#seq, ...this.#d.state() },
         });
@@ -209,6 +226,7 @@ export class WorkerPool {
         if (m.shed > 0) metrics.dbPressureShed.inc(m.shed);
         this.#shed += m.shed;
         slot.admitShare = m.admitShare;
+        slot.certValidTo = m.certValidTo;
         return;
       case 'stopped':
         return;
@@ -281,6 +299,20 @@ export class WorkerPool {
     }, timeoutMs);
   }
 
+  /**
+   * The configuration was reloaded: every worker applies the new settings; resolves once each
+   * acknowledged (or after `timeoutMs`). A worker forked later starts with them.
+   */
+  reload(config: WorkerPoolDeps['config'], timeoutMs = 2000): Promise<void> {
+    this.#config = config;
+    const seq = ++this.#seq;
+    for (const s of this.#slots.values()) if (s.ready) this.#send(s, { type: 'reload', seq, config });
+    return this.#waitFor(() => {
+      for (const s of this.#slots.values()) if (s.listening && s.ackedSeq < seq) return false;
+      return true;
+    }, timeoutMs);
+  }
+
   /** Asks every worker for its counts now; resolves once each answered (or after `timeoutMs`). */
   collect(timeoutMs = 250): Promise<void> {
     const want = new Map<Slot, number>();
@@ -315,6 +347,7 @@ export class WorkerPool {
   async stop(timeoutMs: number): Promise<void> {
     this.#stopping = true;
     process.off('SIGHUP', this.#forwardHup);
+    process.off('SIGUSR1', this.#forwardUsr1);
     if (this.#restartTimer) clearTimeout(this.#restartTimer);
     const slots = [...this.#slots.values()];
     const exits = slots.map((s) => (s.worker.isDead() ? Promise.resolve() : new Promise<void>((r) => s.worker.once('exit', () => r()))));

@@ -1,6 +1,6 @@
 import type { Logger } from '../../common/log.js';
-import type { BoosterConfig } from '../config.js';
-import { createDataPlane } from '../data-plane/data-plane.js';
+import type { BoosterConfig, LiveBoosterConfig } from '../config.js';
+import { createDataPlane, followSettings } from '../data-plane/data-plane.js';
 import { DbPressurePolicy } from '../data-plane/db-pressure.js';
 import { UpstreamPools } from '../data-plane/upstream-pools.js';
 import { createMetrics, type StatsDelta } from '../metrics.js';
@@ -22,7 +22,7 @@ import { createPrimaryForwarder } from './primary-forwarder.js';
  * Limits that bound the whole booster are split between the workers, so N workers together
  * open no more connections and queue no more requests than one process did.
  */
-function perWorkerConfig(cfg: BoosterConfig, workers: number): BoosterConfig {
+function perWorkerConfig(cfg: BoosterConfig, workers: number): LiveBoosterConfig {
   const share = (n: number) => Math.max(1, Math.ceil(n / workers));
   return {
     ...cfg,
@@ -52,6 +52,7 @@ export function startDataPlaneWorker(init: Extract<ToWorker, { type: 'init' }>, 
   const forwarder = createPrimaryForwarder(init.controlUrl, log);
   const plane = createDataPlane({
     cfg,
+    nodeId: init.config.cluster.nodeId,
     table,
     pools,
     metrics,
@@ -96,7 +97,7 @@ export function startDataPlaneWorker(init: Extract<ToWorker, { type: 'init' }>, 
     }
     const shed = pressure.shed - sentShed;
     sentShed = pressure.shed;
-    send({ type: 'report', inflight, limits, stats, retries, shed, admitShare: pressure.share });
+    send({ type: 'report', inflight, limits, stats, retries, shed, admitShare: pressure.share, certValidTo: plane.certificateValidTo() });
   }
   const timers = [
     setInterval(() => void report(), WORKER_REPORT_MS),
@@ -132,6 +133,12 @@ export function startDataPlaneWorker(init: Extract<ToWorker, { type: 'init' }>, 
         if (m.ack) send({ type: 'ack', seq: state.seq });
       } else if (m.type === 'report') {
         void report();
+      } else if (m.type === 'reload') {
+        const prev = { ...cfg };
+        Object.assign(cfg, perWorkerConfig(m.config.booster, init.workers));
+        log.level = m.config.cluster.logLevel;
+        followSettings(prev, cfg, { pools, table, plane });
+        send({ type: 'ack', seq: m.seq });
       } else if (m.type === 'stop' && !stopping) {
         stopping = true;
         stop().catch((err) => log.error({ err }, 'data-plane worker stop failed'));

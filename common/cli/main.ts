@@ -21,6 +21,7 @@ const COMMANDS: Record<string, { summary: string; module: string }> = {
   license: { summary: 'license status | issue --key PRIVATE.pem … (vendor tool) | keygen', module: '../../booster/cli/license.js' },
   patch: { summary: 'patch build | apply | status | halt | resume | rollback | keygen', module: '../../agent/patch/cli.js' },
   status: { summary: 'print the cluster: boosters, servers, license, rollout', module: '../../booster/cli/status.js' },
+  config: { summary: 'config check: validate a booster or agent configuration and what it points at', module: './config-command.js' },
   switchover: { summary: 'switchover [--to ID]: hand the active role to the standby booster', module: '../../booster/cli/switchover.js' },
   maintenance: { summary: "maintenance on [--message …] | off | status: the users' maintenance page", module: '../../booster/cli/maintenance.js' },
 };

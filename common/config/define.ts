@@ -11,6 +11,8 @@ export interface KeyDef<T> {
   readonly default?: T;
   readonly required?: boolean;
   readonly secret?: boolean;
+  /** A running process applies a change of this key in place on a reload (SIGHUP); any other change needs a restart. */
+  readonly reload?: boolean;
   /** Other variable names accepted for the same key (e.g. OMFLOW's own BOOSTER_IP). */
   readonly aliases?: readonly string[];
   /** Human description of the type for the reference. */
@@ -25,6 +27,7 @@ type Opts<T> = {
   default?: T;
   required?: boolean;
   secret?: boolean;
+  reload?: boolean;
   aliases?: readonly string[];
   defaultDoc?: string;
 };
@@ -52,6 +55,12 @@ export function int(env: string, opts: Opts<number> & { min?: number; max?: numb
     if (opts.max !== undefined && value > opts.max) return { ok: false, message: `must be <= ${opts.max}` };
     return { ok: true, value };
   });
+}
+
+/** An integer that may be left empty (undefined: the reader decides, as its doc says). */
+export function optionalInt(env: string, opts: Opts<number | undefined> & { min?: number; max?: number }): KeyDef<number | undefined> {
+  const inner = int(env, { doc: opts.doc, min: opts.min, max: opts.max });
+  return key<number | undefined>(env, inner.type, opts, (raw) => (raw === '' ? { ok: true, value: undefined } : inner.parse(raw)));
 }
 
 export function port(env: string, opts: Opts<number>): KeyDef<number> {

@@ -91,3 +91,68 @@ export function loadConfig<const A extends readonly AnyArea[]>(areas: A, sources
   }
   return Object.freeze(result) as LoadedConfig<A>;
 }
+
+/**
+ * What a running process needs to read its configuration again on a reload (SIGHUP): the
+ * sources it started with, and the file as it was then. Under systemd the unit's
+ * EnvironmentFile= copies the file into the environment at start, where it would win over the
+ * file read again; a variable whose value is the file's value at start is taken for the file's,
+ * so the file as it is now decides. A variable set some other way (a drop-in's Environment=,
+ * a shell) still wins, as at start.
+ */
+export interface ConfigOrigin {
+  sources: ConfigSources;
+  fileAtStart: Record<string, string>;
+}
+
+export function configOrigin(sources: ConfigSources): ConfigOrigin {
+  let fileAtStart: Record<string, string> = {};
+  if (sources.file) {
+    try {
+      fileAtStart = parseEnvFile(readFileSync(sources.file, 'utf8'));
+    } catch {
+      // loadConfig reports an unreadable file.
+    }
+  }
+  return { sources, fileAtStart };
+}
+
+/** Loads the areas again from `origin` (throws COMMON_ERR_CONFIG_INVALID, like loadConfig). */
+export function reloadConfig<const A extends readonly AnyArea[]>(areas: A, origin: ConfigOrigin): LoadedConfig<A> {
+  const env: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(origin.sources.env)) if (v !== undefined && origin.fileAtStart[k] !== v) env[k] = v;
+  return loadConfig(areas, { ...origin.sources, env });
+}
+
+/** Keys whose value differs between two loads of the same areas, split by whether a running process applies them in place. */
+export interface ConfigChanges {
+  /** Variable names (never values: some are secrets) of changed keys marked `reload`. */
+  inPlace: string[];
+  /** Changed keys that take effect at the next start only. */
+  needsRestart: string[];
+}
+
+export function diffConfig(areas: readonly AnyArea[], before: Record<string, object | undefined>, after: Record<string, object | undefined>): ConfigChanges {
+  const out: ConfigChanges = { inPlace: [], needsRestart: [] };
+  for (const area of areas) {
+    const a = before[area.name] as Record<string, unknown> | undefined;
+    const b = after[area.name] as Record<string, unknown> | undefined;
+    if (!a || !b) continue;
+    for (const [field, def] of Object.entries(area.keys as Record<string, KeyDef<unknown>>)) {
+      if (sameValue(a[field], b[field])) continue;
+      (def.reload ? out.inPlace : out.needsRestart).push(def.env);
+    }
+  }
+  return out;
+}
+
+/** `target` takes `next`'s value of every key of `area` marked `reload`, except those in `except` (field names). */
+export function assignReloadable(area: AnyArea, target: Record<string, unknown>, next: object, except: readonly string[] = []): void {
+  for (const [field, def] of Object.entries(area.keys as Record<string, KeyDef<unknown>>))
+    if (def.reload && !except.includes(field)) target[field] = (next as Record<string, unknown>)[field];
+}
+
+function sameValue(x: unknown, y: unknown): boolean {
+  if (Array.isArray(x) && Array.isArray(y)) return x.length === y.length && x.every((v, i) => v === y[i]);
+  return x === y;
+}

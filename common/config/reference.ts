@@ -13,6 +13,11 @@ export function renderConfigReference(areas: readonly AnyArea[]): string {
     '`KEY_FILE=/path` to read the value from a file (for secrets). All problems are reported at once,',
     'each by key, and the process exits with status 78 without touching anything.',
     '',
+    'A running Booster or agent reads its file again on `systemctl reload` (SIGHUP): keys marked',
+    '"Applies on reload" change in place, with a log line naming them; a change of any other key is',
+    'reported as needing a restart and keeps its old value until then. `omflow config check` validates',
+    'a file before either (see the operator guide).',
+    '',
   ];
   for (const area of areas) {
     out.push(`## ${area.title}`, '', '| key | type | default | description |', '| --- | --- | --- | --- |');
@@ -25,7 +30,7 @@ export function renderConfigReference(areas: readonly AnyArea[]): string {
             ? ''
             : `\`${Array.isArray(def.default) ? def.default.join(',') : String(def.default)}\``;
       const names = [def.env, ...(def.aliases ?? [])].map((n) => `\`${n}\``).join(', ');
-      const flags = def.secret ? ' Secret: never logged.' : '';
+      const flags = `${def.secret ? ' Secret: never logged.' : ''}${def.reload ? ' Applies on reload.' : ''}`;
       out.push(`| ${names} | ${def.type.replace(/\|/g, '\\|')} | ${dflt.replace(/\|/g, '\\|')} | ${(def.doc + flags).replace(/\|/g, '\\|')} |`);
     }
     out.push('');

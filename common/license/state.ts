@@ -43,6 +43,11 @@ export interface LicenseEvaluation {
   maxServers: number | null;
   trialStartedAt: string | null;
   trialEndsAt: string | null;
+  /**
+   * When the current state ends (ISO): the trial, the license's validity, or its grace period;
+   * null for a license that never expires, and once expired. What the expiry metric counts down to.
+   */
+  periodEndsAt: string | null;
   /** max(now, high-water mark): the time every rule is judged at. */
   effectiveNow: string;
   notices: LicenseNotice[];
@@ -79,7 +84,8 @@ export function evaluateLicense(input: EvaluateInput): LicenseEvaluation {
   if (input.storedLicenseError) notices.push({ kind: 'stored_license_invalid', code: input.storedLicenseError });
 
   const trialEndMs = rec ? rec.trialStartedAt.getTime() + trialDays * DAY_MS : null;
-  let out: Omit<LicenseEvaluation, 'notices' | 'warnings' | 'servers' | 'clusterId' | 'trialStartedAt' | 'trialEndsAt' | 'effectiveNow'>;
+  let out: Omit<LicenseEvaluation, 'notices' | 'warnings' | 'servers' | 'clusterId' | 'trialStartedAt' | 'trialEndsAt' | 'effectiveNow' | 'periodEndsAt'>;
+  let periodEndMs: number | null = null;
 
   const lic = input.license;
   const licActive = lic && t >= Date.parse(lic.notBefore) && (lic.clusterId === null || lic.clusterId === rec?.clusterId);
@@ -89,15 +95,18 @@ export function evaluateLicense(input: EvaluateInput): LicenseEvaluation {
   if (lic && licActive && (lic.expiresAt === null || t < Date.parse(lic.expiresAt))) {
     const daysLeft = lic.expiresAt === null ? null : ceilDays(Date.parse(lic.expiresAt) - t);
     if (daysLeft !== null && daysLeft <= WARN_DAYS) notices.push({ kind: 'expires_soon', daysLeft, expiresAt: lic.expiresAt! });
+    periodEndMs = lic.expiresAt === null ? null : Date.parse(lic.expiresAt);
     out = { state: 'licensed', daysLeft, ...licenseView, allowsDistribution: true, maxServers: lic.limits.maxServers };
   } else if (lic && licActive && t < Date.parse(lic.expiresAt!) + lic.graceDays * DAY_MS) {
     const daysLeft = ceilDays(Date.parse(lic.expiresAt!) + lic.graceDays * DAY_MS - t);
     notices.push({ kind: 'grace', daysLeft, expiresAt: lic.expiresAt! });
+    periodEndMs = Date.parse(lic.expiresAt!) + lic.graceDays * DAY_MS;
     out = { state: 'grace', daysLeft, ...licenseView, allowsDistribution: true, maxServers: lic.limits.maxServers };
   } else if (trialEndMs === null || t < trialEndMs) {
     // No record yet (before the first booster start): the trial has not begun, so it is whole.
     const daysLeft = trialEndMs === null ? trialDays : ceilDays(trialEndMs - t);
     if (daysLeft <= 2) notices.push({ kind: 'trial_ending', daysLeft });
+    periodEndMs = trialEndMs ?? t + trialDays * DAY_MS;
     out = { state: 'trial', daysLeft, allowsDistribution: true, maxServers: null };
   } else {
     notices.push({ kind: 'license_required', code: 'BOOSTER_ERR_LICENSE_REQUIRED' });
@@ -112,6 +121,7 @@ export function evaluateLicense(input: EvaluateInput): LicenseEvaluation {
     servers: { licensed: out.maxServers, used: input.usedServers },
     trialStartedAt: rec ? rec.trialStartedAt.toISOString() : null,
     trialEndsAt: trialEndMs === null ? null : new Date(trialEndMs).toISOString(),
+    periodEndsAt: periodEndMs === null ? null : new Date(periodEndMs).toISOString(),
     effectiveNow: new Date(t).toISOString(),
     notices,
     warnings: notices.map(noticeText),

@@ -76,6 +76,10 @@ export const SERVER_PATH = {
   readyz: '/readyz',
   /** POST StepDispatch (booster → server). */
   dispatchStep: '/_internal/steps/dispatch',
+  /** GET Prometheus metrics: the operator token (OMFLOW_SERVER_OPERATOR_TOKEN) or a signature; on the server's own port only. */
+  metrics: '/_internal/metrics',
+  /** POST (signed, from the server's agent on `systemctl reload`): read the reloadable settings again. */
+  reload: '/_internal/reload',
   /** Every path under this prefix is refused by the booster's data plane. */
   internalPrefix: '/_internal/',
 } as const;
@@ -88,6 +92,8 @@ export const AGENT_PATH = {
   restart: '/_agent/restart',
   /** POST PatchNotice. */
   patchNotice: '/_agent/patch-notice',
+  /** GET Prometheus metrics: the operator token (OMFLOW_SERVER_OPERATOR_TOKEN) or a signature. */
+  metrics: '/_agent/metrics',
 } as const;
 
 export const DEFAULT_PORT = {

@@ -61,10 +61,11 @@ export interface StepRow {
   lost_runs: number;
   max_runs: number;
   on_failover: OnFailover;
+  /** W3C traceparent of what queued the step (null: none was known). */
+  trace_parent: string | null;
 }
 
-/** Writes a step row; call inside the transaction that moved the ticket to the step. */
-/** A step to queue: where, what, when, and its policy after a lost run (flow step settings). */
+/** A step to queue: where, what, when, its policy after a lost run (flow step settings), and the trace that queued it. */
 export interface QueuedStep {
   ticketId?: number;
   stepKey: string;
@@ -72,8 +73,10 @@ export interface QueuedStep {
   delayMs?: number;
   onFailover?: OnFailover;
   maxRuns?: number;
+  traceParent?: string | null;
 }
 
+/** Writes a step row; call inside the transaction that moved the ticket to the step. */
 export async function enqueueStep(trx: Knex | Knex.Transaction, step: QueuedStep & { ticketId: number }): Promise<number> {
   const h = getHelpers(trx);
   return h.insertReturningId(trx, 'steps', readyStepRow(h, step));
@@ -91,6 +94,7 @@ export function readyStepRow(h: DialectHelpers, step: QueuedStep): Record<string
     on_failover: step.onFailover ?? STEP_RUN_DEFAULTS.onFailover,
     max_runs: step.maxRuns ?? STEP_RUN_DEFAULTS.maxRuns,
     ready_at: step.delayMs ? h.nowPlusMs(step.delayMs) : h.now(),
+    trace_parent: step.traceParent ?? null,
     created_at: h.now(),
     updated_at: h.now(),
   };
@@ -112,6 +116,7 @@ export async function recordChainedStep(
     outcome: 'done' | 'failed';
     result?: unknown;
     error?: string;
+    traceParent?: string | null;
   },
 ): Promise<number> {
   const h = getHelpers(trx);
@@ -130,6 +135,7 @@ export async function recordChainedStep(
     finished_at: h.now(),
     result: step.result === undefined ? null : JSON.stringify(step.result),
     last_error: step.error ? step.error.slice(0, 2000) : null,
+    trace_parent: step.traceParent ?? null,
     created_at: h.now(),
     updated_at: h.now(),
   });
@@ -153,6 +159,7 @@ export async function findDispatchableSteps(knex: Knex, limit: number): Promise<
       'lost_runs',
       'max_runs',
       'on_failover',
+      'trace_parent',
     )
     .where((q) =>
       q

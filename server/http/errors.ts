@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { CommonErrors, isOmflowError, type OmflowError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { HEADER } from '../../common/protocol/headers.js';
+import { traceIdOf } from '../../common/protocol/trace-context.js';
 import { ServerErrors } from '../errors.js';
 import { assetUrl } from '../web/assets.js';
 import { esc } from '../web/html.js';
@@ -52,12 +53,15 @@ export function registerErrorHandling(app: FastifyInstance, log: Logger): void {
     const e = toOmflowError(err);
     if (e.code === ServerErrors.SERVER_ERR_DB_UNAVAILABLE.code) {
       // The availability monitor logs the outage once; one line per refused request would flood.
-      log.debug({ reqId: request.id, url: request.url, code: e.code }, 'request refused: database unreachable');
+      log.debug(
+        { reqId: request.id, traceId: traceIdOf(request.headers.traceparent), url: request.url, code: e.code },
+        'request refused: database unreachable',
+      );
       return wantsPage(request) ? sendDbUnavailablePage(reply, e) : sendOmflowError(reply, e);
     }
     if (e.status >= 500) {
       const level = e.status === 503 ? 'warn' : 'error';
-      log[level]({ err, reqId: request.id, url: request.url, code: e.code }, 'request failed');
+      log[level]({ err, reqId: request.id, traceId: traceIdOf(request.headers.traceparent), url: request.url, code: e.code }, 'request failed');
     }
     return sendOmflowError(reply, e);
   });

@@ -74,6 +74,7 @@ describe('systemd units', () => {
         'NotifyAccess=all',
         'WatchdogSec=30s',
         'ExecReload=/bin/kill -HUP $MAINPID',
+        `config check --quiet --role ${command}`,
         // V8 calls pkey_alloc at start-up; Node lists interfaces over netlink (the lab found both).
         'SystemCallFilter=@system-service @pkey',
         'SystemCallErrorNumber=EPERM',
@@ -91,7 +92,15 @@ describe('systemd units', () => {
       ])
         expect(text).toContain(line);
       expect(text).toMatch(/^ReadWritePaths=\S+ \S+$/m);
-      expect(text).toMatch(new RegExp(`^ExecStart=\\S+ \\S+/app/common/bin/omflow\\.mjs ${command}$`, 'm'));
+      expect(text).toMatch(new RegExp(`^ExecStart=\\S+ \\S+/app/common/bin/omflow\\.mjs --config \\S+ ${command}$`, 'm'));
+      // Checked before every start and every reload (the check first, then the signal).
+      expect(text).toMatch(new RegExp(`^ExecStartPre=\\S+ \\S+/app/common/bin/omflow\\.mjs --config \\S+ config check --quiet --role ${command}$`, 'm'));
+      expect(text).toMatch(
+        new RegExp(
+          `^ExecReload=\\S+ \\S+/app/common/bin/omflow\\.mjs --config \\S+ config check --quiet --role ${command}\\nExecReload=/bin/kill -HUP \\$MAINPID$`,
+          'm',
+        ),
+      );
       // The stop waits for the graceful stop it triggers (Booster: workers up to 35 s; agent: drain 30 s + stop 15 s).
       expect(Number(/^TimeoutStopSec=(\d+)s$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(command === 'booster' ? 45 : 60);
       expect(text).not.toMatch(/@[A-Z]+@/);

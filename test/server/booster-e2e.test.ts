@@ -29,6 +29,9 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
           OMFLOW_BOOSTER_PORT: String(port),
           OMFLOW_BOOSTER_SLOW_START_MS: '0',
           OMFLOW_DATA_DIR: '/tmp',
+          // To the log stream: the test reads the ticket's line back.
+          OMFLOW_BOOSTER_ACCESS_LOG: 'json',
+          OMFLOW_BOOSTER_ACCESS_LOG_QUERY: 'keep',
         },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
@@ -80,10 +83,17 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       // retries with the same Idempotency-Key, which can never create a second ticket.
       let created: Response | undefined;
       let lastBody = '';
+      // The client's W3C trace context: the booster passes it on, the steps the ticket queues keep it.
+      const traceId = '0af7651916cd43dd8448eb211c80319c';
       while (Date.now() < deadline) {
         created = await fetch(`${boosterUrl}/api/forms/it-request/tickets`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}`, 'idempotency-key': 'e2e-1' },
+          headers: {
+            'content-type': 'application/json',
+            authorization: `Bearer ${token}`,
+            'idempotency-key': 'e2e-1',
+            traceparent: `00-${traceId}-b7ad6b7169203331-01`,
+          },
           body: JSON.stringify({ data: { title: 'via booster', category: 'software', amount: 5 } }),
         });
         if (created.status === 201) break;
@@ -106,6 +116,16 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
         ['small', 'done', 'srv-e2e'],
       ]);
       expect(steps.every((s) => Number(s.epoch) >= 1)).toBe(true);
+      // triage was queued by the request (its trace), dispatched with it, and small, run after it on
+      // the server the dispatch reached, carries it too: the dispatch passed it on.
+      expect(steps.map((s) => String(s.trace_parent).slice(3, 35))).toEqual([traceId, traceId]);
+      // The booster's access log has the request with the same trace id.
+      const line = boosterOut
+        .split('\n')
+        .filter((l) => l.includes('"msg":"access"') && l.includes('/api/forms/it-request/tickets'))
+        .map((l) => JSON.parse(l) as { status: number; traceId: string; server: string })
+        .find((l) => l.status === 201);
+      expect(line, boosterOut.slice(-3000)).toMatchObject({ traceId, server: 'srv-e2e' });
     }, 60_000);
   });
 }

@@ -12,6 +12,8 @@ import { type LlhttpParser, llhttp, newParser, SKIP_BODY } from './llhttp.js';
  */
 export interface Http1Handler {
   onConnect(abort: (err?: Error) => void): void;
+  /** The request went out on a connected socket (undici's name for it; optional there too). */
+  onRequestSent?(): void;
   onHeaders(statusCode: number, rawHeaders: string[], resume: () => void, statusText: string): boolean;
   onData(chunk: Buffer): boolean;
   onComplete(trailers: null): void;
@@ -123,7 +125,10 @@ class UpConn {
     s.setTimeout(connectTimeoutMs, () => {
       if (s.connecting) this.fail(codedError('UND_ERR_CONNECT_TIMEOUT', `Connect Timeout Error (${connectTimeoutMs} ms)`));
     });
-    s.once('connect', () => s.setTimeout(0));
+    s.once('connect', () => {
+      s.setTimeout(0);
+      this.req?.handler.onRequestSent?.();
+    });
     s.on('end', () => {
       // A response without a length ends with the connection.
       if (this.req?.headersSeen) {
@@ -175,6 +180,7 @@ class UpConn {
       o.body.copy(out, head.length);
       s.write(out);
     } else s.write(head, 'latin1');
+    if (!s.connecting) r.handler.onRequestSent?.();
   }
 
   readonly #onHeadersComplete = (

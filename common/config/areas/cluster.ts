@@ -20,7 +20,7 @@ export const clusterArea = defineArea({
       pattern: /^[A-Za-z0-9._-]{1,64}$/,
     }),
     dataDir: str('OMFLOW_DATA_DIR', { doc: 'Directory for local state (releases, pid files).', default: '/var/lib/omflow' }),
-    logLevel: oneOf('OMFLOW_LOG_LEVEL', LOG_LEVELS, { doc: 'Log level (pino).', default: 'info' }),
+    logLevel: oneOf('OMFLOW_LOG_LEVEL', LOG_LEVELS, { doc: 'Log level (pino).', default: 'info', reload: true }),
   },
   check(values, report) {
     if (values.secret !== undefined && values.secret.length < 16) report('OMFLOW_CLUSTER_SECRET', 'must be at least 16 characters');

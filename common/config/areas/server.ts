@@ -45,14 +45,22 @@ export const serverArea = defineArea({
     bodyLimit: int('OMFLOW_SERVER_BODY_LIMIT', { doc: 'Largest accepted request body in bytes.', default: 1_048_576, min: 1024, max: 100 * 1_048_576 }),
     readyTimeoutMs: int('OMFLOW_SERVER_READY_TIMEOUT_MS', { doc: 'Bound of the /readyz database round trip.', default: 2000, min: 100, max: 60_000 }),
     passwordHashes: int('OMFLOW_SERVER_PASSWORD_HASHES', {
-      doc: 'Password hashes (logins, password changes) computed at once; the others wait their turn. Each holds 128 MiB and one libuv thread for a few hundred milliseconds (scrypt N=2^17, ADR 0016), so this bounds the memory a burst of logins takes and leaves the thread pool room for the rest.',
+      doc: 'Password hashes (logins, password changes) computed at once; the others wait their turn. Each holds 128 MiB and one libuv thread for a few hundred milliseconds (scrypt N=2^17, the OWASP minimum), so this bounds the memory a burst of logins takes and leaves the thread pool room for the rest.',
       default: 2,
       min: 1,
       max: 64,
+    }),
+    operatorToken: optionalStr('OMFLOW_SERVER_OPERATOR_TOKEN', {
+      reload: true,
+      doc: "Bearer token that opens the metrics of the app server (/_internal/metrics on its port, never reachable through a booster) and of its agent (/_agent/metrics) to Prometheus, as OMFLOW_BOOSTER_OPERATOR_TOKEN does for a booster's (cluster members sign instead). At least 24 characters. Empty: only signed calls may read them. Prefer OMFLOW_SERVER_OPERATOR_TOKEN_FILE.",
+      secret: true,
     }),
     cookieSecure: bool('OMFLOW_SERVER_COOKIE_SECURE', {
       doc: 'Always mark the session cookie Secure. Without it the cookie is Secure whenever the booster forwarded the request as X-Forwarded-Proto: https.',
       default: false,
     }),
+  },
+  check(values, report) {
+    if (values.operatorToken !== undefined && values.operatorToken.length < 24) report('OMFLOW_SERVER_OPERATOR_TOKEN', 'must be at least 24 characters');
   },
 });

@@ -24,8 +24,8 @@ export interface Placement {
   stepKey: string;
   /** Ticket columns to write: state, current_step, assignees, closed_at. */
   columns: Record<string, unknown>;
-  /** An automatic step to enqueue (after the ticket row exists), with its policy after a lost run. */
-  enqueue?: Pick<QueuedStep, 'onFailover' | 'maxRuns'> & { stepType: StepType; delayMs: number };
+  /** An automatic step to enqueue (after the ticket row exists), with its policy after a lost run and the trace it continues. */
+  enqueue?: Pick<QueuedStep, 'onFailover' | 'maxRuns' | 'traceParent'> & { stepType: StepType; delayMs: number };
 }
 
 /**
@@ -34,7 +34,8 @@ export interface Placement {
  * columns, or read here where the vendor cannot.
  */
 export async function placeOn(
-  ctx: { trx: Knex; def: FlowDefinition; data: Record<string, unknown>; createdBy: number | null },
+  /** `traceParent`: the W3C trace of the request or step that moves the ticket; a step it queues carries it on. */
+  ctx: { trx: Knex; def: FlowDefinition; data: Record<string, unknown>; createdBy: number | null; traceParent?: string | null },
   stepKey: string,
 ): Promise<Placement> {
   const { trx, def } = ctx;
@@ -72,7 +73,7 @@ export async function placeOn(
     state: TICKET_STATE.running,
     stepKey,
     columns,
-    enqueue: { stepType: step.type as StepType, delayMs, onFailover: step.onFailover, maxRuns: step.maxRuns },
+    enqueue: { stepType: step.type as StepType, delayMs, onFailover: step.onFailover, maxRuns: step.maxRuns, traceParent: ctx.traceParent },
   };
 }
 

@@ -40,7 +40,7 @@ export function createLocalDispatcher(deps: {
           'step quarantined: its runs were lost and its policy stops it; an operator decides (admin page)',
         );
       if (taken.kind !== 'leased') continue;
-      runner.start({ stepId: hold.stepId, epoch: 0, leaseMs });
+      runner.start({ stepId: hold.stepId, epoch: 0, leaseMs, traceParent: row.trace_parent });
     }
   }
 

@@ -6,6 +6,7 @@ import type { EpochFence } from '../../../common/protocol/epoch.js';
 import { SERVER_PATH } from '../../../common/protocol/headers.js';
 import { parseStepDispatch } from '../../../common/protocol/messages.js';
 import { markStepStarted, releaseStep } from '../../../common/protocol/steps.js';
+import { traceParentOf } from '../../../common/protocol/trace-context.js';
 import { ServerErrors } from '../../errors.js';
 import type { Runtime } from '../../runtime.js';
 import type { StepRunner } from './runner.js';
@@ -56,7 +57,7 @@ export async function stepsRoutes(
     }
     if (!(await markStepStarted(db.knex, { ...hold, leaseMs: d.leaseMs })))
       throw ServerErrors.SERVER_ERR_STEP_NOT_HELD(undefined, { stepId: d.stepId, epoch: d.epoch });
-    runner.start({ stepId: d.stepId, epoch: d.epoch, leaseMs: d.leaseMs });
+    runner.start({ stepId: d.stepId, epoch: d.epoch, leaseMs: d.leaseMs, traceParent: traceParentOf(request.headers.traceparent) });
     return reply.code(202).send({ accepted: true, stepId: d.stepId, nodeId });
   });
 }

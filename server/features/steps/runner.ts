@@ -3,6 +3,7 @@ import type { Database } from '../../../common/db/create-database.js';
 import { getHelpers } from '../../../common/db/helpers/index.js';
 import type { Logger } from '../../../common/log.js';
 import { completeStep, recordChainedStep, renewStepLease, type StepType } from '../../../common/protocol/steps.js';
+import { traceIdOf } from '../../../common/protocol/trace-context.js';
 import type { Runtime } from '../../runtime.js';
 import { evaluate, type FlowDefinition, type HttpStep, type StepDef } from '../flows/definition.js';
 import { enqueuePlaced, type Placement, placeOn, TICKET_STATE } from '../flows/engine.js';
@@ -13,6 +14,8 @@ export interface Hold {
   stepId: number;
   epoch: number;
   leaseMs: number;
+  /** The W3C traceparent the step was queued with (the dispatch carries it): in its log lines and passed to the step it queues. */
+  traceParent?: string | null;
 }
 
 interface Effect {
@@ -198,7 +201,7 @@ export function createStepRunner(deps: {
         if (ticket && def && ticket.state === TICKET_STATE.running && ticket.currentStep === stepKey) {
           let columns: Record<string, unknown>;
           if (next) {
-            placed = await placeOn({ trx, def, data, createdBy: ticket.createdBy }, next);
+            placed = await placeOn({ trx, def, data, createdBy: ticket.createdBy, traceParent: hold.traceParent }, next);
             columns = placed.columns;
           } else columns = { state: TICKET_STATE.failed, closed_at: hh.now(), ...(chain.length ? { current_step: chain.at(-1)!.stepKey } : {}) };
           applied = await tickets.move(trx, ticket.id, { columns, data, ifVersion: ticket.rowVersion });
@@ -225,6 +228,7 @@ export function createStepRunner(deps: {
             outcome: c.effect.outcome,
             result: c.effect.result,
             error: c.effect.error,
+            traceParent: hold.traceParent,
           });
           history.push(
             { ...actor, step: c.stepKey, action: 'enter', output: { state: TICKET_STATE.running, stepId: id } },
@@ -255,11 +259,12 @@ export function createStepRunner(deps: {
       if (running.has(hold.stepId)) return;
       const controller = new AbortController();
       runtime.runningSteps++;
+      const traceId = traceIdOf(hold.traceParent ?? undefined);
       const done = runOnce(hold, controller)
         .catch((err) => {
           if (err instanceof LeaseLost || controller.signal.aborted)
-            log.warn({ stepId: hold.stepId, reason: String((err as Error)?.message ?? err) }, 'step abandoned: lease lost or stopping');
-          else log.warn({ err, stepId: hold.stepId }, 'step run failed; the lease will lapse and it runs again');
+            log.warn({ stepId: hold.stepId, traceId, reason: String((err as Error)?.message ?? err) }, 'step abandoned: lease lost or stopping');
+          else log.warn({ err, stepId: hold.stepId, traceId }, 'step run failed; the lease will lapse and it runs again');
         })
         .finally(() => {
           running.delete(hold.stepId);

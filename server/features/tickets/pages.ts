@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Database } from '../../../common/db/create-database.js';
 import { isOmflowError } from '../../../common/errors.js';
+import { traceParentOf } from '../../../common/protocol/trace-context.js';
 import { fieldLabel, renderField } from '../../web/fields.js';
 import { html, type Raw } from '../../web/html.js';
 import { localeOf, t } from '../../web/i18n.js';
@@ -68,7 +69,13 @@ export async function ticketsPages(
   app.post('/forms/:formKey/new', { preHandler: [requireUser, verifyCsrf] }, async (request, reply) => {
     const body = (request.body ?? {}) as Body;
     try {
-      const created = await tickets.createAlone(db, (request.params as { formKey: string }).formKey, { data: body }, request.user);
+      const created = await tickets.createAlone(
+        db,
+        (request.params as { formKey: string }).formKey,
+        { data: body },
+        request.user,
+        traceParentOf(request.headers.traceparent),
+      );
       if (atAutomaticStep(created)) onCommitted();
       return reply.redirect(`/tickets/${created.id}?created=1`, 303);
     } catch (err) {
@@ -167,7 +174,7 @@ export async function ticketsPages(
     const body = (request.body ?? {}) as Body;
     const { action, comment, csrf: _csrf, ...data } = body;
     try {
-      const acted = await db.transaction((trx) => tickets.act(trx, id, request.user!, { action, comment, data }));
+      const acted = await db.transaction((trx) => tickets.act(trx, id, request.user!, { action, comment, data }, traceParentOf(request.headers.traceparent)));
       if (atAutomaticStep(acted)) onCommitted();
       return reply.redirect(`/tickets/${id}`, 303);
     } catch (err) {

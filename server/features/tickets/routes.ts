@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Database } from '../../../common/db/create-database.js';
+import { traceParentOf } from '../../../common/protocol/trace-context.js';
 import { idempotentWrite } from '../../http/idempotency.js';
 import type { FormsStore } from '../forms/store.js';
 import { requireUser, verifyCsrf } from '../users/guards.js';
@@ -31,8 +32,8 @@ export async function ticketsRoutes(
       db,
       request,
       reply,
-      async (trx) => answer(await tickets.create(trx, formKey, body, request.user)),
-      async (alone) => answer(await tickets.createAlone(alone, formKey, body, request.user)),
+      async (trx) => answer(await tickets.create(trx, formKey, body, request.user, traceParentOf(request.headers.traceparent))),
+      async (alone) => answer(await tickets.createAlone(alone, formKey, body, request.user, traceParentOf(request.headers.traceparent))),
     );
     if (stepQueued) onCommitted();
     return r;
@@ -59,7 +60,7 @@ export async function ticketsRoutes(
     const id = Number((request.params as { id: string }).id);
     let stepQueued = false;
     const r = await idempotentWrite(db, request, reply, async (trx) => {
-      const acted = await tickets.act(trx, id, request.user!, (request.body ?? {}) as Record<string, unknown>);
+      const acted = await tickets.act(trx, id, request.user!, (request.body ?? {}) as Record<string, unknown>, traceParentOf(request.headers.traceparent));
       stepQueued = atAutomaticStep(acted);
       return { status: 200, body: acted };
     });

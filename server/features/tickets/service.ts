@@ -59,7 +59,7 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
   }
 
   /** What a creation reads and decides before it writes anything. */
-  async function prepare(db: Knex, formKey: string, input: { data?: unknown; title?: unknown }, user: AuthUser | null) {
+  async function prepare(db: Knex, formKey: string, input: { data?: unknown; title?: unknown }, user: AuthUser | null, traceParent: string | null) {
     const form = await forms.withFlow(formKey, db);
     if (!form?.published || !form.flow) throw ServerErrors.SERVER_ERR_NOT_FOUND(`No published form ${formKey}`);
     const values = await fieldErrors(form.fields, input.data, db);
@@ -70,7 +70,7 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
       typeof input.title === 'string' && input.title.trim() ? input.title.trim() : typeof values.title === 'string' && values.title ? values.title : form.title;
     // The row is written once, already placed on the flow's first step: no UPDATE after the
     // INSERT, and both history rows in the same round trip (round trips are what a creation costs).
-    const placed = await placeOn({ trx: db, def: version.definition, data: values, createdBy: user?.id ?? null }, version.definition.start);
+    const placed = await placeOn({ trx: db, def: version.definition, data: values, createdBy: user?.id ?? null, traceParent }, version.definition.start);
     const ticket = (number: NewTicket['number']): NewTicket => ({
       number,
       formId: form.id,
@@ -96,10 +96,10 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
    */
   async function moveTo(
     trx: Knex.Transaction,
-    m: { ticketId: number; createdBy: number | null; def: FlowDefinition; data: Record<string, unknown>; actorId: number | null },
+    m: { ticketId: number; createdBy: number | null; def: FlowDefinition; data: Record<string, unknown>; actorId: number | null; traceParent: string | null },
     stepKey: string,
   ): Promise<{ state: string; stepKey: string }> {
-    const p = await placeOn({ trx, def: m.def, data: m.data, createdBy: m.createdBy }, stepKey);
+    const p = await placeOn({ trx, def: m.def, data: m.data, createdBy: m.createdBy, traceParent: m.traceParent }, stepKey);
     const stepId = await enqueuePlaced(trx, m.ticketId, p);
     await store.move(trx, m.ticketId, { columns: p.columns, data: m.data });
     await store.addHistory(trx, [enterEntry({ ticketId: m.ticketId, actorId: m.actorId, nodeId }, p, stepId)]);
@@ -139,9 +139,18 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
     canAct,
     canSee,
 
-    /** Validates the submission (field-level errors), then creates the ticket in `trx` and moves it to the flow's first step. */
-    async create(trx: Knex.Transaction, formKey: string, input: { data?: unknown; title?: unknown }, user: AuthUser | null): Promise<TicketSummary> {
-      return write(trx, await prepare(trx, formKey, input, user));
+    /**
+     * Validates the submission (field-level errors), then creates the ticket in `trx` and moves it to the flow's first step.
+     * `traceParent`: the request's W3C trace context, carried on by the step it queues.
+     */
+    async create(
+      trx: Knex.Transaction,
+      formKey: string,
+      input: { data?: unknown; title?: unknown },
+      user: AuthUser | null,
+      traceParent: string | null = null,
+    ): Promise<TicketSummary> {
+      return write(trx, await prepare(trx, formKey, input, user, traceParent));
     },
 
     /**
@@ -150,13 +159,25 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
      * they would lock nothing either, so a form unpublished meanwhile races the same way. Otherwise
      * the writes run in a transaction of their own.
      */
-    async createAlone(database: Database, formKey: string, input: { data?: unknown; title?: unknown }, user: AuthUser | null): Promise<TicketSummary> {
-      const c = await prepare(database.knex, formKey, input, user);
+    async createAlone(
+      database: Database,
+      formKey: string,
+      input: { data?: unknown; title?: unknown },
+      user: AuthUser | null,
+      traceParent: string | null = null,
+    ): Promise<TicketSummary> {
+      const c = await prepare(database.knex, formKey, input, user, traceParent);
       return (await writeInOneStatement(database.knex, c)) ?? database.transaction((trx) => write(trx, c));
     },
 
     /** A human action on the ticket's current form step (or comment / cancel). */
-    async act(trx: Knex.Transaction, ticketId: number, user: AuthUser, input: { action?: unknown; data?: unknown; comment?: unknown }): Promise<TicketSummary> {
+    async act(
+      trx: Knex.Transaction,
+      ticketId: number,
+      user: AuthUser,
+      input: { action?: unknown; data?: unknown; comment?: unknown },
+      traceParent: string | null = null,
+    ): Promise<TicketSummary> {
       const action = input.action as TicketAction;
       if (!(ACTIONS as readonly string[]).includes(String(action))) throw ServerErrors.SERVER_ERR_VALIDATION(undefined, { fields: { action: 'option' } });
       const t = await store.byId(ticketId, trx, true);
@@ -203,7 +224,7 @@ export function createTicketsService(deps: { store: TicketsStore; forms: FormsSt
       }
       const moved = await moveTo(
         trx,
-        { ticketId: t.id, createdBy: t.createdBy, def: version.definition, data: { ...t.data, ...values }, actorId: user.id },
+        { ticketId: t.id, createdBy: t.createdBy, def: version.definition, data: { ...t.data, ...values }, actorId: user.id, traceParent },
         next,
       );
       return summary(t, moved.state, moved.stepKey);

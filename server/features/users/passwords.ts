@@ -1,7 +1,7 @@
 import { createHash, randomBytes, type ScryptOptions, scrypt, timingSafeEqual } from 'node:crypto';
 
 /**
- * Password hashes (ADR 0016): scrypt from node:crypto at OWASP's listed minimum, N=2^17, r=8,
+ * Password hashes: scrypt from node:crypto at OWASP's listed minimum, N=2^17, r=8,
  * p=1, stored as `scrypt$N$r$p$salt$hash` (base64) so the parameters travel with the hash and an
  * older hash is recognised and replaced at the next successful login.
  */

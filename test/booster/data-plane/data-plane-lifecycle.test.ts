@@ -38,6 +38,7 @@ async function setup(): Promise<{ plane: DataPlane; port: number; held: ServerRe
   closers.push(() => pools.destroy());
   const plane = createDataPlane({
     cfg,
+    nodeId: 'lifecycle',
     table,
     pools,
     metrics: createMetrics(),
