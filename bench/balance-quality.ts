@@ -10,7 +10,7 @@
 // Prints per scenario, work, load and proxy: achieved rate, p50/p99/p99.9, errors, each server's
 // share of requests; for the degrading server, the seconds until its share falls to its capacity
 // share and comes back; then the ratios the goals of issue 22 name (median over --runs).
-// Usage: npx tsx bench/balance-quality.ts [--runs 3] [--seconds 15] [--quota 0.1]
+// Usage: npx tsx bench/balance-quality.ts [--runs 3] [--seconds 15] [--quota 0.1] [--booster-env K=V,…]
 //   [--scenarios homogeneous,slow,degrading,stall,added] [--work page,tickets]
 //   [--loads max,50,80,95] [--dynamic-loads 80] [--proxies booster,haproxy-leastconn,haproxy-roundrobin,nginx]
 // Needs root (control groups), haproxy and nginx on PATH; refuses without the cgroup cpu controller.
@@ -19,7 +19,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
-import { freePort, ROOT, SECRET, startBoosterProcess, startEmbeddedPostgres, statusGet, stop, waitFor } from './booster-lib.js';
+import { cpuTicks, freePort, ROOT, SECRET, startBoosterProcess, startEmbeddedPostgres, statusGet, stop, waitFor } from './booster-lib.js';
 import { CpuGroup, cpuControllerLayout } from './cpu-groups.js';
 import { benchAuthHeaders, prepareTicketBenchDb } from './ticket-bench-db.js';
 
@@ -34,8 +34,12 @@ const WORK = list('work', 'page,tickets') as Work[];
 const LOADS = list('loads', 'max,50,80,95');
 const DYNAMIC_LOADS = list('dynamic-loads', '80');
 const PROXIES = list('proxies', 'booster,haproxy-leastconn,haproxy-roundrobin,nginx');
+/** Extra booster settings for experiments: --booster-env OMFLOW_BOOSTER_X=1,OMFLOW_BOOSTER_Y=2 */
+const BOOSTER_ENV = Object.fromEntries(list('booster-env', '').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 const CLOSED_CONNECTIONS = 32;
 const WARMUP_S = 3;
+/** A server's JIT warm-up before it is limited: at 10 % of a core a cold server needs a minute to reach its speed. */
+const SERVER_WARMUP_S = Number(flag('server-warmup') ?? 8);
 const FORM = 'it-request';
 
 type ScenarioName = 'homogeneous' | 'slow' | 'degrading' | 'stall' | 'added';
@@ -362,9 +366,11 @@ interface Figures {
   fallS?: number;
   recoverS?: number;
   failures: Record<string, number>;
+  /** The app servers' CPU per answered request (µs): what a proxy costs the servers behind it. */
+  serverCpuUs: number;
 }
 
-function figures(answers: Answer[], seconds: number, sc: Scenario): Figures {
+function figures(answers: Answer[], seconds: number, sc: Scenario, serverTicks: number): Figures {
   const ok = answers
     .filter((a) => a.ok)
     .map((a) => a.ms)
@@ -386,6 +392,7 @@ function figures(answers: Answer[], seconds: number, sc: Scenario): Figures {
     errors: answers.length - ok.length,
     shares,
     failures,
+    serverCpuUs: (serverTicks * 10_000) / Math.max(1, answers.length),
   };
   if (sc.degrade) {
     const d = sc.degrade;
@@ -444,15 +451,39 @@ async function ticketCheck(answers: Answer[]): Promise<{ acknowledged: number; l
   return { acknowledged: acked.length, lost, duplicated };
 }
 
+/** CPU ticks of every app server process (a server started or stopped mid-cell counts what it ran here). */
+function serverCpuTicks(): number {
+  let n = 0;
+  for (const s of servers) for (const pid of s.group.pids()) n += cpuTicks(pid);
+  return n;
+}
+
+/**
+ * Load straight at one unlimited server until its hot paths are compiled, so no proxy is measured
+ * against colder servers than another (a server added mid-run is cold, as it would be).
+ */
+async function warmServer(s: AppServer): Promise<void> {
+  const direct: Proxy = { name: s.id, url: `http://127.0.0.1:${s.port}`, serverOf: () => s.id };
+  const pool = new Pool(direct.url);
+  const auth = await benchAuthHeaders(pool);
+  await pool.close();
+  for (const work of WORK) await drive(direct, work, auth, { kind: 'closed' }, SERVER_WARMUP_S / WORK.length);
+}
+
 async function prepareServers(sc: Scenario): Promise<void> {
+  const started: AppServer[] = [];
   for (const [i, s] of servers.entries()) {
     s.group.setQuota(Number.POSITIVE_INFINITY);
     s.group.signal('SIGCONT');
     const wanted = !(sc.lateStartAt !== undefined && i === 2);
-    if (wanted && !s.child) startServer(s);
+    if (wanted && !s.child) {
+      startServer(s);
+      started.push(s);
+    }
     if (!wanted && s.child) await stopServer(s);
   }
   for (const s of servers) if (s.child) await waitFor(() => serverAnswers(s), `${s.id} answers`, 60_000);
+  for (const s of started) await warmServer(s);
   const expected = servers.filter((s) => s.child).map((s) => s.id);
   await waitFor(async () => (await boosterUp()).length === expected.length, `booster sees ${expected.join(', ')} up`, 60_000);
   for (const [i, s] of servers.entries()) s.group.setQuota(sc.quotas[i]);
@@ -470,6 +501,7 @@ async function cell(
   await drive(proxy, work, auth, { kind: 'closed' }, WARMUP_S);
   if (work === 'tickets') await stepsDrained();
   const fired = new Set<number>();
+  const ticks0 = serverCpuTicks();
   const answers = await drive(proxy, work, auth, load, sc.seconds, (s) => {
     for (const [k, e] of sc.events.entries())
       if (!fired.has(k) && s >= e.at) {
@@ -479,7 +511,7 @@ async function cell(
     if (sc.lateStartAt !== undefined && s >= sc.lateStartAt && !servers[2].child) startServer(servers[2]);
   });
   for (const s of servers) s.group.signal('SIGCONT');
-  const f = figures(answers, sc.seconds, sc);
+  const f = figures(answers, sc.seconds, sc, serverCpuTicks() - ticks0);
   if (work !== 'tickets') return { f };
   await stepsDrained();
   return { f, check: await ticketCheck(answers) };
@@ -506,6 +538,7 @@ try {
       // Placement, not admission: no shedding under database pressure.
       OMFLOW_BOOSTER_DB_PRESSURE_MS: '0',
       OMFLOW_LOG_LEVEL: 'error',
+      ...BOOSTER_ENV,
     }),
   );
   await waitFor(async () => (await fetch(`${boosterUrl}/_booster/active`)).status === 200, 'booster active');
@@ -535,7 +568,7 @@ try {
       ? `  tickets acked ${r.checks.reduce((n, c) => n + c.acknowledged, 0)} lost ${r.checks.reduce((n, c) => n + c.lost, 0)} dup ${r.checks.reduce((n, c) => n + c.duplicated, 0)}`
       : '';
     console.log(
-      `  ${r.scenario.padEnd(11)} ${r.work.padEnd(7)} ${r.load.padEnd(8)} ${r.proxy.padEnd(19)} ${fmt(med(r, 'rate')).padStart(6)}/s  p50 ${fmt(med(r, 'p50'), 1).padStart(6)}  p99 ${fmt(med(r, 'p99'), 1).padStart(7)}  p99.9 ${fmt(med(r, 'p999'), 1).padStart(7)} ms  errors ${fmt(med(r, 'errors')).padStart(5)}  shares ${shares} %${deg}${chk}${fails.length ? `  (${[...new Set(fails)].slice(0, 4).join(', ')})` : ''}`,
+      `  ${r.scenario.padEnd(11)} ${r.work.padEnd(7)} ${r.load.padEnd(8)} ${r.proxy.padEnd(19)} ${fmt(med(r, 'rate')).padStart(6)}/s  p50 ${fmt(med(r, 'p50'), 1).padStart(6)}  p99 ${fmt(med(r, 'p99'), 1).padStart(7)}  p99.9 ${fmt(med(r, 'p999'), 1).padStart(7)} ms  errors ${fmt(med(r, 'errors')).padStart(5)}  server CPU ${fmt(med(r, 'serverCpuUs')).padStart(4)} µs/req  shares ${shares} %${deg}${chk}${fails.length ? `  (${[...new Set(fails)].slice(0, 4).join(', ')})` : ''}`,
     );
   };
 
