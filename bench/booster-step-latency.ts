@@ -7,7 +7,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import knexFactory from 'knex';
 import { createBooster } from '../booster/booster.js';
-import { STEPS_READY_PATH } from '../booster/control-plane.js';
+import { STEPS_READY_PATH } from '../booster/control-plane/control-api.js';
 import { boosterArea } from '../common/config/areas/booster.js';
 import { clusterArea } from '../common/config/areas/cluster.js';
 import { loadConfig } from '../common/config/load.js';

@@ -62,10 +62,11 @@ export const BoosterErrors = defineErrors({
     message: 'The active booster cannot confirm its leader lease (database unreachable); drains are paused',
     hint: 'Transient: retry after Retry-After once the database answers again; requests are still proxied meanwhile.',
   },
+  /** The code keeps its first name (codes are stable): the process it cannot reach is the primary. */
   BOOSTER_ERR_LEADER_UNREACHABLE: {
     status: 503,
-    message: 'The data-plane worker could not reach its leader process for a /_booster/ request',
-    hint: 'Transient while the booster starts, stops or restarts its leader; retry after Retry-After. If it persists, the booster process needs a restart (see its log).',
+    message: 'The data-plane worker could not reach its primary process for a /_booster/ request',
+    hint: 'Transient while the booster starts, stops or restarts its primary process; retry after Retry-After. If it persists, the booster process needs a restart (see its log).',
   },
   BOOSTER_ERR_INTERNAL: {
     status: 500,

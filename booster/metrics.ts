@@ -92,7 +92,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     requests,
     latency,
     statsOf,
-    /** Every server's plain counters (a data-plane worker sends their growth to the leader). */
+    /** Every server's plain counters (a data-plane worker sends their growth to the primary). */
     stats: stats as ReadonlyMap<string, RequestStats>,
     inflight,
     concurrencyLimit,
@@ -119,7 +119,7 @@ export type BoosterMetrics = ReturnType<typeof createMetrics>;
 export const CLASSES = ['2xx', '3xx', '4xx', '5xx', 'error'] as const;
 const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-/** Plain counters of RequestStats as they travel from a data-plane worker to the leader. */
+/** Plain counters of RequestStats as they travel from a data-plane worker to the primary. */
 export interface StatsDelta {
   counts: number[];
   buckets: number[];
@@ -140,7 +140,7 @@ export class RequestStats {
     this.counts[status === null ? 4 : status >= 500 ? 3 : status >= 400 ? 2 : status >= 300 ? 1 : 0]++;
   }
 
-  /** Adds a worker's growth since its last report (leader with data-plane workers). */
+  /** Adds a worker's growth since its last report (the primary of data-plane workers). */
   add(d: StatsDelta): void {
     for (let i = 0; i < this.counts.length; i++) this.counts[i] += d.counts[i] ?? 0;
     for (let i = 0; i < this.buckets.length; i++) this.buckets[i] += d.buckets[i] ?? 0;

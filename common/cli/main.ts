@@ -9,14 +9,14 @@ import type { CliContext, CommandRun } from './context.js';
  * loaded by path so `common/` never imports a part statically (parts are installed separately).
  */
 const COMMANDS: Record<string, { summary: string; module: string }> = {
-  booster: { summary: 'run a Booster (load balancer, step dispatcher, active/standby) on 5169', module: '../../booster/cli.js' },
+  booster: { summary: 'run a Booster (load balancer, step dispatcher, active/standby) on 5169', module: '../../booster/cli/booster.js' },
   agent: { summary: 'run a Booster Agent, which starts and supervises the app server; `agent status`', module: '../../agent/cli.js' },
   server: { summary: 'run an app server directly (development; agents start it in a cluster)', module: '../../server/cli.js' },
   dev: { summary: 'run the whole cluster on this machine on an embedded PostgreSQL (npm start)', module: '../../install/dev-cluster/cli.js' },
   migrate: { summary: 'migrate latest | rollback [--all] | status', module: './migrate-command.js' },
-  license: { summary: 'license status | issue --key PRIVATE.pem … (vendor tool) | keygen', module: '../../booster/license/cli.js' },
+  license: { summary: 'license status | issue --key PRIVATE.pem … (vendor tool) | keygen', module: '../../booster/cli/license.js' },
   patch: { summary: 'patch build | apply | status | halt | resume | rollback | keygen', module: '../../agent/patch/cli.js' },
-  status: { summary: 'print the cluster: boosters, servers, license, rollout', module: '../../booster/status-cli.js' },
+  status: { summary: 'print the cluster: boosters, servers, license, rollout', module: '../../booster/cli/status.js' },
 };
 
 export function usage(): string {

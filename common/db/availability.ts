@@ -4,7 +4,7 @@ import type { Logger } from '../log.js';
 /**
  * "Is the database reachable?" for one process. Servers and agents derive it from their own
  * queries plus a cheap probe while in doubt (DatabaseAvailabilityMonitor); the booster from its
- * lease queries alone (booster/db-reachability.ts).
+ * lease queries alone (booster/leadership/db-reachability.ts).
  */
 export interface DatabaseAvailabilityView {
   isUp(): boolean;

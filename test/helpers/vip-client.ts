@@ -1,5 +1,5 @@
 // A client that keeps raising tickets against one address (the VIP), run as its own process in
-// its own network namespace by test/booster/vip.test.ts and bench/booster-vip-failover.ts.
+// its own network namespace by test/booster/leadership/vip-owner.test.ts and bench/booster-vip-failover.ts.
 // Every ticket carries an Idempotency-Key; a failed attempt is retried once with the same key
 // after RETRY_MS. Prints one line per outcome: `ack <ms> <key> <took ms>`, `failed <ms> <key>`, `retry <ms>`.
 import { randomUUID } from 'node:crypto';

@@ -6,7 +6,7 @@ import { OMFLOW_BIN, REPO_ROOT } from './processes.js';
 /**
  * Two boosters owning a VIP, one real app server and a ticket-raising client, each in its own
  * network namespace on a private bridge (test/helpers/netns.ts). The boosters, the server and
- * the client reach the shared PostgreSQL through its unix socket. Used by test/booster/vip.test.ts
+ * the client reach the shared PostgreSQL through its unix socket. Used by test/booster/leadership/vip-owner.test.ts
  * and bench/booster-vip-failover.ts.
  */
 export const VIP = `${LAB_SUBNET}.10`;

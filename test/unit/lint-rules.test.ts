@@ -13,11 +13,19 @@ let probes = 0;
 
 /** Lints `source` as the file at `path` of the project layout. */
 function lint(path: string, source: string): { code: number | null; output: string } {
+  return lintFiles({ [path]: source });
+}
+
+/** Lints files that import each other, each at its path of the project layout. */
+function lintFiles(files: Record<string, string>): { code: number | null; output: string } {
   const root = join(scratch, `${probes++}`);
-  mkdirSync(dirname(join(root, path)), { recursive: true });
+  mkdirSync(root, { recursive: true });
   copyFileSync(join(REPO_ROOT, 'biome.json'), join(root, 'biome.json'));
-  writeFileSync(join(root, path), source);
-  const r = spawnSync(BIOME, ['lint', '--vcs-enabled=false', path], { cwd: root, encoding: 'utf8' });
+  for (const [path, source] of Object.entries(files)) {
+    mkdirSync(dirname(join(root, path)), { recursive: true });
+    writeFileSync(join(root, path), source);
+  }
+  const r = spawnSync(BIOME, ['lint', '--vcs-enabled=false', ...Object.keys(files)], { cwd: root, encoding: 'utf8' });
   return { code: r.status, output: r.stdout + r.stderr };
 }
 
@@ -42,6 +50,15 @@ describe('lint rules that encode the architecture', () => {
       const r = lint(path, "import { createLogger } from '../common/log.js';\nexport const used = [createLogger];\n");
       expect(r.code, r.output).toBe(0);
     }
+  });
+
+  it('an import cycle is an error, also when the imports name types only', () => {
+    const r = lintFiles({
+      'booster/x/a.ts': "import type { B } from '../y/b.js';\nexport interface A {\n  b: B;\n}\n",
+      'booster/y/b.ts': "import type { A } from '../x/a.js';\nexport interface B {\n  a: A | null;\n}\n",
+    });
+    expect(r.code, r.output).not.toBe(0);
+    expect(r.output).toContain('noImportCycles');
   });
 
   it('feature code reads no process.env; a floating promise is an error', () => {

@@ -16,7 +16,7 @@ export const boosterArea = defineArea({
     }),
     peerUrl: httpUrl('OMFLOW_BOOSTER_PEER_URL', { doc: 'URL of the other booster of the pair (probed for fast failure detection). Empty: no peer.' }),
     workers: int('OMFLOW_BOOSTER_WORKERS', {
-      doc: 'Data-plane worker processes sharing the listening socket (0: one per core, at most 8; 1: a single process as before). With more than one, a leader process keeps leadership, health checks, step dispatch and /_booster/ (ADR 0010).',
+      doc: 'Data-plane worker processes sharing the listening socket (0: one per core, at most 8; 1: a single process as before). With more than one, a primary process keeps leadership, health checks, step dispatch and /_booster/ (ADR 0010).',
       default: 0,
       min: 0,
       max: 64,
