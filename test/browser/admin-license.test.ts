@@ -99,7 +99,8 @@ for (const vendor of vendorsUnderTest())
       const clusterId = (await readLicenseState(t.db))!.clusterId;
       await expect(page.textContent('#cluster-id')).resolves.toBe(clusterId);
       await page.click('#copy-cluster-id');
-      await page.waitForFunction('document.getElementById("copy-cluster-id").textContent === "Copied"');
+      // Polled from here: waitForFunction would evaluate a string in the page, which the CSP forbids.
+      await expect.poll(() => page.textContent('#copy-cluster-id'), { timeout: 10_000, interval: 100 }).toBe('Copied');
       await expect(page.evaluate('navigator.clipboard.readText()')).resolves.toBe(clusterId);
       await shot('admin-settings-trial');
 
@@ -195,11 +196,12 @@ for (const vendor of vendorsUnderTest())
       await expect(page.locator('#boosters-table [data-role=active]').count()).resolves.toBe(1);
       await page.waitForSelector('#servers-table tr[data-server="server-2"]');
       // Live charts: the page polls /admin/cluster/data and draws one SVG per server and metric.
-      await page.waitForFunction(
-        'Number(document.body.getAttribute("data-polls") || 0) >= 3 && document.querySelectorAll("figure.chart").length >= 2',
-        undefined,
-        { timeout: 15_000 },
-      );
+      await expect
+        .poll(() => page.evaluate('Number(document.body.getAttribute("data-polls") || 0) >= 3 && document.querySelectorAll("figure.chart").length >= 2'), {
+          timeout: 15_000,
+          interval: 250,
+        })
+        .toBe(true);
       await shot('admin-cluster');
       await Promise.all([page.waitForURL(/done=drain&id=server-2/), page.click('#servers-table tr[data-server="server-2"] button[data-action=drain]')]);
       await waitFor(async () => (await boosterStatus(cluster.activeUrl())).servers.find((s) => s.id === 'server-2')?.draining, { what: 'server-2 draining' });
