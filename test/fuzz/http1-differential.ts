@@ -138,7 +138,10 @@ export async function startDifferential(db: Database, opts: { hangMs?: number; q
       const headers: [string, string][] = [];
       for (let i = 0; i < req.rawHeaders.length; i += 2) {
         const name = req.rawHeaders[i].toLowerCase();
-        if (!LEFT_OUT.has(name)) headers.push([name, req.rawHeaders[i + 1]]);
+        if (LEFT_OUT.has(name)) continue;
+        // A client's valid traceparent is passed on as it came; otherwise the booster starts a trace
+        // (new ids every time): both paths build it with the same code, so only its presence is compared.
+        headers.push([name, name === 'traceparent' ? '<trace>' : req.rawHeaders[i + 1]]);
       }
       headers.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
       const list = seen.get(source) ?? [];

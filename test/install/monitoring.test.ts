@@ -145,11 +145,15 @@ describe('the metrics the rules and the dashboard read, from real processes', ()
     await waitFor(async () => value(String((await cluster.call(booster.base, 'GET', BOOSTER_PATH.metrics)).body), 'omflow_booster_peer_reachable') === 1, {
       what: 'peer reachable',
     });
-    // The rollout is read in the background (a scrape never waits on the database): it shows within a read interval.
+    // The rollout is read in the background (a scrape never waits on the database): within a read
+    // interval it shows in the state the database holds (the test's agent refuses the patch, so it
+    // may be halted by then).
     await waitFor(
-      async () =>
-        value(String((await cluster.call(booster.base, 'GET', BOOSTER_PATH.metrics)).body), 'omflow_rollout_state', { version: '3.1.0', state: 'active' }) ===
-        1,
+      async () => {
+        const stored = (await tdb.db.knex('rollouts').select('state').orderBy('id', 'desc').first()) as { state: string };
+        const scraped = String((await cluster.call(booster.base, 'GET', BOOSTER_PATH.metrics)).body);
+        return value(scraped, 'omflow_rollout_state', { version: '3.1.0', state: stored.state }) === 1;
+      },
       { what: 'the rollout in the metrics', timeoutMs: 15_000, intervalMs: 200 },
     );
     expect(value(text, 'omflow_rollout_nodes', {})).toBeUndefined(); // no agent has started on it
