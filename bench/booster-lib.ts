@@ -115,9 +115,10 @@ export function tsxArgs(file: string): string[] {
   return ['--import', 'tsx', join(ROOT, file)];
 }
 
-export function startBoosterProcess(cpus: string, env: Record<string, string>): ChildProcess {
+/** A booster process pinned to `cpus`; `tree`: another checkout to run it from (a before/after comparison). */
+export function startBoosterProcess(cpus: string, env: Record<string, string>, tree = ROOT): ChildProcess {
   const child = spawn('taskset', ['-c', cpus, process.execPath, 'common/bin/omflow.mjs', 'booster'], {
-    cwd: ROOT,
+    cwd: tree,
     // One process unless the caller asks for data-plane workers (pinning to one CPU is per process tree).
     env: {
       ...process.env,

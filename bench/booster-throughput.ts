@@ -8,7 +8,9 @@
 // (wrk -t2 too) on the same 2 CPUs. Every figure is the median of the interleaved rounds.
 // The access log's cost: the same booster once more with OMFLOW_BOOSTER_ACCESS_LOG=json to a file
 // (every request logged), in the same rounds; --access-log-only runs just direct and the two.
-// Usage: npx tsx bench/booster-throughput.ts [--duration 5] [--connections 50] [--rounds 3] [--no-multicore] [--no-tls] [--tls-only] [--access-log-only]
+// --baseline DIR adds the booster run from another checkout (e.g. `git worktree add /tmp/before
+// <commit>`, node_modules linked), in the same rounds: a before/after comparison in one run.
+// Usage: npx tsx bench/booster-throughput.ts [--duration 5] [--connections 50] [--rounds 3] [--no-multicore] [--no-tls] [--tls-only] [--access-log-only] [--baseline DIR]
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -44,6 +46,7 @@ const rounds = Number(args[args.indexOf('--rounds') + 1] || 0) || 3;
 const tlsOnly = args.includes('--tls-only');
 // --access-log-only: direct, the booster and the booster with its access log on; nothing else.
 const accessLogOnly = args.includes('--access-log-only');
+const baselineTree = args.includes('--baseline') ? args[args.indexOf('--baseline') + 1] : undefined;
 const dir = mkdtempSync(join(tmpdir(), 'omflow-bench-'));
 const postLua = writePostScript(dir);
 
@@ -87,12 +90,19 @@ try {
   const accessLogPort = await freePort();
   const accessLogBoosterUrl = `http://127.0.0.1:${accessLogPort}`;
   const accessLogFile = join(dir, 'access.log');
+  // A fifth from the --baseline checkout, as a standby that serves.
+  const baselinePort = await freePort();
+  const baselineBoosterUrl = `http://127.0.0.1:${baselinePort}`;
   const cert = makeBenchCert(dir);
   const up = await startPinned(
     '1',
     process.execPath,
     tsxArgs('bench/booster-upstream.ts'),
-    { PORT: String(upPort), BOOSTERS: `${boosterUrl},${tlsBoosterUrl},${nodeHttpBoosterUrl},${accessLogBoosterUrl}`, NODE_ID: 'bench-up' },
+    {
+      PORT: String(upPort),
+      BOOSTERS: [boosterUrl, tlsBoosterUrl, nodeHttpBoosterUrl, accessLogBoosterUrl, ...(baselineTree ? [baselineBoosterUrl] : [])].join(','),
+      NODE_ID: 'bench-up',
+    },
     /LISTENING/,
   );
   children.push({ kill: () => stop(up.child) });
@@ -141,6 +151,25 @@ try {
     return st.servers.some((x) => x.state === 'up');
   }, 'access-log booster with the upstream up');
 
+  if (baselineTree) {
+    const baselineBooster = startBoosterProcess(
+      '1',
+      {
+        OMFLOW_DB_URL: pg.url,
+        OMFLOW_NODE_ID: 'bench-booster-baseline',
+        OMFLOW_BOOSTER_PORT: String(baselinePort),
+        OMFLOW_BOOSTER_SLOW_START_MS: '0',
+        OMFLOW_BOOSTER_STANDBY_SERVES: 'true',
+      },
+      baselineTree,
+    );
+    children.push({ kill: () => stop(baselineBooster) });
+    await waitFor(async () => {
+      const st = (await (await statusGet(baselineBoosterUrl)).json()) as { servers: { state: string }[] };
+      return st.servers.some((x) => x.state === 'up');
+    }, `baseline booster (${baselineTree}) with the upstream up`);
+  }
+
   const tlsBooster = startBoosterProcess('1', {
     OMFLOW_DB_URL: pg.url,
     OMFLOW_NODE_ID: 'bench-booster-tls',
@@ -162,6 +191,7 @@ try {
     { name: 'direct', url: upstream },
     { name: 'booster', url: boosterUrl },
   ];
+  if (baselineTree) targets.push({ name: 'booster-baseline', url: baselineBoosterUrl });
   if (!tlsOnly) targets.push({ name: 'booster-access-log', url: accessLogBoosterUrl });
   if (!tlsOnly && !accessLogOnly) targets.push({ name: 'booster-node-http', url: nodeHttpBoosterUrl });
 

@@ -173,8 +173,14 @@ describe('booster access log', () => {
     a.resets = 1;
     for (let i = 0; i < 40 && a.resets > 0; i++) expect((await get(`${b.base}/reset-once`)).status).toBe(200);
     expect(a.resets).toBe(0);
-    const all = readLines(b.file);
-    const retried = (await lines(b.file, all.length)).find((l) => l.retries !== undefined)!;
+    // Lines are written off the hot path: the retried request's may come a moment after its answer.
+    const retried = await waitFor(
+      () =>
+        readLines(b.file)
+          .map((l) => JSON.parse(l) as Line)
+          .find((l) => l.retries !== undefined),
+      { what: 'the retried request logged' },
+    );
     expect(retried).toMatchObject({ status: 200, attempts: 2, server: 'al-b', retries: [{ server: 'al-a', reason: 'reset' }] });
   });
 
