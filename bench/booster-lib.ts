@@ -79,6 +79,22 @@ export async function startPostgres(): Promise<{ url: string; stop(): Promise<vo
   return pg;
 }
 
+/**
+ * Another database on the same PostgreSQL, migrated: a booster pointed at it is the active of a
+ * cluster of its own, so boosters compared in one bench all do the active's work (lease, dispatch).
+ */
+export async function addDatabase(url: string, name: string): Promise<string> {
+  const admin = knexFactory({ client: 'pg', connection: url });
+  await admin.raw('CREATE DATABASE ??', [name]);
+  await admin.destroy();
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  const knex = knexFactory({ client: 'pg', connection: u.toString() });
+  await migrateLatest(knex);
+  await knex.destroy();
+  return u.toString();
+}
+
 /** Starts a command pinned to the given CPUs; resolves once `ready` matches its stdout (if given). */
 export async function startPinned(
   cpus: string,

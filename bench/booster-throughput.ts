@@ -16,6 +16,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  addDatabase,
   cpuTicks,
   freePort,
   h2load,
@@ -86,11 +87,11 @@ try {
   // A third booster with the lean HTTP/1.1 path off (node:http + undici only), as a standby that serves.
   const nodeHttpPort = await freePort();
   const nodeHttpBoosterUrl = `http://127.0.0.1:${nodeHttpPort}`;
-  // A fourth with the access log on (JSON, every request, to a file), as a standby that serves.
+  // A fourth with the access log on (JSON, every request, to a file), the active of a database of its own.
   const accessLogPort = await freePort();
   const accessLogBoosterUrl = `http://127.0.0.1:${accessLogPort}`;
   const accessLogFile = join(dir, 'access.log');
-  // A fifth from the --baseline checkout, as a standby that serves.
+  // A fifth from the --baseline checkout, the active of a database of its own.
   const baselinePort = await freePort();
   const baselineBoosterUrl = `http://127.0.0.1:${baselinePort}`;
   const cert = makeBenchCert(dir);
@@ -134,8 +135,9 @@ try {
     return st.servers.some((x) => x.state === 'up');
   }, 'node:http booster with the upstream up');
 
+  // Its own database: it is the active of a cluster of its own, as the booster it is compared with.
   const accessLogBooster = startBoosterProcess('1', {
-    OMFLOW_DB_URL: pg.url,
+    OMFLOW_DB_URL: await addDatabase(pg.url, 'bench_access_log'),
     OMFLOW_NODE_ID: 'bench-booster-access-log',
     OMFLOW_BOOSTER_PORT: String(accessLogPort),
     OMFLOW_BOOSTER_SLOW_START_MS: '0',
@@ -155,7 +157,7 @@ try {
     const baselineBooster = startBoosterProcess(
       '1',
       {
-        OMFLOW_DB_URL: pg.url,
+        OMFLOW_DB_URL: await addDatabase(pg.url, 'bench_baseline'),
         OMFLOW_NODE_ID: 'bench-booster-baseline',
         OMFLOW_BOOSTER_PORT: String(baselinePort),
         OMFLOW_BOOSTER_SLOW_START_MS: '0',

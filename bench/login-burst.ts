@@ -1,5 +1,5 @@
 // bench/login-burst: a burst of parallel logins on ONE app server (`omflow server`, a real child
-// process), for the password-hash decision (ADR 0016): each login verifies a scrypt hash at
+// process), for the password-hash parameters (scrypt, OWASP): each login verifies a scrypt hash at
 // N=2^17, r=8, p=1 (128 MiB each). For each OMFLOW_SERVER_PASSWORD_HASHES value it prints the
 // login latencies (p50/p99/max), the server's peak RSS above its idle RSS, and the p99 of
 // /healthz and of an authenticated API read polled during the burst (does the rest of the server

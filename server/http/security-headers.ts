@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 const HSTS_MAX_AGE_S = 31_536_000;
 
 /**
- * Security headers on every answer (pages, API, errors), ADR 0017. The pages load their
+ * Security headers on every answer (pages, API, errors), through helmet. The pages load their
  * stylesheet and scripts from /assets/ (server/web/assets.ts), so the Content-Security-Policy
  * allows no inline script or style at all; no page may be framed (frame-ancestors 'none' and
  * X-Frame-Options DENY for old browsers); Referrer-Policy no-referrer; nosniff. HSTS only when
