@@ -473,8 +473,13 @@ export class LeanConnection {
     const answer =
       err.code === 'HPE_HEADER_OVERFLOW' ? HEADERS_TOO_LARGE : err.message === 'version' ? HTTP_VERSION : err.message === 'HTTP/0.9' ? '' : BAD_REQUEST;
     if (this.current === null) {
-      if (s.writable && answer) s.end(answer);
-      else s.destroy();
+      // Nothing after the refused head is parsed: what the client still sends (its body, a
+      // pipelined request) is read and discarded, so the socket sees its client go away.
+      this.parser.unconsume();
+      if (s.writable && answer) {
+        s.resume();
+        s.end(answer);
+      } else s.destroy();
       return;
     }
     this.#refusal ??= answer;
