@@ -17,12 +17,24 @@ export interface PairView {
  */
 export const PROBE_TIMEOUT_MS = 2000;
 
+/**
+ * One GET, its answer or undefined after PROBE_TIMEOUT_MS. The deadline is a timer of its own: an
+ * abort signal does not cut undici's connect short (a host that is gone answered EHOSTUNREACH
+ * after 3 s, an unplugged one not before the 10 s connect timeout).
+ */
 async function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string } | undefined> {
+  const signal = AbortSignal.timeout(PROBE_TIMEOUT_MS);
+  const answer = request(url, { method: 'GET', headers, signal })
+    .then(async (res) => ({ status: res.statusCode, body: await res.body.text() }))
+    .catch(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), PROBE_TIMEOUT_MS);
+  });
   try {
-    const res = await request(url, { method: 'GET', headers, signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
-    return { status: res.statusCode, body: await res.body.text() };
-  } catch {
-    return undefined;
+    return await Promise.race([answer, deadline]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
