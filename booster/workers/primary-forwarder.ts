@@ -67,6 +67,12 @@ export function createPrimaryForwarder(controlUrl: string, log: Logger): Primary
       const up = request(
         { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: forwardedHeaders(req.rawHeaders, overTls(req)), agent },
         (ur) => {
+          // The client went away while the primary answered (a probe's deadline, a closed tab):
+          // nothing to relay to. pipeline() into a destroyed stream throws, which ended the worker.
+          if (res.destroyed) {
+            ur.resume();
+            return;
+          }
           const out: string[] = [];
           const raw = ur.rawHeaders;
           for (let i = 0; i < raw.length; i += 2) if (!HOP_BY_HOP.has(raw[i].toLowerCase())) out.push(raw[i], raw[i + 1]);

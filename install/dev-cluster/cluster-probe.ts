@@ -10,12 +10,31 @@ export interface PairView {
   serversUp: string[];
 }
 
+/**
+ * How long one probe may take, connecting included: a booster whose host lost power or its link
+ * never answers the connect, and undici's own connect timeout is 10 s (the lab's takeover times
+ * then measured the probe, not the takeover).
+ */
+export const PROBE_TIMEOUT_MS = 2000;
+
+/**
+ * One GET, its answer or undefined after PROBE_TIMEOUT_MS. The deadline is a timer of its own: an
+ * abort signal does not cut undici's connect short (a host that is gone answered EHOSTUNREACH
+ * after 3 s, an unplugged one not before the 10 s connect timeout).
+ */
 async function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string } | undefined> {
+  const signal = AbortSignal.timeout(PROBE_TIMEOUT_MS);
+  const answer = request(url, { method: 'GET', headers, signal })
+    .then(async (res) => ({ status: res.statusCode, body: await res.body.text() }))
+    .catch(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), PROBE_TIMEOUT_MS);
+  });
   try {
-    const res = await request(url, { method: 'GET', headers, headersTimeout: 2000, bodyTimeout: 2000 });
-    return { status: res.statusCode, body: await res.body.text() };
-  } catch {
-    return undefined;
+    return await Promise.race([answer, deadline]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -50,11 +69,13 @@ export function serversUpIn(doc: unknown): string[] {
   return up;
 }
 
+/** Both boosters are asked at once, so one that does not answer costs PROBE_TIMEOUT_MS, not a turn each. */
 export async function probePair(boosterUrls: string[], secret: string, nodeId = 'omflow-dev'): Promise<PairView> {
   const roles: PairView['roles'] = {};
   let activeUrl: string | undefined;
-  for (const base of boosterUrls) {
-    const res = await get(base + BOOSTER_PATH.active);
+  const answers = await Promise.all(boosterUrls.map((base) => get(base + BOOSTER_PATH.active)));
+  for (const [i, base] of boosterUrls.entries()) {
+    const res = answers[i];
     if (!res) roles[base] = 'down';
     else if (res.status === 200) {
       roles[base] = 'active';

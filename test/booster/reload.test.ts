@@ -18,6 +18,7 @@ import { type FixtureServer, freePort, SECRET, startFixtureServer } from './fixt
  */
 const TOKEN_1 = 'operator-token-one-0123456789';
 const TOKEN_2 = 'operator-token-two-0123456789';
+const ALICE = 'alice-write-token-0123456789';
 
 let tdb: TestDatabase;
 const dir = mkdtempSync(join(tmpdir(), 'omflow-reload-'));
@@ -39,6 +40,16 @@ const envFile = (values: Record<string, string | number>) =>
 
 async function statusWith(url: string, token: string): Promise<number> {
   const r = await request(url + BOOSTER_PATH.status, { headers: { authorization: `Bearer ${token}` } });
+  await r.body.dump();
+  return r.statusCode;
+}
+
+async function maintenanceOffWith(url: string, token: string): Promise<number> {
+  const r = await request(url + BOOSTER_PATH.maintenance, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ on: false }),
+  });
   await r.body.dump();
   return r.statusCode;
 }
@@ -144,6 +155,7 @@ describe('reload without restart (SIGHUP), real processes under load', () => {
       envFile({
         ...base,
         OMFLOW_BOOSTER_OPERATOR_TOKEN: TOKEN_2,
+        OMFLOW_BOOSTER_OPERATOR_WRITE_TOKENS: `alice:${ALICE}`,
         OMFLOW_BOOSTER_ACCESS_LOG: 'json',
         OMFLOW_BOOSTER_ACCESS_LOG_FILE: accessLog,
         OMFLOW_BOOSTER_CONNECT_TIMEOUT_MS: 1500,
@@ -160,6 +172,7 @@ describe('reload without restart (SIGHUP), real processes under load', () => {
       expect.arrayContaining([
         'OMFLOW_LOG_LEVEL',
         'OMFLOW_BOOSTER_OPERATOR_TOKEN',
+        'OMFLOW_BOOSTER_OPERATOR_WRITE_TOKENS',
         'OMFLOW_BOOSTER_ACCESS_LOG',
         'OMFLOW_BOOSTER_ACCESS_LOG_FILE',
         'OMFLOW_BOOSTER_CONNECT_TIMEOUT_MS',
@@ -173,6 +186,9 @@ describe('reload without restart (SIGHUP), real processes under load', () => {
     expect(a.output()).not.toContain(TOKEN_2);
     expect(await statusWith(urlA, TOKEN_2)).toBe(200);
     expect(await statusWith(urlA, TOKEN_1)).toBe(401);
+    // A write token added by the reload runs a command; the read token still may not.
+    expect(await maintenanceOffWith(urlA, ALICE)).toBe(200);
+    expect(await maintenanceOffWith(urlA, TOKEN_2)).toBe(403);
     // The workers took it too: the access log they write (the primary proxies nothing).
     const readAccess = () => (existsSync(accessLog) ? readFileSync(accessLog, 'utf8').split('\n').filter(Boolean) : []);
     const lines = (await waitFor(() => (readAccess().length > 20 ? readAccess() : null), { what: 'access-log lines from the workers', timeoutMs: 20_000 }))!;

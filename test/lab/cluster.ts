@@ -5,7 +5,7 @@
  * from the client host through the VIP, then the database read for what was kept.
  */
 import { type ChildProcess, spawnSync } from 'node:child_process';
-import { copyFileSync, linkSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { copyFileSync, linkSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { arch } from 'node:os';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -459,6 +459,22 @@ export class LabCluster {
     return { acked: acks.length, lost, duplicated, stepsNotOnce };
   }
 
+  /**
+   * Each running host's journal (this boot, the OMFLOW units and the database's), kept in
+   * test-artifacts/lab-journals/<lab dir>/ before the hosts go: what to read when a scenario failed.
+   */
+  async saveJournals(): Promise<void> {
+    const out = join(REPO, 'test-artifacts', 'lab-journals', basename(this.opts.dir));
+    mkdirSync(out, { recursive: true });
+    for (const h of this.hosts.filter((x) => x.running)) {
+      const r = await h.sh('journalctl -o short-iso-precise --no-pager -u "omflow-*" -u postgresql@15-main -u mariadb -u patroni -u etcd', {
+        timeoutMs: 60_000,
+      });
+      writeFileSync(join(out, `${h.name}.log`), r.stdout);
+    }
+    this.log(`journals saved in ${out}`);
+  }
+
   /** The database for the lab's reads, and how to let it go: db1, or under Patroni the current leader. */
   async reader(): Promise<{ knex: Knex; done: () => Promise<void> }> {
     if (this.database !== 'patroni') return { knex: this.knex(), done: async () => {} };
@@ -485,6 +501,7 @@ export class LabCluster {
   }
 
   async destroy(): Promise<void> {
+    await this.saveJournals().catch((err) => this.log(`journals not saved: ${(err as Error).message}`));
     await this.#knex?.destroy().catch(() => {});
     this.#knex = null;
     await this.lab.destroy();

@@ -37,9 +37,16 @@ describe('configuration reload', () => {
       OMFLOW_BOOSTER_PORT: 5170,
       OMFLOW_LOG_LEVEL: 'debug',
       OMFLOW_BOOSTER_ACCESS_LOG: 'json',
+      // A person's write token added (the lab: a token may not need a restart, which moves the active role).
+      OMFLOW_BOOSTER_OPERATOR_WRITE_TOKENS: `alice:${'c'.repeat(24)}`,
     });
     const changes = diffConfig(AREAS, before, after);
-    expect(changes.inPlace.sort()).toEqual(['OMFLOW_BOOSTER_ACCESS_LOG', 'OMFLOW_BOOSTER_OPERATOR_TOKEN', 'OMFLOW_LOG_LEVEL']);
+    expect(changes.inPlace.sort()).toEqual([
+      'OMFLOW_BOOSTER_ACCESS_LOG',
+      'OMFLOW_BOOSTER_OPERATOR_TOKEN',
+      'OMFLOW_BOOSTER_OPERATOR_WRITE_TOKENS',
+      'OMFLOW_LOG_LEVEL',
+    ]);
     expect(changes.needsRestart).toEqual(['OMFLOW_BOOSTER_PORT']);
     expect(diffConfig(AREAS, before, before)).toEqual({ inPlace: [], needsRestart: [] });
   });

@@ -211,6 +211,7 @@ export const boosterArea = defineArea({
       secret: true,
     }),
     operatorWriteTokens: namedTokens('OMFLOW_BOOSTER_OPERATOR_WRITE_TOKENS', {
+      reload: true,
       doc: 'Operator tokens with the write scope, as name:token entries (commas or one per line in OMFLOW_BOOSTER_OPERATOR_WRITE_TOKENS_FILE; tokens at least 24 characters). Each opens the operator commands (omflow server drain|undrain|weight|retire, omflow switchover, omflow maintenance) and the reads; the event log records the name. OMFLOW_BOOSTER_OPERATOR_TOKEN stays read-only. Empty: only signed calls may run commands.',
       default: [],
       secret: true,
