@@ -5,6 +5,9 @@ import { CommonErrors, isOmflowError } from '../../common/errors.js';
 import type { AgentState, Heartbeat } from '../../common/protocol/messages.js';
 import { quarantinedSteps } from '../../common/protocol/steps.js';
 
+/** A read the 1 s refresh makes (servers rows, cluster switches) that the database has not answered in this long has failed; the next refresh tries again. */
+const SERVER_READ_TIMEOUT_MS = 5000;
+
 /** What the booster keeps in the shared database: servers, booster nodes, the event log. */
 export interface ServerRow {
   id: string;
@@ -36,7 +39,10 @@ export class ClusterStore {
 
   async loadServers(): Promise<ServerRow[]> {
     const h = getHelpers(this.knex);
-    const rows = await this.knex('servers').select('id', 'url', 'agent_url', 'version', 'agent_state', 'draining', 'drain_reason', 'weight');
+    // Bounded: ServerSync reads one at a time, so a read the database never answers would stop every later one.
+    const rows = await this.knex('servers')
+      .select('id', 'url', 'agent_url', 'version', 'agent_state', 'draining', 'drain_reason', 'weight')
+      .timeout(SERVER_READ_TIMEOUT_MS);
     return rows.map((r) => ({
       id: r.id,
       url: r.url,
@@ -108,7 +114,7 @@ export class ClusterStore {
   /** A cluster-wide switch (booster_state), or null when never set. */
   async readState<T>(name: string): Promise<{ value: T | null; by: string | null; at: string } | null> {
     const h = getHelpers(this.knex);
-    const r = await this.knex('booster_state').where('name', name).first('value', 'updated_by', 'updated_at');
+    const r = await this.knex('booster_state').where('name', name).first('value', 'updated_by', 'updated_at').timeout(SERVER_READ_TIMEOUT_MS);
     if (!r) return null;
     return { value: h.fromJson<T>(r.value), by: r.updated_by ?? null, at: h.toDate(r.updated_at)!.toISOString() };
   }

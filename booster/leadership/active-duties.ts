@@ -23,10 +23,34 @@ export interface ActiveDutiesDeps {
   steps: { start(): void; poke(): void; stop(): Promise<void> };
   /** The retention purge loop (the cluster's one, on the active). */
   purge: { start(): void; stop(): Promise<void> };
+  /** Longest wait for that refresh before dispatch starts anyway (ms). */
+  refreshWaitMs?: number;
+}
+
+/**
+ * A read of the servers rows that hangs (a connection the database host stopped answering on,
+ * before TCP gives up) must not keep the new active from dispatching: the production lab saw a
+ * takeover after a database blip leave every automatic step queued until a restart.
+ */
+const REFRESH_WAIT_MS = 2000;
+
+/** Resolves when `p` settles or after `ms`, whichever comes first; never rejects. */
+function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.then(
+      () => {},
+      () => {},
+    ),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
 }
 
 export function createActiveDuties(d: ActiveDutiesDeps): LeadershipListener {
   const { metrics, vip, nodeId } = d;
+  const refreshWaitMs = d.refreshWaitMs ?? REFRESH_WAIT_MS;
   return async (t) => {
     if (t.kind === 'became-active') {
       metrics.takeovers.inc();
@@ -36,8 +60,8 @@ export function createActiveDuties(d: ActiveDutiesDeps): LeadershipListener {
       void vip?.claim(t.epoch); // only now that the lease with this epoch is held
       void d.record('takeover', nodeId, { epoch: t.epoch });
       void d.registerNode().catch(() => {});
-      // Fresh drain flags and weights before the first dispatch round.
-      await d.refreshServers();
+      // Fresh drain flags and weights before the first dispatch round, if the database answers soon.
+      await settledWithin(d.refreshServers(), refreshWaitMs);
       d.steps.start();
       d.purge.start();
     } else if (t.kind === 'lease-unsure') {
@@ -47,7 +71,7 @@ export function createActiveDuties(d: ActiveDutiesDeps): LeadershipListener {
       metrics.epoch.set(t.epoch);
       if (t.epoch !== t.previousEpoch) void d.record('lease-reacquired', nodeId, { epoch: t.epoch, previousEpoch: t.previousEpoch });
       void d.registerNode().catch(() => {});
-      await d.refreshServers();
+      await settledWithin(d.refreshServers(), refreshWaitMs);
       d.steps.poke();
     } else {
       metrics.active.set(0);

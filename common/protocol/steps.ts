@@ -142,32 +142,39 @@ export async function recordChainedStep(
 }
 
 /** Steps a dispatcher may hand out now: ready and due, or assigned with a lapsed lease. Oldest first. */
+/** Longest wait for the read of dispatchable steps; a round that fails is logged and the next one tries again. */
+const DISPATCH_READ_TIMEOUT_MS = 10_000;
+
 export async function findDispatchableSteps(knex: Knex, limit: number): Promise<StepRow[]> {
   const h = getHelpers(knex);
-  return knex('steps')
-    .select(
-      'id',
-      'ticket_id',
-      'step_key',
-      'step_type',
-      'state',
-      'attempt',
-      'dispatch_count',
-      'assigned_server',
-      'epoch',
-      'started_at',
-      'lost_runs',
-      'max_runs',
-      'on_failover',
-      'trace_parent',
-    )
-    .where((q) =>
-      q
-        .where((r) => r.where('state', STEP_STATE.ready).andWhere('ready_at', '<=', h.now()))
-        .orWhere((r) => r.where('state', STEP_STATE.assigned).andWhere('lease_expires_at', '<', h.now())),
-    )
-    .orderBy('id', 'asc')
-    .limit(limit);
+  return (
+    knex('steps')
+      .select(
+        'id',
+        'ticket_id',
+        'step_key',
+        'step_type',
+        'state',
+        'attempt',
+        'dispatch_count',
+        'assigned_server',
+        'epoch',
+        'started_at',
+        'lost_runs',
+        'max_runs',
+        'on_failover',
+        'trace_parent',
+      )
+      .where((q) =>
+        q
+          .where((r) => r.where('state', STEP_STATE.ready).andWhere('ready_at', '<=', h.now()))
+          .orWhere((r) => r.where('state', STEP_STATE.assigned).andWhere('lease_expires_at', '<', h.now())),
+      )
+      .orderBy('id', 'asc')
+      .limit(limit)
+      // A dispatcher awaits each round: a read the database never answers would stop dispatch for good.
+      .timeout(DISPATCH_READ_TIMEOUT_MS)
+  );
 }
 
 /** When the next timer step becomes due (null: none waiting). Lets a dispatcher sleep precisely. */
