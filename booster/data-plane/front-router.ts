@@ -185,6 +185,8 @@ export function createFrontRouter(
     const url = req.url ?? '/';
     const refusal = malformed(req, url);
     if (refusal) {
+      // HTTP/0.9 has no status line to carry an answer: the connection just closes (as for any other request).
+      if (req.httpVersionMajor === 0) return void socket.destroy();
       refuseUpgrade(socket, rawAnswer(refusal));
       if (access.on) access.record(new OwnAnswer(req, front.epoch(), refusal.code, 0), refusal.status, 0);
       return;
