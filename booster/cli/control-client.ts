@@ -37,7 +37,8 @@ export function controlCredentials(ctx: Pick<CliContext, 'env' | 'configFile'>, 
     out.nodeId = cluster.nodeId;
   }
   out.token = tryLoad(() => loadConfig([operatorArea], { env: ctx.env, file: ctx.configFile }).operator.token);
-  if (!out.token && purpose === 'read') out.token = tryLoad(() => loadConfig([boosterArea], { env: ctx.env, file: ctx.configFile }).booster.operatorToken);
+  if (!out.token && !out.secret && purpose === 'read')
+    out.token = tryLoad(() => loadConfig([boosterArea], { env: ctx.env, file: ctx.configFile }).booster.operatorToken);
   return out;
 }
 
@@ -73,7 +74,9 @@ export async function callControl(
   body?: Record<string, unknown>,
   timeoutMs = 10_000,
 ): Promise<ControlReply> {
-  if (creds.secret && (method === 'GET' || !creds.token)) {
+  // The operator's own token when there is one (reads too): a signature is made for the address
+  // called, and a Booster refuses one made for the VIP, which is not its own.
+  if (creds.secret && !creds.token) {
     const payload = method === 'POST' ? { ...body, by: `cli:${userName()}@${hostname()}` } : undefined;
     const r = await createClusterClient({ secret: creds.secret, nodeId: creds.nodeId, timeoutMs }).call(base, method, path, payload);
     if (r.status === 0) throw new Error(r.error ?? 'no answer');

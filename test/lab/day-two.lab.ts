@@ -282,7 +282,7 @@ describe.skipIf(skip !== '')(`day two: config check, reload, server commands, sw
     );
     expect(admin).toBe('200');
     const st = await asAlice(host, `${OMFLOW} maintenance status`);
-    expect(st.stdout).toContain(message);
+    expect(st.stdout, `exit ${st.code}: ${st.stderr}`).toContain(message);
     expect(st.stdout).toContain('operator:alice');
 
     const t = Date.now();
