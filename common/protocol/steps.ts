@@ -141,10 +141,10 @@ export async function recordChainedStep(
   });
 }
 
-/** Steps a dispatcher may hand out now: ready and due, or assigned with a lapsed lease. Oldest first. */
 /** Longest wait for the read of dispatchable steps; a round that fails is logged and the next one tries again. */
 const DISPATCH_READ_TIMEOUT_MS = 10_000;
 
+/** Steps a dispatcher may hand out now: ready and due, or assigned with a lapsed lease. Oldest first. */
 export async function findDispatchableSteps(knex: Knex, limit: number): Promise<StepRow[]> {
   const h = getHelpers(knex);
   return (
