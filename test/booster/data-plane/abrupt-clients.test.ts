@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { Server, ServerResponse } from 'node:http';
 import { connect as h2connect } from 'node:http2';
@@ -8,6 +7,7 @@ import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createListener } from '../../../booster/data-plane/listener.js';
+import { selfSignedCert } from '../../helpers/certs.js';
 import { waitFor } from '../../helpers/poll.js';
 import { silentLog } from '../fixtures.js';
 
@@ -26,28 +26,7 @@ let closed = 0;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'omflow-abrupt-'));
-  const tls = { certFile: join(dir, 'b.crt'), keyFile: join(dir, 'b.key') };
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-days',
-      '2',
-      '-keyout',
-      tls.keyFile,
-      '-out',
-      tls.certFile,
-      '-subj',
-      '/CN=localhost',
-    ],
-    { stdio: 'ignore' },
-  );
+  const tls = selfSignedCert(dir, 'localhost', 2);
   // A handler that never answers on its own: a request stays open until its client is gone.
   server = createListener({ tls, host: '127.0.0.1', log: silentLog, server: { keepAliveTimeout: 5000 }, watchIntervalMs: 3_600_000 }, (req, res) => {
     open.add(res);
