@@ -220,7 +220,11 @@ export class LabCluster {
     await Promise.all([...dbs, this.boosters[0]].map((h) => this.guide(h, 'patroni-etcd')));
     await this.waitFor(
       'etcd healthy on three members',
-      async () => (await this.db.sh('etcdctl endpoint health --cluster')).stdout.match(/is healthy/g)?.length === 3,
+      // -w json: etcdctl 3.4 (Debian 12) prints its plain health lines on stderr, not stdout.
+      async () => {
+        const r = await this.db.sh('etcdctl endpoint health --cluster -w json');
+        return r.code === 0 && (JSON.parse(r.stdout) as Array<{ health: boolean }>).filter((m) => m.health).length === 3;
+      },
     );
     await Promise.all(dbs.map((h) => this.guide(h, 'patroni-config')));
     await this.guide(this.db, 'patroni-start');
@@ -467,7 +471,7 @@ export class LabCluster {
     const out = join(REPO, 'test-artifacts', 'lab-journals', basename(this.opts.dir));
     mkdirSync(out, { recursive: true });
     for (const h of this.hosts.filter((x) => x.running)) {
-      const r = await h.sh('journalctl -o short-iso-precise --no-pager -u "omflow-*" -u postgresql@15-main -u mariadb -u patroni -u etcd', {
+      const r = await h.sh('journalctl -o short-iso-precise --no-pager -u "omflow-*" -u postgresql@15-main -u mariadb -u "patroni@*" -u etcd', {
         timeoutMs: 60_000,
       });
       writeFileSync(join(out, `${h.name}.log`), r.stdout);
