@@ -333,6 +333,24 @@ export class LabCluster {
     return (await host.sh(`${script} status`)).code;
   }
 
+  /**
+   * Until systemd runs every OMFLOW unit of the cluster (each service script's status exits 0).
+   * A Booster still starting already answers on its port, so roles alone do not show this.
+   */
+  async waitServicesRunning(timeoutMs = 120_000): Promise<void> {
+    await this.waitFor(
+      'every OMFLOW service running',
+      async () => {
+        const codes = await Promise.all([...this.boosters, ...this.agents].map(async (h) => [h.name, await this.serviceStatus(h)] as const));
+        const notRunning = codes.filter(([, code]) => code !== 0);
+        if (notRunning.length > 0) throw new Error(`not running (status exit code): ${notRunning.map(([n, code]) => `${n} ${code}`).join(', ')}`);
+        return true;
+      },
+      timeoutMs,
+      1000,
+    );
+  }
+
   async waitFor<T>(what: string, fn: () => Promise<T | false | null | undefined>, timeoutMs = 120_000, intervalMs = 300): Promise<T> {
     const end = Date.now() + timeoutMs;
     let last: unknown;
