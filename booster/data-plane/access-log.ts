@@ -10,9 +10,12 @@ import { nextRequestId } from '../replies.js';
  * the booster itself: standby, license gate, database pressure, `/_internal/`), in JSON or the
  * NCSA combined format, to the log stream or a file of its own. Filters as Envoy's and
  * Traefik's: a status floor and a duration floor select requests that are always logged; the
- * rest are sampled evenly. Written off the hot path: a request appends its line to a chunk,
- * the chunk goes to pino's asynchronous destination (sonic-boom) once per event-loop turn, and
- * the write system calls happen there, coalesced while one is in flight. Every process of the
+ * rest are sampled evenly. Written off the hot path: a request copies its line into a chunk
+ * buffer (the lines are ASCII, so one byte per character), the chunk goes to pino's asynchronous
+ * destination (sonic-boom, in buffer mode) once per event-loop turn, and the write system calls
+ * happen there, coalesced while one is in flight. Buffers, not strings: sonic-boom's string mode
+ * flattens, measures and re-encodes every pending string on each write, which cost more than
+ * building the lines (the throughput bench's figure for the access log). Every process of the
  * data plane (a single booster, or each data-plane worker) has its own.
  */
 export type AccessLogFormat = 'off' | 'json' | 'combined';
@@ -94,8 +97,8 @@ export class OwnAnswer implements AccessRecord {
   }
 }
 
-/** pino's asynchronous destination (sonic-boom), which also says when it was closed. */
-type Destination = ReturnType<typeof pino.destination> & { readonly destroyed: boolean };
+/** pino's asynchronous destination (sonic-boom) in buffer mode, which also says when it was closed. */
+type Destination = Omit<ReturnType<typeof pino.destination>, 'write'> & { write(bytes: Buffer): boolean; readonly destroyed: boolean };
 
 /** Chunks handed to the destination stay within one atomic pipe write (PIPE_BUF) on the log stream. */
 const STREAM_CHUNK = 4096;
@@ -109,8 +112,11 @@ export class AccessLog {
   #credit = 0;
   #dest: Destination | null = null;
   #destFile: string | undefined;
-  #chunk = '';
-  #chunkLimit = STREAM_CHUNK;
+  #chunk: Buffer = Buffer.allocUnsafeSlow(STREAM_CHUNK);
+  #chunkUsed = 0;
+  #chunkLines = 0;
+  /** Lines in the chunk being handed to the destination (a 'drop' counts them). */
+  #handing = 0;
   #scheduled = false;
   #warnedAt = 0;
   #closed = false;
@@ -118,13 +124,18 @@ export class AccessLog {
   /** Lines the destination could not take (it lagged by more than MAX_BUFFERED). */
   dropped = 0;
   readonly #onReopen = () => this.reopen();
+  /** What every JSON line carries after its time, built once. */
+  readonly #jsonProcess: string;
+  readonly #clfNode: string;
 
   constructor(
     settings: AccessLogSettings,
     private readonly log: Logger,
-    private readonly nodeId: string,
+    nodeId: string,
   ) {
     this.#s = settings;
+    this.#jsonProcess = `","pid":${process.pid},"node":${str(nodeId)},"msg":"access","requestId":`;
+    this.#clfNode = ` node=${clf(nodeId)}\n`;
     this.configure(settings);
   }
 
@@ -148,7 +159,7 @@ export class AccessLog {
     this.#flushChunk();
     this.#dest = want ? this.#open(s.file) : null;
     this.#destFile = s.file;
-    this.#chunkLimit = s.file ? FILE_CHUNK : STREAM_CHUNK;
+    this.#chunk = Buffer.allocUnsafeSlow(s.file ? FILE_CHUNK : STREAM_CHUNK);
     if (old) this.#end(old);
     const reopens = want && s.file !== undefined;
     if (reopens !== this.#onUsr1) {
@@ -159,14 +170,12 @@ export class AccessLog {
   }
 
   #open(file: string | undefined): Destination {
-    const dest = (
-      file
-        ? pino.destination({ dest: file, sync: false, mkdir: true, maxLength: MAX_BUFFERED, maxWrite: FILE_CHUNK * 2 })
-        : pino.destination({ dest: 1, sync: false, maxLength: MAX_BUFFERED, maxWrite: STREAM_CHUNK })
-    ) as Destination;
+    const dest = (file
+      ? pino.destination({ dest: file, sync: false, mkdir: true, maxLength: MAX_BUFFERED, maxWrite: FILE_CHUNK * 2, contentMode: 'buffer' })
+      : pino.destination({ dest: 1, sync: false, maxLength: MAX_BUFFERED, maxWrite: STREAM_CHUNK, contentMode: 'buffer' })) as unknown as Destination;
     dest.on('error', (err: Error) => this.#warn(err, file));
     dest.on('drop', () => {
-      this.dropped++;
+      this.dropped += this.#handing;
     });
     return dest;
   }
@@ -204,8 +213,16 @@ export class AccessLog {
   record(r: AccessRecord, status: number, totalMs: number): void {
     if (this.#dest === null || !this.wants(status, totalMs)) return;
     const line = this.#s.format === 'combined' ? this.#combined(r, status, totalMs) : this.#json(r, status, totalMs);
-    if (this.#chunk.length + line.length > this.#chunkLimit) this.#flushChunk();
-    this.#chunk += line;
+    if (this.#chunkUsed + line.length > this.#chunk.length) {
+      this.#flushChunk();
+      // A line longer than a chunk (a long URL) goes on its own.
+      if (line.length > this.#chunk.length) {
+        this.#hand(Buffer.from(line, 'latin1'), 1);
+        return;
+      }
+    }
+    this.#chunkUsed += this.#chunk.write(line, this.#chunkUsed, 'latin1');
+    this.#chunkLines++;
     if (!this.#scheduled) {
       this.#scheduled = true;
       setImmediate(this.#flushLater);
@@ -218,10 +235,22 @@ export class AccessLog {
   };
 
   #flushChunk(): void {
-    const c = this.#chunk;
-    if (c.length === 0) return;
-    this.#chunk = '';
-    if (this.#dest && !this.#dest.destroyed) this.#dest.write(c);
+    if (this.#chunkUsed === 0) return;
+    const full = this.#chunk;
+    const used = this.#chunkUsed;
+    const lines = this.#chunkLines;
+    // The destination keeps the bytes until they are written: the next lines go to a new chunk.
+    this.#chunk = Buffer.allocUnsafeSlow(full.length);
+    this.#chunkUsed = 0;
+    this.#chunkLines = 0;
+    this.#hand(full.subarray(0, used), lines);
+  }
+
+  #hand(bytes: Buffer, lines: number): void {
+    if (!this.#dest || this.#dest.destroyed) return;
+    this.#handing = lines;
+    this.#dest.write(bytes);
+    this.#handing = 0;
   }
 
   #path(url: string): string {
@@ -243,8 +272,7 @@ export class AccessLog {
     let retries = '';
     if (r.retries) retries = `,"retries":[${r.retries.map((x) => `{"server":${str(x.server)},"reason":${str(x.reason)}}`).join(',')}]`;
     return (
-      `{"level":30,"time":"${isoNow()}","pid":${process.pid},"node":${str(this.nodeId)},"msg":"access"` +
-      `,"requestId":${str(r.requestId)},"traceId":${str(r.traceId)},"client":${str(req.socket?.remoteAddress ?? '')}` +
+      `{"level":30,"time":"${isoNow()}${this.#jsonProcess}${str(r.requestId)},"traceId":${str(r.traceId)},"client":${str(req.socket?.remoteAddress ?? '')}` +
       `,"method":${str(req.method ?? '')},"path":${str(this.#path(req.url ?? '/'))},"status":${status}` +
       `,"bytesIn":${r.bytesIn},"bytesOut":${r.bytesOut},"server":${r.server === null ? 'null' : str(r.server)},"attempts":${r.attempts}${retries}` +
       `,"queueMs":${ms(r.queueMs)},"connectMs":${ms(r.connectMs)},"headersMs":${ms(r.headersMs)},"totalMs":${ms(totalMs)}` +
@@ -263,7 +291,7 @@ export class AccessLog {
       ` "${clf(first(h.referer) ?? '-')}" "${clf(first(h['user-agent']) ?? '-')}"` +
       ` rid="${clf(r.requestId)}" trace=${r.traceId || '-'} server=${r.server === null ? '-' : clf(r.server)} attempts=${r.attempts} retries=${clf(retries)}` +
       ` in=${r.bytesIn} queue_ms=${ms(r.queueMs)} connect_ms=${ms(r.connectMs) ?? '-'} headers_ms=${ms(r.headersMs) ?? '-'} total_ms=${ms(totalMs)}` +
-      ` epoch=${r.epoch} code=${r.code ?? '-'} node=${clf(this.nodeId)}\n`
+      ` epoch=${r.epoch} code=${r.code ?? '-'}${this.#clfNode}`
     );
   }
 
@@ -300,7 +328,7 @@ function first(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-// JSON strings are kept to ASCII (non-ASCII escaped as \u): a chunk's length in characters is then its length in bytes.
+// JSON strings are kept to ASCII (non-ASCII escaped as \u): a line is then copied into its chunk byte for character.
 /** Anything but printable ASCII other than `"` and `\\`. */
 const NEEDS_ESCAPE = /[^ !#-[\]-~]/;
 function str(s: string): string {
