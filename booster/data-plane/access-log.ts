@@ -10,13 +10,14 @@ import { nextRequestId } from '../replies.js';
  * the booster itself: standby, license gate, database pressure, `/_internal/`), in JSON or the
  * NCSA combined format, to the log stream or a file of its own. Filters as Envoy's and
  * Traefik's: a status floor and a duration floor select requests that are always logged; the
- * rest are sampled evenly. Written off the hot path: a request copies its line into a chunk
- * buffer (the lines are ASCII, so one byte per character), the chunk goes to pino's asynchronous
- * destination (sonic-boom, in buffer mode) once per event-loop turn, and the write system calls
- * happen there, coalesced while one is in flight. Buffers, not strings: sonic-boom's string mode
- * flattens, measures and re-encodes every pending string on each write, which cost more than
- * building the lines (the throughput bench's figure for the access log). Every process of the
- * data plane (a single booster, or each data-plane worker) has its own.
+ * rest are sampled evenly. Written off the hot path, buffered as nginx's `access_log … buffer=
+ * flush=`: a request copies its line into a chunk buffer (the lines are ASCII, so one byte per
+ * character), and the chunk goes to pino's asynchronous destination (sonic-boom, in buffer mode)
+ * when it is full or FLUSH_MS after its first line, whichever comes first. Both choices come from
+ * the throughput bench: handing a chunk over on every event-loop turn made a write (a thread-pool
+ * round trip) for every few requests, and sonic-boom's string mode flattens, measures and
+ * re-encodes every pending string on each write; together they cost more than building the lines.
+ * Every process of the data plane (a single booster, or each data-plane worker) has its own.
  */
 export type AccessLogFormat = 'off' | 'json' | 'combined';
 
@@ -103,6 +104,8 @@ type Destination = Omit<ReturnType<typeof pino.destination>, 'write'> & { write(
 /** Chunks handed to the destination stay within one atomic pipe write (PIPE_BUF) on the log stream. */
 const STREAM_CHUNK = 4096;
 const FILE_CHUNK = 64 * 1024;
+/** The longest a line waits in its chunk before it is handed to the destination. */
+export const ACCESS_LOG_FLUSH_MS = 200;
 /** Bytes the destination may hold while the disk or the journal lags; beyond it lines are dropped and counted. */
 const MAX_BUFFERED = 16 * 1024 * 1024;
 
@@ -117,7 +120,7 @@ export class AccessLog {
   #chunkLines = 0;
   /** Lines in the chunk being handed to the destination (a 'drop' counts them). */
   #handing = 0;
-  #scheduled = false;
+  #flushTimer: NodeJS.Timeout | null = null;
   #warnedAt = 0;
   #closed = false;
   #onUsr1 = false;
@@ -223,14 +226,14 @@ export class AccessLog {
     }
     this.#chunkUsed += this.#chunk.write(line, this.#chunkUsed, 'latin1');
     this.#chunkLines++;
-    if (!this.#scheduled) {
-      this.#scheduled = true;
-      setImmediate(this.#flushLater);
+    if (this.#flushTimer === null) {
+      this.#flushTimer = setTimeout(this.#flushLater, ACCESS_LOG_FLUSH_MS);
+      this.#flushTimer.unref();
     }
   }
 
   readonly #flushLater = () => {
-    this.#scheduled = false;
+    this.#flushTimer = null;
     this.#flushChunk();
   };
 
@@ -310,6 +313,8 @@ export class AccessLog {
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
+    if (this.#flushTimer) clearTimeout(this.#flushTimer);
+    this.#flushTimer = null;
     if (this.#onUsr1) process.off('SIGUSR1', this.#onReopen);
     this.#onUsr1 = false;
     const dest = this.#dest;
