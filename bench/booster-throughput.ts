@@ -75,6 +75,8 @@ let accessLogLines = 0;
 /** The booster's own CPU per request with the access log off and on (µs; the steadier figure on a shared machine). */
 const cpuPerRequest = new Map<string, number[]>();
 const cpuPids = new Map<string, number>();
+/** Each round's req/s per target, for ratios paired within a round (steadier than a ratio of medians on a shared machine). */
+const roundRps = new Map<string, number[]>();
 const pg = await startPostgres();
 try {
   const upPort = await freePort();
@@ -293,7 +295,8 @@ backend be
   for (const kind of ['GET', 'POST 1KB']) {
     for (const t of targets) load(`${t.url}/`, kind !== 'GET'); // warm-up
     for (let round = 0; round < rounds; round++) {
-      for (const t of targets) {
+      // Every other round in reverse order, so no target always runs right after the same one.
+      for (const t of round % 2 === 0 ? targets : [...targets].reverse()) {
         const pid = cpuPids.get(t.name);
         const t0 = pid ? cpuTicks(pid) : 0;
         const r = load(`${t.url}/`, kind !== 'GET');
@@ -301,6 +304,7 @@ backend be
           const key = `${kind} ${t.name}`;
           cpuPerRequest.set(key, [...(cpuPerRequest.get(key) ?? []), ((cpuTicks(pid) - t0) * 10_000) / r.requests]);
         }
+        roundRps.set(`${kind} ${t.name}`, [...(roundRps.get(`${kind} ${t.name}`) ?? []), r.rps]);
         process.stderr.write(`${kind} ${t.name} round ${round + 1}: ${r.rps.toFixed(0)} req/s${r.errors ? `, ${r.errors} errors` : ''}\n`);
         if (r.errors) await sampleError(t.url);
         record(kind, t.name, r);
@@ -410,10 +414,17 @@ for (const kind of ['GET', 'POST 1KB']) {
   const nh = get('booster-node-http');
   if (nh) console.log(`  booster (lean HTTP/1.1) / booster with OMFLOW_BOOSTER_LEAN_HTTP1=false = ${(b.rps / nh.rps).toFixed(2)}`);
   const al = get('booster-access-log');
-  if (al)
+  if (al) {
+    const off = roundRps.get(`${kind} booster`) ?? [];
+    const on = roundRps.get(`${kind} booster-access-log`) ?? [];
+    const paired = off.map((x, i) => 1 - on[i] / x);
+    console.log(
+      `  access log, paired within each round: ${(median(paired) * 100).toFixed(1)} % fewer req/s (median; rounds ${paired.map((x) => `${(x * 100).toFixed(1)}`).join(' / ')} %)`,
+    );
     console.log(
       `  access log (${accessLogLines} lines written in the whole run): booster ${b.rps.toFixed(0)} req/s with it off, ${al.rps.toFixed(0)} req/s with it on (JSON, every request, to a file) = ${((1 - al.rps / b.rps) * 100).toFixed(1)} % fewer (goal <= 5 %); p99 ${b.p99.toFixed(2)} / ${al.p99.toFixed(2)} ms; booster CPU per request ${median(cpuPerRequest.get(`${kind} booster`) ?? [Number.NaN]).toFixed(1)} / ${median(cpuPerRequest.get(`${kind} booster-access-log`) ?? [Number.NaN]).toFixed(1)} µs`,
     );
+  }
   console.log(
     `  booster / fastify-reply-from = ${fr ? (b.rps / fr.rps).toFixed(2) : 'n/a'} (goal >= 1.5); booster / haproxy = ${ha ? (b.rps / ha.rps).toFixed(2) : 'n/a'} (goal >= 0.5); p99 booster / haproxy = ${ha ? (b.p99 / ha.p99).toFixed(2) : 'n/a'} (goal <= 2)`,
   );

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Booster, createBooster } from '../../../booster/booster.js';
+import { AccessLog, type AccessRecord } from '../../../booster/data-plane/access-log.js';
 import { waitFor } from '../../helpers/poll.js';
 import { boosterConfig, boosterSuiteDatabase, type FixtureServer, silentLog, startFixtureServer } from '../fixtures.js';
 
@@ -255,5 +256,47 @@ describe('booster access log', () => {
     expect([...after.moved, ...after.fresh].filter((p) => p.startsWith('/after-'))).toHaveLength(6);
     expect(after.fresh.some((p) => p.startsWith('/after-'))).toBe(true);
     expect(after.fresh.some((p) => p.startsWith('/before-'))).toBe(false);
+  });
+
+  it('chunks: many lines across chunks in order, a line longer than a chunk whole, non-ASCII escaped, every line parses', async () => {
+    const file = join(dir, 'chunks.log');
+    const log = new AccessLog({ format: 'json', file, minStatus: 0, slowMs: 0, query: 'keep' }, silentLog, 'al-chunks');
+    const record = (path: string): AccessRecord => ({
+      req: { method: 'GET', url: path, httpVersionMajor: 1, httpVersionMinor: 1, socket: { remoteAddress: '127.0.0.1' }, headers: {} },
+      requestId: 'r',
+      traceId: '0af7651916cd43dd8448eb211c80319c',
+      epoch: 1,
+      server: 'svc',
+      attempts: 1,
+      retries: null,
+      queueMs: 0,
+      connectMs: 0.1,
+      headersMs: 0.2,
+      bytesIn: 0,
+      bytesOut: 1,
+      code: null,
+    });
+    const long = `/long/${'x'.repeat(200_000)}`;
+    const paths: string[] = [];
+    // More than one 64 KiB chunk in one event-loop turn, then the long line, then more in later turns.
+    for (let i = 0; i < 1_000; i++) paths.push(`/a/${i}`);
+    paths.push(long, '/é/ü?q=日本', '/tab\there');
+    for (const p of paths) log.record(record(p), 200, 1);
+    await new Promise((r) => setImmediate(r));
+    for (let i = 0; i < 300; i++) {
+      paths.push(`/b/${i}`);
+      log.record(record(`/b/${i}`), 200, 1);
+    }
+    await log.close();
+    const raw = readFileSync(file);
+    // ASCII only: multi-byte text is escaped, so the file's bytes are its characters.
+    expect(raw.every((byte) => byte < 0x80)).toBe(true);
+    const got = raw
+      .toString('latin1')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => (JSON.parse(l) as Line).path);
+    expect(got).toEqual(paths);
+    expect(log.dropped).toBe(0);
   });
 });
