@@ -3,6 +3,8 @@
 // test/fuzz/http1-differential.test.ts). Generates --cases requests (fast-check, --seed), sends
 // each to both boosters on fresh connections, --concurrency at a time, and prints the cases run,
 // the disagreements, the rate, and how the cases split (forwarded / refused / hand-over shapes).
+// The progress line also prints the process's heap and RSS (the run hosts both boosters, so a
+// leak per request shows there), and the end line their peaks.
 // Every disagreement is appended to the corpus (test/fuzz/http1-disagreements.jsonl) unless
 // --no-corpus, and the first ones are printed. Database: an embedded PostgreSQL.
 // Usage: flock /work/coord/bench.lock npx tsx bench/http1-fuzz.ts [--cases 1000000] [--seed N] [--concurrency 16] [--no-corpus]
@@ -32,6 +34,8 @@ let run = 0;
 let disagreements = 0;
 const split = { forwarded: 0, refused: 0, hung: 0 };
 let lastPrint = started;
+const peak = { heap: 0, rss: 0 };
+const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 const found: { writes: string[]; found: string }[] = [];
 // Ctrl-C or SIGTERM ends the run cleanly: the cases under way finish, the figures print, the database stops.
 let stopping = false;
@@ -61,11 +65,14 @@ try {
         }
       }),
     );
+    const mem = process.memoryUsage();
+    peak.heap = Math.max(peak.heap, mem.heapUsed);
+    peak.rss = Math.max(peak.rss, mem.rss);
     if (performance.now() - lastPrint > 10_000) {
       lastPrint = performance.now();
-      // Open descriptors of this process (both boosters, the recorder, the clients): a leak shows here first.
+      // Open descriptors and memory of this process (both boosters, the recorder, the clients): a leak shows here first.
       console.log(
-        `  … ${run} cases, ${disagreements} disagreements, ${(run / ((lastPrint - started) / 1000)).toFixed(0)} cases/s, ${readdirSync('/proc/self/fd').length} fds open`,
+        `  … ${run} cases, ${disagreements} disagreements, ${(run / ((lastPrint - started) / 1000)).toFixed(0)} cases/s, ${readdirSync('/proc/self/fd').length} fds open, heap ${mb(mem.heapUsed)}, rss ${mb(mem.rss)}`,
       );
     }
   }
@@ -86,7 +93,8 @@ try {
   }
   console.log(
     `http1-fuzz: ${run} cases in ${seconds.toFixed(0)} s (${(run / seconds).toFixed(0)} cases/s), ${disagreements} disagreements (${reproducible} reproducible alone); ` +
-      `${split.forwarded} reached the app server, ${split.refused} refused at the booster, ${split.hung} left open by a side (bounded at 3 s)`,
+      `${split.forwarded} reached the app server, ${split.refused} refused at the booster, ${split.hung} left open by a side (bounded at 5 s); ` +
+      `peak heap ${mb(peak.heap)}, peak rss ${mb(peak.rss)} (sampled after each batch of ${BATCH})`,
   );
 } finally {
   await diff.close();

@@ -181,8 +181,10 @@ const refused = new WeakSet<Duplex>();
 /**
  * node:http could not parse what followed on a connection: 400 and close, as the lean path does.
  * An answer still under way for an earlier, valid request on it (pipelining) is finished first;
- * node:http keeps it as the socket's current message. Called again for every later read of the
- * broken connection: answered once.
+ * node:http keeps it as the socket's current message. Not when the error cut that very request's
+ * body (the client's FIN came mid-body): its answer waits for a body that will never end, and the
+ * connection stayed open for good. Called again for every later read of the broken connection:
+ * answered once.
  */
 function refuseMalformed(_err: Error, socket: Duplex): void {
   if (refused.has(socket)) return;
@@ -197,6 +199,6 @@ function refuseMalformed(_err: Error, socket: Duplex): void {
     if (socket.writable) socket.end(BAD_REQUEST);
     else socket.destroy();
   };
-  if (inFlight && !inFlight.writableFinished) inFlight.once('finish', refuse).once('close', refuse);
+  if (inFlight && !inFlight.writableFinished && inFlight.req.complete) inFlight.once('finish', refuse).once('close', refuse);
   else refuse();
 }

@@ -95,6 +95,30 @@ const SENTINEL_PATH = '/__fuzz_sentinel';
 const SENTINEL_STATUS = 299;
 const SENTINEL = `GET ${SENTINEL_PATH} HTTP/1.1\r\nHost: sentinel\r\n\r\n`;
 
+interface Bound {
+  clear(): void;
+}
+
+/** A bound that fires this much later than due was held up by a pause of the whole process. */
+const STALLED_MS = 1000;
+
+/**
+ * A timer for the exchange's bounds that a stalled process does not trip. Both boosters run in
+ * this process, and after a long pause (a full GC of a big heap) the timers run before the
+ * sockets are read: a bound that fires late by STALLED_MS or more waits once more, so the
+ * boosters first read what came during the pause. Without it a stall could give up on one side
+ * of a case before its booster had read the bytes, and that side's forward was missed.
+ */
+function boundTimer(ms: number, fn: () => void): Bound {
+  let timer: NodeJS.Timeout;
+  const arm = () => {
+    const due = performance.now() + ms;
+    timer = setTimeout(() => (performance.now() - due >= STALLED_MS ? arm() : fn()), ms);
+  };
+  arm();
+  return { clear: () => clearTimeout(timer) };
+}
+
 /**
  * Each exchange comes from a loopback address of its own (127.side.x.y, 64516 of them per side,
  * used in turn): the recorder tells cases apart by X-Forwarded-For, and a request the booster
@@ -173,7 +197,9 @@ export async function startDifferential(db: Database, opts: { hangMs?: number; q
         OMFLOW_BOOSTER_LEAN_HTTP1: lean,
         // Both serve whichever holds the lease (one database, one lease): a takeover under load changes nothing here.
         OMFLOW_BOOSTER_STANDBY_SERVES: true,
-        OMFLOW_BOOSTER_HEARTBEAT_TIMEOUT_MS: 5000,
+        // The recorder never goes away: a pause of this process (a long GC) must not mark it down on
+        // one booster between the two sides of a case (a 503 on one path, a forward on the other).
+        OMFLOW_BOOSTER_HEARTBEAT_TIMEOUT_MS: 600_000,
         // Every generated request gets its own attempt: no adaptive limit learning from the fuzz.
         OMFLOW_BOOSTER_ADAPTIVE_LIMIT: false,
         OMFLOW_BOOSTER_MAX_INFLIGHT_PER_SERVER: 1024,
@@ -242,9 +268,9 @@ export async function startDifferential(db: Database, opts: { hangMs?: number; q
 
   /**
    * One case on a fresh connection. The client writes the bytes and the sentinel, and then waits,
-   * as a keep-alive client does (no half-close: node:http drops every answer once the client sends
-   * FIN), until the sentinel is answered, the booster closes the connection, or nothing more comes
-   * for `quietMs`.
+   * as a keep-alive client does, until the sentinel is answered, the booster closes the connection,
+   * or nothing more comes for `quietMs`. A case with `close` sends no sentinel: the client
+   * half-closes or goes away once its bytes are written.
    */
   async function exchange(url: string, source: string, c: HttpCase, quietMs: number): Promise<Outcome> {
     const u = new URL(url);
@@ -253,15 +279,15 @@ export async function startDifferential(db: Database, opts: { hangMs?: number; q
     const hung = await new Promise<boolean>((resolve) => {
       const sock = connect({ port: Number(u.port), host: u.hostname, localAddress: source });
       sock.setNoDelay(true);
-      const giveUp = setTimeout(() => {
+      const giveUp = boundTimer(hangMs, () => {
         sock.destroy();
         resolve(true);
-      }, hangMs);
-      let quiet: NodeJS.Timeout | undefined;
+      });
+      let quiet: Bound | undefined;
       let written = false;
       const waitQuiet = () => {
-        clearTimeout(quiet);
-        if (written) quiet = setTimeout(() => sock.destroy(), quietMs);
+        quiet?.clear();
+        if (written) quiet = boundTimer(quietMs, () => sock.destroy());
       };
       sock.on('data', (d: Buffer) => {
         received.push(d);
@@ -270,17 +296,19 @@ export async function startDifferential(db: Database, opts: { hangMs?: number; q
       });
       sock.on('error', () => {});
       sock.on('close', () => {
-        clearTimeout(giveUp);
-        clearTimeout(quiet);
+        giveUp.clear();
+        quiet?.clear();
         resolve(false);
       });
       sock.on('connect', async () => {
-        for (const [i, w] of [...c.writes, SENTINEL].entries()) {
+        for (const [i, w] of [...c.writes, ...(c.close ? [] : [SENTINEL])].entries()) {
           if (sock.destroyed) return;
           if (i > 0) await new Promise((r) => setImmediate(r));
           sock.write(Buffer.from(w, 'latin1'));
         }
         written = true;
+        if (c.close === 'end') sock.end();
+        else if (c.close === 'destroy') sock.destroy();
         waitQuiet();
       });
     });
@@ -318,6 +346,8 @@ export async function startDifferential(db: Database, opts: { hangMs?: number; q
 /** The corpus of every case that ever disagreed: one JSON object a line, replayed by the CI test. */
 export interface CorpusEntry {
   writes: string[];
+  /** How the client left (HttpCase.close); absent: it waited. */
+  close?: HttpCase['close'];
   /** What differed when it was found, and which commit fixed it (for the reader). */
   found: string;
   note?: string;

@@ -12,6 +12,12 @@ import fc from 'fast-check';
 export interface HttpCase {
   /** The bytes, in the writes they are sent in (latin1 strings: one char per byte). */
   writes: string[];
+  /**
+   * How the client leaves once the bytes are written: it waits (the default: the sentinel request
+   * follows, as a keep-alive client's next request), half-closes ('end': FIN, still reading), or
+   * goes away ('destroy'). Corpus entries use it; generated cases wait.
+   */
+  close?: 'end' | 'destroy';
 }
 
 const pick = <T>(...xs: T[]) => fc.constantFrom(...xs);

@@ -4,7 +4,7 @@ import { HEADER } from '../../../common/protocol/headers.js';
 import { BoosterErrors } from '../../errors.js';
 import { rawAnswer } from '../../replies.js';
 import { HeldRequest } from '../request.js';
-import { type LlhttpParser, llhttp, methodName as methodNameOf, newParser, STOP_AFTER_HEAD } from './llhttp.js';
+import { type LlhttpParser, llhttp, methodName as methodNameOf, newParser, releaseParser, STOP_AFTER_HEAD } from './llhttp.js';
 
 /**
  * The lean HTTP/1.1 front (ADR 0014): client connections of the plain booster port are read by
@@ -281,6 +281,7 @@ export class LeanConnection {
   #headers: string[] = [];
   #url = '';
   #ended = false;
+  #parserReleased = false;
   /** When the head of the next request began arriving (0: not begun); for the headers timeout. */
   headBegunAt = 0;
   /** When the head of the request whose body is being read was complete (0: none); for the body timeout. */
@@ -423,11 +424,19 @@ export class LeanConnection {
     const h = this.#handOver!;
     this.#handOver = null;
     this.#detach();
+    this.#releaseParser(); // node:http reads the rest with a parser of its own
     const s = this.socket;
     if (s._handle) s._handle._consumed = true; // node:http reads through the stream (it sees the bytes put back)
     s.unshift(h.rest && h.rest.length > 0 ? Buffer.concat([Buffer.from(h.head, 'latin1'), h.rest]) : Buffer.from(h.head, 'latin1'));
     this.front.handToNodeHttp(s);
     process.nextTick(() => s.resume());
+  }
+
+  /** Once the lean path is done with the connection (closed or handed over): see releaseParser. */
+  #releaseParser(): void {
+    if (this.#parserReleased) return;
+    this.#parserReleased = true;
+    releaseParser(this.parser);
   }
 
   #detach(): void {
@@ -513,6 +522,7 @@ export class LeanConnection {
 
   readonly #onClose = (): void => {
     this.front.forget(this);
+    this.#releaseParser();
     this.#reading = null;
     const c = this.current;
     this.current = null;

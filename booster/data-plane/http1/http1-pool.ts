@@ -1,5 +1,5 @@
 import { connect, type Socket } from 'node:net';
-import { type LlhttpParser, llhttp, newParser, SKIP_BODY } from './llhttp.js';
+import { type LlhttpParser, llhttp, newParser, releaseParser, SKIP_BODY } from './llhttp.js';
 
 /**
  * A lean HTTP/1.1 client pool for one app server: raw keep-alive sockets and Node's llhttp, one
@@ -88,6 +88,7 @@ class UpConn {
   /** The server's Keep-Alive: timeout= hint, in ms (0: none). */
   keepAliveHintMs = 0;
   #headers: string[] = [];
+  #parserReleased = false;
   readonly resume = (): void => {
     this.socket.resume();
   };
@@ -248,6 +249,10 @@ class UpConn {
     this.req = null;
     this.dead = true;
     if (!this.socket.destroyed) this.socket.destroy();
+    if (!this.#parserReleased) {
+      this.#parserReleased = true;
+      releaseParser(this.parser);
+    }
     this.pool.forget(this);
     r?.finishWithError(err);
   }

@@ -140,6 +140,21 @@ export function methodName(b: Binding, method: number): string | undefined {
   return t[method];
 }
 
+/**
+ * Releases a parser for good. The binding's object is held by a strong handle until `close()`
+ * deletes it, so a parser never closed keeps its callbacks and all they reach (the connection,
+ * its socket, its buffers) for the life of the process: node:http closes every one of its own
+ * (freeParser). Closed a turn later, as node:http does: this may run inside one of its callbacks.
+ */
+export function releaseParser(p: LlhttpParser): void {
+  p.unconsume();
+  setImmediate(closeParser, p);
+}
+
+function closeParser(p: LlhttpParser): void {
+  p.close();
+}
+
 export function newParser(b: Binding, type: number): LlhttpParser {
   const p = new b.HTTPParser();
   p.initialize(type, {}, MAX_HEAD_BYTES, b.HTTPParser.kLenientNone);

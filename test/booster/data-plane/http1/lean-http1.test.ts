@@ -1,5 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { type AddressInfo, connect, type Socket } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Client } from 'undici';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Booster, createBooster } from '../../../../booster/booster.js';
@@ -49,6 +51,23 @@ function rawExchange(base: string, bytes: string | Buffer, opts: { endAfterMs?: 
 
 /** Status lines of the answers on a connection (a body may end right before the next one). */
 const statusLines = (text: string) => text.match(/HTTP\/1\.1 \d{3} [^\r\n]*/g) ?? [];
+
+/**
+ * How many of `refs` a full garbage collection cannot free, once every connection is closed and
+ * a few turns have passed (a parser is closed a turn after its connection). The flag is set at
+ * run time: vitest's workers start without it.
+ */
+async function stillHeld(refs: WeakRef<object>[]): Promise<number> {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  let held = refs.length;
+  for (let i = 0; i < 20 && held > 0; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    gc();
+    held = refs.filter((r) => r.deref() !== undefined).length;
+  }
+  return held;
+}
 
 describe('lean HTTP/1.1 front', () => {
   it('serves keep-alive GET, POST with a body, HEAD and 204/304 framing on one connection, with forwarding headers', async () => {
@@ -311,6 +330,41 @@ describe('lean HTTP/1.1 upstream client', () => {
     expect(await send(rawPool, 'GET', '/')).toMatchObject({ status: 200, body: 'until-close' });
   });
 
+  it('lets go of every connection the server closed (each parser held its connection for good)', async () => {
+    const up = await upstream((_req, res) => {
+      res.setHeader('connection', 'close');
+      res.end('once');
+    });
+    const pool = new Http1Pool(up.origin, OPTS);
+    cleanups.push(() => pool.destroy());
+    // A connection's resume callback is handed to every answer's onHeaders: held as long as the connection is.
+    const conns: WeakRef<() => void>[] = [];
+    for (let i = 0; i < 20; i++) {
+      const body = await new Promise<string>((resolve, reject) => {
+        let text = '';
+        pool.dispatch(
+          { method: 'GET', path: '/', headers: [], body: null },
+          {
+            onConnect: () => {},
+            onHeaders: (_status, _headers, resume) => {
+              conns.push(new WeakRef(resume));
+              return true;
+            },
+            onData: (c) => {
+              text += c.toString();
+              return true;
+            },
+            onComplete: () => resolve(text),
+            onError: reject,
+          },
+        );
+      });
+      expect(body).toBe('once');
+    }
+    expect(new Set(conns.map((r) => r.deref())).size).toBe(20); // a new connection each time
+    expect(await stillHeld(conns)).toBe(0);
+  });
+
   it('fails with undici codes (refused connect, headers timeout, a reset mid-answer) and drops connections the server closed', async () => {
     const refusedPool = new Http1Pool('http://127.0.0.1:1', OPTS);
     expect((await send(refusedPool, 'GET', '/')).error?.code).toBe('ECONNREFUSED');
@@ -389,6 +443,38 @@ describe('lean HTTP/1.1 front: connection timeouts and graceful close', () => {
     await waitFor(() => statusLines(idle.state.text).length === 1, { what: 'answer' });
     expect(idle.state.closed).toBe(false);
     await waitFor(() => idle.state.closed, { what: 'idle connection closed after the keep-alive timeout', timeoutMs: 5000 });
+  });
+
+  it('lets go of every connection it is done with, served, refused or handed to node:http (each parser held its connection for good)', async () => {
+    const server = createServer((_req, res) => res.end('node'));
+    attachLeanFront(server, {
+      onRequest: (_req: LeanRequest, res: LeanResponse) => {
+        res.writeHead(200, { 'content-length': 2 });
+        res.end('ok');
+      },
+      handsOver: (url) => url === '/node',
+      maxHeldBodyBytes: 1024,
+      keepAliveTimeoutMs: 5000,
+      headersTimeoutMs: 5000,
+      bodyTimeoutMs: 0,
+    });
+    const sockets: WeakRef<Socket>[] = [];
+    server.on('connection', (s: Socket) => sockets.push(new WeakRef(s)));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    cleanups.push(async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    });
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const kinds = [
+      ['GET /lean HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 'HTTP/1.1 200 OK'],
+      ['POST /lean HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc', 'HTTP/1.1 200 OK'],
+      ['GET /refused HTTP/1.1\r\nConnection: close\r\n\r\n', 'HTTP/1.1 400 Bad Request'],
+      ['GET /node HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 'HTTP/1.1 200 OK'],
+    ];
+    for (let i = 0; i < 10; i++) for (const [bytes, status] of kinds) expect(statusLines(await rawExchange(base, bytes))).toEqual([status]);
+    expect(sockets.length).toBe(40);
+    expect(await stillHeld(sockets)).toBe(0);
   });
 
   it('closeIdleConnections closes idle connections and leaves one with a request in progress until its answer', async () => {
