@@ -478,6 +478,13 @@ export class LabCluster {
       );
     const doneBy = new Map(done.map((d) => [Number(d.ticket_id), Number(d.n)]));
     const stepsNotOnce = rows.filter((r) => doneBy.get(Number(r.id)) !== AUTOMATIC_STEPS.length || r.current_step !== FORM_STEP).length;
+    if (stepsNotOnce > 0) {
+      // Stuck or only behind? The queue is dispatched oldest first: a backlog holds back every later step.
+      const queue = (await knex('steps').groupBy('state').select('state').count({ n: '*' })) as Array<{ state: string; n: number | string }>;
+      this.log(
+        `${label}: ${stepsNotOnce} tickets' steps not run once after ${timeoutMs / 1000} s; the step queue by state: ${queue.map((q) => `${q.state} ${q.n}`).join(', ')}`,
+      );
+    }
     return { acked: acks.length, lost, duplicated, stepsNotOnce };
   }
 
