@@ -220,7 +220,11 @@ export class LabCluster {
     await Promise.all([...dbs, this.boosters[0]].map((h) => this.guide(h, 'patroni-etcd')));
     await this.waitFor(
       'etcd healthy on three members',
-      async () => (await this.db.sh('etcdctl endpoint health --cluster')).stdout.match(/is healthy/g)?.length === 3,
+      // -w json: etcdctl 3.4 (Debian 12) prints its plain health lines on stderr, not stdout.
+      async () => {
+        const r = await this.db.sh('etcdctl endpoint health --cluster -w json');
+        return r.code === 0 && (JSON.parse(r.stdout) as Array<{ health: boolean }>).filter((m) => m.health).length === 3;
+      },
     );
     await Promise.all(dbs.map((h) => this.guide(h, 'patroni-config')));
     await this.guide(this.db, 'patroni-start');
@@ -327,6 +331,24 @@ export class LabCluster {
   async serviceStatus(host: Host): Promise<number> {
     const script = this.boosters.includes(host) ? '/opt/omflow/Booster/omflow_booster_service' : '/opt/omflow/BoosterAgent/omflow_booster_agent_service';
     return (await host.sh(`${script} status`)).code;
+  }
+
+  /**
+   * Until systemd runs every OMFLOW unit of the cluster (each service script's status exits 0).
+   * A Booster still starting already answers on its port, so roles alone do not show this.
+   */
+  async waitServicesRunning(timeoutMs = 120_000): Promise<void> {
+    await this.waitFor(
+      'every OMFLOW service running',
+      async () => {
+        const codes = await Promise.all([...this.boosters, ...this.agents].map(async (h) => [h.name, await this.serviceStatus(h)] as const));
+        const notRunning = codes.filter(([, code]) => code !== 0);
+        if (notRunning.length > 0) throw new Error(`not running (status exit code): ${notRunning.map(([n, code]) => `${n} ${code}`).join(', ')}`);
+        return true;
+      },
+      timeoutMs,
+      1000,
+    );
   }
 
   async waitFor<T>(what: string, fn: () => Promise<T | false | null | undefined>, timeoutMs = 120_000, intervalMs = 300): Promise<T> {
@@ -467,7 +489,7 @@ export class LabCluster {
     const out = join(REPO, 'test-artifacts', 'lab-journals', basename(this.opts.dir));
     mkdirSync(out, { recursive: true });
     for (const h of this.hosts.filter((x) => x.running)) {
-      const r = await h.sh('journalctl -o short-iso-precise --no-pager -u "omflow-*" -u postgresql@15-main -u mariadb -u patroni -u etcd', {
+      const r = await h.sh('journalctl -o short-iso-precise --no-pager -u "omflow-*" -u postgresql@15-main -u mariadb -u "patroni@*" -u etcd', {
         timeoutMs: 60_000,
       });
       writeFileSync(join(out, `${h.name}.log`), r.stdout);
