@@ -196,7 +196,8 @@ function refuseMalformed(_err: Error, socket: Duplex): void {
   const refuse = () => {
     if (done) return;
     done = true;
-    if (socket.writable) socket.end(BAD_REQUEST);
+    // A 400 cannot follow an answer that began and will not end: the connection is cut instead.
+    if (socket.writable && !(inFlight?.headersSent && !inFlight.writableFinished)) socket.end(BAD_REQUEST);
     else socket.destroy();
   };
   if (inFlight && !inFlight.writableFinished && inFlight.req.complete) inFlight.once('finish', refuse).once('close', refuse);
