@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seed } from '../../server/seed.js';
 import { createTestDatabase, type TestDatabase, vendorsUnderTest } from '../helpers/db.js';
+import { waitFor } from '../helpers/poll.js';
 import { freePort } from '../helpers/processes.js';
 import { OMFLOW, SECRET, type ServerProcess, startServerProcess } from './helpers.js';
 
@@ -119,12 +120,14 @@ for (const vendor of vendorsUnderTest().filter((v) => v === 'postgres' || v === 
       // triage was queued by the request (its trace), dispatched with it, and small, run after it on
       // the server the dispatch reached, carries it too: the dispatch passed it on.
       expect(steps.map((s) => String(s.trace_parent).slice(3, 35))).toEqual([traceId, traceId]);
-      // The booster's access log has the request with the same trace id.
-      const line = boosterOut
-        .split('\n')
-        .filter((l) => l.includes('"msg":"access"') && l.includes('/api/forms/it-request/tickets'))
-        .map((l) => JSON.parse(l) as { status: number; traceId: string; server: string })
-        .find((l) => l.status === 201);
+      // The booster's access log has the request with the same trace id (its lines are buffered for up to 0.2 s).
+      const accessLine = () =>
+        boosterOut
+          .split('\n')
+          .filter((l) => l.includes('"msg":"access"') && l.includes('/api/forms/it-request/tickets'))
+          .map((l) => JSON.parse(l) as { status: number; traceId: string; server: string })
+          .find((l) => l.status === 201);
+      const line = await waitFor(accessLine, { what: 'the ticket request in the access log' }).catch(() => accessLine());
       expect(line, boosterOut.slice(-3000)).toMatchObject({ traceId, server: 'srv-e2e' });
     }, 60_000);
   });
