@@ -105,7 +105,7 @@ type Destination = Omit<ReturnType<typeof pino.destination>, 'write'> & { write(
 const STREAM_CHUNK = 4096;
 const FILE_CHUNK = 64 * 1024;
 /** The longest a line waits in its chunk before it is handed to the destination. */
-export const ACCESS_LOG_FLUSH_MS = 200;
+const ACCESS_LOG_FLUSH_MS = 200;
 /** Bytes the destination may hold while the disk or the journal lags; beyond it lines are dropped and counted. */
 const MAX_BUFFERED = 16 * 1024 * 1024;
 
