@@ -162,7 +162,17 @@ export async function buildServer(opts: BuildOptions): Promise<FastifyInstance> 
 
   const useLocalDispatcher = opts.localDispatcher ?? deps.boosterUrls.length === 0;
   let kick = () => {};
-  const runner = createStepRunner({ db, log, nodeId, runtime, flows: flowsStore, tickets: ticketsStore, onCommitted: () => kick(), fetchImpl: opts.fetchImpl });
+  const runner = createStepRunner({
+    db,
+    log,
+    nodeId,
+    runtime,
+    flows: flowsStore,
+    tickets: ticketsStore,
+    onCommitted: () => kick(),
+    onFinished: () => heartbeat?.soon(),
+    fetchImpl: opts.fetchImpl,
+  });
   const dispatcher = useLocalDispatcher
     ? createLocalDispatcher({ db, log, nodeId, runtime, runner, leaseMs: config.server.stepLeaseMs, pollMs: config.server.dispatchPollMs })
     : null;

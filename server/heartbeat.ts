@@ -8,6 +8,9 @@ import type { Heartbeat, HeartbeatReply } from '../common/protocol/messages.js';
 import type { DbPressureSampler } from './db-pressure.js';
 import type { Runtime } from './runtime.js';
 
+/** How soon after a step finishes its freed room is reported (coalesces a burst of finishes into one beat). */
+const EARLY_BEAT_MS = 50;
+
 /** knex's tarn pool: connections in use and acquirers waiting. */
 export function poolStats(knex: Knex): { used: number; waiting: number } {
   const pool = (knex.client as { pool?: { numUsed?: () => number; numPendingAcquires?: () => number } }).pool;
@@ -44,8 +47,22 @@ export function createHeartbeat(deps: {
   let timer: NodeJS.Timeout | null = null;
   /** The send to each booster that has not finished yet; a booster with one is skipped. */
   const inFlight = new Map<string, Promise<void>>();
+  let early: NodeJS.Timeout | null = null;
+  /** The windowed samples of the last full beat: an early beat repeats them rather than cut a window short. */
+  let samples: Pick<Heartbeat, 'eventLoopLagMs' | 'cpu' | 'db'> | null = null;
 
-  function message(): Heartbeat {
+  function sampled(fresh: boolean): Pick<Heartbeat, 'eventLoopLagMs' | 'cpu' | 'db'> {
+    if (fresh || !samples)
+      samples = {
+        eventLoopLagMs: runtime.eventLoopLagMs(true),
+        cpu: runtime.cpu(),
+        ...(deps.dbPressure ? { db: deps.dbPressure.sample() } : {}),
+      };
+    return samples;
+  }
+
+  function message(fresh = true): Heartbeat {
+    const { eventLoopLagMs, cpu, db } = sampled(fresh);
     return {
       nodeId,
       url: deps.url,
@@ -56,11 +73,11 @@ export function createHeartbeat(deps: {
       inflight: Math.max(0, runtime.inflight),
       runningSteps: runtime.runningSteps,
       stepCapacity: runtime.stepCapacity,
-      eventLoopLagMs: runtime.eventLoopLagMs(true),
+      eventLoopLagMs,
       dbPool: poolStats(deps.knex),
       ...(deps.availability && !deps.availability.isUp() ? { dbUnreachableMs: deps.availability.downForMs() } : {}),
-      ...(deps.dbPressure ? { db: deps.dbPressure.sample() } : {}),
-      cpu: runtime.cpu(),
+      ...(db ? { db } : {}),
+      cpu,
       rssBytes: process.memoryUsage.rss(),
       draining: runtime.draining,
       epochSeen: fence.highest,
@@ -102,8 +119,8 @@ export function createHeartbeat(deps: {
    * One round: to every booster, the active first (the others once it answered, or after a head
    * start of a fifth of the interval); each send is signed anew (own nonce and audience).
    */
-  async function beat(): Promise<void> {
-    const msg = message();
+  async function beat(fresh = true): Promise<void> {
+    const msg = message(fresh);
     const known = client.knownActive;
     const first = boosterUrls.includes(known ?? '') ? (known as string) : boosterUrls[0]!;
     const firstSent = send(first, msg);
@@ -115,6 +132,18 @@ export function createHeartbeat(deps: {
 
   return {
     beat,
+    /**
+     * Step room freed (a step finished): the boosters hear of it within EARLY_BEAT_MS instead of at
+     * the next beat. Each dispatches to a server at most the room its last heartbeat showed, so with
+     * only the regular beat a server ran at most its capacity of steps per interval.
+     */
+    soon(): void {
+      if (!timer || early) return;
+      early = setTimeout(() => {
+        early = null;
+        void beat(false);
+      }, EARLY_BEAT_MS);
+    },
     start(): void {
       if (timer || boosterUrls.length === 0) return;
       const tick = () => void beat();
@@ -125,6 +154,8 @@ export function createHeartbeat(deps: {
     async stop(finalBeat = false): Promise<void> {
       if (timer) clearInterval(timer);
       timer = null;
+      if (early) clearTimeout(early);
+      early = null;
       await Promise.all(inFlight.values());
       if (finalBeat && boosterUrls.length) await beat();
     },

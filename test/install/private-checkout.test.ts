@@ -73,10 +73,7 @@ describe.skipIf(!isRoot)('a checkout in a private (0700) directory, as root', ()
     const port = await freePort();
     const password = 'Private-dir-pw-42';
     // The CLI's own deadline comes first, so a slow start fails with its diagnosis (and log tail), not ours.
-    const run = npm(
-      ['start', '--', '--servers', '2', '--port', String(port), '--admin-password', password, '--timeout', '120'],
-      repo,
-    );
+    const run = npm(['start', '--', '--servers', '2', '--port', String(port), '--admin-password', password, '--timeout', '120'], repo);
     groups.push(run.pid);
     let exited = false;
     void run.exited.then(() => (exited = true));

@@ -61,6 +61,8 @@ export function createStepRunner(deps: {
   tickets: TicketsStore;
   /** Called after a commit that may have enqueued a step (wakes the built-in dispatcher). */
   onCommitted?: () => void;
+  /** A run ended (done, failed or abandoned): its room is free. */
+  onFinished?: () => void;
   fetchImpl?: typeof fetch;
 }) {
   const { db, log, nodeId, runtime, flows, tickets } = deps;
@@ -269,6 +271,7 @@ export function createStepRunner(deps: {
         .finally(() => {
           running.delete(hold.stepId);
           runtime.runningSteps--;
+          deps.onFinished?.();
         });
       running.set(hold.stepId, { controller, done });
     },
