@@ -98,7 +98,10 @@ function onResponseClose(this: TaggedResponse): void {
   this[EXCHANGE] = undefined;
   x.s.counter.done();
   if (!this.writableFinished) x.abortCurrent?.(new Error('client went away'));
-  if (x.s.access.on) x.s.access.record(x, this.headersSent ? this.statusCode : 0, performance.now() - x.startedAt);
+  if (x.s.access.on) {
+    const now = performance.now();
+    x.s.access.record(x, this.headersSent ? this.statusCode : 0, now - x.startedAt, now);
+  }
 }
 
 /** One shared 'drain' listener: resumes the upstream body of the attempt that is answering. */
@@ -326,7 +329,8 @@ class Tunnel implements AccessRecord, RequestIds {
       // The bytes through the tunnel each way, the heads included.
       this.bytesIn = up.bytesWritten;
       this.bytesOut = up.bytesRead;
-      access.record(this, this.status, performance.now() - this.startedAt);
+      const now = performance.now();
+      access.record(this, this.status, now - this.startedAt, now);
     });
   }
 }

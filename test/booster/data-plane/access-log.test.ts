@@ -276,10 +276,11 @@ describe('booster access log', () => {
       bytesOut: 1,
       code: null,
     });
-    const long = `/long/${'x'.repeat(200_000)}`;
+    // Longer than a file's chunk (512 KiB).
+    const long = `/long/${'x'.repeat(600_000)}`;
     const paths: string[] = [];
-    // More than one 64 KiB chunk in one event-loop turn, then the long line, then more in later turns.
-    for (let i = 0; i < 1_000; i++) paths.push(`/a/${i}`);
+    // More than one chunk in one event-loop turn, then the long line, then more in later turns.
+    for (let i = 0; i < 3_000; i++) paths.push(`/a/${i}`);
     paths.push(long, '/é/ü?q=日本', '/tab\there');
     for (const p of paths) log.record(record(p), 200, 1);
     await new Promise((r) => setImmediate(r));
