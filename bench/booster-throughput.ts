@@ -9,7 +9,8 @@
 // The access log's cost: the same booster once more with OMFLOW_BOOSTER_ACCESS_LOG=json to a file
 // (every request logged), in the same rounds; --access-log-only runs just direct and the two.
 // --baseline DIR adds the booster run from another checkout (e.g. `git worktree add /tmp/before
-// <commit>`, node_modules linked), in the same rounds: a before/after comparison in one run.
+// <commit>`, node_modules linked), in the same rounds: a before/after comparison in one run. With
+// --access-log-only that booster has its access log on as well: the log's before/after.
 // Usage: npx tsx bench/booster-throughput.ts [--duration 5] [--connections 50] [--rounds 3] [--no-multicore] [--no-tls] [--tls-only] [--access-log-only] [--baseline DIR]
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -164,10 +165,12 @@ try {
         OMFLOW_BOOSTER_PORT: String(baselinePort),
         OMFLOW_BOOSTER_SLOW_START_MS: '0',
         OMFLOW_BOOSTER_STANDBY_SERVES: 'true',
+        ...(accessLogOnly ? { OMFLOW_BOOSTER_ACCESS_LOG: 'json', OMFLOW_BOOSTER_ACCESS_LOG_FILE: join(dir, 'access-baseline.log') } : {}),
       },
       baselineTree,
     );
     children.push({ kill: () => stop(baselineBooster) });
+    cpuPids.set('booster-baseline', baselineBooster.pid!);
     await waitFor(async () => {
       const st = (await (await statusGet(baselineBoosterUrl)).json()) as { servers: { state: string }[] };
       return st.servers.some((x) => x.state === 'up');
@@ -416,11 +419,18 @@ for (const kind of ['GET', 'POST 1KB']) {
   const al = get('booster-access-log');
   if (al) {
     const off = roundRps.get(`${kind} booster`) ?? [];
-    const on = roundRps.get(`${kind} booster-access-log`) ?? [];
-    const paired = off.map((x, i) => 1 - on[i] / x);
-    console.log(
-      `  access log, paired within each round: ${(median(paired) * 100).toFixed(1)} % fewer req/s (median; rounds ${paired.map((x) => `${(x * 100).toFixed(1)}`).join(' / ')} %)`,
-    );
+    /** The share of req/s lost with the log on, paired within each round. */
+    const paired = (target: string) => {
+      const on = roundRps.get(`${kind} ${target}`) ?? [];
+      const p = off.map((x, i) => 1 - on[i] / x);
+      return `${(median(p) * 100).toFixed(1)} % fewer req/s (median; rounds ${p.map((x) => `${(x * 100).toFixed(1)}`).join(' / ')} %)`;
+    };
+    console.log(`  access log, paired within each round: ${paired('booster-access-log')}`);
+    const bl = accessLogOnly ? get('booster-baseline') : undefined;
+    if (bl)
+      console.log(
+        `  the --baseline checkout with its access log on: ${bl.rps.toFixed(0)} req/s = ${((1 - bl.rps / b.rps) * 100).toFixed(1)} % fewer; paired ${paired('booster-baseline')}; CPU per request ${median(cpuPerRequest.get(`${kind} booster-baseline`) ?? [Number.NaN]).toFixed(1)} µs`,
+      );
     console.log(
       `  access log (${accessLogLines} lines written in the whole run): booster ${b.rps.toFixed(0)} req/s with it off, ${al.rps.toFixed(0)} req/s with it on (JSON, every request, to a file) = ${((1 - al.rps / b.rps) * 100).toFixed(1)} % fewer (goal <= 5 %); p99 ${b.p99.toFixed(2)} / ${al.p99.toFixed(2)} ms; booster CPU per request ${median(cpuPerRequest.get(`${kind} booster`) ?? [Number.NaN]).toFixed(1)} / ${median(cpuPerRequest.get(`${kind} booster-access-log`) ?? [Number.NaN]).toFixed(1)} µs`,
     );
