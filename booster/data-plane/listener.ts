@@ -66,6 +66,17 @@ function redirectToHttps(req: IncomingMessage, res: ServerResponse, tlsPort: num
   res.end();
 }
 
+/**
+ * A client's FIN after a whole request means "no more requests", not "cancel this one": the answer
+ * goes out, then the connection closes (as HAProxy, nginx and the lean path do). node:http's
+ * default drops the request in flight. A body cut by the FIN is still a parse error (400).
+ */
+function answerHalfClosed(server: Server): Server {
+  // Public since Node 18 (http.Server), not in @types/node.
+  (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+  return server;
+}
+
 /** Concurrent streams one HTTP/2 client connection may have open. */
 export const H2_MAX_CONCURRENT_STREAMS = 128;
 
@@ -78,7 +89,7 @@ export const H2_MAX_CONCURRENT_STREAMS = 128;
 export function createListener(opts: ListenerOptions, onRequest: Handler, expect?: ExpectHandlers): Listener {
   if (!opts.tls) {
     if (opts.redirectPort !== undefined) opts.log.warn('OMFLOW_BOOSTER_HTTP_REDIRECT_PORT ignored: no TLS certificate configured');
-    const server = createServer(opts.server, onRequest);
+    const server = answerHalfClosed(createServer(opts.server, onRequest));
     if (expect) {
       server.on('checkContinue', expect.onCheckContinue);
       server.on('checkExpectation', expect.onCheckExpectation);
@@ -107,7 +118,7 @@ export function createListener(opts: ListenerOptions, onRequest: Handler, expect
   // Cluster members speak plain HTTP to /_booster/ (signed); users are sent to HTTPS.
   const plainOnly = (handler: Handler) => (req: IncomingMessage, res: ServerResponse) =>
     (req.url ?? '/').startsWith(BOOSTER_PATH.prefix) ? handler(req, res) : redirectToHttps(req, res, tlsPort);
-  const plain = createServer(opts.server, plainOnly(onRequest));
+  const plain = answerHalfClosed(createServer(opts.server, plainOnly(onRequest)));
   if (expect) {
     plain.on('checkContinue', plainOnly(expect.onCheckContinue));
     plain.on('checkExpectation', plainOnly(expect.onCheckExpectation));

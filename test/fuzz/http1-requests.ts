@@ -15,7 +15,8 @@ export interface HttpCase {
   /**
    * How the client leaves once the bytes are written: it waits (the default: the sentinel request
    * follows, as a keep-alive client's next request), half-closes ('end': FIN, still reading), or
-   * goes away ('destroy'). Corpus entries use it; generated cases wait.
+   * goes away ('destroy'). Generated cases wait or half-close; 'destroy' (whose outcome depends on
+   * how far the request got) is for corpus entries only.
    */
   close?: 'end' | 'destroy';
 }
@@ -193,6 +194,7 @@ export const httpCase: fc.Arbitrary<HttpCase> = fc
     hostFirst: fc.boolean(),
     follower,
     splits: fc.array(fc.nat({ max: 400 }), { maxLength: 2 }),
+    halfClose: weighted([4, fc.constant(false)], [1, fc.constant(true)]),
   })
   .map((r) => {
     const lines = r.hostFirst ? [...r.host, ...r.headers, ...r.framing.headers] : [...r.headers, ...r.framing.headers, ...r.host];
@@ -207,5 +209,5 @@ export const httpCase: fc.Arbitrary<HttpCase> = fc
       from = c;
     }
     writes.push(bytes.slice(from));
-    return { writes };
+    return r.halfClose ? { writes, close: 'end' as const } : { writes };
   });

@@ -427,7 +427,16 @@ export class LeanConnection {
     this.#releaseParser(); // node:http reads the rest with a parser of its own
     const s = this.socket;
     if (s._handle) s._handle._consumed = true; // node:http reads through the stream (it sees the bytes put back)
-    s.unshift(h.rest && h.rest.length > 0 ? Buffer.concat([Buffer.from(h.head, 'latin1'), h.rest]) : Buffer.from(h.head, 'latin1'));
+    const bytes = h.rest && h.rest.length > 0 ? Buffer.concat([Buffer.from(h.head, 'latin1'), h.rest]) : Buffer.from(h.head, 'latin1');
+    if (this.#ended) {
+      // The client half-closed behind its pipelined requests: the stream has ended, so nothing can be
+      // put back in it. node:http gets the bytes and the end as its own listeners would have.
+      this.front.handToNodeHttp(s);
+      s.emit('data', bytes);
+      s.emit('end');
+      return;
+    }
+    s.unshift(bytes);
     this.front.handToNodeHttp(s);
     process.nextTick(() => s.resume());
   }
@@ -461,7 +470,7 @@ export class LeanConnection {
       this.socket.end(this.#refusal);
       return;
     }
-    if (close || this.#ended) {
+    if (close || (this.#ended && !this.#handOver?.rest)) {
       this.socket.end();
       return;
     }
@@ -513,11 +522,12 @@ export class LeanConnection {
 
   readonly #onEnd = (): void => {
     this.#ended = true;
-    // A half-closed client still gets the answer to its complete request; a request of which
-    // only part came is dropped, and so is one waiting behind the answer for node:http.
+    // A half-closed client still gets the answers to its complete requests, those waiting behind
+    // the current answer for node:http too (handed over when it is done); a request of which only
+    // part came is dropped.
     if (this.#reading !== null || (this.#handOver !== null && this.current === null)) this.socket.destroy();
     else if (this.current === null) this.socket.end();
-    else this.#handOver = null;
+    else if (this.#handOver?.rest == null) this.#handOver = null;
   };
 
   readonly #onClose = (): void => {

@@ -240,6 +240,38 @@ describe('lean HTTP/1.1 front', () => {
     expect(boosterClosed).toBe(true);
     expect(halfClosed).toContain('"method":"GET"');
   });
+
+  it('a client that half-closes after a complete request gets its answer on the node:http paths too (hand-over, and the lean path off)', async () => {
+    // As HAProxy and nginx do: FIN after a whole request means "no more requests", not "cancel this one".
+    const chunked = 'POST /half-chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n';
+    const first = await activeBoosterWithServer('half-handover');
+    const handedOver = await rawExchange(first.base, chunked, { halfClose: true, endAfterMs: 3000 });
+    expect(statusLines(handedOver)).toEqual(['HTTP/1.1 200 OK']);
+    expect(handedOver).toContain('"method":"POST","bytes":5');
+    // The next booster leads on the same database once this one is gone.
+    await first.b.close();
+
+    const b = createBooster({ config: boosterConfig('half-node-http', { OMFLOW_BOOSTER_LEAN_HTTP1: false }), db: suite.db.db, log: silentLog });
+    const nodeBase = await b.listen();
+    cleanups.push(() => b.close());
+    await waitFor(() => b.role() === 'active', { what: 'booster active' });
+    const s = await startFixtureServer({ id: 'half-node-http-s', boosters: [nodeBase], knex: suite.db.knex });
+    cleanups.push(() => s.stop());
+    await s.heartbeatNow();
+    await waitFor(() => b.table.routable.length >= 1, { what: 'server routable' });
+    let boosterClosed = false;
+    const plain = await rawExchange(nodeBase, 'GET /half HTTP/1.1\r\nHost: x\r\n\r\n', {
+      halfClose: true,
+      endAfterMs: 3000,
+      onServerEnd: () => (boosterClosed = true),
+    });
+    expect(statusLines(plain)).toEqual(['HTTP/1.1 200 OK']);
+    expect(boosterClosed).toBe(true);
+    expect((await rawExchange(nodeBase, chunked, { halfClose: true, endAfterMs: 3000 })).includes('"method":"POST","bytes":5')).toBe(true);
+    // A body cut by the FIN is still refused, and the connection closed (it is not a complete request).
+    const cut = await rawExchange(nodeBase, 'POST /cut HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part', { halfClose: true, endAfterMs: 3000 });
+    expect(statusLines(cut)).toEqual(['HTTP/1.1 400 Bad Request']);
+  });
 });
 
 describe('lean HTTP/1.1 upstream client', () => {
