@@ -111,6 +111,8 @@ interface AppServer {
   port: number;
   group: CpuGroup;
   child: ChildProcess | null;
+  /** Warmed since it started (a server added mid-run is not, until the next scenario warms it). */
+  warm: boolean;
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'omflow-balance-'));
@@ -127,6 +129,7 @@ let auth: Record<string, string> = {};
 
 /** An app server inside its group from its first instruction (its shell joins, then execs node). */
 function startServer(s: AppServer): void {
+  s.warm = false;
   const cmd = `echo $$ > ${s.group.procsFile} && exec ${process.execPath} ${PERF_DIR ? '--perf-basic-prof ' : ''}${join(ROOT, 'common/bin/omflow.mjs')} server`;
   s.child = spawn('sh', ['-c', cmd], {
     env: {
@@ -632,27 +635,27 @@ async function warmServers(): Promise<string> {
     }
     phases.push(`${Number.isFinite(quota) ? `at ${quota * 100} %` : 'unlimited'}: ${rounds.map((r) => r.map((c) => fmt(c)).join('/')).join(' → ')}`);
   }
-  for (const s of servers) s.group.setQuota(Number.POSITIVE_INFINITY);
+  for (const s of servers) {
+    s.group.setQuota(Number.POSITIVE_INFINITY);
+    if (s.child) s.warm = true;
+  }
   return phases.join('; ');
 }
 
 async function prepareServers(sc: Scenario): Promise<void> {
-  const started: AppServer[] = [];
   for (const [i, s] of servers.entries()) {
     s.group.setQuota(Number.POSITIVE_INFINITY);
     s.group.signal('SIGCONT');
     const wanted = !(sc.lateStartAt !== undefined && i === 2);
-    if (wanted && !s.child) {
-      startServer(s);
-      started.push(s);
-    }
+    if (wanted && !s.child) startServer(s);
     if (!wanted && s.child) await stopServer(s);
   }
+  const cold = servers.filter((s) => s.child && !s.warm);
   for (const s of servers) if (s.child) await waitFor(() => serverAnswers(s), `${s.id} answers`, 60_000);
   const expected = servers.filter((s) => s.child).map((s) => s.id);
   await waitFor(async () => (await boosterUp()).length === expected.length, `booster sees ${expected.join(', ')} up`, 60_000);
-  // A server (re)started for this scenario is warmed like the first ones (a server added mid-run stays cold, as it would be).
-  if (started.length) console.log(`  servers warmed again (${started.map((s) => s.id).join(', ')}): µs CPU per answer by round ${await warmServers()}`);
+  // A server (re)started since the last warm-up is warmed like the first ones (one added mid-run stays cold within its cell, as it would be).
+  if (cold.length) console.log(`  servers warmed again (${cold.map((s) => s.id).join(', ')}), µs CPU per answer by round, ${await warmServers()}`);
   for (const [i, s] of servers.entries()) s.group.setQuota(sc.quotas[i]);
 }
 
@@ -740,7 +743,7 @@ try {
   for (let i = 1; i <= 3; i++) {
     const group = new CpuGroup(layout, `omflow-bench-s${i}`);
     groups.push(group);
-    servers.push({ id: `bq-s${i}`, port: await freePort(), group, child: null });
+    servers.push({ id: `bq-s${i}`, port: await freePort(), group, child: null, warm: false });
   }
   children.push(
     startBoosterProcess('1', {
