@@ -13,12 +13,16 @@
 // Usage: npx tsx bench/balance-quality.ts [--runs 3] [--seconds 15] [--quota 0.1] [--booster-env K=V,…]
 //   [--scenarios homogeneous,slow,degrading,stall,added] [--work page,tickets]
 //   [--loads max,50,80,95] [--dynamic-loads 80] [--proxies booster,haproxy-leastconn,haproxy-roundrobin,nginx]
+//   [--diagnose] (per cell: requests each server answered against the client's, new upstream connections, the
+//   servers' user/system CPU and context switches per answer, answers per second, the booster's view of each server)
+//   [--perf DIR] (perf record of the first server in each cell, JIT frames named) [--rotate N] (start the proxy order N later)
 // Needs root (control groups), haproxy and nginx on PATH; refuses without the cgroup cpu controller.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Pool } from 'undici';
+import { audienceOf, signClusterRequest } from '../common/protocol/cluster-auth.js';
 import { cpuTicks, freePort, ROOT, SECRET, startBoosterProcess, startEmbeddedPostgres, statusGet, stop, waitFor } from './booster-lib.js';
 import { CpuGroup, cpuControllerLayout } from './cpu-groups.js';
 import { benchAuthHeaders, prepareTicketBenchDb } from './ticket-bench-db.js';
@@ -38,9 +42,12 @@ const PROXIES = list('proxies', 'booster,haproxy-leastconn,haproxy-roundrobin,ng
 const BOOSTER_ENV = Object.fromEntries(list('booster-env', '').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 const CLOSED_CONNECTIONS = 32;
 const WARMUP_S = 3;
-/** A server's JIT warm-up before it is limited: at 10 % of a core a cold server needs a minute to reach its speed. */
-const SERVER_WARMUP_S = Number(flag('server-warmup') ?? 8);
 const FORM = 'it-request';
+/** Per cell, what the servers saw: requests they answered, upstream connections opened, the booster's view of them. */
+const DIAGNOSE = args.includes('--diagnose');
+const PERF_DIR = flag('perf');
+let perfSeq = 0;
+const OPERATOR_TOKEN = 'bench-operator-token-0123456789abcdef';
 
 type ScenarioName = 'homogeneous' | 'slow' | 'degrading' | 'stall' | 'added';
 type Work = 'page' | 'tickets';
@@ -104,6 +111,8 @@ interface AppServer {
   port: number;
   group: CpuGroup;
   child: ChildProcess | null;
+  /** Warmed since it started (a server added mid-run is not, until the next scenario warms it). */
+  warm: boolean;
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'omflow-balance-'));
@@ -114,10 +123,14 @@ const boosterUrl = `http://127.0.0.1:${boosterPort}`;
 const children: ChildProcess[] = [];
 const servers: AppServer[] = [];
 const groups: CpuGroup[] = [];
+/** Set once the proxies are up: the server warm-up goes through them. */
+let proxies: Proxy[] = [];
+let auth: Record<string, string> = {};
 
 /** An app server inside its group from its first instruction (its shell joins, then execs node). */
 function startServer(s: AppServer): void {
-  const cmd = `echo $$ > ${s.group.procsFile} && exec ${process.execPath} ${join(ROOT, 'common/bin/omflow.mjs')} server`;
+  s.warm = false;
+  const cmd = `echo $$ > ${s.group.procsFile} && exec ${process.execPath} ${PERF_DIR ? '--perf-basic-prof ' : ''}${join(ROOT, 'common/bin/omflow.mjs')} server`;
   s.child = spawn('sh', ['-c', cmd], {
     env: {
       PATH: process.env.PATH,
@@ -128,6 +141,7 @@ function startServer(s: AppServer): void {
       OMFLOW_SERVER_HOST: '127.0.0.1',
       OMFLOW_SERVER_PORT: String(s.port),
       OMFLOW_DB_POOL_MAX: '10',
+      OMFLOW_SERVER_OPERATOR_TOKEN: OPERATOR_TOKEN,
       BOOSTER_IP: '127.0.0.1',
       BOOSTER_PORT: String(boosterPort),
     },
@@ -416,6 +430,124 @@ function figures(answers: Answer[], seconds: number, sc: Scenario, serverTicks: 
   return f;
 }
 
+// ---------------------------------------------------------------- diagnosis (--diagnose)
+
+/** Requests each server answered (its own counter, every status class), by server id. */
+async function answeredByServers(): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const s of servers) {
+    if (!s.child) continue;
+    const text = await fetch(`http://127.0.0.1:${s.port}/_internal/metrics`, { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } }).then(
+      (r) => r.text(),
+      () => '',
+    );
+    out[s.id] = 0;
+    for (const m of text.matchAll(/^omflow_server_requests_total\{[^}]*\} (\d+)/gm)) out[s.id] += Number(m[1]);
+  }
+  return out;
+}
+
+/** User and system CPU ticks of the app servers, and their context switches (voluntary, involuntary). */
+function serverCpuSplit(): number[] {
+  const out = [0, 0, 0, 0];
+  for (const s of servers)
+    for (const pid of s.group.pids()) {
+      try {
+        const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+        out[0] += Number(f[11]);
+        out[1] += Number(f[12]);
+        const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+        out[2] += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+        out[3] += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+      } catch {
+        // exited meanwhile
+      }
+    }
+  return out;
+}
+
+/** A booster metric's total over its labels. */
+async function boosterMetric(name: string): Promise<number> {
+  const path = '/_booster/metrics';
+  const text = await fetch(boosterUrl + path, {
+    headers: signClusterRequest(SECRET, 'bench', 'GET', path, '', Date.now(), { audience: audienceOf(boosterUrl) }),
+  }).then(
+    (r) => r.text(),
+    () => '',
+  );
+  let n = 0;
+  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)`, 'gm'))) n += Number(m[1]);
+  return n;
+}
+
+/**
+ * Samples, every 100 ms while a cell runs: the TCP connections to the servers' ports (ss; a
+ * connection seen in no earlier sample is a new one, TIME-WAIT included, so short ones count too)
+ * and the booster's view of each server (state, concurrency limit, in flight).
+ */
+function startSampler() {
+  const ports = new Set(servers.map((s) => String(s.port)));
+  const seen = new Set<string>();
+  let baseline: Set<string> | null = null;
+  const notUp: Record<string, number> = {};
+  const limits: Record<string, number[]> = {};
+  const baselines: Record<string, number[]> = {};
+  let samples = 0;
+  let busy = false;
+  const sampleConnections = () =>
+    new Promise<void>((resolve) => {
+      const c = spawn('ss', ['-tanH'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      let out = '';
+      c.stdout!.on('data', (d) => (out += d));
+      c.on('close', () => {
+        const now = new Set<string>();
+        for (const line of out.split('\n')) {
+          const f = line.trim().split(/\s+/);
+          if (f.length < 5) continue;
+          const [local, peer] = [f[3], f[4]];
+          // The server side of a connection: its local port is a server's.
+          if (ports.has(local.slice(local.lastIndexOf(':') + 1))) now.add(`${local}|${peer}`);
+          else if (ports.has(peer.slice(peer.lastIndexOf(':') + 1))) now.add(`${peer}|${local}`);
+        }
+        if (baseline === null) baseline = now;
+        else for (const k of now) if (!baseline.has(k)) seen.add(k);
+        resolve();
+      });
+    });
+  const timer = setInterval(async () => {
+    if (busy) return;
+    busy = true;
+    samples++;
+    const st = PROXIES.includes('booster')
+      ? await statusGet(boosterUrl)
+          .then((r) => r.json() as Promise<{ servers: { id: string; state: string; concurrencyLimit: number | null; noLoadMs: number | null }[] }>)
+          .catch(() => null)
+      : null;
+    for (const s of st?.servers ?? []) {
+      if (s.state !== 'up') notUp[s.id] = (notUp[s.id] ?? 0) + 1;
+      if (s.concurrencyLimit !== null) (limits[s.id] ??= []).push(s.concurrencyLimit);
+      if (s.noLoadMs !== null) (baselines[s.id] ??= []).push(s.noLoadMs);
+    }
+    await sampleConnections();
+    busy = false;
+  }, 100);
+  void sampleConnections();
+  return {
+    stop() {
+      clearInterval(timer);
+      const newConns: Record<string, number> = {};
+      for (const k of seen) {
+        const port = k.slice(k.indexOf(':') + 1, k.indexOf('|'));
+        const id = servers.find((s) => String(s.port) === port)?.id ?? port;
+        newConns[id] = (newConns[id] ?? 0) + 1;
+      }
+      const byServer = (m: Record<string, number[]>) => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, median(v)]));
+      return { samples, newConns, notUp, limits: byServer(limits), baselines: byServer(baselines) };
+    },
+  };
+}
+
 // ---------------------------------------------------------------- one cell
 
 async function tickets(): Promise<number> {
@@ -458,34 +590,72 @@ function serverCpuTicks(): number {
   return n;
 }
 
+/** CPU ticks of one app server's processes. */
+function groupTicks(s: AppServer): number {
+  let n = 0;
+  for (const pid of s.group.pids()) n += cpuTicks(pid);
+  return n;
+}
+
+const WARM_WINDOW_S = 2;
+/** Limited, the first cell measured still paid for warming up after 2 s windows had settled: a cell's length of load per proxy. */
+const THROTTLED_WARM_WINDOW_S = 10;
+const WARM_MAX_ROUNDS = 10;
+/** What a warm-up round must have of a server before its cost counts (a server a proxy has not routed to yet). */
+const WARM_MIN_ANSWERS = 100;
+
 /**
- * Load straight at one unlimited server until its hot paths are compiled, so no proxy is measured
- * against colder servers than another (a server added mid-run is cold, as it would be).
+ * Load through every proxy in turn until each server's CPU per answer has settled (two rounds in a
+ * row less than 10 % cheaper than the one before): first unlimited, then at QUOTA. A cold server spends
+ * several times more per request while its hot paths compile, and keeps getting cheaper for tens of
+ * seconds once limited (measured: 985, 486, 182 µs per answer in three 13 s cells in a row through
+ * the same proxy); without this, the first proxy measured (the Booster, in the first run) met
+ * colder servers than the others. Through the proxies, so every request shape a cell sends (each
+ * proxy's headers) is compiled. Returns each round's figures.
  */
-async function warmServer(s: AppServer): Promise<void> {
-  const direct: Proxy = { name: s.id, url: `http://127.0.0.1:${s.port}`, serverOf: () => s.id };
-  const pool = new Pool(direct.url);
-  const auth = await benchAuthHeaders(pool);
-  await pool.close();
-  for (const work of WORK) await drive(direct, work, auth, { kind: 'closed' }, SERVER_WARMUP_S / WORK.length);
+async function warmServers(): Promise<string> {
+  const phases: string[] = [];
+  for (const quota of [Number.POSITIVE_INFINITY, QUOTA]) {
+    for (const s of servers) s.group.setQuota(quota);
+    const rounds: number[][] = [];
+    for (let round = 1; round <= WARM_MAX_ROUNDS; round++) {
+      const ticks0 = servers.map((s) => (s.child ? groupTicks(s) : 0));
+      const answered = new Map<string, number>();
+      for (const p of proxies)
+        for (const work of WORK)
+          for (const a of await drive(p, work, auth, { kind: 'closed' }, Number.isFinite(quota) ? THROTTLED_WARM_WINDOW_S : WARM_WINDOW_S))
+            if (a.ok && a.server) answered.set(a.server, (answered.get(a.server) ?? 0) + 1);
+      const cost = servers.map((s, i) =>
+        s.child && (answered.get(s.id) ?? 0) >= WARM_MIN_ANSWERS ? ((groupTicks(s) - ticks0[i]) * 10_000) / answered.get(s.id)! : Number.NaN,
+      );
+      rounds.push(cost);
+      // Settled: two rounds in a row, each less than 10 % cheaper than the one before.
+      const flat = (k: number) => servers.every((s, i) => !s.child || rounds[k][i] >= 0.9 * rounds[k - 1][i]);
+      if (rounds.length >= 3 && flat(rounds.length - 1) && flat(rounds.length - 2)) break;
+    }
+    phases.push(`${Number.isFinite(quota) ? `at ${quota * 100} %` : 'unlimited'}: ${rounds.map((r) => r.map((c) => fmt(c)).join('/')).join(' → ')}`);
+  }
+  for (const s of servers) {
+    s.group.setQuota(Number.POSITIVE_INFINITY);
+    if (s.child) s.warm = true;
+  }
+  return phases.join('; ');
 }
 
 async function prepareServers(sc: Scenario): Promise<void> {
-  const started: AppServer[] = [];
   for (const [i, s] of servers.entries()) {
     s.group.setQuota(Number.POSITIVE_INFINITY);
     s.group.signal('SIGCONT');
     const wanted = !(sc.lateStartAt !== undefined && i === 2);
-    if (wanted && !s.child) {
-      startServer(s);
-      started.push(s);
-    }
+    if (wanted && !s.child) startServer(s);
     if (!wanted && s.child) await stopServer(s);
   }
+  const cold = servers.filter((s) => s.child && !s.warm);
   for (const s of servers) if (s.child) await waitFor(() => serverAnswers(s), `${s.id} answers`, 60_000);
-  for (const s of started) await warmServer(s);
   const expected = servers.filter((s) => s.child).map((s) => s.id);
   await waitFor(async () => (await boosterUp()).length === expected.length, `booster sees ${expected.join(', ')} up`, 60_000);
+  // A server (re)started since the last warm-up is warmed like the first ones (one added mid-run stays cold within its cell, as it would be).
+  if (cold.length) console.log(`  servers warmed again (${cold.map((s) => s.id).join(', ')}), µs CPU per answer by round, ${await warmServers()}`);
   for (const [i, s] of servers.entries()) s.group.setQuota(sc.quotas[i]);
 }
 
@@ -502,6 +672,28 @@ async function cell(
   if (work === 'tickets') await stepsDrained();
   const fired = new Set<number>();
   const ticks0 = serverCpuTicks();
+  const diag0 = DIAGNOSE ? { answered: await answeredByServers(), retries: await boosterMetric('omflow_booster_retries_total') } : null;
+  const sampler = DIAGNOSE ? startSampler() : null;
+  const split0 = DIAGNOSE ? serverCpuSplit() : [];
+  const perf = PERF_DIR
+    ? spawn(
+        'perf',
+        [
+          'record',
+          '-F',
+          '997',
+          '-g',
+          '-o',
+          `${PERF_DIR}/${proxy.name}-${load.kind}-${++perfSeq}.data`,
+          '-p',
+          String(servers[0].group.pids()[0]),
+          '--',
+          'sleep',
+          String(sc.seconds - 2),
+        ],
+        { stdio: 'ignore' },
+      )
+    : null;
   const answers = await drive(proxy, work, auth, load, sc.seconds, (s) => {
     for (const [k, e] of sc.events.entries())
       if (!fired.has(k) && s >= e.at) {
@@ -511,7 +703,30 @@ async function cell(
     if (sc.lateStartAt !== undefined && s >= sc.lateStartAt && !servers[2].child) startServer(servers[2]);
   });
   for (const s of servers) s.group.signal('SIGCONT');
+  if (perf && perf.exitCode === null) await new Promise((r) => perf.once('exit', r));
   const f = figures(answers, sc.seconds, sc, serverCpuTicks() - ticks0);
+  if (diag0 && sampler) {
+    const seen = sampler.stop();
+    const answered = await answeredByServers();
+    const retries = (await boosterMetric('omflow_booster_retries_total')) - diag0.retries;
+    const per = servers
+      .filter((s) => answered[s.id] !== undefined)
+      .map(
+        (s) =>
+          `${s.id}: answered ${answered[s.id] - (diag0.answered[s.id] ?? 0)} (client saw ${answers.filter((a) => a.server === s.id).length}), new conns ${seen.newConns[s.id] ?? 0}, not up ${seen.notUp[s.id] ?? 0}/${seen.samples}, limit ~${fmt(seen.limits[s.id])}, no-load ~${fmt(seen.baselines[s.id], 1)} ms`,
+      )
+      .join('; ');
+    const split = serverCpuSplit().map((x, i) => x - split0[i]);
+    const n = Math.max(1, answers.length);
+    console.log(
+      `    [diagnose] per answer: user ${fmt((split[0] * 10_000) / n)} µs, system ${fmt((split[1] * 10_000) / n)} µs, context switches ${fmt(split[2] / n, 2)} voluntary, ${fmt(split[3] / n, 2)} involuntary`,
+    );
+    const perSecond = Array.from({ length: sc.seconds }, (_, i) => answers.filter((a) => a.at >= i * 1000 && a.at < (i + 1) * 1000).length);
+    console.log(`    [diagnose] per second ${perSecond.join(' ')}`);
+    console.log(
+      `    [diagnose] ${proxy.name} ${load.kind}${load.rate ? ` ${load.rate.toFixed(0)}/s` : ''}: client answers ${answers.length} (ok ${answers.filter((a) => a.ok).length}), server CPU ${f.serverCpuUs.toFixed(0)} µs/answer, booster retries ${retries}; ${per}`,
+    );
+  }
   if (work !== 'tickets') return { f };
   await stepsDrained();
   return { f, check: await ticketCheck(answers) };
@@ -520,14 +735,15 @@ async function cell(
 // ---------------------------------------------------------------- main
 
 /** Each run starts with another proxy, so none is always the first after a scenario change. */
-const rotated = <T>(xs: T[], run: number) => xs.map((_, i) => xs[(i + run - 1) % xs.length]);
+const ROTATE = Number(flag('rotate') ?? 0);
+const rotated = <T>(xs: T[], run: number) => xs.map((_, i) => xs[(i + run - 1 + ROTATE) % xs.length]);
 const fmt = (v: number | undefined, d = 0) => (v === undefined || Number.isNaN(v) ? '-' : v.toFixed(d));
 
 try {
   for (let i = 1; i <= 3; i++) {
     const group = new CpuGroup(layout, `omflow-bench-s${i}`);
     groups.push(group);
-    servers.push({ id: `bq-s${i}`, port: await freePort(), group, child: null });
+    servers.push({ id: `bq-s${i}`, port: await freePort(), group, child: null, warm: false });
   }
   children.push(
     startBoosterProcess('1', {
@@ -544,13 +760,14 @@ try {
   await waitFor(async () => (await fetch(`${boosterUrl}/_booster/active`)).status === 200, 'booster active');
   for (const s of servers) startServer(s);
   await waitFor(async () => (await boosterUp()).length === 3, 'three servers up', 60_000);
-  const proxies = await startProxies();
+  proxies = await startProxies();
   const authPool = new Pool(boosterUrl);
-  const auth = await benchAuthHeaders(authPool);
+  auth = await benchAuthHeaders(authPool);
   await authPool.close();
+  const warmed = await warmServers();
 
   console.log(
-    `balance-quality: 3 app servers in CPU groups (cgroup v${layout.version}), ${QUOTA * 100} % of a core each unless the scenario says otherwise; proxies on CPU 1 (one thread / worker each), load from this process; ${RUNS} run(s), medians shown; warm-up ${WARMUP_S} s closed-loop before each cell`,
+    `balance-quality: 3 app servers in CPU groups (cgroup v${layout.version}), ${QUOTA * 100} % of a core each unless the scenario says otherwise; proxies on CPU 1 (one thread / worker each), load from this process; ${RUNS} run(s), medians shown; warm-up ${WARMUP_S} s closed-loop before each cell\n  servers warmed through every proxy until their CPU per answer settled, µs per answer of s1/s2/s3 by round, ${warmed}`,
   );
   type Row = { scenario: string; work: Work; load: string; proxy: string; runs: Figures[]; checks: Awaited<ReturnType<typeof ticketCheck>>[] };
   const rows: Row[] = [];
