@@ -583,18 +583,16 @@ async function ticketCheck(answers: Answer[]): Promise<{ acknowledged: number; l
   return { acknowledged: acked.length, lost, duplicated };
 }
 
-/** CPU ticks of every app server process (a server started or stopped mid-cell counts what it ran here). */
-function serverCpuTicks(): number {
-  let n = 0;
-  for (const s of servers) for (const pid of s.group.pids()) n += cpuTicks(pid);
-  return n;
-}
-
 /** CPU ticks of one app server's processes. */
 function groupTicks(s: AppServer): number {
   let n = 0;
   for (const pid of s.group.pids()) n += cpuTicks(pid);
   return n;
+}
+
+/** CPU ticks of every app server process (a server started or stopped mid-cell counts what it ran here). */
+function serverCpuTicks(): number {
+  return servers.reduce((n, s) => n + groupTicks(s), 0);
 }
 
 const WARM_WINDOW_S = 2;
